@@ -1,0 +1,254 @@
+// Runs a real OpenClaw gateway (the pinned version in openclaw-host/) with this plugin loaded from the repo,
+// in isolated temp dirs, bound to 127.0.0.1. Used by the end-to-end tests and `npm run demo`.
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { execa } from "execa";
+
+export const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
+export const openclawEntry = join(repoRoot, "openclaw-host/node_modules/openclaw/openclaw.mjs");
+
+export interface GatewayOptions {
+  /** `channels.agent-registry` of openclaw.json. */
+  channelConfig: Record<string, unknown>;
+  modelBaseUrl: string;
+  /** Extra top-level openclaw.json keys (merged shallowly). */
+  extraConfig?: Record<string, unknown>;
+  env?: Record<string, string>;
+  /** Keep dirs across restarts (the same state dir). */
+  baseDir?: string;
+}
+
+export interface Gateway {
+  port: number;
+  baseDir: string;
+  stateDir: string;
+  configPath: string;
+  env: Record<string, string>;
+  pid(): number | undefined;
+  logs(): string;
+  /** Runs the openclaw CLI against this gateway; throws with its output when it exits non-zero. */
+  cli(
+    args: string[],
+    opts?: { timeoutMs?: number; reject?: boolean },
+  ): Promise<{ stdout: string; stderr: string; exitCode: number }>;
+  /** `openclaw gateway call <method> --params <json> --json`. */
+  call<T = unknown>(method: string, params?: Record<string, unknown>): Promise<T>;
+  readConfig(): Record<string, unknown>;
+  writeConfig(config: Record<string, unknown>): void;
+  /** SIGTERM, wait for exit (bounded), SIGKILL if needed. */
+  stop(timeoutMs?: number): Promise<number | null>;
+  kill9(): Promise<void>;
+  start(): Promise<void>;
+  cleanup(): void;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function baseConfig(opts: GatewayOptions, port: number, token: string): Record<string, unknown> {
+  return {
+    gateway: { mode: "local", port, bind: "loopback", auth: { mode: "token", token } },
+    plugins: { load: { paths: [repoRoot] }, entries: { "agent-registry": { enabled: true } } },
+    models: {
+      providers: {
+        scripted: {
+          api: "openai-completions",
+          baseUrl: opts.modelBaseUrl,
+          apiKey: "scripted-test-key",
+          models: [{ id: "scripted", name: "Scripted test model", contextWindow: 128000, maxTokens: 4096 }],
+        },
+      },
+    },
+    agents: { defaults: { model: { primary: "scripted/scripted" } } },
+    channels: { "agent-registry": opts.channelConfig },
+    ...opts.extraConfig,
+  };
+}
+
+async function waitFor(
+  check: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
+  const baseDir = opts.baseDir ?? mkdtempSync(join(tmpdir(), "ar-gateway-"));
+  const home = join(baseDir, "home");
+  const stateDir = join(baseDir, "state");
+  const configPath = join(baseDir, "openclaw.json");
+  mkdirSync(home, { recursive: true });
+  mkdirSync(stateDir, { recursive: true });
+  const port = await freePort();
+  const token = randomBytes(16).toString("hex");
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? "",
+    HOME: home,
+    OPENCLAW_HOME: home,
+    OPENCLAW_STATE_DIR: stateDir,
+    OPENCLAW_CONFIG_PATH: configPath,
+    OPENCLAW_GATEWAY_TOKEN: token,
+    OPENCLAW_GATEWAY_PORT: String(port),
+    OPENCLAW_DISABLE_BONJOUR: "1",
+    OPENCLAW_NO_AUTO_UPDATE: "1",
+    NO_COLOR: "1",
+    ...opts.env,
+  };
+  writeFileSync(configPath, JSON.stringify(baseConfig(opts, port, token), null, 2));
+
+  let child: ChildProcess | undefined;
+  let output = "";
+  const logPath = join(baseDir, "gateway.log");
+
+  const gateway: Gateway = {
+    port,
+    baseDir,
+    stateDir,
+    configPath,
+    env,
+    pid: () => child?.pid,
+    logs: () => output,
+    async cli(args, cliOpts = {}) {
+      const result = await execa(process.execPath, [openclawEntry, ...args], {
+        env,
+        extendEnv: false,
+        reject: false,
+        timeout: cliOpts.timeoutMs ?? 60_000,
+        cwd: baseDir,
+      });
+      const exitCode = result.exitCode ?? -1;
+      if (exitCode !== 0 && cliOpts.reject !== false) {
+        throw new Error(
+          `openclaw ${args.join(" ")} exited ${exitCode}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`,
+        );
+      }
+      return { stdout: String(result.stdout), stderr: String(result.stderr), exitCode };
+    },
+    async call<T>(method: string, params: Record<string, unknown> = {}) {
+      const { stdout } = await gateway.cli([
+        "gateway",
+        "call",
+        method,
+        "--params",
+        JSON.stringify(params),
+        "--json",
+      ]);
+      return parseJsonOutput(stdout) as T;
+    },
+    readConfig: () => JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>,
+    writeConfig: (config) => writeFileSync(configPath, JSON.stringify(config, null, 2)),
+    async start() {
+      output = "";
+      child = spawn(
+        process.execPath,
+        [openclawEntry, "gateway", "run", "--port", String(port), "--bind", "loopback"],
+        {
+          env,
+          cwd: baseDir,
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      );
+      const append = (chunk: Buffer) => {
+        output += chunk.toString("utf8");
+        writeFileSync(logPath, output);
+      };
+      child.stdout?.on("data", append);
+      child.stderr?.on("data", append);
+      const exited = new Promise<void>((resolve) => child?.once("exit", () => resolve()));
+      let dead = false;
+      void exited.then(() => {
+        dead = true;
+      });
+      await waitFor(
+        async () => {
+          if (dead) throw new Error(`gateway exited during start:\n${output.slice(-4000)}`);
+          return portOpen(port);
+        },
+        90_000,
+        "the gateway to listen",
+      );
+    },
+    async stop(timeoutMs = 20_000) {
+      const proc = child;
+      if (!proc || proc.exitCode !== null || proc.signalCode !== null) return proc?.exitCode ?? null;
+      const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+      proc.kill("SIGTERM");
+      const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+    async kill9() {
+      const proc = child;
+      if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+      proc.kill("SIGKILL");
+      await exited;
+    },
+    cleanup() {
+      if (!opts.baseDir && !process.env.KEEP_E2E_DIRS) rmSync(baseDir, { recursive: true, force: true });
+    },
+  };
+  return gateway;
+}
+
+async function portOpen(port: number): Promise<boolean> {
+  const { connect } = await import("node:net");
+  return new Promise((resolve) => {
+    const socket = connect({ host: "127.0.0.1", port });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
+
+/** The CLI may print warnings before its JSON; take the first top-level JSON value. */
+export function parseJsonOutput(stdout: string): unknown {
+  const start = stdout.search(/^[{[]/m);
+  if (start < 0) throw new Error(`no JSON in output: ${stdout.slice(0, 2000)}`);
+  return JSON.parse(stdout.slice(start));
+}
+
+export async function waitUntil<T>(
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs: number,
+  what: string,
+  intervalMs = 500,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`,
+  );
+}
