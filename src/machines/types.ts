@@ -1,0 +1,85 @@
+// Plain (JSON-serializable) types shared by the machines: what an agent tells the registry about itself,
+// and the error shape actors reject with. Adapters produce these; machines only read them.
+
+/** What the registry stores about this assistant (the registration fields, camel-cased). */
+export interface AgentMetadata {
+  hostname: string;
+  installationId: string;
+  pilotNodeId: number | null;
+  pilotAddress: string | null;
+  displayName: string | null;
+  description: string | null;
+  capabilities: string[];
+}
+
+export const PLAIN_ERROR_KINDS = [
+  "not_found",
+  "unauthorized",
+  "forbidden",
+  "conflict",
+  "invalid",
+  "too_large",
+  "unreachable",
+  "timeout",
+  "bad_response",
+  "http",
+] as const;
+
+export type PlainErrorKind = (typeof PLAIN_ERROR_KINDS)[number];
+
+/**
+ * A failure as data. Actors reject with this (not an Error instance) so that it survives snapshots, graph
+ * traversal and logging unchanged.
+ */
+export interface PlainError {
+  kind: PlainErrorKind;
+  operation: string;
+  message: string;
+  status?: number;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null;
+}
+
+function isKind(value: unknown): value is PlainErrorKind {
+  return typeof value === "string" && (PLAIN_ERROR_KINDS as readonly string[]).includes(value);
+}
+
+/**
+ * Normalizes whatever an actor rejected with into a PlainError. Real adapters reject with PlainError; anything
+ * else (a thrown Error, a string) is a bug or an unexpected library failure, reported as kind "http" so the
+ * machine still takes its generic failure path instead of crashing.
+ */
+export function toPlainError(reason: unknown, operation: string): PlainError {
+  if (isRecord(reason) && isKind(reason.kind) && typeof reason.message === "string") {
+    const error: PlainError = {
+      kind: reason.kind,
+      operation: typeof reason.operation === "string" ? reason.operation : operation,
+      message: reason.message,
+    };
+    if (typeof reason.status === "number") error.status = reason.status;
+    return error;
+  }
+  const message =
+    reason instanceof Error
+      ? reason.message
+      : isRecord(reason) && typeof reason.message === "string"
+        ? reason.message
+        : String(reason);
+  return { kind: "http", operation, message: message || "unknown failure" };
+}
+
+/** Structural equality of two metadata records (capabilities compared in order). */
+export function sameMetadata(a: AgentMetadata, b: AgentMetadata): boolean {
+  return (
+    a.hostname === b.hostname &&
+    a.installationId === b.installationId &&
+    a.pilotNodeId === b.pilotNodeId &&
+    a.pilotAddress === b.pilotAddress &&
+    a.displayName === b.displayName &&
+    a.description === b.description &&
+    a.capabilities.length === b.capabilities.length &&
+    a.capabilities.every((capability, index) => capability === b.capabilities[index])
+  );
+}

@@ -1,0 +1,163 @@
+// A generic test harness for one machine: the real machine with fake promise actors, recorded named actions and
+// a SimulatedClock whose pending timers can be listed by the delayed event they will deliver.
+import {
+  type Actor,
+  type AnyStateMachine,
+  createActor,
+  type EventFrom,
+  type InputFrom,
+  SimulatedClock,
+  type SnapshotFrom,
+} from "xstate";
+import { createFakeActors, type FakeActors } from "./fake-actors.js";
+
+export interface RecordedAction {
+  name: string;
+  params: unknown;
+  /** Simulated time at which the action ran. */
+  at: number;
+}
+
+export interface PendingTimer {
+  /** The event the timer will deliver, e.g. `xstate.after.heartbeatInterval.account.online.waiting`. */
+  eventType: string;
+  /** The delay the machine asked for, in ms. */
+  delay: number;
+  /** Simulated ms until it fires. */
+  remainingMs: number;
+}
+
+export interface HarnessOptions<TMachine extends AnyStateMachine> {
+  machine: TMachine;
+  input?: InputFrom<TMachine>;
+  /** Names of the promise actors to replace with fakes (the `src` names in `setup({actors})`). */
+  actors: readonly string[];
+  /** Names of actions to replace with recorders (side-effect actions provided by the composition root). */
+  actions?: readonly string[];
+}
+
+export interface Harness<TMachine extends AnyStateMachine> {
+  readonly actor: Actor<TMachine>;
+  readonly clock: SimulatedClock;
+  readonly fakes: FakeActors;
+  readonly effects: readonly RecordedAction[];
+  /** Errors the root actor reported to its observer (an escalated error ends the actor). */
+  readonly errors: readonly unknown[];
+  snapshot(): SnapshotFrom<TMachine>;
+  start(): Promise<void>;
+  send(event: EventFrom<TMachine>): Promise<void>;
+  /** Moves simulated time forward, firing due timers, then lets promise callbacks run. */
+  advance(ms: number): Promise<void>;
+  /** Lets settled fake promises deliver their done/error events. */
+  flush(): Promise<void>;
+  timers(): PendingTimer[];
+  timer(eventType: string): PendingTimer | undefined;
+  stop(): void;
+}
+
+/** Settles pending promise callbacks: a few macrotask turns, bounded. */
+export async function flushMicrotasks(rounds = 3): Promise<void> {
+  for (let round = 0; round < rounds; round++) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+interface ScheduledEventView {
+  event: { type: string };
+  delay: number;
+}
+
+/**
+ * SimulatedClock that remembers which scheduled event each timeout belongs to. XState's scheduler records the
+ * event in the system snapshot immediately before it calls `clock.setTimeout`, so the newest unmapped entry is
+ * the one being scheduled.
+ */
+class EventAwareClock extends SimulatedClock {
+  readonly timeoutOf = new WeakMap<object, number>();
+  /** Start and length of every live timeout (SimulatedClock keeps its own map private). */
+  readonly live = new Map<number, { start: number; timeout: number }>();
+  scheduled: () => Record<string, ScheduledEventView> = () => ({});
+
+  override setTimeout(fn: (...args: unknown[]) => void, timeout: number): number {
+    const id = super.setTimeout(() => {
+      this.live.delete(id);
+      fn();
+    }, timeout) as number;
+    this.live.set(id, { start: this.now(), timeout });
+    const unmapped = Object.values(this.scheduled()).filter((entry) => !this.timeoutOf.has(entry));
+    const newest = unmapped.at(-1);
+    if (newest) this.timeoutOf.set(newest, id);
+    return id;
+  }
+
+  override clearTimeout(id: number): void {
+    this.live.delete(id);
+    super.clearTimeout(id);
+  }
+}
+
+export function createHarness<TMachine extends AnyStateMachine>(
+  options: HarnessOptions<TMachine>,
+): Harness<TMachine> {
+  const fakes = createFakeActors(options.actors);
+  const clock = new EventAwareClock();
+  const effects: RecordedAction[] = [];
+  const errors: unknown[] = [];
+
+  const recorders = Object.fromEntries(
+    (options.actions ?? []).map((name) => [
+      name,
+      (_args: unknown, params: unknown) => {
+        effects.push({ name, params, at: clock.now() });
+      },
+    ]),
+  );
+  // provide() is typed per machine; the harness is generic over machines, so it passes the fakes untyped.
+  const machine = (options.machine as AnyStateMachine).provide({
+    actors: fakes.logic,
+    actions: recorders,
+  }) as TMachine;
+  const actor = createActor(machine, {
+    clock,
+    ...(options.input === undefined ? {} : { input: options.input }),
+  }) as Actor<TMachine>;
+  actor.subscribe({ error: (error) => errors.push(error) });
+  clock.scheduled = () =>
+    actor.system.getSnapshot()._scheduledEvents as unknown as Record<string, ScheduledEventView>;
+
+  const timers = (): PendingTimer[] =>
+    Object.values(clock.scheduled()).map((entry) => {
+      const id = clock.timeoutOf.get(entry);
+      const timeout = id === undefined ? undefined : clock.live.get(id);
+      return {
+        eventType: entry.event.type,
+        delay: entry.delay,
+        remainingMs: timeout ? timeout.start + timeout.timeout - clock.now() : entry.delay,
+      };
+    });
+
+  return {
+    actor,
+    clock,
+    fakes,
+    effects,
+    errors,
+    snapshot: () => actor.getSnapshot() as SnapshotFrom<TMachine>,
+    async start() {
+      actor.start();
+      await flushMicrotasks();
+    },
+    async send(event) {
+      actor.send(event);
+      await flushMicrotasks();
+    },
+    async advance(ms) {
+      clock.increment(ms);
+      await flushMicrotasks();
+    },
+    flush: () => flushMicrotasks(),
+    timers,
+    timer: (eventType) => timers().find((timer) => timer.eventType === eventType),
+    stop: () => actor.stop(),
+  };
+}
