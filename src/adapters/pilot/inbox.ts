@@ -1,0 +1,248 @@
+// Pilot inbox directory (`<home>/.pilot/inbox/`): the source of truth for inbound messages. Watches it for
+// wake-ups, lists and reads files defensively (the daemon writes them non-atomically), and removes processed
+// files one by one or moves failing ones to `inbox-dead-letter/`. Never uses `pilotctl inbox --clear`, which
+// deletes files that arrived after the last read.
+import { existsSync, type FSWatcher, mkdirSync, watch } from "node:fs";
+import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { z } from "zod";
+import { parseAddress } from "./pilotctl.js";
+
+export function inboxDir(home: string): string {
+  return join(home, ".pilot", "inbox");
+}
+
+export function deadLetterDir(inbox: string): string {
+  return join(dirname(inbox), "inbox-dead-letter");
+}
+
+const inboxFileSchema = z.object({
+  type: z.string(),
+  from: z.string(),
+  data: z.string().optional(),
+  data_b64: z.string().optional(),
+  bytes: z.number().optional(),
+  received_at: z.union([z.string(), z.number()]).optional(),
+});
+
+export interface InboxFile {
+  name: string;
+  path: string;
+  type: string;
+  /** Sender address as written by the daemon. */
+  from: string;
+  /** Sender node id (all 32 bits of the address). */
+  fromNodeId: number;
+  /** Payload text; `data_b64` is decoded as UTF-8. */
+  data: string;
+  /** The raw base64 payload when the daemon wrote `data_b64` (binary messages). */
+  dataB64?: string;
+  bytes?: number;
+  receivedAt?: string | number;
+  /** Size of the file on disk (for size caps before parsing the payload). */
+  size: number;
+}
+
+export type ReadInboxResult =
+  | { ok: InboxFile }
+  | { retry: true }
+  | { malformed: string }
+  /** Moved away (another tool, or already processed) before we read it: nothing to do. */
+  | { gone: true };
+
+/** A half-written file is retried for this long after its last write before it counts as malformed. */
+export const DEFAULT_PARTIAL_GRACE_MS = 2_000;
+
+export async function readInboxFile(
+  path: string,
+  options: { graceMs?: number; now?: () => number } = {},
+): Promise<ReadInboxResult> {
+  const graceMs = options.graceMs ?? DEFAULT_PARTIAL_GRACE_MS;
+  const now = options.now ?? Date.now;
+  let text: string;
+  let mtimeMs: number;
+  let size: number;
+  try {
+    const st = await stat(path);
+    mtimeMs = st.mtimeMs;
+    size = st.size;
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return { gone: true };
+    throw err;
+  }
+  const young = now() - mtimeMs < graceMs;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    // Most likely still being written: only a file that stays unparsable past the grace is malformed.
+    if (young) return { retry: true };
+    return { malformed: `not JSON: ${(err as Error).message}` };
+  }
+  const file = inboxFileSchema.safeParse(parsed);
+  if (!file.success) return { malformed: `unexpected shape: ${file.error.issues[0]?.message ?? "invalid"}` };
+  const f = file.data;
+  let fromNodeId: number;
+  try {
+    fromNodeId = parseAddress(f.from);
+  } catch {
+    // A sender we cannot map to a node id can never pass admission: treat the file as malformed.
+    return { malformed: `unparsable sender address ${JSON.stringify(f.from)}` };
+  }
+  let data: string;
+  if (f.data !== undefined) data = f.data;
+  else if (f.data_b64 !== undefined) data = Buffer.from(f.data_b64, "base64").toString("utf8");
+  else return { malformed: "neither data nor data_b64" };
+  return {
+    ok: {
+      name: basename(path),
+      path,
+      type: f.type,
+      from: f.from,
+      fromNodeId,
+      data,
+      ...(f.data_b64 === undefined ? {} : { dataB64: f.data_b64 }),
+      ...(f.bytes === undefined ? {} : { bytes: f.bytes }),
+      ...(f.received_at === undefined ? {} : { receivedAt: f.received_at }),
+      size,
+    },
+  };
+}
+
+export interface InboxEntry {
+  name: string;
+  path: string;
+  mtimeMs: number;
+  size: number;
+}
+
+/** Message files in the inbox, oldest first (by last write, then name). Missing directory = empty. */
+export async function listInboxFiles(dir: string): Promise<InboxEntry[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
+  }
+  const entries: InboxEntry[] = [];
+  for (const name of names) {
+    if (!name.endsWith(".json") || name.startsWith(".")) continue;
+    const path = join(dir, name);
+    try {
+      const st = await stat(path);
+      if (st.isFile()) entries.push({ name, path, mtimeMs: st.mtimeMs, size: st.size });
+    } catch (err) {
+      // Deleted or moved between readdir and stat (eviction, another tool): skip it.
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
+  }
+  return entries.sort((a, b) => a.mtimeMs - b.mtimeMs || a.name.localeCompare(b.name));
+}
+
+/** Removes one processed file; a file already gone is fine (idempotent). */
+export async function deleteInboxFile(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+}
+
+/**
+ * Moves a file that cannot be dispatched to `<pilot dir>/inbox-dead-letter/` with a `<name>.reason.json`
+ * beside it. Returns the new path, or undefined when the file was already gone.
+ */
+export async function moveToDeadLetter(path: string, reason: string): Promise<string | undefined> {
+  const dead = deadLetterDir(dirname(path));
+  await mkdir(dead, { recursive: true });
+  let target = join(dead, basename(path));
+  for (let i = 1; i < 1000; i++) {
+    try {
+      await stat(target);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") break;
+      throw err;
+    }
+    // The old daemon's names can repeat (same type, same millisecond): never overwrite an earlier dead letter.
+    target = join(dead, basename(path).replace(/\.json$/, `.${i}.json`));
+  }
+  try {
+    await rename(path, target);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+  const note = { reason, moved_at: new Date().toISOString(), original_path: path };
+  await writeFile(target.replace(/\.json$/, ".reason.json"), `${JSON.stringify(note, null, 2)}\n`);
+  return target;
+}
+
+export interface InboxWatcher {
+  close(): void;
+}
+
+/**
+ * Calls `onWake(fileName?)` when something changes in the inbox. A hint only: the caller still lists the
+ * directory (events can coalesce or be lost), and its timer-based reconciliation covers the gaps. The
+ * directory is created if missing; the watch is re-armed (with a bounded backoff) after errors, e.g. when
+ * the directory is removed and recreated.
+ */
+export function watchInbox(
+  dir: string,
+  onWake: (fileName?: string) => void,
+  options: { rearmMs?: number; maxRearmMs?: number } = {},
+): InboxWatcher {
+  const baseRearm = options.rearmMs ?? 200;
+  const maxRearm = options.maxRearmMs ?? 10_000;
+  let watcher: FSWatcher | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+  let delay = baseRearm;
+
+  const rearmLater = () => {
+    watcher?.close();
+    watcher = undefined;
+    if (closed || timer) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      arm();
+    }, delay);
+    timer.unref?.();
+    delay = Math.min(delay * 2, maxRearm);
+  };
+
+  const arm = () => {
+    if (closed) return;
+    try {
+      mkdirSync(dir, { recursive: true });
+      watcher = watch(dir, { persistent: false }, (event, fileName) => {
+        delay = baseRearm;
+        // inotify reports the watched directory's own removal as a rename and then goes silent.
+        if (event === "rename" && !existsSync(dir)) {
+          rearmLater();
+          return;
+        }
+        if (fileName === null || fileName === undefined) onWake();
+        else onWake(String(fileName));
+      });
+      watcher.on("error", rearmLater);
+      // Re-arming may have missed files written meanwhile: wake the reader once.
+      onWake();
+    } catch {
+      // mkdir or watch failed (e.g. the parent is being replaced): try again after a backoff.
+      rearmLater();
+    }
+  };
+
+  arm();
+  return {
+    close() {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      watcher?.close();
+      watcher = undefined;
+    },
+  };
+}
