@@ -1,0 +1,703 @@
+// HTTP client of the Agent Registry (contracts/registry-api.md): fetch + zod, tolerant of the original
+// server (bare arrays, no tokens, no PATCH, HTML error pages), every failure a RegistryError naming the
+// operation. The base URL comes from config only; callers pass ids and filters, never URLs.
+import { z } from "zod";
+import { RegistryError, type RegistryErrorKind } from "./errors.js";
+import {
+  ackResponseSchema,
+  agentPageSchema,
+  errorBodySchema,
+  heartbeatResponseSchema,
+  inboxResponseSchema,
+  pendingTrustResponseSchema,
+  registerResponseSchema,
+  sendMessageResponseSchema,
+  singleAgentSchema,
+  trustListResponseSchema,
+  trustStatusResponseSchema,
+} from "./schemas.js";
+import type {
+  AckRequest,
+  AckResult,
+  AgentMetadata,
+  AgentPage,
+  AgentRecord,
+  CallOptions,
+  DeregisterResult,
+  HeartbeatResult,
+  InboxPage,
+  InboxQuery,
+  ListFilters,
+  PatchResult,
+  PendingTrustRequest,
+  RegisterResult,
+  RelayMessageToSend,
+  SearchQuery,
+  SendMessageResult,
+  TrustDecision,
+  TrustPeer,
+  TrustRequest,
+  TrustStatusResult,
+} from "./types.js";
+
+export const DEFAULT_TIMEOUT_MS = 10_000;
+export const SEARCH_LIMIT_MAX = 50;
+export const SEARCH_CAPABILITIES_MAX = 20;
+export const LIST_LIMIT_MAX = 100;
+export const INBOX_WAIT_MAX_SECONDS = 30;
+
+export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
+
+export interface RegistryClientOptions {
+  baseUrl: string;
+  /** Deployment key, sent as `X-Registry-Key`. */
+  apiKey?: string | null;
+  fetch?: FetchLike;
+  /** Per-request timeout (long-poll inbox reads get `wait` seconds on top). */
+  timeoutMs?: number;
+}
+
+export interface PatchOptions extends CallOptions {
+  /** Full metadata for the POST upsert fallback when the server has no PATCH (404/405). */
+  fallback?: AgentMetadata;
+}
+
+export interface RegistryClient {
+  /** Base URL without credentials, for logs and status. */
+  readonly url: string;
+  register(meta: AgentMetadata, opts?: CallOptions): Promise<RegisterResult>;
+  heartbeat(agentId: string, token: string | null, opts?: CallOptions): Promise<HeartbeatResult>;
+  patch(
+    agentId: string,
+    token: string | null,
+    partialMeta: Partial<AgentMetadata>,
+    opts?: PatchOptions,
+  ): Promise<PatchResult>;
+  deregister(agentId: string, token: string | null, opts?: CallOptions): Promise<DeregisterResult>;
+  /** null when the registry does not know the agent. */
+  get(agentId: string, opts?: CallOptions): Promise<AgentRecord | null>;
+  list(filters?: ListFilters, opts?: CallOptions): Promise<AgentPage>;
+  /** null when unknown or offline (unless includeOffline). */
+  byHostname(
+    hostname: string,
+    opts?: CallOptions & { includeOffline?: boolean },
+  ): Promise<AgentRecord | null>;
+  /** The agent announcing this Pilot node id, or null. */
+  byNodeId(pilotNodeId: string, opts?: CallOptions): Promise<AgentRecord | null>;
+  search(query: SearchQuery, opts?: CallOptions): Promise<AgentPage>;
+  sendMessage(message: RelayMessageToSend, opts?: CallOptions): Promise<SendMessageResult>;
+  readInbox(query: InboxQuery, opts?: CallOptions): Promise<InboxPage>;
+  ack(request: AckRequest, opts?: CallOptions): Promise<AckResult>;
+  requestTrust(request: TrustRequest, opts?: CallOptions): Promise<TrustStatusResult>;
+  pendingTrust(installationId: string, opts?: CallOptions): Promise<{ requests: PendingTrustRequest[] }>;
+  approveTrust(decision: TrustDecision, opts?: CallOptions): Promise<TrustStatusResult>;
+  rejectTrust(decision: TrustDecision, opts?: CallOptions): Promise<TrustStatusResult>;
+  blockTrust(decision: TrustDecision, opts?: CallOptions): Promise<TrustStatusResult>;
+  listTrust(installationId: string, opts?: CallOptions): Promise<{ peers: TrustPeer[] }>;
+}
+
+type Method = "GET" | "POST" | "PATCH" | "DELETE";
+
+interface RequestSpec<T> {
+  operation: string;
+  method: Method;
+  path: string;
+  query?: URLSearchParams;
+  body?: unknown;
+  token?: string | null | undefined;
+  /** Trust endpoints of the original server expected `Authorization: Bearer <deployment key>`. */
+  bearerFallbackToKey?: boolean;
+  signal?: AbortSignal | undefined;
+  schema: z.ZodType<T, unknown>;
+  /** Value for an empty 2xx body (204); without it an empty body is a bad response. */
+  whenEmpty?: T;
+  extraTimeoutMs?: number;
+}
+
+interface Reply<T> {
+  status: number;
+  data: T;
+}
+
+/** `https://host/prefix/` -> `https://host/prefix`; a trailing `/api/v1` given by the user is tolerated. */
+function normalizeBase(baseUrl: string): { base: string; display: string } {
+  let parsed: URL;
+  try {
+    parsed = new URL(baseUrl);
+  } catch (cause) {
+    throw new RegistryError(
+      `registryUrl "${baseUrl.slice(0, 200)}" is not a valid URL; set it to the registry's base URL, e.g. http://127.0.0.1:8001`,
+      { operation: "configure", kind: "invalid", cause },
+    );
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    throw new RegistryError(`registryUrl must be http(s), got ${parsed.protocol}; fix registryUrl`, {
+      operation: "configure",
+      kind: "invalid",
+    });
+  }
+  const path = parsed.pathname.replace(/\/+$/, "").replace(/\/api\/v1$/, "");
+  const base = `${parsed.protocol}//${parsed.username ? `${parsed.username}:${parsed.password}@` : ""}${parsed.host}${path}`;
+  return { base, display: `${parsed.protocol}//${parsed.host}${path}` };
+}
+
+function seg(value: string): string {
+  return encodeURIComponent(value);
+}
+
+function clampInt(value: number | undefined, min: number, max: number, fallback: number): number {
+  if (value === undefined || !Number.isFinite(value)) return fallback;
+  return Math.min(max, Math.max(min, Math.trunc(value)));
+}
+
+function normalizeCapabilities(list: readonly string[] | undefined, max: number): string[] {
+  const out: string[] = [];
+  for (const raw of list ?? []) {
+    const c = raw.trim().toLowerCase();
+    if (c.length > 0 && !out.includes(c)) out.push(c);
+    if (out.length >= max) break;
+  }
+  return out;
+}
+
+function metadataToWire(meta: Partial<AgentMetadata>): Record<string, unknown> {
+  const wire: Record<string, unknown> = {};
+  if (meta.hostname !== undefined) wire.hostname = meta.hostname;
+  if (meta.installationId !== undefined) wire.installation_id = meta.installationId;
+  if (meta.pilotNodeId !== undefined) wire.pilot_node_id = meta.pilotNodeId;
+  if (meta.pilotAddress !== undefined) wire.pilot_address = meta.pilotAddress;
+  if (meta.displayName !== undefined) wire.display_name = meta.displayName;
+  if (meta.description !== undefined) wire.description = meta.description;
+  if (meta.capabilities !== undefined) wire.capabilities = normalizeCapabilities(meta.capabilities, 50);
+  return wire;
+}
+
+function recordToMetadata(record: AgentRecord): AgentMetadata {
+  return {
+    hostname: record.hostname,
+    installationId: record.installationId ?? "",
+    pilotNodeId: record.pilotNodeId,
+    pilotAddress: record.pilotAddress,
+    displayName: record.displayName,
+    description: record.description,
+    capabilities: record.capabilities,
+  };
+}
+
+function networkCode(err: unknown): string {
+  let current: unknown = err;
+  for (let depth = 0; depth < 4 && current && typeof current === "object"; depth++) {
+    const c = current as { code?: unknown; errors?: unknown[]; cause?: unknown };
+    if (typeof c.code === "string") return c.code;
+    if (Array.isArray(c.errors) && c.errors.length > 0) {
+      const first = c.errors[0] as { code?: unknown };
+      if (typeof first?.code === "string") return first.code;
+    }
+    current = c.cause;
+  }
+  return err instanceof Error ? err.message : "network error";
+}
+
+function describeDetail(detail: unknown): string | null {
+  if (detail === undefined || detail === null) return null;
+  const text = typeof detail === "string" ? detail : JSON.stringify(detail);
+  return text.length > 300 ? `${text.slice(0, 300)}…` : text;
+}
+
+function statusKind(status: number): RegistryErrorKind {
+  switch (status) {
+    case 400:
+    case 422:
+      return "invalid";
+    case 401:
+      return "unauthorized";
+    case 403:
+      return "forbidden";
+    case 404:
+      return "not_found";
+    case 409:
+      return "conflict";
+    case 413:
+      return "too_large";
+    default:
+      return "http";
+  }
+}
+
+function nextStep(kind: RegistryErrorKind, operation: string): string {
+  switch (kind) {
+    case "invalid":
+      return "fix the request (hostname: lowercase letters, digits and '-'; capabilities 1-64 chars, at most 50)";
+    case "unauthorized":
+      return "set registryApiKey (or AGENT_REGISTRY_API_KEY) to the registry's deployment key, or register again to get a fresh agent token";
+    case "forbidden":
+      return operation.startsWith("relay.")
+        ? "complete a trust handshake with that agent first"
+        : "this installation may not do that; check the ids and the agent token";
+    case "not_found":
+      return operation === "heartbeat"
+        ? "register again"
+        : "check the id or hostname (the agent may be offline)";
+    case "conflict":
+      return "another online installation holds this hostname; choose a different hostname";
+    case "too_large":
+      return "shorten the message (the registry accepts at most 64 KiB)";
+    default:
+      return "retry later or check the registry's logs";
+  }
+}
+
+export function createRegistryClient(options: RegistryClientOptions): RegistryClient {
+  const { base, display } = normalizeBase(options.baseUrl);
+  const apiKey = options.apiKey ?? null;
+  const doFetch: FetchLike = options.fetch ?? ((input, init) => fetch(input, init));
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+
+  /** Belt and braces: a server may echo a header back in an error detail. */
+  function redact(text: string, token: string | null | undefined): string {
+    let out = text;
+    for (const secret of [apiKey, token]) {
+      if (secret && secret.length >= 4) out = out.split(secret).join("***");
+    }
+    return out;
+  }
+
+  function fail(
+    spec: RequestSpec<unknown>,
+    kind: RegistryErrorKind,
+    message: string,
+    status?: number,
+    cause?: unknown,
+  ): RegistryError {
+    const opts: { operation: string; kind: RegistryErrorKind; status?: number; cause?: unknown } = {
+      operation: spec.operation,
+      kind,
+    };
+    if (status !== undefined) opts.status = status;
+    if (cause !== undefined) opts.cause = cause;
+    return new RegistryError(redact(message, spec.token), opts);
+  }
+
+  async function request<T>(spec: RequestSpec<T>): Promise<Reply<T>> {
+    const endpoint = `${spec.method} ${spec.path}`;
+    const query = spec.query && [...spec.query.keys()].length > 0 ? `?${spec.query.toString()}` : "";
+    const url = `${base}${spec.path}${query}`;
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (apiKey) headers["x-registry-key"] = apiKey;
+    if (spec.token) headers.authorization = `Bearer ${spec.token}`;
+    else if (spec.bearerFallbackToKey && apiKey) headers.authorization = `Bearer ${apiKey}`;
+    const init: RequestInit = { method: spec.method, headers, redirect: "error" };
+    if (spec.body !== undefined) {
+      headers["content-type"] = "application/json";
+      init.body = JSON.stringify(spec.body);
+    }
+    const budget = timeoutMs + (spec.extraTimeoutMs ?? 0);
+    const timeout = AbortSignal.timeout(budget);
+    init.signal = spec.signal ? AbortSignal.any([spec.signal, timeout]) : timeout;
+
+    const spec0 = spec as RequestSpec<unknown>;
+    const failAborted = (cause: unknown): RegistryError => {
+      if (spec.signal?.aborted) {
+        return fail(
+          spec0,
+          "aborted",
+          `${spec.operation} was cancelled before the registry answered`,
+          undefined,
+          cause,
+        );
+      }
+      if (timeout.aborted) {
+        return fail(
+          spec0,
+          "timeout",
+          `Agent Registry at ${display} did not answer ${spec.operation} (${endpoint}) within ${budget} ms; it may be overloaded or a proxy stalled — retry later or raise the timeout`,
+          undefined,
+          cause,
+        );
+      }
+      return fail(
+        spec0,
+        "unreachable",
+        `Agent Registry at ${display} is unreachable (${networkCode(cause)}); check registryUrl or start one with \`npx agent-registry serve\``,
+        undefined,
+        cause,
+      );
+    };
+
+    let response: Response;
+    let text: string;
+    try {
+      response = await doFetch(url, init);
+      text = await response.text();
+    } catch (cause) {
+      throw failAborted(cause);
+    }
+
+    const contentType = response.headers.get("content-type") ?? "";
+    let json: unknown;
+    let isJson = false;
+    if (text.trim().length > 0) {
+      try {
+        json = JSON.parse(text);
+        isJson = true;
+      } catch {
+        // Not JSON (an HTML error page from a proxy, plain text): handled below by status and content type.
+        isJson = false;
+      }
+    }
+
+    if (!response.ok) {
+      const kind = statusKind(response.status);
+      const detail = isJson ? describeDetail(errorBodySchema.safeParse(json).data ?? json) : null;
+      const what = detail
+        ? `: ${detail}`
+        : text.trim().length > 0
+          ? ` (non-JSON ${contentType.split(";")[0] || "body"})`
+          : "";
+      const statusText = response.statusText ? ` ${response.statusText}` : "";
+      throw fail(
+        spec0,
+        kind,
+        `Agent Registry at ${display} answered ${response.status}${statusText} to ${spec.operation} (${endpoint})${what}; ${nextStep(kind, spec.operation)}`,
+        response.status,
+      );
+    }
+
+    if (text.trim().length === 0) {
+      if (spec.whenEmpty !== undefined) return { status: response.status, data: spec.whenEmpty };
+      throw fail(
+        spec0,
+        "bad_response",
+        `Agent Registry at ${display} sent an empty body for ${spec.operation} (${endpoint}); is registryUrl pointing at an Agent Registry?`,
+        response.status,
+      );
+    }
+    if (!isJson) {
+      throw fail(
+        spec0,
+        "bad_response",
+        `Agent Registry at ${display} sent a non-JSON ${contentType.split(";")[0] || "body"} for ${spec.operation} (${endpoint}); is registryUrl pointing at an Agent Registry?`,
+        response.status,
+      );
+    }
+    const parsed = spec.schema.safeParse(json);
+    if (!parsed.success) {
+      const issues = parsed.error.issues
+        .slice(0, 3)
+        .map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`)
+        .join("; ");
+      throw fail(
+        spec0,
+        "bad_response",
+        `Agent Registry at ${display} sent an unexpected response to ${spec.operation} (${endpoint}): ${issues}; is registryUrl pointing at a compatible Agent Registry?`,
+        response.status,
+        parsed.error,
+      );
+    }
+    return { status: response.status, data: parsed.data };
+  }
+
+  async function list(filters: ListFilters = {}, opts: CallOptions = {}): Promise<AgentPage> {
+    const query = new URLSearchParams();
+    if (filters.hostname !== undefined) query.set("hostname", filters.hostname);
+    if (filters.installationId !== undefined) query.set("installation_id", filters.installationId);
+    if (filters.pilotNodeId !== undefined) query.set("pilot_node_id", filters.pilotNodeId);
+    if (filters.includeOffline) query.set("include_offline", "true");
+    if (filters.limit !== undefined)
+      query.set("limit", String(clampInt(filters.limit, 1, LIST_LIMIT_MAX, 50)));
+    if (filters.offset !== undefined) query.set("offset", String(clampInt(filters.offset, 0, 1_000_000, 0)));
+    const { data } = await request({
+      operation: "list",
+      method: "GET",
+      path: "/api/v1/agents/",
+      query,
+      signal: opts.signal,
+      token: opts.token,
+      schema: agentPageSchema,
+    });
+    // The original server may ignore filters: apply them again here so callers get what they asked for.
+    const kept = data.agents.filter(
+      (a) =>
+        (filters.hostname === undefined || a.hostname === filters.hostname) &&
+        (filters.installationId === undefined || a.installationId === filters.installationId) &&
+        (filters.pilotNodeId === undefined || a.pilotNodeId === filters.pilotNodeId) &&
+        (filters.includeOffline === true || a.status !== "offline"),
+    );
+    return kept.length === data.agents.length ? data : { agents: kept, total: kept.length };
+  }
+
+  async function register(meta: AgentMetadata, opts: CallOptions = {}): Promise<RegisterResult> {
+    const { status, data } = await request({
+      operation: "register",
+      method: "POST",
+      path: "/api/v1/agents/",
+      body: metadataToWire(meta),
+      token: opts.token,
+      signal: opts.signal,
+      schema: registerResponseSchema,
+    });
+    return { record: data.record, agentToken: data.agentToken, created: status === 201 };
+  }
+
+  async function get(agentId: string, opts: CallOptions = {}): Promise<AgentRecord | null> {
+    try {
+      const { data } = await request({
+        operation: "get",
+        method: "GET",
+        path: `/api/v1/agents/${seg(agentId)}`,
+        token: opts.token,
+        signal: opts.signal,
+        schema: singleAgentSchema,
+      });
+      return data;
+    } catch (err) {
+      if (err instanceof RegistryError && err.kind === "not_found") return null;
+      throw err;
+    }
+  }
+
+  function trustDecision(operation: "approve" | "reject" | "block") {
+    return async (decision: TrustDecision, opts: CallOptions = {}): Promise<TrustStatusResult> => {
+      const { data } = await request({
+        operation: `trust.${operation}`,
+        method: "POST",
+        path: `/api/v1/trust/${operation}`,
+        body: { from_id: decision.fromId, to_id: decision.toId },
+        token: opts.token,
+        bearerFallbackToKey: true,
+        signal: opts.signal,
+        schema: trustStatusResponseSchema,
+      });
+      return data;
+    };
+  }
+
+  return {
+    url: display,
+    register,
+    get,
+    list,
+
+    async heartbeat(agentId, token, opts = {}) {
+      const { data } = await request({
+        operation: "heartbeat",
+        method: "POST",
+        path: `/api/v1/agents/${seg(agentId)}/heartbeat`,
+        token,
+        signal: opts.signal,
+        schema: heartbeatResponseSchema,
+        whenEmpty: { lastSeen: null, ttlSeconds: null },
+      });
+      return data;
+    },
+
+    async patch(agentId, token, partialMeta, opts = {}) {
+      try {
+        const { data } = await request({
+          operation: "patch",
+          method: "PATCH",
+          path: `/api/v1/agents/${seg(agentId)}`,
+          body: metadataToWire(partialMeta),
+          token,
+          signal: opts.signal,
+          schema: singleAgentSchema,
+        });
+        return { record: data, via: "patch", agentToken: null };
+      } catch (err) {
+        // 405: the original server has no PATCH; 404: no PATCH route or the record expired. Either way a
+        // POST upsert with the full metadata brings the record up to date (same id for the same installation).
+        if (!(err instanceof RegistryError) || (err.status !== 404 && err.status !== 405)) throw err;
+      }
+      let full: AgentMetadata | null = opts.fallback ? { ...opts.fallback, ...partialMeta } : null;
+      if (!full && partialMeta.hostname && partialMeta.installationId && partialMeta.capabilities) {
+        full = partialMeta as AgentMetadata;
+      }
+      if (!full) {
+        const current = await get(agentId, { signal: opts.signal, token });
+        if (!current) {
+          throw new RegistryError(
+            "The registry supports no PATCH and no longer knows this agent; register again with the full metadata",
+            { operation: "patch", kind: "not_found", status: 404 },
+          );
+        }
+        full = { ...recordToMetadata(current), ...partialMeta };
+      }
+      const upsert = await register(full, { signal: opts.signal, token });
+      return { record: upsert.record, via: "upsert", agentToken: upsert.agentToken };
+    },
+
+    async deregister(agentId, token, opts = {}) {
+      try {
+        await request({
+          operation: "deregister",
+          method: "DELETE",
+          path: `/api/v1/agents/${seg(agentId)}`,
+          token,
+          signal: opts.signal,
+          schema: z.unknown(),
+          whenEmpty: null,
+        });
+        return { removed: true };
+      } catch (err) {
+        if (err instanceof RegistryError && err.kind === "not_found") return { removed: false };
+        throw err;
+      }
+    },
+
+    async byHostname(hostname, opts = {}) {
+      const query = new URLSearchParams();
+      if (opts.includeOffline) query.set("include_offline", "true");
+      try {
+        const { data } = await request({
+          operation: "byHostname",
+          method: "GET",
+          path: `/api/v1/agents/by-hostname/${seg(hostname)}`,
+          query,
+          token: opts.token,
+          signal: opts.signal,
+          schema: singleAgentSchema,
+        });
+        return data;
+      } catch (err) {
+        // A 404 is either "unknown or offline" or a server without this route (405 likewise): the list
+        // filtered by hostname answers both correctly.
+        if (!(err instanceof RegistryError) || (err.status !== 404 && err.status !== 405)) throw err;
+      }
+      const page = await list(
+        { hostname, includeOffline: opts.includeOffline === true },
+        { signal: opts.signal, token: opts.token },
+      );
+      return page.agents[0] ?? null;
+    },
+
+    async byNodeId(pilotNodeId, opts = {}) {
+      const page = await list({ pilotNodeId }, opts);
+      return page.agents.find((a) => a.status === "online") ?? page.agents[0] ?? null;
+    },
+
+    async search(q, opts = {}) {
+      const query = new URLSearchParams();
+      const text = q.q?.trim();
+      if (text) query.set("q", text.slice(0, 200));
+      for (const c of normalizeCapabilities(q.capabilities, SEARCH_CAPABILITIES_MAX))
+        query.append("capabilities", c);
+      if (q.match) query.set("match", q.match === "all" ? "all" : "any");
+      query.set("limit", String(clampInt(q.limit, 1, SEARCH_LIMIT_MAX, 10)));
+      if (q.offset !== undefined) query.set("offset", String(clampInt(q.offset, 0, 1_000_000, 0)));
+      if (q.includeOffline) query.set("include_offline", "true");
+      const { data } = await request({
+        operation: "search",
+        method: "GET",
+        path: "/api/v1/agents/search",
+        query,
+        token: opts.token,
+        signal: opts.signal,
+        schema: agentPageSchema,
+      });
+      return data;
+    },
+
+    async sendMessage(message, opts = {}) {
+      const body: Record<string, unknown> = {
+        from_installation_id: message.fromInstallationId,
+        from_hostname: message.fromHostname,
+        body: message.body,
+      };
+      if (message.toInstallationId !== undefined) body.to_installation_id = message.toInstallationId;
+      if (message.toHostname !== undefined) body.to_hostname = message.toHostname;
+      if (message.messageId !== undefined) body.message_id = message.messageId;
+      const { data } = await request({
+        operation: "relay.send",
+        method: "POST",
+        path: "/api/v1/agents/messages/send",
+        body,
+        token: opts.token,
+        signal: opts.signal,
+        schema: sendMessageResponseSchema,
+        whenEmpty: { messageId: null },
+      });
+      return { messageId: data.messageId ?? message.messageId ?? null };
+    },
+
+    async readInbox(q, opts = {}) {
+      const query = new URLSearchParams();
+      if (q.after) query.set("after", q.after);
+      if (q.limit !== undefined) query.set("limit", String(clampInt(q.limit, 1, 500, 100)));
+      const wait = q.wait === undefined ? 0 : clampInt(q.wait, 0, INBOX_WAIT_MAX_SECONDS, 0);
+      if (wait > 0) query.set("wait", String(wait));
+      const { data } = await request({
+        operation: "relay.inbox",
+        method: "GET",
+        path: `/api/v1/agents/messages/inbox/${seg(q.installationId)}`,
+        query,
+        token: opts.token,
+        signal: opts.signal,
+        schema: inboxResponseSchema,
+        extraTimeoutMs: wait * 1000,
+      });
+      return data;
+    },
+
+    async ack(req, opts = {}) {
+      const { data } = await request({
+        operation: "relay.ack",
+        method: "POST",
+        path: "/api/v1/agents/messages/ack",
+        body: { installation_id: req.installationId, message_ids: req.messageIds },
+        token: opts.token,
+        signal: opts.signal,
+        schema: ackResponseSchema,
+        whenEmpty: { acked: 0 },
+      });
+      return data;
+    },
+
+    async requestTrust(req, opts = {}) {
+      const body: Record<string, unknown> = { from_id: req.fromId, to_id: req.toId };
+      if (req.introduction !== undefined) body.introduction = req.introduction;
+      if (req.assistantName !== undefined) body.assistant_name = req.assistantName;
+      if (req.humanName !== undefined) body.human_name = req.humanName;
+      const { data } = await request({
+        operation: "trust.request",
+        method: "POST",
+        path: "/api/v1/trust/request",
+        body,
+        token: opts.token,
+        bearerFallbackToKey: true,
+        signal: opts.signal,
+        schema: trustStatusResponseSchema,
+      });
+      return data;
+    },
+
+    async pendingTrust(installationId, opts = {}) {
+      const { data } = await request({
+        operation: "trust.pending",
+        method: "GET",
+        path: `/api/v1/trust/pending/${seg(installationId)}`,
+        token: opts.token,
+        bearerFallbackToKey: true,
+        signal: opts.signal,
+        schema: pendingTrustResponseSchema,
+      });
+      return { requests: data };
+    },
+
+    approveTrust: trustDecision("approve"),
+    rejectTrust: trustDecision("reject"),
+    blockTrust: trustDecision("block"),
+
+    async listTrust(installationId, opts = {}) {
+      const { data } = await request({
+        operation: "trust.list",
+        method: "GET",
+        path: `/api/v1/trust/list/${seg(installationId)}`,
+        token: opts.token,
+        bearerFallbackToKey: true,
+        signal: opts.signal,
+        schema: trustListResponseSchema,
+      });
+      return { peers: data };
+    },
+  };
+}

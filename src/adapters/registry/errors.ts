@@ -1,0 +1,58 @@
+// Typed failures of the registry client: every error names the operation that failed and tells the user
+// what to do next. Messages never contain the deployment key or an agent token.
+
+export type RegistryErrorKind =
+  | "not_found"
+  | "unauthorized"
+  | "forbidden"
+  | "conflict"
+  | "invalid"
+  | "too_large"
+  | "unreachable"
+  | "timeout"
+  | "aborted"
+  | "bad_response"
+  | "http";
+
+export interface RegistryErrorOptions {
+  operation: string;
+  kind: RegistryErrorKind;
+  status?: number;
+  cause?: unknown;
+}
+
+export class RegistryError extends Error {
+  override readonly name = "RegistryError";
+  readonly operation: string;
+  readonly kind: RegistryErrorKind;
+  readonly status?: number;
+
+  constructor(message: string, options: RegistryErrorOptions) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.operation = options.operation;
+    this.kind = options.kind;
+    if (options.status !== undefined) this.status = options.status;
+  }
+}
+
+/** JSON-serializable form of an error, for state machine context and status snapshots. */
+export interface PlainRegistryError {
+  kind: RegistryErrorKind | "internal";
+  operation: string;
+  message: string;
+  status?: number;
+}
+
+export function isRegistryError(err: unknown): err is RegistryError {
+  return err instanceof RegistryError;
+}
+
+export function toPlainError(err: unknown): PlainRegistryError {
+  if (err instanceof RegistryError) {
+    const plain: PlainRegistryError = { kind: err.kind, operation: err.operation, message: err.message };
+    if (err.status !== undefined) plain.status = err.status;
+    return plain;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { kind: "internal", operation: "unknown", message };
+}

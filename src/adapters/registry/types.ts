@@ -1,0 +1,165 @@
+// Domain types of the registry client (camelCase); the wire format (snake_case) lives in schemas.ts.
+
+/** What this agent tells the registry about itself. */
+export interface AgentMetadata {
+  hostname: string;
+  installationId: string;
+  pilotNodeId?: string | null;
+  pilotAddress?: string | null;
+  displayName?: string | null;
+  description?: string | null;
+  capabilities: string[];
+}
+
+export type AgentStatus = "online" | "offline" | "unknown";
+
+export interface AgentRecord {
+  id: string;
+  hostname: string;
+  installationId: string | null;
+  pilotNodeId: string | null;
+  pilotAddress: string | null;
+  displayName: string | null;
+  description: string | null;
+  capabilities: string[];
+  status: AgentStatus;
+  lastSeen: string | null;
+  createdAt: string | null;
+  updatedAt: string | null;
+}
+
+export interface AgentPage {
+  agents: AgentRecord[];
+  total: number;
+}
+
+export interface RegisterResult {
+  record: AgentRecord;
+  /** null when the server issues no agent tokens (the original registry). */
+  agentToken: string | null;
+  /** true on 201 (new record); false when an existing record was refreshed. */
+  created: boolean;
+}
+
+export interface HeartbeatResult {
+  /** null when the server does not say (the original registry answers `{ok:true}` or nothing). */
+  lastSeen: string | null;
+  ttlSeconds: number | null;
+}
+
+export interface PatchResult {
+  record: AgentRecord;
+  via: "patch" | "upsert";
+  /** A fresh token when the fallback upsert issued one (the old token is then void); null otherwise. */
+  agentToken: string | null;
+}
+
+export interface DeregisterResult {
+  /** false when the registry did not know the agent any more (already expired or deleted). */
+  removed: boolean;
+}
+
+export interface ListFilters {
+  hostname?: string;
+  installationId?: string;
+  pilotNodeId?: string;
+  includeOffline?: boolean;
+  limit?: number;
+  offset?: number;
+}
+
+export interface SearchQuery {
+  q?: string;
+  capabilities?: string[];
+  match?: "any" | "all";
+  limit?: number;
+  offset?: number;
+  includeOffline?: boolean;
+}
+
+export interface RelayMessageToSend {
+  fromInstallationId: string;
+  fromHostname: string;
+  toInstallationId?: string;
+  toHostname?: string;
+  body: string;
+  messageId?: string;
+}
+
+export interface SendMessageResult {
+  messageId: string | null;
+}
+
+export interface InboxQuery {
+  installationId: string;
+  after?: string | null;
+  limit?: number;
+  /** Long-poll seconds (0-30); the request timeout is extended by this much. */
+  wait?: number;
+}
+
+export interface RelayMessage {
+  messageId: string;
+  fromInstallationId: string | null;
+  fromHostname: string | null;
+  body: string;
+  createdAt: string | null;
+  cursor: string | null;
+}
+
+export interface InboxPage {
+  messages: RelayMessage[];
+  nextCursor: string | null;
+}
+
+export interface AckRequest {
+  installationId: string;
+  messageIds: string[];
+}
+
+export interface AckResult {
+  acked: number;
+}
+
+export type TrustStatus = "pending" | "approved" | "rejected" | "blocked" | "unknown";
+
+export interface TrustRequest {
+  fromId: string;
+  toId: string;
+  introduction?: string;
+  assistantName?: string;
+  humanName?: string;
+}
+
+export interface TrustDecision {
+  /** The requester. */
+  fromId: string;
+  /** Self: the installation deciding. */
+  toId: string;
+}
+
+export interface TrustStatusResult {
+  status: TrustStatus;
+}
+
+export interface PendingTrustRequest {
+  fromId: string;
+  fromAssistantName: string | null;
+  fromHumanName: string | null;
+  introduction: string | null;
+  createdAt: string | null;
+}
+
+export interface TrustPeer {
+  requesterId: string;
+  targetId: string;
+  status: TrustStatus;
+  createdAt: string | null;
+  approvedAt: string | null;
+}
+
+/** Options every call accepts last. `token` is the agent token for calls that act as an agent. */
+export interface CallOptions {
+  signal?: AbortSignal;
+  token?: string | null;
+}

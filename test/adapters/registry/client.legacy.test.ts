@@ -1,0 +1,295 @@
+// The client against a real server shaped like the original registry: proves each tolerance the contract asks
+// for (bare arrays, no tokens, no PATCH, missing routes, HTML 502, slow answers, base path).
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createRegistryClient, type RegistryClient } from "../../../src/adapters/registry/client.js";
+import { RegistryError, toPlainError } from "../../../src/adapters/registry/errors.js";
+import type { AgentMetadata } from "../../../src/adapters/registry/types.js";
+import {
+  type LegacyRegistryServer,
+  startLegacyRegistryServer,
+} from "../../fixtures/legacy-registry-server.js";
+
+const KEY = "legacy-deployment-key-123";
+
+const alice: AgentMetadata = {
+  hostname: "alice",
+  installationId: "inst-alice",
+  pilotNodeId: "4242",
+  pilotAddress: "0:0000.0000.1092",
+  displayName: "Alice",
+  description: "Books meetings",
+  capabilities: ["Calendar", "email", "calendar"],
+};
+
+let server: LegacyRegistryServer;
+let client: RegistryClient;
+
+beforeEach(async () => {
+  server = await startLegacyRegistryServer({ basePath: "/registry", apiKey: KEY });
+  client = createRegistryClient({ baseUrl: `${server.url}/`, apiKey: KEY, timeoutMs: 2_000 });
+});
+
+afterEach(async () => {
+  await server.close();
+});
+
+async function caught(promise: Promise<unknown>): Promise<RegistryError> {
+  try {
+    await promise;
+  } catch (err) {
+    if (err instanceof RegistryError) return err;
+    throw err;
+  }
+  throw new Error("expected a RegistryError");
+}
+
+describe("registry client against the original server", () => {
+  it("registers without a token, keeps the base path and sends the deployment key", async () => {
+    const result = await client.register(alice);
+    expect(result.agentToken).toBeNull();
+    expect(result.created).toBe(false);
+    expect(result.record).toMatchObject({
+      id: "1",
+      hostname: "alice",
+      installationId: "inst-alice",
+      pilotNodeId: "4242",
+      capabilities: ["calendar", "email"],
+      status: "online",
+      updatedAt: null,
+    });
+    expect(result.record).not.toHaveProperty("p2p_endpoint");
+    const req = server.requests.at(-1)!;
+    expect(req.path).toBe("/api/v1/agents/");
+    expect(req.headers["x-registry-key"]).toBe(KEY);
+    expect(req.headers.authorization).toBeUndefined();
+    expect(req.body).toMatchObject({
+      hostname: "alice",
+      installation_id: "inst-alice",
+      display_name: "Alice",
+    });
+  });
+
+  it("tolerates a baseUrl that already ends in /api/v1", async () => {
+    const c = createRegistryClient({ baseUrl: `${server.url}/api/v1/`, apiKey: KEY });
+    await c.register(alice);
+    expect(server.requests.at(-1)!.path).toBe("/api/v1/agents/");
+  });
+
+  it("heartbeats when the server answers without last_seen or ttl", async () => {
+    const { record } = await client.register(alice);
+    await expect(client.heartbeat(record.id, null)).resolves.toEqual({ lastSeen: null, ttlSeconds: null });
+  });
+
+  it("reports an unknown agent's heartbeat as not_found so the caller re-registers", async () => {
+    const err = await caught(client.heartbeat("999", null));
+    expect(err.kind).toBe("not_found");
+    expect(err.status).toBe(404);
+    expect(err.operation).toBe("heartbeat");
+    expect(err.message).toMatch(/register again/);
+  });
+
+  it("falls back to a POST upsert when PATCH answers 405, keeping the id", async () => {
+    const { record } = await client.register(alice);
+    const result = await client.patch(
+      record.id,
+      null,
+      { description: "Books meetings and dinners" },
+      { fallback: alice },
+    );
+    expect(result.via).toBe("upsert");
+    expect(result.record.id).toBe(record.id);
+    expect(result.record.description).toBe("Books meetings and dinners");
+    expect(result.agentToken).toBeNull();
+    expect(server.requests.map((r) => r.method)).toEqual(["POST", "PATCH", "POST"]);
+  });
+
+  it("builds the upsert from the current record when no fallback metadata is given", async () => {
+    const { record } = await client.register(alice);
+    const result = await client.patch(record.id, null, { capabilities: ["travel"] });
+    expect(result.via).toBe("upsert");
+    expect(result.record).toMatchObject({ id: record.id, capabilities: ["travel"], displayName: "Alice" });
+  });
+
+  it("lists a bare array as {agents, total}", async () => {
+    await client.register(alice);
+    await client.register({ ...alice, hostname: "bob", installationId: "inst-bob", pilotNodeId: "7" });
+    const page = await client.list();
+    expect(page.total).toBe(2);
+    expect(page.agents.map((a) => a.hostname)).toEqual(["alice", "bob"]);
+  });
+
+  it("finds an agent by Pilot node id even though the server ignores the filter", async () => {
+    await client.register(alice);
+    await client.register({ ...alice, hostname: "bob", installationId: "inst-bob", pilotNodeId: "7" });
+    const bob = await client.byNodeId("7");
+    expect(bob?.hostname).toBe("bob");
+    expect(server.requests.at(-1)!.query.get("pilot_node_id")).toBe("7");
+    await expect(client.byNodeId("8")).resolves.toBeNull();
+  });
+
+  it("resolves a hostname through the list when the server has no by-hostname route", async () => {
+    await client.register(alice);
+    await expect(client.byHostname("alice")).resolves.toMatchObject({ hostname: "alice", id: "1" });
+    await expect(client.byHostname("nobody")).resolves.toBeNull();
+  });
+
+  it("returns null for an unknown agent id", async () => {
+    await expect(client.get("77")).resolves.toBeNull();
+  });
+
+  it("searches with clamped limit and at most 20 capabilities, reading a bare array", async () => {
+    await client.register(alice);
+    const caps = Array.from({ length: 30 }, (_, i) => `cap-${i}`);
+    const page = await client.search({ q: "  meetings ", capabilities: [...caps, "calendar"], limit: 500 });
+    const req = server.requests.at(-1)!;
+    expect(req.query.get("limit")).toBe("50");
+    expect(req.query.getAll("capabilities")).toHaveLength(20);
+    expect(req.query.get("q")).toBe("meetings");
+    expect(page).toEqual({ agents: [], total: 0 });
+    const hit = await client.search({ q: "meetings", limit: 0 });
+    expect(server.requests.at(-1)!.query.get("limit")).toBe("1");
+    expect(hit.agents.map((a) => a.hostname)).toEqual(["alice"]);
+  });
+
+  it("deregisters, and reports an already-gone agent as not removed", async () => {
+    const { record } = await client.register(alice);
+    await expect(client.deregister(record.id, null)).resolves.toEqual({ removed: true });
+    await expect(client.deregister(record.id, null)).resolves.toEqual({ removed: false });
+  });
+
+  it("sends a relay message when the server returns no message_id", async () => {
+    const result = await client.sendMessage({
+      fromInstallationId: "inst-alice",
+      fromHostname: "alice",
+      toHostname: "bob",
+      body: "hi",
+      messageId: "m-1",
+    });
+    expect(result).toEqual({ messageId: "m-1" });
+    expect(server.requests.at(-1)!.body).toMatchObject({ to_hostname: "bob", message_id: "m-1" });
+  });
+
+  it("reports a missing relay inbox as not_found", async () => {
+    const err = await caught(client.readInbox({ installationId: "inst-alice" }));
+    expect(err.kind).toBe("not_found");
+    expect(err.operation).toBe("relay.inbox");
+  });
+
+  it("reads pending trust from `relationships`/`requester_id` and the list likewise", async () => {
+    await expect(
+      client.requestTrust({
+        fromId: "inst-bob",
+        toId: "inst-alice",
+        introduction: "hello",
+        assistantName: "Bob",
+      }),
+    ).resolves.toEqual({ status: "pending" });
+    const { requests } = await client.pendingTrust("inst-alice");
+    expect(requests).toEqual([
+      {
+        fromId: "inst-bob",
+        fromAssistantName: "Bob",
+        fromHumanName: null,
+        introduction: "hello",
+        createdAt: expect.any(String),
+      },
+    ]);
+    await expect(client.approveTrust({ fromId: "inst-bob", toId: "inst-alice" })).resolves.toEqual({
+      status: "approved",
+    });
+    const { peers } = await client.listTrust("inst-alice");
+    expect(peers).toEqual([
+      {
+        requesterId: "inst-bob",
+        targetId: "inst-alice",
+        status: "approved",
+        createdAt: expect.any(String),
+        approvedAt: null,
+      },
+    ]);
+  });
+
+  it("sends the deployment key as bearer on trust calls when it holds no agent token", async () => {
+    await client.listTrust("inst-alice");
+    expect(server.requests.at(-1)!.headers.authorization).toBe(`Bearer ${KEY}`);
+    await client.listTrust("inst-alice", { token: "agent-token-xyz" });
+    expect(server.requests.at(-1)!.headers.authorization).toBe("Bearer agent-token-xyz");
+  });
+
+  it("turns an HTML 502 into a clear http error, not a JSON crash", async () => {
+    server.setMode({ kind: "html502" });
+    const err = await caught(client.register(alice));
+    expect(err.kind).toBe("http");
+    expect(err.status).toBe(502);
+    expect(err.operation).toBe("register");
+    expect(err.message).toContain("502 Bad Gateway");
+    expect(err.message).toContain("non-JSON text/html");
+    expect(err.message).toMatch(/retry later/);
+    expect(err.message).not.toContain("<html>");
+  });
+
+  it("times out a slow answer with a timeout error", async () => {
+    server.setMode({ kind: "slow", delayMs: 3_000 });
+    const quick = createRegistryClient({ baseUrl: server.url, apiKey: KEY, timeoutMs: 200 });
+    const started = Date.now();
+    const err = await caught(quick.list());
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(err.kind).toBe("timeout");
+    expect(err.message).toMatch(/within 200 ms/);
+  });
+
+  it("distinguishes a caller's abort from a timeout", async () => {
+    server.setMode({ kind: "slow", delayMs: 3_000 });
+    const controller = new AbortController();
+    const pending = caught(client.list({}, { signal: controller.signal }));
+    setTimeout(() => controller.abort(), 50);
+    const err = await pending;
+    expect(err.kind).toBe("aborted");
+  });
+
+  it("says unauthorized and what to set when the key is wrong, without echoing the key", async () => {
+    const wrong = createRegistryClient({ baseUrl: server.url, apiKey: "wrong-key-456" });
+    const err = await caught(wrong.list());
+    expect(err.kind).toBe("unauthorized");
+    expect(err.message).toMatch(/registryApiKey/);
+    expect(err.message).not.toContain("wrong-key-456");
+    expect(JSON.parse(JSON.stringify(toPlainError(err)))).toEqual({
+      kind: "unauthorized",
+      operation: "list",
+      message: err.message,
+      status: 401,
+    });
+  });
+
+  it("reports a 422 as invalid with the server's detail", async () => {
+    const err = await caught(client.register({ ...alice, hostname: "Not_Valid" }));
+    expect(err.kind).toBe("invalid");
+    expect(err.message).toContain("invalid hostname");
+  });
+});
+
+describe("registry client without a server", () => {
+  it("reports an unreachable registry with the next step", async () => {
+    const gone = await startLegacyRegistryServer();
+    const url = gone.url;
+    await gone.close();
+    const c = createRegistryClient({ baseUrl: url, apiKey: "secret-key-789" });
+    const err = await caught(c.heartbeat("1", "secret-token-000"));
+    expect(err.kind).toBe("unreachable");
+    expect(err.message).toContain(`Agent Registry at ${url} is unreachable (ECONNREFUSED)`);
+    expect(err.message).toContain("npx agent-registry serve");
+    expect(err.message).not.toMatch(/secret/);
+  });
+
+  it("rejects a non-http registryUrl at construction", () => {
+    expect(() => createRegistryClient({ baseUrl: "file:///etc/passwd" })).toThrow(RegistryError);
+  });
+
+  it("maps a non-RegistryError to an internal plain error", () => {
+    expect(toPlainError(new Error("boom"))).toEqual({
+      kind: "internal",
+      operation: "unknown",
+      message: "boom",
+    });
+  });
+});
