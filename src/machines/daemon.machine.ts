@@ -1,0 +1,503 @@
+// Pilot daemon supervision: find pilotctl, start (or attach to) the daemon, watch it, and restart it with
+// backoff and a budget that refills only after the daemon stayed up, so a crashing daemon cannot cause a storm.
+import { assign, enqueueActions, fromCallback, fromPromise, setup } from "xstate";
+import { type BackoffPolicy, baseDelay } from "./backoff.js";
+import { type PlainError, toPlainError } from "./types.js";
+
+export interface DaemonInput {
+  /** true: this plugin starts, restarts and stops the daemon. false: observe only, never start or stop it. */
+  manageDaemon: boolean;
+  hostname: string;
+  /** Restarts allowed before giving up; refilled after the daemon stayed up `stableAfterMs`. Default 5. */
+  restartBudget?: number;
+  restartBackoff?: Partial<BackoffPolicy>;
+  /** How long the daemon must stay up before the restart budget is refilled. Default 60000. */
+  stableAfterMs?: number;
+  /** Grace between SIGTERM and SIGKILL given to `stopDaemon`; the machine waits twice this. Default 5000. */
+  stopTimeoutMs?: number;
+  /** Observe-only mode: how often `daemon status` is read. Default 30000 (the daemon's heartbeat). */
+  statusIntervalMs?: number;
+}
+
+export interface BinaryCheck {
+  present: boolean;
+  /** Why pilotctl cannot be used (shown to the model and the owner). */
+  reason?: string;
+}
+
+export interface DaemonIdentity {
+  nodeId: number;
+  address: string;
+}
+
+export interface DaemonStatus {
+  running: boolean;
+  responsive: boolean;
+  nodeId: number | null;
+  address: string | null;
+}
+
+export interface StartDaemonInput {
+  hostname: string;
+}
+
+export interface StopDaemonInput {
+  /** SIGTERM, wait this long, then SIGKILL: the actor's job. */
+  graceMs: number;
+}
+
+export interface WatchDaemonInput {
+  manageDaemon: boolean;
+  nodeId: number | null;
+}
+
+/** What `watchDaemon` sends back to the machine. */
+export type DaemonWatchEvent =
+  | { type: "DAEMON.EXITED"; code: number | null; signal?: string | null }
+  | { type: "DAEMON.UNHEALTHY"; reason: string };
+
+export type DaemonEvent = DaemonWatchEvent | { type: "STOP" } | { type: "DAEMON.RETRY" };
+
+/** What the daemon machine tells its parent. */
+export type DaemonParentEvent =
+  | { type: "DAEMON.READY"; nodeId: number; address: string }
+  | { type: "DAEMON.LOST"; reason: string }
+  | { type: "DAEMON.UNAVAILABLE"; reason: string };
+
+export interface DaemonContext {
+  manageDaemon: boolean;
+  hostname: string;
+  restartBudget: number;
+  restartsLeft: number;
+  /** Restarts since the daemon was last stable: drives the backoff delay. */
+  restartAttempt: number;
+  restartBackoff: BackoffPolicy;
+  stableAfterMs: number;
+  stopTimeoutMs: number;
+  statusIntervalMs: number;
+  nodeId: number | null;
+  address: string | null;
+  /** Why the daemon is not usable right now (absent, crashed, failed, detached). */
+  reason: string | null;
+  lastError: PlainError | null;
+}
+
+export interface DaemonOutput {
+  reason: string | null;
+}
+
+export const DAEMON_DEFAULTS = {
+  restartBudget: 5,
+  restartBackoff: { initialMs: 1_000, maxMs: 60_000, factor: 2 },
+  stableAfterMs: 60_000,
+  stopTimeoutMs: 5_000,
+  statusIntervalMs: 30_000,
+} as const;
+
+/** Delay before restart number `attempt` (1-based). No jitter: the daemon is local, there is no herd to spread. */
+export function restartDelayMs(policy: BackoffPolicy, attempt: number): number {
+  return baseDelay(policy, attempt);
+}
+
+function notProvided(name: string): never {
+  throw new Error(
+    `daemon machine: actor "${name}" was not provided; wire the Pilot adapter with machine.provide()`,
+  );
+}
+
+export const daemonMachine = setup({
+  types: {
+    input: {} as DaemonInput,
+    context: {} as DaemonContext,
+    events: {} as DaemonEvent,
+    output: {} as DaemonOutput,
+  },
+  actors: {
+    checkBinary: fromPromise<BinaryCheck, Record<string, never>>(async () => notProvided("checkBinary")),
+    startDaemon: fromPromise<DaemonIdentity, StartDaemonInput>(async () => notProvided("startDaemon")),
+    readStatus: fromPromise<DaemonStatus, Record<string, never>>(async () => notProvided("readStatus")),
+    stopDaemon: fromPromise<unknown, StopDaemonInput>(async () => notProvided("stopDaemon")),
+    // Default: watch nothing. The adapter sends DAEMON.EXITED / DAEMON.UNHEALTHY.
+    watchDaemon: fromCallback<DaemonEvent, WatchDaemonInput>(() => undefined),
+  },
+  actions: {
+    // Standalone (graph traversal, a test without a parent) there is nobody to tell: skip instead of throwing.
+    reportReady: enqueueActions(({ context, self, enqueue }) => {
+      if (!self._parent || context.nodeId === null) return;
+      enqueue.sendParent({
+        type: "DAEMON.READY",
+        nodeId: context.nodeId,
+        address: context.address ?? "",
+      } satisfies DaemonParentEvent);
+    }),
+    reportLost: enqueueActions(({ context, self, enqueue }) => {
+      if (!self._parent) return;
+      enqueue.sendParent({
+        type: "DAEMON.LOST",
+        reason: context.reason ?? "Pilot daemon lost",
+      } satisfies DaemonParentEvent);
+    }),
+    reportUnavailable: enqueueActions(({ context, self, enqueue }) => {
+      if (!self._parent) return;
+      enqueue.sendParent({
+        type: "DAEMON.UNAVAILABLE",
+        reason: context.reason ?? "Pilot daemon unavailable",
+      } satisfies DaemonParentEvent);
+    }),
+    refillBudget: assign({
+      restartsLeft: ({ context }) => context.restartBudget,
+      restartAttempt: 0,
+    }),
+    consumeRestart: assign({
+      restartsLeft: ({ context }) => Math.max(0, context.restartsLeft - 1),
+      restartAttempt: ({ context }) => context.restartAttempt + 1,
+    }),
+  },
+  guards: {
+    managed: ({ context }) => context.manageDaemon,
+    observeOnly: ({ context }) => !context.manageDaemon,
+    hasBudget: ({ context }) => context.restartsLeft > 0,
+    budgetExhausted: ({ context }) => context.restartsLeft <= 0,
+  },
+  delays: {
+    restartBackoff: ({ context }) => restartDelayMs(context.restartBackoff, context.restartAttempt + 1),
+    stableAfter: ({ context }) => context.stableAfterMs,
+    statusInterval: ({ context }) => context.statusIntervalMs,
+    // The actor escalates SIGTERM to SIGKILL after stopTimeoutMs; give it as long again before giving up on it.
+    stopDeadline: ({ context }) => context.stopTimeoutMs * 2,
+  },
+}).createMachine({
+  id: "daemon",
+  context: ({ input }) => ({
+    manageDaemon: input.manageDaemon,
+    hostname: input.hostname,
+    restartBudget: input.restartBudget ?? DAEMON_DEFAULTS.restartBudget,
+    restartsLeft: input.restartBudget ?? DAEMON_DEFAULTS.restartBudget,
+    restartAttempt: 0,
+    restartBackoff: { ...DAEMON_DEFAULTS.restartBackoff, ...input.restartBackoff },
+    stableAfterMs: input.stableAfterMs ?? DAEMON_DEFAULTS.stableAfterMs,
+    stopTimeoutMs: input.stopTimeoutMs ?? DAEMON_DEFAULTS.stopTimeoutMs,
+    statusIntervalMs: input.statusIntervalMs ?? DAEMON_DEFAULTS.statusIntervalMs,
+    nodeId: null,
+    address: null,
+    reason: null,
+    lastError: null,
+  }),
+  initial: "checking",
+  output: ({ context }) => ({ reason: context.reason }),
+  states: {
+    checking: {
+      invoke: {
+        id: "checkBinary",
+        src: "checkBinary",
+        input: {},
+        onDone: [
+          { guard: ({ event }) => event.output.present, target: "starting" },
+          {
+            target: "absent",
+            actions: assign({
+              reason: ({ event }) =>
+                event.output.reason ??
+                "pilotctl was not found: install Pilot Protocol or set pilot.pilotctl; running discovery-only",
+            }),
+          },
+        ],
+        onError: {
+          target: "absent",
+          actions: assign(({ event }) => {
+            const lastError = toPlainError(event.error, "pilotctl.check");
+            return {
+              lastError,
+              reason: `pilotctl could not be run (${lastError.message}): check pilot.pilotctl; running discovery-only`,
+            };
+          }),
+        },
+      },
+      on: { STOP: "stopped" },
+    },
+
+    // Discovery-only: the registry still works, messaging tells the model why not.
+    absent: {
+      entry: "reportUnavailable",
+      on: {
+        "DAEMON.RETRY": { target: "checking", actions: "refillBudget" },
+        STOP: "stopped",
+      },
+    },
+
+    starting: {
+      initial: "choosing",
+      states: {
+        choosing: {
+          always: [{ guard: "managed", target: "launching" }, { target: "attaching" }],
+        },
+        launching: {
+          invoke: {
+            id: "startDaemon",
+            src: "startDaemon",
+            input: ({ context }) => ({ hostname: context.hostname }),
+            onDone: {
+              target: "#daemon.running",
+              actions: assign({
+                nodeId: ({ event }) => event.output.nodeId,
+                address: ({ event }) => event.output.address,
+                reason: null,
+              }),
+            },
+            onError: {
+              target: "#daemon.crashed",
+              actions: assign(({ event }) => {
+                const lastError = toPlainError(event.error, "pilot.daemon.start");
+                return { lastError, reason: `Pilot daemon failed to start: ${lastError.message}` };
+              }),
+            },
+          },
+        },
+        attaching: {
+          invoke: {
+            id: "readStatus",
+            src: "readStatus",
+            input: {},
+            onDone: [
+              {
+                guard: ({ event }) =>
+                  event.output.running && event.output.responsive && event.output.nodeId !== null,
+                target: "#daemon.running",
+                actions: assign({
+                  nodeId: ({ event }) => event.output.nodeId,
+                  address: ({ event }) => event.output.address,
+                  reason: null,
+                }),
+              },
+              {
+                target: "#daemon.detached",
+                actions: assign({
+                  reason:
+                    "Pilot daemon is not running and this plugin does not manage it: start it with `pilotctl daemon start` or set pilot.manageDaemon",
+                }),
+              },
+            ],
+            onError: {
+              target: "#daemon.detached",
+              actions: assign(({ event }) => {
+                const lastError = toPlainError(event.error, "pilot.daemon.status");
+                return { lastError, reason: `Pilot daemon status could not be read: ${lastError.message}` };
+              }),
+            },
+          },
+        },
+      },
+      on: {
+        STOP: [{ guard: "managed", target: "stopping" }, { target: "stopped" }],
+      },
+    },
+
+    running: {
+      entry: "reportReady",
+      invoke: {
+        id: "watchDaemon",
+        src: "watchDaemon",
+        input: ({ context }) => ({ manageDaemon: context.manageDaemon, nodeId: context.nodeId }),
+      },
+      after: {
+        // Refill only after the daemon stayed up: refilling on "ready" would restart a crashing daemon forever.
+        stableAfter: { actions: "refillBudget" },
+      },
+      initial: "watching",
+      states: {
+        watching: {
+          after: { statusInterval: { guard: "observeOnly", target: "reading" } },
+        },
+        // Observe-only: nobody tells us when a daemon we did not start goes away, so read its status.
+        reading: {
+          invoke: {
+            id: "readStatus",
+            src: "readStatus",
+            input: {},
+            onDone: [
+              {
+                guard: ({ event }) => !(event.output.running && event.output.responsive),
+                target: "#daemon.detached",
+                actions: [
+                  assign({
+                    reason: "Pilot daemon stopped responding (observed via `pilotctl daemon status`)",
+                  }),
+                  "reportLost",
+                ],
+              },
+              {
+                guard: ({ context, event }) =>
+                  event.output.nodeId !== null &&
+                  (event.output.nodeId !== context.nodeId || event.output.address !== context.address),
+                target: "watching",
+                actions: [
+                  assign({
+                    nodeId: ({ event }) => event.output.nodeId,
+                    address: ({ event }) => event.output.address,
+                  }),
+                  "reportReady",
+                ],
+              },
+              { target: "watching" },
+            ],
+            onError: {
+              target: "#daemon.detached",
+              actions: [
+                assign(({ event }) => {
+                  const lastError = toPlainError(event.error, "pilot.daemon.status");
+                  return { lastError, reason: `Pilot daemon status could not be read: ${lastError.message}` };
+                }),
+                "reportLost",
+              ],
+            },
+          },
+        },
+      },
+      on: {
+        "DAEMON.EXITED": [
+          {
+            guard: "managed",
+            target: "crashed",
+            actions: [
+              assign({ reason: ({ event }) => `Pilot daemon exited (code ${event.code ?? "none"})` }),
+              "reportLost",
+            ],
+          },
+          {
+            target: "detached",
+            actions: [
+              assign({ reason: ({ event }) => `Pilot daemon exited (code ${event.code ?? "none"})` }),
+              "reportLost",
+            ],
+          },
+        ],
+        "DAEMON.UNHEALTHY": [
+          {
+            guard: "managed",
+            target: "recycling",
+            actions: [
+              assign({ reason: ({ event }) => `Pilot daemon unhealthy: ${event.reason}` }),
+              "reportLost",
+            ],
+          },
+          {
+            target: "detached",
+            actions: [
+              assign({ reason: ({ event }) => `Pilot daemon unhealthy: ${event.reason}` }),
+              "reportLost",
+            ],
+          },
+        ],
+        STOP: [{ guard: "managed", target: "stopping" }, { target: "stopped" }],
+      },
+    },
+
+    // Managed and unhealthy (e.g. spinning): stop it before restarting, else the start fails with already_exists.
+    recycling: {
+      invoke: {
+        id: "stopDaemon",
+        src: "stopDaemon",
+        input: ({ context }) => ({ graceMs: context.stopTimeoutMs }),
+        onDone: { target: "crashed" },
+        onError: {
+          target: "crashed",
+          actions: assign({ lastError: ({ event }) => toPlainError(event.error, "pilot.daemon.stop") }),
+        },
+      },
+      after: { stopDeadline: { target: "crashed" } },
+      on: { STOP: "stopping" },
+    },
+
+    // Managed only: wait (backoff), then restart while budget remains.
+    crashed: {
+      always: { guard: "budgetExhausted", target: "failed" },
+      after: {
+        restartBackoff: { guard: "hasBudget", target: "starting", actions: "consumeRestart" },
+      },
+      on: { STOP: "stopping" },
+    },
+
+    // Budget exhausted: no more restarts until someone fixes the daemon and retries.
+    failed: {
+      entry: [
+        assign({
+          reason: ({ context }) =>
+            `Pilot daemon kept failing (${context.restartBudget} restarts): ${context.reason ?? "unknown cause"}. ` +
+            "Check the daemon log, then restart the gateway or retry.",
+        }),
+        "reportUnavailable",
+      ],
+      on: {
+        "DAEMON.RETRY": { target: "starting", actions: "refillBudget" },
+        STOP: "stopping",
+      },
+    },
+
+    // Observe-only: the daemon is not running (or unhealthy); re-read its status on a timer, never start it.
+    detached: {
+      entry: "reportUnavailable",
+      initial: "waiting",
+      states: {
+        waiting: {
+          after: { statusInterval: { target: "reading" } },
+          on: { "DAEMON.RETRY": { target: "reading" } },
+        },
+        reading: {
+          invoke: {
+            id: "readStatus",
+            src: "readStatus",
+            input: {},
+            onDone: [
+              {
+                guard: ({ event }) =>
+                  event.output.running && event.output.responsive && event.output.nodeId !== null,
+                target: "#daemon.running",
+                actions: assign({
+                  nodeId: ({ event }) => event.output.nodeId,
+                  address: ({ event }) => event.output.address,
+                  reason: null,
+                }),
+              },
+              { target: "waiting" },
+            ],
+            onError: {
+              target: "waiting",
+              actions: assign({ lastError: ({ event }) => toPlainError(event.error, "pilot.daemon.status") }),
+            },
+          },
+        },
+      },
+      on: { STOP: "stopped" },
+    },
+
+    stopping: {
+      invoke: {
+        id: "stopDaemon",
+        src: "stopDaemon",
+        input: ({ context }) => ({ graceMs: context.stopTimeoutMs }),
+        onDone: { target: "stopped" },
+        // A daemon that is already gone (not_running) is stopped too; keep the error for status.
+        onError: {
+          target: "stopped",
+          actions: assign({ lastError: ({ event }) => toPlainError(event.error, "pilot.daemon.stop") }),
+        },
+      },
+      after: {
+        stopDeadline: {
+          target: "stopped",
+          actions: assign({
+            lastError: {
+              kind: "timeout",
+              operation: "pilot.daemon.stop",
+              message: "Pilot daemon did not stop in time: check for a leftover pilot daemon process",
+            },
+          }),
+        },
+      },
+    },
+
+    stopped: { type: "final" },
+  },
+});
+
+export type DaemonMachine = typeof daemonMachine;

@@ -1,0 +1,344 @@
+// Trust with one peer: our outgoing handshake, their incoming request (announced exactly once, remembered across
+// restarts), approval, rejection and revocation. The Pilot trust list is the source of truth for "trusted".
+import { assign, enqueueActions, fromPromise, type SnapshotFrom, setup } from "xstate";
+import { type PlainError, toPlainError } from "./types.js";
+
+export interface PeerRef {
+  hostname: string | null;
+  nodeId: number | null;
+}
+
+export const PEER_STATES = [
+  "unknown",
+  "requested",
+  "pendingApproval",
+  "trusted",
+  "rejected",
+  "revoked",
+] as const;
+export type PeerTrustState = (typeof PEER_STATES)[number];
+
+/** The persisted, plain record of one peer; `createActor(handshakeMachine, {input: {peer, initial}})` resumes it. */
+export interface PeerState {
+  hostname: string | null;
+  nodeId: number | null;
+  state: PeerTrustState;
+  /** Our introduction, sent with our handshake request. */
+  introduction: string | null;
+  /** Their justification, when they asked us. */
+  justification?: string | null;
+  /** When the incoming request was announced to the owner/agent (ms); set once, never announced again. */
+  announcedAt: number | null;
+  updatedAt?: number | null;
+}
+
+export interface HandshakeInput {
+  peer: PeerRef;
+  initial?: PeerState;
+}
+
+export interface SendHandshakeInput {
+  peer: PeerRef;
+  introduction: string;
+}
+
+export interface SendHandshakeOutput {
+  /** pilotctl answers with the peer's node id: remembered when we only knew the hostname. */
+  nodeId: number | null;
+}
+
+export interface PeerCommandInput {
+  peer: PeerRef;
+  reason?: string | null;
+}
+
+/** Every event may carry `at` (ms since the epoch), recorded as `updatedAt`; the machine reads no clock. */
+export type HandshakeEvent =
+  | { type: "HANDSHAKE.REQUEST"; introduction: string; at?: number }
+  | { type: "PEER.PENDING"; justification: string; receivedAt: number; at?: number }
+  | { type: "PEER.TRUSTED"; at?: number }
+  | { type: "PEER.UNTRUSTED"; at?: number }
+  | { type: "APPROVE"; at?: number }
+  | { type: "REJECT"; reason?: string; at?: number }
+  | { type: "UNTRUST"; at?: number };
+
+/** What `announceRequest` reports by default (to the parent, which notifies the owner or the agent). */
+export type HandshakeParentEvent =
+  | { type: "HANDSHAKE.ANNOUNCE"; peer: PeerRef; justification: string; receivedAt: number }
+  | { type: "HANDSHAKE.CHANGED"; peer: PeerState };
+
+export interface HandshakeContext {
+  peer: PeerRef;
+  introduction: string | null;
+  /** Their justification, when they asked us. */
+  justification: string | null;
+  receivedAt: number | null;
+  announcedAt: number | null;
+  rejectReason: string | null;
+  updatedAt: number | null;
+  lastError: PlainError | null;
+  /** Only while starting: the persisted state to resume. */
+  restoreTo: PeerTrustState | null;
+}
+
+function notProvided(name: string): never {
+  throw new Error(
+    `handshake machine: actor "${name}" was not provided; wire the Pilot adapter with machine.provide()`,
+  );
+}
+
+export const handshakeMachine = setup({
+  types: {
+    input: {} as HandshakeInput,
+    context: {} as HandshakeContext,
+    events: {} as HandshakeEvent,
+  },
+  actors: {
+    sendHandshake: fromPromise<SendHandshakeOutput, SendHandshakeInput>(async () =>
+      notProvided("sendHandshake"),
+    ),
+    approvePeer: fromPromise<unknown, PeerCommandInput>(async () => notProvided("approvePeer")),
+    rejectPeer: fromPromise<unknown, PeerCommandInput>(async () => notProvided("rejectPeer")),
+    untrustPeer: fromPromise<unknown, PeerCommandInput>(async () => notProvided("untrustPeer")),
+  },
+  actions: {
+    stamp: assign({ updatedAt: ({ context, event }) => event.at ?? context.updatedAt }),
+    clearRestore: assign({ restoreTo: null }),
+    // Once per peer, ever: the guard reads `announcedAt`, which is persisted with the peer.
+    announceRequest: enqueueActions(({ context, self, enqueue }) => {
+      if (!self._parent) return;
+      enqueue.sendParent({
+        type: "HANDSHAKE.ANNOUNCE",
+        peer: context.peer,
+        justification: context.justification ?? "",
+        receivedAt: context.receivedAt ?? 0,
+      } satisfies HandshakeParentEvent);
+    }),
+    markAnnounced: assign({
+      announcedAt: ({ context, event }) =>
+        event.type === "PEER.PENDING" ? (event.at ?? event.receivedAt) : (context.receivedAt ?? 0),
+    }),
+    recordIncoming: assign({
+      justification: ({ context, event }) =>
+        event.type === "PEER.PENDING" ? event.justification : context.justification,
+      receivedAt: ({ context, event }) =>
+        event.type === "PEER.PENDING" ? event.receivedAt : context.receivedAt,
+    }),
+    recordIntroduction: assign({
+      introduction: ({ context, event }) =>
+        event.type === "HANDSHAKE.REQUEST" ? event.introduction : context.introduction,
+    }),
+  },
+  guards: {
+    resumes: ({ context }, params: { state: PeerTrustState }) => context.restoreTo === params.state,
+  },
+}).createMachine({
+  id: "handshake",
+  context: ({ input }) => ({
+    peer: {
+      hostname: input.initial?.hostname ?? input.peer.hostname,
+      nodeId: input.initial?.nodeId ?? input.peer.nodeId,
+    },
+    introduction: input.initial?.introduction ?? null,
+    receivedAt: null,
+    announcedAt: input.initial?.announcedAt ?? null,
+    rejectReason: null,
+    justification: input.initial?.justification ?? null,
+    updatedAt: input.initial?.updatedAt ?? null,
+    lastError: null,
+    restoreTo: input.initial?.state ?? null,
+  }),
+  initial: "restoring",
+  states: {
+    // Resume the persisted top-level state; transient substates (a command in flight) are never persisted.
+    restoring: {
+      always: [
+        {
+          guard: { type: "resumes", params: { state: "trusted" } },
+          target: "trusted",
+          actions: "clearRestore",
+        },
+        // A restored request is not sent again: it was sent before the restart.
+        {
+          guard: { type: "resumes", params: { state: "requested" } },
+          target: "requested.waiting",
+          actions: "clearRestore",
+        },
+        {
+          guard: { type: "resumes", params: { state: "pendingApproval" } },
+          target: "pendingApproval",
+          actions: "clearRestore",
+        },
+        {
+          guard: { type: "resumes", params: { state: "rejected" } },
+          target: "rejected",
+          actions: "clearRestore",
+        },
+        {
+          guard: { type: "resumes", params: { state: "revoked" } },
+          target: "revoked",
+          actions: "clearRestore",
+        },
+        { target: "unknown", actions: "clearRestore" },
+      ],
+    },
+
+    unknown: {
+      on: {
+        "HANDSHAKE.REQUEST": { target: "requested", actions: ["recordIntroduction", "stamp"] },
+        "PEER.PENDING": { target: "pendingApproval", actions: ["recordIncoming", "stamp"] },
+        "PEER.TRUSTED": { target: "trusted", actions: "stamp" },
+      },
+    },
+
+    requested: {
+      initial: "sending",
+      states: {
+        sending: {
+          invoke: {
+            id: "sendHandshake",
+            src: "sendHandshake",
+            input: ({ context }) => ({ peer: context.peer, introduction: context.introduction ?? "" }),
+            onDone: {
+              target: "waiting",
+              actions: assign({
+                peer: ({ context, event }) => ({
+                  hostname: context.peer.hostname,
+                  nodeId: context.peer.nodeId ?? event.output.nodeId,
+                }),
+                lastError: null,
+              }),
+            },
+            onError: {
+              target: "failed",
+              actions: assign({ lastError: ({ event }) => toPlainError(event.error, "pilot.handshake") }),
+            },
+          },
+        },
+        // Sent: the peer sees it at its next daemon heartbeat; we see the answer in our trust list.
+        waiting: {},
+        failed: {},
+      },
+      on: {
+        // Re-sending is harmless (pilotctl answers "sent" even when already trusted) and lets the user retry.
+        "HANDSHAKE.REQUEST": { target: ".sending", reenter: true, actions: ["recordIntroduction", "stamp"] },
+        // Both sides asked: Pilot approves automatically, so nobody is asked; the trust list will show it.
+        "PEER.PENDING": { actions: ["recordIncoming", "stamp"] },
+        "PEER.TRUSTED": { target: "trusted", actions: "stamp" },
+        APPROVE: { target: "pendingApproval.approving", actions: "stamp" },
+      },
+    },
+
+    pendingApproval: {
+      initial: "waiting",
+      states: {
+        waiting: {
+          entry: enqueueActions(({ context, enqueue }) => {
+            if (context.announcedAt !== null) return;
+            enqueue("markAnnounced");
+            enqueue("announceRequest");
+          }),
+        },
+        approving: {
+          invoke: {
+            id: "approvePeer",
+            src: "approvePeer",
+            input: ({ context }) => ({ peer: context.peer }),
+            // approve adds them to our trust list: the next `trust` read confirms it.
+            onDone: { target: "#handshake.trusted", actions: assign({ lastError: null }) },
+            onError: {
+              target: "waiting",
+              actions: assign({ lastError: ({ event }) => toPlainError(event.error, "pilot.approve") }),
+            },
+          },
+        },
+        rejecting: {
+          invoke: {
+            id: "rejectPeer",
+            src: "rejectPeer",
+            input: ({ context }) => ({ peer: context.peer, reason: context.rejectReason }),
+            onDone: { target: "#handshake.rejected", actions: assign({ lastError: null }) },
+            onError: {
+              target: "waiting",
+              actions: assign({ lastError: ({ event }) => toPlainError(event.error, "pilot.reject") }),
+            },
+          },
+        },
+      },
+      on: {
+        APPROVE: { target: ".approving", actions: "stamp" },
+        REJECT: {
+          target: ".rejecting",
+          actions: [assign({ rejectReason: ({ event }) => event.reason ?? null }), "stamp"],
+        },
+        "PEER.PENDING": { actions: ["recordIncoming", "stamp"] },
+        "PEER.TRUSTED": { target: "trusted", actions: "stamp" },
+        // Asking them back makes it mutual: Pilot approves both sides.
+        "HANDSHAKE.REQUEST": { target: "requested", actions: ["recordIntroduction", "stamp"] },
+      },
+    },
+
+    trusted: {
+      initial: "idle",
+      states: {
+        idle: {},
+        untrusting: {
+          invoke: {
+            id: "untrustPeer",
+            src: "untrustPeer",
+            input: ({ context }) => ({ peer: context.peer }),
+            onDone: { target: "#handshake.revoked", actions: assign({ lastError: null }) },
+            onError: {
+              target: "idle",
+              actions: assign({ lastError: ({ event }) => toPlainError(event.error, "pilot.untrust") }),
+            },
+          },
+        },
+      },
+      on: {
+        UNTRUST: { target: ".untrusting", actions: "stamp" },
+        "PEER.UNTRUSTED": { target: "revoked", actions: "stamp" },
+      },
+    },
+
+    rejected: {
+      on: {
+        "HANDSHAKE.REQUEST": { target: "requested", actions: ["recordIntroduction", "stamp"] },
+        "PEER.PENDING": { target: "pendingApproval", actions: ["recordIncoming", "stamp"] },
+        "PEER.TRUSTED": { target: "trusted", actions: "stamp" },
+      },
+    },
+
+    revoked: {
+      on: {
+        "HANDSHAKE.REQUEST": { target: "requested", actions: ["recordIntroduction", "stamp"] },
+        "PEER.PENDING": { target: "pendingApproval", actions: ["recordIncoming", "stamp"] },
+        "PEER.TRUSTED": { target: "trusted", actions: "stamp" },
+      },
+    },
+  },
+});
+
+export type HandshakeMachine = typeof handshakeMachine;
+export type HandshakeSnapshot = SnapshotFrom<HandshakeMachine>;
+
+/** The top-level trust state of a snapshot (a command in flight counts as the state it started from). */
+export function peerTrustState(snapshot: HandshakeSnapshot): PeerTrustState {
+  const value = snapshot.value;
+  const top = typeof value === "string" ? value : Object.keys(value)[0];
+  return (PEER_STATES as readonly string[]).includes(top ?? "") ? (top as PeerTrustState) : "unknown";
+}
+
+/** The plain record to persist for this peer. */
+export function toPeerState(snapshot: HandshakeSnapshot): PeerState {
+  const { context } = snapshot;
+  return {
+    hostname: context.peer.hostname,
+    nodeId: context.peer.nodeId,
+    state: peerTrustState(snapshot),
+    introduction: context.introduction,
+    justification: context.justification,
+    announcedAt: context.announcedAt,
+    updatedAt: context.updatedAt,
+  };
+}
