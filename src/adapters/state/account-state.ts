@@ -1,0 +1,46 @@
+// Persistent identity of one account: installation id (generated once), registered agent id and token.
+// Lives under OpenClaw's state dir so a reload or restart keeps the same registry record (no id churn).
+import { randomUUID } from "node:crypto";
+import { join } from "node:path";
+import { z } from "zod";
+import { readJsonFile, writeJsonAtomic } from "./json-file.js";
+
+const identitySchema = z.object({
+  installationId: z.string().min(1).nullable().default(null),
+  agentId: z.string().min(1).nullable().default(null),
+  agentToken: z.string().min(1).nullable().default(null),
+  registryUrl: z.string().nullable().default(null),
+});
+export type AccountIdentity = z.infer<typeof identitySchema>;
+
+export interface AccountStateStore {
+  readonly dir: string;
+  identity(): AccountIdentity;
+  update(patch: Partial<AccountIdentity>): AccountIdentity;
+  /** The configured id wins; else the persisted one; else a new one, persisted before first use. */
+  ensureInstallationId(configured: string | null): string;
+}
+
+export function accountStateDir(stateRoot: string, accountId: string): string {
+  return join(stateRoot, "agent-registry", "accounts", encodeURIComponent(accountId));
+}
+
+export function createAccountStateStore(dir: string): AccountStateStore {
+  const path = join(dir, "identity.json");
+  const empty: AccountIdentity = { installationId: null, agentId: null, agentToken: null, registryUrl: null };
+  let current = readJsonFile(path, identitySchema, empty);
+  return {
+    dir,
+    identity: () => ({ ...current }),
+    update(patch) {
+      current = { ...current, ...patch };
+      writeJsonAtomic(path, current);
+      return { ...current };
+    },
+    ensureInstallationId(configured) {
+      if (configured) return configured;
+      if (current.installationId) return current.installationId;
+      return this.update({ installationId: `oc-${randomUUID()}` }).installationId!;
+    },
+  };
+}
