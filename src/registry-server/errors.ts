@@ -1,0 +1,41 @@
+// Typed HTTP errors of the reference registry server. Every error carries the operation that failed and a
+// FastAPI-style `detail` that tells the caller what to do next.
+
+/** One entry of a FastAPI-style validation error list. */
+export interface ValidationIssue {
+  loc: (string | number)[];
+  msg: string;
+  type: string;
+}
+
+export type ErrorDetail = string | ValidationIssue[];
+
+export class RegistryHttpError extends Error {
+  override readonly name = "RegistryHttpError";
+  constructor(
+    readonly status: number,
+    readonly operation: string,
+    readonly detail: ErrorDetail,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(`${operation}: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`);
+  }
+}
+
+export const badRequest = (operation: string, detail: string) =>
+  new RegistryHttpError(400, operation, detail);
+
+export const unauthorized = (operation: string, detail: string, scheme = "Bearer") =>
+  new RegistryHttpError(401, operation, detail, { "www-authenticate": scheme });
+
+export const forbidden = (operation: string, detail: string) => new RegistryHttpError(403, operation, detail);
+
+export const notFound = (operation: string, detail: string) => new RegistryHttpError(404, operation, detail);
+
+export const conflict = (operation: string, detail: string) => new RegistryHttpError(409, operation, detail);
+
+export const payloadTooLarge = (operation: string, detail: string) =>
+  new RegistryHttpError(413, operation, detail, { connection: "close" });
+
+export const unprocessable = (operation: string, issues: ValidationIssue[]) =>
+  new RegistryHttpError(422, operation, issues);

@@ -1,0 +1,177 @@
+// Minimal HTTP plumbing on node:http: a route table (literal segments win over parameters, 404 vs 405),
+// bounded JSON body reading (413 stops reading early, 400 on malformed JSON) and JSON replies.
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { z } from "zod";
+import { badRequest, payloadTooLarge, type RegistryHttpError, unprocessable } from "./errors.js";
+import { toValidationIssues } from "./schemas.js";
+
+export interface RequestContext {
+  readonly req: IncomingMessage;
+  readonly method: string;
+  readonly path: string;
+  readonly params: Readonly<Record<string, string>>;
+  readonly url: URL;
+  /** Aborted when the client goes away or the server shuts down (long-polls return early). */
+  readonly signal: AbortSignal;
+}
+
+export interface Reply {
+  status: number;
+  body?: unknown;
+}
+
+export type Handler = (ctx: RequestContext) => Reply | Promise<Reply>;
+
+interface Route {
+  method: string;
+  segments: string[];
+  operation: string;
+  handler: Handler;
+}
+
+export type RouteMatch =
+  | { kind: "found"; route: Route; params: Record<string, string> }
+  | { kind: "method-not-allowed"; allow: string[] }
+  | { kind: "not-found" };
+
+/** Segment names that are routes of their own under /agents/ and so can never be an agent id. */
+const RESERVED = new Set(["search", "messages", "by-hostname"]);
+
+export class Router {
+  readonly #routes: Route[] = [];
+
+  add(method: string, pattern: string, operation: string, handler: Handler): this {
+    this.#routes.push({ method, segments: pattern.split("/").filter(Boolean), operation, handler });
+    return this;
+  }
+
+  match(method: string, path: string): RouteMatch {
+    const segments = path.split("/").filter(Boolean);
+    const allow = new Set<string>();
+    let best: { route: Route; params: Record<string, string>; literals: number } | undefined;
+    for (const route of this.#routes) {
+      const matched = matchSegments(route.segments, segments);
+      if (!matched) continue;
+      if (route.method !== method) {
+        allow.add(route.method);
+        continue;
+      }
+      if (!best || matched.literals > best.literals) best = { route, ...matched };
+    }
+    if (best) return { kind: "found", route: best.route, params: best.params };
+    if (allow.size) return { kind: "method-not-allowed", allow: [...allow].sort() };
+    return { kind: "not-found" };
+  }
+}
+
+function matchSegments(
+  pattern: string[],
+  segments: string[],
+): { params: Record<string, string>; literals: number } | undefined {
+  if (pattern.length !== segments.length) return undefined;
+  const params: Record<string, string> = {};
+  let literals = 0;
+  for (let i = 0; i < pattern.length; i++) {
+    const p = pattern[i]!;
+    const s = segments[i]!;
+    if (p.startsWith(":")) {
+      if (RESERVED.has(s) && pattern[i - 1] === "agents") return undefined;
+      params[p.slice(1)] = s;
+    } else if (p === s) {
+      literals++;
+    } else {
+      return undefined;
+    }
+  }
+  return { params, literals };
+}
+
+/** Reads the request body up to `maxBytes`; over the cap -> 413 without reading the rest. */
+export async function readBody(req: IncomingMessage, operation: string, maxBytes: number): Promise<Buffer> {
+  const tooLarge = () =>
+    payloadTooLarge(operation, `request body is larger than ${maxBytes} bytes; send a smaller request`);
+  const declared = Number(req.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) {
+      req.pause();
+      throw tooLarge();
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Parses a JSON body: empty -> undefined (the schema then reports what is missing), malformed -> 400. */
+export function parseJson(raw: Buffer, operation: string): unknown {
+  if (raw.length === 0) return undefined;
+  try {
+    return JSON.parse(raw.toString("utf8"));
+  } catch (error) {
+    throw badRequest(
+      operation,
+      `request body is not valid JSON (${(error as Error).message}); send a JSON object with Content-Type: application/json`,
+    );
+  }
+}
+
+/** Validates `input` against `schema`; failures become a FastAPI-style 422 naming each field. */
+export function validate<S extends z.ZodType>(
+  schema: S,
+  input: unknown,
+  where: "body" | "query" | "path",
+  operation: string,
+): z.output<S> {
+  const parsed = schema.safeParse(input === undefined && where === "body" ? undefined : input, {
+    reportInput: true,
+  });
+  if (parsed.success) return parsed.data;
+  if (where === "body" && input === undefined) {
+    throw unprocessable(operation, [{ loc: ["body"], msg: "Field required", type: "missing" }]);
+  }
+  throw unprocessable(operation, toValidationIssues(where, parsed.error));
+}
+
+/** Query string as an object; keys in `arrays` are always arrays, other repeated keys keep the last value. */
+export function queryObject(url: URL, arrays: readonly string[] = []): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const key of new Set(url.searchParams.keys())) {
+    out[key] = arrays.includes(key)
+      ? url.searchParams.getAll(key)
+      : (url.searchParams.getAll(key).at(-1) ?? "");
+  }
+  return out;
+}
+
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  if (res.headersSent || res.destroyed) return;
+  if (status === 204) {
+    res.writeHead(204, headers).end();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res
+    .writeHead(status, {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(text),
+      "cache-control": "no-store",
+      ...headers,
+    })
+    .end(text);
+}
+
+export function errorReply(error: RegistryHttpError): {
+  status: number;
+  body: unknown;
+  headers: Record<string, string>;
+} {
+  return { status: error.status, body: { detail: error.detail }, headers: error.headers };
+}

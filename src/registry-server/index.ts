@@ -1,0 +1,11 @@
+// Public surface of the reference Agent Registry server (bin `agent-registry`, tests, the plugin's e2e).
+export { RegistryHttpError, type ValidationIssue } from "./errors.js";
+export {
+  type RegistryLogger,
+  type RegistryServerHandle,
+  type RegistryServerOptions,
+  startRegistryServer,
+} from "./server.js";
+export type { AgentRecord, RelayMessage, TrustPeer } from "./service.js";
+export { SqliteRegistryStore, type SqliteStoreOptions } from "./sqlite-store.js";
+export type { RegistryStore, StoredAgent, StoredMessage, StoredTrust } from "./store.js";

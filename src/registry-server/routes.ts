@@ -1,0 +1,217 @@
+// The route table of the Agent Registry API: each route parses its input with zod, calls the service and
+// shapes the reply. Literal routes (/search, /by-hostname/, /messages/...) are never taken for an agent id.
+import { z } from "zod";
+import { bearerOf } from "./auth.js";
+import { unprocessable } from "./errors.js";
+import {
+  type Handler,
+  parseJson,
+  queryObject,
+  type RequestContext,
+  Router,
+  readBody,
+  validate,
+} from "./http.js";
+import type { InboxWaiters } from "./inbox-waiters.js";
+import {
+  ackSchema,
+  byHostnameQuerySchema,
+  hostnameSchema,
+  inboxQuerySchema,
+  listQuerySchema,
+  MAX_MESSAGE_BODY_BYTES,
+  MAX_QUERY_TERMS,
+  patchSchema,
+  registrationSchema,
+  searchQuerySchema,
+  sendMessageSchema,
+  trustDecisionSchema,
+  trustRequestSchema,
+} from "./schemas.js";
+import type { RegistryService } from "./service.js";
+
+const AGENTS = "/api/v1/agents";
+const TRUST = "/api/v1/trust";
+/** JSON escaping can grow a 64 KiB message body up to 6x (\uXXXX); the request cap leaves room for that. */
+const SEND_MAX_REQUEST_BYTES = MAX_MESSAGE_BODY_BYTES * 6 + 16 * 1024;
+
+const idParam = z.string().min(1).max(200);
+
+const caller = (ctx: RequestContext) => ({ bearer: bearerOf(ctx.req) });
+
+async function jsonBody(ctx: RequestContext, operation: string, maxBytes: number): Promise<unknown> {
+  return parseJson(await readBody(ctx.req, operation, maxBytes), operation);
+}
+
+/** Drains (bounded) and ignores a body on routes that take none, so keep-alive connections stay usable. */
+async function ignoreBody(ctx: RequestContext, operation: string): Promise<void> {
+  await readBody(ctx.req, operation, 64 * 1024);
+}
+
+const pathParam = <S extends z.ZodType>(ctx: RequestContext, name: string, schema: S, operation: string) =>
+  validate(z.object({ [name]: schema }), { [name]: ctx.params[name] }, "path", operation)[
+    name
+  ] as z.output<S>;
+
+export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Router {
+  const router = new Router();
+
+  const register: Handler = async (ctx) => {
+    const op = "register agent";
+    const input = validate(registrationSchema, await jsonBody(ctx, op, 64 * 1024), "body", op);
+    const result = service.register(input, caller(ctx));
+    const body = result.token ? { ...result.record, agent_token: result.token } : result.record;
+    return { status: result.created ? 201 : 200, body };
+  };
+
+  const list: Handler = (ctx) => {
+    const op = "list agents";
+    const q = validate(listQuerySchema, queryObject(ctx.url), "query", op);
+    return {
+      status: 200,
+      body: service.list({
+        hostname: q.hostname,
+        installationId: q.installation_id,
+        pilotNodeId: q.pilot_node_id,
+        includeOffline: q.include_offline ?? false,
+        limit: q.limit ?? 50,
+        offset: q.offset ?? 0,
+      }),
+    };
+  };
+
+  const search: Handler = (ctx) => {
+    const op = "search agents";
+    const q = validate(searchQuerySchema, queryObject(ctx.url, ["capabilities"]), "query", op);
+    const words = new Set((q.q ?? "").toLowerCase().split(/\s+/).filter(Boolean));
+    if (words.size > MAX_QUERY_TERMS) {
+      throw unprocessable(op, [
+        { loc: ["query", "q"], msg: `use at most ${MAX_QUERY_TERMS} words`, type: "too_long" },
+      ]);
+    }
+    return {
+      status: 200,
+      body: service.search({
+        q: q.q ?? "",
+        capabilities: q.capabilities ?? [],
+        match: q.match ?? "any",
+        includeOffline: q.include_offline ?? false,
+        limit: q.limit ?? 10,
+        offset: q.offset ?? 0,
+      }),
+    };
+  };
+
+  const byHostname: Handler = (ctx) => {
+    const op = "get agent by hostname";
+    const hostname = pathParam(ctx, "hostname", hostnameSchema, op);
+    const q = validate(byHostnameQuerySchema, queryObject(ctx.url), "query", op);
+    return { status: 200, body: service.byHostname(hostname, q.include_offline ?? false) };
+  };
+
+  const getAgent: Handler = (ctx) => ({
+    status: 200,
+    body: service.get(pathParam(ctx, "id", idParam, "get agent")),
+  });
+
+  const patchAgent: Handler = async (ctx) => {
+    const op = "update agent";
+    const id = pathParam(ctx, "id", idParam, op);
+    const input = validate(patchSchema, await jsonBody(ctx, op, 64 * 1024), "body", op);
+    return { status: 200, body: service.patch(id, input, caller(ctx)) };
+  };
+
+  const deleteAgent: Handler = async (ctx) => {
+    const op = "deregister agent";
+    const id = pathParam(ctx, "id", idParam, op);
+    await ignoreBody(ctx, op);
+    service.remove(id, caller(ctx));
+    return { status: 204 };
+  };
+
+  const heartbeat: Handler = async (ctx) => {
+    const op = "heartbeat";
+    const id = pathParam(ctx, "id", idParam, op);
+    await ignoreBody(ctx, op);
+    return { status: 200, body: service.heartbeat(id, caller(ctx)) };
+  };
+
+  const send: Handler = async (ctx) => {
+    const op = "send relay message";
+    const input = validate(sendMessageSchema, await jsonBody(ctx, op, SEND_MAX_REQUEST_BYTES), "body", op);
+    return { status: 200, body: service.sendMessage(input, caller(ctx)) };
+  };
+
+  const inbox: Handler = async (ctx) => {
+    const op = "read relay inbox";
+    const installationId = pathParam(ctx, "installation_id", idParam, op);
+    const q = validate(inboxQuerySchema, queryObject(ctx.url), "query", op);
+    const after = q.after ? Number(q.after) : 0;
+    const limit = q.limit ?? 100;
+    const who = caller(ctx);
+    service.authorizeInbox(installationId, who);
+    // Long-poll: bounded by `wait` (<= 30 s); each wake-up re-reads, so a message stored between the
+    // read and the wait is never missed (the notifier fires after the insert commits).
+    const deadline = Date.now() + (q.wait ?? 0) * 1000;
+    let page = service.inbox(installationId, after, limit, who);
+    while (page.messages.length === 0 && !ctx.signal.aborted) {
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      await waiters.wait(installationId, left, ctx.signal);
+      page = service.inbox(installationId, after, limit, who);
+      if (waiters.closed) break;
+    }
+    return { status: 200, body: page };
+  };
+
+  const ack: Handler = async (ctx) => {
+    const op = "acknowledge relay messages";
+    const input = validate(ackSchema, await jsonBody(ctx, op, 256 * 1024), "body", op);
+    return { status: 200, body: service.ack(input, caller(ctx)) };
+  };
+
+  const trustRequest: Handler = async (ctx) => {
+    const op = "request trust";
+    const input = validate(trustRequestSchema, await jsonBody(ctx, op, 64 * 1024), "body", op);
+    const result = service.trustRequest(input, caller(ctx));
+    return { status: result.created ? 201 : 200, body: { status: result.status } };
+  };
+
+  const decision =
+    (kind: "approve" | "reject" | "block"): Handler =>
+    async (ctx) => {
+      const op = `${kind} trust`;
+      const input = validate(trustDecisionSchema, await jsonBody(ctx, op, 64 * 1024), "body", op);
+      return { status: 200, body: service.trustDecision(kind, input, caller(ctx)) };
+    };
+
+  const pending: Handler = (ctx) => ({
+    status: 200,
+    body: service.pendingTrust(pathParam(ctx, "installation_id", idParam, "list pending trust requests")),
+  });
+
+  const trustList: Handler = (ctx) => ({
+    status: 200,
+    body: service.trustList(pathParam(ctx, "installation_id", idParam, "list trust")),
+  });
+
+  return router
+    .add("GET", "/healthz", "health", () => ({ status: 200, body: { ok: true } }))
+    .add("POST", AGENTS, "register agent", register)
+    .add("GET", AGENTS, "list agents", list)
+    .add("GET", `${AGENTS}/search`, "search agents", search)
+    .add("GET", `${AGENTS}/by-hostname/:hostname`, "get agent by hostname", byHostname)
+    .add("POST", `${AGENTS}/messages/send`, "send relay message", send)
+    .add("GET", `${AGENTS}/messages/inbox/:installation_id`, "read relay inbox", inbox)
+    .add("POST", `${AGENTS}/messages/ack`, "acknowledge relay messages", ack)
+    .add("GET", `${AGENTS}/:id`, "get agent", getAgent)
+    .add("PATCH", `${AGENTS}/:id`, "update agent", patchAgent)
+    .add("DELETE", `${AGENTS}/:id`, "deregister agent", deleteAgent)
+    .add("POST", `${AGENTS}/:id/heartbeat`, "heartbeat", heartbeat)
+    .add("POST", `${TRUST}/request`, "request trust", trustRequest)
+    .add("POST", `${TRUST}/approve`, "approve trust", decision("approve"))
+    .add("POST", `${TRUST}/reject`, "reject trust", decision("reject"))
+    .add("POST", `${TRUST}/block`, "block trust", decision("block"))
+    .add("GET", `${TRUST}/pending/:installation_id`, "list pending trust requests", pending)
+    .add("GET", `${TRUST}/list/:installation_id`, "list trust", trustList);
+}

@@ -1,0 +1,184 @@
+// zod schemas of the registry API's requests (bodies and query strings), and the mapping of zod issues to
+// FastAPI-style 422 details `{loc, msg, type}` so clients written for the original server read them unchanged.
+import { z } from "zod";
+import type { ValidationIssue } from "./errors.js";
+
+export const HOSTNAME_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+export const PILOT_ADDRESS_PATTERN = /^\d{1,10}:[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}$/;
+/** Relay message bodies above this many bytes (UTF-8, JSON text for objects) are refused with 413. */
+export const MAX_MESSAGE_BODY_BYTES = 64 * 1024;
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the point is to refuse control characters
+const NO_CONTROL = /^[^\u0000-\u001f\u007f]*$/;
+
+/** An identifier chosen by clients (installation ids, message ids): printable, bounded. */
+const clientId = (max: number) =>
+  z.string().min(1).max(max).regex(NO_CONTROL, { message: "must not contain control characters" });
+
+export const hostnameSchema = z.string().max(63).regex(HOSTNAME_PATTERN, {
+  message: "hostname must be 1-63 lowercase letters, digits or '-', not starting or ending with '-'",
+});
+
+const capabilitySchema = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(NO_CONTROL, { message: "must not contain control characters" });
+
+const capabilitiesSchema = z
+  .array(capabilitySchema)
+  .max(50)
+  .transform((caps) => [...new Set(caps.map((c) => c.toLowerCase()))]);
+
+const pilotNodeIdSchema = z.union([
+  z.number().int().min(0).max(0xffffffff),
+  z
+    .string()
+    .regex(/^\d{1,10}$/, { message: "pilot_node_id must be a decimal node id" })
+    .transform(Number)
+    .pipe(z.number().max(0xffffffff)),
+]);
+
+const registrationFields = {
+  hostname: hostnameSchema,
+  installation_id: clientId(200).nullish(),
+  pilot_node_id: pilotNodeIdSchema.nullish(),
+  pilot_address: z
+    .string()
+    .regex(PILOT_ADDRESS_PATTERN, { message: "pilot_address must look like N:XXXX.XXXX.XXXX" })
+    .nullish(),
+  display_name: z.string().max(200).nullish(),
+  description: z.string().max(2000).nullish(),
+  capabilities: capabilitiesSchema.nullish(),
+};
+
+export const registrationSchema = z.object(registrationFields);
+export type RegistrationInput = z.infer<typeof registrationSchema>;
+
+export const patchSchema = z.object({ ...registrationFields, hostname: hostnameSchema.optional() });
+export type PatchInput = z.infer<typeof patchSchema>;
+
+const messageBodySchema = z.union([z.string(), z.record(z.string(), z.unknown())], {
+  message: "body must be a string or a JSON object",
+});
+
+export const sendMessageSchema = z
+  .object({
+    from_installation_id: clientId(200),
+    from_hostname: hostnameSchema,
+    to_installation_id: clientId(200).nullish(),
+    to_hostname: hostnameSchema.nullish(),
+    body: messageBodySchema,
+    message_id: clientId(200).nullish(),
+  })
+  .refine((m) => m.to_installation_id || m.to_hostname, {
+    message: "give to_installation_id or to_hostname",
+    path: ["to_installation_id"],
+  });
+export type SendMessageInput = z.infer<typeof sendMessageSchema>;
+
+export const ackSchema = z.object({
+  installation_id: clientId(200),
+  message_ids: z.array(clientId(200)).max(1000),
+});
+
+export const trustRequestSchema = z.object({
+  from_id: clientId(200),
+  to_id: clientId(200),
+  introduction: z.string().max(2000).nullish(),
+  assistant_name: z.string().max(200).nullish(),
+  human_name: z.string().max(200).nullish(),
+});
+
+export const trustDecisionSchema = z.object({ from_id: clientId(200), to_id: clientId(200) });
+
+// Query strings: every value arrives as a string; repeated keys are arrays (only `capabilities` may repeat).
+const booleanParam = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
+const intParam = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d{1,9}$/, { message: "must be a whole number" })
+    .transform(Number)
+    .pipe(z.number().min(min).max(max));
+
+export const listQuerySchema = z.object({
+  hostname: z.string().max(63).optional(),
+  installation_id: z.string().max(200).optional(),
+  pilot_node_id: z
+    .string()
+    .regex(/^\d{1,10}$/, { message: "pilot_node_id must be a decimal node id" })
+    .transform(Number)
+    .optional(),
+  include_offline: booleanParam.optional(),
+  limit: intParam(1, 100).optional(),
+  offset: intParam(0, 100_000_000).optional(),
+});
+
+/** Longest accepted `q` in characters; longer input is a client mistake (422), not a reason to scan. */
+export const MAX_QUERY_CHARS = 16 * 1024;
+/** Most distinct words of `q` that are matched; beyond this the request is refused (422). */
+export const MAX_QUERY_TERMS = 32;
+
+export const searchQuerySchema = z.object({
+  q: z.string().max(MAX_QUERY_CHARS).optional(),
+  capabilities: z.array(z.string().min(1).max(64)).max(20).optional(),
+  match: z.enum(["any", "all"]).optional(),
+  limit: intParam(1, 50).optional(),
+  offset: intParam(0, 100_000_000).optional(),
+  include_offline: booleanParam.optional(),
+});
+
+export const byHostnameQuerySchema = z.object({ include_offline: booleanParam.optional() });
+
+export const inboxQuerySchema = z.object({
+  after: z
+    .string()
+    .regex(/^\d{0,15}$/, { message: "after must be a cursor returned as next_cursor" })
+    .optional(),
+  limit: intParam(1, 500).optional(),
+  wait: z
+    .string()
+    .regex(/^\d{1,2}(?:\.\d{1,3})?$/, { message: "wait must be a number of seconds, 0-30" })
+    .transform(Number)
+    .pipe(z.number().max(30))
+    .optional(),
+});
+
+/** Maps a zod issue code to the `type` FastAPI/pydantic would report. */
+function issueType(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case "invalid_type":
+      return issue.input === undefined ? "missing" : `${issue.expected}_type`;
+    case "too_big":
+      return issue.origin === "string"
+        ? "string_too_long"
+        : issue.origin === "array"
+          ? "too_long"
+          : "less_than_equal";
+    case "too_small":
+      return issue.origin === "string"
+        ? "string_too_short"
+        : issue.origin === "array"
+          ? "too_short"
+          : "greater_than_equal";
+    case "invalid_format":
+      return "string_pattern_mismatch";
+    case "invalid_value":
+      return "enum";
+    case "unrecognized_keys":
+      return "extra_forbidden";
+    default:
+      return "value_error";
+  }
+}
+
+export function toValidationIssues(where: "body" | "query" | "path", error: z.ZodError): ValidationIssue[] {
+  return error.issues.map((issue) => {
+    const missing = issue.code === "invalid_type" && issue.input === undefined;
+    return {
+      loc: [where, ...issue.path.map((p) => (typeof p === "symbol" ? String(p) : p))],
+      msg: missing ? "Field required" : issue.message,
+      type: issueType(issue),
+    };
+  });
+}

@@ -1,0 +1,596 @@
+// The registry's rules, independent of HTTP: registration upsert without id churn, liveness from last_seen
+// and the ttl, agent-token checks, relay messages with dedupe, and the trust handshake. Callers pass parsed,
+// validated input; every failure is a RegistryHttpError naming the operation and the next step.
+import { randomUUID } from "node:crypto";
+import { issueToken, matchesHash } from "./auth.js";
+import { conflict, forbidden, notFound, payloadTooLarge, unauthorized, unprocessable } from "./errors.js";
+import type { InboxWaiters } from "./inbox-waiters.js";
+import {
+  MAX_MESSAGE_BODY_BYTES,
+  type PatchInput,
+  type RegistrationInput,
+  type SendMessageInput,
+} from "./schemas.js";
+import type { RegistryStore, StoredAgent, StoredMessage, StoredTrust, TrustStatus } from "./store.js";
+
+/** The public agent record (contract: "Agent record"). */
+export interface AgentRecord {
+  id: string;
+  hostname: string;
+  installation_id: string | null;
+  pilot_node_id: number | null;
+  pilot_address: string | null;
+  display_name: string | null;
+  description: string | null;
+  capabilities: string[];
+  status: "online" | "offline";
+  last_seen: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface RelayMessage {
+  message_id: string;
+  from_installation_id: string;
+  from_hostname: string;
+  body: unknown;
+  created_at: string;
+  cursor: string;
+}
+
+export interface TrustPeer {
+  requester_id: string;
+  target_id: string;
+  status: TrustStatus;
+  created_at: string;
+  approved_at?: string;
+}
+
+/** Credentials a request presented for acting as an agent. */
+export interface Caller {
+  bearer: string | undefined;
+}
+
+export interface RegistryServiceOptions {
+  store: RegistryStore;
+  waiters: InboxWaiters;
+  now: () => number;
+  ttlSeconds: number;
+  agentTokens: boolean;
+  requireTrust: boolean;
+  offlineRetentionSeconds: number;
+  messageRetentionSeconds: number;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export class RegistryService {
+  constructor(readonly options: RegistryServiceOptions) {}
+
+  get #store() {
+    return this.options.store;
+  }
+
+  #now(): number {
+    return this.options.now();
+  }
+
+  #ttlMs(): number {
+    return this.options.ttlSeconds * 1000;
+  }
+
+  isOnline(agent: StoredAgent, now = this.#now()): boolean {
+    return now - agent.lastSeen <= this.#ttlMs();
+  }
+
+  /** The earliest last_seen that still counts as online. */
+  onlineSince(now = this.#now()): number {
+    return now - this.#ttlMs();
+  }
+
+  toRecord(agent: StoredAgent, now = this.#now()): AgentRecord {
+    return {
+      id: agent.id,
+      hostname: agent.hostname,
+      installation_id: agent.installationId,
+      pilot_node_id: agent.pilotNodeId,
+      pilot_address: agent.pilotAddress,
+      display_name: agent.displayName,
+      description: agent.description,
+      capabilities: agent.capabilities,
+      status: this.isOnline(agent, now) ? "online" : "offline",
+      last_seen: iso(agent.lastSeen),
+      created_at: iso(agent.createdAt),
+      updated_at: iso(agent.updatedAt),
+    };
+  }
+
+  /**
+   * Acting as an agent needs its token when tokens are on: none -> 401, someone else's -> 403.
+   * `who` names the identity in the message so the caller knows which token was expected.
+   */
+  #requireAgent(agent: StoredAgent | undefined, caller: Caller, operation: string, who: string): void {
+    if (!this.options.agentTokens) return;
+    if (!caller.bearer) {
+      throw unauthorized(
+        operation,
+        `${operation} acts as ${who}: send Authorization: Bearer <agent_token> with the token returned when it registered`,
+      );
+    }
+    if (!agent?.tokenHash || !matchesHash(caller.bearer, agent.tokenHash)) {
+      throw forbidden(
+        operation,
+        `the bearer token is not the agent token of ${who}; use the agent_token from that agent's latest registration (re-register to get a new one)`,
+      );
+    }
+  }
+
+  // ---- agents -------------------------------------------------------------------------------------------
+
+  register(
+    input: RegistrationInput,
+    caller: Caller,
+  ): { created: boolean; record: AgentRecord; token?: string } {
+    const operation = "register agent";
+    return this.#store.transaction(() => {
+      const now = this.#now();
+      const installationId = input.installation_id ?? null;
+      let byHostname = this.#store.getAgentByHostname(input.hostname);
+      if (byHostname && byHostname.installationId !== installationId) {
+        if (this.isOnline(byHostname, now)) {
+          throw conflict(
+            operation,
+            `hostname '${input.hostname}' is held by another installation that is online; choose another hostname or retry after it has been silent for ${this.options.ttlSeconds} s`,
+          );
+        }
+        // The holder is offline, so the hostname is free: its stale record gives way.
+        this.#store.deleteAgent(byHostname.id);
+        byHostname = undefined;
+      }
+      const existing =
+        byHostname ?? (installationId ? this.#store.getAgentByInstallation(installationId) : undefined);
+      if (existing && caller.bearer && existing.tokenHash && this.isOnline(existing, now)) {
+        // A client that presents a token must present the current one: a stale or foreign token means
+        // another process took over this installation. No token at all is allowed (a restarted client).
+        this.#requireAgent(existing, caller, operation, `agent ${existing.id}`);
+      }
+      const token = this.options.agentTokens ? issueToken() : undefined;
+      const fields = {
+        hostname: input.hostname,
+        installationId,
+        pilotNodeId: input.pilot_node_id ?? null,
+        pilotAddress: input.pilot_address ?? null,
+        displayName: input.display_name ?? null,
+        description: input.description ?? null,
+        capabilities: input.capabilities ?? [],
+        tokenHash: token?.hash ?? null,
+        lastSeen: now,
+        updatedAt: now,
+      };
+      if (existing) {
+        const agent: StoredAgent = { ...existing, ...fields };
+        this.#store.updateAgent(agent);
+        return { created: false, record: this.toRecord(agent, now), token: token?.token };
+      }
+      const agent: StoredAgent = { id: randomUUID(), createdAt: now, ...fields };
+      this.#store.insertAgent(agent);
+      return { created: true, record: this.toRecord(agent, now), token: token?.token };
+    });
+  }
+
+  patch(id: string, input: PatchInput, caller: Caller): AgentRecord {
+    const operation = "update agent";
+    return this.#store.transaction(() => {
+      const now = this.#now();
+      const agent = this.#store.getAgentById(id);
+      if (!agent) throw notFound(operation, `agent ${id} is unknown; register it with POST /api/v1/agents/`);
+      this.#requireAgent(agent, caller, operation, `agent ${id}`);
+      const next: StoredAgent = { ...agent, updatedAt: now };
+      if (input.hostname !== undefined && input.hostname !== agent.hostname) {
+        const holder = this.#store.getAgentByHostname(input.hostname);
+        if (holder && holder.id !== id) {
+          if (this.isOnline(holder, now)) {
+            throw conflict(
+              operation,
+              `hostname '${input.hostname}' is held by another online agent; choose another`,
+            );
+          }
+          this.#store.deleteAgent(holder.id);
+        }
+        next.hostname = input.hostname;
+      }
+      if (input.installation_id !== undefined && input.installation_id !== agent.installationId) {
+        const holder = input.installation_id
+          ? this.#store.getAgentByInstallation(input.installation_id)
+          : undefined;
+        if (holder && holder.id !== id) {
+          throw conflict(
+            operation,
+            `installation_id '${input.installation_id}' belongs to agent ${holder.id}`,
+          );
+        }
+        next.installationId = input.installation_id;
+      }
+      if (input.pilot_node_id !== undefined) next.pilotNodeId = input.pilot_node_id;
+      if (input.pilot_address !== undefined) next.pilotAddress = input.pilot_address;
+      if (input.display_name !== undefined) next.displayName = input.display_name;
+      if (input.description !== undefined) next.description = input.description;
+      if (input.capabilities !== undefined) next.capabilities = input.capabilities ?? [];
+      this.#store.updateAgent(next);
+      return this.toRecord(next, now);
+    });
+  }
+
+  remove(id: string, caller: Caller): void {
+    const operation = "deregister agent";
+    const agent = this.#store.getAgentById(id);
+    if (!agent) throw notFound(operation, `agent ${id} is unknown (already deregistered or purged)`);
+    this.#requireAgent(agent, caller, operation, `agent ${id}`);
+    this.#store.deleteAgent(id);
+  }
+
+  heartbeat(id: string, caller: Caller): { ok: true; last_seen: string; ttl_seconds: number } {
+    const operation = "heartbeat";
+    const now = this.#now();
+    const agent = this.#store.getAgentById(id);
+    if (!agent || !this.isOnline(agent, now)) {
+      throw notFound(
+        operation,
+        `agent ${id} is ${agent ? "expired" : "unknown"}; register again at once with POST /api/v1/agents/`,
+      );
+    }
+    this.#requireAgent(agent, caller, operation, `agent ${id}`);
+    this.#store.touchAgent(id, now);
+    return { ok: true, last_seen: iso(now), ttl_seconds: this.options.ttlSeconds };
+  }
+
+  get(id: string): AgentRecord {
+    const agent = this.#store.getAgentById(id);
+    if (!agent) throw notFound("get agent", `agent ${id} is unknown`);
+    return this.toRecord(agent);
+  }
+
+  byHostname(hostname: string, includeOffline: boolean): AgentRecord {
+    const now = this.#now();
+    const agent = this.#store.getAgentByHostname(hostname);
+    if (!agent || (!includeOffline && !this.isOnline(agent, now))) {
+      throw notFound(
+        "get agent by hostname",
+        `no ${includeOffline ? "" : "online "}agent has hostname '${hostname}'`,
+      );
+    }
+    return this.toRecord(agent, now);
+  }
+
+  list(query: {
+    hostname?: string;
+    installationId?: string;
+    pilotNodeId?: number;
+    includeOffline: boolean;
+    limit: number;
+    offset: number;
+  }): { agents: AgentRecord[]; total: number } {
+    const now = this.#now();
+    const page = this.#store.listAgents({
+      hostname: query.hostname,
+      installationId: query.installationId,
+      pilotNodeId: query.pilotNodeId,
+      seenSince: query.includeOffline ? undefined : this.onlineSince(now),
+      limit: query.limit,
+      offset: query.offset,
+    });
+    return { agents: page.items.map((a) => this.toRecord(a, now)), total: page.total };
+  }
+
+  search(query: {
+    q: string;
+    capabilities: string[];
+    match: "any" | "all";
+    includeOffline: boolean;
+    limit: number;
+    offset: number;
+  }): { agents: AgentRecord[]; total: number } {
+    const now = this.#now();
+    const phrase = query.q.trim().toLowerCase();
+    const terms = [...new Set(phrase.split(/\s+/).filter(Boolean))];
+    const page = this.#store.searchAgents({
+      phrase,
+      terms,
+      capabilities: [...new Set(query.capabilities.map((c) => c.toLowerCase()))],
+      match: query.match,
+      seenSince: query.includeOffline ? undefined : this.onlineSince(now),
+      limit: query.limit,
+      offset: query.offset,
+    });
+    return { agents: page.items.map((a) => this.toRecord(a, now)), total: page.total };
+  }
+
+  // ---- relay --------------------------------------------------------------------------------------------
+
+  #trusted(a: string, b: string): boolean {
+    const ab = this.#store.getTrust(a, b)?.status;
+    const ba = this.#store.getTrust(b, a)?.status;
+    if (ab === "blocked" || ba === "blocked") return false;
+    return ab === "approved" || ba === "approved";
+  }
+
+  sendMessage(input: SendMessageInput, caller: Caller): { ok: true; message_id: string } {
+    const operation = "send relay message";
+    const bodyJson = JSON.stringify(input.body);
+    const bytes =
+      typeof input.body === "string" ? Buffer.byteLength(input.body, "utf8") : Buffer.byteLength(bodyJson);
+    if (bytes > MAX_MESSAGE_BODY_BYTES) {
+      throw payloadTooLarge(
+        operation,
+        `message body is ${bytes} bytes; the relay carries at most ${MAX_MESSAGE_BODY_BYTES} bytes, split or shorten it`,
+      );
+    }
+    const sender = this.#store.getAgentByInstallation(input.from_installation_id);
+    this.#requireAgent(sender, caller, operation, `installation ${input.from_installation_id}`);
+    if (this.options.agentTokens && sender && sender.hostname !== input.from_hostname) {
+      throw forbidden(
+        operation,
+        `from_hostname '${input.from_hostname}' is not the hostname registered for installation ${input.from_installation_id} ('${sender.hostname}')`,
+      );
+    }
+    const byInstallation = input.to_installation_id
+      ? this.#store.getAgentByInstallation(input.to_installation_id)
+      : undefined;
+    const byHostname = input.to_hostname ? this.#store.getAgentByHostname(input.to_hostname) : undefined;
+    if (byInstallation && byHostname && byInstallation.id !== byHostname.id) {
+      throw unprocessable(operation, [
+        {
+          loc: ["body", "to_hostname"],
+          msg: "to_hostname and to_installation_id name different agents; send only one",
+          type: "value_error",
+        },
+      ]);
+    }
+    const recipient = byInstallation ?? byHostname;
+    if (!recipient) {
+      throw notFound(
+        operation,
+        `unknown recipient ${input.to_installation_id ?? input.to_hostname}; look it up with GET /api/v1/agents/search`,
+      );
+    }
+    if (!recipient.installationId) {
+      throw notFound(
+        operation,
+        `recipient ${recipient.hostname} registered without installation_id and has no relay inbox`,
+      );
+    }
+    const to = recipient.installationId;
+    if (this.options.requireTrust && !this.#trusted(input.from_installation_id, to)) {
+      throw forbidden(
+        operation,
+        `no approved trust between ${input.from_installation_id} and ${to}; request it with POST /api/v1/trust/request and wait for approval`,
+      );
+    }
+    const messageId = input.message_id ?? randomUUID();
+    const { message, duplicate } = this.#store.insertMessage({
+      messageId,
+      toInstallationId: to,
+      fromInstallationId: input.from_installation_id,
+      fromHostname: sender?.hostname ?? input.from_hostname,
+      bodyJson,
+      createdAt: this.#now(),
+    });
+    if (duplicate && message.fromInstallationId !== input.from_installation_id) {
+      throw conflict(
+        operation,
+        `message_id ${messageId} is already used in this inbox; use a fresh id (a UUID)`,
+      );
+    }
+    if (!duplicate) this.options.waiters.notify(to);
+    return { ok: true, message_id: messageId };
+  }
+
+  #requireInbox(installationId: string, caller: Caller, operation: string): void {
+    if (!this.options.agentTokens) return;
+    const agent = this.#store.getAgentByInstallation(installationId);
+    this.#requireAgent(agent, caller, operation, `installation ${installationId}`);
+  }
+
+  /** Checks that the caller may read the inbox (so long-polls fail fast instead of waiting). */
+  authorizeInbox(installationId: string, caller: Caller): void {
+    this.#requireInbox(installationId, caller, "read relay inbox");
+  }
+
+  inbox(
+    installationId: string,
+    after: number,
+    limit: number,
+    caller: Caller,
+  ): { messages: RelayMessage[]; next_cursor: string | null } {
+    this.#requireInbox(installationId, caller, "read relay inbox");
+    const since = this.#now() - this.options.messageRetentionSeconds * 1000;
+    const rows = this.#store.listMessages(installationId, after, since, limit);
+    const last = rows.at(-1);
+    return {
+      messages: rows.map(toRelayMessage),
+      next_cursor: last ? String(last.seq) : after > 0 ? String(after) : null,
+    };
+  }
+
+  ack(input: { installation_id: string; message_ids: string[] }, caller: Caller): { acked: number } {
+    this.#requireInbox(input.installation_id, caller, "acknowledge relay messages");
+    return { acked: this.#store.deleteMessages(input.installation_id, input.message_ids) };
+  }
+
+  // ---- trust --------------------------------------------------------------------------------------------
+
+  trustRequest(
+    input: {
+      from_id: string;
+      to_id: string;
+      introduction?: string | null;
+      assistant_name?: string | null;
+      human_name?: string | null;
+    },
+    caller: Caller,
+  ): { created: boolean; status: "pending" | "approved" } {
+    const operation = "request trust";
+    if (input.from_id === input.to_id) {
+      throw unprocessable(operation, [
+        {
+          loc: ["body", "to_id"],
+          msg: "an installation cannot request trust with itself",
+          type: "value_error",
+        },
+      ]);
+    }
+    return this.#store.transaction(() => {
+      const now = this.#now();
+      this.#requireAgent(
+        this.#store.getAgentByInstallation(input.from_id),
+        caller,
+        operation,
+        `installation ${input.from_id}`,
+      );
+      if (!this.#store.getAgentByInstallation(input.to_id)) {
+        throw notFound(
+          operation,
+          `installation ${input.to_id} is not registered; check the id with GET /api/v1/agents/`,
+        );
+      }
+      const own = this.#store.getTrust(input.from_id, input.to_id);
+      const reverse = this.#store.getTrust(input.to_id, input.from_id);
+      if (own?.status === "blocked") {
+        throw forbidden(operation, `installation ${input.to_id} does not accept trust requests from you`);
+      }
+      if (own?.status === "approved") return { created: false, status: "approved" as const };
+      const text = {
+        introduction: input.introduction ?? own?.introduction ?? null,
+        assistantName: input.assistant_name ?? own?.assistantName ?? null,
+        humanName: input.human_name ?? own?.humanName ?? null,
+      };
+      if (reverse && (reverse.status === "pending" || reverse.status === "approved")) {
+        // Both sides asked for each other: that is consent from both, so trust is approved at once.
+        this.#store.putTrust({ ...reverse, status: "approved", approvedAt: now, updatedAt: now });
+        this.#store.putTrust({
+          requesterId: input.from_id,
+          targetId: input.to_id,
+          status: "approved",
+          ...text,
+          createdAt: own?.createdAt ?? now,
+          approvedAt: now,
+          updatedAt: now,
+        });
+        return { created: true, status: "approved" as const };
+      }
+      if (own?.status === "pending") {
+        this.#store.putTrust({ ...own, ...text, updatedAt: now });
+        return { created: false, status: "pending" as const };
+      }
+      this.#store.putTrust({
+        requesterId: input.from_id,
+        targetId: input.to_id,
+        status: "pending",
+        ...text,
+        createdAt: now,
+        approvedAt: null,
+        updatedAt: now,
+      });
+      return { created: true, status: "pending" as const };
+    });
+  }
+
+  trustDecision(
+    decision: "approve" | "reject" | "block",
+    input: { from_id: string; to_id: string },
+    caller: Caller,
+  ): { status: TrustStatus } {
+    const operation = `${decision} trust`;
+    return this.#store.transaction(() => {
+      const now = this.#now();
+      this.#requireAgent(
+        this.#store.getAgentByInstallation(input.to_id),
+        caller,
+        operation,
+        `installation ${input.to_id} (to_id is the deciding side)`,
+      );
+      const record = this.#store.getTrust(input.from_id, input.to_id);
+      if (!record && decision !== "block") {
+        throw notFound(
+          operation,
+          `no trust request from ${input.from_id} to ${input.to_id}; list them with GET /api/v1/trust/pending/${input.to_id}`,
+        );
+      }
+      const reverse = this.#store.getTrust(input.to_id, input.from_id);
+      const status: TrustStatus =
+        decision === "approve" ? "approved" : decision === "reject" ? "rejected" : "blocked";
+      const base: StoredTrust = record ?? {
+        requesterId: input.from_id,
+        targetId: input.to_id,
+        status,
+        introduction: null,
+        assistantName: null,
+        humanName: null,
+        createdAt: now,
+        approvedAt: null,
+        updatedAt: now,
+      };
+      this.#store.putTrust({
+        ...base,
+        status,
+        approvedAt: status === "approved" ? now : null,
+        updatedAt: now,
+      });
+      if (reverse && reverse.status !== "blocked") {
+        // Trust is symmetric: approving also settles the other direction, and rejecting or blocking
+        // revokes it both ways.
+        if (status === "approved" && reverse.status === "pending") {
+          this.#store.putTrust({ ...reverse, status: "approved", approvedAt: now, updatedAt: now });
+        } else if (status !== "approved" && (reverse.status === "approved" || reverse.status === "pending")) {
+          this.#store.putTrust({ ...reverse, status: "rejected", approvedAt: null, updatedAt: now });
+        }
+      }
+      return { status };
+    });
+  }
+
+  pendingTrust(installationId: string) {
+    const requests = this.#store.listPendingTrust(installationId).map((t) => ({
+      from_id: t.requesterId,
+      requester_id: t.requesterId,
+      to_id: t.targetId,
+      from_assistant_name: t.assistantName,
+      from_human_name: t.humanName,
+      introduction: t.introduction,
+      created_at: iso(t.createdAt),
+    }));
+    return { requests, relationships: requests };
+  }
+
+  trustList(installationId: string): { peers: TrustPeer[] } {
+    return {
+      peers: this.#store.listTrust(installationId).map((t) => ({
+        requester_id: t.requesterId,
+        target_id: t.targetId,
+        status: t.status,
+        created_at: iso(t.createdAt),
+        ...(t.approvedAt !== null ? { approved_at: iso(t.approvedAt) } : {}),
+      })),
+    };
+  }
+
+  /** Purges agents offline past the retention period and messages older than theirs. */
+  sweep(): { agents: number; messages: number } {
+    const now = this.#now();
+    return {
+      agents: this.#store.purgeAgents(now - this.#ttlMs() - this.options.offlineRetentionSeconds * 1000),
+      messages: this.#store.purgeMessages(now - this.options.messageRetentionSeconds * 1000),
+    };
+  }
+}
+
+function toRelayMessage(m: StoredMessage): RelayMessage {
+  return {
+    message_id: m.messageId,
+    from_installation_id: m.fromInstallationId,
+    from_hostname: m.fromHostname,
+    body: JSON.parse(m.bodyJson),
+    created_at: iso(m.createdAt),
+    cursor: String(m.seq),
+  };
+}

@@ -1,0 +1,500 @@
+// Default RegistryStore on node:sqlite (DatabaseSync). WAL with synchronous=FULL so that a write acknowledged
+// with a 2xx survives kill -9; heartbeats (last_seen only) may opt into an unsynced commit because losing the
+// last one is harmless. Search uses a trigram FTS5 index over a lowercase text column plus a capability table.
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import type {
+  AgentListQuery,
+  AgentSearchQuery,
+  NewMessage,
+  Page,
+  RegistryStore,
+  StoredAgent,
+  StoredMessage,
+  StoredTrust,
+  TrustStatus,
+} from "./store.js";
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS agents (
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  hostname TEXT NOT NULL UNIQUE,
+  installation_id TEXT UNIQUE,
+  pilot_node_id INTEGER,
+  pilot_address TEXT,
+  display_name TEXT,
+  description TEXT,
+  capabilities TEXT NOT NULL,
+  search_text TEXT NOT NULL,
+  token_hash TEXT,
+  last_seen INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS agents_last_seen ON agents(last_seen);
+CREATE INDEX IF NOT EXISTS agents_created ON agents(created_at, id);
+CREATE INDEX IF NOT EXISTS agents_node ON agents(pilot_node_id);
+CREATE TABLE IF NOT EXISTS agent_capabilities (
+  capability TEXT NOT NULL,
+  agent_seq INTEGER NOT NULL,
+  PRIMARY KEY (capability, agent_seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS agent_capabilities_agent ON agent_capabilities(agent_seq, capability);
+CREATE VIRTUAL TABLE IF NOT EXISTS agents_fts USING fts5(
+  search_text, content='', contentless_delete=1, tokenize='trigram case_sensitive 1'
+);
+CREATE TABLE IF NOT EXISTS messages (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  message_id TEXT NOT NULL,
+  to_installation_id TEXT NOT NULL,
+  from_installation_id TEXT NOT NULL,
+  from_hostname TEXT NOT NULL,
+  body_json TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  UNIQUE (to_installation_id, message_id)
+);
+CREATE INDEX IF NOT EXISTS messages_inbox ON messages(to_installation_id, seq);
+CREATE INDEX IF NOT EXISTS messages_created ON messages(created_at);
+CREATE TABLE IF NOT EXISTS trust (
+  requester_id TEXT NOT NULL,
+  target_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  introduction TEXT,
+  assistant_name TEXT,
+  human_name TEXT,
+  created_at INTEGER NOT NULL,
+  approved_at INTEGER,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (requester_id, target_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS trust_target ON trust(target_id, status);
+`;
+
+type Row = Record<string, SQLInputValue>;
+
+const AGENT_COLUMNS =
+  "a.seq, a.id, a.hostname, a.installation_id, a.pilot_node_id, a.pilot_address, a.display_name, " +
+  "a.description, a.capabilities, a.token_hash, a.last_seen, a.created_at, a.updated_at";
+
+/** Lowercase text the search matches against: hostname, display name, description, capabilities. */
+export function searchTextOf(agent: StoredAgent): string {
+  return [agent.hostname, agent.displayName ?? "", agent.description ?? "", ...agent.capabilities]
+    .join("\n")
+    .toLowerCase();
+}
+
+/** An FTS5 string literal: anything inside double quotes is text, never query syntax. */
+const ftsPhrase = (term: string) => `"${term.replaceAll('"', '""')}"`;
+
+const str = (v: SQLInputValue | undefined): string | null =>
+  v === null || v === undefined ? null : String(v);
+const num = (v: SQLInputValue | undefined): number | null =>
+  v === null || v === undefined ? null : Number(v);
+
+function toAgent(row: Row): StoredAgent {
+  return {
+    id: String(row.id),
+    hostname: String(row.hostname),
+    installationId: str(row.installation_id),
+    pilotNodeId: num(row.pilot_node_id),
+    pilotAddress: str(row.pilot_address),
+    displayName: str(row.display_name),
+    description: str(row.description),
+    capabilities: JSON.parse(String(row.capabilities)) as string[],
+    tokenHash: str(row.token_hash),
+    lastSeen: Number(row.last_seen),
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+  };
+}
+
+function toMessage(row: Row): StoredMessage {
+  return {
+    seq: Number(row.seq),
+    messageId: String(row.message_id),
+    toInstallationId: String(row.to_installation_id),
+    fromInstallationId: String(row.from_installation_id),
+    fromHostname: String(row.from_hostname),
+    bodyJson: String(row.body_json),
+    createdAt: Number(row.created_at),
+  };
+}
+
+function toTrust(row: Row): StoredTrust {
+  return {
+    requesterId: String(row.requester_id),
+    targetId: String(row.target_id),
+    status: String(row.status) as TrustStatus,
+    introduction: str(row.introduction),
+    assistantName: str(row.assistant_name),
+    humanName: str(row.human_name),
+    createdAt: Number(row.created_at),
+    approvedAt: num(row.approved_at),
+    updatedAt: Number(row.updated_at),
+  };
+}
+
+export interface SqliteStoreOptions {
+  /** File path or ":memory:". */
+  path: string;
+  /** SQLite page cache in MiB (default 64): search over 100k agents wants the indexes in memory. */
+  cacheMiB?: number;
+  /** Commit heartbeats without fsync (default true). Registrations, messages and trust always fsync. */
+  fastHeartbeats?: boolean;
+}
+
+export class SqliteRegistryStore implements RegistryStore {
+  readonly #db: DatabaseSync;
+  readonly #statements = new Map<string, StatementSync>();
+  readonly #fastHeartbeats: boolean;
+  #depth = 0;
+
+  constructor(options: SqliteStoreOptions) {
+    this.#db = new DatabaseSync(options.path);
+    this.#fastHeartbeats = options.fastHeartbeats ?? true;
+    this.#db.exec("PRAGMA journal_mode = WAL");
+    this.#db.exec("PRAGMA synchronous = FULL");
+    this.#db.exec("PRAGMA foreign_keys = OFF");
+    this.#db.exec("PRAGMA busy_timeout = 5000");
+    this.#db.exec(`PRAGMA cache_size = -${Math.round((options.cacheMiB ?? 64) * 1024)}`);
+    this.#db.exec(SCHEMA);
+  }
+
+  /** A cached prepared statement; dynamic search SQL has few shapes, so the cache stays small. */
+  #stmt(sql: string): StatementSync {
+    let stmt = this.#statements.get(sql);
+    if (!stmt) {
+      if (this.#statements.size > 500) this.#statements.clear();
+      stmt = this.#db.prepare(sql);
+      this.#statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
+  transaction<T>(fn: () => T): T {
+    if (this.#depth > 0) return fn();
+    this.#db.exec("BEGIN IMMEDIATE");
+    this.#depth++;
+    try {
+      const result = fn();
+      this.#depth--;
+      this.#db.exec("COMMIT");
+      return result;
+    } catch (error) {
+      this.#depth--;
+      this.#db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+
+  getAgentById(id: string): StoredAgent | undefined {
+    const row = this.#stmt(`SELECT ${AGENT_COLUMNS} FROM agents a WHERE a.id = ?`).get(id);
+    return row ? toAgent(row) : undefined;
+  }
+
+  getAgentByHostname(hostname: string): StoredAgent | undefined {
+    const row = this.#stmt(`SELECT ${AGENT_COLUMNS} FROM agents a WHERE a.hostname = ?`).get(hostname);
+    return row ? toAgent(row) : undefined;
+  }
+
+  getAgentByInstallation(installationId: string): StoredAgent | undefined {
+    const row = this.#stmt(`SELECT ${AGENT_COLUMNS} FROM agents a WHERE a.installation_id = ?`).get(
+      installationId,
+    );
+    return row ? toAgent(row) : undefined;
+  }
+
+  insertAgent(agent: StoredAgent): void {
+    this.transaction(() => {
+      const result = this.#stmt(
+        "INSERT INTO agents (id, hostname, installation_id, pilot_node_id, pilot_address, display_name, " +
+          "description, capabilities, search_text, token_hash, last_seen, created_at, updated_at) " +
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      ).run(
+        agent.id,
+        agent.hostname,
+        agent.installationId,
+        agent.pilotNodeId,
+        agent.pilotAddress,
+        agent.displayName,
+        agent.description,
+        JSON.stringify(agent.capabilities),
+        searchTextOf(agent),
+        agent.tokenHash,
+        agent.lastSeen,
+        agent.createdAt,
+        agent.updatedAt,
+      );
+      this.#indexAgent(Number(result.lastInsertRowid), agent);
+    });
+  }
+
+  #indexAgent(seq: number, agent: StoredAgent): void {
+    this.#stmt("INSERT INTO agents_fts (rowid, search_text) VALUES (?, ?)").run(seq, searchTextOf(agent));
+    const insertCapability = this.#stmt(
+      "INSERT OR IGNORE INTO agent_capabilities (capability, agent_seq) VALUES (?, ?)",
+    );
+    for (const capability of agent.capabilities) insertCapability.run(capability, seq);
+  }
+
+  #unindexAgent(seq: number): void {
+    this.#stmt("DELETE FROM agents_fts WHERE rowid = ?").run(seq);
+    this.#stmt("DELETE FROM agent_capabilities WHERE agent_seq = ?").run(seq);
+  }
+
+  updateAgent(agent: StoredAgent): void {
+    this.transaction(() => {
+      const row = this.#stmt("SELECT seq FROM agents WHERE id = ?").get(agent.id);
+      if (!row) throw new Error(`updateAgent: unknown agent id ${agent.id}`);
+      const seq = Number(row.seq);
+      this.#stmt(
+        "UPDATE agents SET hostname = ?, installation_id = ?, pilot_node_id = ?, pilot_address = ?, " +
+          "display_name = ?, description = ?, capabilities = ?, search_text = ?, token_hash = ?, last_seen = ?, " +
+          "created_at = ?, updated_at = ? WHERE seq = ?",
+      ).run(
+        agent.hostname,
+        agent.installationId,
+        agent.pilotNodeId,
+        agent.pilotAddress,
+        agent.displayName,
+        agent.description,
+        JSON.stringify(agent.capabilities),
+        searchTextOf(agent),
+        agent.tokenHash,
+        agent.lastSeen,
+        agent.createdAt,
+        agent.updatedAt,
+        seq,
+      );
+      this.#unindexAgent(seq);
+      this.#indexAgent(seq, agent);
+    });
+  }
+
+  touchAgent(id: string, lastSeen: number): boolean {
+    const stmt = this.#stmt("UPDATE agents SET last_seen = ? WHERE id = ?");
+    if (!this.#fastHeartbeats || this.#depth > 0) return Number(stmt.run(lastSeen, id).changes) > 0;
+    // Why unsynced: a heartbeat lost to a power cut only makes the agent look older by one interval, and
+    // an fsync per heartbeat would cap throughput at the disk's flush rate. The next synced commit (or a
+    // WAL checkpoint) makes it durable anyway.
+    this.#db.exec("PRAGMA synchronous = NORMAL");
+    try {
+      return Number(stmt.run(lastSeen, id).changes) > 0;
+    } finally {
+      this.#db.exec("PRAGMA synchronous = FULL");
+    }
+  }
+
+  deleteAgent(id: string): boolean {
+    return this.transaction(() => {
+      const row = this.#stmt("SELECT seq FROM agents WHERE id = ?").get(id);
+      if (!row) return false;
+      const seq = Number(row.seq);
+      this.#unindexAgent(seq);
+      this.#stmt("DELETE FROM agents WHERE seq = ?").run(seq);
+      return true;
+    });
+  }
+
+  listAgents(query: AgentListQuery): Page<StoredAgent> {
+    const where: string[] = [];
+    const params: SQLInputValue[] = [];
+    if (query.hostname !== undefined) {
+      where.push("a.hostname = ?");
+      params.push(query.hostname);
+    }
+    if (query.installationId !== undefined) {
+      where.push("a.installation_id = ?");
+      params.push(query.installationId);
+    }
+    if (query.pilotNodeId !== undefined) {
+      where.push("a.pilot_node_id = ?");
+      params.push(query.pilotNodeId);
+    }
+    if (query.seenSince !== undefined) {
+      where.push("a.last_seen >= ?");
+      params.push(query.seenSince);
+    }
+    const whereSql = where.length ? `WHERE ${where.join(" AND ")}` : "";
+    const total = Number(this.#stmt(`SELECT COUNT(*) AS n FROM agents a ${whereSql}`).get(...params)?.n ?? 0);
+    const rows = this.#stmt(
+      `SELECT ${AGENT_COLUMNS} FROM agents a ${whereSql} ORDER BY a.created_at, a.id LIMIT ? OFFSET ?`,
+    ).all(...params, query.limit, query.offset);
+    return { items: rows.map(toAgent), total };
+  }
+
+  searchAgents(query: AgentSearchQuery): Page<StoredAgent> {
+    const where: string[] = [];
+    const params: SQLInputValue[] = [];
+    // FTS5 trigrams match substrings of 3+ characters; shorter words fall back to instr() on the same
+    // lowercase text. Both take the words as bound values, so SQL and LIKE syntax in `q` is plain text.
+    const long = query.terms.filter((t) => [...t].length >= 3);
+    const short = query.terms.filter((t) => [...t].length < 3);
+    if (long.length) {
+      where.push("a.seq IN (SELECT rowid FROM agents_fts WHERE agents_fts MATCH ?)");
+      params.push(long.map(ftsPhrase).join(" AND "));
+    }
+    for (const term of short) {
+      where.push("instr(a.search_text, ?) > 0");
+      params.push(term);
+    }
+    const caps = query.capabilities;
+    if (caps.length) {
+      const marks = caps.map(() => "?").join(", ");
+      if (query.match === "all" && caps.length > 1) {
+        where.push(
+          `a.seq IN (SELECT agent_seq FROM agent_capabilities WHERE capability IN (${marks}) ` +
+            "GROUP BY agent_seq HAVING COUNT(*) = ?)",
+        );
+        params.push(...caps, caps.length);
+      } else {
+        where.push(`a.seq IN (SELECT agent_seq FROM agent_capabilities WHERE capability IN (${marks}))`);
+        params.push(...caps);
+      }
+    }
+    if (query.seenSince !== undefined) {
+      // The unary + keeps the planner off the last_seen index when a selective filter exists: nearly
+      // every agent is online, so that index would mean a full scan.
+      where.push(where.length ? "+a.last_seen >= ?" : "a.last_seen >= ?");
+      params.push(query.seenSince);
+    }
+    const whereSql = where.length ? `WHERE ${where.join(" AND ")}` : "";
+    const total = Number(this.#stmt(`SELECT COUNT(*) AS n FROM agents a ${whereSql}`).get(...params)?.n ?? 0);
+    if (total === 0 || query.offset >= total) return { items: [], total };
+
+    const order: string[] = [];
+    const orderParams: SQLInputValue[] = [];
+    if (query.phrase) {
+      const words = [...new Set([query.phrase, ...query.terms])];
+      order.push(
+        "CASE WHEN a.hostname = ? THEN 0 " +
+          "WHEN EXISTS (SELECT 1 FROM agent_capabilities c WHERE c.agent_seq = a.seq AND c.capability IN " +
+          `(${words.map(() => "?").join(", ")})) THEN 1 ` +
+          "WHEN instr(a.hostname, ?) > 0 THEN 2 ELSE 3 END",
+      );
+      orderParams.push(query.phrase, ...words, query.phrase);
+    }
+    if (caps.length > 1 && query.match === "any") {
+      order.push(
+        "(SELECT COUNT(*) FROM agent_capabilities c WHERE c.agent_seq = a.seq AND c.capability IN " +
+          `(${caps.map(() => "?").join(", ")})) DESC`,
+      );
+      orderParams.push(...caps);
+    }
+    order.push("a.id");
+    const rows = this.#stmt(
+      `SELECT ${AGENT_COLUMNS} FROM agents a ${whereSql} ORDER BY ${order.join(", ")} LIMIT ? OFFSET ?`,
+    ).all(...params, ...orderParams, query.limit, query.offset);
+    return { items: rows.map(toAgent), total };
+  }
+
+  purgeAgents(lastSeenBefore: number): number {
+    return this.transaction(() => {
+      const rows = this.#stmt("SELECT id FROM agents WHERE last_seen < ? LIMIT 10000").all(lastSeenBefore);
+      for (const row of rows) this.deleteAgent(String(row.id));
+      return rows.length;
+    });
+  }
+
+  insertMessage(message: NewMessage): { message: StoredMessage; duplicate: boolean } {
+    return this.transaction(() => {
+      const existing = this.#stmt(
+        "SELECT * FROM messages WHERE to_installation_id = ? AND message_id = ?",
+      ).get(message.toInstallationId, message.messageId);
+      if (existing) return { message: toMessage(existing), duplicate: true };
+      const result = this.#stmt(
+        "INSERT INTO messages (message_id, to_installation_id, from_installation_id, from_hostname, body_json, " +
+          "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+      ).run(
+        message.messageId,
+        message.toInstallationId,
+        message.fromInstallationId,
+        message.fromHostname,
+        message.bodyJson,
+        message.createdAt,
+      );
+      return { message: { ...message, seq: Number(result.lastInsertRowid) }, duplicate: false };
+    });
+  }
+
+  listMessages(
+    toInstallationId: string,
+    afterSeq: number,
+    createdSince: number,
+    limit: number,
+  ): StoredMessage[] {
+    return this.#stmt(
+      "SELECT * FROM messages WHERE to_installation_id = ? AND seq > ? AND created_at >= ? ORDER BY seq LIMIT ?",
+    )
+      .all(toInstallationId, afterSeq, createdSince, limit)
+      .map(toMessage);
+  }
+
+  deleteMessages(toInstallationId: string, messageIds: string[]): number {
+    return this.transaction(() => {
+      const stmt = this.#stmt("DELETE FROM messages WHERE to_installation_id = ? AND message_id = ?");
+      let deleted = 0;
+      for (const id of new Set(messageIds)) deleted += Number(stmt.run(toInstallationId, id).changes);
+      return deleted;
+    });
+  }
+
+  purgeMessages(createdBefore: number): number {
+    return this.transaction(() =>
+      Number(this.#stmt("DELETE FROM messages WHERE created_at < ?").run(createdBefore).changes),
+    );
+  }
+
+  getTrust(requesterId: string, targetId: string): StoredTrust | undefined {
+    const row = this.#stmt("SELECT * FROM trust WHERE requester_id = ? AND target_id = ?").get(
+      requesterId,
+      targetId,
+    );
+    return row ? toTrust(row) : undefined;
+  }
+
+  putTrust(trust: StoredTrust): void {
+    this.transaction(() => {
+      this.#stmt(
+        "INSERT INTO trust (requester_id, target_id, status, introduction, assistant_name, human_name, created_at, " +
+          "approved_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (requester_id, target_id) DO UPDATE " +
+          "SET status = excluded.status, introduction = excluded.introduction, assistant_name = excluded.assistant_name, " +
+          "human_name = excluded.human_name, created_at = excluded.created_at, approved_at = excluded.approved_at, " +
+          "updated_at = excluded.updated_at",
+      ).run(
+        trust.requesterId,
+        trust.targetId,
+        trust.status,
+        trust.introduction,
+        trust.assistantName,
+        trust.humanName,
+        trust.createdAt,
+        trust.approvedAt,
+        trust.updatedAt,
+      );
+    });
+  }
+
+  listTrust(installationId: string): StoredTrust[] {
+    return this.#stmt(
+      "SELECT * FROM trust WHERE requester_id = ? UNION ALL SELECT * FROM trust WHERE target_id = ? AND requester_id <> ? " +
+        "ORDER BY created_at, requester_id, target_id",
+    )
+      .all(installationId, installationId, installationId)
+      .map(toTrust);
+  }
+
+  listPendingTrust(targetId: string): StoredTrust[] {
+    return this.#stmt(
+      "SELECT * FROM trust WHERE target_id = ? AND status = 'pending' ORDER BY created_at, requester_id",
+    )
+      .all(targetId)
+      .map(toTrust);
+  }
+
+  close(): void {
+    if (!this.#db.isOpen) return;
+    this.#statements.clear();
+    this.#db.close();
+  }
+}

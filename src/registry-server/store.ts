@@ -1,0 +1,117 @@
+// Storage interface of the reference registry server. The service holds the rules (upsert, liveness, trust,
+// tokens); a store only persists rows. Calls are synchronous on purpose: the default store is node:sqlite's
+// DatabaseSync, and synchronous calls make every request's read-modify-write atomic without locks.
+
+/** An agent row as stored. Times are epoch milliseconds. */
+export interface StoredAgent {
+  id: string;
+  hostname: string;
+  installationId: string | null;
+  pilotNodeId: number | null;
+  pilotAddress: string | null;
+  displayName: string | null;
+  description: string | null;
+  /** Lowercase, de-duplicated, in registration order. */
+  capabilities: string[];
+  /** sha256 (hex) of the current agent token; null when none was issued. */
+  tokenHash: string | null;
+  lastSeen: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface AgentListQuery {
+  hostname?: string;
+  installationId?: string;
+  pilotNodeId?: number;
+  /** Only agents with lastSeen >= this (online cut-off); undefined = include offline. */
+  seenSince?: number;
+  limit: number;
+  offset: number;
+}
+
+export interface AgentSearchQuery {
+  /** Whole query, trimmed and lowercased ("" when absent): an exact hostname or capability hit ranks first. */
+  phrase: string;
+  /** Lowercase words of the query; every word must occur (as a substring) in the agent's searchable text. */
+  terms: string[];
+  /** Lowercase capability filter. */
+  capabilities: string[];
+  match: "any" | "all";
+  seenSince?: number;
+  limit: number;
+  offset: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+}
+
+/** A relay message row. `seq` is the inbox cursor: strictly increasing, never reused. */
+export interface StoredMessage {
+  seq: number;
+  messageId: string;
+  toInstallationId: string;
+  fromInstallationId: string;
+  fromHostname: string;
+  /** JSON text of the body as sent (a string or an object). */
+  bodyJson: string;
+  createdAt: number;
+}
+
+export type NewMessage = Omit<StoredMessage, "seq">;
+
+export type TrustStatus = "pending" | "approved" | "rejected" | "blocked";
+
+/** One directed trust record: `requesterId` asked `targetId`; the status is the target's decision. */
+export interface StoredTrust {
+  requesterId: string;
+  targetId: string;
+  status: TrustStatus;
+  introduction: string | null;
+  assistantName: string | null;
+  humanName: string | null;
+  createdAt: number;
+  approvedAt: number | null;
+  updatedAt: number;
+}
+
+export interface RegistryStore {
+  /** Runs `fn` atomically (all or nothing, durable on return). Nested calls join the outer transaction. */
+  transaction<T>(fn: () => T): T;
+
+  getAgentById(id: string): StoredAgent | undefined;
+  getAgentByHostname(hostname: string): StoredAgent | undefined;
+  getAgentByInstallation(installationId: string): StoredAgent | undefined;
+  insertAgent(agent: StoredAgent): void;
+  /** Replaces every column of the row with `agent.id`. */
+  updateAgent(agent: StoredAgent): void;
+  /** Updates only lastSeen (the hot path of heartbeats). Returns false when the id is unknown. */
+  touchAgent(id: string, lastSeen: number): boolean;
+  deleteAgent(id: string): boolean;
+  listAgents(query: AgentListQuery): Page<StoredAgent>;
+  searchAgents(query: AgentSearchQuery): Page<StoredAgent>;
+  /** Deletes agents last seen before `lastSeenBefore`; returns how many. */
+  purgeAgents(lastSeenBefore: number): number;
+
+  /** Stores a message unless (toInstallationId, messageId) exists; returns the stored or the existing row. */
+  insertMessage(message: NewMessage): { message: StoredMessage; duplicate: boolean };
+  listMessages(
+    toInstallationId: string,
+    afterSeq: number,
+    createdSince: number,
+    limit: number,
+  ): StoredMessage[];
+  deleteMessages(toInstallationId: string, messageIds: string[]): number;
+  purgeMessages(createdBefore: number): number;
+
+  getTrust(requesterId: string, targetId: string): StoredTrust | undefined;
+  putTrust(trust: StoredTrust): void;
+  /** Records where the installation is requester or target, oldest first. */
+  listTrust(installationId: string): StoredTrust[];
+  /** Pending records addressed to the installation, oldest first. */
+  listPendingTrust(targetId: string): StoredTrust[];
+
+  close(): void;
+}
