@@ -1,0 +1,65 @@
+import { describe, expect, it } from "vitest";
+import {
+  createEnvelope,
+  decodeMessage,
+  encodeEnvelope,
+  messageKey,
+} from "../../../src/adapters/transport/envelope.js";
+
+describe("envelope", () => {
+  const env = createEnvelope({
+    fromHostname: "alpha",
+    body: 'hi "there"\n--help',
+    replyTo: "m-1",
+    id: "m-2",
+    now: new Date("2026-11-25T10:00:00Z"),
+  });
+
+  it("encodes and decodes back to the same envelope", () => {
+    expect(env).toEqual({
+      v: 1,
+      id: "m-2",
+      from_hostname: "alpha",
+      body: 'hi "there"\n--help',
+      reply_to: "m-1",
+      sent_at: "2026-11-25T10:00:00.000Z",
+    });
+    expect(decodeMessage(encodeEnvelope(env))).toEqual({ envelope: env });
+  });
+
+  it("gives each new envelope its own id", () => {
+    const a = createEnvelope({ fromHostname: "a", body: "x" });
+    const b = createEnvelope({ fromHostname: "a", body: "x" });
+    expect(a.id).not.toBe(b.id);
+  });
+
+  it("accepts plain text, JSON that is not an envelope, and broken JSON as plain", () => {
+    for (const text of ["hello", "{not json", '{"v":2,"id":"x"}', '{"text":"hi"}', "42", ""]) {
+      expect(decodeMessage(text)).toEqual({ plain: text });
+    }
+  });
+
+  it("ignores unknown keys of a newer sender", () => {
+    const decoded = decodeMessage(JSON.stringify({ ...env, extra: true }));
+    expect(decoded).toEqual({ envelope: env });
+  });
+
+  it("refuses to encode an invalid envelope", () => {
+    expect(() => encodeEnvelope({ ...env, from_hostname: "" })).toThrow();
+  });
+
+  it("keys an envelope by its id, wherever it was read from", () => {
+    const decoded = decodeMessage(encodeEnvelope(env));
+    expect(messageKey({ name: "TEXT-1.json", data: "a" }, decoded)).toBe("env:m-2");
+    expect(messageKey({ name: "TEXT-2.json", data: "b" }, decoded)).toBe("env:m-2");
+  });
+
+  it("keys plain text by source name and content hash", () => {
+    const k1 = messageKey({ name: "TEXT-1.json", data: "hi" }, decodeMessage("hi"));
+    const k2 = messageKey({ name: "TEXT-1.json", data: "ho" }, decodeMessage("ho"));
+    const k3 = messageKey({ name: "TEXT-2.json", data: "hi" }, decodeMessage("hi"));
+    expect(k1).toMatch(/^plain:TEXT-1\.json:[0-9a-f]{64}$/);
+    expect(new Set([k1, k2, k3]).size).toBe(3);
+    expect(messageKey({ name: "TEXT-1.json", data: "hi" }, decodeMessage("hi"))).toBe(k1);
+  });
+});
