@@ -1,0 +1,322 @@
+// Inbound side of the registry relay: a long-poll loop over this installation's relay inbox that hands each
+// message to the inbound pipeline (an `InboundSink`) one at a time and acknowledges it only after a final
+// outcome, so the registry keeps anything not yet safely dispatched. The read cursor is persisted after each
+// final outcome; a crash re-reads instead of losing (the pipeline's dedupe makes that exactly-once).
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { z } from "zod";
+import { type BackoffPolicy, backoffDelay } from "../../machines/backoff.js";
+import type { RegistryClient } from "../registry/client.js";
+import { RegistryError } from "../registry/errors.js";
+import type { CallOptions, InboxPage, RelayMessage } from "../registry/types.js";
+import { readJsonFile, writeJsonAtomic } from "../state/json-file.js";
+import type { InboundOutcome, InboundSink, RawInbound } from "../transport/transport.js";
+
+/** Where the relay read position survives restarts. */
+export interface RelayCursorStore {
+  load(): Promise<string | null> | string | null;
+  save(cursor: string | null): Promise<void> | void;
+}
+
+const cursorFileSchema = z.object({ v: z.literal(1), cursor: z.string().nullable() });
+
+/** The cursor as a small JSON file replaced atomically (temp file, fsync, rename). */
+export function createFileCursorStore(path: string): RelayCursorStore {
+  return {
+    load: () => readJsonFile(path, cursorFileSchema, { v: 1, cursor: null }).cursor,
+    save: (cursor) => writeJsonAtomic(path, { v: 1, cursor }),
+  };
+}
+
+/** An in-memory cursor (tests, or a caller that keeps it in its own state file). */
+export function createMemoryCursorStore(initial: string | null = null): RelayCursorStore & {
+  readonly current: string | null;
+} {
+  let cursor = initial;
+  return {
+    load: () => cursor,
+    save: (next) => {
+      cursor = next;
+    },
+    get current() {
+      return cursor;
+    },
+  };
+}
+
+export interface RelayLog {
+  debug?: (message: string) => void;
+  warn: (message: string) => void;
+}
+
+export interface RelayReceiverOptions {
+  client: RegistryClient;
+  installationId: string;
+  /** Read on every call: re-registration replaces the token. */
+  agentToken?: () => string | null;
+  sink: InboundSink;
+  cursorStore: RelayCursorStore;
+  log?: RelayLog;
+  /** Long-poll seconds per inbox read (0-30, default 25). */
+  waitSeconds?: number;
+  /** Messages per read (default 100). */
+  batchLimit?: number;
+  /** Local copies of dead-lettered messages go here (one JSON file each); null keeps none. */
+  deadLetterDir?: string | null;
+  /** Backoff after a failed read or ack (registry outage, restart, auth while re-registering). */
+  backoff?: BackoffPolicy;
+  /** Backoff after the sink asked to retry a message. */
+  retryBackoff?: BackoffPolicy;
+  /**
+   * An empty answer faster than this is not a real long-poll (a registry without `wait` support): the next
+   * read waits out the rest, so such a registry is polled at this pace instead of in a tight loop.
+   */
+  minEmptyPollMs?: number;
+  now?: () => number;
+}
+
+export type RelayReceiverState = "starting" | "polling" | "processing" | "backoff" | "stopped";
+
+/** JSON-serializable snapshot for channel status. */
+export interface RelayReceiverStatus {
+  state: RelayReceiverState;
+  cursor: string | null;
+  /** Failed reads or acks in a row (0 when the registry answers). */
+  consecutiveFailures: number;
+  lastError: string | null;
+  lastMessageAt: number | null;
+  counts: Record<"received" | "dispatched" | "duplicate" | "refused" | "retry" | "deadLettered", number>;
+}
+
+export interface RelayReceiver {
+  /** Stops the loop: the in-flight long-poll is aborted at once; a message being processed finishes first. */
+  close(): Promise<void>;
+  status(): RelayReceiverStatus;
+}
+
+export const DEFAULT_RELAY_WAIT_SECONDS = 25;
+export const DEFAULT_RELAY_BACKOFF: BackoffPolicy = { initialMs: 500, maxMs: 30_000, factor: 2 };
+export const DEFAULT_RELAY_RETRY_BACKOFF: BackoffPolicy = { initialMs: 1_000, maxMs: 60_000, factor: 2 };
+
+/** Resolves after `ms` or at once when the signal aborts; never rejects. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted || ms <= 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** A file name from a message id: the id comes from a peer, so it must not steer the path. */
+function deadLetterName(message: RelayMessage): string {
+  const safe = message.messageId.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 120);
+  return `relay-${Date.now()}-${safe}.json`;
+}
+
+type BatchResult = "done" | "retry" | "stalled" | "stopped";
+
+export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver {
+  const { client, installationId, sink, cursorStore } = options;
+  const log: RelayLog = options.log ?? { warn: () => {} };
+  const waitSeconds = Math.min(30, Math.max(0, options.waitSeconds ?? DEFAULT_RELAY_WAIT_SECONDS));
+  const backoff = options.backoff ?? DEFAULT_RELAY_BACKOFF;
+  const retryBackoff = options.retryBackoff ?? DEFAULT_RELAY_RETRY_BACKOFF;
+  const minEmptyPollMs = options.minEmptyPollMs ?? 1_000;
+  const now = options.now ?? Date.now;
+  const controller = new AbortController();
+  const signal = controller.signal;
+
+  const status: RelayReceiverStatus = {
+    state: "starting",
+    cursor: null,
+    consecutiveFailures: 0,
+    lastError: null,
+    lastMessageAt: null,
+    counts: { received: 0, dispatched: 0, duplicate: 0, refused: 0, retry: 0, deadLettered: 0 },
+  };
+
+  const call = (): CallOptions => ({ token: options.agentToken?.() ?? null, signal });
+
+  function failed(what: string, err: unknown): void {
+    status.consecutiveFailures += 1;
+    status.lastError = `${what}: ${describe(err)}`;
+    log.warn(`relay inbox of ${installationId}: ${what} failed (${describe(err)}); backing off`);
+  }
+
+  async function keepDeadLetter(message: RelayMessage): Promise<void> {
+    const dir = options.deadLetterDir;
+    if (!dir) return;
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const path = join(dir, deadLetterName(message));
+    const tmp = `${path}.tmp`;
+    await writeFile(tmp, `${JSON.stringify({ transport: "relay", installationId, message }, null, 2)}\n`, {
+      mode: 0o600,
+    });
+    await rename(tmp, path);
+  }
+
+  async function processBatch(messages: RelayMessage[]): Promise<BatchResult> {
+    for (const message of messages) {
+      if (signal.aborted) return "stopped";
+      status.state = "processing";
+      status.counts.received += 1;
+      status.lastMessageAt = now();
+      const raw: RawInbound = {
+        transport: "relay",
+        ref: message.messageId,
+        name: message.messageId,
+        data: message.body,
+        from: {
+          hostname: message.fromHostname,
+          nodeId: null,
+          installationId: message.fromInstallationId,
+        },
+        receivedAt: now(),
+      };
+      let outcome: InboundOutcome;
+      try {
+        outcome = await sink.process(raw);
+      } catch (err) {
+        // The pipeline owns failures; one that throws anyway gets the safe answer: keep the message, try later.
+        log.warn(`relay message ${message.messageId}: inbound pipeline threw (${describe(err)}); will retry`);
+        outcome = "retry";
+      }
+      log.debug?.(`relay message ${message.messageId}: ${outcome}`);
+      if (outcome === "retry") {
+        status.counts.retry += 1;
+        return "retry";
+      }
+      if (outcome === "dead-lettered") {
+        try {
+          await keepDeadLetter(message);
+        } catch (err) {
+          // Without the local copy an ack would lose the message: keep it on the registry and try again.
+          failed(`keeping a dead-letter copy of ${message.messageId}`, err);
+          return "stalled";
+        }
+      }
+      try {
+        await client.ack({ installationId, messageIds: [message.messageId] }, call());
+      } catch (err) {
+        if (signal.aborted) return "stopped";
+        // Not acked: the cursor stays, the message is read again and the pipeline reports it as a duplicate.
+        failed(`acknowledging ${message.messageId}`, err);
+        return "stalled";
+      }
+      if (outcome === "dispatched") status.counts.dispatched += 1;
+      else if (outcome === "duplicate") status.counts.duplicate += 1;
+      else if (outcome === "refused") status.counts.refused += 1;
+      else status.counts.deadLettered += 1;
+      status.consecutiveFailures = 0;
+      if (message.cursor !== null && message.cursor !== status.cursor) {
+        status.cursor = message.cursor;
+        try {
+          await cursorStore.save(status.cursor);
+        } catch (err) {
+          // Safe to go on: the message is acked, so an older cursor after a crash only re-reads later ones
+          // (unacked, deduped by the pipeline).
+          log.warn(`relay inbox of ${installationId}: could not persist the cursor (${describe(err)})`);
+        }
+      }
+    }
+    return "done";
+  }
+
+  async function run(): Promise<void> {
+    try {
+      status.cursor = (await cursorStore.load()) ?? null;
+    } catch (err) {
+      // An unreadable cursor must not stop delivery: reading from the start only re-sees unacked messages.
+      log.warn(
+        `relay inbox of ${installationId}: cursor unreadable (${describe(err)}); reading from the start`,
+      );
+      status.cursor = null;
+    }
+    let retryAttempt = 0;
+    // After an outage the registry may have been restored from an older copy (message sequence numbers behind
+    // our cursor): one read from the start re-sees every unacked message. Acked ones are deleted, so this
+    // costs nothing when nothing was lost.
+    let rescan = false;
+    let emptyPause = 0;
+
+    while (!signal.aborted) {
+      if (emptyPause > 0) {
+        await sleep(emptyPause, signal);
+        emptyPause = 0;
+        if (signal.aborted) break;
+      }
+      status.state = "polling";
+      const started = now();
+      let page: InboxPage;
+      try {
+        page = await client.readInbox(
+          {
+            installationId,
+            after: rescan ? null : status.cursor,
+            wait: waitSeconds,
+            limit: options.batchLimit ?? 100,
+          },
+          call(),
+        );
+      } catch (err) {
+        if (signal.aborted) break;
+        failed("reading the inbox", err);
+        if (err instanceof RegistryError && (err.kind === "unauthorized" || err.kind === "forbidden")) {
+          log.warn(
+            `relay inbox of ${installationId}: the registry refused our agent token; it is refreshed when the account re-registers`,
+          );
+        }
+        rescan = true;
+        status.state = "backoff";
+        await sleep(backoffDelay(backoff, status.consecutiveFailures, installationId), signal);
+        continue;
+      }
+      rescan = false;
+      status.consecutiveFailures = 0;
+      status.lastError = null;
+      if (page.messages.length === 0) {
+        const elapsed = now() - started;
+        if (waitSeconds > 0 && elapsed < minEmptyPollMs) emptyPause = minEmptyPollMs - elapsed;
+        continue;
+      }
+      const result = await processBatch(page.messages);
+      if (result === "stopped") break;
+      if (result === "done") {
+        retryAttempt = 0;
+        continue;
+      }
+      status.state = "backoff";
+      if (result === "retry") {
+        retryAttempt += 1;
+        await sleep(backoffDelay(retryBackoff, retryAttempt, installationId), signal);
+      } else {
+        await sleep(backoffDelay(backoff, Math.max(1, status.consecutiveFailures), installationId), signal);
+      }
+    }
+    status.state = "stopped";
+  }
+
+  const loop = run().catch((err: unknown) => {
+    // A bug, not an outage (those are handled in the loop): report it in status rather than crash the gateway.
+    status.state = "stopped";
+    status.lastError = `relay receiver stopped: ${describe(err)}`;
+    log.warn(`relay inbox of ${installationId}: receiver stopped on an unexpected error (${describe(err)})`);
+  });
+
+  return {
+    async close() {
+      controller.abort();
+      await loop;
+    },
+    status: () => structuredClone(status),
+  };
+}

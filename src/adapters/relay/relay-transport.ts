@@ -1,0 +1,305 @@
+// The registry's HTTP relay as a `Transport`: outbound envelopes are posted to the registry (the envelope id is
+// the relay message id, so a resend after a timeout is stored once) and trust runs through the registry's trust
+// endpoints. Used where the Pilot daemon is unusable; the inbound side is relay-receiver.ts.
+
+import type { RegistryClient } from "../registry/client.js";
+import { RegistryError } from "../registry/errors.js";
+import type { CallOptions, TrustPeer } from "../registry/types.js";
+import { type Envelope, encodeEnvelope } from "../transport/envelope.js";
+import {
+  type PeerRef,
+  type PendingTrustRequest,
+  type Transport,
+  TransportError,
+  type TrustedPeer,
+} from "../transport/transport.js";
+
+/** Who this installation is on the relay. The token is read on every call: re-registration replaces it. */
+export interface RelaySelf {
+  installationId: string;
+  hostname: string;
+  agentToken: () => string | null;
+  assistantName?: string;
+  humanName?: string;
+}
+
+export interface RelayTransportOptions {
+  client: RegistryClient;
+  self: RelaySelf;
+  /**
+   * Finds a peer by hostname (the composition root passes its cache + registry lookup). Defaults to the
+   * registry's by-hostname lookup.
+   */
+  resolvePeer?: (hostname: string) => Promise<PeerRef | null>;
+}
+
+/** Relay bodies are capped by the registry at 64 KiB. */
+export const RELAY_MAX_BODY_BYTES = 64 * 1024;
+
+function peerLabel(peer: PeerRef): string {
+  return (
+    peer.hostname ?? peer.installationId ?? (peer.nodeId === null ? "unknown peer" : `node-${peer.nodeId}`)
+  );
+}
+
+/** Registry failures in the words of the transport, each saying what to do next. */
+export function toTransportError(operation: string, peer: PeerRef | null, err: unknown): TransportError {
+  if (err instanceof TransportError) return err;
+  const who = peer ? peerLabel(peer) : "the peer";
+  if (!(err instanceof RegistryError)) {
+    const message = err instanceof Error ? err.message : String(err);
+    return new TransportError(operation, "failed", `relay ${operation} failed: ${message}`, { cause: err });
+  }
+  const cause = { cause: err };
+  switch (err.kind) {
+    case "forbidden":
+      return operation === "send"
+        ? new TransportError(
+            operation,
+            "not_trusted",
+            `${who} has not approved trust with this agent on the relay; do a handshake first (request trust and wait for approval). If trust was approved, re-register to refresh the agent token.`,
+            cause,
+          )
+        : new TransportError(
+            operation,
+            "rejected",
+            `the registry refused ${operation} with ${who}: ${err.message}`,
+            cause,
+          );
+    case "not_found":
+      return new TransportError(
+        operation,
+        "peer_unknown",
+        `${who} is not registered on the relay (or is offline); search the registry for its current hostname`,
+        cause,
+      );
+    case "too_large":
+      return new TransportError(
+        operation,
+        "invalid",
+        `the message is too large for the relay (at most ${RELAY_MAX_BODY_BYTES} bytes); shorten or split it`,
+        cause,
+      );
+    case "invalid":
+      return new TransportError(
+        operation,
+        "invalid",
+        `the registry rejected ${operation}: ${err.message}`,
+        cause,
+      );
+    case "unreachable":
+    case "http":
+    case "bad_response":
+      return new TransportError(
+        operation,
+        "unavailable",
+        `the registry relay is unavailable (${err.message}); retry later`,
+        cause,
+      );
+    case "timeout":
+      return new TransportError(
+        operation,
+        "timeout",
+        `the registry relay did not answer ${operation} in time; retry later (a resend is safe, the relay dedupes by message id)`,
+        cause,
+      );
+    case "unauthorized":
+      return new TransportError(
+        operation,
+        "failed",
+        `the registry refused our credentials for ${operation}; check registryApiKey, or re-register to get a fresh agent token`,
+        cause,
+      );
+    case "conflict":
+      return new TransportError(
+        operation,
+        "invalid",
+        `the registry reported a conflict: ${err.message}`,
+        cause,
+      );
+    case "aborted":
+      return new TransportError(operation, "failed", `relay ${operation} was cancelled`, cause);
+  }
+}
+
+export function createRelayTransport(options: RelayTransportOptions): Transport {
+  const { client, self } = options;
+  const resolveByHostname =
+    options.resolvePeer ??
+    (async (hostname: string): Promise<PeerRef | null> => {
+      const record = await client.byHostname(hostname);
+      if (!record) return null;
+      return { hostname: record.hostname, nodeId: null, installationId: record.installationId };
+    });
+
+  const call = (signal?: AbortSignal): CallOptions => {
+    const opts: CallOptions = { token: self.agentToken() };
+    if (signal) opts.signal = signal;
+    return opts;
+  };
+
+  /** The peer's installation id: given, or looked up by hostname. */
+  async function installationIdOf(operation: string, peer: PeerRef): Promise<string> {
+    if (peer.installationId) return peer.installationId;
+    if (!peer.hostname) {
+      throw new TransportError(
+        operation,
+        "invalid",
+        "the relay needs the peer's hostname or installation id; search the registry for the agent first",
+      );
+    }
+    let resolved: PeerRef | null;
+    try {
+      resolved = await resolveByHostname(peer.hostname);
+    } catch (err) {
+      throw toTransportError(operation, peer, err);
+    }
+    if (!resolved?.installationId) {
+      throw new TransportError(
+        operation,
+        "peer_unknown",
+        `${peer.hostname} is not registered on the relay (or is offline, or registered without an installation id); search the registry for its current hostname`,
+      );
+    }
+    return resolved.installationId;
+  }
+
+  /** Hostnames of installation ids, best effort: a failed lookup leaves the hostname null. */
+  async function hostnamesOf(ids: readonly string[]): Promise<Map<string, string | null>> {
+    const out = new Map<string, string | null>();
+    for (const id of new Set(ids)) {
+      try {
+        const page = await client.list({ installationId: id, includeOffline: true, limit: 1 });
+        out.set(id, page.agents[0]?.hostname ?? null);
+      } catch {
+        // Why safe: the hostname is a convenience for display and routing; the installation id still names the peer.
+        out.set(id, null);
+      }
+    }
+    return out;
+  }
+
+  const decide = async (operation: "approve" | "reject" | "block", peer: PeerRef): Promise<void> => {
+    const fromId = await installationIdOf(operation, peer);
+    const decision = { fromId, toId: self.installationId };
+    try {
+      if (operation === "approve") await client.approveTrust(decision, call());
+      else if (operation === "reject") await client.rejectTrust(decision, call());
+      else await client.blockTrust(decision, call());
+    } catch (err) {
+      throw toTransportError(operation, peer, err);
+    }
+  };
+
+  return {
+    kind: "relay",
+
+    async send(to: PeerRef, envelope: Envelope, signal?: AbortSignal) {
+      const body = encodeEnvelope(envelope);
+      if (Buffer.byteLength(body, "utf8") > RELAY_MAX_BODY_BYTES) {
+        throw new TransportError(
+          "send",
+          "invalid",
+          `the message is too large for the relay (at most ${RELAY_MAX_BODY_BYTES} bytes with its envelope); shorten or split it`,
+        );
+      }
+      const toInstallationId = await installationIdOf("send", to);
+      try {
+        const result = await client.sendMessage(
+          {
+            fromInstallationId: self.installationId,
+            fromHostname: self.hostname,
+            toInstallationId,
+            ...(to.hostname ? { toHostname: to.hostname } : {}),
+            body,
+            messageId: envelope.id,
+          },
+          call(signal),
+        );
+        return { messageId: result.messageId ?? envelope.id };
+      } catch (err) {
+        throw toTransportError("send", to, err);
+      }
+    },
+
+    async requestTrust(peer: PeerRef, introduction: string) {
+      const toId = await installationIdOf("requestTrust", peer);
+      try {
+        await client.requestTrust(
+          {
+            fromId: self.installationId,
+            toId,
+            introduction,
+            ...(self.assistantName === undefined ? {} : { assistantName: self.assistantName }),
+            ...(self.humanName === undefined ? {} : { humanName: self.humanName }),
+          },
+          call(),
+        );
+      } catch (err) {
+        throw toTransportError("requestTrust", peer, err);
+      }
+    },
+
+    async listPending(): Promise<PendingTrustRequest[]> {
+      let requests: Awaited<ReturnType<RegistryClient["pendingTrust"]>>["requests"];
+      try {
+        ({ requests } = await client.pendingTrust(self.installationId, call()));
+      } catch (err) {
+        throw toTransportError("listPending", null, err);
+      }
+      const names = await hostnamesOf(requests.map((r) => r.fromId));
+      return requests.map((r) => ({
+        peer: { hostname: names.get(r.fromId) ?? null, nodeId: null, installationId: r.fromId },
+        introduction: r.introduction,
+        assistantName: r.fromAssistantName,
+        humanName: r.fromHumanName,
+        receivedAt: r.createdAt ?? new Date().toISOString(),
+      }));
+    },
+
+    async listTrusted(): Promise<TrustedPeer[]> {
+      let peers: TrustPeer[];
+      try {
+        ({ peers } = await client.listTrust(self.installationId, call()));
+      } catch (err) {
+        throw toTransportError("listTrusted", null, err);
+      }
+      // Trust is symmetric once approved, and the registry lists records in both directions: one entry per peer.
+      // A block in either direction wins over an approval (the registry refuses relay traffic then).
+      const since = new Map<string, string | null>();
+      const blocked = new Set<string>();
+      for (const p of peers) {
+        const other = p.requesterId === self.installationId ? p.targetId : p.requesterId;
+        if (other === self.installationId) continue;
+        if (p.status === "blocked") blocked.add(other);
+        if (p.status !== "approved") continue;
+        const at = p.approvedAt ?? p.createdAt;
+        const known = since.get(other);
+        if (!since.has(other) || (at !== null && (known === null || known === undefined || at < known))) {
+          since.set(other, at);
+        }
+      }
+      for (const id of blocked) since.delete(id);
+      const names = await hostnamesOf([...since.keys()]);
+      return [...since.entries()].map(([id, at]) => ({
+        peer: { hostname: names.get(id) ?? null, nodeId: null, installationId: id },
+        since: at,
+      }));
+    },
+
+    approve: (peer: PeerRef) => decide("approve", peer),
+    // The registry's trust API carries no reason; it is for our own logs only.
+    reject: (peer: PeerRef, _reason?: string) => decide("reject", peer),
+
+    async untrust(peer: PeerRef) {
+      // Rejecting the peer's request revokes trust both ways. When only our own request exists (we asked, they
+      // approved) there is nothing of theirs to reject: blocking is the registry's only way to revoke then.
+      try {
+        await decide("reject", peer);
+      } catch (err) {
+        if (!(err instanceof TransportError && err.code === "peer_unknown")) throw err;
+        await decide("block", peer);
+      }
+    },
+  };
+}
