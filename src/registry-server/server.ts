@@ -95,7 +95,10 @@ export async function startRegistryServer(
     }
   };
 
+  let stopping = false;
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    // While stopping, answer and drop the connection so keep-alive clients do not hold the close open.
+    if (stopping) res.setHeader("connection", "close");
     const controller = new AbortController();
     res.on("close", () => controller.abort());
     let operation = "route request";
@@ -130,6 +133,7 @@ export async function startRegistryServer(
       }
       const ctx: RequestContext = { req, method, path, params, url, signal: controller.signal };
       const reply = await match.route.handler(ctx);
+      if (stopping) res.setHeader("connection", "close");
       sendJson(res, reply.status, reply.body);
     } catch (error) {
       if (error instanceof RegistryHttpError) {
@@ -191,14 +195,18 @@ export async function startRegistryServer(
     sweep,
     close() {
       closing ??= (async () => {
+        stopping = true;
         if (timer) clearInterval(timer);
         waiters.close();
+        // In-flight requests finish; connections that turn idle meanwhile are closed on the next tick of
+        // this bounded loop, and anything still open after 10 s is cut.
+        const idle = setInterval(() => server.closeIdleConnections(), 50);
         const force = setTimeout(() => server.closeAllConnections(), 10_000);
-        force.unref();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeIdleConnections();
         });
+        clearInterval(idle);
         clearTimeout(force);
         store.close();
       })();

@@ -94,7 +94,7 @@ describe("relay messages", () => {
   });
 
   it("keeps unacked messages for 7 days, then drops them", async () => {
-    const { r, alice, bob } = await pair();
+    const { r, alice } = await pair();
     await send(r, alice, { to_hostname: "bob", body: "old" });
     r.clock.advance(7 * 24 * 3600 - 1);
     const keeper = await r.register({ hostname: "bob", installation_id: "inst-bob" });
