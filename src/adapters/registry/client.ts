@@ -45,6 +45,8 @@ export const SEARCH_LIMIT_MAX = 50;
 export const SEARCH_CAPABILITIES_MAX = 20;
 export const LIST_LIMIT_MAX = 100;
 export const INBOX_WAIT_MAX_SECONDS = 30;
+/** A registry answer larger than this is refused (a page of 100 records is far below it). */
+export const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
 
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 
@@ -55,6 +57,8 @@ export interface RegistryClientOptions {
   fetch?: FetchLike;
   /** Per-request timeout (long-poll inbox reads get `wait` seconds on top). */
   timeoutMs?: number;
+  /** Largest accepted response body (default MAX_RESPONSE_BYTES). */
+  maxResponseBytes?: number;
 }
 
 export interface PatchOptions extends CallOptions {
@@ -184,6 +188,32 @@ function recordToMetadata(record: AgentRecord): AgentMetadata {
   };
 }
 
+class ResponseTooLarge extends Error {}
+
+/** Reads a body as text, refusing more than `maxBytes` (a broken or hostile server cannot exhaust memory). */
+async function readCapped(response: Response, maxBytes: number): Promise<string> {
+  const declared = Number(response.headers.get("content-length") ?? "0");
+  if (declared > maxBytes) {
+    await response.body?.cancel();
+    throw new ResponseTooLarge();
+  }
+  if (!response.body) return "";
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel();
+      throw new ResponseTooLarge();
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
 function networkCode(err: unknown): string {
   let current: unknown = err;
   for (let depth = 0; depth < 4 && current && typeof current === "object"; depth++) {
@@ -252,6 +282,7 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
   const apiKey = options.apiKey ?? null;
   const doFetch: FetchLike = options.fetch ?? ((input, init) => fetch(input, init));
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const maxResponseBytes = options.maxResponseBytes ?? MAX_RESPONSE_BYTES;
 
   /** Belt and braces: a server may echo a header back in an error detail. */
   function redact(text: string, token: string | null | undefined): string {
@@ -328,8 +359,15 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     let text: string;
     try {
       response = await doFetch(url, init);
-      text = await response.text();
+      text = await readCapped(response, maxResponseBytes);
     } catch (cause) {
+      if (cause instanceof ResponseTooLarge) {
+        throw fail(
+          spec0,
+          "bad_response",
+          `Agent Registry at ${display} sent more than ${maxResponseBytes} bytes for ${spec.operation} (${endpoint}); is registryUrl pointing at an Agent Registry? Use a smaller limit`,
+        );
+      }
       throw failAborted(cause);
     }
 

@@ -228,6 +228,31 @@ describe("registry client against the original server", () => {
     expect(err.message).not.toContain("<html>");
   });
 
+  it("reports an HTML page with status 200 as a bad response naming the endpoint", async () => {
+    server.setMode({ kind: "html200" });
+    const err = await caught(client.search({ q: "x" }));
+    expect(err.kind).toBe("bad_response");
+    expect(err.message).toContain("GET /api/v1/agents/search");
+    expect(err.message).toContain("non-JSON text/html");
+    expect(err.message).toMatch(/registryUrl/);
+  });
+
+  it("refuses a runaway answer larger than the response cap", async () => {
+    server.setMode({ kind: "huge", bytes: 1024 * 1024 });
+    const capped = createRegistryClient({ baseUrl: server.url, apiKey: KEY, maxResponseBytes: 256 * 1024 });
+    const err = await caught(capped.list());
+    expect(err.kind).toBe("bad_response");
+    expect(err.message).toMatch(/more than \d+ bytes/);
+  });
+
+  it("reports a record of the wrong shape as a bad response naming the field", async () => {
+    server.agents.set(9, { id: 9 } as never);
+    const err = await caught(client.get("9"));
+    expect(err.kind).toBe("bad_response");
+    expect(err.operation).toBe("get");
+    expect(err.message).toContain("hostname");
+  });
+
   it("times out a slow answer with a timeout error", async () => {
     server.setMode({ kind: "slow", delayMs: 3_000 });
     const quick = createRegistryClient({ baseUrl: server.url, apiKey: KEY, timeoutMs: 200 });
