@@ -1,0 +1,318 @@
+// The inbound pipeline shared by every transport: parse a raw message, drop what was already handled, admit it
+// (trusted, not blocked, allowed, small enough, within the per-peer rate), name the sender, dispatch it, and only
+// then record its key. Transport receivers act on the outcome (delete, keep for a retry, or dead-letter the
+// source). Deps are plain functions injected by the composition root; nothing here knows OpenClaw.
+import { type BackoffPolicy, baseDelay } from "../../machines/backoff.js";
+import { decodeMessage, isEnvelope, messageKey } from "../transport/envelope.js";
+import type {
+  AdmittedMessage,
+  InboundOutcome,
+  InboundSink,
+  PeerRef,
+  RawInbound,
+} from "../transport/transport.js";
+import { openProcessedKeys, type ProcessedKeys, type ProcessedKeysDurability } from "./processed-keys.js";
+
+/** Why admission refused a message (counted per reason in status). */
+export type RefusalReason = "untrusted" | "blocked" | "not_allowed" | "too_large" | "rate_limited";
+
+export const REFUSAL_REASONS: readonly RefusalReason[] = [
+  "untrusted",
+  "blocked",
+  "not_allowed",
+  "too_large",
+  "rate_limited",
+];
+
+/** The admission part of the account's `inbound` config (same field names as `inboundSchema`). */
+export interface InboundPolicy {
+  /** Hostnames (or `node-<id>`) allowed to write; empty = any trusted peer. */
+  allowFrom: readonly string[];
+  blockFrom: readonly string[];
+  maxMessageBytes: number;
+  ratePerMinute: number;
+}
+
+export interface InboundLog {
+  info(message: string): void;
+  warn(message: string): void;
+  debug?(message: string): void;
+}
+
+export interface InboundPipelineDeps {
+  /** This account's inbound state directory (processed keys live here). */
+  stateDir: string;
+  policy: InboundPolicy;
+  /** Whether the transport trusts this peer (Pilot trust list, relay: registry trust). May throw: retried. */
+  isTrusted(peer: PeerRef): boolean | Promise<boolean>;
+  /** The registry's hostname for a peer (`?pilot_node_id=` for Pilot); null when unknown. May throw. */
+  lookupHostname(peer: PeerRef): Promise<string | null>;
+  /** Hands the message to the peer's session; rejects to have it retried. */
+  dispatch(message: AdmittedMessage): Promise<void>;
+  log?: InboundLog;
+  now?: () => number;
+  /** Failed dispatches of one message before it is dead-lettered. Default 5. */
+  maxAttempts?: number;
+  /** Wait before the next attempt of a failed message. Default 1 s doubling up to 60 s. */
+  retryBackoff?: BackoffPolicy;
+  processedCapacity?: number;
+  durability?: ProcessedKeysDurability;
+  /** How long a registry hostname lookup is reused. Default 10 min (1 min for "unknown"). */
+  hostnameCacheTtlMs?: number;
+}
+
+export interface InboundCounters {
+  dispatched: number;
+  duplicates: number;
+  refused: Record<RefusalReason, number>;
+  deadLettered: number;
+  /** Failed attempts that were kept for a later retry. */
+  retries: number;
+  /** ms since the epoch of the last message that was not a duplicate. */
+  lastInboundAt: number | null;
+}
+
+export interface InboundPipeline extends InboundSink {
+  counters(): InboundCounters;
+  /** Applies a new admission policy (config reload) without losing counters or processed keys. */
+  setPolicy(policy: InboundPolicy): void;
+  /** Flushes the processed keys to disk and closes their file. */
+  close(): void;
+}
+
+const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 1_000, maxMs: 60_000, factor: 2 };
+const RATE_WINDOW_MS = 60_000;
+// Bounds on per-key and per-peer memory: a message moved away by another tool must not pin an entry forever.
+const MAX_TRACKED = 10_000;
+
+interface RetryState {
+  attempts: number;
+  nextAt: number;
+}
+
+interface CachedName {
+  hostname: string | null;
+  until: number;
+}
+
+/** The stable identity of a peer for rate limits and the name cache. */
+export function peerId(peer: PeerRef): string {
+  if (peer.nodeId !== null) return `node:${peer.nodeId}`;
+  if (peer.installationId !== null) return `inst:${peer.installationId}`;
+  return `host:${peer.hostname ?? "?"}`;
+}
+
+/** Last-resort name of a peer the registry does not know: the full 32-bit node id (never only its low half). */
+export function fallbackHostname(peer: PeerRef): string {
+  if (peer.nodeId !== null) return `node-${peer.nodeId >>> 0}`;
+  if (peer.installationId !== null) return `agent-${peer.installationId}`;
+  return "unknown-peer";
+}
+
+class TransientError extends Error {
+  override name = "TransientError";
+}
+
+function setBounded<K, V>(map: Map<K, V>, key: K, value: V): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > MAX_TRACKED) map.delete(map.keys().next().value as K);
+}
+
+export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipeline {
+  const now = deps.now ?? Date.now;
+  const log = deps.log;
+  const maxAttempts = Math.max(1, deps.maxAttempts ?? 5);
+  const backoff = deps.retryBackoff ?? DEFAULT_BACKOFF;
+  const nameTtl = deps.hostnameCacheTtlMs ?? 600_000;
+  let policy = normalize(deps.policy);
+  const processed: ProcessedKeys = openProcessedKeys({
+    dir: deps.stateDir,
+    ...(deps.processedCapacity === undefined ? {} : { capacity: deps.processedCapacity }),
+    ...(deps.durability === undefined ? {} : { durability: deps.durability }),
+  });
+  const retryState = new Map<string, RetryState>();
+  const rateWindows = new Map<string, number[]>();
+  const names = new Map<string, CachedName>();
+  const counters: InboundCounters = {
+    dispatched: 0,
+    duplicates: 0,
+    refused: { untrusted: 0, blocked: 0, not_allowed: 0, too_large: 0, rate_limited: 0 },
+    deadLettered: 0,
+    retries: 0,
+    lastInboundAt: null,
+  };
+
+  /** The registry's name for the peer (transport-given, cached, or looked up); throws TransientError on failure. */
+  async function verifiedHostname(peer: PeerRef): Promise<string | null> {
+    if (peer.hostname) return peer.hostname;
+    const id = peerId(peer);
+    const cached = names.get(id);
+    if (cached && cached.until > now()) return cached.hostname;
+    let hostname: string | null;
+    try {
+      hostname = await deps.lookupHostname(peer);
+    } catch (err) {
+      throw new TransientError(`hostname lookup failed: ${(err as Error).message}`, { cause: err });
+    }
+    setBounded(names, id, { hostname, until: now() + (hostname ? nameTtl : Math.min(nameTtl, 60_000)) });
+    return hostname;
+  }
+
+  /** Every name the peer is known by that it did not choose itself. */
+  function verifiedNames(peer: PeerRef, hostname: string | null): string[] {
+    const out = [fallbackHostname(peer)];
+    if (hostname) out.push(hostname.toLowerCase());
+    if (peer.nodeId !== null) out.push(String(peer.nodeId >>> 0));
+    if (peer.installationId !== null) out.push(peer.installationId.toLowerCase());
+    return out;
+  }
+
+  async function admit(raw: RawInbound, claimedHostname: string | null): Promise<RefusalReason | null> {
+    let trusted: boolean;
+    try {
+      trusted = await deps.isTrusted(raw.from);
+    } catch (err) {
+      throw new TransientError(`trust check failed: ${(err as Error).message}`, { cause: err });
+    }
+    if (!trusted) return "untrusted";
+    const needsName = policy.allowFrom.size > 0 || policy.blockFrom.size > 0;
+    const known = needsName ? verifiedNames(raw.from, await verifiedHostname(raw.from)) : [];
+    // A peer may claim any hostname in its envelope: a claim can get it blocked, never allowed.
+    const claimed = claimedHostname ? [claimedHostname.toLowerCase()] : [];
+    if ([...known, ...claimed].some((n) => policy.blockFrom.has(n))) return "blocked";
+    if (policy.allowFrom.size > 0 && !known.some((n) => policy.allowFrom.has(n))) return "not_allowed";
+    if (Buffer.byteLength(raw.data) > policy.maxMessageBytes) return "too_large";
+    const id = peerId(raw.from);
+    const t = now();
+    const window = rateWindows.get(id) ?? [];
+    let expired = 0;
+    while (expired < window.length && (window[expired] ?? 0) <= t - RATE_WINDOW_MS) expired++;
+    window.splice(0, expired);
+    if (window.length >= policy.ratePerMinute) {
+      setBounded(rateWindows, id, window);
+      return "rate_limited";
+    }
+    window.push(t);
+    setBounded(rateWindows, id, window);
+    return null;
+  }
+
+  async function resolveHostname(raw: RawInbound, claimedHostname: string | null): Promise<string> {
+    if (raw.from.hostname) return raw.from.hostname;
+    if (claimedHostname) return claimedHostname;
+    try {
+      const hostname = await verifiedHostname(raw.from);
+      if (hostname) return hostname;
+    } catch (err) {
+      // Naming only: a registry outage must not hold messages back, the node id still identifies the peer.
+      log?.debug?.(`inbound: ${(err as Error).message}; naming the peer ${fallbackHostname(raw.from)}`);
+    }
+    return fallbackHostname(raw.from);
+  }
+
+  async function remember(key: string): Promise<void> {
+    try {
+      await processed.record(key);
+    } catch (err) {
+      // Still in memory, and the source is deleted next: only a crash before that deletion could repeat it.
+      log?.warn(`inbound: could not persist processed key ${key}: ${(err as Error).message}`);
+    }
+  }
+
+  function failed(key: string, attempts: number, why: string): InboundOutcome {
+    if (attempts >= maxAttempts) {
+      retryState.delete(key);
+      counters.deadLettered++;
+      log?.warn(
+        `inbound: message ${key} failed ${attempts} times (${why}); moving it to the dead-letter folder`,
+      );
+      return "dead-lettered";
+    }
+    const delay = baseDelay(backoff, attempts);
+    setBounded(retryState, key, { attempts, nextAt: now() + delay });
+    counters.retries++;
+    log?.info(
+      `inbound: message ${key} failed (${why}); attempt ${attempts}/${maxAttempts}, retrying in ${delay} ms`,
+    );
+    return "retry";
+  }
+
+  return {
+    async process(raw) {
+      const decoded = decodeMessage(raw.data);
+      const key = messageKey({ name: raw.name, data: raw.data }, decoded);
+      if (processed.has(key)) {
+        counters.duplicates++;
+        log?.debug?.(`inbound: duplicate ${key} skipped`);
+        return "duplicate";
+      }
+      const retry = retryState.get(key);
+      if (retry && retry.nextAt > now()) return "retry";
+      counters.lastInboundAt = now();
+      const envelope = isEnvelope(decoded) ? decoded.envelope : null;
+      const claimed = envelope?.from_hostname ?? null;
+      const attempts = (retry?.attempts ?? 0) + 1;
+
+      // A message admitted once is not re-admitted on a retry (its rate-limit slot is already taken).
+      if (!retry) {
+        let refusal: RefusalReason | null;
+        try {
+          refusal = await admit(raw, claimed);
+        } catch (err) {
+          if (!(err instanceof TransientError)) throw err;
+          return failed(key, attempts, err.message);
+        }
+        if (refusal) {
+          counters.refused[refusal]++;
+          log?.info(
+            `inbound: refused ${key} from ${fallbackHostname(raw.from)} (${claimed ?? "no hostname"}): ${refusal}`,
+          );
+          await remember(key);
+          return "refused";
+        }
+      }
+
+      const hostname = await resolveHostname(raw, claimed);
+      const message: AdmittedMessage = {
+        key,
+        transport: raw.transport,
+        peer: { ...raw.from, hostname },
+        text: envelope ? envelope.body : raw.data,
+        envelope,
+        receivedAt: raw.receivedAt,
+      };
+      try {
+        await deps.dispatch(message);
+      } catch (err) {
+        return failed(key, attempts, `dispatch failed: ${(err as Error).message}`);
+      }
+      retryState.delete(key);
+      // Record before the caller deletes the source: a crash in between leaves a file we recognise as done.
+      await remember(key);
+      counters.dispatched++;
+      return "dispatched";
+    },
+    counters: () => ({ ...counters, refused: { ...counters.refused } }),
+    setPolicy(next) {
+      policy = normalize(next);
+    },
+    close: () => processed.close(),
+  };
+}
+
+interface NormalizedPolicy {
+  allowFrom: Set<string>;
+  blockFrom: Set<string>;
+  maxMessageBytes: number;
+  ratePerMinute: number;
+}
+
+function normalize(policy: InboundPolicy): NormalizedPolicy {
+  return {
+    allowFrom: new Set(policy.allowFrom.map((h) => h.trim().toLowerCase()).filter((h) => h !== "")),
+    blockFrom: new Set(policy.blockFrom.map((h) => h.trim().toLowerCase()).filter((h) => h !== "")),
+    maxMessageBytes: policy.maxMessageBytes,
+    ratePerMinute: policy.ratePerMinute,
+  };
+}
