@@ -2,11 +2,13 @@
 // one token, and the adapter tests only mean something if the fake really misbehaves like pilotctl.
 import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inboxDir } from "../../../src/adapters/pilot/inbox.js";
 import type { FakePilotNetwork, FakePilotNode } from "../../fixtures/fake-pilot/network.js";
-import { type Peer, setupNetwork, trustEachOther } from "./helpers.js";
+import { adapterFor, type Peer, setupNetwork, trustEachOther, waitFor } from "./helpers.js";
 
 function raw(
   net: FakePilotNetwork,
@@ -126,6 +128,92 @@ describe.each(["old", "new"] as const)("fake pilotctl quirks (%s build)", { time
     const context = JSON.parse(raw(net, a.node, ["--json", "context"]).stdout).data;
     expect(context.version).toBe("1.2");
     expect(Object.keys(context.commands)).toContain("send-message");
+  });
+
+  it(`version: ${shape === "old" ? "unknown command (exit 2)" : "plain text even with --json"}`, () => {
+    const r = raw(net, a.node, ["--json", "version"]);
+    if (shape === "old") expect(r.code).toBe(2);
+    else expect(r).toMatchObject({ code: 0, stdout: expect.stringMatching(/^pilotctl /) });
+  });
+
+  it("concurrent sends from many processes all arrive (the state lock holds)", async () => {
+    rmSync(inboxDir(b.node.home), { recursive: true, force: true });
+    const runs = Array.from({ length: 8 }, (_, i) => a.ctl.sendMessage("qb", `concurrent ${i}`));
+    await Promise.all(runs);
+    const got = inboxData(b.node);
+    if (shape === "new")
+      expect(got.sort()).toEqual(Array.from({ length: 8 }, (_, i) => `concurrent ${i}`).sort());
+    else expect(got.length).toBeGreaterThan(0);
+  });
+
+  it(`same-millisecond messages ${shape === "old" ? "overwrite each other" : "get distinct files"}`, () => {
+    rmSync(inboxDir(b.node.home), { recursive: true, force: true });
+    const pinned = { FAKE_PILOT_INBOX_TIME_MS: String(Date.now()) };
+    raw(net, a.node, ["--json", "send-message", "qb", "--data=first"], pinned);
+    raw(net, a.node, ["--json", "send-message", "qb", "--data=second"], pinned);
+    expect(inboxData(b.node)).toEqual(shape === "old" ? ["second"] : ["first", "second"]);
+  });
+
+  it("an empty identity path gives a new node id at every start", () => {
+    const n = net.addNode(`ephemeral-${shape}`, { start: false });
+    const first = net.run(n, ["daemon", "start", `--hostname=${n.hostname}`, "--identity="]) as {
+      node_id: number;
+    };
+    net.run(n, ["daemon", "stop"]);
+    const second = net.run(n, ["daemon", "start", `--hostname=${n.hostname}`, "--identity="]) as {
+      node_id: number;
+    };
+    expect(second.node_id).not.toBe(first.node_id);
+    net.run(n, ["daemon", "stop"]);
+  });
+
+  it("the webhook gets a body-less message.received hint after the inbox file is written", async () => {
+    const hits: unknown[] = [];
+    const server = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c) => {
+        body += c;
+      });
+      req.on("end", () => {
+        hits.push(JSON.parse(body));
+        res.end("ok");
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const n = net.addNode(`hooked-${shape}`, { start: false });
+      net.run(n, ["daemon", "start", `--hostname=${n.hostname}`, `--webhook=http://127.0.0.1:${port}/hook`]);
+      const peer = { node: n, ctl: adapterFor(net, n) };
+      await trustEachOther(a, peer);
+      await a.ctl.sendMessage(n.hostname, "secret body");
+      await waitFor(async () => hits.length > 0, 5_000, 20);
+      expect(hits[0]).toMatchObject({ event: "message.received" });
+      expect(JSON.stringify(hits[0])).not.toContain("secret body");
+      net.run(n, ["daemon", "stop"]);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("with FAKE_PILOT_UNTRUST_DEFECT, sends fail after untrust + re-handshake until both daemons restart", async () => {
+    const defect = { FAKE_PILOT_UNTRUST_DEFECT: "1" };
+    const x = net.addNode(`defx-${shape}`);
+    const y = net.addNode(`defy-${shape}`);
+    const px = { node: x, ctl: adapterFor(net, x) };
+    const py = { node: y, ctl: adapterFor(net, y) };
+    await trustEachOther(px, py);
+    const yId = (await py.ctl.info()).nodeId;
+    expect(raw(net, x, ["--json", "untrust", String(yId)], defect).code).toBe(0);
+    await trustEachOther(px, py);
+    await expect(px.ctl.sendMessage(y.hostname, "after re-trust")).rejects.toMatchObject({
+      code: expect.any(String),
+    });
+    for (const p of [px, py]) {
+      await p.ctl.daemonStop();
+      await p.ctl.daemonStart({ hostname: p.node.hostname });
+    }
+    expect((await px.ctl.sendMessage(y.hostname, "after restarts")).ack).toMatch(/^ACK /);
   });
 
   it("handshake requests show up only after the propagation delay", () => {
