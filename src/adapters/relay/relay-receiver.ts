@@ -191,7 +191,12 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
         outcome = "retry";
       }
       log.debug?.(`relay message ${message.messageId}: ${outcome}`);
-      if (outcome === "retry") {
+      // Counted as the pipeline reported them (an outcome whose ack fails is seen again, as a duplicate).
+      if (outcome === "dispatched") status.counts.dispatched += 1;
+      else if (outcome === "duplicate") status.counts.duplicate += 1;
+      else if (outcome === "refused") status.counts.refused += 1;
+      else if (outcome === "dead-lettered") status.counts.deadLettered += 1;
+      else {
         status.counts.retry += 1;
         return "retry";
       }
@@ -212,10 +217,6 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
         failed(`acknowledging ${message.messageId}`, err);
         return "stalled";
       }
-      if (outcome === "dispatched") status.counts.dispatched += 1;
-      else if (outcome === "duplicate") status.counts.duplicate += 1;
-      else if (outcome === "refused") status.counts.refused += 1;
-      else status.counts.deadLettered += 1;
       status.consecutiveFailures = 0;
       if (message.cursor !== null && message.cursor !== status.cursor) {
         status.cursor = message.cursor;
@@ -256,13 +257,15 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
       }
       status.state = "polling";
       const started = now();
+      const quick = rescan;
       let page: InboxPage;
       try {
         page = await client.readInbox(
           {
             installationId,
             after: rescan ? null : status.cursor,
-            wait: waitSeconds,
+            // The first read after a failure is quick, so status shows the recovery without a long-poll's delay.
+            wait: rescan ? 0 : waitSeconds,
             limit: options.batchLimit ?? 100,
           },
           call(),
@@ -285,7 +288,7 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
       status.lastError = null;
       if (page.messages.length === 0) {
         const elapsed = now() - started;
-        if (waitSeconds > 0 && elapsed < minEmptyPollMs) emptyPause = minEmptyPollMs - elapsed;
+        if (!quick && waitSeconds > 0 && elapsed < minEmptyPollMs) emptyPause = minEmptyPollMs - elapsed;
         continue;
       }
       const result = await processBatch(page.messages);
