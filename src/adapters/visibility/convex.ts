@@ -2,13 +2,52 @@
 // `installations:get` through Convex's HTTP API. Only `networkDiscoverable === true` makes the agent
 // discoverable: a missing installation (value null), missing metadata or a missing flag all read as private,
 // matching the original plugin (opt-in; never publish an agent nobody chose to publish).
-import { type ConvexOptions, convexOptionsSchema, convexQueryResponseSchema } from "./schemas.js";
+// Later versions of the original metadata also carry a weekly schedule (networkScheduleEnabled/Timezone/
+// Schedule, one optional {start,end} per day name); when enabled it narrows `networkDiscoverable` further.
+import { isWithinSchedule, nextScheduleChange } from "./schedule.js";
+import {
+  type ConvexOptions,
+  convexOptionsSchema,
+  convexQueryResponseSchema,
+  type Schedule,
+  scheduleSchema,
+  type Weekday,
+} from "./schemas.js";
 import { VisibilityError, type VisibilityReading, type VisibilitySource } from "./types.js";
 
 export type ConvexFetch = (input: string, init: RequestInit) => Promise<Response>;
 
 export interface ConvexSourceOptions extends ConvexOptions {
   fetch?: ConvexFetch;
+  /** Clock for the metadata schedule (tests, simulated time). */
+  now?: () => Date;
+}
+
+const WEEKDAYS: readonly Weekday[] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+
+type ConvexDaySchedule = Record<string, { start?: string | null; end?: string | null } | null>;
+
+/**
+ * Converts the metadata's per-day schedule (keys "mon"/"monday"/"Monday", null = not that day; a missing
+ * start means from midnight, a missing end until midnight) into our schedule, or the reason it is invalid.
+ */
+export function scheduleFromConvex(
+  timezone: string | null | undefined,
+  days: ConvexDaySchedule,
+): { schedule: Schedule } | { error: string } {
+  const windows: Array<{ days: Weekday[]; start: string; end: string }> = [];
+  for (const [key, hours] of Object.entries(days)) {
+    const day = WEEKDAYS.find((d) => key.trim().toLowerCase().startsWith(d));
+    if (!day) return { error: `unknown day "${key.slice(0, 20)}"` };
+    if (hours === null) continue;
+    windows.push({ days: [day], start: hours.start || "00:00", end: hours.end || "00:00" });
+  }
+  const parsed = scheduleSchema.safeParse({ timezone: timezone || "UTC", windows });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return { error: issue ? `${issue.path.join(".")}: ${issue.message}` : "invalid schedule" };
+  }
+  return { schedule: parsed.data };
 }
 
 function networkCode(err: unknown): string {
@@ -22,9 +61,14 @@ function networkCode(err: unknown): string {
 }
 
 export function createConvexSource(options: ConvexSourceOptions): VisibilitySource {
-  const { fetch: injected, ...rest } = options;
+  const { fetch: injected, now: clock, ...rest } = options;
   const opts = convexOptionsSchema.parse(rest);
   const doFetch: ConvexFetch = injected ?? ((input, init) => fetch(input, init));
+  const now = clock ?? (() => new Date());
+  const args: Record<string, string> = { id: opts.installationId };
+  if (opts.gatewayToken) args.gatewayToken = opts.gatewayToken;
+  /** Convex validation errors may echo argument values: never let the gateway token reach a message. */
+  const redact = (text: string) => (opts.gatewayToken ? text.split(opts.gatewayToken).join("***") : text);
   const origin = new URL(opts.convexUrl);
   const display = `${origin.protocol}//${origin.host}`;
   const endpoint = `${opts.convexUrl.replace(/\/+$/, "")}/api/query`;
@@ -39,7 +83,7 @@ export function createConvexSource(options: ConvexSourceOptions): VisibilitySour
       response = await doFetch(endpoint, {
         method: "POST",
         headers: { "content-type": "application/json", accept: "application/json" },
-        body: JSON.stringify({ path: opts.queryPath, args: { id: opts.installationId }, format: "json" }),
+        body: JSON.stringify({ path: opts.queryPath, args, format: "json" }),
         signal: combined,
         redirect: "error",
       });
@@ -91,12 +135,25 @@ export function createConvexSource(options: ConvexSourceOptions): VisibilitySour
     }
     if (parsed.data.status === "error") {
       throw new VisibilityError(
-        `Convex query ${opts.queryPath} failed: ${(parsed.data.errorMessage ?? "no message").slice(0, 300)}; check the query path and installationId`,
+        `Convex query ${opts.queryPath} failed: ${redact(parsed.data.errorMessage ?? "no message").slice(0, 300)}; check the query path, installationId and gateway token`,
         { operation, kind: "query_failed", status: response.status },
       );
     }
     const metadata = parsed.data.value?.metadata;
     const reading: VisibilityReading = { discoverable: metadata?.networkDiscoverable === true };
+    if (reading.discoverable && metadata?.networkScheduleEnabled === true && metadata.networkSchedule) {
+      const converted = scheduleFromConvex(metadata.networkScheduleTimezone, metadata.networkSchedule);
+      if ("error" in converted) {
+        throw new VisibilityError(
+          `Convex metadata has an invalid networkSchedule (${converted.error}); fix the schedule in the workspace settings`,
+          { operation, kind: "bad_response" },
+        );
+      }
+      const at = now();
+      reading.discoverable = isWithinSchedule(converted.schedule, at);
+      const next = nextScheduleChange(converted.schedule, at);
+      if (next) reading.nextChangeAt = next.toISOString();
+    }
     const displayName = metadata?.displayName ?? metadata?.networkDisplayName;
     const description = metadata?.description ?? metadata?.networkDescription;
     const capabilities = metadata?.capabilities ?? metadata?.networkCapabilities;

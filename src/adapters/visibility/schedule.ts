@@ -132,7 +132,13 @@ export function createScheduleSource(options: ScheduleSourceOptions): ScheduleSo
   const schedule = scheduleSchema.parse(options.schedule);
   const now = options.now ?? (() => new Date());
   return {
-    read: async () => ({ discoverable: isWithinSchedule(schedule, now()) }),
+    read: async () => {
+      const at = now();
+      const next = nextScheduleChange(schedule, at);
+      return next
+        ? { discoverable: isWithinSchedule(schedule, at), nextChangeAt: next.toISOString() }
+        : { discoverable: isWithinSchedule(schedule, at) };
+    },
     nextChange: (from) => nextScheduleChange(schedule, from ?? now()),
   };
 }

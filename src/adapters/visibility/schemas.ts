@@ -47,6 +47,8 @@ export const convexOptionsSchema = z
     convexUrl: z.url().describe("Convex deployment URL, e.g. https://happy-otter-123.convex.cloud"),
     installationId: z.string().min(1).describe("Id of this installation in the Convex `installations` table"),
     queryPath: z.string().min(1).default("installations:get"),
+    /** Sent as `args.gatewayToken` (env BUTLEY_GATEWAY_TOKEN), as later versions of the original plugin did. */
+    gatewayToken: z.string().min(1).optional(),
     timeoutMs: z.number().int().min(100).max(120_000).default(10_000),
   })
   .strict();
@@ -71,6 +73,14 @@ export const convexQueryResponseSchema = z.discriminatedUnion("status", [
             networkDescription: z.string().nullish(),
             capabilities: z.array(z.string()).nullish(),
             networkCapabilities: z.array(z.string()).nullish(),
+            networkScheduleEnabled: z.boolean().nullish(),
+            networkScheduleTimezone: z.string().nullish(),
+            networkSchedule: z
+              .record(
+                z.string(),
+                z.object({ start: z.string().nullish(), end: z.string().nullish() }).nullable(),
+              )
+              .nullish(),
           })
           .nullish(),
       })

@@ -6,6 +6,8 @@ export interface VisibilityReading {
   displayName?: string;
   description?: string;
   capabilities?: string[];
+  /** ISO instant at which `discoverable` will flip by schedule (schedule sources only), so callers can wake then. */
+  nextChangeAt?: string;
 }
 
 export interface VisibilitySource {

@@ -182,6 +182,99 @@ describe("convex visibility source", () => {
     expect(err.message).toMatch(/convexUrl/);
   });
 
+  it("sends the gateway token in args and never repeats it in an error", async () => {
+    reply = json(400, {
+      status: "error",
+      errorMessage:
+        'ArgumentValidationError: Value does not match validator. Path: .gatewayToken Value: "gw-secret-123"',
+    });
+    const source = createConvexSource({
+      convexUrl: url,
+      installationId: "inst-1",
+      gatewayToken: "gw-secret-123",
+    });
+    const err = await caught(source.read());
+    expect(seen[0]?.body).toEqual({
+      path: "installations:get",
+      args: { id: "inst-1", gatewayToken: "gw-secret-123" },
+      format: "json",
+    });
+    expect(err.kind).toBe("query_failed");
+    expect(err.message).toContain("ArgumentValidationError");
+    expect(err.message).not.toContain("gw-secret-123");
+  });
+
+  describe("metadata schedule (networkScheduleEnabled)", () => {
+    const metadata = (extra: Record<string, unknown>) =>
+      json(200, { status: "success", value: { metadata: { networkDiscoverable: true, ...extra } } });
+    const berlinWeekdays = {
+      networkScheduleEnabled: true,
+      networkScheduleTimezone: "Europe/Berlin",
+      networkSchedule: {
+        monday: { start: "09:00", end: "17:00" },
+        Tuesday: { start: "09:00", end: "17:00" },
+        wed: null,
+      },
+    };
+
+    it("is discoverable inside a window and says when that ends", async () => {
+      reply = metadata(berlinWeekdays);
+      const source = createConvexSource({
+        convexUrl: url,
+        installationId: "x",
+        now: () => new Date("2026-01-12T09:00:00Z"), // Mon 10:00 CET
+      });
+      await expect(source.read()).resolves.toEqual({
+        discoverable: true,
+        nextChangeAt: "2026-01-12T16:00:00.000Z",
+      });
+    });
+
+    it("is private outside the windows even though networkDiscoverable is true", async () => {
+      reply = metadata(berlinWeekdays);
+      const source = createConvexSource({
+        convexUrl: url,
+        installationId: "x",
+        now: () => new Date("2026-01-14T09:00:00Z"), // Wed: null = not that day
+      });
+      await expect(source.read()).resolves.toEqual({
+        discoverable: false,
+        nextChangeAt: "2026-01-19T08:00:00.000Z", // Mon 09:00 CET
+      });
+    });
+
+    it("ignores the schedule when it is not enabled, and never makes a private agent discoverable", async () => {
+      const monday = () => new Date("2026-01-12T09:00:00Z");
+      reply = metadata({ ...berlinWeekdays, networkScheduleEnabled: false });
+      const source = createConvexSource({
+        convexUrl: url,
+        installationId: "x",
+        now: () => new Date("2026-01-14T09:00:00Z"),
+      });
+      await expect(source.read()).resolves.toEqual({ discoverable: true });
+      reply = json(200, {
+        status: "success",
+        value: { metadata: { networkDiscoverable: false, ...berlinWeekdays } },
+      });
+      await expect(
+        createConvexSource({ convexUrl: url, installationId: "x", now: monday }).read(),
+      ).resolves.toEqual({
+        discoverable: false,
+      });
+    });
+
+    it("reports an invalid schedule as bad_response instead of guessing", async () => {
+      reply = metadata({ ...berlinWeekdays, networkSchedule: { funday: { start: "09:00", end: "10:00" } } });
+      const err = await caught(createConvexSource({ convexUrl: url, installationId: "x" }).read());
+      expect(err.kind).toBe("bad_response");
+      expect(err.message).toContain("funday");
+      reply = metadata({ ...berlinWeekdays, networkScheduleTimezone: "Nowhere/Land" });
+      expect((await caught(createConvexSource({ convexUrl: url, installationId: "x" }).read())).kind).toBe(
+        "bad_response",
+      );
+    });
+  });
+
   it("uses an injected fetch", async () => {
     const calls: string[] = [];
     const source = createConvexSource({

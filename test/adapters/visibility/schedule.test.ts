@@ -161,10 +161,16 @@ describe("schedule source and schema", () => {
   it("reads from the injected clock and reports the next change", async () => {
     let now = at("2026-01-14T08:30:00Z");
     const source = createScheduleSource({ schedule: berlinOffice, now: () => now });
-    await expect(source.read()).resolves.toEqual({ discoverable: true });
+    await expect(source.read()).resolves.toEqual({
+      discoverable: true,
+      nextChangeAt: "2026-01-14T16:30:00.000Z",
+    });
     expect(source.nextChange()).toEqual(at("2026-01-14T16:30:00Z"));
     now = at("2026-01-14T16:30:00Z");
-    await expect(source.read()).resolves.toEqual({ discoverable: false });
+    await expect(source.read()).resolves.toEqual({
+      discoverable: false,
+      nextChangeAt: "2026-01-15T08:00:00.000Z",
+    });
   });
 
   it("defaults the zone to UTC and rejects unknown zones and bad times", () => {
