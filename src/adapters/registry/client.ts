@@ -43,6 +43,7 @@ import type {
 export const DEFAULT_TIMEOUT_MS = 10_000;
 export const SEARCH_LIMIT_MAX = 50;
 export const SEARCH_CAPABILITIES_MAX = 20;
+export const SEARCH_QUERY_MAX_WORDS = 32;
 export const LIST_LIMIT_MAX = 100;
 export const INBOX_WAIT_MAX_SECONDS = 30;
 /** A registry answer larger than this is refused (a page of 100 records is far below it). */
@@ -317,7 +318,8 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     if (apiKey) headers["x-registry-key"] = apiKey;
     if (spec.token) headers.authorization = `Bearer ${spec.token}`;
     else if (spec.bearerFallbackToKey && apiKey) headers.authorization = `Bearer ${apiKey}`;
-    const init: RequestInit = { method: spec.method, headers, redirect: "error" };
+    // Redirects are not followed: the deployment key would travel to wherever the Location points.
+    const init: RequestInit = { method: spec.method, headers, redirect: "manual" };
     if (spec.body !== undefined) {
       headers["content-type"] = "application/json";
       init.body = JSON.stringify(spec.body);
@@ -369,6 +371,25 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
         );
       }
       throw failAborted(cause);
+    }
+
+    if (response.status >= 300 && response.status < 400) {
+      const location = response.headers.get("location");
+      let target = "another address";
+      if (location) {
+        try {
+          const u = new URL(location, url);
+          target = `${u.protocol}//${u.host}${u.pathname}`;
+        } catch {
+          // An unparsable Location header: the message then just says "another address".
+        }
+      }
+      throw fail(
+        spec0,
+        "http",
+        `Agent Registry at ${display} redirected ${spec.operation} (${endpoint}) to ${target}; redirects are not followed (they would carry the registry key), set registryUrl to the final address (e.g. https:// instead of http://)`,
+        response.status,
+      );
     }
 
     const contentType = response.headers.get("content-type") ?? "";
@@ -615,8 +636,9 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
 
     async search(q, opts = {}) {
       const query = new URLSearchParams();
-      const text = q.q?.trim();
-      if (text) query.set("q", text.slice(0, 200));
+      // The reference server refuses more than 32 words; a longer query adds nothing to the ranking.
+      const text = q.q?.trim().split(/\s+/).slice(0, SEARCH_QUERY_MAX_WORDS).join(" ").slice(0, 500);
+      if (text) query.set("q", text);
       for (const c of normalizeCapabilities(q.capabilities, SEARCH_CAPABILITIES_MAX))
         query.append("capabilities", c);
       if (q.match) query.set("match", q.match === "all" ? "all" : "any");
@@ -626,7 +648,9 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
       const { data } = await request({
         operation: "search",
         method: "GET",
-        path: "/api/v1/agents/search",
+        // With the trailing slash, as the original client: a FastAPI server would otherwise route "search"
+        // to GET /agents/{id} (404) or answer with a redirect.
+        path: "/api/v1/agents/search/",
         query,
         token: opts.token,
         signal: opts.signal,

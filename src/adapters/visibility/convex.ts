@@ -85,7 +85,8 @@ export function createConvexSource(options: ConvexSourceOptions): VisibilitySour
         headers: { "content-type": "application/json", accept: "application/json" },
         body: JSON.stringify({ path: opts.queryPath, args, format: "json" }),
         signal: combined,
-        redirect: "error",
+        // Not followed: the gateway token in the body would go along to wherever Location points.
+        redirect: "manual",
       });
       text = await response.text();
     } catch (cause) {
@@ -108,6 +109,12 @@ export function createConvexSource(options: ConvexSourceOptions): VisibilitySour
       );
     }
 
+    if (response.status >= 300 && response.status < 400) {
+      throw new VisibilityError(
+        `Convex at ${display} answered with a redirect (${response.status}); set visibility.convexUrl to the deployment's final URL`,
+        { operation, kind: "http", status: response.status },
+      );
+    }
     let json: unknown;
     try {
       json = JSON.parse(text);

@@ -145,6 +145,9 @@ describe("registry client against the original server", () => {
     expect(req.query.get("limit")).toBe("50");
     expect(req.query.getAll("capabilities")).toHaveLength(20);
     expect(req.query.get("q")).toBe("meetings");
+    expect(req.path).toBe("/api/v1/agents/search/");
+    await client.search({ q: Array.from({ length: 40 }, (_, i) => `w${i}`).join("  ") });
+    expect(server.requests.at(-1)!.query.get("q")?.split(" ")).toHaveLength(32);
     expect(page).toEqual({ agents: [], total: 0 });
     const hit = await client.search({ q: "meetings", limit: 0 });
     expect(server.requests.at(-1)!.query.get("limit")).toBe("1");
@@ -251,6 +254,19 @@ describe("registry client against the original server", () => {
     expect(err.kind).toBe("bad_response");
     expect(err.operation).toBe("get");
     expect(err.message).toContain("hostname");
+  });
+
+  it("does not follow a redirect (the key would go along) and says which address to configure", async () => {
+    server.setMode({
+      kind: "redirect",
+      location: "https://registry.example.org/registry/api/v1/agents/?x=1",
+    });
+    const err = await caught(client.list());
+    expect(err.kind).toBe("http");
+    expect(err.status).toBe(307);
+    expect(err.message).toContain("https://registry.example.org/registry/api/v1/agents/");
+    expect(err.message).not.toContain("x=1");
+    expect(err.message).toMatch(/set registryUrl/);
   });
 
   it("times out a slow answer with a timeout error", async () => {

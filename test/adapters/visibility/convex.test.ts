@@ -162,6 +162,14 @@ describe("convex visibility source", () => {
     expect(err.kind).toBe("bad_response");
   });
 
+  it("does not follow a redirect", async () => {
+    reply = { status: 308, body: "" };
+    const err = await caught(createConvexSource({ convexUrl: url, installationId: "x" }).read());
+    expect(err.kind).toBe("http");
+    expect(err.status).toBe(308);
+    expect(err.message).toMatch(/convexUrl/);
+  });
+
   it("times out a slow deployment", async () => {
     reply = { ...json(200, { status: "success", value: null }), delayMs: 3_000 };
     const err = await caught(
