@@ -63,6 +63,13 @@ export interface RelayReceiverOptions {
   batchLimit?: number;
   /** Local copies of dead-lettered messages go here (one JSON file each); null keeps none. */
   deadLetterDir?: string | null;
+  /**
+   * Acks are coalesced for this long (default 200 ms; 0 acks after every batch): each ack is a durable registry
+   * write, and a message acked late is at worst re-read after a crash, which the pipeline dedupes.
+   */
+  ackDelayMs?: number;
+  /** Ack at once when this many messages wait (default 100). */
+  ackBatchSize?: number;
   /** Backoff after a failed read or ack (registry outage, restart, auth while re-registering). */
   backoff?: BackoffPolicy;
   /** Backoff after the sink asked to retry a message. */
@@ -80,6 +87,7 @@ export type RelayReceiverState = "starting" | "polling" | "processing" | "backof
 /** JSON-serializable snapshot for channel status. */
 export interface RelayReceiverStatus {
   state: RelayReceiverState;
+  /** The persisted cursor: after the last acknowledged message. */
   cursor: string | null;
   /** Failed reads or acks in a row (0 when the registry answers). */
   consecutiveFailures: number;
@@ -95,6 +103,10 @@ export interface RelayReceiver {
 }
 
 export const DEFAULT_RELAY_WAIT_SECONDS = 25;
+export const DEFAULT_RELAY_ACK_DELAY_MS = 200;
+/** The registry takes at most 1000 ids per ack. */
+const ACK_MAX_IDS = 1000;
+const CLOSE_ACK_BUDGET_MS = 2_000;
 export const DEFAULT_RELAY_BACKOFF: BackoffPolicy = { initialMs: 500, maxMs: 30_000, factor: 2 };
 export const DEFAULT_RELAY_RETRY_BACKOFF: BackoffPolicy = { initialMs: 1_000, maxMs: 60_000, factor: 2 };
 
@@ -122,7 +134,7 @@ function deadLetterName(message: RelayMessage): string {
   return `relay-${Date.now()}-${safe}.json`;
 }
 
-type BatchResult = "done" | "retry" | "stalled" | "stopped";
+type BatchResult = "done" | "retry" | "stalled" | "ack-failed" | "stopped";
 
 export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver {
   const { client, installationId, sink, cursorStore } = options;
@@ -131,6 +143,8 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
   const backoff = options.backoff ?? DEFAULT_RELAY_BACKOFF;
   const retryBackoff = options.retryBackoff ?? DEFAULT_RELAY_RETRY_BACKOFF;
   const minEmptyPollMs = options.minEmptyPollMs ?? 1_000;
+  const ackDelayMs = options.ackDelayMs ?? DEFAULT_RELAY_ACK_DELAY_MS;
+  const ackBatchSize = Math.min(ACK_MAX_IDS, Math.max(1, options.ackBatchSize ?? 100));
   const now = options.now ?? Date.now;
   const controller = new AbortController();
   const signal = controller.signal;
@@ -143,8 +157,6 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
     lastMessageAt: null,
     counts: { received: 0, dispatched: 0, duplicate: 0, refused: 0, retry: 0, deadLettered: 0 },
   };
-
-  const call = (): CallOptions => ({ token: options.agentToken?.() ?? null, signal });
 
   function failed(what: string, err: unknown): void {
     status.consecutiveFailures += 1;
@@ -164,9 +176,76 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
     await rename(tmp, path);
   }
 
+  // Two cursors: `readCursor` follows the last message with a final outcome (where the next read starts);
+  // `status.cursor` is the last acknowledged one, the only one persisted. Acks are coalesced (one registry
+  // write per `ackDelayMs` instead of one per message); until a message is acked a restart re-reads it.
+  let readCursor: string | null = null;
+  const pending: Array<{ messageId: string; cursor: string | null }> = [];
+  let flushing: Promise<boolean> | null = null;
+  let ackTimer: ReturnType<typeof setTimeout> | null = null;
+  let ackFailed = false;
+  let currentRead: AbortController | null = null;
+
+  async function persist(cursor: string | null): Promise<void> {
+    if (cursor === null || cursor === status.cursor) return;
+    status.cursor = cursor;
+    try {
+      await cursorStore.save(cursor);
+    } catch (err) {
+      // Safe to go on: the messages are acked, so an older cursor after a crash only re-reads later ones
+      // (unacked, deduped by the pipeline).
+      log.warn(`relay inbox of ${installationId}: could not persist the cursor (${describe(err)})`);
+    }
+  }
+
+  /** Acks everything pending; false when the registry did not take it (the loop then re-reads). */
+  function flush(ackSignal?: AbortSignal): Promise<boolean> {
+    if (ackTimer) {
+      clearTimeout(ackTimer);
+      ackTimer = null;
+    }
+    flushing ??= (async () => {
+      try {
+        while (pending.length > 0) {
+          const batch = pending.splice(0, ACK_MAX_IDS);
+          const opts: CallOptions = { token: options.agentToken?.() ?? null };
+          if (ackSignal) opts.signal = ackSignal;
+          try {
+            await client.ack({ installationId, messageIds: batch.map((p) => p.messageId) }, opts);
+          } catch (err) {
+            // Not acked: everything after the acked cursor is read again and the pipeline reports each as a
+            // duplicate, which is acked then. Nothing is lost; the in-flight read is restarted from there.
+            pending.length = 0;
+            ackFailed = true;
+            currentRead?.abort();
+            failed(`acknowledging ${batch.length} message(s)`, err);
+            return false;
+          }
+          await persist(batch.findLast((p) => p.cursor !== null)?.cursor ?? null);
+        }
+        return true;
+      } finally {
+        flushing = null;
+      }
+    })();
+    return flushing;
+  }
+
+  /** Acks soon (coalescing), or now when the delay is 0 or enough are waiting; false when the ack failed. */
+  async function scheduleFlush(): Promise<boolean> {
+    if (pending.length === 0) return true;
+    if (ackDelayMs <= 0 || pending.length >= ackBatchSize) return flush();
+    ackTimer ??= setTimeout(() => {
+      ackTimer = null;
+      void flush();
+    }, ackDelayMs);
+    return true;
+  }
+
   async function processBatch(messages: RelayMessage[]): Promise<BatchResult> {
     for (const message of messages) {
       if (signal.aborted) return "stopped";
+      if (ackFailed) return "ack-failed";
       status.state = "processing";
       status.counts.received += 1;
       status.lastMessageAt = now();
@@ -209,25 +288,9 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
           return "stalled";
         }
       }
-      try {
-        await client.ack({ installationId, messageIds: [message.messageId] }, call());
-      } catch (err) {
-        if (signal.aborted) return "stopped";
-        // Not acked: the cursor stays, the message is read again and the pipeline reports it as a duplicate.
-        failed(`acknowledging ${message.messageId}`, err);
-        return "stalled";
-      }
-      status.consecutiveFailures = 0;
-      if (message.cursor !== null && message.cursor !== status.cursor) {
-        status.cursor = message.cursor;
-        try {
-          await cursorStore.save(status.cursor);
-        } catch (err) {
-          // Safe to go on: the message is acked, so an older cursor after a crash only re-reads later ones
-          // (unacked, deduped by the pipeline).
-          log.warn(`relay inbox of ${installationId}: could not persist the cursor (${describe(err)})`);
-        }
-      }
+      pending.push({ messageId: message.messageId, cursor: message.cursor });
+      if (message.cursor !== null) readCursor = message.cursor;
+      if (pending.length >= ackBatchSize && !(await flush())) return "ack-failed";
     }
     return "done";
   }
@@ -242,6 +305,7 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
       );
       status.cursor = null;
     }
+    readCursor = status.cursor;
     let retryAttempt = 0;
     // After an outage the registry may have been restored from an older copy (message sequence numbers behind
     // our cursor): one read from the start re-sees every unacked message. Acked ones are deleted, so this
@@ -250,28 +314,40 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
     let emptyPause = 0;
 
     while (!signal.aborted) {
+      if (ackFailed) {
+        ackFailed = false;
+        pending.length = 0;
+        readCursor = status.cursor;
+        rescan = true;
+        status.state = "backoff";
+        await sleep(backoffDelay(backoff, Math.max(1, status.consecutiveFailures), installationId), signal);
+        continue;
+      }
       if (emptyPause > 0) {
         await sleep(emptyPause, signal);
         emptyPause = 0;
-        if (signal.aborted) break;
+        continue;
       }
       status.state = "polling";
       const started = now();
       const quick = rescan;
+      const read = new AbortController();
+      currentRead = read;
       let page: InboxPage;
       try {
         page = await client.readInbox(
           {
             installationId,
-            after: rescan ? null : status.cursor,
+            after: rescan ? null : readCursor,
             // The first read after a failure is quick, so status shows the recovery without a long-poll's delay.
             wait: rescan ? 0 : waitSeconds,
             limit: options.batchLimit ?? 100,
           },
-          call(),
+          { token: options.agentToken?.() ?? null, signal: AbortSignal.any([signal, read.signal]) },
         );
       } catch (err) {
         if (signal.aborted) break;
+        if (ackFailed) continue;
         failed("reading the inbox", err);
         if (err instanceof RegistryError && (err.kind === "unauthorized" || err.kind === "forbidden")) {
           log.warn(
@@ -282,7 +358,10 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
         status.state = "backoff";
         await sleep(backoffDelay(backoff, status.consecutiveFailures, installationId), signal);
         continue;
+      } finally {
+        currentRead = null;
       }
+      if (ackFailed) continue;
       rescan = false;
       status.consecutiveFailures = 0;
       status.lastError = null;
@@ -293,6 +372,7 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
       }
       const result = await processBatch(page.messages);
       if (result === "stopped") break;
+      if (result === "ack-failed" || !(await scheduleFlush())) continue;
       if (result === "done") {
         retryAttempt = 0;
         continue;
@@ -304,6 +384,11 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
       } else {
         await sleep(backoffDelay(backoff, Math.max(1, status.consecutiveFailures), installationId), signal);
       }
+    }
+    // Last acks before stopping, briefly: what stays unacked is re-read (and deduped) after a restart.
+    if (pending.length > 0 || flushing) {
+      if (flushing) await flushing;
+      if (pending.length > 0) await flush(AbortSignal.timeout(CLOSE_ACK_BUDGET_MS));
     }
     status.state = "stopped";
   }

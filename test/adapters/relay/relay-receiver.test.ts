@@ -222,6 +222,7 @@ describe("relay receiver", () => {
       sink,
       cursorStore: createMemoryCursorStore(),
       backoff: fast,
+      ackDelayMs: 0,
     });
     receivers.push(receiver);
     const env = envelope("dispatched then outage");
