@@ -1,6 +1,7 @@
 // The configuration of `channels.agent-registry`: one zod schema is the source of the TypeScript types, the
 // manifest's JSON Schema (scripts/manifest.ts) and the README's configuration reference.
 import { z } from "zod";
+import { scheduleSchema } from "./adapters/visibility/schemas.js";
 
 export const CHANNEL_ID = "agent-registry";
 export const DEFAULT_ACCOUNT_ID = "default";
@@ -18,27 +19,6 @@ export const hostnameSchema = z
   .describe("Pilot hostname of this agent, also its unique name in the registry");
 
 const capabilitySchema = z.string().trim().min(1).max(64);
-
-const weekdaySchema = z.enum(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]);
-const clockTimeSchema = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, "time of day as HH:MM (24 h)");
-
-export const scheduleSchema = z
-  .object({
-    timezone: z.string().min(1).default("UTC").describe("IANA time zone of the windows, e.g. Europe/Berlin"),
-    windows: z
-      .array(
-        z
-          .object({
-            days: z.array(weekdaySchema).min(1),
-            start: clockTimeSchema,
-            end: clockTimeSchema.describe("may be earlier than start: the window then crosses midnight"),
-          })
-          .strict(),
-      )
-      .default([]),
-  })
-  .strict()
-  .describe("Discoverable only inside these weekly windows");
 
 export const visibilitySchema = z
   .object({

@@ -1,13 +1,20 @@
-// Plugin entry: wires the channel, the agent_network tool and the gateway methods. No side effects here:
-// register() runs in several processes and modes; accounts start in gateway.startAccount.
+// Plugin entry, the composition root: wires the channel, the agent_network tool and the gateway methods to one
+// set of account runtimes. No side effects here: register() runs in several processes and modes; accounts start
+// in gateway.startAccount.
 import { defineChannelPluginEntry } from "openclaw/plugin-sdk/channel-core";
-import { agentRegistryChannel } from "./adapters/openclaw/channel.js";
+import { createAgentRegistryChannel } from "./adapters/openclaw/channel.js";
+import { gatewayMethodSpecs, registerGatewayMethods } from "./adapters/openclaw/gateway-methods.js";
 import { CHANNEL_ID } from "./config.js";
+import { AccountRuntimes } from "./runtime/account-runtimes.js";
+
+const runtimes = new AccountRuntimes();
 
 export default defineChannelPluginEntry({
   id: CHANNEL_ID,
   name: "Agent Registry",
-  description:
-    "Discover other assistants in an Agent Registry and talk to them over Pilot Protocol or an HTTP relay",
-  plugin: agentRegistryChannel,
+  description: "Discover other assistants in an Agent Registry and talk to them over Pilot Protocol or an HTTP relay",
+  plugin: createAgentRegistryChannel(runtimes),
+  registerFull(api) {
+    registerGatewayMethods(api, gatewayMethodSpecs(runtimes));
+  },
 });

@@ -1,36 +1,142 @@
-// The ChannelPlugin object: how OpenClaw sees the agent-registry channel.
+// The ChannelPlugin object: how OpenClaw sees the agent-registry channel. Accounts run in gateway.startAccount
+// until OpenClaw aborts them; status snapshots map the account runtime to OpenClaw's channel status.
 import type { ChannelPlugin } from "openclaw/plugin-sdk/channel-core";
+import { resolveStateDir } from "openclaw/plugin-sdk/state-paths";
 import { CHANNEL_ID, listAccountIds, type ResolvedAccount, resolveAccount } from "../../config.js";
+import type { AccountRuntimeStatus } from "../../runtime/account-runtime.js";
+import { startAccountRuntime } from "../../runtime/account-runtime.js";
+import type { AccountRuntimes } from "../../runtime/account-runtimes.js";
+import { createInspect } from "./inspection.js";
 
 type OpenClawConfigLike = { channels?: Record<string, unknown> };
+type AccountSnapshot = Parameters<NonNullable<ChannelPlugin["gateway"]>["startAccount"] & object>[0] extends {
+  setStatus: (next: infer S) => void;
+}
+  ? S
+  : never;
 
 function section(cfg: OpenClawConfigLike): unknown {
   return cfg.channels?.[CHANNEL_ID] ?? {};
 }
 
-export const agentRegistryChannel: ChannelPlugin<ResolvedAccount> = {
-  id: CHANNEL_ID,
-  meta: {
-    id: CHANNEL_ID,
-    label: "Agent Registry",
-    selectionLabel: "Agent Registry (Pilot Protocol)",
-    docsPath: "/channels/agent-registry",
-    blurb: "Be discoverable by other assistants and talk to them peer-to-peer.",
-  },
-  capabilities: { chatTypes: ["direct"] },
-  config: {
-    listAccountIds: (cfg) => listAccountIds(section(cfg)),
-    resolveAccount: (cfg, accountId) => resolveAccount(section(cfg), accountId),
-  },
-  gateway: {
-    startAccount: async (ctx) => {
-      ctx.log?.info(`agent-registry: account ${ctx.accountId} starting`);
-      ctx.setStatus({ accountId: ctx.accountId, running: true, connected: true, lifecycle: "ready" });
-      await new Promise<void>((resolve) => {
-        if (ctx.abortSignal.aborted) resolve();
-        ctx.abortSignal.addEventListener("abort", () => resolve(), { once: true });
-      });
-      ctx.log?.info(`agent-registry: account ${ctx.accountId} stopped`);
-    },
-  },
+const LIFECYCLE: Record<AccountRuntimeStatus["lifecycle"], "starting" | "ready" | "recovering" | "stopped"> = {
+  private: "ready",
+  idle: "recovering",
+  registering: "starting",
+  online: "ready",
+  "re-registering": "recovering",
+  deregistering: "stopped",
+  stopped: "stopped",
 };
+
+/** Our status as OpenClaw's snapshot: `connected` means the account does what its config asks. */
+export function toChannelSnapshot(status: AccountRuntimeStatus): AccountSnapshot {
+  const ready = status.lifecycle === "online" || status.lifecycle === "private";
+  const lifecycle = status.lifecycle === "idle" && !status.lastError ? "starting" : LIFECYCLE[status.lifecycle];
+  return {
+    accountId: status.accountId,
+    running: status.lifecycle !== "stopped",
+    connected: ready,
+    lifecycle,
+    statusState: status.lifecycle,
+    stateReason: status.lastError?.message ?? (status.lifecycle === "private" ? "not discoverable" : undefined),
+    lastError: status.lastError?.message ?? status.visibilityError ?? null,
+    identity: status.hostname ?? undefined,
+    baseUrl: status.registryUrl,
+    profile: {
+      lifecycle: status.lifecycle,
+      agentId: status.agentId,
+      hostname: status.hostname,
+      installationId: status.installationId,
+      discoverable: status.discoverable,
+      visibilitySource: status.visibilitySource,
+      lastHeartbeatAt: status.lastHeartbeatAt,
+      heartbeatFailures: status.heartbeatFailures,
+      nextRetryDelayMs: status.nextRetryDelayMs,
+    },
+  } as AccountSnapshot;
+}
+
+function waitForAbort(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+}
+
+export function createAgentRegistryChannel(runtimes: AccountRuntimes): ChannelPlugin<ResolvedAccount> {
+  return {
+    id: CHANNEL_ID,
+    meta: {
+      id: CHANNEL_ID,
+      label: "Agent Registry",
+      selectionLabel: "Agent Registry (Pilot Protocol)",
+      docsPath: "/channels/agent-registry",
+      blurb: "Be discoverable by other assistants and talk to them peer-to-peer.",
+    },
+    capabilities: { chatTypes: ["direct"] },
+    config: {
+      listAccountIds: (cfg) => listAccountIds(section(cfg)),
+      resolveAccount: (cfg, accountId) => resolveAccount(section(cfg), accountId),
+      isEnabled: (account) => account.enabled,
+      isConfigured: (account) => Boolean(account.hostname),
+    },
+    status: {
+      buildAccountSnapshot: ({ account, runtime }) => {
+        const live = runtimes.list().find((r) => r.accountId === account.accountId);
+        return live ? { ...runtime, ...toChannelSnapshot(live.status()) } : { accountId: account.accountId, ...runtime };
+      },
+    },
+    heartbeat: {
+      checkReady: async ({ accountId }) => {
+        try {
+          const status = runtimes.get(accountId).status();
+          const ok = status.lifecycle === "online" || status.lifecycle === "private";
+          return { ok, reason: ok ? status.lifecycle : (status.lastError?.message ?? status.lifecycle) };
+        } catch (error) {
+          return { ok: false, reason: (error as Error).message };
+        }
+      },
+    },
+    gateway: {
+      startAccount: async (ctx) => {
+        const log = {
+          info: (m: string) => ctx.log?.info(m),
+          warn: (m: string) => ctx.log?.warn(m),
+          error: (m: string) => ctx.log?.error(m),
+          debug: (m: string) => ctx.log?.debug?.(m),
+        };
+        ctx.setStatus({ ...ctx.getStatus(), accountId: ctx.accountId, running: true, lifecycle: "starting" });
+        const inspection = await createInspect(log);
+        let runtime: Awaited<ReturnType<typeof startAccountRuntime>>;
+        try {
+          runtime = await startAccountRuntime({
+            account: ctx.account,
+            stateRoot: resolveStateDir(process.env),
+            log,
+            inspect: inspection.inspect,
+            onStatus: (status) => ctx.setStatus({ ...ctx.getStatus(), ...toChannelSnapshot(status) }),
+          });
+        } catch (error) {
+          // A configuration or state-file problem: restarting cannot fix it, so report it and stay down until
+          // OpenClaw stops the account (no restart storm).
+          const message = error instanceof Error ? error.message : String(error);
+          log.error(`agent-registry: ${ctx.accountId} cannot start: ${message}`);
+          ctx.setStatus({ ...ctx.getStatus(), running: false, connected: false, lifecycle: "blocked", lastError: message });
+          inspection.stop();
+          await waitForAbort(ctx.abortSignal);
+          return;
+        }
+        runtimes.add(runtime);
+        try {
+          await waitForAbort(ctx.abortSignal);
+        } finally {
+          await runtime.stop();
+          runtimes.remove(runtime);
+          inspection.stop();
+          ctx.setStatus({ ...ctx.getStatus(), ...toChannelSnapshot(runtime.status()), running: false });
+        }
+      },
+    },
+  };
+}

@@ -10,6 +10,8 @@ const identitySchema = z.object({
   agentId: z.string().min(1).nullable().default(null),
   agentToken: z.string().min(1).nullable().default(null),
   registryUrl: z.string().nullable().default(null),
+  /** Operator's run-time visibility override (gateway method agent-registry.visibility); null = follow config. */
+  discoverableOverride: z.boolean().nullable().default(null),
 });
 export type AccountIdentity = z.infer<typeof identitySchema>;
 
@@ -27,7 +29,13 @@ export function accountStateDir(stateRoot: string, accountId: string): string {
 
 export function createAccountStateStore(dir: string): AccountStateStore {
   const path = join(dir, "identity.json");
-  const empty: AccountIdentity = { installationId: null, agentId: null, agentToken: null, registryUrl: null };
+  const empty: AccountIdentity = {
+    installationId: null,
+    agentId: null,
+    agentToken: null,
+    registryUrl: null,
+    discoverableOverride: null,
+  };
   let current = readJsonFile(path, identitySchema, empty);
   return {
     dir,

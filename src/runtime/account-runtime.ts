@@ -1,0 +1,368 @@
+// Composition of one account: the account actor (src/machines) bound to its real adapters (registry client,
+// state files, visibility source). Started by the channel's gateway.startAccount, stopped by its abort signal.
+// Nothing here is shared between accounts: each runtime has its own client, state directory and actors.
+import { type Actor, createActor, fromPromise } from "xstate";
+import { DEFAULT_REGISTRY_URL, type ResolvedAccount } from "../config.js";
+import { createRegistryClient, type FetchLike, type RegistryClient } from "../adapters/registry/client.js";
+import { RegistryError } from "../adapters/registry/errors.js";
+import type { AgentMetadata as WireMetadata } from "../adapters/registry/types.js";
+import { type AccountStateStore, accountStateDir, createAccountStateStore } from "../adapters/state/account-state.js";
+import { createConfigSource } from "../adapters/visibility/config.js";
+import { createConvexSource } from "../adapters/visibility/convex.js";
+import { withLastKnown } from "../adapters/visibility/last-known.js";
+import { createScheduleSource, type ScheduleSource } from "../adapters/visibility/schedule.js";
+import type { VisibilityReading } from "../adapters/visibility/types.js";
+import { accountMachine } from "../machines/account.machine.js";
+import type { AccountNetwork } from "./account-network.js";
+import { type AccountStatus, toAccountStatus } from "../machines/account.status.js";
+import type { AgentMetadata, PlainError, PlainErrorKind } from "../machines/types.js";
+
+export interface RuntimeLog {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+  debug?(message: string): void;
+}
+
+export type RefreshResult = "registered" | "deregistered" | "updated" | "no-change";
+
+export interface AccountRuntimeStatus extends AccountStatus {
+  accountId: string;
+  hostname: string | null;
+  installationId: string;
+  registryUrl: string;
+  visibilitySource: ResolvedAccount["visibility"]["source"];
+  visibilityError: string | null;
+}
+
+export interface AccountRuntimeOptions {
+  account: ResolvedAccount;
+  /** OpenClaw's state directory; this account keeps its files below it. */
+  stateRoot: string;
+  log: RuntimeLog;
+  onStatus?: (status: AccountRuntimeStatus) => void;
+  fetch?: FetchLike;
+  /** Inspection observer for every actor of this account (transition log, optional Stately inspector). */
+  inspect?: (event: import("xstate").InspectionEvent) => void;
+  /** Bounded time for deregistration on stop (default 5 s). */
+  deregisterTimeoutMs?: number;
+}
+
+export interface AccountRuntime {
+  readonly accountId: string;
+  readonly account: ResolvedAccount;
+  readonly registry: RegistryClient;
+  readonly state: AccountStateStore;
+  /** Peers, handshakes and messages of this account (the agent_network tool and gateway methods use it). */
+  readonly network: AccountNetwork;
+  status(): AccountRuntimeStatus;
+  /** Current metadata as sent to the registry. */
+  metadata(): AgentMetadata;
+  /** Re-reads visibility and metadata, pushes changes, waits until the account settles. */
+  refresh(): Promise<RefreshResult>;
+  /** Operator override of discoverability at run time (persisted); null returns to the configured source. */
+  setDiscoverable(discoverable: boolean | null): Promise<RefreshResult>;
+  /** Pilot node id/address from the transport, merged into the registration. */
+  setTransportInfo(info: { pilotNodeId: number | null; pilotAddress: string | null }): void;
+  /** STOP: deregisters (bounded) and ends the actor. */
+  stop(): Promise<void>;
+}
+
+const PLAIN_KINDS = new Set<PlainErrorKind>([
+  "not_found",
+  "unauthorized",
+  "forbidden",
+  "conflict",
+  "invalid",
+  "too_large",
+  "unreachable",
+  "timeout",
+  "bad_response",
+  "http",
+]);
+
+/** Registry errors become plain data the machine can keep in context (no Error objects, no secrets). */
+function plain(error: unknown, operation: string): PlainError {
+  if (error instanceof RegistryError) {
+    const kind: PlainErrorKind = PLAIN_KINDS.has(error.kind as PlainErrorKind)
+      ? (error.kind as PlainErrorKind)
+      : error.kind === "aborted"
+        ? "timeout"
+        : "http";
+    const out: PlainError = { kind, operation: error.operation, message: error.message };
+    if (error.status !== undefined) out.status = error.status;
+    return out;
+  }
+  return { kind: "http", operation, message: error instanceof Error ? error.message : String(error) };
+}
+
+function toWire(meta: AgentMetadata): WireMetadata {
+  return {
+    hostname: meta.hostname,
+    installationId: meta.installationId,
+    pilotNodeId: meta.pilotNodeId === null ? null : String(meta.pilotNodeId),
+    pilotAddress: meta.pilotAddress,
+    displayName: meta.displayName,
+    description: meta.description,
+    capabilities: meta.capabilities,
+  };
+}
+
+function createVisibility(account: ResolvedAccount, installationId: string, fetchImpl?: FetchLike) {
+  const { visibility } = account;
+  const initial: VisibilityReading = { discoverable: account.discoverable };
+  if (visibility.source === "convex") {
+    const source = createConvexSource({
+      convexUrl: visibility.convexUrl!,
+      installationId,
+      ...(fetchImpl ? { fetch: fetchImpl } : {}),
+    });
+    return { source: withLastKnown(source, initial), schedule: null };
+  }
+  if (visibility.source === "schedule") {
+    const schedule = createScheduleSource({ schedule: visibility.schedule! });
+    return { source: withLastKnown(schedule, initial), schedule };
+  }
+  return { source: withLastKnown(createConfigSource({ discoverable: account.discoverable }), initial), schedule: null };
+}
+
+const SETTLED = new Set(["online", "private", "idle", "stopped"]);
+
+export async function startAccountRuntime(options: AccountRuntimeOptions): Promise<AccountRuntime> {
+  const { account, log } = options;
+  const state = createAccountStateStore(accountStateDir(options.stateRoot, account.accountId));
+  if (!account.hostname) {
+    throw new Error(
+      `agent-registry account "${account.accountId}" has no hostname; set channels.agent-registry.accounts.${account.accountId}.hostname`,
+    );
+  }
+  const installationId = state.ensureInstallationId(account.installationId);
+  const registryUrl = account.registryUrl || DEFAULT_REGISTRY_URL;
+  // An agent id belongs to the registry that issued it: a new registryUrl starts afresh.
+  if (state.identity().registryUrl !== registryUrl) {
+    state.update({ agentId: null, agentToken: null, registryUrl });
+  }
+  const registry = createRegistryClient({
+    baseUrl: registryUrl,
+    ...(account.registryApiKey ? { apiKey: account.registryApiKey } : {}),
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+  });
+  const visibility = createVisibility(account, installationId, options.fetch);
+  const abort = new AbortController();
+
+  let transportInfo: { pilotNodeId: number | null; pilotAddress: string | null } = {
+    pilotNodeId: null,
+    pilotAddress: null,
+  };
+
+  const buildMetadata = (reading: VisibilityReading): AgentMetadata => ({
+    hostname: account.hostname!,
+    installationId,
+    pilotNodeId: transportInfo.pilotNodeId,
+    pilotAddress: transportInfo.pilotAddress,
+    displayName: reading.displayName ?? account.displayName,
+    description: reading.description ?? account.description,
+    capabilities: reading.capabilities ?? account.capabilities,
+  });
+
+  const readVisibility = async (): Promise<VisibilityReading> => {
+    const reading = await visibility.source.read(abort.signal);
+    const override = state.identity().discoverableOverride;
+    return { ...reading, discoverable: override ?? reading.discoverable };
+  };
+
+  const initialReading = await readVisibility();
+  const identity = state.identity();
+
+  const machine = accountMachine.provide({
+    actors: {
+      registerAgent: fromPromise(async ({ input, signal }) => {
+        try {
+          const result = await registry.register(toWire(input.metadata), { signal });
+          state.update({ agentId: result.record.id, agentToken: result.agentToken, registryUrl });
+          log.info(
+            `agent-registry: ${account.accountId} registered as ${input.metadata.hostname} (agent ${result.record.id})`,
+          );
+          return { agentId: result.record.id };
+        } catch (error) {
+          throw plain(error, "register");
+        }
+      }),
+      sendHeartbeat: fromPromise(async ({ input, signal }) => {
+        try {
+          const result = await registry.heartbeat(input.agentId, state.identity().agentToken, { signal });
+          return { lastSeen: result.lastSeen ?? new Date().toISOString() };
+        } catch (error) {
+          throw plain(error, "heartbeat");
+        }
+      }),
+      updateAgent: fromPromise(async ({ input, signal }) => {
+        try {
+          const wire = toWire(input.metadata);
+          const result = await registry.patch(input.agentId, state.identity().agentToken, wire, {
+            signal,
+            fallback: wire,
+          });
+          state.update({
+            agentId: result.record.id,
+            ...(result.agentToken ? { agentToken: result.agentToken } : {}),
+          });
+          return { agentId: result.record.id };
+        } catch (error) {
+          throw plain(error, "update");
+        }
+      }),
+      deregisterAgent: fromPromise(async ({ input, signal }) => {
+        try {
+          await registry.deregister(input.agentId, state.identity().agentToken, { signal });
+          log.info(`agent-registry: ${account.accountId} deregistered (agent ${input.agentId})`);
+        } catch (error) {
+          throw plain(error, "deregister");
+        }
+      }),
+    },
+    actions: {
+      persistAgentId: (_, params) => {
+        if (state.identity().agentId !== params.agentId) state.update({ agentId: params.agentId });
+      },
+      forgetAgentId: () => {
+        state.update({ agentId: null, agentToken: null });
+      },
+    },
+  });
+
+  const actor: Actor<typeof accountMachine> = createActor(machine, {
+    systemId: `account:${account.accountId}`,
+    id: `account:${account.accountId}`,
+    input: {
+      accountId: account.accountId,
+      discoverable: initialReading.discoverable,
+      metadata: buildMetadata(initialReading),
+      agentId: identity.agentId,
+      heartbeatIntervalMs: account.heartbeatIntervalSeconds * 1000,
+      maxHeartbeatFailures: account.maxHeartbeatFailures,
+      deregisterTimeoutMs: options.deregisterTimeoutMs ?? 5_000,
+    },
+    ...(options.inspect ? { inspect: options.inspect } : {}),
+  });
+
+  const status = (): AccountRuntimeStatus => ({
+    ...toAccountStatus(actor.getSnapshot()),
+    accountId: account.accountId,
+    hostname: account.hostname,
+    installationId,
+    registryUrl,
+    visibilitySource: account.visibility.source,
+    visibilityError: visibility.source.lastError?.message ?? null,
+  });
+
+  let lastLifecycle = "";
+  actor.subscribe({
+    next: () => {
+      const current = status();
+      if (current.lifecycle !== lastLifecycle) {
+        lastLifecycle = current.lifecycle;
+        const detail = current.lastError ? ` (${current.lastError.message})` : "";
+        log.info(`agent-registry: ${account.accountId} is ${current.lifecycle}${detail}`);
+      }
+      options.onStatus?.(current);
+    },
+    error: (error) => {
+      log.error(`agent-registry: ${account.accountId} account actor failed: ${String(error)}`);
+    },
+  });
+  actor.start();
+
+  const waitSettled = (timeoutMs: number) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        sub.unsubscribe();
+        resolve();
+      };
+      const check = () => {
+        const snap = actor.getSnapshot();
+        const top = typeof snap.value === "string" ? snap.value : Object.keys(snap.value)[0];
+        return snap.status !== "active" || SETTLED.has(top ?? "");
+      };
+      const timer = setTimeout(done, timeoutMs);
+      const sub = actor.subscribe(() => {
+        if (check()) done();
+      });
+      if (check()) done();
+    });
+
+  const apply = async (reading: VisibilityReading): Promise<RefreshResult> => {
+    const before = toAccountStatus(actor.getSnapshot());
+    const beforeMeta = actor.getSnapshot().context.metadata;
+    const nextMeta = buildMetadata(reading);
+    actor.send({ type: "METADATA.CHANGED", metadata: nextMeta });
+    actor.send({ type: "VISIBILITY.CHANGED", discoverable: reading.discoverable });
+    if (reading.discoverable && before.lifecycle === "idle") actor.send({ type: "REGISTER.NOW" });
+    // Let the machine leave its current state before waiting for it to settle.
+    await new Promise((r) => setImmediate(r));
+    await waitSettled(15_000);
+    const after = toAccountStatus(actor.getSnapshot());
+    if (before.lifecycle !== "online" && after.lifecycle === "online") return "registered";
+    if (before.lifecycle === "online" && after.lifecycle === "private") return "deregistered";
+    if (after.lifecycle === "online" && JSON.stringify(beforeMeta) !== JSON.stringify(nextMeta)) return "updated";
+    return "no-change";
+  };
+
+  // Remote sources are read again on their own clock; a schedule wakes exactly when its window flips.
+  let visibilityTimer: NodeJS.Timeout | undefined;
+  const scheduleVisibility = () => {
+    if (abort.signal.aborted || account.visibility.source === "config") return;
+    const schedule: ScheduleSource | null = visibility.schedule;
+    const next = schedule?.nextChange();
+    const delay = next
+      ? Math.max(1_000, Math.min(next.getTime() - Date.now() + 500, 2 ** 31 - 1))
+      : account.visibility.refreshSeconds * 1000;
+    visibilityTimer = setTimeout(() => {
+      void readVisibility()
+        .then(apply)
+        .catch((error: unknown) => log.warn(`agent-registry: ${account.accountId} visibility: ${String(error)}`))
+        .finally(scheduleVisibility);
+    }, delay);
+    visibilityTimer.unref();
+  };
+  scheduleVisibility();
+
+  return {
+    accountId: account.accountId,
+    account,
+    registry,
+    state,
+    status,
+    metadata: () => actor.getSnapshot().context.metadata,
+    refresh: async () => apply(await readVisibility()),
+    async setDiscoverable(discoverable) {
+      state.update({ discoverableOverride: discoverable });
+      return apply(await readVisibility());
+    },
+    setTransportInfo(info) {
+      transportInfo = info;
+      actor.send({ type: "TRANSPORT.READY", ...info });
+    },
+    async stop() {
+      abort.abort();
+      if (visibilityTimer) clearTimeout(visibilityTimer);
+      if (actor.getSnapshot().status !== "active") return;
+      const stopped = new Promise<void>((resolve) => {
+        const sub = actor.subscribe({
+          next: (snap) => {
+            if (snap.status !== "active") {
+              sub.unsubscribe();
+              resolve();
+            }
+          },
+          complete: () => resolve(),
+        });
+      });
+      actor.send({ type: "STOP" });
+      const bound = (options.deregisterTimeoutMs ?? 5_000) + 1_000;
+      await Promise.race([stopped, new Promise((r) => setTimeout(r, bound).unref())]);
+      actor.stop();
+    },
+  };
+}
