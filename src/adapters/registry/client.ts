@@ -44,6 +44,7 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
 export const SEARCH_LIMIT_MAX = 50;
 export const SEARCH_CAPABILITIES_MAX = 20;
 export const SEARCH_QUERY_MAX_WORDS = 32;
+const SEARCH_PATH = "/api/v1/agents/search";
 export const LIST_LIMIT_MAX = 100;
 export const INBOX_WAIT_MAX_SECONDS = 30;
 /** A registry answer larger than this is refused (a page of 100 records is far below it). */
@@ -284,6 +285,8 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
   const doFetch: FetchLike = options.fetch ?? ((input, init) => fetch(input, init));
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const maxResponseBytes = options.maxResponseBytes ?? MAX_RESPONSE_BYTES;
+  /** The search route's spelling this server answers to (learned on first use, see search()). */
+  let searchPath = SEARCH_PATH;
 
   /** Belt and braces: a server may echo a header back in an error detail. */
   function redact(text: string, token: string | null | undefined): string {
@@ -638,25 +641,39 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
       const query = new URLSearchParams();
       // The reference server refuses more than 32 words; a longer query adds nothing to the ranking.
       const text = q.q?.trim().split(/\s+/).slice(0, SEARCH_QUERY_MAX_WORDS).join(" ").slice(0, 500);
-      if (text) query.set("q", text);
+      if (text) {
+        query.set("q", text);
+        // Some versions of the original server read the text as `query`; servers ignore the other name.
+        query.set("query", text);
+      }
       for (const c of normalizeCapabilities(q.capabilities, SEARCH_CAPABILITIES_MAX))
         query.append("capabilities", c);
       if (q.match) query.set("match", q.match === "all" ? "all" : "any");
       query.set("limit", String(clampInt(q.limit, 1, SEARCH_LIMIT_MAX, 10)));
       if (q.offset !== undefined) query.set("offset", String(clampInt(q.offset, 0, 1_000_000, 0)));
       if (q.includeOffline) query.set("include_offline", "true");
-      const { data } = await request({
-        operation: "search",
-        method: "GET",
-        // With the trailing slash, as the original client: a FastAPI server would otherwise route "search"
-        // to GET /agents/{id} (404) or answer with a redirect.
-        path: "/api/v1/agents/search/",
-        query,
-        token: opts.token,
-        signal: opts.signal,
-        schema: agentPageSchema,
-      });
-      return data;
+      const attempt = (path: string) =>
+        request({
+          operation: "search",
+          method: "GET",
+          path,
+          query,
+          token: opts.token,
+          signal: opts.signal,
+          schema: agentPageSchema,
+        });
+      try {
+        return (await attempt(searchPath)).data;
+      } catch (err) {
+        // FastAPI servers serve exactly one of "/search" and "/search/": the other answers 404 (taken for
+        // an agent id) or a slash redirect. Try the other spelling once and keep whichever worked.
+        const status = err instanceof RegistryError ? (err.status ?? 0) : 0;
+        if (status !== 404 && (status < 300 || status >= 400)) throw err;
+        const other = searchPath === SEARCH_PATH ? `${SEARCH_PATH}/` : SEARCH_PATH;
+        const { data } = await attempt(other);
+        searchPath = other;
+        return data;
+      }
     },
 
     async sendMessage(message, opts = {}) {

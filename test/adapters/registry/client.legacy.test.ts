@@ -146,6 +146,14 @@ describe("registry client against the original server", () => {
     expect(req.query.getAll("capabilities")).toHaveLength(20);
     expect(req.query.get("q")).toBe("meetings");
     expect(req.path).toBe("/api/v1/agents/search/");
+    // The first search learned that this server only answers "/search/": one request from now on.
+    expect(server.requests.slice(-2).map((r) => r.path)).toEqual([
+      "/api/v1/agents/search",
+      "/api/v1/agents/search/",
+    ]);
+    const before = server.requests.length;
+    await client.search({ q: "x" });
+    expect(server.requests.length).toBe(before + 1);
     await client.search({ q: Array.from({ length: 40 }, (_, i) => `w${i}`).join("  ") });
     expect(server.requests.at(-1)!.query.get("q")?.split(" ")).toHaveLength(32);
     expect(page).toEqual({ agents: [], total: 0 });
@@ -236,6 +244,7 @@ describe("registry client against the original server", () => {
     const err = await caught(client.search({ q: "x" }));
     expect(err.kind).toBe("bad_response");
     expect(err.message).toContain("GET /api/v1/agents/search");
+    expect(err.status).toBe(200);
     expect(err.message).toContain("non-JSON text/html");
     expect(err.message).toMatch(/registryUrl/);
   });
