@@ -693,8 +693,14 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
         token: opts.token,
         signal: opts.signal,
         schema: sendMessageResponseSchema,
-        whenEmpty: { messageId: null },
+        whenEmpty: { messageId: null, refused: null },
       });
+      if (data.refused !== null) {
+        throw new RegistryError(
+          `Agent Registry at ${display} refused the relay message (${data.refused}); check the recipient and that trust is approved`,
+          { operation: "relay.send", kind: "http", status: 200 },
+        );
+      }
       return { messageId: data.messageId ?? message.messageId ?? null };
     },
 

@@ -131,9 +131,26 @@ export const heartbeatResponseSchema: z.ZodType<HeartbeatResult, unknown> = z
   })
   .transform((h) => ({ lastSeen: h.last_seen, ttlSeconds: h.ttl_seconds ?? null }));
 
-export const sendMessageResponseSchema: z.ZodType<SendMessageResult, unknown> = z
-  .object({ message_id: optionalId, id: optionalId })
-  .transform((r) => ({ messageId: r.message_id ?? r.id }));
+/** `{ok, message_id}`; the original server may answer 200 with `{ok:false, detail|error}` (refused). */
+export const sendMessageResponseSchema: z.ZodType<SendMessageResult & { refused: string | null }, unknown> = z
+  .object({
+    ok: z.boolean().nullish(),
+    message_id: optionalId,
+    id: optionalId,
+    detail: z.unknown().optional(),
+    error: z.unknown().optional(),
+  })
+  .transform((r) => ({
+    messageId: r.message_id ?? r.id,
+    refused:
+      r.ok === false
+        ? (() => {
+            const why = r.detail ?? r.error;
+            if (why === undefined || why === null) return "no reason given";
+            return (typeof why === "string" ? why : JSON.stringify(why)).slice(0, 300);
+          })()
+        : null,
+  }));
 
 const wireRelayMessage = z
   .object({

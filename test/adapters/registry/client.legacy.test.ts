@@ -180,6 +180,19 @@ describe("registry client against the original server", () => {
     expect(server.requests.at(-1)!.body).toMatchObject({ to_hostname: "bob", message_id: "m-1" });
   });
 
+  it("treats 200 with ok:false from a relay send as a refusal", async () => {
+    const err = await caught(
+      client.sendMessage({
+        fromInstallationId: "inst-alice",
+        fromHostname: "alice",
+        toHostname: "nobody",
+        body: "hi",
+      }),
+    );
+    expect(err.operation).toBe("relay.send");
+    expect(err.message).toContain("recipient not found");
+  });
+
   it("reports a missing relay inbox as not_found", async () => {
     const err = await caught(client.readInbox({ installationId: "inst-alice" }));
     expect(err.kind).toBe("not_found");
