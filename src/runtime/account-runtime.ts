@@ -2,20 +2,25 @@
 // state files, visibility source). Started by the channel's gateway.startAccount, stopped by its abort signal.
 // Nothing here is shared between accounts: each runtime has its own client, state directory and actors.
 import { type Actor, createActor, fromPromise } from "xstate";
-import { DEFAULT_REGISTRY_URL, type ResolvedAccount } from "../config.js";
 import { createRegistryClient, type FetchLike, type RegistryClient } from "../adapters/registry/client.js";
 import { RegistryError } from "../adapters/registry/errors.js";
 import type { AgentMetadata as WireMetadata } from "../adapters/registry/types.js";
-import { type AccountStateStore, accountStateDir, createAccountStateStore } from "../adapters/state/account-state.js";
+import {
+  type AccountStateStore,
+  accountStateDir,
+  createAccountStateStore,
+} from "../adapters/state/account-state.js";
 import { createConfigSource } from "../adapters/visibility/config.js";
 import { createConvexSource } from "../adapters/visibility/convex.js";
 import { withLastKnown } from "../adapters/visibility/last-known.js";
 import { createScheduleSource, type ScheduleSource } from "../adapters/visibility/schedule.js";
 import type { VisibilityReading } from "../adapters/visibility/types.js";
+import { DEFAULT_REGISTRY_URL, type ResolvedAccount } from "../config.js";
 import { accountMachine } from "../machines/account.machine.js";
-import type { AccountNetwork } from "./account-network.js";
 import { type AccountStatus, toAccountStatus } from "../machines/account.status.js";
 import type { AgentMetadata, PlainError, PlainErrorKind } from "../machines/types.js";
+import type { AccountNetwork } from "./account-network.js";
+import { createPeerNetwork } from "./peer-network.js";
 
 export interface RuntimeLog {
   info(message: string): void;
@@ -123,7 +128,10 @@ function createVisibility(account: ResolvedAccount, installationId: string, fetc
     const schedule = createScheduleSource({ schedule: visibility.schedule! });
     return { source: withLastKnown(schedule, initial), schedule };
   }
-  return { source: withLastKnown(createConfigSource({ discoverable: account.discoverable }), initial), schedule: null };
+  return {
+    source: withLastKnown(createConfigSource({ discoverable: account.discoverable }), initial),
+    schedule: null,
+  };
 }
 
 const SETTLED = new Set(["online", "private", "idle", "stopped"]);
@@ -148,6 +156,18 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     ...(options.fetch ? { fetch: options.fetch } : {}),
   });
   const visibility = createVisibility(account, installationId, options.fetch);
+  const network = createPeerNetwork({
+    account: { ...account, hostname: account.hostname },
+    registry,
+    stateDir: state.dir,
+    log,
+    transport: () => null,
+    unavailableReason: () =>
+      account.transport === "none"
+        ? 'Messaging is off for this account (transport "none"); set transport to "pilot" or "relay"'
+        : `The ${account.transport} transport is starting`,
+    ...(options.inspect ? { inspect: options.inspect } : {}),
+  });
   const abort = new AbortController();
 
   let transportInfo: { pilotNodeId: number | null; pilotAddress: string | null } = {
@@ -305,7 +325,8 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     const after = toAccountStatus(actor.getSnapshot());
     if (before.lifecycle !== "online" && after.lifecycle === "online") return "registered";
     if (before.lifecycle === "online" && after.lifecycle === "private") return "deregistered";
-    if (after.lifecycle === "online" && JSON.stringify(beforeMeta) !== JSON.stringify(nextMeta)) return "updated";
+    if (after.lifecycle === "online" && JSON.stringify(beforeMeta) !== JSON.stringify(nextMeta))
+      return "updated";
     return "no-change";
   };
 
@@ -321,7 +342,9 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     visibilityTimer = setTimeout(() => {
       void readVisibility()
         .then(apply)
-        .catch((error: unknown) => log.warn(`agent-registry: ${account.accountId} visibility: ${String(error)}`))
+        .catch((error: unknown) =>
+          log.warn(`agent-registry: ${account.accountId} visibility: ${String(error)}`),
+        )
         .finally(scheduleVisibility);
     }, delay);
     visibilityTimer.unref();
@@ -333,6 +356,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     account,
     registry,
     state,
+    network,
     status,
     metadata: () => actor.getSnapshot().context.metadata,
     refresh: async () => apply(await readVisibility()),
@@ -346,6 +370,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     },
     async stop() {
       abort.abort();
+      network.stop();
       if (visibilityTimer) clearTimeout(visibilityTimer);
       if (actor.getSnapshot().status !== "active") return;
       const stopped = new Promise<void>((resolve) => {

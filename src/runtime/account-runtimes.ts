@@ -32,7 +32,9 @@ export class AccountRuntimes {
       const found = this.#byId.get(accountId);
       if (!found) {
         const running = [...this.#byId.keys()].join(", ") || "none";
-        throw new NoAccountError(`agent-registry account "${accountId}" is not running (running: ${running})`);
+        throw new NoAccountError(
+          `agent-registry account "${accountId}" is not running (running: ${running})`,
+        );
       }
       return found;
     }
