@@ -356,7 +356,7 @@ function guidance(op: PilotOperation, code: PilotErrorCode, target?: string): st
         ? "a Pilot daemon is already running for this HOME: use it, or stop it first"
         : `pilotctl ${op}: already exists`;
     case "binary_missing":
-      return "pilotctl not found: install Pilot Protocol or set pilot.pilotctl to the binary's path";
+      return "pilotctl not found or not executable: install Pilot Protocol or set pilot.pilotctl to the binary's path";
     case "usage":
       return `pilotctl rejected the arguments of ${op} (usage error): this pilotctl build may be incompatible; check its version`;
     case "ack_error":
@@ -393,6 +393,27 @@ function lastJsonLine(text: string): unknown {
 function positional(text: string): string {
   if (text.trim() === "") return "(no text)";
   return text.startsWith("-") ? ` ${text}` : text;
+}
+
+/** Linux caps one argv string at 128 KiB (MAX_ARG_STRLEN), and argv cannot carry NUL bytes. */
+export const MAX_PAYLOAD_BYTES = 128 * 1024 - 64;
+
+function checkPayload(data: string): void {
+  if (data.includes("\0")) {
+    throw new PilotError(
+      "send-message",
+      "invalid_argument",
+      "the message contains a NUL byte, which a command line cannot carry: remove it or encode the payload (e.g. base64)",
+    );
+  }
+  const size = Buffer.byteLength(data);
+  if (size > MAX_PAYLOAD_BYTES) {
+    throw new PilotError(
+      "send-message",
+      "invalid_argument",
+      `the message is ${size} bytes; pilotctl takes at most ${MAX_PAYLOAD_BYTES} bytes per message: shorten or split it`,
+    );
+  }
 }
 
 function checkTarget(op: PilotOperation, target: string): string {
@@ -568,6 +589,7 @@ export function createPilotctl(options: PilotctlOptions): Pilotctl {
     async sendMessage(target, data, opts = {}) {
       const t = String(target);
       // Target first, the payload as ONE token: a separate `--data <v>` mangles values starting with "--".
+      checkPayload(data);
       const argv = ["send-message", checkTarget("send-message", t), `--data=${data}`];
       if (opts.type !== undefined) argv.push(`--type=${opts.type}`);
       const d = await call("send-message", argv, sendSchema, opts, t);

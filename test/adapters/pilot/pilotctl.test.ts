@@ -5,10 +5,11 @@ import { inboxDir, listInboxFiles, readInboxFile } from "../../../src/adapters/p
 import {
   createPilotctl,
   formatAddress,
+  MAX_PAYLOAD_BYTES,
   PilotError,
   parseAddress,
 } from "../../../src/adapters/pilot/pilotctl.js";
-import type { FakePilotNetwork } from "../../fixtures/fake-pilot/network.js";
+import type { FakePilotNetwork, FakePilotNode } from "../../fixtures/fake-pilot/network.js";
 import { adapterFor, type Peer, setupNetwork, trustEachOther, waitFor } from "./helpers.js";
 
 async function pilotError(p: Promise<unknown>): Promise<PilotError> {
@@ -76,6 +77,19 @@ describe.each(["old", "new"] as const)(
       await trustEachOther(alpha, beta);
     });
     afterAll(() => net.close());
+
+    // One peer that alpha trusts but whose daemon is stopped: sends to it block (FAKE_PILOT_UNREACHABLE_MS).
+    let down: Promise<FakePilotNode> | undefined;
+    const downPeer = () => {
+      down ??= (async () => {
+        const node = net.addNode(`down-${shape}`);
+        const ctl = adapterFor(net, node);
+        await trustEachOther({ node, ctl }, alpha);
+        await ctl.daemonStop();
+        return node;
+      })();
+      return down;
+    };
 
     it("info returns the node id and an address that encodes it", async () => {
       const info = await alpha.ctl.info();
@@ -254,12 +268,9 @@ describe.each(["old", "new"] as const)(
     });
 
     it("a call to a trusted peer that is down is killed at our timeout", async () => {
-      const node = net.addNode(`down-${shape}`);
-      const ctl = adapterFor(net, node);
-      await trustEachOther({ node, ctl }, beta);
-      await ctl.daemonStop();
+      const node = await downPeer();
       const started = Date.now();
-      const err = await pilotError(beta.ctl.sendMessage(node.hostname, "anyone?", { timeoutMs: 600 }));
+      const err = await pilotError(alpha.ctl.sendMessage(node.hostname, "anyone?", { timeoutMs: 600 }));
       expect(err.code).toBe("timeout");
       expect(err.message).toMatch(/timed out/);
       expect(Date.now() - started).toBeLessThan(5_000);
@@ -268,10 +279,7 @@ describe.each(["old", "new"] as const)(
     });
 
     it("a process that ignores SIGTERM is SIGKILLed after the grace", async () => {
-      const node = net.addNode(`stubborn-${shape}`);
-      const ctl = adapterFor(net, node);
-      await trustEachOther({ node, ctl }, alpha);
-      await ctl.daemonStop();
+      const node = await downPeer();
       const stubborn = adapterFor(net, alpha.node, {
         env: { ...net.env(alpha.node.home), FAKE_PILOT_IGNORE_SIGTERM: "1" },
         killGraceMs: 300,
@@ -291,14 +299,21 @@ describe.each(["old", "new"] as const)(
     });
 
     it("an aborted signal cancels the call", async () => {
-      const node = net.addNode(`abort-${shape}`);
-      const ctl = adapterFor(net, node);
-      await trustEachOther({ node, ctl }, gamma);
-      await ctl.daemonStop();
+      const node = await downPeer();
       const controller = new AbortController();
-      const p = gamma.ctl.sendMessage(node.hostname, "x", { signal: controller.signal });
+      const p = alpha.ctl.sendMessage(node.hostname, "x", { signal: controller.signal });
       setTimeout(() => controller.abort(), 300);
       expect((await pilotError(p)).code).toBe("aborted");
+    });
+
+    it("refuses payloads a command line cannot carry, with what to do instead", async () => {
+      const big = await pilotError(alpha.ctl.sendMessage("beta", "x".repeat(MAX_PAYLOAD_BYTES + 1)));
+      expect(big.code).toBe("invalid_argument");
+      expect(big.message).toMatch(/shorten or split/);
+      const nul = await pilotError(alpha.ctl.sendMessage("beta", "a\0b"));
+      expect(nul.code).toBe("invalid_argument");
+      const atLimit = await alpha.ctl.sendMessage("beta", "y".repeat(MAX_PAYLOAD_BYTES));
+      expect(atLimit.ack).toMatch(/^ACK /);
     });
 
     it("rejects a target that looks like a flag before running anything", async () => {
