@@ -110,7 +110,10 @@ describe("account lifecycle in a real OpenClaw gateway", () => {
   it("shows both accounts connected in `openclaw channels status --json`", async () => {
     const { stdout } = await gateway.cli(["channels", "status", "--json"]);
     const status = parseJsonOutput(stdout) as {
-      channelAccounts: Record<string, Array<{ accountId: string; connected?: boolean; statusState?: string }>>;
+      channelAccounts: Record<
+        string,
+        Array<{ accountId: string; connected?: boolean; statusState?: string }>
+      >;
     };
     const accounts = status.channelAccounts["agent-registry"] ?? [];
     expect(accounts.map((a) => [a.accountId, a.connected, a.statusState]).sort()).toEqual([
@@ -129,20 +132,31 @@ describe("account lifecycle in a real OpenClaw gateway", () => {
 
   it("deregisters when Convex says private and the operator refreshes, and registers again when public", async () => {
     convex.discoverable = false;
-    const off = await gateway.call<{ results: Record<string, string> }>("agent-registry.refresh", { accountId: "bob" });
+    const off = await gateway.call<{ results: Record<string, string> }>("agent-registry.refresh", {
+      accountId: "bob",
+    });
     expect(off.results).toEqual({ bob: "deregistered" });
     expect((await registryGet("/api/v1/agents/by-hostname/bob")).status).toBe(404);
     expect((await account("bob"))?.lifecycle).toBe("private");
 
     convex.discoverable = true;
-    const on = await gateway.call<{ results: Record<string, string> }>("agent-registry.refresh", { accountId: "bob" });
+    const on = await gateway.call<{ results: Record<string, string> }>("agent-registry.refresh", {
+      accountId: "bob",
+    });
     expect(on.results).toEqual({ bob: "registered" });
     expect((await registryGet("/api/v1/agents/by-hostname/bob")).status).toBe(200);
   }, 90_000);
 
   it("answers an unknown account with NO_ACCOUNT", async () => {
     const result = await gateway.cli(
-      ["gateway", "call", "agent-registry.refresh", "--params", JSON.stringify({ accountId: "mallory" }), "--json"],
+      [
+        "gateway",
+        "call",
+        "agent-registry.refresh",
+        "--params",
+        JSON.stringify({ accountId: "mallory" }),
+        "--json",
+      ],
       { reject: false },
     );
     expect(result.exitCode).not.toBe(0);

@@ -19,27 +19,30 @@ function section(cfg: OpenClawConfigLike): unknown {
   return cfg.channels?.[CHANNEL_ID] ?? {};
 }
 
-const LIFECYCLE: Record<AccountRuntimeStatus["lifecycle"], "starting" | "ready" | "recovering" | "stopped"> = {
-  private: "ready",
-  idle: "recovering",
-  registering: "starting",
-  online: "ready",
-  "re-registering": "recovering",
-  deregistering: "stopped",
-  stopped: "stopped",
-};
+const LIFECYCLE: Record<AccountRuntimeStatus["lifecycle"], "starting" | "ready" | "recovering" | "stopped"> =
+  {
+    private: "ready",
+    idle: "recovering",
+    registering: "starting",
+    online: "ready",
+    "re-registering": "recovering",
+    deregistering: "stopped",
+    stopped: "stopped",
+  };
 
 /** Our status as OpenClaw's snapshot: `connected` means the account does what its config asks. */
 export function toChannelSnapshot(status: AccountRuntimeStatus): AccountSnapshot {
   const ready = status.lifecycle === "online" || status.lifecycle === "private";
-  const lifecycle = status.lifecycle === "idle" && !status.lastError ? "starting" : LIFECYCLE[status.lifecycle];
+  const lifecycle =
+    status.lifecycle === "idle" && !status.lastError ? "starting" : LIFECYCLE[status.lifecycle];
   return {
     accountId: status.accountId,
     running: status.lifecycle !== "stopped",
     connected: ready,
     lifecycle,
     statusState: status.lifecycle,
-    stateReason: status.lastError?.message ?? (status.lifecycle === "private" ? "not discoverable" : undefined),
+    stateReason:
+      status.lastError?.message ?? (status.lifecycle === "private" ? "not discoverable" : undefined),
     lastError: status.lastError?.message ?? status.visibilityError ?? null,
     identity: status.hostname ?? undefined,
     baseUrl: status.registryUrl,
@@ -84,7 +87,9 @@ export function createAgentRegistryChannel(runtimes: AccountRuntimes): ChannelPl
     status: {
       buildAccountSnapshot: ({ account, runtime }) => {
         const live = runtimes.list().find((r) => r.accountId === account.accountId);
-        return live ? { ...runtime, ...toChannelSnapshot(live.status()) } : { accountId: account.accountId, ...runtime };
+        return live
+          ? { ...runtime, ...toChannelSnapshot(live.status()) }
+          : { accountId: account.accountId, ...runtime };
       },
     },
     heartbeat: {
@@ -122,7 +127,13 @@ export function createAgentRegistryChannel(runtimes: AccountRuntimes): ChannelPl
           // OpenClaw stops the account (no restart storm).
           const message = error instanceof Error ? error.message : String(error);
           log.error(`agent-registry: ${ctx.accountId} cannot start: ${message}`);
-          ctx.setStatus({ ...ctx.getStatus(), running: false, connected: false, lifecycle: "blocked", lastError: message });
+          ctx.setStatus({
+            ...ctx.getStatus(),
+            running: false,
+            connected: false,
+            lifecycle: "blocked",
+            lastError: message,
+          });
           inspection.stop();
           await waitForAbort(ctx.abortSignal);
           return;
