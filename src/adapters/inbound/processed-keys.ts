@@ -4,6 +4,7 @@
 // key reached the file, so the caller can delete the source message afterwards (record, then delete).
 import {
   closeSync,
+  fdatasync,
   fdatasyncSync,
   fstatSync,
   ftruncateSync,
@@ -119,12 +120,24 @@ export function openProcessedKeys(options: ProcessedKeysOptions): ProcessedKeys 
   let dirty = false;
   let syncTimer: NodeJS.Timeout | undefined;
 
+  /** Forces the log to disk now (blocking): on close and in `power` durability. */
   const sync = () => {
     if (syncTimer) clearTimeout(syncTimer);
     syncTimer = undefined;
     if (fd === undefined || !dirty) return;
     fdatasyncSync(fd);
     dirty = false;
+  };
+
+  /** The periodic flush runs on the thread pool: a slow disk must not stall the event loop (and every inbox). */
+  const syncInBackground = () => {
+    syncTimer = undefined;
+    if (fd === undefined || !dirty) return;
+    dirty = false;
+    fdatasync(fd, (err) => {
+      // Best effort: the keys are already in the kernel (safe from a killed process); retry at the next interval.
+      if (err) dirty = true;
+    });
   };
 
   const compact = () => {
@@ -176,7 +189,7 @@ export function openProcessedKeys(options: ProcessedKeysOptions): ProcessedKeys 
       if (logLines >= capacity) compact();
       else if (durability === "power") sync();
       else if (!syncTimer) {
-        syncTimer = setTimeout(sync, syncIntervalMs);
+        syncTimer = setTimeout(syncInBackground, syncIntervalMs);
         syncTimer.unref?.();
       }
     },

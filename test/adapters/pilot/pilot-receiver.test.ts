@@ -16,8 +16,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createInboundPipeline, type InboundPipeline } from "../../../src/adapters/inbound/pipeline.js";
-import { deadLetterDir, inboxDir } from "../../../src/adapters/pilot/inbox.js";
-import { type PilotReceiver, startPilotReceiver } from "../../../src/adapters/pilot/pilot-receiver.js";
+import { deadLetterDir, inboxDir, listInboxFiles, readInboxFile } from "../../../src/adapters/pilot/inbox.js";
+import {
+  listInboxFilesNow,
+  type PilotReceiver,
+  readInboxFileNow,
+  startPilotReceiver,
+} from "../../../src/adapters/pilot/pilot-receiver.js";
 import { formatAddress } from "../../../src/adapters/pilot/pilotctl.js";
 import { createEnvelope, encodeEnvelope } from "../../../src/adapters/transport/envelope.js";
 import type {
@@ -201,5 +206,36 @@ describe("pilot receiver", () => {
     expect(keys).toHaveLength(200);
     expect(new Set(keys).size).toBe(200);
     expect(pipeline.counters().dispatched).toBe(200);
+  });
+
+  it("reads and lists exactly like inbox.ts (its synchronous copy must not drift)", async () => {
+    const files: Record<string, string> = {
+      "A.json": fileContent("a"),
+      "B.json": "{ half",
+      "C.json": JSON.stringify({ type: "TEXT", from: "nonsense", data: "x" }),
+      "D.json": JSON.stringify({
+        type: "BINARY",
+        from: "0:0000.0001.0002",
+        data_b64: Buffer.from("hi").toString("base64"),
+      }),
+      "E.json": JSON.stringify({ type: "TEXT", from: "0:0000.0000.0001" }),
+      "F.json": JSON.stringify({ from: "0:0000.0000.0001", data: "no type" }),
+      ".hidden.json": fileContent("h"),
+      "notes.txt": "not a message",
+    };
+    for (const [name, content] of Object.entries(files)) writeFileSync(join(inbox, name), content);
+    ageFile(join(inbox, "C.json"), 30);
+    const now = Date.now();
+    for (const graceMs of [0, 60_000]) {
+      for (const name of Object.keys(files)) {
+        const path = join(inbox, name);
+        expect(readInboxFileNow(path, graceMs, () => now)).toEqual(
+          await readInboxFile(path, { graceMs, now: () => now }),
+        );
+      }
+    }
+    expect(readInboxFileNow(join(inbox, "missing.json"), 0, Date.now)).toEqual({ gone: true });
+    expect(listInboxFilesNow(inbox)).toEqual(await listInboxFiles(inbox));
+    expect(listInboxFilesNow(join(root, "nope"))).toEqual([]);
   });
 });
