@@ -115,6 +115,29 @@ describe("nextScheduleChange", () => {
     expect(nextScheduleChange(halfHour, at("2026-11-01T06:00:00Z"))).toEqual(at("2026-11-01T06:30:00Z"));
   });
 
+  it("finds a flip at a DST jump in the middle of a UTC hour (St. John's, -03:30 -> -02:30)", () => {
+    const early: Schedule = {
+      timezone: "America/St_Johns",
+      windows: [{ days: ["sun"], start: "03:00", end: "04:00" }],
+    };
+    // 01:59 NST -> 03:00 NDT at 05:30 UTC: the window opens at the jump, half-way through the UTC hour
+    expect(nextScheduleChange(early, at("2026-03-08T04:00:00Z"))).toEqual(at("2026-03-08T05:30:00Z"));
+    expect(nextScheduleChange(early, at("2026-03-08T05:30:00Z"))).toEqual(at("2026-03-08T06:30:00Z"));
+  });
+
+  it("handles Lord Howe's 30-minute DST shift", () => {
+    const night: Schedule = {
+      timezone: "Australia/Lord_Howe",
+      windows: [{ days: ["sun"], start: "01:45", end: "02:15" }],
+    };
+    // 3 Oct 2026 15:15 UTC = Sun 01:45 +10:30 (inside); at 15:30 UTC the clock jumps 02:00 -> 02:30 (outside)
+    expect(isWithinSchedule(night, at("2026-10-03T15:15:00Z"))).toBe(true);
+    expect(nextScheduleChange(night, at("2026-10-03T15:15:00Z"))).toEqual(at("2026-10-03T15:30:00Z"));
+    // 4 Apr 2026: at 15:00 UTC the clock falls back 02:00 +11 -> 01:30 +10:30, re-entering at 01:45 (15:15 UTC)
+    expect(nextScheduleChange(night, at("2026-04-04T14:50:00Z"))).toEqual(at("2026-04-04T15:00:00Z"));
+    expect(nextScheduleChange(night, at("2026-04-04T15:00:00Z"))).toEqual(at("2026-04-04T15:15:00Z"));
+  });
+
   it("returns null when nothing ever changes", () => {
     const always: Schedule = {
       timezone: "UTC",
