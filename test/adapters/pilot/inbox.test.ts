@@ -7,8 +7,10 @@ import {
   deleteInboxFile,
   inboxDir,
   listInboxFiles,
+  listInboxFilesSync,
   moveToDeadLetter,
   readInboxFile,
+  readInboxFileSync,
   watchInbox,
 } from "../../../src/adapters/pilot/inbox.js";
 import { setupNetwork, trustEachOther, waitFor } from "./helpers.js";
@@ -84,6 +86,22 @@ describe("readInboxFile", () => {
 
   it("a file moved away before reading is gone, not an error", async () => {
     expect(await readInboxFile(join(dir, "missing.json"))).toEqual({ gone: true });
+  });
+});
+
+describe("synchronous variants", () => {
+  it("readInboxFileSync and listInboxFilesSync give the same results as the promise versions", async () => {
+    const full = message();
+    writeFileSync(join(dir, "TEXT-1.json"), full);
+    writeFileSync(join(dir, "TEXT-2.json"), full.slice(0, 10));
+    writeFileSync(join(dir, "TEXT-3.json"), JSON.stringify({ nope: true }));
+    const t = Date.now() / 1000;
+    utimesSync(join(dir, "TEXT-3.json"), t - 30, t - 30);
+    const asyncList = await listInboxFiles(dir);
+    expect(listInboxFilesSync(dir)).toEqual(asyncList);
+    for (const e of asyncList) expect(readInboxFileSync(e.path)).toEqual(await readInboxFile(e.path));
+    expect(readInboxFileSync(join(dir, "missing.json"))).toEqual({ gone: true });
+    expect(listInboxFilesSync(join(home, "nope"))).toEqual([]);
   });
 });
 
