@@ -1,0 +1,120 @@
+// The wire schemas alone: each tolerance of the original server's shapes, and typed output.
+import { describe, expect, it } from "vitest";
+import {
+  agentPageSchema,
+  agentRecordSchema,
+  inboxResponseSchema,
+  pendingTrustResponseSchema,
+  registerResponseSchema,
+  trustListResponseSchema,
+} from "../../../src/adapters/registry/schemas.js";
+
+const wire = {
+  id: 12,
+  hostname: "alice",
+  installation_id: "inst-alice",
+  pilot_node_id: 4242,
+  capabilities: ["calendar"],
+  status: "ONLINE",
+  last_seen: "2026-01-12T10:00:00Z",
+};
+
+describe("registry wire schemas", () => {
+  it("coerces numeric ids, lowercases status and fills missing fields with null", () => {
+    expect(agentRecordSchema.parse({ ...wire, p2p_endpoint: "wss://x" })).toEqual({
+      id: "12",
+      hostname: "alice",
+      installationId: "inst-alice",
+      pilotNodeId: "4242",
+      pilotAddress: null,
+      displayName: null,
+      description: null,
+      capabilities: ["calendar"],
+      status: "online",
+      lastSeen: "2026-01-12T10:00:00Z",
+      createdAt: null,
+      updatedAt: null,
+    });
+  });
+
+  it("reads epoch timestamps (seconds or ms), comma-separated capabilities and odd statuses", () => {
+    const r = agentRecordSchema.parse({
+      ...wire,
+      last_seen: 1_768_212_000,
+      created_at: 1_768_212_000_000,
+      capabilities: "calendar, email,",
+      status: "busy",
+    });
+    expect(r.lastSeen).toBe("2026-01-12T10:00:00.000Z");
+    expect(r.createdAt).toBe("2026-01-12T10:00:00.000Z");
+    expect(r.capabilities).toEqual(["calendar", "email"]);
+    expect(r.status).toBe("unknown");
+  });
+
+  it("unwraps a registration answered as {agent, agent_token}", () => {
+    expect(registerResponseSchema.parse({ agent: wire, agent_token: "t-1" })).toMatchObject({
+      record: { id: "12", hostname: "alice" },
+      agentToken: "t-1",
+    });
+    expect(registerResponseSchema.parse(wire).agentToken).toBeNull();
+  });
+
+  it("reads pages as {agents,total}, a bare array, or {items}", () => {
+    expect(agentPageSchema.parse({ agents: [wire], total: 7 }).total).toBe(7);
+    expect(agentPageSchema.parse([wire, wire]).total).toBe(2);
+    expect(agentPageSchema.parse({ items: [wire] }).agents).toHaveLength(1);
+    expect(agentPageSchema.safeParse({ agents: [{ id: 1 }] }).success).toBe(false);
+  });
+
+  it("reads an inbox given as a bare array and derives the next cursor", () => {
+    expect(
+      inboxResponseSchema.parse([{ id: "m-1", body: "hi", cursor: 5, from_hostname: "bob", extra: true }]),
+    ).toEqual({
+      messages: [
+        {
+          messageId: "m-1",
+          fromInstallationId: null,
+          fromHostname: "bob",
+          body: "hi",
+          createdAt: null,
+          cursor: "5",
+        },
+      ],
+      nextCursor: "5",
+    });
+    expect(inboxResponseSchema.safeParse({ messages: [{ body: "no id" }] }).success).toBe(false);
+  });
+
+  it("reads pending trust as requests, relationships or a bare array", () => {
+    const expected = [
+      {
+        fromId: "inst-bob",
+        fromAssistantName: "Bob",
+        fromHumanName: null,
+        introduction: null,
+        createdAt: null,
+      },
+    ];
+    expect(
+      pendingTrustResponseSchema.parse({ requests: [{ from_id: "inst-bob", from_assistant_name: "Bob" }] }),
+    ).toEqual(expected);
+    expect(
+      pendingTrustResponseSchema.parse({
+        relationships: [{ requester_id: "inst-bob", assistant_name: "Bob" }],
+      }),
+    ).toEqual(expected);
+    expect(pendingTrustResponseSchema.parse([{ requester_id: "inst-bob", assistant_name: "Bob" }])).toEqual(
+      expected,
+    );
+    expect(pendingTrustResponseSchema.parse({})).toEqual([]);
+  });
+
+  it("reads the trust list with from_id/to_id as well as requester_id/target_id", () => {
+    expect(trustListResponseSchema.parse([{ from_id: "a", to_id: "b", status: "APPROVED" }])).toEqual([
+      { requesterId: "a", targetId: "b", status: "approved", createdAt: null, approvedAt: null },
+    ]);
+    expect(
+      trustListResponseSchema.safeParse({ peers: [{ requester_id: "a", status: "pending" }] }).success,
+    ).toBe(false);
+  });
+});
