@@ -282,6 +282,12 @@ function nextStep(kind: RegistryErrorKind, operation: string): string {
 export function createRegistryClient(options: RegistryClientOptions): RegistryClient {
   const { base, display } = normalizeBase(options.baseUrl);
   const apiKey = options.apiKey ?? null;
+  if (apiKey !== null && !/^[\x21-\x7e]+$/.test(apiKey)) {
+    throw new RegistryError(
+      "registryApiKey contains spaces, line breaks or non-ASCII characters and cannot be sent as a header; copy the key again",
+      { operation: "configure", kind: "invalid" },
+    );
+  }
   const doFetch: FetchLike = options.fetch ?? ((input, init) => fetch(input, init));
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const maxResponseBytes = options.maxResponseBytes ?? MAX_RESPONSE_BYTES;

@@ -348,6 +348,18 @@ describe("registry client without a server", () => {
     expect(() => createRegistryClient({ baseUrl: "file:///etc/passwd" })).toThrow(RegistryError);
   });
 
+  it("rejects a deployment key that cannot be a header value, without repeating it", () => {
+    let err: unknown;
+    try {
+      createRegistryClient({ baseUrl: "http://127.0.0.1:8001", apiKey: "secret key\n" });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(RegistryError);
+    expect((err as RegistryError).kind).toBe("invalid");
+    expect((err as RegistryError).message).not.toContain("secret");
+  });
+
   it("maps a non-RegistryError to an internal plain error", () => {
     expect(toPlainError(new Error("boom"))).toEqual({
       kind: "internal",
