@@ -258,6 +258,17 @@ describe("account: metadata", () => {
     expect(h.fakes.pending("updateAgent").input).toEqual({ agentId: AGENT_ID, metadata: CHANGED_METADATA });
   });
 
+  it("a re-registration carries pending metadata changes, so no PATCH follows it", async () => {
+    const h = await goOnline();
+    await nextHeartbeat(h);
+    await h.send({ type: "METADATA.CHANGED", metadata: CHANGED_METADATA });
+    await settle(h, "sendHeartbeat", { error: plainError("not_found", "heartbeat") });
+    expect(h.fakes.pending("registerAgent").input).toEqual({ metadata: CHANGED_METADATA, agentId: AGENT_ID });
+    await settle(h, "registerAgent", { output: { agentId: AGENT_ID } });
+    expect(h.snapshot().value).toEqual({ online: "waiting" });
+    expect(h.fakes.callsOf("updateAgent")).toEqual([]);
+  });
+
   it("metadata stored while private is what the first registration sends", async () => {
     const h = await startAccount({ discoverable: false });
     await h.send({ type: "METADATA.CHANGED", metadata: CHANGED_METADATA });

@@ -65,7 +65,14 @@ export const ACCOUNT_PAYLOADS: EventWithPayload[] = [
   { type: "xstate.error.actor.deregisterAgent", error: plainError("unreachable", "deregister") },
 ];
 
-export const accountEvents = eventsWithPayloads<AccountSnapshot, never>(ACCOUNT_PAYLOADS);
+const withPayloads = eventsWithPayloads<AccountSnapshot, { type: string }>(ACCOUNT_PAYLOADS);
+
+/**
+ * Events for graph traversal. TRANSPORT.READY is left out: it goes through the same guard and action as
+ * METADATA.CHANGED but would double the metadata variants (and the graph); the scenario tests cover it.
+ */
+export const accountEvents = (snapshot: AccountSnapshot) =>
+  withPayloads(snapshot).filter((event) => event.type !== "TRANSPORT.READY") as never[];
 
 /**
  * What identifies an account state for the graph: the state value and every context field a guard reads or a

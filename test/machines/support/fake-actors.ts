@@ -19,6 +19,8 @@ export interface FakeCall {
 export interface FakeActors {
   /** Implementations to hand to `machine.provide({actors})`. */
   readonly logic: Record<string, PromiseActorLogic<unknown, unknown>>;
+  /** Records one invocation of `src` (used by shared implementations that route calls to this registry). */
+  start(src: string, args: { input: unknown; self: { id: string }; signal: AbortSignal }): Promise<unknown>;
   /** Every call ever made, in order. */
   readonly calls: readonly FakeCall[];
   /** Calls still running: started, not settled, not aborted by the machine leaving the state. */
@@ -34,37 +36,36 @@ export interface FakeActors {
 export function createFakeActors(names: readonly string[]): FakeActors {
   const calls: FakeCall[] = [];
 
-  const make = (src: string) =>
-    fromPromise<unknown, unknown>(
-      ({ input, self, signal }) =>
-        new Promise<unknown>((resolve, reject) => {
-          const call: FakeCall = {
-            seq: calls.length,
-            src,
-            actorId: self.id,
-            input,
-            status: "pending",
-            settle(outcome) {
-              if (call.status !== "pending") {
-                throw new Error(`fake ${src}#${call.seq} already ${call.status}`);
-              }
-              if ("output" in outcome) {
-                call.status = "resolved";
-                resolve(outcome.output);
-              } else {
-                call.status = "rejected";
-                reject(outcome.error);
-              }
-            },
-          };
-          signal.addEventListener("abort", () => {
-            if (call.status === "pending") call.status = "aborted";
-          });
-          calls.push(call);
-        }),
-    );
+  const start: FakeActors["start"] = (src, { input, self, signal }) =>
+    new Promise<unknown>((resolve, reject) => {
+      const call: FakeCall = {
+        seq: calls.length,
+        src,
+        actorId: self.id,
+        input,
+        status: "pending",
+        settle(outcome) {
+          if (call.status !== "pending") {
+            throw new Error(`fake ${src}#${call.seq} already ${call.status}`);
+          }
+          if ("output" in outcome) {
+            call.status = "resolved";
+            resolve(outcome.output);
+          } else {
+            call.status = "rejected";
+            reject(outcome.error);
+          }
+        },
+      };
+      signal.addEventListener("abort", () => {
+        if (call.status === "pending") call.status = "aborted";
+      });
+      calls.push(call);
+    });
 
-  const logic = Object.fromEntries(names.map((name) => [name, make(name)]));
+  const logic = Object.fromEntries(
+    names.map((name) => [name, fromPromise<unknown, unknown>((args) => start(name, args))]),
+  );
 
   const inFlight = () => calls.filter((call) => call.status === "pending");
 
@@ -81,6 +82,7 @@ export function createFakeActors(names: readonly string[]): FakeActors {
 
   return {
     logic,
+    start,
     calls,
     inFlight,
     callsOf: (src) => calls.filter((call) => call.src === src),

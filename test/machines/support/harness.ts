@@ -2,9 +2,11 @@
 // a SimulatedClock whose pending timers can be listed by the delayed event they will deliver.
 import {
   type Actor,
+  type AnyActorRef,
   type AnyStateMachine,
   createActor,
   type EventFrom,
+  fromPromise,
   type InputFrom,
   SimulatedClock,
   type SnapshotFrom,
@@ -55,8 +57,8 @@ export interface Harness<TMachine extends AnyStateMachine> {
   stop(): void;
 }
 
-/** Settles pending promise callbacks: a few macrotask turns, bounded. */
-export async function flushMicrotasks(rounds = 3): Promise<void> {
+/** Settles pending promise callbacks: one macrotask turn runs every queued microtask (promise reactions). */
+export async function flushMicrotasks(rounds = 1): Promise<void> {
   for (let round = 0; round < rounds; round++) {
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
@@ -96,6 +98,54 @@ class EventAwareClock extends SimulatedClock {
   }
 }
 
+/** What a running harness exposes to the shared fake implementations (found through the actor system). */
+interface HarnessSink {
+  fakes: FakeActors;
+  record(name: string, params: unknown): void;
+}
+
+const sinks = new WeakMap<object, HarnessSink>();
+const providedMachines = new WeakMap<AnyStateMachine, Map<string, AnyStateMachine>>();
+
+function sinkOf(system: object): HarnessSink {
+  const sink = sinks.get(system);
+  if (!sink) throw new Error("fake actor ran outside a test harness");
+  return sink;
+}
+
+/**
+ * The machine with fakes provided, built once per machine and name set: `provide` rebuilds the whole state node
+ * tree, which dominated replay time. The shared fakes route each call to the harness owning the actor system.
+ */
+function providedMachine(machine: AnyStateMachine, actors: readonly string[], actions: readonly string[]) {
+  const key = JSON.stringify([actors, actions]);
+  let byKey = providedMachines.get(machine);
+  if (!byKey) {
+    byKey = new Map();
+    providedMachines.set(machine, byKey);
+  }
+  const cached = byKey.get(key);
+  if (cached) return cached;
+  const logic = Object.fromEntries(
+    actors.map((src) => [
+      src,
+      fromPromise<unknown, unknown>(({ input, self, signal, system }) =>
+        sinkOf(system).fakes.start(src, { input, self, signal }),
+      ),
+    ]),
+  );
+  const recorders = Object.fromEntries(
+    actions.map((name) => [
+      name,
+      ({ self }: { self: AnyActorRef }, params: unknown) => sinkOf(self.system).record(name, params),
+    ]),
+  );
+  // provide() is typed per machine; the harness is generic over machines, so it passes the fakes untyped.
+  const provided = machine.provide({ actors: logic, actions: recorders });
+  byKey.set(key, provided);
+  return provided;
+}
+
 export function createHarness<TMachine extends AnyStateMachine>(
   options: HarnessOptions<TMachine>,
 ): Harness<TMachine> {
@@ -104,24 +154,16 @@ export function createHarness<TMachine extends AnyStateMachine>(
   const effects: RecordedAction[] = [];
   const errors: unknown[] = [];
 
-  const recorders = Object.fromEntries(
-    (options.actions ?? []).map((name) => [
-      name,
-      (_args: unknown, params: unknown) => {
-        effects.push({ name, params, at: clock.now() });
-      },
-    ]),
-  );
-  // provide() is typed per machine; the harness is generic over machines, so it passes the fakes untyped.
-  const machine = (options.machine as AnyStateMachine).provide({
-    actors: fakes.logic,
-    actions: recorders,
-  }) as TMachine;
+  const machine = providedMachine(options.machine, options.actors, options.actions ?? []) as TMachine;
   const actor = createActor(machine, {
     clock,
     ...(options.input === undefined ? {} : { input: options.input }),
   }) as Actor<TMachine>;
   actor.subscribe({ error: (error) => errors.push(error) });
+  sinks.set(actor.system, {
+    fakes,
+    record: (name, params) => effects.push({ name, params, at: clock.now() }),
+  });
   clock.scheduled = () =>
     actor.system.getSnapshot()._scheduledEvents as unknown as Record<string, ScheduledEventView>;
 
