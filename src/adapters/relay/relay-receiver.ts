@@ -79,6 +79,8 @@ export interface RelayReceiverOptions {
    * read waits out the rest, so such a registry is polled at this pace instead of in a tight loop.
    */
   minEmptyPollMs?: number;
+  /** A read from the start of the inbox at least this often (default 5 min), see the loop. */
+  rescanIntervalMs?: number;
   now?: () => number;
 }
 
@@ -104,6 +106,7 @@ export interface RelayReceiver {
 
 export const DEFAULT_RELAY_WAIT_SECONDS = 25;
 export const DEFAULT_RELAY_ACK_DELAY_MS = 200;
+export const DEFAULT_RELAY_RESCAN_INTERVAL_MS = 5 * 60_000;
 /** The registry takes at most 1000 ids per ack. */
 const ACK_MAX_IDS = 1000;
 const CLOSE_ACK_BUDGET_MS = 2_000;
@@ -143,6 +146,7 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
   const backoff = options.backoff ?? DEFAULT_RELAY_BACKOFF;
   const retryBackoff = options.retryBackoff ?? DEFAULT_RELAY_RETRY_BACKOFF;
   const minEmptyPollMs = options.minEmptyPollMs ?? 1_000;
+  const rescanIntervalMs = options.rescanIntervalMs ?? DEFAULT_RELAY_RESCAN_INTERVAL_MS;
   const ackDelayMs = options.ackDelayMs ?? DEFAULT_RELAY_ACK_DELAY_MS;
   const ackBatchSize = Math.min(ACK_MAX_IDS, Math.max(1, options.ackBatchSize ?? 100));
   const now = options.now ?? Date.now;
@@ -198,37 +202,45 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
     }
   }
 
-  /** Acks everything pending; false when the registry did not take it (the loop then re-reads). */
+  /** Acks everything pending, in order; false when the registry did not take it (the loop then re-reads). */
+  async function ackPending(ackSignal: AbortSignal | undefined): Promise<boolean> {
+    while (pending.length > 0) {
+      const batch = pending.splice(0, ACK_MAX_IDS);
+      const opts: CallOptions = { token: options.agentToken?.() ?? null };
+      if (ackSignal) opts.signal = ackSignal;
+      try {
+        await client.ack({ installationId, messageIds: batch.map((p) => p.messageId) }, opts);
+      } catch (err) {
+        // Not acked: everything after the acked cursor is read again and the pipeline reports each as a
+        // duplicate, which is acked then. Nothing is lost; the in-flight read is restarted from there.
+        pending.length = 0;
+        ackFailed = true;
+        currentRead?.abort();
+        failed(`acknowledging ${batch.length} message(s)`, err);
+        return false;
+      }
+      await persist(batch.findLast((p) => p.cursor !== null)?.cursor ?? null);
+    }
+    return true;
+  }
+
+  /** One ack run at a time; a call during a run joins it (the run drains what was added meanwhile). */
   function flush(ackSignal?: AbortSignal): Promise<boolean> {
     if (ackTimer) {
       clearTimeout(ackTimer);
       ackTimer = null;
     }
-    flushing ??= (async () => {
-      try {
-        while (pending.length > 0) {
-          const batch = pending.splice(0, ACK_MAX_IDS);
-          const opts: CallOptions = { token: options.agentToken?.() ?? null };
-          if (ackSignal) opts.signal = ackSignal;
-          try {
-            await client.ack({ installationId, messageIds: batch.map((p) => p.messageId) }, opts);
-          } catch (err) {
-            // Not acked: everything after the acked cursor is read again and the pipeline reports each as a
-            // duplicate, which is acked then. Nothing is lost; the in-flight read is restarted from there.
-            pending.length = 0;
-            ackFailed = true;
-            currentRead?.abort();
-            failed(`acknowledging ${batch.length} message(s)`, err);
-            return false;
-          }
-          await persist(batch.findLast((p) => p.cursor !== null)?.cursor ?? null);
-        }
-        return true;
-      } finally {
-        flushing = null;
-      }
-    })();
-    return flushing;
+    // After a failed ack the loop re-reads from the acked cursor first; acking later messages now would move
+    // the persisted cursor past unacked ones.
+    if (ackFailed) return Promise.resolve(false);
+    if (flushing) return flushing;
+    if (pending.length === 0) return Promise.resolve(true);
+    // `.finally` runs asynchronously, so `flushing` is always cleared after it was set.
+    const run = ackPending(ackSignal).finally(() => {
+      flushing = null;
+    });
+    flushing = run;
+    return run;
   }
 
   /** Acks soon (coalescing), or now when the delay is 0 or enough are waiting; false when the ack failed. */
@@ -307,10 +319,15 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
     }
     readCursor = status.cursor;
     let retryAttempt = 0;
-    // After an outage the registry may have been restored from an older copy (message sequence numbers behind
-    // our cursor): one read from the start re-sees every unacked message. Acked ones are deleted, so this
-    // costs nothing when nothing was lost.
+    // A registry restored from an older copy or an empty database numbers messages below our cursor, and
+    // reads after the cursor would never see them. So some reads start from the beginning instead: after a
+    // failure, after an early empty answer (how a restarting registry ends long-polls) and every
+    // `rescanIntervalMs`. Acked messages are deleted, so such a read only re-sees unacked ones (pending acks
+    // are flushed first; whatever remains is deduped by the pipeline).
     let rescan = false;
+    let lastRescan = now();
+    // After a failure the first read does not wait, so status shows the recovery without a long-poll's delay.
+    let quick = false;
     let emptyPause = 0;
 
     while (!signal.aborted) {
@@ -319,6 +336,7 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
         pending.length = 0;
         readCursor = status.cursor;
         rescan = true;
+        quick = true;
         status.state = "backoff";
         await sleep(backoffDelay(backoff, Math.max(1, status.consecutiveFailures), installationId), signal);
         continue;
@@ -328,9 +346,12 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
         emptyPause = 0;
         continue;
       }
+      if (now() - lastRescan >= rescanIntervalMs) rescan = true;
+      if (rescan && pending.length > 0 && !(await flush())) continue;
       status.state = "polling";
       const started = now();
-      const quick = rescan;
+      const fromStart = rescan;
+      const wait = quick ? 0 : waitSeconds;
       const read = new AbortController();
       currentRead = read;
       let page: InboxPage;
@@ -338,9 +359,8 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
         page = await client.readInbox(
           {
             installationId,
-            after: rescan ? null : readCursor,
-            // The first read after a failure is quick, so status shows the recovery without a long-poll's delay.
-            wait: rescan ? 0 : waitSeconds,
+            after: fromStart ? null : readCursor,
+            wait,
             limit: options.batchLimit ?? 100,
           },
           { token: options.agentToken?.() ?? null, signal: AbortSignal.any([signal, read.signal]) },
@@ -355,6 +375,7 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
           );
         }
         rescan = true;
+        quick = true;
         status.state = "backoff";
         await sleep(backoffDelay(backoff, status.consecutiveFailures, installationId), signal);
         continue;
@@ -362,12 +383,19 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
         currentRead = null;
       }
       if (ackFailed) continue;
-      rescan = false;
+      if (fromStart) {
+        rescan = false;
+        lastRescan = now();
+      }
+      quick = false;
       status.consecutiveFailures = 0;
       status.lastError = null;
       if (page.messages.length === 0) {
         const elapsed = now() - started;
-        if (!quick && waitSeconds > 0 && elapsed < minEmptyPollMs) emptyPause = minEmptyPollMs - elapsed;
+        if (wait > 0 && elapsed < minEmptyPollMs) {
+          emptyPause = minEmptyPollMs - elapsed;
+          rescan = true;
+        }
         continue;
       }
       const result = await processBatch(page.messages);

@@ -1,6 +1,6 @@
 // The relay receiver against the reference registry (real HTTP on 127.0.0.1, SQLite file): long-poll delivery,
 // ack only after a final outcome, cursor persistence across restarts, and no loss through registry outages.
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
@@ -276,6 +276,59 @@ describe("relay receiver", () => {
     expect(ids.sort()).toEqual(sent.map((e) => e.id).sort());
     await until(async () => (await betaInbox(w)).length === 0);
     expect(receiver.status().consecutiveFailures).toBe(0);
+  });
+
+  it("after an outage, re-reads from the start: a registry restored without our messages' sequence still delivers", async () => {
+    world = await startRelayWorld({ trusted: true });
+    const w = world;
+    const sink = new RecordingSink();
+    const receiver = receiverFor(w, sink);
+    const transport = alphaTransport(w);
+    for (let i = 0; i < 3; i++) await transport.send(toBeta, envelope(`old ${i}`));
+    await sink.waitForDispatched(3);
+    await until(() => Number(receiver.status().cursor) >= 3);
+
+    // The registry comes back from an empty database: sequence numbers restart below our cursor.
+    await w.stop();
+    rmSync(w.dbPath, { force: true });
+    rmSync(`${w.dbPath}-wal`, { force: true });
+    rmSync(`${w.dbPath}-shm`, { force: true });
+    await w.restart();
+    const alpha = await w.alpha.client.register({
+      hostname: "alpha",
+      installationId: "inst-alpha",
+      capabilities: [],
+    });
+    const beta = await w.beta.client.register({
+      hostname: "beta",
+      installationId: "inst-beta",
+      capabilities: [],
+    });
+    w.alpha.token = alpha.agentToken;
+    w.beta.token = beta.agentToken;
+    await w.alpha.client.requestTrust({ fromId: "inst-alpha", toId: "inst-beta" }, { token: w.alpha.token });
+    await w.beta.client.approveTrust({ fromId: "inst-alpha", toId: "inst-beta" }, { token: w.beta.token });
+
+    const fresh = envelope("after the reset");
+    await transport.send(toBeta, fresh);
+    await sink.waitForDispatched(4);
+    expect(sink.dispatched.at(-1)?.ref).toBe(fresh.id);
+  });
+
+  it("reads from the start when the cursor file is corrupt", async () => {
+    world = await startRelayWorld({ trusted: true });
+    const cursorPath = join(world.dir, "relay-cursor.json");
+    writeFileSync(cursorPath, "{not json");
+    const warnings: string[] = [];
+    const sink = new RecordingSink();
+    receiverFor(world, sink, {
+      cursorStore: createFileCursorStore(cursorPath),
+      log: { warn: (m) => warnings.push(m) },
+    });
+    await alphaTransport(world).send(toBeta, envelope("still delivered"));
+    await sink.waitForDispatched(1);
+    expect(warnings.join("\n")).toMatch(/cursor unreadable/);
+    await until(() => readFileSync(cursorPath, "utf8").includes('"cursor": "'));
   });
 
   it("close() aborts the in-flight long-poll at once", async () => {
