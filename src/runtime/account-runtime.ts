@@ -10,6 +10,7 @@ import {
   accountStateDir,
   createAccountStateStore,
 } from "../adapters/state/account-state.js";
+import type { AdmittedMessage } from "../adapters/transport/transport.js";
 import { createConfigSource } from "../adapters/visibility/config.js";
 import { createConvexSource } from "../adapters/visibility/convex.js";
 import { withLastKnown } from "../adapters/visibility/last-known.js";
@@ -21,6 +22,9 @@ import { type AccountStatus, toAccountStatus } from "../machines/account.status.
 import type { AgentMetadata, PlainError, PlainErrorKind } from "../machines/types.js";
 import type { AccountNetwork } from "./account-network.js";
 import { createPeerNetwork } from "./peer-network.js";
+import { startPilotLink } from "./pilot-link.js";
+import { ReplyBudget } from "./reply-budget.js";
+import { type LinkDeps, noneLink, startRelayLink, type TransportLink } from "./transport-link.js";
 
 export interface RuntimeLog {
   info(message: string): void;
@@ -49,6 +53,13 @@ export interface AccountRuntimeOptions {
   fetch?: FetchLike;
   /** Inspection observer for every actor of this account (transition log, optional Stately inspector). */
   inspect?: (event: import("xstate").InspectionEvent) => void;
+  /** Builds the dispatcher into OpenClaw sessions (the channel adapter), given how to reply to a peer. */
+  createDispatcher?: (helpers: {
+    reply(hostname: string, text: string, replyTo: string | null): Promise<boolean>;
+    introductionFor(hostname: string): string | null;
+  }) => (message: AdmittedMessage) => Promise<void>;
+  /** An incoming handshake request, announced once (operator log/status; agent session in agent mode). */
+  onAnnounce?: (peer: import("./account-network.js").PeerView) => void;
   /** Bounded time for deregistration on stop (default 5 s). */
   deregisterTimeoutMs?: number;
 }
@@ -156,18 +167,46 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     ...(options.fetch ? { fetch: options.fetch } : {}),
   });
   const visibility = createVisibility(account, installationId, options.fetch);
+  // The network and the transport link refer to each other (trust checks, transport calls): bind late.
+  let link: TransportLink = noneLink(account);
+  const budget = new ReplyBudget(account.inbound.autoReplyBudget);
   const network = createPeerNetwork({
     account: { ...account, hostname: account.hostname },
     registry,
     stateDir: state.dir,
     log,
-    transport: () => null,
+    transport: () => link.transport(),
     unavailableReason: () =>
-      account.transport === "none"
+      link.unavailableReason() ??
+      (account.transport === "none"
         ? 'Messaging is off for this account (transport "none"); set transport to "pilot" or "relay"'
-        : `The ${account.transport} transport is starting`,
+        : `The ${account.transport} transport is starting; try again in a few seconds`),
+    inbox: () => link.inbox(),
+    inboundCounters: () => link.counters(),
+    onAnnounce: (peer) => {
+      log.info(
+        `agent-registry: ${account.accountId}: handshake request from ${peer.hostname ?? peer.nodeId ?? "?"}` +
+          (account.handshake.approver === "owner"
+            ? ` (approve: openclaw gateway call agent-registry.approve --params '{"accountId":"${account.accountId}","peer":"${peer.hostname ?? peer.nodeId}"}')`
+            : " (the agent decides)"),
+      );
+      options.onAnnounce?.(peer);
+    },
+    onDeliberateSend: (hostname) => budget.reset(hostname),
     ...(options.inspect ? { inspect: options.inspect } : {}),
   });
+  const dispatch =
+    options.createDispatcher?.({
+      reply: async (hostname, text) => {
+        if (!budget.take(hostname)) return false;
+        await network.sendReply(hostname, text);
+        return true;
+      },
+      introductionFor: (hostname) => network.introductionFor(hostname),
+    }) ??
+    (async (message: AdmittedMessage) => {
+      throw new Error(`no dispatcher: message ${message.key} from ${message.peer.hostname} kept for retry`);
+    });
   const abort = new AbortController();
 
   let transportInfo: { pilotNodeId: number | null; pilotAddress: string | null } = {
@@ -293,6 +332,32 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
   });
   actor.start();
 
+  if (account.transport !== "none") {
+    const deps: LinkDeps = {
+      account: { ...account, hostname: account.hostname },
+      installationId,
+      registry,
+      state,
+      log,
+      isTrusted: (peer) => network.isTrusted(peer),
+      knownHostname: (peer) => network.knownHostname(peer),
+      reconcile: () => network.reconcile(),
+      dispatch,
+      onNodeInfo: (info) => {
+        transportInfo = info;
+        actor.send({ type: "TRANSPORT.READY", ...info });
+      },
+      ...(options.inspect ? { inspect: options.inspect } : {}),
+    };
+    try {
+      link = account.transport === "relay" ? startRelayLink(deps) : await startPilotLink(deps);
+    } catch (error) {
+      log.error(
+        `agent-registry: ${account.accountId}: ${account.transport} transport failed to start: ${String(error)}`,
+      );
+    }
+  }
+
   const waitSettled = (timeoutMs: number) =>
     new Promise<void>((resolve) => {
       const done = () => {
@@ -370,6 +435,9 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     },
     async stop() {
       abort.abort();
+      await link
+        .stop()
+        .catch((error: unknown) => log.warn(`agent-registry: transport stop: ${String(error)}`));
       network.stop();
       if (visibilityTimer) clearTimeout(visibilityTimer);
       if (actor.getSnapshot().status !== "active") return;

@@ -44,6 +44,8 @@ export interface PeerNetworkOptions {
   inbox?: () => InboxReport;
   inboundCounters?: () => Omit<NetworkCounters, "sent" | "lastOutboundAt">;
   inspect?: (event: InspectionEvent) => void;
+  /** A deliberate message (owner or tool) to this peer: resets its auto-reply budget. */
+  onDeliberateSend?: (hostname: string) => void;
 }
 
 export interface PeerNetwork extends AccountNetwork {
@@ -53,7 +55,10 @@ export interface PeerNetwork extends AccountNetwork {
   isTrusted(peer: PeerRef): boolean;
   /** Hostname of a peer known by node id or installation id, if any. */
   knownHostname(peer: PeerRef): string | null;
-  /** Records an incoming message's sender so replies and status know it. */
+  /** The agent's automatic reply to a peer's message (does not reset the reply budget). */
+  sendReply(hostname: string, text: string): Promise<{ messageId: string }>;
+  /** The peer's handshake introduction (their text, untrusted), if one is known. */
+  introductionFor(hostname: string): string | null;
   noteOutbound(): void;
   stop(): void;
 }
@@ -408,6 +413,11 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
       return view(entry);
     },
     async send(hostname, text) {
+      const result = await network.sendReply(hostname, text);
+      options.onDeliberateSend?.(hostname);
+      return result;
+    },
+    async sendReply(hostname, text) {
       const transport = requireTransport();
       if (!text.trim()) throw new NetworkError("INVALID", "The message is empty; pass the text to send");
       const ref = await resolvePeerRef(hostname);
@@ -469,6 +479,10 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
           (e) => peer.installationId && e.ref.installationId === peer.installationId,
         );
       return entry?.ref.hostname ?? null;
+    },
+    introductionFor(hostname) {
+      const entry = entries.get(`h:${hostname}`);
+      return entry?.actor.getSnapshot().context.justification ?? null;
     },
     noteOutbound() {
       sent += 1;

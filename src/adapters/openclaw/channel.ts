@@ -1,11 +1,14 @@
 // The ChannelPlugin object: how OpenClaw sees the agent-registry channel. Accounts run in gateway.startAccount
 // until OpenClaw aborts them; status snapshots map the account runtime to OpenClaw's channel status.
 import type { ChannelPlugin } from "openclaw/plugin-sdk/channel-core";
+import { dispatchInboundDirectDm } from "openclaw/plugin-sdk/channel-inbound";
 import { resolveStateDir } from "openclaw/plugin-sdk/state-paths";
 import { CHANNEL_ID, listAccountIds, type ResolvedAccount, resolveAccount } from "../../config.js";
+import { NetworkError } from "../../runtime/account-network.js";
 import type { AccountRuntimeStatus } from "../../runtime/account-runtime.js";
 import { startAccountRuntime } from "../../runtime/account-runtime.js";
 import type { AccountRuntimes } from "../../runtime/account-runtimes.js";
+import { createSessionDispatcher, type DispatchDirectDm } from "./inbound-dispatch.js";
 import { createInspect } from "./inspection.js";
 
 type OpenClawConfigLike = { channels?: Record<string, unknown> };
@@ -92,6 +95,28 @@ export function createAgentRegistryChannel(runtimes: AccountRuntimes): ChannelPl
           : { accountId: account.accountId, ...runtime };
       },
     },
+    security: {
+      // Peer agents always get their own session per account and peer, whatever the global session.dmScope:
+      // their text must never land in the owner's main session.
+      dmRouting: { resolveDmScope: () => "per-account-channel-peer" },
+    },
+    outbound: {
+      deliveryMode: "gateway",
+      sendText: async ({ to, text, accountId }) => {
+        const runtime = runtimes.get(accountId ?? null);
+        const target = to
+          .replace(/^agent-registry:/, "")
+          .trim()
+          .toLowerCase();
+        try {
+          const { messageId } = await runtime.network.send(target, text);
+          return { channel: CHANNEL_ID, messageId, timestamp: Date.now() };
+        } catch (error) {
+          if (error instanceof NetworkError) throw new Error(`agent-registry: ${error.message}`);
+          throw error;
+        }
+      },
+    },
     heartbeat: {
       checkReady: async ({ accountId }) => {
         try {
@@ -120,6 +145,18 @@ export function createAgentRegistryChannel(runtimes: AccountRuntimes): ChannelPl
             stateRoot: resolveStateDir(process.env),
             log,
             inspect: inspection.inspect,
+            createDispatcher: (helpers) =>
+              createSessionDispatcher({
+                dispatchDirectDm: dispatchInboundDirectDm as unknown as DispatchDirectDm,
+                cfg: ctx.cfg,
+                channelRuntime: ctx.channelRuntime,
+                channel: CHANNEL_ID,
+                accountId: ctx.accountId,
+                selfHostname: ctx.account.hostname ?? ctx.accountId,
+                introductionFor: helpers.introductionFor,
+                reply: helpers.reply,
+                log,
+              }),
             onStatus: (status) => ctx.setStatus({ ...ctx.getStatus(), ...toChannelSnapshot(status) }),
           });
         } catch (error) {

@@ -184,7 +184,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
           if (dead) throw new Error(`gateway exited during start:\n${output.slice(-4000)}`);
           return portOpen(port);
         },
-        90_000,
+        Number(process.env.GATEWAY_START_TIMEOUT_MS ?? 240_000),
         "the gateway to listen",
       );
     },
