@@ -1,7 +1,9 @@
 // Default RegistryStore on node:sqlite (DatabaseSync). WAL with synchronous=FULL so that a write acknowledged
 // with a 2xx survives kill -9; heartbeats (last_seen only) may opt into an unsynced commit because losing the
-// last one is harmless. Search uses a trigram FTS5 index over a lowercase text column plus a capability table.
+// last one is harmless. Search runs on an in-memory SearchIndex loaded from the rows at open and kept in step
+// with every committed write.
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { SearchIndex } from "./search-index.js";
 import type {
   AgentListQuery,
   AgentSearchQuery,
@@ -25,7 +27,6 @@ CREATE TABLE IF NOT EXISTS agents (
   display_name TEXT,
   description TEXT,
   capabilities TEXT NOT NULL,
-  search_text TEXT NOT NULL,
   token_hash TEXT,
   last_seen INTEGER NOT NULL,
   created_at INTEGER NOT NULL,
@@ -34,15 +35,6 @@ CREATE TABLE IF NOT EXISTS agents (
 CREATE INDEX IF NOT EXISTS agents_last_seen ON agents(last_seen);
 CREATE INDEX IF NOT EXISTS agents_created ON agents(created_at, id);
 CREATE INDEX IF NOT EXISTS agents_node ON agents(pilot_node_id);
-CREATE TABLE IF NOT EXISTS agent_capabilities (
-  capability TEXT NOT NULL,
-  agent_seq INTEGER NOT NULL,
-  PRIMARY KEY (capability, agent_seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS agent_capabilities_agent ON agent_capabilities(agent_seq, capability);
-CREATE VIRTUAL TABLE IF NOT EXISTS agents_fts USING fts5(
-  search_text, content='', contentless_delete=1, tokenize='trigram case_sensitive 1'
-);
 CREATE TABLE IF NOT EXISTS messages (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   message_id TEXT NOT NULL,
@@ -72,19 +64,13 @@ CREATE INDEX IF NOT EXISTS trust_target ON trust(target_id, status);
 
 type Row = Record<string, SQLInputValue>;
 
+const AGENT_COLUMNS_NO_ALIAS =
+  "seq, id, hostname, installation_id, pilot_node_id, pilot_address, display_name, description, capabilities, " +
+  "token_hash, last_seen, created_at, updated_at";
+
 const AGENT_COLUMNS =
   "a.seq, a.id, a.hostname, a.installation_id, a.pilot_node_id, a.pilot_address, a.display_name, " +
   "a.description, a.capabilities, a.token_hash, a.last_seen, a.created_at, a.updated_at";
-
-/** Lowercase text the search matches against: hostname, display name, description, capabilities. */
-export function searchTextOf(agent: StoredAgent): string {
-  return [agent.hostname, agent.displayName ?? "", agent.description ?? "", ...agent.capabilities]
-    .join("\n")
-    .toLowerCase();
-}
-
-/** An FTS5 string literal: anything inside double quotes is text, never query syntax. */
-const ftsPhrase = (term: string) => `"${term.replaceAll('"', '""')}"`;
 
 const str = (v: SQLInputValue | undefined): string | null =>
   v === null || v === undefined ? null : String(v);
@@ -147,6 +133,9 @@ export class SqliteRegistryStore implements RegistryStore {
   readonly #db: DatabaseSync;
   readonly #statements = new Map<string, StatementSync>();
   readonly #fastHeartbeats: boolean;
+  readonly #index = new SearchIndex();
+  /** Index updates of the open transaction: applied on COMMIT, dropped on ROLLBACK. */
+  #pendingIndex: Array<() => void> = [];
   #depth = 0;
 
   constructor(options: SqliteStoreOptions) {
@@ -158,6 +147,14 @@ export class SqliteRegistryStore implements RegistryStore {
     this.#db.exec("PRAGMA busy_timeout = 5000");
     this.#db.exec(`PRAGMA cache_size = -${Math.round((options.cacheMiB ?? 64) * 1024)}`);
     this.#db.exec(SCHEMA);
+    for (const row of this.#db.prepare(`SELECT ${AGENT_COLUMNS_NO_ALIAS} FROM agents`).iterate()) {
+      this.#index.add(Number(row.seq), toAgent(row));
+    }
+  }
+
+  #indexLater(update: () => void): void {
+    if (this.#depth > 0) this.#pendingIndex.push(update);
+    else update();
   }
 
   /** A cached prepared statement; dynamic search SQL has few shapes, so the cache stays small. */
@@ -179,11 +176,14 @@ export class SqliteRegistryStore implements RegistryStore {
       const result = fn();
       this.#depth--;
       this.#db.exec("COMMIT");
+      for (const update of this.#pendingIndex) update();
       return result;
     } catch (error) {
       this.#depth--;
       this.#db.exec("ROLLBACK");
       throw error;
+    } finally {
+      this.#pendingIndex = [];
     }
   }
 
@@ -208,8 +208,8 @@ export class SqliteRegistryStore implements RegistryStore {
     this.transaction(() => {
       const result = this.#stmt(
         "INSERT INTO agents (id, hostname, installation_id, pilot_node_id, pilot_address, display_name, " +
-          "description, capabilities, search_text, token_hash, last_seen, created_at, updated_at) " +
-          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          "description, capabilities, token_hash, last_seen, created_at, updated_at) " +
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
       ).run(
         agent.id,
         agent.hostname,
@@ -219,27 +219,14 @@ export class SqliteRegistryStore implements RegistryStore {
         agent.displayName,
         agent.description,
         JSON.stringify(agent.capabilities),
-        searchTextOf(agent),
         agent.tokenHash,
         agent.lastSeen,
         agent.createdAt,
         agent.updatedAt,
       );
-      this.#indexAgent(Number(result.lastInsertRowid), agent);
+      const seq = Number(result.lastInsertRowid);
+      this.#indexLater(() => this.#index.add(seq, agent));
     });
-  }
-
-  #indexAgent(seq: number, agent: StoredAgent): void {
-    this.#stmt("INSERT INTO agents_fts (rowid, search_text) VALUES (?, ?)").run(seq, searchTextOf(agent));
-    const insertCapability = this.#stmt(
-      "INSERT OR IGNORE INTO agent_capabilities (capability, agent_seq) VALUES (?, ?)",
-    );
-    for (const capability of agent.capabilities) insertCapability.run(capability, seq);
-  }
-
-  #unindexAgent(seq: number): void {
-    this.#stmt("DELETE FROM agents_fts WHERE rowid = ?").run(seq);
-    this.#stmt("DELETE FROM agent_capabilities WHERE agent_seq = ?").run(seq);
   }
 
   updateAgent(agent: StoredAgent): void {
@@ -249,7 +236,7 @@ export class SqliteRegistryStore implements RegistryStore {
       const seq = Number(row.seq);
       this.#stmt(
         "UPDATE agents SET hostname = ?, installation_id = ?, pilot_node_id = ?, pilot_address = ?, " +
-          "display_name = ?, description = ?, capabilities = ?, search_text = ?, token_hash = ?, last_seen = ?, " +
+          "display_name = ?, description = ?, capabilities = ?, token_hash = ?, last_seen = ?, " +
           "created_at = ?, updated_at = ? WHERE seq = ?",
       ).run(
         agent.hostname,
@@ -259,20 +246,19 @@ export class SqliteRegistryStore implements RegistryStore {
         agent.displayName,
         agent.description,
         JSON.stringify(agent.capabilities),
-        searchTextOf(agent),
         agent.tokenHash,
         agent.lastSeen,
         agent.createdAt,
         agent.updatedAt,
         seq,
       );
-      this.#unindexAgent(seq);
-      this.#indexAgent(seq, agent);
+      this.#indexLater(() => this.#index.add(seq, agent));
     });
   }
 
   touchAgent(id: string, lastSeen: number): boolean {
     const stmt = this.#stmt("UPDATE agents SET last_seen = ? WHERE id = ?");
+    this.#indexLater(() => this.#index.touch(id, lastSeen));
     if (!this.#fastHeartbeats || this.#depth > 0) return Number(stmt.run(lastSeen, id).changes) > 0;
     // Why unsynced: a heartbeat lost to a power cut only makes the agent look older by one interval, and
     // an fsync per heartbeat would cap throughput at the disk's flush rate. The next synced commit (or a
@@ -290,8 +276,8 @@ export class SqliteRegistryStore implements RegistryStore {
       const row = this.#stmt("SELECT seq FROM agents WHERE id = ?").get(id);
       if (!row) return false;
       const seq = Number(row.seq);
-      this.#unindexAgent(seq);
       this.#stmt("DELETE FROM agents WHERE seq = ?").run(seq);
+      this.#indexLater(() => this.#index.remove(seq));
       return true;
     });
   }
@@ -324,68 +310,13 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   searchAgents(query: AgentSearchQuery): Page<StoredAgent> {
-    const where: string[] = [];
-    const params: SQLInputValue[] = [];
-    // FTS5 trigrams match substrings of 3+ characters; shorter words fall back to instr() on the same
-    // lowercase text. Both take the words as bound values, so SQL and LIKE syntax in `q` is plain text.
-    const long = query.terms.filter((t) => [...t].length >= 3);
-    const short = query.terms.filter((t) => [...t].length < 3);
-    if (long.length) {
-      where.push("a.seq IN (SELECT rowid FROM agents_fts WHERE agents_fts MATCH ?)");
-      params.push(long.map(ftsPhrase).join(" AND "));
-    }
-    for (const term of short) {
-      where.push("instr(a.search_text, ?) > 0");
-      params.push(term);
-    }
-    const caps = query.capabilities;
-    if (caps.length) {
-      const marks = caps.map(() => "?").join(", ");
-      if (query.match === "all" && caps.length > 1) {
-        where.push(
-          `a.seq IN (SELECT agent_seq FROM agent_capabilities WHERE capability IN (${marks}) ` +
-            "GROUP BY agent_seq HAVING COUNT(*) = ?)",
-        );
-        params.push(...caps, caps.length);
-      } else {
-        where.push(`a.seq IN (SELECT agent_seq FROM agent_capabilities WHERE capability IN (${marks}))`);
-        params.push(...caps);
-      }
-    }
-    if (query.seenSince !== undefined) {
-      // The unary + keeps the planner off the last_seen index when a selective filter exists: nearly
-      // every agent is online, so that index would mean a full scan.
-      where.push(where.length ? "+a.last_seen >= ?" : "a.last_seen >= ?");
-      params.push(query.seenSince);
-    }
-    const whereSql = where.length ? `WHERE ${where.join(" AND ")}` : "";
-    const total = Number(this.#stmt(`SELECT COUNT(*) AS n FROM agents a ${whereSql}`).get(...params)?.n ?? 0);
-    if (total === 0 || query.offset >= total) return { items: [], total };
-
-    const order: string[] = [];
-    const orderParams: SQLInputValue[] = [];
-    if (query.phrase) {
-      const words = [...new Set([query.phrase, ...query.terms])];
-      order.push(
-        "CASE WHEN a.hostname = ? THEN 0 " +
-          "WHEN EXISTS (SELECT 1 FROM agent_capabilities c WHERE c.agent_seq = a.seq AND c.capability IN " +
-          `(${words.map(() => "?").join(", ")})) THEN 1 ` +
-          "WHEN instr(a.hostname, ?) > 0 THEN 2 ELSE 3 END",
-      );
-      orderParams.push(query.phrase, ...words, query.phrase);
-    }
-    if (caps.length > 1 && query.match === "any") {
-      order.push(
-        "(SELECT COUNT(*) FROM agent_capabilities c WHERE c.agent_seq = a.seq AND c.capability IN " +
-          `(${caps.map(() => "?").join(", ")})) DESC`,
-      );
-      orderParams.push(...caps);
-    }
-    order.push("a.id");
+    const { seqs, total } = this.#index.search(query);
+    if (seqs.length === 0) return { items: [], total };
     const rows = this.#stmt(
-      `SELECT ${AGENT_COLUMNS} FROM agents a ${whereSql} ORDER BY ${order.join(", ")} LIMIT ? OFFSET ?`,
-    ).all(...params, ...orderParams, query.limit, query.offset);
-    return { items: rows.map(toAgent), total };
+      `SELECT ${AGENT_COLUMNS} FROM agents a WHERE a.seq IN (SELECT value FROM json_each(?))`,
+    ).all(JSON.stringify(seqs));
+    const bySeq = new Map(rows.map((row) => [Number(row.seq), toAgent(row)]));
+    return { items: seqs.map((seq) => bySeq.get(seq)).filter((a) => a !== undefined), total };
   }
 
   purgeAgents(lastSeenBefore: number): number {

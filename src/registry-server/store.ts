@@ -33,7 +33,10 @@ export interface AgentListQuery {
 export interface AgentSearchQuery {
   /** Whole query, trimmed and lowercased ("" when absent): an exact hostname or capability hit ranks first. */
   phrase: string;
-  /** Lowercase words of the query; every word must occur (as a substring) in the agent's searchable text. */
+  /**
+   * Lowercase words of the query; each must be a prefix of a word of the agent (hostname, display name,
+   * description, capabilities); a word with punctuation must also occur verbatim.
+   */
   terms: string[];
   /** Lowercase capability filter. */
   capabilities: string[];

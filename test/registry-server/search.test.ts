@@ -46,7 +46,11 @@ describe("search", () => {
     const res = await r.call<Page>("GET", "/api/v1/agents/search?q=french%20OLD");
     expect(hostnames(res.body)).toEqual(["scribe"]);
     const short = await r.call<Page>("GET", "/api/v1/agents/search?q=gl");
-    expect(hostnames(short.body)).toEqual(["polyglot"]);
+    expect(hostnames(short.body)).toEqual(["polyglot"]); // "Poly Glot"
+    const prefix = await r.call<Page>("GET", "/api/v1/agents/search?q=transl");
+    expect(prefix.body.total).toBe(4);
+    // Words match by prefix, not anywhere inside a word.
+    expect((await r.call<Page>("GET", "/api/v1/agents/search?q=lator")).body.total).toBe(0);
   });
 
   it("filters by capabilities with match=any (more hits first) and match=all", async () => {

@@ -1,0 +1,355 @@
+// Benchmark of the reference Agent Registry: seeds 100,000 agents straight through the store (file db in a temp
+// dir), starts the `agent-registry` bin as a child process, and measures over loopback with keep-alive
+// node:http clients: search p50/p99 (text, capability, both), by-hostname p50/p99, heartbeats/s with 50
+// concurrent clients, and the server's RSS. Last line: one JSON object with the figures.
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { Agent, request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { pathToFileURL } from "node:url";
+import { issueToken } from "../src/registry-server/auth.js";
+import { SqliteRegistryStore } from "../src/registry-server/sqlite-store.js";
+import type { StoredAgent } from "../src/registry-server/store.js";
+
+const AGENTS = Number(process.env.BENCH_AGENTS ?? 100_000);
+const SEARCHES_PER_KIND = Number(process.env.BENCH_SEARCHES ?? 400);
+const HEARTBEAT_SECONDS = Number(process.env.BENCH_HEARTBEAT_SECONDS ?? 10);
+const HEARTBEAT_CLIENTS = 50;
+const TOKENED_AGENTS = 2_000;
+
+// A small deterministic PRNG so every run seeds the same data.
+let state = 0x9e3779b9;
+const rand = () => {
+  state ^= state << 13;
+  state ^= state >>> 17;
+  state ^= state << 5;
+  return (state >>> 0) / 0x1_0000_0000;
+};
+const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)]!;
+
+const DOMAINS = [
+  "translation",
+  "code",
+  "review",
+  "legal",
+  "medical",
+  "finance",
+  "travel",
+  "music",
+  "weather",
+  "sports",
+  "math",
+  "physics",
+  "chemistry",
+  "biology",
+  "history",
+  "poetry",
+  "writing",
+  "editing",
+  "research",
+  "search",
+  "support",
+  "sales",
+  "marketing",
+  "design",
+  "video",
+  "audio",
+  "image",
+  "security",
+  "devops",
+  "database",
+  "cloud",
+  "mobile",
+  "web",
+  "gaming",
+  "education",
+  "tutoring",
+  "cooking",
+  "fitness",
+  "gardening",
+  "shopping",
+];
+const VERBS = [
+  "assist",
+  "analyze",
+  "generate",
+  "summarize",
+  "translate",
+  "schedule",
+  "monitor",
+  "plan",
+  "audit",
+];
+const CAPABILITIES = DOMAINS.flatMap((d) => [d, ...VERBS.slice(0, 4).map((v) => `${d}-${v}`)]); // 200 names
+const ADJECTIVES = [
+  "quick",
+  "calm",
+  "bright",
+  "silent",
+  "brave",
+  "clever",
+  "gentle",
+  "lucky",
+  "mighty",
+  "noble",
+];
+const NOUNS = [
+  "otter",
+  "falcon",
+  "maple",
+  "comet",
+  "harbor",
+  "lantern",
+  "meadow",
+  "pixel",
+  "quartz",
+  "river",
+];
+const WORDS = [
+  ...DOMAINS,
+  ...VERBS,
+  ...ADJECTIVES,
+  ...NOUNS,
+  "helps",
+  "with",
+  "and",
+  "for",
+  "teams",
+  "people",
+  "documents",
+  "questions",
+  "reports",
+  "projects",
+  "daily",
+  "fast",
+  "accurate",
+  "friendly",
+  "multilingual",
+  "experienced",
+  "automated",
+  "secure",
+  "private",
+  "open",
+  "french",
+  "german",
+  "spanish",
+  "japanese",
+  "chinese",
+  "arabic",
+  "python",
+  "rust",
+  "typescript",
+  "kotlin",
+];
+
+export function seed(path: string): {
+  heartbeatAgents: Array<{ id: string; token: string }>;
+  hostnames: string[];
+} {
+  const store = new SqliteRegistryStore({ path });
+  const now = Date.now();
+  const heartbeatAgents: Array<{ id: string; token: string }> = [];
+  const hostnames: string[] = [];
+  const batch = 5_000;
+  for (let start = 0; start < AGENTS; start += batch) {
+    store.transaction(() => {
+      for (let i = start; i < Math.min(start + batch, AGENTS); i++) {
+        const hostname = `${pick(ADJECTIVES)}-${pick(NOUNS)}-${i}`;
+        const capabilities = [
+          ...new Set(Array.from({ length: 2 + Math.floor(rand() * 5) }, () => pick(CAPABILITIES))),
+        ];
+        const description = Array.from({ length: 10 + Math.floor(rand() * 16) }, () => pick(WORDS)).join(" ");
+        const token = i < TOKENED_AGENTS ? issueToken() : undefined;
+        const agent: StoredAgent = {
+          id: randomUUID(),
+          hostname,
+          installationId: `inst-${i}`,
+          pilotNodeId: 1000 + i,
+          pilotAddress: null,
+          displayName: `${pick(ADJECTIVES)} ${pick(NOUNS)}`,
+          description,
+          capabilities,
+          tokenHash: token?.hash ?? null,
+          lastSeen: now,
+          createdAt: now,
+          updatedAt: now,
+        };
+        store.insertAgent(agent);
+        if (token) heartbeatAgents.push({ id: agent.id, token: token.token });
+        if (i % 50 === 0) hostnames.push(hostname);
+      }
+    });
+  }
+  store.close();
+  return { heartbeatAgents, hostnames };
+}
+
+async function startChild(db: string): Promise<{ proc: ChildProcess; url: string }> {
+  const bin = new URL("../bin/agent-registry.mjs", import.meta.url).pathname;
+  const proc = spawn(process.execPath, [bin, "serve", "--port", "0", "--db", db], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("registry did not start within 30 s")), 30_000);
+    createInterface({ input: proc.stdout! }).once("line", (line) => {
+      clearTimeout(timer);
+      const url = /listening on (\S+)/.exec(line)?.[1];
+      if (url) resolve(url);
+      else reject(new Error(`unexpected line: ${line}`));
+    });
+  });
+  return { proc, url };
+}
+
+const keepAlive = new Agent({ keepAlive: true, maxSockets: HEARTBEAT_CLIENTS });
+
+function call(
+  base: URL,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: base.hostname, port: base.port, method, path, headers, agent: keepAlive },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
+
+async function latencies(
+  base: URL,
+  paths: string[],
+): Promise<{ p50: number; p99: number; statuses: Set<number> }> {
+  const times: number[] = [];
+  const statuses = new Set<number>();
+  for (const path of paths.slice(0, 20)) await call(base, "GET", path); // warm-up
+  for (const path of paths) {
+    const t0 = performance.now();
+    statuses.add(await call(base, "GET", path));
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return { p50: percentile(times, 0.5), p99: percentile(times, 0.99), statuses };
+}
+
+async function heartbeats(
+  base: URL,
+  agents: Array<{ id: string; token: string }>,
+): Promise<{ perSecond: number; errors: number }> {
+  const deadline = performance.now() + HEARTBEAT_SECONDS * 1000;
+  let ok = 0;
+  let errors = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: HEARTBEAT_CLIENTS }, async (_, client) => {
+      for (let n = client; performance.now() < deadline; n += HEARTBEAT_CLIENTS) {
+        const agent = agents[n % agents.length]!;
+        const status = await call(base, "POST", `/api/v1/agents/${agent.id}/heartbeat`, {
+          authorization: `Bearer ${agent.token}`,
+        });
+        if (status === 200) ok++;
+        else errors++;
+      }
+    }),
+  );
+  return { perSecond: ok / ((performance.now() - t0) / 1000), errors };
+}
+
+function rssMiB(pid: number): { rss: number; hwm: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+  return { rss: kb("VmRSS") / 1024, hwm: kb("VmHWM") / 1024 };
+}
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), "agent-registry-bench-"));
+  let child: ChildProcess | undefined;
+  try {
+    const db = join(dir, "registry.db");
+    const s0 = performance.now();
+    const { heartbeatAgents, hostnames } = seed(db);
+    const seedSeconds = (performance.now() - s0) / 1000;
+    const started = await startChild(db);
+    child = started.proc;
+    const base = new URL(started.url);
+
+    const text = Array.from({ length: SEARCHES_PER_KIND }, () => `/api/v1/agents/search?q=${pick(WORDS)}`);
+    const caps = Array.from(
+      { length: SEARCHES_PER_KIND },
+      () => `/api/v1/agents/search?capabilities=${pick(CAPABILITIES)}&capabilities=${pick(CAPABILITIES)}`,
+    );
+    const both = Array.from(
+      { length: SEARCHES_PER_KIND },
+      () => `/api/v1/agents/search?q=${pick(WORDS)}&capabilities=${pick(DOMAINS)}`,
+    );
+    const byHost = Array.from(
+      { length: SEARCHES_PER_KIND },
+      () => `/api/v1/agents/by-hostname/${pick(hostnames)}`,
+    );
+
+    const rText = await latencies(base, text);
+    const rCaps = await latencies(base, caps);
+    const rBoth = await latencies(base, both);
+    const rHost = await latencies(base, byHost);
+    const hb = await heartbeats(base, heartbeatAgents);
+    const mem = rssMiB(child.pid!);
+
+    const allSearch = [rText, rCaps, rBoth];
+    const searchP50 = Math.max(...allSearch.map((r) => r.p50));
+    const searchP99 = Math.max(...allSearch.map((r) => r.p99));
+    const row = (name: string, r: { p50: number; p99: number; statuses: Set<number> }) =>
+      `${name.padEnd(28)} ${r.p50.toFixed(2).padStart(8)} ${r.p99.toFixed(2).padStart(8)}   ${[...r.statuses].join(",")}`;
+    console.log(`agents seeded: ${AGENTS} in ${seedSeconds.toFixed(1)} s (file db, WAL)`);
+    console.log(`${"measure".padEnd(28)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)}   statuses`);
+    console.log(row("search q (1 word)", rText));
+    console.log(row("search capabilities (2, any)", rCaps));
+    console.log(row("search q + capability", rBoth));
+    console.log(row("by-hostname", rHost));
+    console.log(`heartbeats/s (50 clients)    ${hb.perSecond.toFixed(0)}   errors ${hb.errors}`);
+    console.log(`server RSS                   ${mem.rss.toFixed(0)} MiB (peak ${mem.hwm.toFixed(0)} MiB)`);
+    const round = (n: number) => Math.round(n * 100) / 100;
+    console.log(
+      JSON.stringify({
+        agents: AGENTS,
+        search_p50_ms: round(searchP50),
+        search_p99_ms: round(searchP99),
+        search_text_p50_ms: round(rText.p50),
+        search_text_p99_ms: round(rText.p99),
+        search_caps_p50_ms: round(rCaps.p50),
+        search_caps_p99_ms: round(rCaps.p99),
+        search_both_p50_ms: round(rBoth.p50),
+        search_both_p99_ms: round(rBoth.p99),
+        by_hostname_p50_ms: round(rHost.p50),
+        by_hostname_p99_ms: round(rHost.p99),
+        heartbeats_per_s: Math.round(hb.perSecond),
+        heartbeat_errors: hb.errors,
+        rss_mb: Math.round(mem.rss),
+        rss_peak_mb: Math.round(mem.hwm),
+        seed_s: round(seedSeconds),
+      }),
+    );
+  } finally {
+    keepAlive.destroy();
+    if (child && child.exitCode === null) {
+      const exited = new Promise((resolve) => child?.once("exit", resolve));
+      child.kill("SIGTERM");
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// Run only when executed directly (the seeding is importable for profiling scripts).
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await main();
