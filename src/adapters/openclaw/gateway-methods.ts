@@ -1,9 +1,19 @@
 // Operator surface: gateway methods under `agent-registry.*` (and the original plugin's `agent-registry/*` names as
 // aliases where the gateway accepts them). Read-only methods need operator.read; anything that changes state
-// needs operator.write. Parameters are validated; errors carry a code and say what to pass.
+// needs operator.write. Parameters are validated; errors carry a code and say what to pass. The registry URL
+// always comes from the account's config, never from params. Every method finishes its work before it answers:
+// nothing outlives the response, so none needs runDetachedWebhookWork.
 import type { OpenClawPluginApi } from "openclaw/plugin-sdk/channel-core";
 import { z } from "zod";
-import { NoAccountError, type AccountRuntimes } from "../../runtime/account-runtimes.js";
+import {
+  type AccountNetwork,
+  NetworkError,
+  type NetworkErrorCode,
+  type PeerState,
+} from "../../runtime/account-network.js";
+import type { AccountRuntime } from "../../runtime/account-runtime.js";
+import { type AccountRuntimes, NoAccountError } from "../../runtime/account-runtimes.js";
+import { clampSearchLimit, SEARCH_CAPABILITIES_MAX } from "./tool.schema.js";
 
 type Scope = "operator.read" | "operator.write";
 
@@ -23,7 +33,58 @@ export class MethodError extends Error {
   }
 }
 
-const accountParams = z.object({ accountId: z.string().min(1).optional() }).strict();
+const accountId = z.string().min(1).optional();
+const accountParams = z.object({ accountId }).strict();
+const peerRef = z.string().trim().min(1, "peer: pass the hostname, node id or assistant name").max(200);
+
+/** NetworkError codes as gateway method error codes (the operator's CLI shows them). */
+export const NETWORK_ERROR_CODES: Record<NetworkErrorCode, string> = {
+  NO_TRANSPORT: "UNAVAILABLE",
+  TRANSPORT_UNAVAILABLE: "UNAVAILABLE",
+  NOT_FOUND: "NOT_FOUND",
+  NOT_TRUSTED: "NOT_TRUSTED",
+  NOT_PENDING: "NOT_PENDING",
+  OWNER_APPROVAL_REQUIRED: "FORBIDDEN",
+  INVALID: "INVALID_PARAMS",
+  FAILED: "FAILED",
+};
+
+const PEER_STATES: PeerState[] = [
+  "unknown",
+  "requested",
+  "pendingApproval",
+  "trusted",
+  "rejected",
+  "revoked",
+];
+
+function peersByState(network: AccountNetwork): Record<PeerState, number> {
+  const counts = Object.fromEntries(PEER_STATES.map((state) => [state, 0])) as Record<PeerState, number>;
+  for (const peer of network.peers()) counts[peer.state] = (counts[peer.state] ?? 0) + 1;
+  return counts;
+}
+
+/** Status of one account with its network: lifecycle from the account actor, transport, peers and counters. */
+function accountStatus(runtime: AccountRuntime) {
+  const network = runtime.network as AccountNetwork | undefined;
+  // A runtime whose transport is still being set up has no network yet; status must still answer.
+  if (!network) {
+    return {
+      ...runtime.status(),
+      transport: null,
+      unavailableReason: "starting",
+      peers: null,
+      counters: null,
+    };
+  }
+  return {
+    ...runtime.status(),
+    transport: network.transport,
+    unavailableReason: network.unavailableReason(),
+    peers: peersByState(network),
+    counters: network.counters(),
+  };
+}
 
 export function gatewayMethodSpecs(runtimes: AccountRuntimes): GatewayMethodSpec[] {
   return [
@@ -32,7 +93,7 @@ export function gatewayMethodSpecs(runtimes: AccountRuntimes): GatewayMethodSpec
       scope: "operator.read",
       params: accountParams,
       run: async (params) => ({
-        accounts: runtimes.select(params.accountId as string | undefined).map((runtime) => runtime.status()),
+        accounts: runtimes.select(params.accountId as string | undefined).map(accountStatus),
       }),
     },
     {
@@ -49,14 +110,137 @@ export function gatewayMethodSpecs(runtimes: AccountRuntimes): GatewayMethodSpec
     {
       name: "agent-registry.visibility",
       scope: "operator.write",
-      params: z.object({ accountId: z.string().min(1).optional(), discoverable: z.boolean().nullable() }).strict(),
+      params: z
+        .object({ accountId: z.string().min(1).optional(), discoverable: z.boolean().nullable() })
+        .strict(),
       run: async (params) => {
         const runtime = runtimes.get(params.accountId as string | undefined);
         const result = await runtime.setDiscoverable(params.discoverable as boolean | null);
         return { accountId: runtime.accountId, discoverable: runtime.status().discoverable, result };
       },
     },
+    {
+      name: "agent-registry.peers",
+      scope: "operator.read",
+      params: accountParams,
+      run: async (params) => ({
+        accounts: runtimes.select(params.accountId as string | undefined).map((runtime) => ({
+          accountId: runtime.accountId,
+          transport: runtime.network.transport,
+          unavailableReason: runtime.network.unavailableReason(),
+          peers: runtime.network.peers(),
+        })),
+      }),
+    },
+    {
+      name: "agent-registry.search",
+      scope: "operator.read",
+      params: z
+        .object({
+          accountId,
+          query: z.string().trim().max(500).optional(),
+          capabilities: z
+            .array(z.string().trim().min(1).max(64))
+            .max(SEARCH_CAPABILITIES_MAX, `capabilities: at most ${SEARCH_CAPABILITIES_MAX} entries`)
+            .optional(),
+          match: z.enum(["any", "all"]).optional(),
+          limit: z.number().optional(),
+        })
+        .strict(),
+      run: async (params) => {
+        const p = params as {
+          accountId?: string;
+          query?: string;
+          capabilities?: string[];
+          match?: "any" | "all";
+          limit?: number;
+        };
+        const runtime = runtimes.get(p.accountId);
+        const limit = clampSearchLimit(p.limit);
+        const page = await runtime.network.search({
+          ...(p.query ? { q: p.query } : {}),
+          ...(p.capabilities?.length ? { capabilities: p.capabilities } : {}),
+          match: p.match ?? "any",
+          limit,
+        });
+        return {
+          accountId: runtime.accountId,
+          limit,
+          total: page.total,
+          agents: page.agents.slice(0, limit),
+        };
+      },
+    },
+    {
+      name: "agent-registry.send",
+      scope: "operator.write",
+      params: z
+        .object({
+          accountId,
+          to: z.string().trim().min(1, "to: pass the peer's hostname"),
+          text: z.string().min(1, "text: pass the message to send"),
+        })
+        .strict(),
+      run: async (params) => {
+        const runtime = runtimes.get(params.accountId as string | undefined);
+        const to = (params.to as string).toLowerCase();
+        const { messageId } = await runtime.network.send(to, params.text as string);
+        return { accountId: runtime.accountId, to, messageId };
+      },
+    },
+    {
+      name: "agent-registry.pending",
+      scope: "operator.read",
+      params: accountParams,
+      run: async (params) => {
+        const accounts = [];
+        for (const runtime of runtimes.select(params.accountId as string | undefined)) {
+          accounts.push({
+            accountId: runtime.accountId,
+            approver: runtime.account.handshake.approver,
+            requests: await runtime.network.pending(),
+          });
+        }
+        return { accounts };
+      },
+    },
+    {
+      // The operator is the owner: approving here is what handshake.approver "owner" points the agent to.
+      name: "agent-registry.approve",
+      scope: "operator.write",
+      params: z.object({ accountId, peer: peerRef }).strict(),
+      run: async (params) => {
+        const runtime = runtimes.get(params.accountId as string | undefined);
+        return { accountId: runtime.accountId, peer: await runtime.network.approve(params.peer as string) };
+      },
+    },
+    {
+      name: "agent-registry.reject",
+      scope: "operator.write",
+      params: z.object({ accountId, peer: peerRef, reason: z.string().trim().max(500).optional() }).strict(),
+      run: async (params) => {
+        const runtime = runtimes.get(params.accountId as string | undefined);
+        const peer = await runtime.network.reject(params.peer as string, params.reason as string | undefined);
+        return { accountId: runtime.accountId, peer };
+      },
+    },
+    {
+      name: "agent-registry.untrust",
+      scope: "operator.write",
+      params: z.object({ accountId, peer: peerRef }).strict(),
+      run: async (params) => {
+        const runtime = runtimes.get(params.accountId as string | undefined);
+        return { accountId: runtime.accountId, peer: await runtime.network.untrust(params.peer as string) };
+      },
+    },
   ];
+}
+
+function errorCode(error: unknown): string {
+  if (error instanceof NoAccountError) return "NO_ACCOUNT";
+  if (error instanceof MethodError) return error.code;
+  if (error instanceof NetworkError) return NETWORK_ERROR_CODES[error.code] ?? "FAILED";
+  return "FAILED";
 }
 
 function describeParams(error: z.ZodError): string {
@@ -69,7 +253,10 @@ export function registerGatewayMethods(
   specs: GatewayMethodSpec[],
 ): void {
   for (const spec of specs) {
-    const handler: Parameters<OpenClawPluginApi["registerGatewayMethod"]>[1] = async ({ params, respond }) => {
+    const handler: Parameters<OpenClawPluginApi["registerGatewayMethod"]>[1] = async ({
+      params,
+      respond,
+    }) => {
       const parsed = spec.params.safeParse(params ?? {});
       if (!parsed.success) {
         respond(false, undefined, {
@@ -81,8 +268,13 @@ export function registerGatewayMethods(
       try {
         respond(true, await spec.run(parsed.data as Record<string, unknown>));
       } catch (error) {
-        const code = error instanceof NoAccountError ? "NO_ACCOUNT" : error instanceof MethodError ? error.code : "FAILED";
-        respond(false, undefined, { code, message: (error as Error).message } as never);
+        const message = error instanceof Error ? error.message : String(error);
+        const details = error instanceof NetworkError ? { networkCode: error.code } : undefined;
+        respond(false, undefined, {
+          code: errorCode(error),
+          message,
+          ...(details ? { details } : {}),
+        } as never);
       }
     };
     api.registerGatewayMethod(spec.name, handler, { scope: spec.scope });
