@@ -87,6 +87,18 @@ function notProvided(name: string): never {
   );
 }
 
+/**
+ * While a pilotctl command is in flight, another decision is ignored rather than aborting it halfway (an aborted
+ * `approve` may already have taken effect). Observations (PEER.*) still apply: the trust list is the truth.
+ * Empty transitions block the parent's handlers.
+ */
+const IGNORE_COMMANDS_WHILE_BUSY = {
+  "HANDSHAKE.REQUEST": {},
+  APPROVE: {},
+  REJECT: {},
+  UNTRUST: {},
+} as const;
+
 export const handshakeMachine = setup({
   types: {
     input: {} as HandshakeInput,
@@ -195,6 +207,7 @@ export const handshakeMachine = setup({
       initial: "sending",
       states: {
         sending: {
+          on: IGNORE_COMMANDS_WHILE_BUSY,
           invoke: {
             id: "sendHandshake",
             src: "sendHandshake",
@@ -240,6 +253,7 @@ export const handshakeMachine = setup({
           }),
         },
         approving: {
+          on: IGNORE_COMMANDS_WHILE_BUSY,
           invoke: {
             id: "approvePeer",
             src: "approvePeer",
@@ -253,6 +267,7 @@ export const handshakeMachine = setup({
           },
         },
         rejecting: {
+          on: IGNORE_COMMANDS_WHILE_BUSY,
           invoke: {
             id: "rejectPeer",
             src: "rejectPeer",
@@ -283,6 +298,7 @@ export const handshakeMachine = setup({
       states: {
         idle: {},
         untrusting: {
+          on: IGNORE_COMMANDS_WHILE_BUSY,
           invoke: {
             id: "untrustPeer",
             src: "untrustPeer",

@@ -1,0 +1,157 @@
+// Model-based tests of the per-peer handshake machine: shortest paths and seeded random walks (self-loops
+// included) replayed with fake pilotctl actors; after every step the peer is also persisted and restored, and the
+// restored actor must resume the same trust state without announcing the request again.
+import { describe, expect, it } from "vitest";
+import { type AnyMachineSnapshot, createActor } from "xstate";
+import { getAdjacencyMap, getShortestPaths } from "xstate/graph";
+import {
+  type HandshakeSnapshot,
+  handshakeMachine,
+  PEER_STATES,
+  peerTrustState,
+  toPeerState,
+} from "../../src/machines/handshake.machine.js";
+import { type AnyPath, describePath, eventsWithPayloads, type Harness, replayPath } from "./support/index.js";
+
+const GRAPH_LIMIT = 5_000;
+const ACTORS = ["sendHandshake", "approvePeer", "rejectPeer", "untrustPeer"] as const;
+const input = { peer: { hostname: "bob", nodeId: null } };
+const err = (operation: string) => ({ kind: "timeout", operation, message: `${operation} timed out` });
+
+const payloads = eventsWithPayloads([
+  { type: "xstate.done.actor.sendHandshake", output: { nodeId: 9 } },
+  { type: "xstate.error.actor.sendHandshake", error: err("pilot.handshake") },
+  { type: "xstate.done.actor.approvePeer", output: { node_id: 9, status: "approved" } },
+  { type: "xstate.error.actor.approvePeer", error: err("pilot.approve") },
+  { type: "xstate.done.actor.rejectPeer", output: { node_id: 9, status: "rejected" } },
+  { type: "xstate.error.actor.rejectPeer", error: err("pilot.reject") },
+  { type: "xstate.done.actor.untrustPeer", output: { node_id: 9 } },
+  { type: "xstate.error.actor.untrustPeer", error: err("pilot.untrust") },
+  { type: "HANDSHAKE.REQUEST", introduction: "Hi, I am alice's assistant" },
+  { type: "PEER.PENDING", justification: "Hi, I am bob's assistant", receivedAt: 1_700_000_000_000 },
+  { type: "REJECT", reason: "not now" },
+]);
+
+/** Which command may be in flight in which (sub)state. */
+const COMMAND_STATE: Record<string, string> = {
+  sendHandshake: "requested.sending",
+  approvePeer: "pendingApproval.approving",
+  rejectPeer: "pendingApproval.rejecting",
+  untrustPeer: "trusted.untrusting",
+};
+
+type HandshakeHarness = Harness<typeof handshakeMachine>;
+
+/** Persists the peer, starts a fresh actor from the record, and reports what it did. */
+function restore(snapshot: HandshakeSnapshot) {
+  const announced: unknown[] = [];
+  const restored = createActor(
+    handshakeMachine.provide({ actions: { announceRequest: () => void announced.push(true) } }),
+    { input: { peer: { hostname: null, nodeId: null }, initial: toPeerState(snapshot) } },
+  );
+  restored.start();
+  const result = { snapshot: restored.getSnapshot(), announced: announced.length };
+  restored.stop();
+  return result;
+}
+
+const COMMANDS = ["HANDSHAKE.REQUEST", "APPROVE", "REJECT", "UNTRUST"];
+
+function invariants(h: HandshakeHarness, step: { event: { type: string } }, abortedBefore: number) {
+  const snapshot = h.snapshot();
+  const announces = h.effects.filter((effect) => effect.name === "announceRequest").length;
+  const inFlight = h.fakes.inFlight();
+
+  // Announced at most once per peer, and remembered exactly when it happened.
+  expect(announces).toBeLessThanOrEqual(1);
+  expect(snapshot.context.announcedAt !== null).toBe(announces === 1);
+  // Someone asked us: the owner/agent has been told.
+  if (snapshot.matches({ pendingApproval: "waiting" })) expect(announces).toBe(1);
+
+  // One pilotctl command at a time, and only in the state that owns it.
+  expect(inFlight.length).toBeLessThanOrEqual(1);
+  for (const call of inFlight) expect(snapshot.matches(COMMAND_STATE[call.src] as never)).toBe(true);
+  // A decision never interrupts another one halfway (an aborted approve may already have taken effect).
+  if (COMMANDS.includes(step.event.type)) {
+    expect(h.fakes.calls.filter((call) => call.status === "aborted").length).toBe(abortedBefore);
+  }
+
+  // The persisted record round-trips: same trust state, no second announcement, ever.
+  const state = peerTrustState(snapshot);
+  expect(PEER_STATES).toContain(state);
+  const restored = restore(snapshot);
+  expect(peerTrustState(restored.snapshot)).toBe(state);
+  expect(restored.snapshot.context.peer).toEqual(snapshot.context.peer);
+  if (announces === 1) expect(restored.announced).toBe(0);
+  // A restored request is not sent again.
+  expect(restored.snapshot.matches({ requested: "sending" })).toBe(false);
+}
+
+async function replay(path: AnyPath) {
+  let abortedBefore = 0;
+  const harness = await replayPath(path, {
+    machine: handshakeMachine,
+    input,
+    actors: ACTORS,
+    actions: ["announceRequest"],
+    invariants: (h, step) => {
+      invariants(h, step, abortedBefore);
+      abortedBefore = h.fakes.calls.filter((call) => call.status === "aborted").length;
+    },
+  });
+  harness.stop();
+}
+
+describe("handshake machine: shortest paths", () => {
+  const paths = getShortestPaths(handshakeMachine, { input, events: payloads, limit: GRAPH_LIMIT } as never);
+  it("reaches every trust state", () => {
+    const states = new Set(paths.map((path) => peerTrustState(path.state as HandshakeSnapshot)));
+    expect([...states].sort()).toEqual([...PEER_STATES].sort());
+  });
+  for (const path of paths) {
+    it(describePath(path), () => replay(path));
+  }
+});
+
+/** Seeded random walks over the adjacency map; they take self-loops (a repeated PEER.PENDING, say). */
+function randomWalks(count: number, length: number, seed: number): AnyPath[] {
+  const adjacency = getAdjacencyMap(handshakeMachine, {
+    input,
+    events: payloads,
+    limit: GRAPH_LIMIT,
+  } as never);
+  const serialize = (snapshot: AnyMachineSnapshot) =>
+    JSON.stringify({ value: snapshot.value, context: snapshot.context });
+  let state = seed >>> 0;
+  const next = () => {
+    state = (Math.imul(state, 1_664_525) + 1_013_904_223) >>> 0;
+    return state / 0x1_0000_0000;
+  };
+  const initial = Object.values(adjacency)[0]!.state as AnyMachineSnapshot;
+  return Array.from({ length: count }, () => {
+    const steps: AnyPath["steps"] = [{ event: { type: "xstate.init" }, state: initial }];
+    let current = initial;
+    for (let index = 0; index < length; index++) {
+      const entry = adjacency[serialize(current) as keyof typeof adjacency];
+      const transitions = entry ? Object.values(entry.transitions) : [];
+      if (!transitions.length) break;
+      const pick = transitions[Math.floor(next() * transitions.length)]!;
+      current = pick.state as AnyMachineSnapshot;
+      steps.push({ event: pick.event, state: current });
+    }
+    return { steps, state: current, weight: steps.length };
+  });
+}
+
+describe("handshake machine: random walks", () => {
+  const walks = randomWalks(60, 25, 4_242);
+  it("revisit pendingApproval after a request was already announced", () => {
+    const revisits = walks.filter(
+      (walk) => walk.steps.filter((step) => step.event.type === "PEER.PENDING").length >= 2,
+    );
+    expect(revisits.length).toBeGreaterThan(10);
+  });
+  it(`replays ${walks.length} walks, persisting and restoring after every step`, async () => {
+    for (const walk of walks) await replay(walk);
+  }, 120_000);
+});
