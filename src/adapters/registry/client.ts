@@ -2,7 +2,7 @@
 // server (bare arrays, no tokens, no PATCH, HTML error pages), every failure a RegistryError naming the
 // operation. The base URL comes from config only; callers pass ids and filters, never URLs.
 import { z } from "zod";
-import { RegistryError, type RegistryErrorKind } from "./errors.js";
+import { RegistryError, type RegistryErrorKind, type RegistryErrorOptions } from "./errors.js";
 import {
   ackResponseSchema,
   agentPageSchema,
@@ -145,6 +145,14 @@ function normalizeBase(baseUrl: string): { base: string; display: string } {
   const path = parsed.pathname.replace(/\/+$/, "").replace(/\/api\/v1$/, "");
   const base = `${parsed.protocol}//${parsed.username ? `${parsed.username}:${parsed.password}@` : ""}${parsed.host}${path}`;
   return { base, display: `${parsed.protocol}//${parsed.host}${path}` };
+}
+
+/** A 405, or a 404 that names no agent: the server lacks the route rather than the record. */
+function isMissingRoute(err: RegistryError): boolean {
+  if (err.status === 405) return true;
+  if (err.status !== 404) return false;
+  const detail = err.detail?.trim().toLowerCase();
+  return detail === undefined || detail === "not found" || detail.startsWith("no route");
 }
 
 function seg(value: string): string {
@@ -309,13 +317,12 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     message: string,
     status?: number,
     cause?: unknown,
+    detail?: string | null,
   ): RegistryError {
-    const opts: { operation: string; kind: RegistryErrorKind; status?: number; cause?: unknown } = {
-      operation: spec.operation,
-      kind,
-    };
+    const opts: RegistryErrorOptions = { operation: spec.operation, kind };
     if (status !== undefined) opts.status = status;
     if (cause !== undefined) opts.cause = cause;
+    if (detail !== undefined && detail !== null) opts.detail = redact(detail, spec.token);
     return new RegistryError(redact(message, spec.token), opts);
   }
 
@@ -428,6 +435,8 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
         kind,
         `Agent Registry at ${display} answered ${response.status}${statusText} to ${spec.operation} (${endpoint})${what}; ${nextStep(kind, spec.operation)}`,
         response.status,
+        undefined,
+        detail,
       );
     }
 
@@ -627,9 +636,13 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
         });
         return data;
       } catch (err) {
-        // A 404 is either "unknown or offline" or a server without this route (405 likewise): the list
-        // filtered by hostname answers both correctly.
-        if (!(err instanceof RegistryError) || (err.status !== 404 && err.status !== 405)) throw err;
+        // A server without this route (FastAPI: 404 "Not Found", or 405) is asked through the list filtered
+        // by hostname; a 404 with any other detail is the registry saying "unknown or offline".
+        if (!(err instanceof RegistryError)) throw err;
+        if (!isMissingRoute(err)) {
+          if (err.kind === "not_found") return null;
+          throw err;
+        }
       }
       const page = await list(
         { hostname, includeOffline: opts.includeOffline === true },

@@ -18,6 +18,8 @@ export interface RegistryErrorOptions {
   operation: string;
   kind: RegistryErrorKind;
   status?: number;
+  /** The server's `detail` (redacted, shortened), when it sent one. */
+  detail?: string;
   cause?: unknown;
 }
 
@@ -26,12 +28,14 @@ export class RegistryError extends Error {
   readonly operation: string;
   readonly kind: RegistryErrorKind;
   readonly status?: number;
+  readonly detail?: string;
 
   constructor(message: string, options: RegistryErrorOptions) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.operation = options.operation;
     this.kind = options.kind;
     if (options.status !== undefined) this.status = options.status;
+    if (options.detail !== undefined) this.detail = options.detail;
   }
 }
 

@@ -103,6 +103,27 @@ describe("registry client against the reference server", () => {
     expect(found.total).toBe(1);
   });
 
+  it("answers an unknown hostname with one request (no list fallback: the route exists)", async () => {
+    const urls: string[] = [];
+    const counting = createRegistryClient({
+      baseUrl: server.url,
+      apiKey: KEY,
+      fetch: (input, init) => {
+        urls.push(input);
+        return fetch(input, init);
+      },
+    });
+    await expect(counting.byHostname("carol")).resolves.toBeNull();
+    expect(urls).toHaveLength(1);
+    expect(urls[0]).toContain("/api/v1/agents/by-hostname/carol");
+  });
+
+  it("keeps the server's detail on the error", async () => {
+    const err = await caught(client.heartbeat("no-such-agent", "whatever-token"));
+    expect(err.detail).toEqual(expect.any(String));
+    expect(err.message).toContain(err.detail!);
+  });
+
   it("maps a hostname held by another online installation to conflict", async () => {
     await client.register(alice);
     const err = await caught(client.register({ ...alice, installationId: "inst-mallory" }));
