@@ -1,0 +1,223 @@
+// Scenario tests of daemon supervision, each named after what it proves; time is simulated, actors are fakes.
+import { describe, expect, it } from "vitest";
+import { assign, createActor, setup } from "xstate";
+import {
+  type DaemonInput,
+  type DaemonParentEvent,
+  daemonMachine,
+} from "../../src/machines/daemon.machine.js";
+import { createFakeActors, createHarness, flushMicrotasks } from "./support/index.js";
+
+const ACTORS = ["checkBinary", "startDaemon", "readStatus", "stopDaemon"] as const;
+const REPORTS = ["reportReady", "reportLost", "reportUnavailable"] as const;
+const identity = { nodeId: 7, address: "0:0000.0000.0007" };
+const up = { running: true, responsive: true, ...identity };
+const down = { running: false, responsive: false, nodeId: null, address: null };
+
+function harness(input: Partial<DaemonInput> = {}) {
+  return createHarness({
+    machine: daemonMachine,
+    input: {
+      manageDaemon: true,
+      hostname: "alice",
+      restartBudget: 5,
+      restartBackoff: { initialMs: 1_000, maxMs: 60_000, factor: 2 },
+      stableAfterMs: 60_000,
+      stopTimeoutMs: 5_000,
+      ...input,
+    },
+    actors: ACTORS,
+    actions: REPORTS,
+  });
+}
+
+describe("daemon supervision", () => {
+  it("a daemon that keeps crashing does not cause a restart storm", async () => {
+    const h = harness();
+    await h.start();
+    h.fakes.resolve("checkBinary", { present: true });
+    await h.flush();
+    const startTimes: number[] = [];
+    for (let crash = 0; crash < 10 && h.snapshot().matches("starting"); crash++) {
+      startTimes.push(h.clock.now());
+      h.fakes.resolve("startDaemon", identity);
+      await h.flush();
+      await h.send({ type: "DAEMON.EXITED", code: 2 });
+      const restart = h.timer("xstate.after.restartBackoff.daemon.crashed");
+      if (restart) await h.advance(restart.remainingMs);
+    }
+    expect(h.snapshot().value).toBe("failed");
+    // The first start and exactly `restartBudget` restarts, spaced 1, 2, 4, 8, 16 s apart.
+    expect(startTimes).toEqual([0, 1_000, 3_000, 7_000, 15_000, 31_000]);
+    expect(h.snapshot().context.reason).toMatch(/kept failing/);
+    // A day later: still failed, nothing scheduled, nothing started.
+    await h.advance(24 * 3_600_000);
+    expect(h.snapshot().value).toBe("failed");
+    expect(h.timers()).toEqual([]);
+    expect(h.fakes.callsOf("startDaemon")).toHaveLength(6);
+    expect(h.effects.at(-1)?.name).toBe("reportUnavailable");
+    h.stop();
+  });
+
+  it("the restart budget refills only after the daemon stayed up stableAfterMs", async () => {
+    const crashAfter = async (h: ReturnType<typeof harness>, upMs: number) => {
+      h.fakes.resolve("startDaemon", identity);
+      await h.flush();
+      await h.advance(upMs);
+      await h.send({ type: "DAEMON.EXITED", code: 1 });
+    };
+    // Up for 59.999 s each time: never stable, so two restarts exhaust a budget of 2.
+    const flaky = harness({ restartBudget: 2 });
+    await flaky.start();
+    flaky.fakes.resolve("checkBinary", { present: true });
+    await flaky.flush();
+    await crashAfter(flaky, 59_999);
+    await flaky.advance(1_000);
+    await crashAfter(flaky, 59_999);
+    await flaky.advance(2_000);
+    await crashAfter(flaky, 59_999);
+    expect(flaky.snapshot().value).toBe("failed");
+
+    // Up for 60 s each time: the budget refills and the backoff starts again at 1 s.
+    const stable = harness({ restartBudget: 2 });
+    await stable.start();
+    stable.fakes.resolve("checkBinary", { present: true });
+    await stable.flush();
+    for (let crash = 0; crash < 5; crash++) {
+      await crashAfter(stable, 60_000);
+      expect(stable.snapshot().value).toBe("crashed");
+      expect(stable.timer("xstate.after.restartBackoff.daemon.crashed")?.delay).toBe(1_000);
+      await stable.advance(1_000);
+    }
+    expect(stable.fakes.callsOf("startDaemon")).toHaveLength(6);
+    flaky.stop();
+    stable.stop();
+  });
+
+  it("restarts exactly when the backoff expires, not a millisecond earlier", async () => {
+    const h = harness();
+    await h.start();
+    h.fakes.resolve("checkBinary", { present: true });
+    await h.flush();
+    h.fakes.reject("startDaemon", {
+      kind: "timeout",
+      operation: "pilot.daemon.start",
+      message: "no answer in 15 s",
+    });
+    await h.flush();
+    expect(h.snapshot().value).toBe("crashed");
+    await h.advance(999);
+    expect(h.fakes.callsOf("startDaemon")).toHaveLength(1);
+    await h.advance(1);
+    expect(h.fakes.callsOf("startDaemon")).toHaveLength(2);
+    h.stop();
+  });
+
+  it("an unhealthy managed daemon is stopped before it is restarted", async () => {
+    const h = harness();
+    await h.start();
+    h.fakes.resolve("checkBinary", { present: true });
+    await h.flush();
+    h.fakes.resolve("startDaemon", identity);
+    await h.flush();
+    await h.send({ type: "DAEMON.UNHEALTHY", reason: "60 % CPU for 5 minutes" });
+    expect(h.snapshot().value).toBe("recycling");
+    expect(h.fakes.pending("stopDaemon").input).toEqual({ graceMs: 5_000 });
+    h.fakes.resolve("stopDaemon", { pid: 42, forced: true });
+    await h.flush();
+    await h.advance(1_000);
+    const [stop] = h.fakes.callsOf("stopDaemon");
+    const [, restart] = h.fakes.callsOf("startDaemon");
+    expect(stop!.seq).toBeLessThan(restart!.seq);
+    h.stop();
+  });
+
+  it("stop waits twice the grace for a hung stopDaemon, then gives up with a clear error", async () => {
+    const h = harness({ stopTimeoutMs: 5_000 });
+    await h.start();
+    h.fakes.resolve("checkBinary", { present: true });
+    await h.flush();
+    h.fakes.resolve("startDaemon", identity);
+    await h.flush();
+    await h.send({ type: "STOP" });
+    await h.advance(9_999);
+    expect(h.snapshot().value).toBe("stopping");
+    await h.advance(1);
+    expect(h.snapshot().status).toBe("done");
+    expect(h.snapshot().context.lastError).toMatchObject({ kind: "timeout", operation: "pilot.daemon.stop" });
+    expect(h.fakes.callsOf("stopDaemon")[0]!.status).toBe("aborted");
+  });
+
+  it("a daemon this plugin does not manage is never started or stopped", async () => {
+    const h = harness({ manageDaemon: false, statusIntervalMs: 30_000 });
+    await h.start();
+    h.fakes.resolve("checkBinary", { present: true });
+    await h.flush();
+    h.fakes.resolve("readStatus", up);
+    await h.flush();
+    expect(h.snapshot().matches("running")).toBe(true);
+    // It goes away: noticed at the next status read, then re-attached when it is back.
+    await h.advance(30_000);
+    h.fakes.resolve("readStatus", down);
+    await h.flush();
+    expect(h.snapshot().matches("detached")).toBe(true);
+    await h.advance(30_000);
+    h.fakes.resolve("readStatus", up);
+    await h.flush();
+    expect(h.snapshot().matches("running")).toBe(true);
+    await h.send({ type: "STOP" });
+    expect(h.snapshot().status).toBe("done");
+    expect(h.fakes.callsOf("startDaemon")).toEqual([]);
+    expect(h.fakes.callsOf("stopDaemon")).toEqual([]);
+  });
+});
+
+describe("daemon machine inside a parent", () => {
+  /** A tiny parent that records what the daemon tells it: proves sendParent reaches a real parent. */
+  function parentWith(input: DaemonInput) {
+    const fakes = createFakeActors(ACTORS);
+    const parent = setup({
+      types: { context: {} as { heard: DaemonParentEvent[] }, events: {} as DaemonParentEvent },
+      actors: { daemon: daemonMachine.provide({ actors: fakes.logic }) },
+    }).createMachine({
+      context: { heard: [] },
+      invoke: { id: "daemon", src: "daemon", input },
+      on: { "DAEMON.*": { actions: assign({ heard: ({ context, event }) => [...context.heard, event] }) } },
+    });
+    const actor = createActor(parent);
+    const errors: unknown[] = [];
+    actor.subscribe({ error: (error) => errors.push(error) });
+    actor.start();
+    return { actor, fakes, errors };
+  }
+
+  it("pilotctl missing means discovery-only, and the parent is told why", async () => {
+    const { actor, fakes, errors } = parentWith({ manageDaemon: true, hostname: "alice" });
+    fakes.resolve("checkBinary", {
+      present: false,
+      reason: "pilotctl not found on PATH: install Pilot Protocol",
+    });
+    await flushMicrotasks();
+    expect(actor.getSnapshot().context.heard).toEqual([
+      { type: "DAEMON.UNAVAILABLE", reason: "pilotctl not found on PATH: install Pilot Protocol" },
+    ]);
+    expect(errors).toEqual([]);
+    actor.stop();
+  });
+
+  it("the parent hears READY with the node id, then LOST when the daemon exits", async () => {
+    const { actor, fakes } = parentWith({ manageDaemon: true, hostname: "alice" });
+    fakes.resolve("checkBinary", { present: true });
+    await flushMicrotasks();
+    expect(fakes.pending("startDaemon").input).toEqual({ hostname: "alice" });
+    fakes.resolve("startDaemon", identity);
+    await flushMicrotasks();
+    actor.getSnapshot().children.daemon?.send({ type: "DAEMON.EXITED", code: 137 });
+    await flushMicrotasks();
+    expect(actor.getSnapshot().context.heard).toEqual([
+      { type: "DAEMON.READY", ...identity },
+      { type: "DAEMON.LOST", reason: "Pilot daemon exited (code 137)" },
+    ]);
+    actor.stop();
+  });
+});
