@@ -6,7 +6,7 @@ import { type Actor, createActor, fromCallback, fromPromise } from "xstate";
 import { startPilotReceiver } from "../adapters/pilot/pilot-receiver.js";
 import { createPilotTransport } from "../adapters/pilot/pilot-transport.js";
 import { createPilotctl, PilotError } from "../adapters/pilot/pilotctl.js";
-import { type DaemonEvent, daemonMachine } from "../machines/daemon.machine.js";
+import { type BinaryCheck, type DaemonEvent, daemonMachine } from "../machines/daemon.machine.js";
 import type { PlainError } from "../machines/types.js";
 import { createPipeline, type LinkDeps, startPollActor, type TransportLink } from "./transport-link.js";
 
@@ -75,7 +75,7 @@ export async function startPilotLink(deps: LinkDeps): Promise<TransportLink> {
             throw plainPilotError(error, "pilot.daemon.status");
           }
         }),
-        stopDaemon: fromPromise(async () => {
+        stopDaemon: fromPromise<unknown, { graceMs: number }>(async () => {
           try {
             await pilotctl.daemonStop();
           } catch (error) {
