@@ -170,7 +170,7 @@ describe("agent_network get_agent", () => {
 
   it('says "not found or not online" for an unknown agent', async () => {
     const result = await runTool(runtimesOf(account()), { action: "get_agent", hostname: "nobody" });
-    expect(result.details).toMatchObject({ ok: false, error: { code: "NOT_FOUND" } });
+    expect(result.details, textOf(result)).toMatchObject({ ok: false, error: { code: "NOT_FOUND" } });
     expect(textOf(result)).toContain('Agent "nobody" not found or not online');
     expect(textOf(result)).toContain('"search"');
   });

@@ -86,8 +86,22 @@ describe("agent_network handshake", () => {
 
   it("reports an unknown agent as NOT_FOUND with a hint to search", async () => {
     const result = await runTool(runtimesOf(account()), { action: "handshake", hostname: "nobody" });
-    expect(result.details).toMatchObject({ ok: false, error: { code: "NOT_FOUND" } });
+    expect(result.details, textOf(result)).toMatchObject({ ok: false, error: { code: "NOT_FOUND" } });
     expect(textOf(result)).toContain('"search"');
+  });
+
+  it("refuses a handshake or message to the account's own hostname", async () => {
+    const me = account("me", { hostname: "butley" });
+    me.network.add(peer({ hostname: "butley", state: "trusted" }));
+    for (const params of [
+      { action: "handshake", hostname: "Butley" },
+      { action: "contact", hostname: "butley", message: "hi me" },
+    ]) {
+      const result = await runTool(runtimesOf(me), params);
+      expect(result.details).toMatchObject({ ok: false, error: { code: "INVALID_INPUT" } });
+      expect(textOf(result)).toContain("your own hostname");
+    }
+    expect(me.network.sent).toHaveLength(0);
   });
 
   it("refuses an overlong introduction", async () => {
