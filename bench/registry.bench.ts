@@ -193,7 +193,10 @@ async function startChild(db: string): Promise<{ proc: ChildProcess; url: string
     stdio: ["ignore", "pipe", "inherit"],
   });
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("registry did not start within 30 s")), 30_000);
+    const timer = setTimeout(() => {
+      proc.kill("SIGKILL"); // never leave a half-started server behind
+      reject(new Error("registry did not start within 120 s"));
+    }, 120_000);
     createInterface({ input: proc.stdout! }).once("line", (line) => {
       clearTimeout(timer);
       const url = /listening on (\S+)/.exec(line)?.[1];

@@ -29,7 +29,7 @@ interface Doc {
   id: string;
   hostname: string;
   capabilities: string[];
-  tokens: string[];
+  /** Lowercase searchable text; words are re-derived from it (cheaper than keeping a token array each). */
   text: string;
   lastSeen: number;
 }
@@ -67,14 +67,30 @@ export class SearchIndex {
   readonly #docs: (Doc | undefined)[] = [];
   readonly #seqById = new Map<string, number>();
   readonly #seqByHostname = new Map<string, number>();
-  readonly #postings = new Map<string, Set<number>>();
+  /** Word -> seqs holding it. Arrays, not Sets: most words belong to one agent, and arrays are far smaller. */
+  readonly #postings = new Map<string, number[]>();
   /** Every token, sorted, for prefix ranges; kept sorted by binary insertion (new tokens are rare). */
   readonly #vocabulary: string[] = [];
   readonly #byCapability = new Map<string, Set<number>>();
   #size = 0;
+  #bulk = false;
 
   get size(): number {
     return this.#size;
+  }
+
+  /**
+   * Adds many agents at once (loading at start): the vocabulary is sorted once at the end instead of by
+   * one insertion per new word, which would be quadratic in the number of distinct words.
+   */
+  load(entries: Iterable<[number, IndexedAgent]>): void {
+    this.#bulk = true;
+    try {
+      for (const [seq, agent] of entries) this.add(seq, agent);
+    } finally {
+      this.#bulk = false;
+      this.#vocabulary.splice(0, this.#vocabulary.length, ...[...this.#postings.keys()].sort());
+    }
   }
 
   add(seq: number, agent: IndexedAgent): void {
@@ -85,7 +101,6 @@ export class SearchIndex {
       id: agent.id,
       hostname: agent.hostname,
       capabilities: agent.capabilities,
-      tokens: tokensOf(text),
       text,
       lastSeen: agent.lastSeen,
     };
@@ -93,14 +108,13 @@ export class SearchIndex {
     this.#seqById.set(agent.id, seq);
     this.#seqByHostname.set(agent.hostname, seq);
     this.#size++;
-    for (const token of doc.tokens) {
-      let set = this.#postings.get(token);
-      if (!set) {
-        set = new Set();
-        this.#postings.set(token, set);
-        this.#vocabulary.splice(lowerBound(this.#vocabulary, token), 0, token);
+    for (const token of tokensOf(text)) {
+      const list = this.#postings.get(token);
+      if (list) list.push(seq);
+      else {
+        this.#postings.set(token, [seq]);
+        if (!this.#bulk) this.#vocabulary.splice(lowerBound(this.#vocabulary, token), 0, token);
       }
-      set.add(seq);
     }
     for (const capability of doc.capabilities) {
       let set = this.#byCapability.get(capability);
@@ -119,11 +133,15 @@ export class SearchIndex {
     this.#seqById.delete(doc.id);
     if (this.#seqByHostname.get(doc.hostname) === seq) this.#seqByHostname.delete(doc.hostname);
     this.#size--;
-    for (const token of doc.tokens) {
-      const set = this.#postings.get(token);
-      if (!set) continue;
-      set.delete(seq);
-      if (set.size === 0) {
+    for (const token of tokensOf(doc.text)) {
+      const list = this.#postings.get(token);
+      if (!list) continue;
+      const at = list.indexOf(seq);
+      if (at >= 0) {
+        list[at] = list[list.length - 1]!;
+        list.pop();
+      }
+      if (list.length === 0) {
         this.#postings.delete(token);
         const at = lowerBound(this.#vocabulary, token);
         if (this.#vocabulary[at] === token) this.#vocabulary.splice(at, 1);
@@ -142,8 +160,8 @@ export class SearchIndex {
   }
 
   /** Posting sets of every token starting with `prefix`. */
-  #prefixPostings(prefix: string): Set<number>[] {
-    const sets: Set<number>[] = [];
+  #prefixPostings(prefix: string): number[][] {
+    const sets: number[][] = [];
     for (let i = lowerBound(this.#vocabulary, prefix); i < this.#vocabulary.length; i++) {
       const token = this.#vocabulary[i]!;
       if (!token.startsWith(prefix)) break;
@@ -163,10 +181,10 @@ export class SearchIndex {
     let candidates: Iterable<number> | undefined;
     let best = Number.POSITIVE_INFINITY;
     let bestToken: string | undefined;
-    let bestSets: Set<number>[] = [];
+    let bestSets: number[][] = [];
     for (const token of allTokens) {
       const sets = this.#prefixPostings(token);
-      const size = sets.reduce((n, s) => n + s.size, 0);
+      const size = sets.reduce((n, s) => n + s.length, 0);
       if (size === 0) return { seqs: [], total: 0 };
       if (size < best) {
         best = size;
@@ -209,7 +227,7 @@ export class SearchIndex {
 
     const consider = (doc: Doc | undefined) => {
       if (!doc || doc.lastSeen < since) return;
-      for (const token of otherTokens) if (!hasPrefix(doc.tokens, token)) return;
+      for (const token of otherTokens) if (!hasWordStartingWith(doc.text, token)) return;
       for (const term of verbatim) if (!doc.text.includes(term)) return;
       let capHits = 0;
       if (caps.length) {
@@ -238,12 +256,17 @@ export class SearchIndex {
   }
 }
 
-function hasPrefix(tokens: string[], prefix: string): boolean {
-  for (const token of tokens) if (token.startsWith(prefix)) return true;
+const WORD_CHAR = /[\p{L}\p{N}]/u;
+
+/** Whether some word of `text` starts with `prefix` (an occurrence not preceded by a word character). */
+function hasWordStartingWith(text: string, prefix: string): boolean {
+  for (let at = text.indexOf(prefix); at >= 0; at = text.indexOf(prefix, at + 1)) {
+    if (at === 0 || !WORD_CHAR.test(text[at - 1]!)) return true;
+  }
   return false;
 }
 
-function unionOf(sets: Set<number>[]): Set<number> {
+function unionOf(sets: Iterable<number>[]): Set<number> {
   const out = new Set<number>();
   for (const set of sets) for (const seq of set) out.add(seq);
   return out;

@@ -123,7 +123,7 @@ function toTrust(row: Row): StoredTrust {
 export interface SqliteStoreOptions {
   /** File path or ":memory:". */
   path: string;
-  /** SQLite page cache in MiB (default 64): search over 100k agents wants the indexes in memory. */
+  /** SQLite page cache in MiB (default 16): search runs in memory, SQLite serves point lookups. */
   cacheMiB?: number;
   /** Commit heartbeats without fsync (default true). Registrations, messages and trust always fsync. */
   fastHeartbeats?: boolean;
@@ -145,11 +145,14 @@ export class SqliteRegistryStore implements RegistryStore {
     this.#db.exec("PRAGMA synchronous = FULL");
     this.#db.exec("PRAGMA foreign_keys = OFF");
     this.#db.exec("PRAGMA busy_timeout = 5000");
-    this.#db.exec(`PRAGMA cache_size = -${Math.round((options.cacheMiB ?? 64) * 1024)}`);
+    this.#db.exec(`PRAGMA cache_size = -${Math.round((options.cacheMiB ?? 16) * 1024)}`);
     this.#db.exec(SCHEMA);
-    for (const row of this.#db.prepare(`SELECT ${AGENT_COLUMNS_NO_ALIAS} FROM agents`).iterate()) {
-      this.#index.add(Number(row.seq), toAgent(row));
-    }
+    const rows = this.#db.prepare(`SELECT ${AGENT_COLUMNS_NO_ALIAS} FROM agents`).iterate();
+    this.#index.load(
+      (function* () {
+        for (const row of rows) yield [Number(row.seq), toAgent(row)] as [number, StoredAgent];
+      })(),
+    );
   }
 
   #indexLater(update: () => void): void {
