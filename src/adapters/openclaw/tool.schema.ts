@@ -148,6 +148,7 @@ function isObject(value: unknown): value is JsonObject {
  * The JSON Schema the model sees. Derived from the zod union, then flattened into one object with an `action`
  * enum: several providers (OpenAI function calling among them) reject a top-level oneOf/anyOf. Validation still
  * uses the union, so per-action required fields are enforced at execution with a message saying what to pass.
+ * OpenClaw validates arguments against this schema too, so it must not be stricter than the zod schema.
  */
 export function agentNetworkParamsJsonSchema(): JsonObject {
   const union = z.toJSONSchema(agentNetworkParamsSchema, { io: "input" }) as JsonObject;
@@ -162,7 +163,11 @@ export function agentNetworkParamsJsonSchema(): JsonObject {
         if (isObject(schema) && typeof schema.const === "string") actions.push(schema.const);
         continue;
       }
-      if (!(name in properties)) properties[name] = schema;
+      if (name in properties || !isObject(schema)) continue;
+      // OpenClaw validates arguments against this schema before execute. A hostname is trimmed and lowercased
+      // first ("Alice" is fine), so the pattern is checked by zod after normalizing, with a better message.
+      const { pattern: _normalizedFirst, ...rest } = schema;
+      properties[name] = rest;
     }
   }
   return {
