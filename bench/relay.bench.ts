@@ -1,10 +1,11 @@
-// Relay latency bench: the reference registry on 127.0.0.1 (SQLite file in a temp dir), two installations with
+// Relay latency bench: the reference registry on 127.0.0.1 (its own process, SQLite file in a temp dir), two installations with
 // approved trust, a relay receiver whose sink records arrival times, and 500 envelopes sent at a steady pace.
 // Reports send -> sink latency (p50, p99). Run alone: `npx tsx bench/relay.bench.ts` (prints one JSON line).
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { createRegistryClient } from "../src/adapters/registry/client.js";
 import { createMemoryCursorStore, startRelayReceiver } from "../src/adapters/relay/relay-receiver.js";
 import { createRelayTransport } from "../src/adapters/relay/relay-transport.js";
@@ -22,8 +23,56 @@ export interface RelayBenchOptions {
   messages?: number;
   /** Gap between send starts (steady pace, default 20 ms = 50 msg/s; a slower registry lowers the rate). */
   intervalMs?: number;
+  /** Run the registry as its own process (default) or inside this one. */
+  registryProcess?: boolean;
   /** Extra lines for a human (achieved send rate); the result keeps only the merged keys. */
   report?: (line: string) => void;
+}
+
+/**
+ * The registry in its own process (`agent-registry serve`), as deployed: its synchronous SQLite commits then
+ * do not stall the sender's and receiver's event loop. Stopped with SIGTERM by PID.
+ */
+async function startRegistryProcess(db: string): Promise<{ url: string; close(): Promise<void> }> {
+  const bin = fileURLToPath(new URL("../bin/agent-registry.mjs", import.meta.url));
+  const child = spawn(
+    process.execPath,
+    [bin, "serve", "--host", "127.0.0.1", "--port", "0", "--db", db, "--require-trust", "on"],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let stderr = "";
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+    stderr = (stderr + chunk).slice(-2000);
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => {
+      child.kill("SIGTERM");
+      reject(new Error(`agent-registry did not start within 20 s: ${stderr}`));
+    }, 20_000);
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      out += chunk;
+      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`agent-registry exited with ${code} before listening: ${stderr}`));
+    });
+  });
+  return {
+    url,
+    async close() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      const force = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(force);
+    },
+  };
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -38,14 +87,18 @@ export async function runRelayBench(options: RelayBenchOptions = {}): Promise<Re
   const total = options.messages ?? 500;
   const intervalMs = options.intervalMs ?? 20;
   const dir = mkdtempSync(join(tmpdir(), "relay-bench-"));
-  const server = await startRegistryServer({
-    host: "127.0.0.1",
-    port: 0,
-    db: join(dir, "registry.db"),
-    requireTrust: true,
-    sweepIntervalMs: 0,
-    logger: { info: () => {}, error: () => {} },
-  });
+  const db = join(dir, "registry.db");
+  const server =
+    (options.registryProcess ?? true)
+      ? await startRegistryProcess(db)
+      : await startRegistryServer({
+          host: "127.0.0.1",
+          port: 0,
+          db,
+          requireTrust: true,
+          sweepIntervalMs: 0,
+          logger: { info: () => {}, error: () => {} },
+        });
   const senderClient = createRegistryClient({ baseUrl: server.url });
   const receiverClient = createRegistryClient({ baseUrl: server.url });
   let stopReceiver: (() => Promise<void>) | null = null;
@@ -71,6 +124,8 @@ export async function runRelayBench(options: RelayBenchOptions = {}): Promise<Re
 
     const sentAt = new Map<string, number>();
     const latencies: number[] = [];
+    // How long the registry took to store each message (the send's round trip): the floor of the latency.
+    const sendMs: number[] = [];
     let resolveAll: () => void = () => {};
     const allArrived = new Promise<void>((resolve) => {
       resolveAll = resolve;
@@ -108,12 +163,15 @@ export async function runRelayBench(options: RelayBenchOptions = {}): Promise<Re
       const wait = due - performance.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       const envelope = createEnvelope({ fromHostname: "alpha", body: `bench message ${i}` });
-      sentAt.set(envelope.id, performance.now());
+      const started = performance.now();
+      sentAt.set(envelope.id, started);
       await transport.send(to, envelope);
+      sendMs.push(performance.now() - started);
     }
     const sendSeconds = (performance.now() - paceStart) / 1000;
+    const sendSorted = [...sendMs].sort((a, b) => a - b);
     options.report?.(
-      `relay bench: ${total} sends in ${sendSeconds.toFixed(1)} s (${(total / sendSeconds).toFixed(1)} msg/s, target ${(1000 / intervalMs).toFixed(0)} msg/s)`,
+      `relay bench: ${total} sends in ${sendSeconds.toFixed(1)} s (${(total / sendSeconds).toFixed(1)} msg/s, target ${(1000 / intervalMs).toFixed(0)} msg/s); send round trip p50 ${round(percentile(sendSorted, 50))} ms, p99 ${round(percentile(sendSorted, 99))} ms`,
     );
     const timeout = new Promise<void>((_, reject) =>
       setTimeout(
