@@ -1,7 +1,8 @@
 // Inbound side of the registry relay: a long-poll loop over this installation's relay inbox that hands each
 // message to the inbound pipeline (an `InboundSink`) one at a time and acknowledges it only after a final
-// outcome, so the registry keeps anything not yet safely dispatched. The read cursor is persisted after each
-// final outcome; a crash re-reads instead of losing (the pipeline's dedupe makes that exactly-once).
+// outcome, so the registry keeps anything not yet safely dispatched. Acks are coalesced and the cursor is
+// persisted only once its messages are acked; a crash re-reads instead of losing (the pipeline's dedupe makes
+// that exactly-once). Registry outages and restarts: capped exponential backoff, resume, never skip.
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
