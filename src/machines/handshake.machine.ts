@@ -52,7 +52,11 @@ export interface PeerCommandInput {
   reason?: string | null;
 }
 
-/** Every event may carry `at` (ms since the epoch), recorded as `updatedAt`; the machine reads no clock. */
+/**
+ * Every event may carry `at` (ms since the epoch), recorded as `updatedAt`; the machine reads no clock. For
+ * PEER.TRUSTED / PEER.UNTRUSTED, `at` is when the trust list was read: an observation older than the last
+ * change is ignored.
+ */
 export type HandshakeEvent =
   | { type: "HANDSHAKE.REQUEST"; introduction: string; at?: number }
   | { type: "PEER.PENDING"; justification: string; receivedAt: number; at?: number }
@@ -142,6 +146,9 @@ export const handshakeMachine = setup({
     }),
   },
   guards: {
+    // A trust list read before our last change (a poll cycle racing an untrust) must not undo that change.
+    fresh: ({ context, event }) =>
+      event.at === undefined || context.updatedAt === null || event.at >= context.updatedAt,
     resumes: ({ context }, params: { state: PeerTrustState }) => context.restoreTo === params.state,
   },
 }).createMachine({
@@ -199,7 +206,7 @@ export const handshakeMachine = setup({
       on: {
         "HANDSHAKE.REQUEST": { target: "requested", actions: ["recordIntroduction", "stamp"] },
         "PEER.PENDING": { target: "pendingApproval", actions: ["recordIncoming", "stamp"] },
-        "PEER.TRUSTED": { target: "trusted", actions: "stamp" },
+        "PEER.TRUSTED": { guard: "fresh", target: "trusted", actions: "stamp" },
       },
     },
 
@@ -237,7 +244,7 @@ export const handshakeMachine = setup({
         "HANDSHAKE.REQUEST": { target: ".sending", reenter: true, actions: ["recordIntroduction", "stamp"] },
         // Both sides asked: Pilot approves automatically, so nobody is asked; the trust list will show it.
         "PEER.PENDING": { actions: ["recordIncoming", "stamp"] },
-        "PEER.TRUSTED": { target: "trusted", actions: "stamp" },
+        "PEER.TRUSTED": { guard: "fresh", target: "trusted", actions: "stamp" },
         APPROVE: { target: "pendingApproval.approving", actions: "stamp" },
       },
     },
@@ -287,7 +294,7 @@ export const handshakeMachine = setup({
           actions: [assign({ rejectReason: ({ event }) => event.reason ?? null }), "stamp"],
         },
         "PEER.PENDING": { actions: ["recordIncoming", "stamp"] },
-        "PEER.TRUSTED": { target: "trusted", actions: "stamp" },
+        "PEER.TRUSTED": { guard: "fresh", target: "trusted", actions: "stamp" },
         // Asking them back makes it mutual: Pilot approves both sides.
         "HANDSHAKE.REQUEST": { target: "requested", actions: ["recordIntroduction", "stamp"] },
       },
@@ -313,7 +320,7 @@ export const handshakeMachine = setup({
       },
       on: {
         UNTRUST: { target: ".untrusting", actions: "stamp" },
-        "PEER.UNTRUSTED": { target: "revoked", actions: "stamp" },
+        "PEER.UNTRUSTED": { guard: "fresh", target: "revoked", actions: "stamp" },
       },
     },
 
@@ -321,7 +328,7 @@ export const handshakeMachine = setup({
       on: {
         "HANDSHAKE.REQUEST": { target: "requested", actions: ["recordIntroduction", "stamp"] },
         "PEER.PENDING": { target: "pendingApproval", actions: ["recordIncoming", "stamp"] },
-        "PEER.TRUSTED": { target: "trusted", actions: "stamp" },
+        "PEER.TRUSTED": { guard: "fresh", target: "trusted", actions: "stamp" },
       },
     },
 
@@ -329,7 +336,7 @@ export const handshakeMachine = setup({
       on: {
         "HANDSHAKE.REQUEST": { target: "requested", actions: ["recordIntroduction", "stamp"] },
         "PEER.PENDING": { target: "pendingApproval", actions: ["recordIncoming", "stamp"] },
-        "PEER.TRUSTED": { target: "trusted", actions: "stamp" },
+        "PEER.TRUSTED": { guard: "fresh", target: "trusted", actions: "stamp" },
       },
     },
   },

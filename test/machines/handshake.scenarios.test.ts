@@ -158,6 +158,27 @@ describe("handshake with one peer", () => {
     h.stop();
   });
 
+  it("a trust list read before an untrust does not bring the peer back", async () => {
+    const h = harness({
+      hostname: "bob",
+      nodeId: 9,
+      state: "trusted",
+      introduction: null,
+      announcedAt: null,
+    });
+    await h.start();
+    await h.send({ type: "UNTRUST", at: 9_000 });
+    h.fakes.resolve("untrustPeer", { node_id: 9 });
+    await h.flush();
+    // A poll cycle that read the trust list at 8 s, before the untrust, reports bob as trusted.
+    await h.send({ type: "PEER.TRUSTED", at: 8_000 });
+    expect(peerTrustState(h.snapshot())).toBe("revoked");
+    // A later read is the truth (bob was approved again, e.g. from the CLI).
+    await h.send({ type: "PEER.TRUSTED", at: 12_000 });
+    expect(peerTrustState(h.snapshot())).toBe("trusted");
+    h.stop();
+  });
+
   it("a restored outgoing request is not sent again", async () => {
     const h = harness({
       hostname: "bob",
