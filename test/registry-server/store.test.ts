@@ -1,0 +1,106 @@
+// SqliteRegistryStore and its in-memory search index: the index follows committed writes only, is rebuilt
+// from the file on open, and ranks with a bounded heap that agrees with a full sort.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { SqliteRegistryStore } from "../../src/registry-server/sqlite-store.js";
+import type { AgentSearchQuery, StoredAgent } from "../../src/registry-server/store.js";
+
+const dir = mkdtempSync(join(tmpdir(), "agent-registry-store-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const agent = (i: number, fields: Partial<StoredAgent> = {}): StoredAgent => ({
+  id: `id-${String(i).padStart(4, "0")}`,
+  hostname: `agent-${i}`,
+  installationId: `inst-${i}`,
+  pilotNodeId: null,
+  pilotAddress: null,
+  displayName: null,
+  description: null,
+  capabilities: [],
+  tokenHash: null,
+  lastSeen: 1000,
+  createdAt: 1000,
+  updatedAt: 1000,
+  ...fields,
+});
+
+const query = (q: string, extra: Partial<AgentSearchQuery> = {}): AgentSearchQuery => {
+  const phrase = q.toLowerCase();
+  return {
+    phrase,
+    terms: phrase.split(/\s+/).filter(Boolean),
+    capabilities: [],
+    match: "any",
+    limit: 10,
+    offset: 0,
+    ...extra,
+  };
+};
+
+describe("SqliteRegistryStore search index", () => {
+  it("drops index updates of a rolled-back transaction", () => {
+    const store = new SqliteRegistryStore({ path: ":memory:" });
+    expect(() =>
+      store.transaction(() => {
+        store.insertAgent(agent(1, { description: "ghost writer" }));
+        throw new Error("abort");
+      }),
+    ).toThrow("abort");
+    expect(store.searchAgents(query("ghost")).total).toBe(0);
+    expect(store.getAgentById("id-0001")).toBeUndefined();
+    store.close();
+  });
+
+  it("follows updates and deletes", () => {
+    const store = new SqliteRegistryStore({ path: ":memory:" });
+    store.insertAgent(agent(1, { description: "old words" }));
+    store.updateAgent(agent(1, { description: "new words" }));
+    expect(store.searchAgents(query("old")).total).toBe(0);
+    expect(store.searchAgents(query("new")).total).toBe(1);
+    store.deleteAgent("id-0001");
+    expect(store.searchAgents(query("words")).total).toBe(0);
+    store.close();
+  });
+
+  it("rebuilds the index from the file when reopened", () => {
+    const path = join(dir, "reopen.db");
+    const first = new SqliteRegistryStore({ path });
+    first.insertAgent(agent(1, { description: "persistent cartographer", capabilities: ["maps"] }));
+    first.close();
+    const second = new SqliteRegistryStore({ path });
+    expect(second.searchAgents(query("cartog")).items.map((a) => a.hostname)).toEqual(["agent-1"]);
+    expect(second.searchAgents(query("", { capabilities: ["maps"] })).total).toBe(1);
+    second.close();
+  });
+
+  it("pages through a broad match in the same order as a full sort by id", () => {
+    const store = new SqliteRegistryStore({ path: ":memory:" });
+    const ids: string[] = [];
+    for (let i = 0; i < 300; i++) {
+      const a = agent((i * 7919) % 1000, { description: "common word" });
+      store.insertAgent(a);
+      ids.push(a.id);
+    }
+    const seen: string[] = [];
+    for (let offset = 0; offset < 300; offset += 50) {
+      const page = store.searchAgents(query("common", { limit: 50, offset }));
+      expect(page.total).toBe(300);
+      seen.push(...page.items.map((a) => a.id));
+    }
+    expect(seen).toEqual([...ids].sort());
+    store.close();
+  });
+
+  it("hides agents last seen before the cut-off", () => {
+    const store = new SqliteRegistryStore({ path: ":memory:" });
+    store.insertAgent(agent(1, { description: "alpha" }));
+    store.insertAgent(agent(2, { description: "alpha" }));
+    store.touchAgent("id-0002", 5000);
+    expect(store.searchAgents(query("alpha", { seenSince: 4000 })).items.map((a) => a.id)).toEqual([
+      "id-0002",
+    ]);
+    store.close();
+  });
+});
