@@ -31,7 +31,7 @@ export interface PilotReceiverOptions {
   inbox?: string;
   sink: InboundSink;
   log?: ReceiverLog;
-  /** Called on every inbox file event (e.g. to send INBOX.WAKE to the poll machine for status). */
+  /** Called on inbox file events other than our own deletions (e.g. to tell the poll machine INBOX.WAKE). */
   onWake?: (fileName?: string) => void;
   /** Scan on file events by itself (default true). When false only `wake()`/`scan()` trigger scans. */
   watch?: boolean;
@@ -39,6 +39,8 @@ export interface PilotReceiverOptions {
   graceMs?: number;
   /** When files were kept for a retry, scan again after this long. Default 1 s. */
   retryScanMs?: number;
+  /** Delay that coalesces the several events of one file write into one scan. Default 1 ms. */
+  wakeDelayMs?: number;
   /** Consecutive scans run by one `scan()` call under a steady stream of wake-ups before yielding. */
   maxPassesPerScan?: number;
   now?: () => number;
@@ -69,6 +71,8 @@ export interface PilotReceiver {
   wake(): void;
   /** Runs a scan (or joins the one in flight, which then runs once more) and resolves with what it did. */
   scan(): Promise<ScanSummary>;
+  /** Everything this receiver did since it started (for status and benches). */
+  totals(): ScanSummary;
   /** Stops the watcher and timers; waits for the file in hand to finish. */
   close(): Promise<void>;
 }
@@ -219,12 +223,20 @@ export function startPilotReceiver(options: PilotReceiverOptions): PilotReceiver
   const now = options.now ?? Date.now;
   const graceMs = options.graceMs ?? DEFAULT_PARTIAL_GRACE_MS;
   const retryScanMs = options.retryScanMs ?? 1_000;
+  const wakeDelayMs = options.wakeDelayMs ?? 1;
   const maxPasses = Math.max(1, options.maxPassesPerScan ?? 100);
   let closed = false;
   let again = false;
   let inFlight: Promise<ScanSummary> | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
   let wakeScheduled = false;
+  const totals = emptySummary();
+  // Names we just deleted or moved: the watcher reports those too, and they need no scan.
+  const handledNames = new Set<string>();
+  const markHandled = (path: string) => {
+    if (handledNames.size >= 1_000) handledNames.clear();
+    handledNames.add(basename(path));
+  };
 
   async function handle(path: string, summary: ScanSummary): Promise<boolean> {
     const read = readInboxFileNow(path, graceMs, now);
@@ -241,6 +253,7 @@ export function startPilotReceiver(options: PilotReceiverOptions): PilotReceiver
         `pilot inbox: ${path} is not a valid message (${read.malformed}); moved to the dead-letter folder`,
       );
       await moveToDeadLetter(path, `malformed: ${read.malformed}`);
+      markHandled(path);
       summary.malformed++;
       return false;
     }
@@ -257,14 +270,17 @@ export function startPilotReceiver(options: PilotReceiverOptions): PilotReceiver
       case "dispatched":
         summary.dispatched++;
         deleteNow(path);
+        markHandled(path);
         return false;
       case "duplicate":
         summary.duplicates++;
         deleteNow(path);
+        markHandled(path);
         return false;
       case "refused":
         summary.refused++;
         deleteNow(path);
+        markHandled(path);
         return false;
       case "retry":
         summary.retried++;
@@ -272,6 +288,7 @@ export function startPilotReceiver(options: PilotReceiverOptions): PilotReceiver
       case "dead-lettered":
         summary.deadLettered++;
         await moveToDeadLetter(path, "dispatch failed too many times");
+        markHandled(path);
         return false;
     }
   }
@@ -288,6 +305,12 @@ export function startPilotReceiver(options: PilotReceiverOptions): PilotReceiver
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
       summary.files++;
+      // Just created and not written yet (the daemon opens, then writes): its next write event wakes us again.
+      if (entry.size === 0 && now() - entry.mtimeMs < graceMs) {
+        summary.retried++;
+        keep = true;
+        continue;
+      }
       try {
         if (await handle(entry.path, summary)) keep = true;
       } catch (err) {
@@ -321,6 +344,7 @@ export function startPilotReceiver(options: PilotReceiverOptions): PilotReceiver
     } finally {
       summary.durationMs = performance.now() - started;
     }
+    for (const k of Object.keys(totals) as Array<keyof ScanSummary>) totals[k] += summary[k];
     if (keep) scheduleRetryScan();
     if (summary.files > 0) {
       log?.debug?.(
@@ -352,17 +376,18 @@ export function startPilotReceiver(options: PilotReceiverOptions): PilotReceiver
     if (wakeScheduled) return;
     // Coalesce the burst of events one file write produces (create, change, change) into one scan.
     wakeScheduled = true;
-    setImmediate(() => {
+    setTimeout(() => {
       wakeScheduled = false;
       scan().catch((err: unknown) => {
         log?.warn(`pilot inbox: scan failed: ${(err as Error).message}; the next wake-up or poll retries`);
       });
-    });
+    }, wakeDelayMs);
   }
 
   const autoScan = options.watch ?? true;
   let watcher: InboxWatcher | undefined;
   watcher = watchInbox(dir, (fileName) => {
+    if (fileName !== undefined && handledNames.delete(fileName)) return;
     options.onWake?.(fileName);
     if (autoScan) wake();
   });
@@ -371,6 +396,7 @@ export function startPilotReceiver(options: PilotReceiverOptions): PilotReceiver
     inbox: dir,
     wake,
     scan,
+    totals: () => ({ ...totals }),
     async close() {
       closed = true;
       watcher?.close();
