@@ -212,7 +212,7 @@ function networkHint(error: NetworkError, params: AgentNetworkParams): string {
     case "NOT_TRUSTED":
       return params.action === "contact"
         ? ` You can only message agents that accepted a handshake: use {"action":"handshake","hostname":"${params.hostname}"} first, then wait until "peers" lists them as trusted.`
-        : "";
+        : ' See action "peers" for who is trusted.';
     case "NOT_FOUND":
       return ' Check the name with action "search" or "peers".';
     case "NOT_PENDING":

@@ -265,7 +265,7 @@ describe("agent-registry.approve, .reject, .untrust", () => {
     });
   });
 
-  it("reports NOT_PENDING, NOT_FOUND and a missing peer", async () => {
+  it("reports NOT_PENDING, NOT_TRUSTED and a missing peer", async () => {
     const a = account("a");
     a.network.add(peer({ hostname: "bob", state: "trusted" }));
     const fake = gateway(runtimesOf(a));
@@ -275,7 +275,11 @@ describe("agent-registry.approve, .reject, .untrust", () => {
     });
     expect(await fake.call("agent-registry.reject", { peer: "nobody" })).toMatchObject({
       ok: false,
-      error: { code: "NOT_FOUND" },
+      error: { code: "NOT_PENDING" },
+    });
+    expect(await fake.call("agent-registry.untrust", { peer: "nobody" })).toMatchObject({
+      ok: false,
+      error: { code: "NOT_TRUSTED" },
     });
     const missing = await fake.call("agent-registry.untrust", {});
     expect(missing).toMatchObject({ ok: false, error: { code: "INVALID_PARAMS" } });

@@ -191,7 +191,7 @@ describe("agent_network approve and reject", () => {
     expect(result.details).toMatchObject({ ok: false, error: { code: "NOT_PENDING" } });
     expect(textOf(result)).toContain('"pending"');
     const unknown = await runTool(runtimesOf(me), { action: "approve", peer: "nobody" });
-    expect(unknown.details).toMatchObject({ ok: false, error: { code: "NOT_FOUND" } });
+    expect(unknown.details).toMatchObject({ ok: false, error: { code: "NOT_PENDING" } });
   });
 
   it("rejects a request (the agent may always say no)", async () => {
@@ -224,9 +224,10 @@ describe("agent_network untrust", () => {
     expect(textOf(result)).toContain("no longer trusted");
   });
 
-  it("reports an unknown peer", async () => {
+  it("reports a peer that is not trusted", async () => {
     const result = await runTool(runtimesOf(account()), { action: "untrust", peer: "nobody" });
-    expect(result.details).toMatchObject({ ok: false, error: { code: "NOT_FOUND" } });
+    expect(result.details).toMatchObject({ ok: false, error: { code: "NOT_TRUSTED" } });
+    expect(textOf(result)).toContain('"peers"');
   });
 });
 

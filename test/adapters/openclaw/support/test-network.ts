@@ -1,5 +1,6 @@
 // A small AccountNetwork for tool and gateway-method tests: search and lookups go to a real registry through the
 // real registry client; peers, handshakes and sent messages live in memory so tests can set up any trust state.
+// Error codes follow the account runtime's network (src/runtime/peer-network.ts).
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -114,26 +115,27 @@ export class TestNetwork implements AccountNetwork {
 
   async approve(ref: string): Promise<PeerView> {
     this.#throwIfFailing();
+    // As the account runtime's network: approving an outgoing request too completes a mutual handshake.
     const found = this.#find(ref);
-    if (!found) throw new NetworkError("NOT_FOUND", `no peer "${ref}"`);
-    if (found.state !== "pendingApproval")
-      throw new NetworkError("NOT_PENDING", `"${ref}" has no pending request`);
+    if (!found || !["pendingApproval", "requested"].includes(found.state)) {
+      throw new NetworkError("NOT_PENDING", `No pending handshake request from "${ref}"`);
+    }
     return this.#set(found, { state: "trusted" });
   }
 
   async reject(ref: string, _reason?: string): Promise<PeerView> {
     this.#throwIfFailing();
     const found = this.#find(ref);
-    if (!found) throw new NetworkError("NOT_FOUND", `no peer "${ref}"`);
-    if (found.state !== "pendingApproval")
-      throw new NetworkError("NOT_PENDING", `"${ref}" has no pending request`);
+    if (found?.state !== "pendingApproval") {
+      throw new NetworkError("NOT_PENDING", `No pending handshake request from "${ref}"`);
+    }
     return this.#set(found, { state: "rejected" });
   }
 
   async untrust(ref: string): Promise<PeerView> {
     this.#throwIfFailing();
     const found = this.#find(ref);
-    if (!found) throw new NetworkError("NOT_FOUND", `no peer "${ref}"`);
+    if (found?.state !== "trusted") throw new NetworkError("NOT_TRUSTED", `"${ref}" is not a trusted peer`);
     return this.#set(found, { state: "revoked" });
   }
 
