@@ -247,7 +247,10 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
   /** Acks soon (coalescing), or now when the delay is 0 or enough are waiting; false when the ack failed. */
   async function scheduleFlush(): Promise<boolean> {
     if (pending.length === 0) return true;
-    if (ackDelayMs <= 0 || pending.length >= ackBatchSize) return flush();
+    // A registry that gives no cursors is read from the start every time: unacked messages would come again.
+    if (ackDelayMs <= 0 || pending.length >= ackBatchSize || pending.some((p) => p.cursor === null)) {
+      return flush();
+    }
     ackTimer ??= setTimeout(() => {
       ackTimer = null;
       void flush();
