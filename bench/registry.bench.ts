@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { Agent, request } from "node:http";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
@@ -276,6 +276,15 @@ function rssMiB(pid: number): { rss: number; hwm: number } {
   return { rss: kb("VmRSS") / 1024, hwm: kb("VmHWM") / 1024 };
 }
 
+/** A fixed CPU loop (10M comparisons, ~10 ms on an idle core) so figures from a busy machine can be read. */
+function calibrationMs(): number {
+  const values = new Float64Array(100_000);
+  const t0 = performance.now();
+  let n = 0;
+  for (let k = 0; k < 100; k++) for (let i = 0; i < values.length; i++) if (values[i]! >= 0) n++;
+  return n > 0 ? performance.now() - t0 : 0;
+}
+
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), "agent-registry-bench-"));
   let child: ChildProcess | undefined;
@@ -308,6 +317,8 @@ async function main() {
     const rHost = await latencies(base, byHost);
     const hb = await heartbeats(base, heartbeatAgents);
     const mem = rssMiB(child.pid!);
+    const calibration = calibrationMs();
+    const load = loadavg()[0]!;
 
     const allSearch = [rText, rCaps, rBoth];
     const searchP50 = Math.max(...allSearch.map((r) => r.p50));
@@ -322,6 +333,9 @@ async function main() {
     console.log(row("by-hostname", rHost));
     console.log(`heartbeats/s (50 clients)    ${hb.perSecond.toFixed(0)}   errors ${hb.errors}`);
     console.log(`server RSS                   ${mem.rss.toFixed(0)} MiB (peak ${mem.hwm.toFixed(0)} MiB)`);
+    console.log(
+      `machine: load average ${load.toFixed(1)}, CPU calibration ${calibration.toFixed(0)} ms (idle ~10 ms)`,
+    );
     const round = (n: number) => Math.round(n * 100) / 100;
     console.log(
       JSON.stringify({
@@ -341,6 +355,8 @@ async function main() {
         rss_mb: Math.round(mem.rss),
         rss_peak_mb: Math.round(mem.hwm),
         seed_s: round(seedSeconds),
+        load_avg_1m: round(load),
+        cpu_calibration_ms: round(calibration),
       }),
     );
   } finally {
