@@ -231,6 +231,7 @@ export function startPilotReceiver(options: PilotReceiverOptions): PilotReceiver
   let retryTimer: NodeJS.Timeout | undefined;
   let wakeScheduled = false;
   const totals = emptySummary();
+  let passesStarted = 0;
   // Names we just deleted or moved: the watcher reports those too, and they need no scan.
   const handledNames = new Set<string>();
   const markHandled = (path: string) => {
@@ -297,6 +298,7 @@ export function startPilotReceiver(options: PilotReceiverOptions): PilotReceiver
     let keep = false;
     const entries = listInboxFilesNow(dir);
     summary.passes++;
+    passesStarted++;
     let sinceYield = 0;
     for (const entry of entries) {
       if (closed) break;
@@ -354,9 +356,7 @@ export function startPilotReceiver(options: PilotReceiverOptions): PilotReceiver
     return summary;
   }
 
-  function scan(): Promise<ScanSummary> {
-    again = true;
-    if (closed) return Promise.resolve(emptySummary());
+  function startLoop(): Promise<ScanSummary> {
     if (!inFlight) {
       inFlight = loop().finally(() => {
         inFlight = undefined;
@@ -365,6 +365,20 @@ export function startPilotReceiver(options: PilotReceiverOptions): PilotReceiver
       });
     }
     return inFlight;
+  }
+
+  async function scan(): Promise<ScanSummary> {
+    const requestedAt = passesStarted;
+    again = true;
+    // The loop in flight may have checked `again` just before we set it: then run one of our own. Bounded: the
+    // second loop necessarily starts a pass after our request.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (closed) return emptySummary();
+      const summary = await startLoop();
+      if (passesStarted > requestedAt) return summary;
+      again = true;
+    }
+    return emptySummary();
   }
 
   function wake(): void {

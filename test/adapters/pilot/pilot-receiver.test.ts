@@ -193,6 +193,31 @@ describe("pilot receiver", () => {
     expect(new Set(seen).size).toBe(20);
   });
 
+  it("a scan() requested during a scan resolves only after a pass that saw files written meanwhile", async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const seen: string[] = [];
+    const sink: InboundSink = {
+      process: async (raw) => {
+        seen.push(raw.name);
+        if (raw.name === "TEXT-1.json") await gate;
+        return "dispatched";
+      },
+    };
+    writeFileSync(join(inbox, "TEXT-1.json"), fileContent("a"));
+    const r = start({ sink });
+    const first = r.scan();
+    await waitFor(async () => seen.length === 1, 5_000, 5);
+    writeFileSync(join(inbox, "TEXT-2.json"), fileContent("b"));
+    const second = r.scan();
+    release();
+    await first;
+    await second;
+    expect(seen).toEqual(["TEXT-1.json", "TEXT-2.json"]);
+  });
+
   it("dispatches a burst of 200 files written non-atomically exactly once each", async () => {
     start({ watch: true });
     for (let i = 0; i < 200; i++) {
