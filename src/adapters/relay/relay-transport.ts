@@ -87,8 +87,23 @@ export function toTransportError(operation: string, peer: PeerRef | null, err: u
         `the registry rejected ${operation}: ${err.message}`,
         cause,
       );
-    case "unreachable":
     case "http":
+      // A 4xx we have no better name for, or the original registry's `200 {ok:false}`: a refusal, not an outage.
+      if (err.status !== undefined && err.status < 500) {
+        return new TransportError(
+          operation,
+          "rejected",
+          `the registry refused ${operation} to ${who}: ${err.message}`,
+          cause,
+        );
+      }
+      return new TransportError(
+        operation,
+        "unavailable",
+        `the registry relay is unavailable (${err.message}); retry later`,
+        cause,
+      );
+    case "unreachable":
     case "bad_response":
       return new TransportError(
         operation,

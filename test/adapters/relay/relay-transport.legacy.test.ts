@@ -1,0 +1,70 @@
+// The relay transport against a server shaped like the ORIGINAL registry (no tokens, bare arrays, no
+// by-hostname route, trust under `relationships`, refusals as `200 {ok:false}`): what the original plugin used.
+import { afterEach, describe, expect, it } from "vitest";
+import { createRegistryClient } from "../../../src/adapters/registry/client.js";
+import { createRelayTransport } from "../../../src/adapters/relay/relay-transport.js";
+import { createEnvelope } from "../../../src/adapters/transport/envelope.js";
+import { type Transport, TransportError } from "../../../src/adapters/transport/transport.js";
+import {
+  type LegacyRegistryServer,
+  startLegacyRegistryServer,
+} from "../../fixtures/legacy-registry-server.js";
+
+let legacy: LegacyRegistryServer | undefined;
+afterEach(async () => {
+  await legacy?.close();
+  legacy = undefined;
+});
+
+async function setup(): Promise<{ alpha: Transport; beta: Transport; server: LegacyRegistryServer }> {
+  const server = await startLegacyRegistryServer();
+  legacy = server;
+  const client = createRegistryClient({ baseUrl: server.url });
+  await client.register({ hostname: "alpha", installationId: "inst-alpha", capabilities: [] });
+  await client.register({ hostname: "beta", installationId: "inst-beta", capabilities: [] });
+  const transport = (installationId: string, hostname: string) =>
+    createRelayTransport({ client, self: { installationId, hostname, agentToken: () => null } });
+  return { alpha: transport("inst-alpha", "alpha"), beta: transport("inst-beta", "beta"), server };
+}
+
+describe("relay transport against the original registry", () => {
+  it("sends with the installation id found through the unfiltered agent list", async () => {
+    const { alpha, server } = await setup();
+    const envelope = createEnvelope({ fromHostname: "alpha", body: "hi" });
+    expect(await alpha.send({ hostname: "beta", nodeId: null, installationId: null }, envelope)).toEqual({
+      messageId: envelope.id,
+    });
+    const sent = server.requests.find((r) => r.path === "/api/v1/agents/messages/send");
+    expect(sent?.body).toMatchObject({
+      from_installation_id: "inst-alpha",
+      from_hostname: "alpha",
+      to_installation_id: "inst-beta",
+      to_hostname: "beta",
+      message_id: envelope.id,
+      body: JSON.stringify(envelope),
+    });
+  });
+
+  it("a 200 {ok:false} refusal is rejected, not an outage to retry", async () => {
+    const { alpha } = await setup();
+    const err = await alpha
+      .send(
+        { hostname: "nobody", nodeId: null, installationId: "inst-nobody" },
+        createEnvelope({ fromHostname: "alpha", body: "hi" }),
+      )
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TransportError);
+    expect((err as TransportError).code).toBe("rejected");
+  });
+
+  it("reads pending requests from `relationships` and approves them", async () => {
+    const { alpha, beta } = await setup();
+    await alpha.requestTrust({ hostname: "beta", nodeId: null, installationId: null }, "hello");
+    const pending = await beta.listPending();
+    expect(pending).toHaveLength(1);
+    expect(pending[0]?.peer).toEqual({ hostname: "alpha", nodeId: null, installationId: "inst-alpha" });
+    expect(pending[0]?.introduction).toBe("hello");
+    await beta.approve(pending[0]?.peer ?? { hostname: null, nodeId: null, installationId: null });
+    expect((await alpha.listTrusted()).map((t) => t.peer.installationId)).toEqual(["inst-beta"]);
+  });
+});
