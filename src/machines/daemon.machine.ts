@@ -422,7 +422,8 @@ export const daemonMachine = setup({
       entry: [
         assign({
           reason: ({ context }) =>
-            `Pilot daemon kept failing (${context.restartBudget} restarts): ${context.reason ?? "unknown cause"}. ` +
+            `Pilot daemon kept failing (${context.restartBudget} restart${context.restartBudget === 1 ? "" : "s"} used): ` +
+            `${context.reason ?? "unknown cause"}. ` +
             "Check the daemon log, then restart the gateway or retry.",
         }),
         "reportUnavailable",
