@@ -7,6 +7,7 @@ import {
 import { createRegistryClient } from "../../../../src/adapters/registry/client.js";
 import type { AgentMetadata } from "../../../../src/adapters/registry/types.js";
 import { type RegistryServerHandle, startRegistryServer } from "../../../../src/registry-server/server.js";
+import type { AccountRuntime } from "../../../../src/runtime/account-runtime.js";
 import { AccountRuntimes } from "../../../../src/runtime/account-runtimes.js";
 import { removeStateDirs, type TestRuntime, testRuntime } from "./test-network.js";
 
@@ -100,7 +101,7 @@ export function textOf(result: AgentNetworkToolResult): string {
 }
 
 /** A fresh set of runtimes holding exactly these accounts. */
-export function runtimesOf(...list: TestRuntime[]): AccountRuntimes {
+export function runtimesOf(...list: AccountRuntime[]): AccountRuntimes {
   const runtimes = new AccountRuntimes();
   for (const runtime of list) runtimes.add(runtime);
   return runtimes;

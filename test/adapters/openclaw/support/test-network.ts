@@ -175,21 +175,20 @@ export interface TestRuntime extends AccountRuntime {
 
 const stateDirs: string[] = [];
 
-/** An AccountRuntime around a TestNetwork; lifecycle methods are not used by these tests and say so. */
-export function testRuntime(
-  accountId: string,
-  registryUrl: string,
-  config: Record<string, unknown> = {},
-): TestRuntime {
-  const account: ResolvedAccount = resolveAccount(
-    { accounts: { [accountId]: { hostname: accountId, registryUrl, ...config } } },
-    accountId,
-    {},
-  );
-  const registry = createRegistryClient({ baseUrl: registryUrl, timeoutMs: 5_000 });
+/** A temp state directory, removed by removeStateDirs(). */
+export function tempStateDir(): string {
   const dir = mkdtempSync(join(tmpdir(), "ar-tool-"));
   stateDirs.push(dir);
-  const network = new TestNetwork(registry);
+  return dir;
+}
+
+/** An AccountRuntime around any network; lifecycle methods are not used by these tests and say so. */
+export function runtimeAround<N extends AccountNetwork>(
+  account: ResolvedAccount,
+  registry: RegistryClient,
+  network: N,
+): AccountRuntime & { readonly network: N } {
+  const { accountId } = account;
   const unused = (name: string) => () => {
     throw new Error(`${name} is not used in tool tests`);
   };
@@ -204,7 +203,7 @@ export function testRuntime(
     accountId,
     hostname: account.hostname,
     installationId: `inst-${accountId}`,
-    registryUrl,
+    registryUrl: account.registryUrl,
     visibilitySource: "config",
     visibilityError: null,
   });
@@ -212,7 +211,7 @@ export function testRuntime(
     accountId,
     account,
     registry,
-    state: createAccountStateStore(dir),
+    state: createAccountStateStore(tempStateDir()),
     network,
     status,
     metadata: unused("metadata"),
@@ -221,6 +220,29 @@ export function testRuntime(
     setTransportInfo: unused("setTransportInfo"),
     stop: async () => {},
   };
+}
+
+/** A resolved account as the config would give it: hostname = account id unless config says otherwise. */
+export function testAccount(
+  accountId: string,
+  registryUrl: string,
+  config: Record<string, unknown> = {},
+): ResolvedAccount {
+  return resolveAccount(
+    { accounts: { [accountId]: { hostname: accountId, registryUrl, ...config } } },
+    accountId,
+    {},
+  );
+}
+
+/** An AccountRuntime around a TestNetwork backed by the registry at `registryUrl`. */
+export function testRuntime(
+  accountId: string,
+  registryUrl: string,
+  config: Record<string, unknown> = {},
+): TestRuntime {
+  const registry = createRegistryClient({ baseUrl: registryUrl, timeoutMs: 5_000 });
+  return runtimeAround(testAccount(accountId, registryUrl, config), registry, new TestNetwork(registry));
 }
 
 export function removeStateDirs(): void {
