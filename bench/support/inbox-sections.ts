@@ -6,6 +6,7 @@ import { type ChildProcess, fork } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { createInboundPipeline, type InboundPipeline } from "../../src/adapters/inbound/pipeline.js";
@@ -109,10 +110,13 @@ export const latencySection: BenchSection = {
     try {
       await h.receiver.scan();
       const cpu0 = process.cpuUsage();
+      const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+      loopDelay.enable();
       const writer = startWriter({ dir: h.inbox, count, intervalMs, prefix: "lat", peers: 10 });
       await writer.done;
       await until(() => h.keys.size >= count, 30_000, `dispatch of ${count} messages`);
       const cpu = process.cpuUsage(cpu0);
+      loopDelay.disable();
       const cpuPerMessageMs = (cpu.user + cpu.system) / 1000 / count;
       const totals = h.receiver.totals();
       const sorted = [...h.latencies].sort((a, b) => a - b);
@@ -132,6 +136,11 @@ export const latencySection: BenchSection = {
           {
             metric: "receiver CPU per message (watcher, read, pipeline, delete)",
             value: `${round(cpuPerMessageMs, 3)} ms (${Math.round((cpu.system / Math.max(1, cpu.user + cpu.system)) * 100)} % in the kernel)`,
+          },
+          {
+            // A long stall here is this process (GC, a blocking syscall); stalls beyond it are the host's scheduler.
+            metric: "event loop delay p99 / max (this process)",
+            value: `${round(loopDelay.percentile(99) / 1e6)} / ${round(loopDelay.max / 1e6)} ms`,
           },
           {
             metric: "scans / file reads per message",
