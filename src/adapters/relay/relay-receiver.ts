@@ -96,6 +96,9 @@ export interface RelayReceiverStatus {
   consecutiveFailures: number;
   lastError: string | null;
   lastMessageAt: number | null;
+  /** The message the pipeline asked to retry, holding back later ones until it has a final outcome. */
+  retrying: { messageId: string; fromHostname: string | null; attempts: number; since: number } | null;
+  /** Cumulative, since start. */
   counts: Record<"received" | "dispatched" | "duplicate" | "refused" | "retry" | "deadLettered", number>;
 }
 
@@ -160,6 +163,7 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
     consecutiveFailures: 0,
     lastError: null,
     lastMessageAt: null,
+    retrying: null,
     counts: { received: 0, dispatched: 0, duplicate: 0, refused: 0, retry: 0, deadLettered: 0 },
   };
 
@@ -293,8 +297,18 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
       else if (outcome === "dead-lettered") status.counts.deadLettered += 1;
       else {
         status.counts.retry += 1;
+        if (status.retrying?.messageId === message.messageId) status.retrying.attempts += 1;
+        else {
+          status.retrying = {
+            messageId: message.messageId,
+            fromHostname: message.fromHostname,
+            attempts: 1,
+            since: now(),
+          };
+        }
         return "retry";
       }
+      if (status.retrying?.messageId === message.messageId) status.retrying = null;
       if (outcome === "dead-lettered") {
         try {
           await keepDeadLetter(message);

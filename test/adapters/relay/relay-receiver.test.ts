@@ -132,10 +132,12 @@ describe("relay receiver", () => {
     await sink.waitForSeen(1);
     // Retried, not acked: the registry still holds it while the receiver backs off.
     expect(await betaInbox(world)).toEqual([env.id]);
+    expect(receiver.status().retrying).toMatchObject({ messageId: env.id, fromHostname: "alpha" });
     await sink.waitForDispatched(1);
     expect(sink.seen.map((r) => r.ref)).toEqual([env.id, env.id, env.id]);
     await until(async () => (await betaInbox(world as RelayWorld)).length === 0);
     expect(receiver.status().counts).toMatchObject({ retry: 2, dispatched: 1 });
+    expect(receiver.status().retrying).toBeNull();
   });
 
   it("a retried message holds back later ones, which then arrive in order", async () => {
