@@ -1,7 +1,8 @@
 // The agent_network tool: how the model searches the registry, asks other agents to connect, decides incoming
 // requests, and messages trusted peers. It acts for the account of the session it is called from and never throws
 // at the model: every failure becomes a text saying what to do next. Text written by other agents (introductions,
-// names, descriptions) only ever appears quoted and marked untrusted.
+// names, descriptions) only ever appears quoted and marked untrusted. In a conversation started by another agent,
+// the only handshake the agent may approve is that agent's own.
 import type {
   AnyAgentTool,
   OpenClawPluginApi,
@@ -32,7 +33,7 @@ import {
 /** What the tool knows about the session calling it (a subset of OpenClaw's tool context). */
 export type ToolSessionContext = Pick<
   OpenClawPluginToolContext,
-  "agentAccountId" | "messageChannel" | "sessionKey"
+  "agentAccountId" | "messageChannel" | "sessionKey" | "requesterSenderId"
 >;
 
 export interface AgentNetworkToolError {
@@ -82,6 +83,17 @@ export function sessionAccountId(ctx: ToolSessionContext): string | null {
   const parts = ctx.sessionKey?.split(":") ?? [];
   if (parts[0] === "agent" && parts[2] === CHANNEL_ID && parts[3] && parts[4] === "direct") return parts[3];
   return null;
+}
+
+/**
+ * The other agent a session of this channel is with (its hostname), or null outside such a session. When the
+ * session says it is ours but not whom with, "" (some peer, unknown).
+ */
+export function sessionPeer(ctx: ToolSessionContext): string | null {
+  if (sessionAccountId(ctx) === null) return null;
+  const parts = ctx.sessionKey?.split(":") ?? [];
+  const fromKey = parts[2] === CHANNEL_ID && parts[4] === "direct" ? parts.slice(5).join(":") : "";
+  return (fromKey || ctx.requesterSenderId || "").toLowerCase();
 }
 
 class ToolFailure extends Error {
@@ -250,7 +262,11 @@ function fail(
   };
 }
 
-async function run(runtime: AccountRuntime, params: AgentNetworkParams): Promise<AgentNetworkToolResult> {
+async function run(
+  runtime: AccountRuntime,
+  params: AgentNetworkParams,
+  session: ToolSessionContext,
+): Promise<AgentNetworkToolResult> {
   const { network } = runtime;
   if (
     (params.action === "handshake" || params.action === "contact") &&
@@ -339,6 +355,17 @@ async function run(runtime: AccountRuntime, params: AgentNetworkParams): Promise
           `Your owner approves handshakes for this account; you cannot approve "${params.peer}" yourself. Tell your owner about the request; they approve it with: ${command}`,
         );
       }
+      const talkingTo = sessionPeer(session);
+      if (talkingTo !== null && talkingTo !== params.peer.toLowerCase()) {
+        // This turn was started by another agent's message: it may ask us to let in a third party. Only the
+        // peer of this conversation can be approved here; anything else is decided outside peer conversations.
+        return fail(
+          "approve",
+          runtime.accountId,
+          "PEER_SESSION",
+          `This conversation is with another agent${talkingTo ? ` (${talkingTo})` : ""}, so you can only approve that agent here, by its hostname. Decide other requests outside conversations with agents, e.g. when your owner asks.`,
+        );
+      }
       const peer = await network.approve(params.peer);
       return ok(
         "approve",
@@ -425,7 +452,7 @@ export async function executeAgentNetwork(
     return fail(params.action, null, code, (error as Error).message);
   }
   try {
-    return await run(runtime, params);
+    return await run(runtime, params, ctx);
   } catch (error) {
     if (error instanceof NetworkError) {
       return fail(
@@ -464,6 +491,7 @@ export function createAgentNetworkTool(
       agentAccountId: ctx.agentAccountId,
       messageChannel: ctx.messageChannel,
       sessionKey: ctx.sessionKey,
+      requesterSenderId: ctx.requesterSenderId,
     };
     return {
       name: TOOL_NAME,

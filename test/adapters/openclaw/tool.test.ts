@@ -1,7 +1,11 @@
 // agent_network handshakes, decisions, messaging and diagnostics; which account a call acts for; invalid input;
 // the schema the model sees and how the tool is registered.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { registerAgentNetworkTool, sessionAccountId } from "../../../src/adapters/openclaw/tool.js";
+import {
+  registerAgentNetworkTool,
+  sessionAccountId,
+  sessionPeer,
+} from "../../../src/adapters/openclaw/tool.js";
 import {
   AGENT_NETWORK_ACTIONS,
   agentNetworkParamsJsonSchema,
@@ -182,6 +186,37 @@ describe("agent_network approve and reject", () => {
       });
       expect(textOf(result)).toContain("Approved mallory");
     }
+  });
+
+  it("in a conversation with another agent, approves only that agent", async () => {
+    const me = account("me", { handshake: { approver: "agent" } });
+    me.network.add(hostileRequest());
+    me.network.add(peer({ hostname: "carol", state: "pendingApproval" }));
+    const runtimes = runtimesOf(me);
+    const inMallorysSession = { sessionKey: "agent:main:agent-registry:me:direct:mallory" };
+    const third = await runTool(runtimes, { action: "approve", peer: "carol" }, inMallorysSession);
+    expect(third.details).toMatchObject({ ok: false, error: { code: "PEER_SESSION" } });
+    expect(textOf(third)).toContain("only approve that agent here");
+    expect(me.network.known.get("carol")?.state).toBe("pendingApproval");
+
+    const unknownPeer = await runTool(
+      runtimes,
+      { action: "approve", peer: "carol" },
+      { messageChannel: "agent-registry", agentAccountId: "me" },
+    );
+    expect(unknownPeer.details).toMatchObject({ ok: false, error: { code: "PEER_SESSION" } });
+
+    const same = await runTool(runtimes, { action: "approve", peer: "Mallory" }, inMallorysSession);
+    expect(same.details).toMatchObject({
+      ok: true,
+      data: { peer: { hostname: "mallory", state: "trusted" } },
+    });
+    const fromOwner = await runTool(
+      runtimes,
+      { action: "approve", peer: "carol" },
+      { sessionKey: "agent:main:main" },
+    );
+    expect(fromOwner.details).toMatchObject({ ok: true });
   });
 
   it("reports approving something that is not pending", async () => {
@@ -377,6 +412,15 @@ describe("which account a call acts for", () => {
     expect(textOf(unknown)).toContain('"zzz" is not running');
     const none = await runTool(runtimesOf(), { action: "peers" });
     expect(none.details).toMatchObject({ ok: false, error: { code: "NO_ACCOUNT" } });
+  });
+
+  it("knows which agent a session of this channel is with", () => {
+    expect(sessionPeer({ sessionKey: "agent:main:agent-registry:work:direct:Bob" })).toBe("bob");
+    expect(
+      sessionPeer({ messageChannel: "agent-registry", agentAccountId: "work", requesterSenderId: "carol" }),
+    ).toBe("carol");
+    expect(sessionPeer({ messageChannel: "agent-registry", agentAccountId: "work" })).toBe("");
+    expect(sessionPeer({ sessionKey: "agent:main:main", requesterSenderId: "owner" })).toBeNull();
   });
 
   it("parses this channel's session keys only", () => {
