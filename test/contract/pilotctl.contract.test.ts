@@ -25,8 +25,8 @@ const realNodes = process.env.PILOT_NODES;
 const real = Boolean(realBinary && realNodes);
 const destructive = !real || process.env.PILOT_CONTRACT_DESTRUCTIVE === "1";
 // Real handshakes propagate at the daemons' registry heartbeat (30 s each way); the fake uses a short delay.
-const WAIT_MS = real ? 150_000 : 10_000;
-const TEST_TIMEOUT_MS = real ? 400_000 : 60_000;
+const WAIT_MS = real ? 150_000 : 30_000;
+const TEST_TIMEOUT_MS = real ? 400_000 : 120_000;
 
 async function eventually<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + WAIT_MS;
@@ -76,7 +76,13 @@ describe.each(targets)("pilotctl contract (%s)", { timeout: TEST_TIMEOUT_MS }, (
       net = fake;
       specs = ["contract-a", "contract-b"].map((h) => fake.addNode(h));
       ctl = specs.map((s) =>
-        createPilotctl({ binary: fake.pilotctlPath, home: s.home, socket: s.socket!, env: fake.env(s.home) }),
+        createPilotctl({
+          binary: fake.pilotctlPath,
+          home: s.home,
+          socket: s.socket!,
+          env: fake.env(s.home),
+          timeoutMs: 30_000,
+        }),
       );
     }
     info = [];

@@ -348,8 +348,11 @@ function guidance(op: PilotOperation, code: PilotErrorCode, target?: string): st
         ? `sending to ${peer} timed out: the peer may be offline; retry later`
         : `pilotctl ${op} timed out: check \`pilotctl daemon status\` and retry`;
     case "not_found":
-      return op === "find" || op === "send-message" || op === "handshake"
-        ? `${peer} is not known to the Pilot registry: check the hostname or ask the peer to start its daemon`
+      if (op === "find") {
+        return `${peer} is not known to the Pilot registry: check the hostname or ask the peer to start its daemon`;
+      }
+      return op === "send-message" || op === "handshake"
+        ? `could not resolve ${peer}: check the hostname, or use its node id (a private peer's hostname may resolve only once trust exists)`
         : `pilotctl ${op}: nothing found`;
     case "already_exists":
       return op === "daemon.start"
@@ -399,6 +402,14 @@ function positional(text: string): string {
 export const MAX_PAYLOAD_BYTES = 128 * 1024 - 64;
 
 function checkPayload(data: string): void {
+  if (data === "") {
+    // pilotctl answers "--data is required" to an empty value.
+    throw new PilotError(
+      "send-message",
+      "invalid_argument",
+      "an empty message cannot be sent: write some text",
+    );
+  }
   if (data.includes("\0")) {
     throw new PilotError(
       "send-message",

@@ -19,7 +19,7 @@ function raw(
   const r = spawnSync(net.pilotctlPath, args, {
     env: { ...process.env, ...net.env(node.home), ...extraEnv },
     encoding: "utf8",
-    timeout: 20_000,
+    timeout: 60_000,
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -32,7 +32,7 @@ function inboxData(node: FakePilotNode): string[] {
     .map((m) => m.data ?? "");
 }
 
-describe.each(["old", "new"] as const)("fake pilotctl quirks (%s build)", { timeout: 60_000 }, (shape) => {
+describe.each(["old", "new"] as const)("fake pilotctl quirks (%s build)", { timeout: 120_000 }, (shape) => {
   let net: FakePilotNetwork;
   let a: Peer;
   let b: Peer;
@@ -55,10 +55,28 @@ describe.each(["old", "new"] as const)("fake pilotctl quirks (%s build)", { time
     expect(JSON.parse(bad.stderr)).toMatchObject({ status: "error", code: "not_found" });
   });
 
-  it("usage errors are text with exit 2", () => {
-    const r = raw(net, a.node, ["--json", "frobnicate"]);
-    expect(r.code).toBe(2);
-    expect(() => JSON.parse(r.stderr)).toThrow();
+  it("usage errors are text with exit 2; with --json an unknown command is invalid_argument", () => {
+    const none = raw(net, a.node, []);
+    expect(none.code).toBe(2);
+    expect(() => JSON.parse(none.stderr)).toThrow();
+    expect(raw(net, a.node, ["frobnicate"]).code).toBe(2);
+    const unknown = raw(net, a.node, ["--json", "frobnicate"]);
+    expect(unknown.code).toBe(1);
+    expect(JSON.parse(unknown.stderr)).toMatchObject({ code: "invalid_argument" });
+  });
+
+  it("unknown flags are ignored, and --json may stand anywhere", () => {
+    const r = raw(net, a.node, ["info", "--frobnicate", "--json"]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).data.hostname).toBe("qa");
+  });
+
+  it("an empty --data is invalid_argument; the answer names the target by address", () => {
+    const empty = raw(net, a.node, ["--json", "send-message", "qb", "--data="]);
+    expect(empty.code).toBe(1);
+    expect(JSON.parse(empty.stderr).code).toBe("invalid_argument");
+    const sent = raw(net, a.node, ["--json", "send-message", "qb", "--data=x"]);
+    expect(JSON.parse(sent.stdout).data.target).toMatch(/^0:0000\.[0-9A-F]{4}\.[0-9A-F]{4}$/);
   });
 
   it("escapes <>& like Go's encoder", () => {

@@ -21,7 +21,8 @@ export function adapterFor(
     binary: net.pilotctlPath,
     home: node.home,
     socket: node.socket,
-    timeoutMs: 10_000,
+    // Generous: on a loaded 2-core CI machine one node process can take seconds to start.
+    timeoutMs: 30_000,
     env: net.env(node.home),
     ...extra,
   });
@@ -50,8 +51,8 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, 
 export async function trustEachOther(a: Peer, b: Peer): Promise<void> {
   const aInfo = await a.ctl.info();
   await a.ctl.handshake(b.node.hostname, "test: please trust me");
-  await waitFor(async () => (await b.ctl.pending()).some((p) => p.nodeId === aInfo.nodeId), 10_000);
+  await waitFor(async () => (await b.ctl.pending()).some((p) => p.nodeId === aInfo.nodeId), 30_000);
   await b.ctl.approve(aInfo.nodeId);
   const bInfo = await b.ctl.info();
-  await waitFor(async () => (await a.ctl.trust()).some((t) => t.nodeId === bInfo.nodeId), 10_000);
+  await waitFor(async () => (await a.ctl.trust()).some((t) => t.nodeId === bInfo.nodeId), 30_000);
 }

@@ -63,7 +63,7 @@ describe("createPilotctl without a binary", () => {
 // Every step runs real processes; on a loaded 2-core machine one node start costs ~0.5 s.
 describe.each(["old", "new"] as const)(
   "pilotctl adapter against the fake (%s build)",
-  { timeout: 60_000 },
+  { timeout: 120_000 },
   (shape) => {
     let net: FakePilotNetwork;
     let alpha: Peer;
@@ -321,15 +321,27 @@ describe.each(["old", "new"] as const)(
       expect(err.code).toBe("invalid_argument");
     });
 
-    if (shape === "old") {
-      it("forcing the new inbox flags on an old build is a usage error (exit 2)", async () => {
-        const forced = adapterFor(net, beta.node, { shape: "new" });
-        const err = await pilotError(forced.listInbox());
-        expect(err.code).toBe("usage");
-        expect(err.exitCode).toBe(2);
-        expect(err.message).toMatch(/incompatible/);
-      });
-    }
+    it("a build that rejects the new inbox flags: auto mode falls back to plain `inbox`", async (ctx) => {
+      // Only meaningful for the old output: a new build's plain `inbox` lists previews, not payloads.
+      if (shape === "new") ctx.skip();
+      const strict = { ...net.env(beta.node.home), FAKE_PILOT_REJECT_FLAGS: "full,limit" };
+      await alpha.ctl.sendMessage("beta", "for the strict build");
+      const auto = adapterFor(net, beta.node, { env: strict });
+      expect((await auto.listInbox()).map((m) => m.data)).toContain("for the strict build");
+    });
+
+    it("forcing the new inbox flags on such a build is a usage error (exit 2) saying what to check", async () => {
+      const strict = { ...net.env(beta.node.home), FAKE_PILOT_REJECT_FLAGS: "full,limit" };
+      const forced = adapterFor(net, beta.node, { env: strict, shape: "new" });
+      const err = await pilotError(forced.listInbox());
+      expect(err.code).toBe("usage");
+      expect(err.exitCode).toBe(2);
+      expect(err.message).toMatch(/incompatible/);
+    });
+
+    it("an empty message is refused before running anything", async () => {
+      expect((await pilotError(alpha.ctl.sendMessage("beta", ""))).code).toBe("invalid_argument");
+    });
 
     it("never leaves inbox files behind for listInbox (it only reads)", async () => {
       const before = (await listInboxFiles(inboxDir(beta.node.home))).length;
