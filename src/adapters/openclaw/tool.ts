@@ -257,7 +257,9 @@ function fail(
   message: string,
 ): AgentNetworkToolResult {
   return {
-    content: [{ type: "text", text: `agent_network ${action ?? ""} failed (${code}): ${message}` }],
+    content: [
+      { type: "text", text: `agent_network${action ? ` ${action}` : ""} failed (${code}): ${message}` },
+    ],
     details: { ok: false, action, accountId, error: { code, message } },
   };
 }
@@ -437,10 +439,8 @@ export async function executeAgentNetwork(
 ): Promise<AgentNetworkToolResult> {
   const parsed = agentNetworkParamsSchema.safeParse(raw ?? {});
   if (!parsed.success) {
-    const action =
-      typeof raw === "object" && raw !== null && typeof (raw as { action?: unknown }).action === "string"
-        ? ((raw as { action: string }).action as string)
-        : null;
+    const given = typeof raw === "object" && raw !== null ? (raw as { action?: unknown }).action : undefined;
+    const action = AGENT_NETWORK_ACTIONS.includes(given as AgentNetworkAction) ? (given as string) : null;
     return fail(action, null, "INVALID_INPUT", describeInvalid(parsed.error, raw));
   }
   const params = parsed.data;

@@ -438,6 +438,7 @@ describe("invalid input", () => {
       const result = await runTool(runtimesOf(account()), input);
       expect(result.details).toMatchObject({ ok: false, error: { code: "INVALID_INPUT" } });
       expect(textOf(result)).toContain(`one of ${AGENT_NETWORK_ACTIONS.join(", ")}`);
+      expect(textOf(result)).toMatch(/^agent_network( \S+)? failed \(INVALID_INPUT\): /);
     }
   });
 
