@@ -1,9 +1,9 @@
-// In-memory search index over agents (rebuilt from the store at start, updated on every write). Search at
-// 100k agents must answer in a few milliseconds with an exact `total`, which SQL joins over broad matches
-// could not do: here a query walks only the postings of its most selective word, and liveness, capability
-// filters and ranking read flat per-agent data. Word semantics: every word of `q` must be a prefix of a word
-// of the agent (hostname, display name, description, capabilities, split at punctuation); a word with
-// punctuation must also appear verbatim, so `alpha-bot`, `100%` or `c++` are plain text.
+// In-memory search index over agents (rebuilt from the store at start, updated on every write). Search
+// over 100k agents needs an exact `total` and a ranked page even when a word matches a third of them,
+// which SQL joins did too slowly: here a query walks only the postings of its most selective word, and
+// liveness, capability filters and ranking read flat per-agent data. Word semantics: every word of `q` must
+// be a prefix of a word of the agent (hostname, display name, description, capabilities, split at
+// punctuation); a word with punctuation must also appear verbatim, so `alpha-bot`, `100%`, `c++` are text.
 
 export interface IndexedAgent {
   id: string;
@@ -72,6 +72,7 @@ export class SearchIndex {
   /** Every token, sorted, for prefix ranges; kept sorted by binary insertion (new tokens are rare). */
   readonly #vocabulary: string[] = [];
   readonly #byCapability = new Map<string, Set<number>>();
+  readonly #capabilityNames = new Map<string, string>();
   #size = 0;
   #bulk = false;
 
@@ -89,7 +90,10 @@ export class SearchIndex {
       for (const [seq, agent] of entries) this.add(seq, agent);
     } finally {
       this.#bulk = false;
-      this.#vocabulary.splice(0, this.#vocabulary.length, ...[...this.#postings.keys()].sort());
+      // A loop, not a spread: 100k+ words would overflow the argument limit of splice().
+      this.#vocabulary.length = 0;
+      for (const token of this.#postings.keys()) this.#vocabulary.push(token);
+      this.#vocabulary.sort();
     }
   }
 
@@ -100,7 +104,8 @@ export class SearchIndex {
       seq,
       id: agent.id,
       hostname: agent.hostname,
-      capabilities: agent.capabilities,
+      // Share one string per capability name across agents (a few hundred names, 100k agents).
+      capabilities: agent.capabilities.map((c) => this.#capabilityNames.get(c) ?? c),
       text,
       lastSeen: agent.lastSeen,
     };
@@ -121,6 +126,7 @@ export class SearchIndex {
       if (!set) {
         set = new Set();
         this.#byCapability.set(capability, set);
+        this.#capabilityNames.set(capability, capability);
       }
       set.add(seq);
     }
@@ -150,7 +156,10 @@ export class SearchIndex {
     for (const capability of doc.capabilities) {
       const set = this.#byCapability.get(capability);
       set?.delete(seq);
-      if (set?.size === 0) this.#byCapability.delete(capability);
+      if (set?.size === 0) {
+        this.#byCapability.delete(capability);
+        this.#capabilityNames.delete(capability);
+      }
     }
   }
 
