@@ -48,10 +48,21 @@ async function ignoreBody(ctx: RequestContext, operation: string): Promise<void>
   await readBody(ctx.req, operation, 64 * 1024);
 }
 
-const pathParam = <S extends z.ZodType>(ctx: RequestContext, name: string, schema: S, operation: string) =>
-  validate(z.object({ [name]: schema }), { [name]: ctx.params[name] }, "path", operation)[
-    name
-  ] as z.output<S>;
+// Path-parameter schemas are built once: zod compiles an object schema on first use, so building one per
+// request would recompile on every call.
+const pathSchemas = {
+  id: z.object({ id: idParam }),
+  hostname: z.object({ hostname: hostnameSchema }),
+  installation_id: z.object({ installation_id: idParam }),
+};
+
+function pathParam(ctx: RequestContext, name: keyof typeof pathSchemas, operation: string): string {
+  const parsed = validate(pathSchemas[name], { [name]: ctx.params[name] }, "path", operation) as Record<
+    string,
+    string
+  >;
+  return parsed[name]!;
+}
 
 export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Router {
   const router = new Router();
@@ -104,26 +115,26 @@ export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Ro
 
   const byHostname: Handler = (ctx) => {
     const op = "get agent by hostname";
-    const hostname = pathParam(ctx, "hostname", hostnameSchema, op);
+    const hostname = pathParam(ctx, "hostname", op);
     const q = validate(byHostnameQuerySchema, queryObject(ctx.url), "query", op);
     return { status: 200, body: service.byHostname(hostname, q.include_offline ?? false) };
   };
 
   const getAgent: Handler = (ctx) => ({
     status: 200,
-    body: service.get(pathParam(ctx, "id", idParam, "get agent")),
+    body: service.get(pathParam(ctx, "id", "get agent")),
   });
 
   const patchAgent: Handler = async (ctx) => {
     const op = "update agent";
-    const id = pathParam(ctx, "id", idParam, op);
+    const id = pathParam(ctx, "id", op);
     const input = validate(patchSchema, await jsonBody(ctx, op, 64 * 1024), "body", op);
     return { status: 200, body: service.patch(id, input, caller(ctx)) };
   };
 
   const deleteAgent: Handler = async (ctx) => {
     const op = "deregister agent";
-    const id = pathParam(ctx, "id", idParam, op);
+    const id = pathParam(ctx, "id", op);
     await ignoreBody(ctx, op);
     service.remove(id, caller(ctx));
     return { status: 204 };
@@ -131,7 +142,7 @@ export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Ro
 
   const heartbeat: Handler = async (ctx) => {
     const op = "heartbeat";
-    const id = pathParam(ctx, "id", idParam, op);
+    const id = pathParam(ctx, "id", op);
     await ignoreBody(ctx, op);
     return { status: 200, body: service.heartbeat(id, caller(ctx)) };
   };
@@ -144,7 +155,7 @@ export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Ro
 
   const inbox: Handler = async (ctx) => {
     const op = "read relay inbox";
-    const installationId = pathParam(ctx, "installation_id", idParam, op);
+    const installationId = pathParam(ctx, "installation_id", op);
     const q = validate(inboxQuerySchema, queryObject(ctx.url), "query", op);
     const after = q.after ? Number(q.after) : 0;
     const limit = q.limit ?? 100;
@@ -187,12 +198,12 @@ export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Ro
 
   const pending: Handler = (ctx) => ({
     status: 200,
-    body: service.pendingTrust(pathParam(ctx, "installation_id", idParam, "list pending trust requests")),
+    body: service.pendingTrust(pathParam(ctx, "installation_id", "list pending trust requests")),
   });
 
   const trustList: Handler = (ctx) => ({
     status: 200,
-    body: service.trustList(pathParam(ctx, "installation_id", idParam, "list trust")),
+    body: service.trustList(pathParam(ctx, "installation_id", "list trust")),
   });
 
   return router
