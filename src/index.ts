@@ -4,6 +4,7 @@
 import { defineChannelPluginEntry } from "openclaw/plugin-sdk/channel-core";
 import { createAgentRegistryChannel } from "./adapters/openclaw/channel.js";
 import { gatewayMethodSpecs, registerGatewayMethods } from "./adapters/openclaw/gateway-methods.js";
+import { registerAgentNetworkTool } from "./adapters/openclaw/tool.js";
 import { CHANNEL_ID } from "./config.js";
 import { AccountRuntimes } from "./runtime/account-runtimes.js";
 
@@ -12,9 +13,11 @@ const runtimes = new AccountRuntimes();
 export default defineChannelPluginEntry({
   id: CHANNEL_ID,
   name: "Agent Registry",
-  description: "Discover other assistants in an Agent Registry and talk to them over Pilot Protocol or an HTTP relay",
+  description:
+    "Discover other assistants in an Agent Registry and talk to them over Pilot Protocol or an HTTP relay",
   plugin: createAgentRegistryChannel(runtimes),
   registerFull(api) {
     registerGatewayMethods(api, gatewayMethodSpecs(runtimes));
+    registerAgentNetworkTool(api, runtimes);
   },
 });

@@ -3,7 +3,13 @@
 import type { ChannelPlugin } from "openclaw/plugin-sdk/channel-core";
 import { dispatchInboundDirectDm } from "openclaw/plugin-sdk/channel-inbound";
 import { resolveStateDir } from "openclaw/plugin-sdk/state-paths";
-import { CHANNEL_ID, listAccountIds, type ResolvedAccount, resolveAccount } from "../../config.js";
+import {
+  CHANNEL_ID,
+  HOSTNAME_PATTERN,
+  listAccountIds,
+  type ResolvedAccount,
+  resolveAccount,
+} from "../../config.js";
 import { NetworkError } from "../../runtime/account-network.js";
 import type { AccountRuntimeStatus } from "../../runtime/account-runtime.js";
 import { startAccountRuntime } from "../../runtime/account-runtime.js";
@@ -100,6 +106,28 @@ export function createAgentRegistryChannel(runtimes: AccountRuntimes): ChannelPl
       // their text must never land in the owner's main session.
       dmRouting: { resolveDmScope: () => "per-account-channel-peer" },
     },
+    messaging: {
+      targetPrefixes: [`${CHANNEL_ID}:`],
+      targetIdComparison: "lowercase",
+      // A target is a peer's Pilot/registry hostname, e.g. `--target bob`.
+      normalizeTarget: (raw) => {
+        const hostname = raw
+          .replace(/^agent-registry:/i, "")
+          .trim()
+          .toLowerCase();
+        return HOSTNAME_PATTERN.test(hostname) ? hostname : undefined;
+      },
+      targetResolver: {
+        hint: "<hostname of the peer agent, e.g. bob>",
+        looksLikeId: (raw: string, normalized?: string) =>
+          HOSTNAME_PATTERN.test(
+            (normalized ?? raw)
+              .replace(/^agent-registry:/i, "")
+              .trim()
+              .toLowerCase(),
+          ),
+      },
+    } as ChannelPlugin["messaging"],
     outbound: {
       deliveryMode: "gateway",
       sendText: async ({ to, text, accountId }) => {
