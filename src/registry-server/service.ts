@@ -1,7 +1,7 @@
 // The registry's rules, independent of HTTP: registration upsert without id churn, liveness from last_seen
 // and the ttl, agent-token checks, relay messages with dedupe, and the trust handshake. Callers pass parsed,
 // validated input; every failure is a RegistryHttpError naming the operation and the next step.
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { issueToken, matchesHash } from "./auth.js";
 import { conflict, forbidden, notFound, payloadTooLarge, unauthorized, unprocessable } from "./errors.js";
 import type { InboxWaiters } from "./inbox-waiters.js";
@@ -172,10 +172,25 @@ export class RegistryService {
         this.#store.updateAgent(agent);
         return { created: false, record: this.toRecord(agent, now), token: token?.token };
       }
-      const agent: StoredAgent = { id: randomUUID(), createdAt: now, ...fields };
+      const agent: StoredAgent = {
+        id: this.#newAgentId(installationId, fields.hostname),
+        createdAt: now,
+        ...fields,
+      };
       this.#store.insertAgent(agent);
       return { created: true, record: this.toRecord(agent, now), token: token?.token };
     });
+  }
+
+  /**
+   * The same installation under the same hostname always gets the same id, even after it deregistered (a
+   * plugin reload deletes and re-creates the record): ids do not churn. Anonymous registrations get a random id.
+   */
+  #newAgentId(installationId: string | null, hostname: string): string {
+    if (!installationId) return randomUUID();
+    const hex = createHash("sha256").update(`agent:${installationId}:${hostname}`).digest("hex");
+    const id = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+    return this.#store.getAgentById(id) ? randomUUID() : id;
   }
 
   patch(id: string, input: PatchInput, caller: Caller): AgentRecord {

@@ -46,6 +46,17 @@ describe("registration upsert", () => {
     expect(hb.status).toBe(403);
   });
 
+  it("gives the same id back when an installation registers again after deregistering (plugin reload)", async () => {
+    const r = await startTestRegistry();
+    const first = await r.register({ hostname: "alpha", installation_id: "inst-a" });
+    const removed = await r.call("DELETE", `/api/v1/agents/${first.id}`, { token: first.agent_token });
+    expect(removed.status).toBe(204);
+    const again = await r.register({ hostname: "alpha", installation_id: "inst-a" });
+    expect(again.id).toBe(first.id);
+    const other = await r.register({ hostname: "beta", installation_id: "inst-b" });
+    expect(other.id).not.toBe(first.id);
+  });
+
   it("keeps the id when the installation changes its hostname", async () => {
     const r = await startTestRegistry();
     const first = await r.register({ hostname: "alpha", installation_id: "inst-a" });
