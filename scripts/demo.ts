@@ -1,0 +1,325 @@
+// `npm run demo [-- --transport relay|pilot]`: the whole story on this machine, checked step by step.
+// Starts the reference registry (temporary SQLite), a scripted OpenAI-compatible model, and one real OpenClaw
+// gateway with two accounts, alice and bob; then bob's agent finds alice by capability, asks for a handshake,
+// alice's operator approves, bob's agent writes, alice's agent replies, and bob sees the reply in his session with
+// alice. Every step is observed, not just printed; exit 0 only when all were. Everything started is stopped.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { type RegistryServerHandle, startRegistryServer } from "../src/registry-server/server.js";
+import { createGateway, type Gateway, waitUntil } from "../test/e2e/support/gateway.js";
+import {
+  type ChatRequest,
+  lastUserText,
+  type ModelServer,
+  messageText,
+  type ScriptedReply,
+  startModelServer,
+} from "../test/e2e/support/model-server.js";
+import { createFakePilotNetwork, type FakePilotNetwork } from "../test/fixtures/fake-pilot/network.js";
+
+export type DemoTransport = "relay" | "pilot";
+
+export interface DemoStep {
+  name: string;
+  ok: boolean;
+  ms: number;
+  detail?: string;
+}
+
+export interface DemoResult {
+  ok: boolean;
+  steps: DemoStep[];
+  totalMs: number;
+}
+
+const HAIKU = "Salt wind on the pier / the tide keeps its old promise / gulls write, then erase";
+const OWNER_FIND = "Find an agent who writes poetry and ask to connect with them.";
+const OWNER_WRITE = "Alice accepted. Ask her for a haiku about the sea.";
+
+/** The tool call as this gateway exposes it: directly, or through OpenClaw's tool-search bridge. */
+function toolCall(request: ChatRequest, args: Record<string, unknown>): ScriptedReply {
+  const names = (request.tools ?? []).map((tool) => tool.function.name);
+  if (names.includes("agent_network")) return { toolCall: { name: "agent_network", arguments: args } };
+  return { toolCall: { name: "tool_call", arguments: { id: "agent_network", args } } };
+}
+
+/** The scripted model: plays bob's and alice's agents from what each request contains. */
+export function demoScript(request: ChatRequest): ScriptedReply {
+  const last = request.messages.at(-1);
+  const user = lastUserText(request);
+  if (last?.role === "tool") {
+    const result = messageText(last);
+    if (user.includes(OWNER_FIND)) {
+      const askedAlready = request.messages.some((m) =>
+        (m.tool_calls ?? []).some((call) => call.function.arguments.includes("handshake")),
+      );
+      if (askedAlready) return { text: "I asked alice to connect; her owner must approve." };
+      if (/alice/.test(result)) {
+        return toolCall(request, {
+          action: "handshake",
+          accountId: "bob",
+          hostname: "alice",
+          introduction: "Hi, I am Bob's assistant. Ben would love a poem now and then.",
+        });
+      }
+      return { text: "I found no poet." };
+    }
+    if (user.includes(OWNER_WRITE))
+      return { text: "I wrote to alice; her reply will arrive in my session with her." };
+    return { text: "Done." };
+  }
+  if (user.includes(OWNER_FIND)) {
+    return toolCall(request, { action: "search", accountId: "bob", capabilities: ["poetry"] });
+  }
+  if (user.includes(OWNER_WRITE)) {
+    return toolCall(request, {
+      action: "contact",
+      accountId: "bob",
+      hostname: "alice",
+      message: "Hello Alice! Could you write me a haiku about the sea?",
+    });
+  }
+  if (user.includes("haiku about the sea?")) return { text: HAIKU };
+  if (user.includes("gulls write, then erase")) return { text: "Thank you, that is lovely." };
+  return { text: "Noted." };
+}
+
+interface DemoOptions {
+  transport: DemoTransport;
+  log?: (line: string) => void;
+}
+
+export async function runDemo(options: DemoOptions): Promise<DemoResult> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const started = Date.now();
+  const steps: DemoStep[] = [];
+  const dbDir = mkdtempSync(join(tmpdir(), "agent-registry-demo-"));
+  let registry: RegistryServerHandle | undefined;
+  let model: ModelServer | undefined;
+  let gateway: Gateway | undefined;
+  let pilot: FakePilotNetwork | undefined;
+
+  const step = async (name: string, run: () => Promise<string | undefined>): Promise<boolean> => {
+    const t0 = Date.now();
+    try {
+      const detail = await run();
+      const entry: DemoStep = { name, ok: true, ms: Date.now() - t0, ...(detail ? { detail } : {}) };
+      steps.push(entry);
+      log(`  ok   ${name} (${(entry.ms / 1000).toFixed(1)} s)${detail ? ` - ${detail}` : ""}`);
+      return true;
+    } catch (error) {
+      const detail = error instanceof Error ? error.message : String(error);
+      steps.push({ name, ok: false, ms: Date.now() - t0, detail });
+      log(`  FAIL ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s) - ${detail.slice(0, 2000)}`);
+      return false;
+    }
+  };
+
+  const status = async () =>
+    (
+      await gateway!.call<{
+        accounts: Array<{ accountId: string; lifecycle: string; agentId: string | null }>;
+      }>("agent-registry.status")
+    ).accounts;
+  const registryJson = async (path: string) => {
+    const response = await fetch(`${registry!.url}${path}`);
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+  const history = async (sessionKey: string): Promise<string> => {
+    const result = await gateway!.cli(
+      ["gateway", "call", "chat.history", "--params", JSON.stringify({ sessionKey }), "--json"],
+      { reject: false },
+    );
+    return result.stdout;
+  };
+
+  try {
+    log(`agent-registry demo (transport: ${options.transport})`);
+    const ready = await step("start the registry, the scripted model and an OpenClaw gateway", async () => {
+      registry = await startRegistryServer({ port: 0, db: join(dbDir, "registry.db") });
+      model = await startModelServer(demoScript);
+      const accounts: Record<string, Record<string, unknown>> = {
+        alice: {
+          hostname: "alice",
+          displayName: "Alice",
+          ownerName: "Ann",
+          description: "Writes short poems on request",
+          capabilities: ["poetry", "haiku"],
+        },
+        bob: { hostname: "bob", displayName: "Bob", ownerName: "Ben", capabilities: ["carpentry"] },
+      };
+      let env: Record<string, string> = {};
+      if (options.transport === "pilot") {
+        pilot = createFakePilotNetwork();
+        for (const name of ["alice", "bob"] as const) {
+          const node = pilot.addNode(name);
+          accounts[name]!.pilot = { pilotctl: pilot.pilotctlPath, home: node.home, socket: node.socket };
+        }
+        // The fake network's shared settings; each account's HOME and socket come from its pilot config.
+        const { HOME: _home, PILOT_SOCKET: _socket, ...shared } = pilot.env(dbDir);
+        env = shared;
+      }
+      gateway = await createGateway({
+        modelBaseUrl: model.url,
+        env,
+        channelConfig: {
+          registryUrl: registry.url,
+          transport: options.transport,
+          heartbeatIntervalSeconds: 30,
+          pilot: { pollIntervalSeconds: 2 },
+          handshake: { approver: "owner" },
+          inbound: { autoReplyBudget: 1 },
+          accounts,
+        },
+      });
+      await gateway.start();
+      return `registry ${registry.url}, gateway 127.0.0.1:${gateway.port}`;
+    });
+    if (!ready) return finish();
+
+    await step("both agents register", async () => {
+      await waitUntil(
+        async () => {
+          const all = await status();
+          return all.length === 2 && all.every((a) => a.lifecycle === "online");
+        },
+        180_000,
+        "alice and bob online",
+        1_000,
+      );
+      const page = await registryJson("/api/v1/agents/?limit=10");
+      const names = (page.body.agents as Array<{ hostname: string }>).map((a) => a.hostname).sort();
+      if (names.join(",") !== "alice,bob") throw new Error(`registry lists ${names.join(",")}`);
+      return "alice and bob are online in the registry";
+    });
+
+    await step("bob's agent searches by capability, finds alice and asks for a handshake", async () => {
+      await gateway!.cli(
+        ["agent", "--agent", "main", "--session-key", "owner-bob", "--message", OWNER_FIND, "--json"],
+        { timeoutMs: 180_000 },
+      );
+      const searched = model!.requests.some((r) =>
+        r.messages.some(
+          (m) => m.role === "tool" && /alice/.test(messageText(m)) && /poetry/.test(messageText(m)),
+        ),
+      );
+      if (!searched) throw new Error("the search result never reached bob's agent");
+      const pending = await waitUntil(
+        async () => {
+          const result = await gateway!.call<{ accounts?: Array<{ pending: Array<{ hostname: string }> }> }>(
+            "agent-registry.pending",
+            { accountId: "alice" },
+          );
+          const list = JSON.stringify(result);
+          return list.includes('"bob"') ? list : undefined;
+        },
+        60_000,
+        "bob's request in alice's pending list",
+        1_000,
+      );
+      return `alice has a pending request from bob (${pending.length} bytes of detail)`;
+    });
+
+    await step("alice's operator approves bob", async () => {
+      await gateway!.call("agent-registry.approve", { accountId: "alice", peer: "bob" });
+      await waitUntil(
+        async () => {
+          const peers = JSON.stringify(await gateway!.call("agent-registry.peers", { accountId: "bob" }));
+          return /"alice"[^}]*"trusted"|"trusted"[^}]*"alice"/.test(peers);
+        },
+        60_000,
+        "bob to see alice as trusted",
+        1_000,
+      );
+      return "both sides trust each other";
+    });
+
+    await step("bob's agent writes to alice", async () => {
+      await gateway!.cli(
+        ["agent", "--agent", "main", "--session-key", "owner-bob", "--message", OWNER_WRITE, "--json"],
+        { timeoutMs: 180_000 },
+      );
+      const sent = model!.requests.some((r) =>
+        r.messages.some(
+          (m) => m.role === "tool" && /message/i.test(messageText(m)) && /alice/.test(messageText(m)),
+        ),
+      );
+      if (!sent) throw new Error("the contact result never reached bob's agent");
+      return "message sent";
+    });
+
+    await step("alice's agent receives it in her session with bob and replies", async () => {
+      await waitUntil(
+        () =>
+          model!.requests.some(
+            (r) => lastUserText(r).includes("haiku about the sea?") && lastUserText(r).includes("untrusted"),
+          ),
+        120_000,
+        "alice's agent to get bob's message, framed as untrusted",
+        1_000,
+      );
+      const text = await waitUntil(
+        async () => {
+          const h = await history("agent:main:agent-registry:alice:direct:bob");
+          return h.includes("haiku about the sea") ? h : undefined;
+        },
+        60_000,
+        "bob's message in alice's session agent:main:agent-registry:alice:direct:bob",
+        1_000,
+      );
+      return `alice's session with bob holds the message (${text.length} bytes of history)`;
+    });
+
+    await step("bob sees alice's reply in his session with alice", async () => {
+      await waitUntil(
+        async () => {
+          const h = await history("agent:main:agent-registry:bob:direct:alice");
+          return h.includes("gulls write, then erase") ? h : undefined;
+        },
+        120_000,
+        "the haiku in agent:main:agent-registry:bob:direct:alice",
+        1_000,
+      );
+      return `"${HAIKU}"`;
+    });
+
+    await step("stopping the gateway deregisters both", async () => {
+      const t0 = Date.now();
+      await gateway!.stop();
+      const list = await registryJson("/api/v1/agents/?include_offline=true");
+      const left = (list.body.agents as unknown[]).length;
+      if (left !== 0) throw new Error(`${left} records left in the registry`);
+      return `records removed, gateway stopped in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+    });
+  } finally {
+    await gateway?.stop().catch(() => undefined);
+    gateway?.cleanup();
+    await model?.close().catch(() => undefined);
+    await registry?.close().catch(() => undefined);
+    pilot?.close();
+    rmSync(dbDir, { recursive: true, force: true });
+  }
+  return finish();
+
+  function finish(): DemoResult {
+    const ok = steps.length > 0 && steps.every((s) => s.ok) && steps.length === 8;
+    const totalMs = Date.now() - started;
+    log(
+      `${ok ? "demo passed" : "demo FAILED"}: ${steps.filter((s) => s.ok).length}/8 steps in ${(totalMs / 1000).toFixed(1)} s`,
+    );
+    return { ok, steps, totalMs };
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  const index = process.argv.indexOf("--transport");
+  const transport = (index >= 0 ? process.argv[index + 1] : "relay") as DemoTransport;
+  if (transport !== "relay" && transport !== "pilot") {
+    console.error(`--transport must be relay or pilot, got ${transport}`);
+    process.exit(2);
+  }
+  const result = await runDemo({ transport });
+  process.exit(result.ok ? 0 : 1);
+}
