@@ -11,7 +11,6 @@ import { type RegistryServerHandle, startRegistryServer } from "../src/registry-
 import { createGateway, type Gateway, waitUntil } from "../test/e2e/support/gateway.js";
 import {
   type ChatRequest,
-  lastUserText,
   type ModelServer,
   messageText,
   type ScriptedReply,
@@ -38,6 +37,15 @@ const HAIKU = "Salt wind on the pier / the tide keeps its old promise / gulls wr
 const OWNER_FIND = "Find an agent who writes poetry and ask to connect with them.";
 const OWNER_WRITE = "Alice accepted. Ask her for a haiku about the sea.";
 
+/** The last user message that is not OpenClaw's own injected context block. */
+function lastOwnText(request: ChatRequest): string {
+  const own = request.messages
+    .filter((m) => m.role === "user")
+    .map((m) => messageText(m))
+    .filter((text) => !text.startsWith("<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>"));
+  return own.at(-1) ?? "";
+}
+
 /** The tool call as this gateway exposes it: directly, or through OpenClaw's tool-search bridge. */
 function toolCall(request: ChatRequest, args: Record<string, unknown>): ScriptedReply {
   const names = (request.tools ?? []).map((tool) => tool.function.name);
@@ -48,7 +56,7 @@ function toolCall(request: ChatRequest, args: Record<string, unknown>): Scripted
 /** The scripted model: plays bob's and alice's agents from what each request contains. */
 export function demoScript(request: ChatRequest): ScriptedReply {
   const last = request.messages.at(-1);
-  const user = lastUserText(request);
+  const user = lastOwnText(request);
   if (last?.role === "tool") {
     const result = messageText(last);
     if (user.includes(OWNER_FIND)) {
@@ -179,120 +187,140 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     });
     if (!ready) return finish();
 
-    await step("both agents register", async () => {
-      await waitUntil(
-        async () => {
-          const all = await status();
-          return all.length === 2 && all.every((a) => a.lifecycle === "online");
-        },
-        180_000,
-        "alice and bob online",
-        1_000,
-      );
-      const page = await registryJson("/api/v1/agents/?limit=10");
-      const names = (page.body.agents as Array<{ hostname: string }>).map((a) => a.hostname).sort();
-      if (names.join(",") !== "alice,bob") throw new Error(`registry lists ${names.join(",")}`);
-      return "alice and bob are online in the registry";
-    });
+    if (
+      !(await step("both agents register", async () => {
+        await waitUntil(
+          async () => {
+            const all = await status();
+            return all.length === 2 && all.every((a) => a.lifecycle === "online");
+          },
+          180_000,
+          "alice and bob online",
+          1_000,
+        );
+        const page = await registryJson("/api/v1/agents/?limit=10");
+        const names = (page.body.agents as Array<{ hostname: string }>).map((a) => a.hostname).sort();
+        if (names.join(",") !== "alice,bob") throw new Error(`registry lists ${names.join(",")}`);
+        return "alice and bob are online in the registry";
+      }))
+    )
+      return finish();
 
-    await step("bob's agent searches by capability, finds alice and asks for a handshake", async () => {
-      await gateway!.cli(
-        ["agent", "--agent", "main", "--session-key", "owner-bob", "--message", OWNER_FIND, "--json"],
-        { timeoutMs: 180_000 },
-      );
-      const searched = model!.requests.some((r) =>
-        r.messages.some(
-          (m) => m.role === "tool" && /alice/.test(messageText(m)) && /poetry/.test(messageText(m)),
-        ),
-      );
-      if (!searched) throw new Error("the search result never reached bob's agent");
-      const pending = await waitUntil(
-        async () => {
-          const result = await gateway!.call<{ accounts?: Array<{ pending: Array<{ hostname: string }> }> }>(
-            "agent-registry.pending",
-            { accountId: "alice" },
-          );
-          const list = JSON.stringify(result);
-          return list.includes('"bob"') ? list : undefined;
-        },
-        60_000,
-        "bob's request in alice's pending list",
-        1_000,
-      );
-      return `alice has a pending request from bob (${pending.length} bytes of detail)`;
-    });
-
-    await step("alice's operator approves bob", async () => {
-      await gateway!.call("agent-registry.approve", { accountId: "alice", peer: "bob" });
-      await waitUntil(
-        async () => {
-          const peers = JSON.stringify(await gateway!.call("agent-registry.peers", { accountId: "bob" }));
-          return /"alice"[^}]*"trusted"|"trusted"[^}]*"alice"/.test(peers);
-        },
-        60_000,
-        "bob to see alice as trusted",
-        1_000,
-      );
-      return "both sides trust each other";
-    });
-
-    await step("bob's agent writes to alice", async () => {
-      await gateway!.cli(
-        ["agent", "--agent", "main", "--session-key", "owner-bob", "--message", OWNER_WRITE, "--json"],
-        { timeoutMs: 180_000 },
-      );
-      const sent = model!.requests.some((r) =>
-        r.messages.some(
-          (m) => m.role === "tool" && /message/i.test(messageText(m)) && /alice/.test(messageText(m)),
-        ),
-      );
-      if (!sent) throw new Error("the contact result never reached bob's agent");
-      return "message sent";
-    });
-
-    await step("alice's agent receives it in her session with bob and replies", async () => {
-      await waitUntil(
-        () =>
-          model!.requests.some(
-            (r) => lastUserText(r).includes("haiku about the sea?") && lastUserText(r).includes("untrusted"),
+    if (
+      !(await step("bob's agent searches by capability, finds alice and asks for a handshake", async () => {
+        await gateway!.cli(
+          ["agent", "--agent", "main", "--session-key", "owner-bob", "--message", OWNER_FIND, "--json"],
+          { timeoutMs: 180_000 },
+        );
+        const searched = model!.requests.some((r) =>
+          r.messages.some(
+            (m) => m.role === "tool" && /alice/.test(messageText(m)) && /poetry/.test(messageText(m)),
           ),
-        120_000,
-        "alice's agent to get bob's message, framed as untrusted",
-        1_000,
-      );
-      const text = await waitUntil(
-        async () => {
-          const h = await history("agent:main:agent-registry:alice:direct:bob");
-          return h.includes("haiku about the sea") ? h : undefined;
-        },
-        60_000,
-        "bob's message in alice's session agent:main:agent-registry:alice:direct:bob",
-        1_000,
-      );
-      return `alice's session with bob holds the message (${text.length} bytes of history)`;
-    });
+        );
+        if (!searched) throw new Error("the search result never reached bob's agent");
+        const pending = await waitUntil(
+          async () => {
+            const result = await gateway!.call<{
+              accounts?: Array<{ pending: Array<{ hostname: string }> }>;
+            }>("agent-registry.pending", { accountId: "alice" });
+            const list = JSON.stringify(result);
+            return list.includes('"bob"') ? list : undefined;
+          },
+          60_000,
+          "bob's request in alice's pending list",
+          1_000,
+        );
+        return `alice has a pending request from bob (${pending.length} bytes of detail)`;
+      }))
+    )
+      return finish();
 
-    await step("bob sees alice's reply in his session with alice", async () => {
-      await waitUntil(
-        async () => {
-          const h = await history("agent:main:agent-registry:bob:direct:alice");
-          return h.includes("gulls write, then erase") ? h : undefined;
-        },
-        120_000,
-        "the haiku in agent:main:agent-registry:bob:direct:alice",
-        1_000,
-      );
-      return `"${HAIKU}"`;
-    });
+    if (
+      !(await step("alice's operator approves bob", async () => {
+        await gateway!.call("agent-registry.approve", { accountId: "alice", peer: "bob" });
+        await waitUntil(
+          async () => {
+            const peers = JSON.stringify(await gateway!.call("agent-registry.peers", { accountId: "bob" }));
+            return /"alice"[^}]*"trusted"|"trusted"[^}]*"alice"/.test(peers);
+          },
+          60_000,
+          "bob to see alice as trusted",
+          1_000,
+        );
+        return "both sides trust each other";
+      }))
+    )
+      return finish();
 
-    await step("stopping the gateway deregisters both", async () => {
-      const t0 = Date.now();
-      await gateway!.stop();
-      const list = await registryJson("/api/v1/agents/?include_offline=true");
-      const left = (list.body.agents as unknown[]).length;
-      if (left !== 0) throw new Error(`${left} records left in the registry`);
-      return `records removed, gateway stopped in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
-    });
+    if (
+      !(await step("bob's agent writes to alice", async () => {
+        await gateway!.cli(
+          ["agent", "--agent", "main", "--session-key", "owner-bob", "--message", OWNER_WRITE, "--json"],
+          { timeoutMs: 180_000 },
+        );
+        const sent = model!.requests.some((r) =>
+          r.messages.some(
+            (m) => m.role === "tool" && /message/i.test(messageText(m)) && /alice/.test(messageText(m)),
+          ),
+        );
+        if (!sent) throw new Error("the contact result never reached bob's agent");
+        return "message sent";
+      }))
+    )
+      return finish();
+
+    if (
+      !(await step("alice's agent receives it in her session with bob and replies", async () => {
+        await waitUntil(
+          () =>
+            model!.requests.some(
+              (r) => lastOwnText(r).includes("haiku about the sea?") && lastOwnText(r).includes("untrusted"),
+            ),
+          120_000,
+          "alice's agent to get bob's message, framed as untrusted",
+          1_000,
+        );
+        const text = await waitUntil(
+          async () => {
+            const h = await history("agent:main:agent-registry:alice:direct:bob");
+            return h.includes("haiku about the sea") ? h : undefined;
+          },
+          60_000,
+          "bob's message in alice's session agent:main:agent-registry:alice:direct:bob",
+          1_000,
+        );
+        return `alice's session with bob holds the message (${text.length} bytes of history)`;
+      }))
+    )
+      return finish();
+
+    if (
+      !(await step("bob sees alice's reply in his session with alice", async () => {
+        await waitUntil(
+          async () => {
+            const h = await history("agent:main:agent-registry:bob:direct:alice");
+            return h.includes("gulls write, then erase") ? h : undefined;
+          },
+          120_000,
+          "the haiku in agent:main:agent-registry:bob:direct:alice",
+          1_000,
+        );
+        return `"${HAIKU}"`;
+      }))
+    )
+      return finish();
+
+    if (
+      !(await step("stopping the gateway deregisters both", async () => {
+        const t0 = Date.now();
+        await gateway!.stop();
+        const list = await registryJson("/api/v1/agents/?include_offline=true");
+        const left = (list.body.agents as unknown[]).length;
+        if (left !== 0) throw new Error(`${left} records left in the registry`);
+        return `records removed, gateway stopped in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+      }))
+    )
+      return finish();
   } finally {
     await gateway?.stop().catch(() => undefined);
     gateway?.cleanup();
