@@ -21,6 +21,15 @@ const committed = JSON.parse(committedText) as {
 };
 const channel = committed.channelConfigs[CHANNEL_ID];
 
+/** Where two texts first differ, so a stale manifest says what changed without a 1000-line diff. */
+function firstDifference(committed: string, rendered: string): string {
+  const a = committed.split("\n");
+  const b = rendered.split("\n");
+  const line = a.findIndex((text, i) => text !== b[i]);
+  const at = line === -1 ? a.length : line;
+  return `line ${at + 1}: committed ${JSON.stringify(a[at]?.trim() ?? null)}, code renders ${JSON.stringify(b[at]?.trim() ?? null)}`;
+}
+
 /** A config an operator would write: two accounts, one on the relay, one on Pilot, shared defaults on top. */
 const realistic = {
   registryUrl: "https://registry.example.com",
@@ -53,9 +62,10 @@ const realistic = {
 
 describe("openclaw.plugin.json", () => {
   it("equals renderManifest() (run `npm run manifest` after changing src/config.ts or src/manifest.ts)", () => {
+    const rendered = renderManifest();
     expect(
-      committedText === renderManifest(),
-      "openclaw.plugin.json is stale: run `npm run manifest` and commit it",
+      committedText === rendered,
+      `openclaw.plugin.json is stale: run \`npm run manifest\` and commit it (${firstDifference(committedText, rendered)})`,
     ).toBe(true);
   });
 
