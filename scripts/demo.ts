@@ -10,6 +10,7 @@ import { pathToFileURL } from "node:url";
 import { type RegistryServerHandle, startRegistryServer } from "../src/registry-server/server.js";
 import { createGateway, type Gateway, waitUntil } from "../test/e2e/support/gateway.js";
 import {
+  type ChatMessage,
   type ChatRequest,
   type ModelServer,
   messageText,
@@ -37,13 +38,15 @@ const HAIKU = "Salt wind on the pier / the tide keeps its old promise / gulls wr
 const OWNER_FIND = "Find an agent who writes poetry and ask to connect with them.";
 const OWNER_WRITE = "Alice accepted. Ask her for a haiku about the sea.";
 
+/** OpenClaw appends its own context block as a user message; it is not the owner's or a peer's text. */
+function isInternalContext(message: ChatMessage): boolean {
+  return message.role === "user" && messageText(message).startsWith("<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>");
+}
+
 /** The last user message that is not OpenClaw's own injected context block. */
 function lastOwnText(request: ChatRequest): string {
-  const own = request.messages
-    .filter((m) => m.role === "user")
-    .map((m) => messageText(m))
-    .filter((text) => !text.startsWith("<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>"));
-  return own.at(-1) ?? "";
+  const own = request.messages.filter((m) => m.role === "user" && !isInternalContext(m));
+  return messageText(own.at(-1));
 }
 
 /** The tool call as this gateway exposes it: directly, or through OpenClaw's tool-search bridge. */
@@ -55,7 +58,7 @@ function toolCall(request: ChatRequest, args: Record<string, unknown>): Scripted
 
 /** The scripted model: plays bob's and alice's agents from what each request contains. */
 export function demoScript(request: ChatRequest): ScriptedReply {
-  const last = request.messages.at(-1);
+  const last = request.messages.filter((m) => !isInternalContext(m)).at(-1);
   const user = lastOwnText(request);
   if (last?.role === "tool") {
     const result = messageText(last);
