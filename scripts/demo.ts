@@ -220,7 +220,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
             (m) => m.role === "tool" && /alice/.test(messageText(m)) && /poetry/.test(messageText(m)),
           ),
         );
-        if (!searched) throw new Error("the search result never reached bob's agent");
+        if (!searched) {
+        const tools = model!.requests.flatMap((r) => r.messages.filter((m) => m.role === "tool").map(messageText));
+        throw new Error(`the search result never reached bob's agent; tool results: ${tools.at(-1)?.slice(-1500)}`);
+      }
         const pending = await waitUntil(
           async () => {
             const result = await gateway!.call<{

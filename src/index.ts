@@ -8,7 +8,13 @@ import { registerAgentNetworkTool } from "./adapters/openclaw/tool.js";
 import { CHANNEL_ID } from "./config.js";
 import { AccountRuntimes } from "./runtime/account-runtimes.js";
 
-const runtimes = new AccountRuntimes();
+// OpenClaw may load this entry more than once in one gateway process (e.g. again to build the tool catalog),
+// each time as a fresh module instance. Account runtimes live in the instance that started them, so the set is
+// kept on globalThis under a registered symbol: every instance in this process sees the same running accounts.
+const RUNTIMES_KEY = Symbol.for("openclaw-agent-registry.runtimes");
+const processGlobal = globalThis as typeof globalThis & { [RUNTIMES_KEY]?: AccountRuntimes };
+processGlobal[RUNTIMES_KEY] ??= new AccountRuntimes();
+const runtimes = processGlobal[RUNTIMES_KEY];
 
 export default defineChannelPluginEntry({
   id: CHANNEL_ID,
