@@ -49,6 +49,16 @@ function lastOwnText(request: ChatRequest): string {
   return messageText(own.at(-1));
 }
 
+/** The session a turn ran in, as OpenClaw states it in the prompt (`session=<key>`). */
+function sessionOf(request: ChatRequest | undefined): string | null {
+  if (!request) return null;
+  for (const message of request.messages) {
+    const match = /session=(agent:[^\s|]+)/.exec(messageText(message));
+    if (match) return match[1] ?? null;
+  }
+  return null;
+}
+
 /** The tool call as this gateway exposes it: directly, or through OpenClaw's tool-search bridge. */
 function toolCall(request: ChatRequest, args: Record<string, unknown>): ScriptedReply {
   const names = (request.tools ?? []).map((tool) => tool.function.name);
@@ -138,6 +148,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     const response = await fetch(`${registry!.url}${path}`);
     return { status: response.status, body: (await response.json()) as Record<string, unknown> };
   };
+  let aliceSession: string | null = null;
   const history = async (sessionKey: string): Promise<string> => {
     const result = await gateway!.cli(
       ["gateway", "call", "chat.history", "--params", JSON.stringify({ sessionKey }), "--json"],
@@ -221,9 +232,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
           ),
         );
         if (!searched) {
-        const tools = model!.requests.flatMap((r) => r.messages.filter((m) => m.role === "tool").map(messageText));
-        throw new Error(`the search result never reached bob's agent; tool results: ${tools.at(-1)?.slice(-1500)}`);
-      }
+          const tools = model!.requests.flatMap((r) =>
+            r.messages.filter((m) => m.role === "tool").map(messageText),
+          );
+          throw new Error(
+            `the search result never reached bob's agent; tool results: ${tools.at(-1)?.slice(-1500)}`,
+          );
+        }
         const pending = await waitUntil(
           async () => {
             const result = await gateway!.call<{
@@ -286,32 +301,60 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
           "alice's agent to get bob's message, framed as untrusted",
           1_000,
         );
+        // OpenClaw tells the model which session a turn runs in: it must be alice's own session for bob.
+        const turn = model!.requests.find((r) => lastOwnText(r).includes("haiku about the sea?"));
+        const session = sessionOf(turn);
+        if (
+          !session ||
+          session === "agent:main:main" ||
+          !/agent-registry/.test(session) ||
+          !/bob/.test(session)
+        ) {
+          throw new Error(
+            `bob's message ran in session ${session ?? "(unknown)"}, not alice's session for bob`,
+          );
+        }
+        aliceSession = session;
         const text = await waitUntil(
           async () => {
-            const h = await history("agent:main:agent-registry:alice:direct:bob");
+            const h = await history(session);
             return h.includes("haiku about the sea") ? h : undefined;
           },
           60_000,
-          "bob's message in alice's session agent:main:agent-registry:alice:direct:bob",
+          `bob's message in the history of ${session}`,
           1_000,
         );
-        return `alice's session with bob holds the message (${text.length} bytes of history)`;
+        return `${session} holds it (${text.length} bytes of history)`;
       }))
     )
       return finish();
 
     if (
       !(await step("bob sees alice's reply in his session with alice", async () => {
-        await waitUntil(
-          async () => {
-            const h = await history("agent:main:agent-registry:bob:direct:alice");
-            return h.includes("gulls write, then erase") ? h : undefined;
-          },
+        const turn = await waitUntil(
+          () => model!.requests.find((r) => lastOwnText(r).includes("gulls write, then erase")),
           120_000,
-          "the haiku in agent:main:agent-registry:bob:direct:alice",
+          "alice's haiku to reach bob's agent",
           1_000,
         );
-        return `"${HAIKU}"`;
+        const session = sessionOf(turn);
+        if (
+          !session ||
+          session === aliceSession ||
+          !/agent-registry/.test(session) ||
+          !/alice/.test(session)
+        ) {
+          throw new Error(
+            `alice's reply ran in session ${session ?? "(unknown)"}, not bob's session for alice`,
+          );
+        }
+        await waitUntil(
+          async () => ((await history(session)).includes("gulls write, then erase") ? true : undefined),
+          60_000,
+          `the haiku in the history of ${session}`,
+          1_000,
+        );
+        return `${session}: "${HAIKU}"`;
       }))
     )
       return finish();

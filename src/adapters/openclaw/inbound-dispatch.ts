@@ -61,6 +61,15 @@ export function frameInbound(message: AdmittedMessage, introduction: string | nu
   return lines.join("\n");
 }
 
+/**
+ * The config as dispatch sees it: DMs of this channel always get one session per account and peer, whatever the
+ * owner's global `session.dmScope` (default "main" would put a peer agent's text into the owner's main session).
+ */
+export function withPeerSessions(cfg: unknown): unknown {
+  const base = (cfg ?? {}) as { session?: Record<string, unknown> };
+  return { ...base, session: { ...base.session, dmScope: "per-account-channel-peer" } };
+}
+
 export function createSessionDispatcher(
   options: SessionDispatcherOptions,
 ): (message: AdmittedMessage) => Promise<void> {
@@ -71,7 +80,7 @@ export function createSessionDispatcher(
     introduced.add(hostname);
     let dispatchError: unknown;
     await options.dispatchDirectDm({
-      cfg: options.cfg as never,
+      cfg: withPeerSessions(options.cfg) as never,
       channel: options.channel,
       channelLabel: "Agent Registry",
       accountId: options.accountId,
