@@ -1,0 +1,18 @@
+// End to end: the whole user story (`npm run demo`) on a real OpenClaw gateway, once over the registry relay and
+// once over the fake Pilot network: register, search by capability, handshake with an introduction, owner
+// approval, a real message into the peer's own session (framed as untrusted), the reply back into the sender's
+// session for that peer, and deregistration on stop. Each step is checked by the demo itself.
+import { describe, expect, it } from "vitest";
+import { runDemo } from "../../scripts/demo.js";
+
+describe.each(["relay", "pilot"] as const)("the whole story over %s", (transport) => {
+  it("passes every step", async () => {
+    const lines: string[] = [];
+    const result = await runDemo({ transport, log: (line) => lines.push(line) });
+    expect(
+      result.steps.filter((s) => !s.ok),
+      lines.join("\n"),
+    ).toEqual([]);
+    expect(result.ok).toBe(true);
+  }, 600_000);
+});
