@@ -51,7 +51,8 @@ async function startFakeConvex(): Promise<{ url: string; discoverable: boolean; 
 describe("account lifecycle in a real OpenClaw gateway", () => {
   const dbDir = mkdtempSync(join(tmpdir(), "ar-e2e-db-"));
   const dbPath = join(dbDir, "registry.db");
-  const ttlSeconds = 4;
+  // Longer than the 5 s heartbeat, so a live agent never looks offline between two heartbeats.
+  const ttlSeconds = 8;
   let registry: RegistryServerHandle;
   let registryPort = 0;
   let model: ModelServer;
