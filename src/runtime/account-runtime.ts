@@ -19,7 +19,12 @@ import type { VisibilityReading } from "../adapters/visibility/types.js";
 import { DEFAULT_REGISTRY_URL, type ResolvedAccount } from "../config.js";
 import { accountMachine } from "../machines/account.machine.js";
 import { type AccountStatus, toAccountStatus } from "../machines/account.status.js";
-import type { AgentMetadata, PlainError, PlainErrorKind } from "../machines/types.js";
+import {
+  type AgentMetadata,
+  PLAIN_ERROR_KINDS,
+  type PlainError,
+  type PlainErrorKind,
+} from "../machines/types.js";
 import type { AccountNetwork } from "./account-network.js";
 import { createPeerNetwork } from "./peer-network.js";
 import { startPilotLink } from "./pilot-link.js";
@@ -84,18 +89,7 @@ export interface AccountRuntime {
   stop(): Promise<void>;
 }
 
-const PLAIN_KINDS = new Set<PlainErrorKind>([
-  "not_found",
-  "unauthorized",
-  "forbidden",
-  "conflict",
-  "invalid",
-  "too_large",
-  "unreachable",
-  "timeout",
-  "bad_response",
-  "http",
-]);
+const PLAIN_KINDS = new Set<PlainErrorKind>(PLAIN_ERROR_KINDS);
 
 /** Registry errors become plain data the machine can keep in context (no Error objects, no secrets). */
 function plain(error: unknown, operation: string): PlainError {

@@ -8,7 +8,13 @@ import { createPilotTransport } from "../adapters/pilot/pilot-transport.js";
 import { createPilotctl, PilotError } from "../adapters/pilot/pilotctl.js";
 import { type BinaryCheck, type DaemonEvent, daemonMachine } from "../machines/daemon.machine.js";
 import type { PlainError } from "../machines/types.js";
-import { createPipeline, type LinkDeps, startPollActor, type TransportLink } from "./transport-link.js";
+import {
+  createPipeline,
+  inboundCounters,
+  type LinkDeps,
+  startPollActor,
+  type TransportLink,
+} from "./transport-link.js";
 
 /** How often a managed daemon's liveness is checked by its watcher. */
 const WATCH_INTERVAL_MS = 5_000;
@@ -169,16 +175,7 @@ export async function startPilotLink(deps: LinkDeps): Promise<TransportLink> {
       return reason ?? "The Pilot daemon is starting; try again in a few seconds";
     },
     inbox: () => ({ undelivered: [], deadLettered: [] }),
-    counters: () => {
-      const c = pipeline.counters();
-      return {
-        dispatched: c.dispatched,
-        refused: { ...c.refused },
-        deadLettered: c.deadLettered,
-        duplicates: c.duplicates,
-        lastInboundAt: c.lastInboundAt,
-      };
-    },
+    counters: () => inboundCounters(pipeline),
     nodeInfo: () => ({
       pilotNodeId: running() ? daemon.getSnapshot().context.nodeId : null,
       pilotAddress: running() ? daemon.getSnapshot().context.address : null,

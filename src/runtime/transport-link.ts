@@ -100,6 +100,18 @@ export function createPipeline(deps: LinkDeps): InboundPipeline {
   });
 }
 
+/** The pipeline's counters as the account network reports them. */
+export function inboundCounters(pipeline: InboundPipeline): ReturnType<TransportLink["counters"]> {
+  const c = pipeline.counters();
+  return {
+    dispatched: c.dispatched,
+    refused: { ...c.refused },
+    deadLettered: c.deadLettered,
+    duplicates: c.duplicates,
+    lastInboundAt: c.lastInboundAt,
+  };
+}
+
 /** The reconciliation loop as an actor: one cycle at a time, on a timer, woken early by inbox events. */
 export function startPollActor(
   deps: LinkDeps,
@@ -170,31 +182,16 @@ export function startRelayLink(deps: LinkDeps): TransportLink {
         : null;
     },
     inbox: () => {
-      const status = receiver.status();
+      // The message the receiver is retrying right now (it holds back later ones until this one is final).
+      const { retrying, lastError } = receiver.status();
       return {
-        undelivered: status.counts.retry
-          ? [
-              {
-                ref: status.cursor ?? "relay",
-                from: null,
-                attempts: status.counts.retry,
-                lastError: status.lastError,
-              },
-            ]
+        undelivered: retrying
+          ? [{ ref: retrying.messageId, from: retrying.fromHostname, attempts: retrying.attempts, lastError }]
           : [],
         deadLettered: [],
       };
     },
-    counters: () => {
-      const c = pipeline.counters();
-      return {
-        dispatched: c.dispatched,
-        refused: { ...c.refused },
-        deadLettered: c.deadLettered,
-        duplicates: c.duplicates,
-        lastInboundAt: c.lastInboundAt,
-      };
-    },
+    counters: () => inboundCounters(pipeline),
     nodeInfo: () => ({ pilotNodeId: null, pilotAddress: null }),
     async stop() {
       poll.send({ type: "STOP" });
