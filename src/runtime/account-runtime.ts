@@ -343,12 +343,25 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
       },
       ...(options.inspect ? { inspect: options.inspect } : {}),
     };
-    try {
-      link = account.transport === "relay" ? startRelayLink(deps) : await startPilotLink(deps);
-    } catch (error) {
-      log.error(
-        `agent-registry: ${account.accountId}: ${account.transport} transport failed to start: ${String(error)}`,
-      );
+    const startLink = async () => {
+      try {
+        link = account.transport === "relay" ? startRelayLink(deps) : await startPilotLink(deps);
+      } catch (error) {
+        log.error(
+          `agent-registry: ${account.accountId}: ${account.transport} transport failed to start: ${String(error)}`,
+        );
+      }
+    };
+    if (account.transport === "pilot" || state.identity().agentToken) {
+      // Pilot starts at once: the daemon's node id belongs in the first registration.
+      await startLink();
+    } else {
+      // The relay inbox is read as this installation, with the token its registration returns: wait for it.
+      const sub = actor.subscribe(() => {
+        if (!state.identity().agentToken || abort.signal.aborted) return;
+        sub.unsubscribe();
+        void startLink();
+      });
     }
   }
 
