@@ -2,7 +2,16 @@
 // in isolated temp dirs, bound to 127.0.0.1. Used by the end-to-end tests and `npm run demo`.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -59,10 +68,31 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function baseConfig(opts: GatewayOptions, port: number, token: string): Record<string, unknown> {
+/**
+ * A copy of the plugin as a package would ship it: src/, package.json and the manifest, with node_modules linked to
+ * the repo's. OpenClaw captures a plugin's whole source package before running its tools; loading the repo root
+ * itself fails there ("Plugin entry is outside its captured source package"), since the root also holds
+ * openclaw-host/ with a second node_modules of its own.
+ */
+export function stagePlugin(baseDir: string): string {
+  const dir = join(baseDir, "plugin");
+  mkdirSync(dir, { recursive: true });
+  cpSync(join(repoRoot, "src"), join(dir, "src"), { recursive: true });
+  for (const file of ["package.json", "openclaw.plugin.json"]) cpSync(join(repoRoot, file), join(dir, file));
+  if (!existsSync(join(dir, "node_modules")))
+    symlinkSync(join(repoRoot, "node_modules"), join(dir, "node_modules"), "dir");
+  return dir;
+}
+
+function baseConfig(
+  opts: GatewayOptions,
+  port: number,
+  token: string,
+  pluginDir: string,
+): Record<string, unknown> {
   return {
     gateway: { mode: "local", port, bind: "loopback", auth: { mode: "token", token } },
-    plugins: { load: { paths: [repoRoot] }, entries: { "agent-registry": { enabled: true } } },
+    plugins: { load: { paths: [pluginDir] }, entries: { "agent-registry": { enabled: true } } },
     models: {
       providers: {
         scripted: {
@@ -114,7 +144,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     NO_COLOR: "1",
     ...opts.env,
   };
-  writeFileSync(configPath, JSON.stringify(baseConfig(opts, port, token), null, 2));
+  const pluginDir = stagePlugin(baseDir);
+  writeFileSync(configPath, JSON.stringify(baseConfig(opts, port, token, pluginDir), null, 2));
 
   let child: ChildProcess | undefined;
   let output = "";
