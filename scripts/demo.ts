@@ -66,8 +66,16 @@ function toolCall(request: ChatRequest, args: Record<string, unknown>): Scripted
   return { toolCall: { name: "tool_call", arguments: { id: "agent_network", args } } };
 }
 
+export const FRIENDLY_INTRODUCTION = "Hi, I am Bob's assistant. Ben would love a poem now and then.";
+
 /** The scripted model: plays bob's and alice's agents from what each request contains. */
-export function demoScript(request: ChatRequest): ScriptedReply {
+export function createDemoScript(
+  introduction = FRIENDLY_INTRODUCTION,
+): (request: ChatRequest) => ScriptedReply {
+  return (request) => demoTurn(request, introduction);
+}
+
+function demoTurn(request: ChatRequest, introduction: string): ScriptedReply {
   const last = request.messages.filter((m) => !isInternalContext(m)).at(-1);
   const user = lastOwnText(request);
   if (last?.role === "tool") {
@@ -82,7 +90,7 @@ export function demoScript(request: ChatRequest): ScriptedReply {
           action: "handshake",
           accountId: "bob",
           hostname: "alice",
-          introduction: "Hi, I am Bob's assistant. Ben would love a poem now and then.",
+          introduction,
         });
       }
       return { text: "I found no poet." };
@@ -109,11 +117,14 @@ export function demoScript(request: ChatRequest): ScriptedReply {
 
 interface DemoOptions {
   transport: DemoTransport;
+  /** Bob's handshake introduction; the tests pass a hostile one and check it never acts as an instruction. */
+  introduction?: string;
   log?: (line: string) => void;
 }
 
 export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const log = options.log ?? ((line: string) => console.log(line));
+  const introduction = options.introduction ?? FRIENDLY_INTRODUCTION;
   const started = Date.now();
   const steps: DemoStep[] = [];
   const dbDir = mkdtempSync(join(tmpdir(), "agent-registry-demo-"));
@@ -161,7 +172,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     log(`agent-registry demo (transport: ${options.transport})`);
     const ready = await step("start the registry, the scripted model and an OpenClaw gateway", async () => {
       registry = await startRegistryServer({ port: 0, db: join(dbDir, "registry.db") });
-      model = await startModelServer(demoScript);
+      model = await startModelServer(createDemoScript(introduction));
       const accounts: Record<string, Record<string, unknown>> = {
         alice: {
           hostname: "alice",
@@ -251,7 +262,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
           "bob's request in alice's pending list",
           1_000,
         );
-        return `alice has a pending request from bob (${pending.length} bytes of detail)`;
+        // Owner approval: the request waits, whatever its introduction asks for.
+        await new Promise((r) => setTimeout(r, 3_000));
+        const peers = JSON.stringify(await gateway!.call("agent-registry.peers", { accountId: "alice" }));
+        if (/"trusted"/.test(peers))
+          throw new Error(`alice trusts bob before her operator approved: ${peers}`);
+        return `alice has a pending request from bob, not approved by itself (${pending.length} bytes of detail)`;
       }))
     )
       return finish();
@@ -315,6 +331,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
           );
         }
         aliceSession = session;
+        // Bob's introduction reaches alice's agent only quoted inside the untrusted frame.
+        const seen = lastOwnText(turn!);
+        const quoted = `untrusted):\n<<<\n${introduction}\n>>>`;
+        if (!seen.includes(quoted) || seen.split(introduction).length !== 2) {
+          throw new Error("bob's introduction reached alice's agent outside the untrusted quote");
+        }
         const text = await waitUntil(
           async () => {
             const h = await history(session);
