@@ -100,7 +100,11 @@ export function createSessionDispatcher(
         const text = payload.text?.trim();
         if (!text) return;
         const sent = await options.reply(hostname, text, message.envelope?.id ?? null);
-        if (!sent) options.log.warn(`agent-registry: reply to ${hostname} dropped: auto-reply budget spent`);
+        if (!sent) {
+          options.log.warn(
+            `agent-registry: reply to ${hostname} dropped: peer not trusted or auto-reply budget spent`,
+          );
+        }
       },
       onRecordError: (err) => options.log.warn(`agent-registry: session record failed: ${String(err)}`),
       onDispatchError: (err, info) => {
