@@ -2,21 +2,19 @@
 // milliseconds; `scan()` (called by the poll machine's reconciliation cycle) catches anything the watcher missed.
 // One scan at a time, files oldest first, one file at a time; the pipeline's outcome decides the file's fate:
 // done (dispatched, duplicate, refused) -> delete; retry -> keep; dead-lettered or malformed -> dead-letter folder.
-import { readdirSync, readFileSync, statSync, unlinkSync } from "node:fs";
-import { basename, join } from "node:path";
-import { z } from "zod";
+import { unlinkSync } from "node:fs";
+import { basename } from "node:path";
 import type { InboundOutcome, InboundSink, RawInbound } from "../transport/transport.js";
 import {
   DEFAULT_PARTIAL_GRACE_MS,
-  type InboxEntry,
   type InboxFile,
   type InboxWatcher,
   inboxDir,
+  listInboxFilesSync,
   moveToDeadLetter,
-  type ReadInboxResult,
+  readInboxFileSync,
   watchInbox,
 } from "./inbox.js";
-import { parseAddress } from "./pilotctl.js";
 
 export interface ReceiverLog {
   info(message: string): void;
@@ -119,93 +117,12 @@ export function toRawInbound(file: InboxFile, fallbackReceivedAt: number): RawIn
 // The hot path (list, read, delete) uses synchronous calls on purpose: each is a few microseconds on a local disk,
 // while the promise versions cost a thread-pool round trip each (about 7 per file), which made a 10,000-file
 // backlog 3-4x slower on a busy 2-core host. The scan yields to the event loop every YIELD_EVERY files so the
-// gateway stays responsive. Semantics are those of `listInboxFiles`/`readInboxFile`/`deleteInboxFile` in inbox.ts.
+// gateway stays responsive. Reads use inbox.ts's synchronous `listInboxFilesSync`/`readInboxFileSync`.
 
 const YIELD_EVERY = 64;
 
-const inboxFileSchema = z.object({
-  type: z.string(),
-  from: z.string(),
-  data: z.string().optional(),
-  data_b64: z.string().optional(),
-  bytes: z.number().optional(),
-  received_at: z.union([z.string(), z.number()]).optional(),
-});
-
 function isMissing(err: unknown): boolean {
   return (err as NodeJS.ErrnoException).code === "ENOENT";
-}
-
-/** Message files, oldest first (by last write, then name); a missing directory is empty. */
-export function listInboxFilesNow(dir: string): InboxEntry[] {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch (err) {
-    if (isMissing(err)) return [];
-    throw err;
-  }
-  const entries: InboxEntry[] = [];
-  for (const name of names) {
-    if (!name.endsWith(".json") || name.startsWith(".")) continue;
-    const path = join(dir, name);
-    const st = statSync(path, { throwIfNoEntry: false });
-    // Undefined: deleted or moved between readdir and stat (eviction, another tool).
-    if (st?.isFile()) entries.push({ name, path, mtimeMs: st.mtimeMs, size: st.size });
-  }
-  return entries.sort((a, b) => a.mtimeMs - b.mtimeMs || a.name.localeCompare(b.name));
-}
-
-/** `readInboxFile` without thread-pool round trips (same results; see its documentation in inbox.ts). */
-export function readInboxFileNow(path: string, graceMs: number, now: () => number): ReadInboxResult {
-  let text: string;
-  let mtimeMs: number;
-  let size: number;
-  try {
-    const st = statSync(path);
-    mtimeMs = st.mtimeMs;
-    size = st.size;
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    if (isMissing(err)) return { gone: true };
-    throw err;
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    // Most likely still being written: only a file that stays unparsable past the grace is malformed.
-    if (now() - mtimeMs < graceMs) return { retry: true };
-    return { malformed: `not JSON: ${(err as Error).message}` };
-  }
-  const file = inboxFileSchema.safeParse(parsed);
-  if (!file.success) return { malformed: `unexpected shape: ${file.error.issues[0]?.message ?? "invalid"}` };
-  const f = file.data;
-  let fromNodeId: number;
-  try {
-    fromNodeId = parseAddress(f.from);
-  } catch {
-    // A sender we cannot map to a node id can never pass admission: the file is malformed.
-    return { malformed: `unparsable sender address ${JSON.stringify(f.from)}` };
-  }
-  let data: string;
-  if (f.data !== undefined) data = f.data;
-  else if (f.data_b64 !== undefined) data = Buffer.from(f.data_b64, "base64").toString("utf8");
-  else return { malformed: "neither data nor data_b64" };
-  return {
-    ok: {
-      name: basename(path),
-      path,
-      type: f.type,
-      from: f.from,
-      fromNodeId,
-      data,
-      ...(f.data_b64 === undefined ? {} : { dataB64: f.data_b64 }),
-      ...(f.bytes === undefined ? {} : { bytes: f.bytes }),
-      ...(f.received_at === undefined ? {} : { receivedAt: f.received_at }),
-      size,
-    },
-  };
 }
 
 function deleteNow(path: string): void {
@@ -240,7 +157,7 @@ export function startPilotReceiver(options: PilotReceiverOptions): PilotReceiver
   };
 
   async function handle(path: string, summary: ScanSummary): Promise<boolean> {
-    const read = readInboxFileNow(path, graceMs, now);
+    const read = readInboxFileSync(path, { graceMs, now });
     if ("gone" in read) {
       summary.gone++;
       return false;
@@ -296,7 +213,7 @@ export function startPilotReceiver(options: PilotReceiverOptions): PilotReceiver
 
   async function pass(summary: ScanSummary): Promise<boolean> {
     let keep = false;
-    const entries = listInboxFilesNow(dir);
+    const entries = listInboxFilesSync(dir);
     summary.passes++;
     passesStarted++;
     let sinceYield = 0;

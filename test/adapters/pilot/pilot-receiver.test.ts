@@ -16,13 +16,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createInboundPipeline, type InboundPipeline } from "../../../src/adapters/inbound/pipeline.js";
-import { deadLetterDir, inboxDir, listInboxFiles, readInboxFile } from "../../../src/adapters/pilot/inbox.js";
 import {
-  listInboxFilesNow,
-  type PilotReceiver,
-  readInboxFileNow,
-  startPilotReceiver,
-} from "../../../src/adapters/pilot/pilot-receiver.js";
+  deadLetterDir,
+  inboxDir,
+  listInboxFiles,
+  listInboxFilesSync,
+  readInboxFile,
+  readInboxFileSync,
+} from "../../../src/adapters/pilot/inbox.js";
+import { type PilotReceiver, startPilotReceiver } from "../../../src/adapters/pilot/pilot-receiver.js";
 import { formatAddress } from "../../../src/adapters/pilot/pilotctl.js";
 import { createEnvelope, encodeEnvelope } from "../../../src/adapters/transport/envelope.js";
 import type {
@@ -254,13 +256,13 @@ describe("pilot receiver", () => {
     for (const graceMs of [0, 60_000]) {
       for (const name of Object.keys(files)) {
         const path = join(inbox, name);
-        expect(readInboxFileNow(path, graceMs, () => now)).toEqual(
+        expect(readInboxFileSync(path, { graceMs, now: () => now })).toEqual(
           await readInboxFile(path, { graceMs, now: () => now }),
         );
       }
     }
-    expect(readInboxFileNow(join(inbox, "missing.json"), 0, Date.now)).toEqual({ gone: true });
-    expect(listInboxFilesNow(inbox)).toEqual(await listInboxFiles(inbox));
-    expect(listInboxFilesNow(join(root, "nope"))).toEqual([]);
+    expect(readInboxFileSync(join(inbox, "missing.json"), { graceMs: 0 })).toEqual({ gone: true });
+    expect(listInboxFilesSync(inbox)).toEqual(await listInboxFiles(inbox));
+    expect(listInboxFilesSync(join(root, "nope"))).toEqual([]);
   });
 });
