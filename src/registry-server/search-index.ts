@@ -1,9 +1,11 @@
 // In-memory search index over agents (rebuilt from the store at start, updated on every write). Search
 // over 100k agents needs an exact `total` and a ranked page even when a word matches a third of them,
-// which SQL joins did too slowly: here a query walks only the postings of its most selective word, and
-// liveness, capability filters and ranking read flat per-agent data. Word semantics: every word of `q` must
-// be a prefix of a word of the agent (hostname, display name, description, capabilities, split at
-// punctuation); a word with punctuation must also appear verbatim, so `alpha-bot`, `100%`, `c++` are text.
+// which SQL joins did too slowly: here a query walks only the postings of its most selective source, and
+// liveness, the other words, capability filters and ranking read flat per-agent columns (typed arrays
+// indexed by seq) and per-query marks, so a broad word costs a few array reads per match, no allocation.
+// Word semantics: every word of `q` must be a prefix of a word of the agent (hostname, display name,
+// description, capabilities, split at punctuation); a word with punctuation must also appear verbatim, so
+// `alpha-bot`, `100%`, `c++` are text.
 
 export interface IndexedAgent {
   id: string;
@@ -22,16 +24,6 @@ export interface IndexQuery {
   seenSince?: number;
   limit: number;
   offset: number;
-}
-
-interface Doc {
-  seq: number;
-  id: string;
-  hostname: string;
-  capabilities: string[];
-  /** Lowercase searchable text; words are re-derived from it (cheaper than keeping a token array each). */
-  text: string;
-  lastSeen: number;
 }
 
 const WORD = /[\p{L}\p{N}]+/gu;
@@ -63,18 +55,152 @@ function lowerBound(sorted: string[], key: string): number {
   return lo;
 }
 
+/**
+ * A number ordered like the first three UTF-16 units of `id` (17 bits each, 0 = no unit), so the ranking's
+ * id tie-break compares numbers and reads the id strings only on equal keys.
+ */
+function idKeyOf(id: string): number {
+  let key = 0;
+  for (let i = 0; i < 3; i++) key = key * 0x20000 + (i < id.length ? id.charCodeAt(i) + 1 : 0);
+  return key;
+}
+
+/**
+ * 64 bits (two 32-bit halves) with one bit per pair of adjacent UTF-16 units of `text`, hashed. A string that
+ * contains `phrase` holds every bit of the phrase's mask, so a hostname lacking one bit cannot contain it and
+ * the ranking skips reading it; the mask of a one-unit phrase is empty and filters nothing.
+ */
+function pairMask(text: string, out: Uint32Array, at: number): void {
+  let lo = 0;
+  let hi = 0;
+  for (let i = 1; i < text.length; i++) {
+    const bit = Math.imul(text.charCodeAt(i - 1) * 65599 + text.charCodeAt(i), 0x9e3779b1) >>> 26;
+    if (bit < 32) lo |= 1 << bit;
+    else hi |= 1 << (bit - 32);
+  }
+  out[at] = lo;
+  out[at + 1] = hi;
+}
+
+/** An agent's capability names in one string (each after its length in two UTF-16 units): one small
+ * string per agent instead of an array, read back only when the agent leaves the index. */
+function packNames(names: readonly string[]): string {
+  // join, not +=: concatenation would keep a rope of small strings per agent.
+  return names.map((name) => String.fromCharCode(name.length >>> 16, name.length & 0xffff) + name).join("");
+}
+
+function unpackNames(packed: string): string[] {
+  const names: string[] = [];
+  for (let at = 0; at < packed.length; ) {
+    const length = packed.charCodeAt(at) * 0x10000 + packed.charCodeAt(at + 1);
+    names.push(packed.slice(at + 2, at + 2 + length));
+    at += 2 + length;
+  }
+  return names;
+}
+
+/** A growable list of seqs in an Int32Array: 4 bytes an entry, read by plain indexed loops. */
+class SeqList {
+  seqs: Int32Array;
+  length = 0;
+
+  constructor(capacity = 4) {
+    this.seqs = new Int32Array(capacity);
+  }
+
+  push(seq: number): void {
+    if (this.length === this.seqs.length) {
+      const seqs = new Int32Array(this.seqs.length * 2);
+      seqs.set(this.seqs);
+      this.seqs = seqs;
+    }
+    this.seqs[this.length++] = seq;
+  }
+
+  /** Removes one occurrence (order does not matter: lists are only ever walked in full). */
+  remove(seq: number): void {
+    const seqs = this.seqs;
+    for (let i = 0; i < this.length; i++) {
+      if (seqs[i] !== seq) continue;
+      seqs[i] = seqs[--this.length]!;
+      // Give memory back when a list has shrunk to a quarter of its room.
+      if (this.seqs.length > 16 && this.length < this.seqs.length / 4) {
+        this.seqs = this.seqs.slice(0, this.seqs.length / 2);
+      }
+      return;
+    }
+  }
+}
+
+/**
+ * Agents holding a word: one seq held as a number (most words, e.g. the numbers in hostnames, belong to one
+ * agent), else a SeqList.
+ */
+type Posting = number | SeqList;
+
+/**
+ * Per-seq marks for one query at a time. A query takes a fresh range of values (`take`), so nothing is
+ * cleared between queries; the array is zeroed only when the counter would overflow.
+ */
+class Marks {
+  values = new Uint32Array(1024);
+  #next = 1;
+
+  /** The first of `n` consecutive values no seq holds yet. */
+  take(n: number): number {
+    if (this.#next + n >= 0xffff_ffff) {
+      this.values.fill(0);
+      this.#next = 1;
+    }
+    const base = this.#next;
+    this.#next += n;
+    return base;
+  }
+
+  grow(capacity: number): void {
+    if (capacity <= this.values.length) return;
+    const next = new Uint32Array(capacity);
+    next.set(this.values);
+    this.values = next;
+  }
+}
+
+interface QueryWord {
+  token: string;
+  /** Posting lists of every token the word is a prefix of (a seq may be in several). */
+  lists: SeqList[];
+  size: number;
+}
+
 export class SearchIndex {
-  readonly #docs: (Doc | undefined)[] = [];
-  readonly #seqById = new Map<string, number>();
-  readonly #seqByHostname = new Map<string, number>();
-  /** Word -> seqs holding it. Arrays, not Sets: most words belong to one agent, and arrays are far smaller. */
-  readonly #postings = new Map<string, number[]>();
+  // Columns by seq (seqs are the store's dense row ids). An absent agent has ids[seq] === undefined.
+  readonly #ids: (string | undefined)[] = [];
+  readonly #hostnames: (string | undefined)[] = [];
+  /** Lowercase searchable text: verbatim terms, per-agent word checks when cheaper, the words to unindex. */
+  readonly #texts: (string | undefined)[] = [];
+  /** packNames of the agent's capabilities. */
+  readonly #capabilities: (string | undefined)[] = [];
+  #lastSeen = new Float64Array(1024);
+  #idKeys = new Float64Array(1024);
+  /** pairMask of each hostname: seq's two halves at 2 * seq. */
+  #hostnameMasks = new Uint32Array(2048);
+  #end = 0;
+
+  readonly #postings = new Map<string, Posting>();
   /** Every token, sorted, for prefix ranges; kept sorted by binary insertion (new tokens are rare). */
   readonly #vocabulary: string[] = [];
-  readonly #byCapability = new Map<string, Set<number>>();
-  readonly #capabilityNames = new Map<string, string>();
+  readonly #byCapability = new Map<string, SeqList>();
   #size = 0;
   #bulk = false;
+
+  // Scratch of one search (searches are synchronous, so one set serves them all).
+  /** Word filter chain: a seq that passed the i-th stamped word holds base + i. */
+  readonly #wordMarks = new Marks();
+  /** Capability hits: base + how many of the query's capabilities the seq holds. */
+  readonly #capMarks = new Marks();
+  /** Holds an exact capability equal to the phrase or a word of it (ranking tier 1). */
+  readonly #tierMarks = new Marks();
+  #candidates = new Int32Array(1024);
 
   get size(): number {
     return this.#size;
@@ -97,171 +223,266 @@ export class SearchIndex {
     }
   }
 
+  #grow(seq: number): void {
+    if (seq < this.#end) return;
+    this.#end = seq + 1;
+    while (this.#ids.length < this.#end) {
+      this.#ids.push(undefined);
+      this.#hostnames.push(undefined);
+      this.#texts.push(undefined);
+      this.#capabilities.push(undefined);
+    }
+    if (this.#end <= this.#lastSeen.length) return;
+    let capacity = this.#lastSeen.length;
+    while (capacity < this.#end) capacity *= 2;
+    const lastSeen = new Float64Array(capacity);
+    lastSeen.set(this.#lastSeen);
+    this.#lastSeen = lastSeen;
+    const idKeys = new Float64Array(capacity);
+    idKeys.set(this.#idKeys);
+    this.#idKeys = idKeys;
+    const hostnameMasks = new Uint32Array(2 * capacity);
+    hostnameMasks.set(this.#hostnameMasks);
+    this.#hostnameMasks = hostnameMasks;
+    this.#wordMarks.grow(capacity);
+    this.#capMarks.grow(capacity);
+    this.#tierMarks.grow(capacity);
+    this.#candidates = new Int32Array(capacity);
+  }
+
   add(seq: number, agent: IndexedAgent): void {
     this.remove(seq);
+    this.#grow(seq);
     const text = searchTextOf(agent);
-    const doc: Doc = {
-      seq,
-      id: agent.id,
-      hostname: agent.hostname,
-      // Share one string per capability name across agents (a few hundred names, 100k agents).
-      capabilities: agent.capabilities.map((c) => this.#capabilityNames.get(c) ?? c),
-      text,
-      lastSeen: agent.lastSeen,
-    };
-    this.#docs[seq] = doc;
-    this.#seqById.set(agent.id, seq);
-    this.#seqByHostname.set(agent.hostname, seq);
+    const capabilities = [...new Set(agent.capabilities)];
+    for (const name of capabilities) {
+      let list = this.#byCapability.get(name);
+      if (!list) {
+        list = new SeqList();
+        this.#byCapability.set(name, list);
+      }
+      list.push(seq);
+    }
+    this.#ids[seq] = agent.id;
+    this.#hostnames[seq] = agent.hostname;
+    this.#texts[seq] = text;
+    this.#capabilities[seq] = packNames(capabilities);
+    this.#lastSeen[seq] = agent.lastSeen;
+    this.#idKeys[seq] = idKeyOf(agent.id);
+    pairMask(agent.hostname, this.#hostnameMasks, 2 * seq);
     this.#size++;
     for (const token of tokensOf(text)) {
-      const list = this.#postings.get(token);
-      if (list) list.push(seq);
-      else {
-        this.#postings.set(token, [seq]);
+      const posting = this.#postings.get(token);
+      if (posting === undefined) {
+        this.#postings.set(token, seq);
         if (!this.#bulk) this.#vocabulary.splice(lowerBound(this.#vocabulary, token), 0, token);
-      }
-    }
-    for (const capability of doc.capabilities) {
-      let set = this.#byCapability.get(capability);
-      if (!set) {
-        set = new Set();
-        this.#byCapability.set(capability, set);
-        this.#capabilityNames.set(capability, capability);
-      }
-      set.add(seq);
+      } else if (typeof posting === "number") {
+        const list = new SeqList();
+        list.push(posting);
+        list.push(seq);
+        this.#postings.set(token, list);
+      } else posting.push(seq);
     }
   }
 
   remove(seq: number): void {
-    const doc = this.#docs[seq];
-    if (!doc) return;
-    this.#docs[seq] = undefined;
-    this.#seqById.delete(doc.id);
-    if (this.#seqByHostname.get(doc.hostname) === seq) this.#seqByHostname.delete(doc.hostname);
+    const text = this.#texts[seq];
+    if (text === undefined) return;
+    const capabilities = unpackNames(this.#capabilities[seq]!);
+    this.#ids[seq] = undefined;
+    this.#hostnames[seq] = undefined;
+    this.#texts[seq] = undefined;
+    this.#capabilities[seq] = undefined;
     this.#size--;
-    for (const token of tokensOf(doc.text)) {
-      const list = this.#postings.get(token);
+    for (const token of tokensOf(text)) {
+      const posting = this.#postings.get(token);
+      if (posting === undefined) continue;
+      if (typeof posting !== "number") {
+        posting.remove(seq);
+        if (posting.length === 1) this.#postings.set(token, posting.seqs[0]!);
+        if (posting.length > 0) continue;
+      } else if (posting !== seq) continue;
+      this.#postings.delete(token);
+      const at = lowerBound(this.#vocabulary, token);
+      if (this.#vocabulary[at] === token) this.#vocabulary.splice(at, 1);
+    }
+    for (const name of capabilities) {
+      const list = this.#byCapability.get(name);
       if (!list) continue;
-      const at = list.indexOf(seq);
-      if (at >= 0) {
-        list[at] = list[list.length - 1]!;
-        list.pop();
-      }
-      if (list.length === 0) {
-        this.#postings.delete(token);
-        const at = lowerBound(this.#vocabulary, token);
-        if (this.#vocabulary[at] === token) this.#vocabulary.splice(at, 1);
-      }
-    }
-    for (const capability of doc.capabilities) {
-      const set = this.#byCapability.get(capability);
-      set?.delete(seq);
-      if (set?.size === 0) {
-        this.#byCapability.delete(capability);
-        this.#capabilityNames.delete(capability);
-      }
+      list.remove(seq);
+      if (list.length === 0) this.#byCapability.delete(name);
     }
   }
 
-  touch(id: string, lastSeen: number): void {
-    const seq = this.#seqById.get(id);
-    if (seq !== undefined) this.#docs[seq]!.lastSeen = lastSeen;
+  /** Records a heartbeat of the agent at `seq` (no-op when absent). */
+  touch(seq: number, lastSeen: number): void {
+    if (this.#texts[seq] !== undefined) this.#lastSeen[seq] = lastSeen;
   }
 
-  /** Posting sets of every token starting with `prefix`. */
-  #prefixPostings(prefix: string): number[][] {
-    const sets: number[][] = [];
-    for (let i = lowerBound(this.#vocabulary, prefix); i < this.#vocabulary.length; i++) {
-      const token = this.#vocabulary[i]!;
-      if (!token.startsWith(prefix)) break;
-      sets.push(this.#postings.get(token)!);
+  /** The posting lists of every token starting with `prefix`; single-agent tokens gathered into one list. */
+  #word(token: string): QueryWord {
+    const lists: SeqList[] = [];
+    let singles: SeqList | undefined;
+    let size = 0;
+    for (let i = lowerBound(this.#vocabulary, token); i < this.#vocabulary.length; i++) {
+      const word = this.#vocabulary[i]!;
+      if (!word.startsWith(token)) break;
+      const posting = this.#postings.get(word)!;
+      if (typeof posting === "number") {
+        singles ??= new SeqList(16);
+        singles.push(posting);
+        size++;
+      } else {
+        lists.push(posting);
+        size += posting.length;
+      }
     }
-    return sets;
+    if (singles) lists.push(singles);
+    return { token, lists, size };
   }
 
   /** Matching agents' seqs for one page, best first, and the exact total. */
   search(query: IndexQuery): { seqs: number[]; total: number } {
     // Each q word: its word-tokens must prefix-match agent tokens; punctuation means a verbatim check too.
-    const wordTokens = query.terms.map((term) => term.match(WORD) ?? []);
     const verbatim = query.terms.filter((term) => !isPlainWord(term));
-    const allTokens = [...new Set(wordTokens.flat())];
+    const words: QueryWord[] = [];
+    for (const token of new Set(query.terms.flatMap((term) => term.match(WORD) ?? []))) {
+      const word = this.#word(token);
+      if (word.size === 0) return { seqs: [], total: 0 };
+      words.push(word);
+    }
+    words.sort((a, b) => a.size - b.size);
 
-    // Candidates come from the most selective source: the rarest query token, else the capability filter.
-    let candidates: Iterable<number> | undefined;
-    let best = Number.POSITIVE_INFINITY;
-    let bestToken: string | undefined;
-    let bestSets: number[][] = [];
-    for (const token of allTokens) {
-      const sets = this.#prefixPostings(token);
-      const size = sets.reduce((n, s) => n + s.length, 0);
-      if (size === 0) return { seqs: [], total: 0 };
-      if (size < best) {
-        best = size;
-        bestToken = token;
-        bestSets = sets;
-      }
-    }
-    if (bestToken !== undefined) candidates = bestSets.length === 1 ? bestSets[0]! : unionOf(bestSets);
+    // Capability filter: every capability's list adds one to its agents' counts.
     const caps = query.capabilities;
-    if (caps.length) {
-      const capSets = caps.map((c) => this.#byCapability.get(c) ?? new Set<number>());
-      const capSize =
-        query.match === "all"
-          ? Math.min(...capSets.map((s) => s.size))
-          : capSets.reduce((n, s) => n + s.size, 0);
-      if (capSize < best) {
-        best = capSize;
-        bestToken = undefined;
-        candidates =
-          query.match === "all"
-            ? capSets.reduce((a, b) => (a.size <= b.size ? a : b))
-            : capSets.length === 1
-              ? capSets[0]!
-              : unionOf(capSets);
+    const capLists: SeqList[] = [];
+    let capSize = 0;
+    for (const capability of caps) {
+      const list = this.#byCapability.get(capability);
+      if (list) {
+        capLists.push(list);
+        capSize += list.length;
+      } else if (query.match === "all") return { seqs: [], total: 0 };
+    }
+    if (caps.length && capLists.length === 0) return { seqs: [], total: 0 };
+    const capNeed = query.match === "all" ? caps.length : 1;
+    const capBase = caps.length ? this.#capMarks.take(caps.length + 1) : 0;
+    const capTop = capBase + caps.length;
+    const capValues = this.#capMarks.values;
+
+    // Candidates come from the most selective source: the rarest query word, else the capability filter.
+    const driver = words[0];
+    const capsDrive = caps.length > 0 && (!driver || capSize < driver.size);
+    const candidates = this.#candidates;
+    let count = 0;
+    for (const list of capLists) {
+      const seqs = list.seqs;
+      for (let i = 0; i < list.length; i++) {
+        const seq = seqs[i]!;
+        const value = capValues[seq]!;
+        if (value >= capBase && value < capTop) capValues[seq] = value + 1;
+        else {
+          capValues[seq] = capBase + 1;
+          if (capsDrive) candidates[count++] = seq;
+        }
       }
     }
-    const otherTokens = allTokens.filter((t) => t !== bestToken);
-    // Per-query lookups so the per-agent loop does set probes, not scans.
-    const exactSeq = query.phrase ? this.#seqByHostname.get(query.phrase) : undefined;
-    const capabilityHit = new Set<number>();
-    if (query.phrase) {
-      for (const word of new Set([query.phrase, ...query.terms])) {
-        for (const seq of this.#byCapability.get(word) ?? []) capabilityHit.add(seq);
+
+    // Other words: stamp their postings into a chain of marks when that is cheaper than checking the text
+    // of each candidate; a candidate passed them all when it holds the last level.
+    const driverSize = capsDrive ? count : (driver?.size ?? this.#end);
+    const chained: QueryWord[] = [];
+    const textChecked: string[] = [];
+    for (const word of words) {
+      if (word === driver && !capsDrive) continue;
+      if (word.size <= 4 * driverSize) chained.push(word);
+      else textChecked.push(word.token);
+    }
+    const wordBase = this.#wordMarks.take(chained.length + 2);
+    const wordValues = this.#wordMarks.values;
+    for (let level = 0; level < chained.length; level++) {
+      const from = wordBase + level;
+      for (const list of chained[level]!.lists) {
+        const seqs = list.seqs;
+        for (let i = 0; i < list.length; i++) {
+          const seq = seqs[i]!;
+          const value = wordValues[seq]!;
+          if (level === 0 ? value < wordBase : value === from) wordValues[seq] = from + 1;
+        }
       }
     }
+    const wordsPassed = wordBase + chained.length;
+
+    // Ranking lookups made once per query, so the per-agent loop does array reads, not scans.
+    const phrase = query.phrase;
+    const tierMark = this.#tierMarks.take(1);
+    const tierValues = this.#tierMarks.values;
+    if (phrase) {
+      for (const word of new Set([phrase, ...query.terms])) {
+        const list = this.#byCapability.get(word);
+        if (list) for (let i = 0; i < list.length; i++) tierValues[list.seqs[i]!] = tierMark;
+      }
+    }
+    const phraseMask = new Uint32Array(2);
+    pairMask(phrase, phraseMask, 0);
+    const [maskLo, maskHi] = phraseMask as unknown as [number, number];
+    const hostnameMasks = this.#hostnameMasks;
     const countHits = caps.length > 1 && query.match === "any";
     const since = query.seenSince ?? Number.NEGATIVE_INFINITY;
-    const heap = new TopK(query.offset + query.limit);
+    const heap = new TopK(query.offset + query.limit, this.#ids, this.#idKeys);
+    const lastSeen = this.#lastSeen;
+    const texts = this.#texts;
+    const hostnames = this.#hostnames;
     let total = 0;
 
-    const consider = (doc: Doc | undefined) => {
-      if (!doc || doc.lastSeen < since) return;
-      for (const token of otherTokens) if (!hasWordStartingWith(doc.text, token)) return;
-      for (const term of verbatim) if (!doc.text.includes(term)) return;
+    const consider = (seq: number): void => {
+      if (lastSeen[seq]! < since) return;
       let capHits = 0;
       if (caps.length) {
-        for (const c of caps) if (doc.capabilities.includes(c)) capHits++;
-        if (query.match === "all" ? capHits < caps.length : capHits === 0) return;
+        const value = capValues[seq]!;
+        capHits = value >= capBase && value <= capTop ? value - capBase : 0;
+        if (capHits < capNeed) return;
+      }
+      if (textChecked.length || verbatim.length) {
+        const text = texts[seq]!;
+        for (const token of textChecked) if (!hasWordStartingWith(text, token)) return;
+        for (const term of verbatim) if (!text.includes(term)) return;
       }
       total++;
       let tier = 3;
-      if (query.phrase) {
-        if (doc.seq === exactSeq) tier = 0;
-        else if (capabilityHit.has(doc.seq)) tier = 1;
-        else if (doc.hostname.includes(query.phrase)) tier = 2;
+      if (phrase) {
+        // Tier 0 (the exact hostname) and tier 2 (in the hostname) both need the phrase's pairs in it.
+        const inHostname =
+          (maskLo & ~hostnameMasks[2 * seq]!) === 0 && (maskHi & ~hostnameMasks[2 * seq + 1]!) === 0;
+        if (inHostname && hostnames[seq] === phrase) tier = 0;
+        else if (tierValues[seq] === tierMark) tier = 1;
+        else if (inHostname && hostnames[seq]!.includes(phrase)) tier = 2;
       }
-      heap.offer(tier, countHits ? capHits : 0, doc);
+      heap.offer(tier, countHits ? capHits : 0, seq);
     };
 
-    if (candidates) for (const seq of candidates) consider(this.#docs[seq]);
-    else for (const doc of this.#docs) consider(doc);
-    return {
-      seqs: heap
-        .sorted()
-        .slice(query.offset)
-        .map((e) => e.seq),
-      total,
-    };
+    if (capsDrive) {
+      for (let i = 0; i < count; i++) {
+        const seq = candidates[i]!;
+        if (chained.length === 0 || wordValues[seq] === wordsPassed) consider(seq);
+      }
+    } else if (driver) {
+      // A seq can sit in several lists of the driver's prefix range: the mark lets it through once.
+      for (const list of driver.lists) {
+        const seqs = list.seqs;
+        for (let i = 0; i < list.length; i++) {
+          const seq = seqs[i]!;
+          const value = wordValues[seq]!;
+          if (chained.length === 0 ? value < wordBase : value === wordsPassed) {
+            wordValues[seq] = wordsPassed + 1;
+            consider(seq);
+          }
+        }
+      }
+    } else {
+      for (let seq = 0; seq < this.#end; seq++) if (texts[seq] !== undefined) consider(seq);
+    }
+    return { seqs: heap.sortedSeqs().slice(query.offset), total };
   }
 }
 
@@ -275,68 +496,87 @@ function hasWordStartingWith(text: string, prefix: string): boolean {
   return false;
 }
 
-function unionOf(sets: Iterable<number>[]): Set<number> {
-  const out = new Set<number>();
-  for (const set of sets) for (const seq of set) out.add(seq);
-  return out;
-}
-
-interface Ranked {
-  tier: number;
-  capHits: number;
-  id: string;
-  seq: number;
-}
-
-/** Ranking order: lower tier, more capability hits, then id (a stable tie-break). */
-const before = (a: Ranked, b: Ranked) =>
-  a.tier !== b.tier ? a.tier < b.tier : a.capHits !== b.capHits ? a.capHits > b.capHits : a.id < b.id;
-
-/** The k best entries (a bounded max-heap keyed by `before`), so a broad match never sorts everything. */
+/**
+ * The k best agents by the ranking order: lower tier, more capability hits, then id (a stable tie-break).
+ * A bounded max-heap over parallel arrays, so a broad match never sorts everything and a rejected agent
+ * costs a few number comparisons.
+ */
 class TopK {
-  readonly #heap: Ranked[] = [];
-  constructor(readonly k: number) {}
+  readonly #tier: number[] = [];
+  readonly #hits: number[] = [];
+  readonly #key: number[] = [];
+  readonly #seq: number[] = [];
 
-  /** Keeps the agent if it ranks among the k best; allocates only then. */
-  offer(tier: number, capHits: number, doc: { id: string; seq: number }): void {
-    const heap = this.#heap;
-    if (heap.length >= this.k) {
-      const root = heap[0]!;
-      const better =
-        tier !== root.tier
-          ? tier < root.tier
-          : capHits !== root.capHits
-            ? capHits > root.capHits
-            : doc.id < root.id;
-      if (!better) return;
-    }
-    const entry: Ranked = { tier, capHits, id: doc.id, seq: doc.seq };
-    if (heap.length < this.k) {
-      heap.push(entry);
-      let i = heap.length - 1;
+  constructor(
+    readonly k: number,
+    readonly ids: readonly (string | undefined)[],
+    readonly idKeys: Float64Array,
+  ) {}
+
+  /** Whether entry a ranks before entry b (a, b: seqs with their tier, hits). */
+  #before(tierA: number, hitsA: number, keyA: number, seqA: number, at: number): boolean {
+    const tierB = this.#tier[at]!;
+    if (tierA !== tierB) return tierA < tierB;
+    const hitsB = this.#hits[at]!;
+    if (hitsA !== hitsB) return hitsA > hitsB;
+    const keyB = this.#key[at]!;
+    if (keyA !== keyB) return keyA < keyB;
+    return this.ids[seqA]! < this.ids[this.#seq[at]!]!;
+  }
+
+  #set(at: number, tier: number, hits: number, key: number, seq: number): void {
+    this.#tier[at] = tier;
+    this.#hits[at] = hits;
+    this.#key[at] = key;
+    this.#seq[at] = seq;
+  }
+
+  offer(tier: number, hits: number, seq: number): void {
+    const size = this.#seq.length;
+    const key = this.idKeys[seq]!;
+    if (size < this.k) {
+      // Sift up: move worse parents down until the new entry's place is found.
+      let i = size;
       while (i > 0) {
         const parent = (i - 1) >>> 1;
-        if (!before(heap[parent]!, heap[i]!)) break;
-        [heap[parent], heap[i]] = [heap[i]!, heap[parent]!];
+        if (this.#before(tier, hits, key, seq, parent)) break;
+        this.#set(i, this.#tier[parent]!, this.#hits[parent]!, this.#key[parent]!, this.#seq[parent]!);
         i = parent;
       }
+      this.#set(i, tier, hits, key, seq);
       return;
     }
-    heap[0] = entry;
+    if (size === 0 || !this.#before(tier, hits, key, seq, 0)) return;
+    // Replace the worst (the root) and sift down.
     let i = 0;
     for (;;) {
       const l = 2 * i + 1;
+      if (l >= size) break;
       const r = l + 1;
-      let worst = i;
-      if (l < heap.length && before(heap[worst]!, heap[l]!)) worst = l;
-      if (r < heap.length && before(heap[worst]!, heap[r]!)) worst = r;
-      if (worst === i) break;
-      [heap[worst], heap[i]] = [heap[i]!, heap[worst]!];
+      let worst = l;
+      if (r < size && this.#rootward(l, r)) worst = r;
+      // The worse child moves up while the new entry ranks before it.
+      if (!this.#before(tier, hits, key, seq, worst)) break;
+      this.#set(i, this.#tier[worst]!, this.#hits[worst]!, this.#key[worst]!, this.#seq[worst]!);
       i = worst;
     }
+    this.#set(i, tier, hits, key, seq);
   }
 
-  sorted(): Ranked[] {
-    return [...this.#heap].sort((a, b) => (before(a, b) ? -1 : before(b, a) ? 1 : 0));
+  /** Whether the entry at r ranks after the one at l (so r belongs nearer the root of a max-heap). */
+  #rootward(l: number, r: number): boolean {
+    return this.#before(this.#tier[l]!, this.#hits[l]!, this.#key[l]!, this.#seq[l]!, r);
+  }
+
+  sortedSeqs(): number[] {
+    const order = this.#seq.map((_, i) => i);
+    order.sort((a, b) =>
+      this.#before(this.#tier[a]!, this.#hits[a]!, this.#key[a]!, this.#seq[a]!, b)
+        ? -1
+        : this.#before(this.#tier[b]!, this.#hits[b]!, this.#key[b]!, this.#seq[b]!, a)
+          ? 1
+          : 0,
+    );
+    return order.map((i) => this.#seq[i]!);
   }
 }

@@ -3,7 +3,7 @@
 // last one is harmless. Search runs on an in-memory SearchIndex loaded from the rows at open and kept in step
 // with every committed write.
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
-import { SearchIndex } from "./search-index.js";
+import { type IndexedAgent, SearchIndex } from "./search-index.js";
 import type {
   AgentListQuery,
   AgentSearchQuery,
@@ -63,10 +63,6 @@ CREATE INDEX IF NOT EXISTS trust_target ON trust(target_id, status);
 `;
 
 type Row = Record<string, SQLInputValue>;
-
-const AGENT_COLUMNS_NO_ALIAS =
-  "seq, id, hostname, installation_id, pilot_node_id, pilot_address, display_name, description, capabilities, " +
-  "token_hash, last_seen, created_at, updated_at";
 
 const AGENT_COLUMNS =
   "a.seq, a.id, a.hostname, a.installation_id, a.pilot_node_id, a.pilot_address, a.display_name, " +
@@ -147,10 +143,25 @@ export class SqliteRegistryStore implements RegistryStore {
     this.#db.exec("PRAGMA busy_timeout = 5000");
     this.#db.exec(`PRAGMA cache_size = -${Math.round((options.cacheMiB ?? 16) * 1024)}`);
     this.#db.exec(SCHEMA);
-    const rows = this.#db.prepare(`SELECT ${AGENT_COLUMNS_NO_ALIAS} FROM agents`).iterate();
+    // Only the indexed columns: loading 100k rows should leave little garbage behind for the heap to keep.
+    const rows = this.#db
+      .prepare("SELECT seq, id, hostname, display_name, description, capabilities, last_seen FROM agents")
+      .iterate();
     this.#index.load(
-      (function* () {
-        for (const row of rows) yield [Number(row.seq), toAgent(row)] as [number, StoredAgent];
+      (function* (): Generator<[number, IndexedAgent]> {
+        for (const row of rows) {
+          yield [
+            Number(row.seq),
+            {
+              id: String(row.id),
+              hostname: String(row.hostname),
+              displayName: str(row.display_name),
+              description: str(row.description),
+              capabilities: JSON.parse(String(row.capabilities)) as string[],
+              lastSeen: Number(row.last_seen),
+            },
+          ];
+        }
       })(),
     );
   }
@@ -260,17 +271,22 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   touchAgent(id: string, lastSeen: number): boolean {
-    const stmt = this.#stmt("UPDATE agents SET last_seen = ? WHERE id = ?");
-    this.#indexLater(() => this.#index.touch(id, lastSeen));
-    if (!this.#fastHeartbeats || this.#depth > 0) return Number(stmt.run(lastSeen, id).changes) > 0;
+    const touch = () => {
+      const row = this.#stmt("UPDATE agents SET last_seen = ? WHERE id = ? RETURNING seq").get(lastSeen, id);
+      if (!row) return false;
+      const seq = Number(row.seq);
+      this.#indexLater(() => this.#index.touch(seq, lastSeen));
+      return true;
+    };
+    if (!this.#fastHeartbeats || this.#depth > 0) return touch();
     // Why unsynced: a heartbeat lost to a power cut only makes the agent look older by one interval, and
     // an fsync per heartbeat would cap throughput at the disk's flush rate. The next synced commit (or a
     // WAL checkpoint) makes it durable anyway.
-    this.#db.exec("PRAGMA synchronous = NORMAL");
+    this.#stmt("PRAGMA synchronous = NORMAL").run();
     try {
-      return Number(stmt.run(lastSeen, id).changes) > 0;
+      return touch();
     } finally {
-      this.#db.exec("PRAGMA synchronous = FULL");
+      this.#stmt("PRAGMA synchronous = FULL").run();
     }
   }
 
