@@ -1,7 +1,8 @@
 // Benchmark of the reference Agent Registry: seeds 100,000 agents straight through the store (file db in a temp
-// dir), starts the `agent-registry` bin as a child process, and measures over loopback with keep-alive
-// node:http clients: search p50/p99 (text, capability, both), by-hostname p50/p99, heartbeats/s with 50
-// concurrent clients, and the server's RSS. Last line: one JSON object with the figures.
+// dir), starts the registry's CLI as a child process from a fresh JavaScript build of src/registry-server/ (as
+// bin/agent-registry.mjs runs dist/ in a deployment; see support/registry-build.ts), and measures over loopback
+// with keep-alive node:http clients: search p50/p99 (text, capability, both), by-hostname p50/p99,
+// heartbeats/s with 50 concurrent clients, and the server's RSS. Last line: one JSON object with the figures.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -13,6 +14,7 @@ import { pathToFileURL } from "node:url";
 import { issueToken } from "../src/registry-server/auth.js";
 import { SqliteRegistryStore } from "../src/registry-server/sqlite-store.js";
 import type { StoredAgent } from "../src/registry-server/store.js";
+import { buildRegistryServer } from "./support/registry-build.js";
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 100_000);
 const SEARCHES_PER_KIND = Number(process.env.BENCH_SEARCHES ?? 400);
@@ -187,9 +189,8 @@ export function seed(path: string): {
   return { heartbeatAgents, hostnames };
 }
 
-async function startChild(db: string): Promise<{ proc: ChildProcess; url: string }> {
-  const bin = new URL("../bin/agent-registry.mjs", import.meta.url).pathname;
-  const proc = spawn(process.execPath, [bin, "serve", "--port", "0", "--db", db], {
+async function startChild(entry: string, db: string): Promise<{ proc: ChildProcess; url: string }> {
+  const proc = spawn(process.execPath, [entry, "serve", "--port", "0", "--db", db], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const url = await new Promise<string>((resolve, reject) => {
@@ -293,7 +294,7 @@ async function main() {
     const s0 = performance.now();
     const { heartbeatAgents, hostnames } = seed(db);
     const seedSeconds = (performance.now() - s0) / 1000;
-    const started = await startChild(db);
+    const started = await startChild(buildRegistryServer(), db);
     child = started.proc;
     const base = new URL(started.url);
 

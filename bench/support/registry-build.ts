@@ -1,0 +1,39 @@
+// Compiles the reference registry (src/registry-server/) to plain JavaScript for the registry benchmark, so the
+// server it measures runs the way a deployment does (built JS, as bin/agent-registry.mjs runs dist/) rather than
+// through tsx's loader, whose hooks thread and on-the-fly transpiling cost memory and start-up time. Types are
+// only stripped here (transpileModule, no type check): `npm run typecheck` checks them.
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import ts from "typescript";
+
+const SOURCE = new URL("../../src/registry-server/", import.meta.url);
+/** Inside the repo (git-ignored) so that the built files resolve `zod` from the repo's node_modules. */
+const OUT = new URL("../../.tmp/bench-registry-server/", import.meta.url);
+
+/** Builds the registry server and returns the path of an entry script taking the CLI's arguments. */
+export function buildRegistryServer(): string {
+  const out = OUT.pathname;
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  for (const name of readdirSync(SOURCE)) {
+    if (!name.endsWith(".ts") || name.endsWith(".d.ts")) continue;
+    const source = readFileSync(new URL(name, SOURCE), "utf8");
+    const { outputText } = ts.transpileModule(source, {
+      fileName: name,
+      compilerOptions: {
+        target: ts.ScriptTarget.ES2023,
+        // ESM output: the repo's package.json says "type": "module", which a lone transpile cannot see.
+        module: ts.ModuleKind.ESNext,
+        verbatimModuleSyntax: true,
+      },
+    });
+    writeFileSync(join(out, name.replace(/\.ts$/, ".js")), outputText);
+  }
+  // The same two lines as bin/agent-registry.mjs once it has found a build.
+  const entry = join(out, "serve.mjs");
+  writeFileSync(
+    entry,
+    'import { runCli } from "./cli.js";\nprocess.exitCode = await runCli(process.argv.slice(2));\n',
+  );
+  return entry;
+}
