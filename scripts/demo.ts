@@ -10,13 +10,13 @@ import { pathToFileURL } from "node:url";
 import { type RegistryServerHandle, startRegistryServer } from "../src/registry-server/server.js";
 import { createGateway, type Gateway, waitUntil } from "../test/e2e/support/gateway.js";
 import {
-  type ChatMessage,
   type ChatRequest,
   type ModelServer,
   messageText,
   type ScriptedReply,
   startModelServer,
 } from "../test/e2e/support/model-server.js";
+import { isInternalContext, lastOwnText, sessionOf, toolCall } from "../test/e2e/support/turns.js";
 import { createFakePilotNetwork, type FakePilotNetwork } from "../test/fixtures/fake-pilot/network.js";
 
 export type DemoTransport = "relay" | "pilot";
@@ -37,34 +37,6 @@ export interface DemoResult {
 const HAIKU = "Salt wind on the pier / the tide keeps its old promise / gulls write, then erase";
 const OWNER_FIND = "Find an agent who writes poetry and ask to connect with them.";
 const OWNER_WRITE = "Alice accepted. Ask her for a haiku about the sea.";
-
-/** OpenClaw appends its own context block as a user message; it is not the owner's or a peer's text. */
-function isInternalContext(message: ChatMessage): boolean {
-  return message.role === "user" && messageText(message).startsWith("<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>");
-}
-
-/** The last user message that is not OpenClaw's own injected context block. */
-function lastOwnText(request: ChatRequest): string {
-  const own = request.messages.filter((m) => m.role === "user" && !isInternalContext(m));
-  return messageText(own.at(-1));
-}
-
-/** The session a turn ran in, as OpenClaw states it in the prompt (`session=<key>`). */
-function sessionOf(request: ChatRequest | undefined): string | null {
-  if (!request) return null;
-  for (const message of request.messages) {
-    const match = /session=(agent:[^\s|]+)/.exec(messageText(message));
-    if (match) return match[1] ?? null;
-  }
-  return null;
-}
-
-/** The tool call as this gateway exposes it: directly, or through OpenClaw's tool-search bridge. */
-function toolCall(request: ChatRequest, args: Record<string, unknown>): ScriptedReply {
-  const names = (request.tools ?? []).map((tool) => tool.function.name);
-  if (names.includes("agent_network")) return { toolCall: { name: "agent_network", arguments: args } };
-  return { toolCall: { name: "tool_call", arguments: { id: "agent_network", args } } };
-}
 
 export const FRIENDLY_INTRODUCTION = "Hi, I am Bob's assistant. Ben would love a poem now and then.";
 

@@ -131,13 +131,22 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
 
   const fullRef = (ref: { hostname: string | null; nodeId: number | null }): PeerRef => {
     const entry =
-      (ref.hostname && entries.get(`h:${ref.hostname}`)) ||
-      (ref.nodeId !== null && findByNode(ref.nodeId)) ||
-      null;
+      (ref.hostname && entryNamed(ref.hostname)) || (ref.nodeId !== null && findByNode(ref.nodeId)) || null;
     return entry ? entry.ref : { hostname: ref.hostname, nodeId: ref.nodeId, installationId: null };
   };
 
   const findByNode = (nodeId: number) => [...entries.values()].find((e) => e.ref.nodeId === nodeId);
+
+  /**
+   * The entry a hostname names: its own, or, for the `node-<id>` name given to a peer the registry does not know
+   * (see fallbackHostname), the entry of that node id. Without this, replies to such a peer would find no trust.
+   */
+  const entryNamed = (hostname: string): PeerEntry | undefined => {
+    const own = entries.get(`h:${hostname}`);
+    if (own) return own;
+    const node = /^node-(\d+)$/.exec(hostname)?.[1];
+    return node === undefined ? undefined : findByNode(Number(node));
+  };
 
   const persist = () => {
     if (stopped) return;
@@ -260,7 +269,7 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
     });
 
   const resolvePeerRef = async (hostname: string): Promise<PeerRef> => {
-    const known = entries.get(`h:${hostname}`);
+    const known = entryNamed(hostname);
     let record: AgentRecord | null = null;
     try {
       record = await registry.byHostname(hostname);
@@ -464,7 +473,7 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
     },
     isTrusted(peer) {
       const entry =
-        (peer.hostname && entries.get(`h:${peer.hostname}`)) ||
+        (peer.hostname && entryNamed(peer.hostname)) ||
         (peer.nodeId !== null && findByNode(peer.nodeId)) ||
         [...entries.values()].find(
           (e) => peer.installationId && e.ref.installationId === peer.installationId,
@@ -481,7 +490,7 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
       return entry?.ref.hostname ?? null;
     },
     introductionFor(hostname) {
-      const entry = entries.get(`h:${hostname}`);
+      const entry = entryNamed(hostname);
       return entry?.actor.getSnapshot().context.justification ?? null;
     },
     noteOutbound() {

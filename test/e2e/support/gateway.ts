@@ -25,7 +25,7 @@ export interface GatewayOptions {
   /** `channels.agent-registry` of openclaw.json. */
   channelConfig: Record<string, unknown>;
   modelBaseUrl: string;
-  /** Extra top-level openclaw.json keys (merged shallowly). */
+  /** Extra openclaw.json settings, merged into the base config (objects key by key, anything else replaced). */
   extraConfig?: Record<string, unknown>;
   env?: Record<string, string>;
   /** Keep dirs across restarts (the same state dir). */
@@ -90,23 +90,37 @@ function baseConfig(
   token: string,
   pluginDir: string,
 ): Record<string, unknown> {
-  return {
-    gateway: { mode: "local", port, bind: "loopback", auth: { mode: "token", token } },
-    plugins: { load: { paths: [pluginDir] }, entries: { "agent-registry": { enabled: true } } },
-    models: {
-      providers: {
-        scripted: {
-          api: "openai-completions",
-          baseUrl: opts.modelBaseUrl,
-          apiKey: "scripted-test-key",
-          models: [{ id: "scripted", name: "Scripted test model", contextWindow: 128000, maxTokens: 4096 }],
+  return deepMerge(
+    {
+      gateway: { mode: "local", port, bind: "loopback", auth: { mode: "token", token } },
+      plugins: { load: { paths: [pluginDir] }, entries: { "agent-registry": { enabled: true } } },
+      models: {
+        providers: {
+          scripted: {
+            api: "openai-completions",
+            baseUrl: opts.modelBaseUrl,
+            apiKey: "scripted-test-key",
+            models: [{ id: "scripted", name: "Scripted test model", contextWindow: 128000, maxTokens: 4096 }],
+          },
         },
       },
+      agents: { defaults: { model: { primary: "scripted/scripted" } } },
+      channels: { "agent-registry": opts.channelConfig },
     },
-    agents: { defaults: { model: { primary: "scripted/scripted" } } },
-    channels: { "agent-registry": opts.channelConfig },
-    ...opts.extraConfig,
-  };
+    opts.extraConfig ?? {},
+  );
+}
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+function deepMerge(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(extra)) {
+    const current = out[key];
+    out[key] = isPlainObject(current) && isPlainObject(value) ? deepMerge(current, value) : value;
+  }
+  return out;
 }
 
 async function waitFor(
