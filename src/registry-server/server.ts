@@ -100,7 +100,10 @@ export async function startRegistryServer(
     // While stopping, answer and drop the connection so keep-alive clients do not hold the close open.
     if (stopping) res.setHeader("connection", "close");
     const controller = new AbortController();
-    res.on("close", () => controller.abort());
+    // Only a response cut short aborts: aborting creates an AbortError (with a stack) on every request.
+    res.on("close", () => {
+      if (!res.writableFinished) controller.abort();
+    });
     let operation = "route request";
     try {
       const url = new URL(req.url ?? "/", "http://registry.invalid");

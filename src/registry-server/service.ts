@@ -79,7 +79,7 @@ export class RegistryService {
     return this.options.ttlSeconds * 1000;
   }
 
-  isOnline(agent: StoredAgent, now = this.#now()): boolean {
+  isOnline(agent: Pick<StoredAgent, "lastSeen">, now = this.#now()): boolean {
     return now - agent.lastSeen <= this.#ttlMs();
   }
 
@@ -109,7 +109,12 @@ export class RegistryService {
    * Acting as an agent needs its token when tokens are on: none -> 401, someone else's -> 403.
    * `who` names the identity in the message so the caller knows which token was expected.
    */
-  #requireAgent(agent: StoredAgent | undefined, caller: Caller, operation: string, who: string): void {
+  #requireAgent(
+    agent: Pick<StoredAgent, "tokenHash"> | undefined,
+    caller: Caller,
+    operation: string,
+    who: string,
+  ): void {
     if (!this.options.agentTokens) return;
     if (!caller.bearer) {
       throw unauthorized(
@@ -247,7 +252,7 @@ export class RegistryService {
   heartbeat(id: string, caller: Caller): { ok: true; last_seen: string; ttl_seconds: number } {
     const operation = "heartbeat";
     const now = this.#now();
-    const agent = this.#store.getAgentById(id);
+    const agent = this.#store.getAgentLiveness(id);
     if (!agent || !this.isOnline(agent, now)) {
       throw notFound(
         operation,

@@ -1,11 +1,12 @@
 // Default RegistryStore on node:sqlite (DatabaseSync). WAL with synchronous=FULL so that a write acknowledged
-// with a 2xx survives kill -9; heartbeats (last_seen only) may opt into an unsynced commit because losing the
-// last one is harmless. Search runs on an in-memory SearchIndex loaded from the rows at open and kept in step
-// with every committed write.
+// with a 2xx survives kill -9; heartbeats (last_seen only) may opt into unsynced commits written behind,
+// several per commit, because losing the last one is harmless. Search runs on an in-memory SearchIndex loaded
+// from the rows at open and kept in step with every committed write.
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { type IndexedAgent, SearchIndex } from "./search-index.js";
 import type {
   AgentListQuery,
+  AgentLiveness,
   AgentSearchQuery,
   NewMessage,
   Page,
@@ -121,7 +122,11 @@ export interface SqliteStoreOptions {
   path: string;
   /** SQLite page cache in MiB (default 16): search runs in memory, SQLite serves point lookups. */
   cacheMiB?: number;
-  /** Commit heartbeats without fsync (default true). Registrations, messages and trust always fsync. */
+  /**
+   * Write heartbeats behind, without fsync (default true): last_seen updates wait for the end of the current
+   * turn of the event loop (or the next other agent read or write, whichever is first) and go to disk in one
+   * unsynced commit. Registrations, messages and trust always commit with fsync before they return.
+   */
   fastHeartbeats?: boolean;
 }
 
@@ -133,6 +138,11 @@ export class SqliteRegistryStore implements RegistryStore {
   /** Index updates of the open transaction: applied on COMMIT, dropped on ROLLBACK. */
   #pendingIndex: Array<() => void> = [];
   #depth = 0;
+  /** Heartbeats not yet written (fastHeartbeats): agent id -> its seq and new last_seen. */
+  readonly #pendingTouches = new Map<string, { seq: number; lastSeen: number }>();
+  /** Seqs of agents that heartbeat, so a heartbeat needs one narrow read; dropped when an agent is deleted. */
+  readonly #seqById = new Map<string, number>();
+  #touchFlushScheduled = false;
 
   constructor(options: SqliteStoreOptions) {
     this.#db = new DatabaseSync(options.path);
@@ -182,8 +192,35 @@ export class SqliteRegistryStore implements RegistryStore {
     return stmt;
   }
 
+  /**
+   * Writes pending heartbeats in one commit. Every agent read that can see last_seen, and every
+   * transaction, runs this first, so nothing ever reads a last_seen older than a heartbeat already answered.
+   */
+  #writeTouches(): void {
+    if (this.#pendingTouches.size === 0 || !this.#db.isOpen) return;
+    const update = this.#stmt("UPDATE agents SET last_seen = ? WHERE seq = ?");
+    // Why unsynced: a heartbeat lost to a crash or power cut only makes the agent look older by one
+    // interval, and an fsync per heartbeat would cap throughput at the disk's flush rate. The next synced
+    // commit (or a WAL checkpoint) makes it durable anyway.
+    this.#stmt("PRAGMA synchronous = NORMAL").run();
+    try {
+      this.#db.exec("BEGIN IMMEDIATE");
+      try {
+        for (const { seq, lastSeen } of this.#pendingTouches.values()) update.run(lastSeen, seq);
+        this.#db.exec("COMMIT");
+      } catch (error) {
+        this.#db.exec("ROLLBACK");
+        throw error;
+      }
+      this.#pendingTouches.clear();
+    } finally {
+      this.#stmt("PRAGMA synchronous = FULL").run();
+    }
+  }
+
   transaction<T>(fn: () => T): T {
     if (this.#depth > 0) return fn();
+    this.#writeTouches();
     this.#db.exec("BEGIN IMMEDIATE");
     this.#depth++;
     try {
@@ -201,17 +238,34 @@ export class SqliteRegistryStore implements RegistryStore {
     }
   }
 
+  /** Reads the row and lays a pending heartbeat over it (the heartbeat path reads by id: no write here). */
   getAgentById(id: string): StoredAgent | undefined {
     const row = this.#stmt(`SELECT ${AGENT_COLUMNS} FROM agents a WHERE a.id = ?`).get(id);
-    return row ? toAgent(row) : undefined;
+    if (!row) return undefined;
+    const agent = toAgent(row);
+    const pending = this.#pendingTouches.get(id);
+    if (pending) agent.lastSeen = pending.lastSeen;
+    return agent;
+  }
+
+  getAgentLiveness(id: string): AgentLiveness | undefined {
+    const row = this.#stmt("SELECT seq, token_hash, last_seen FROM agents WHERE id = ?").get(id);
+    if (!row) return undefined;
+    this.#seqById.set(id, Number(row.seq));
+    return {
+      tokenHash: str(row.token_hash),
+      lastSeen: this.#pendingTouches.get(id)?.lastSeen ?? Number(row.last_seen),
+    };
   }
 
   getAgentByHostname(hostname: string): StoredAgent | undefined {
+    this.#writeTouches();
     const row = this.#stmt(`SELECT ${AGENT_COLUMNS} FROM agents a WHERE a.hostname = ?`).get(hostname);
     return row ? toAgent(row) : undefined;
   }
 
   getAgentByInstallation(installationId: string): StoredAgent | undefined {
+    this.#writeTouches();
     const row = this.#stmt(`SELECT ${AGENT_COLUMNS} FROM agents a WHERE a.installation_id = ?`).get(
       installationId,
     );
@@ -271,23 +325,36 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   touchAgent(id: string, lastSeen: number): boolean {
-    const touch = () => {
+    if (!this.#fastHeartbeats || this.#depth > 0) {
       const row = this.#stmt("UPDATE agents SET last_seen = ? WHERE id = ? RETURNING seq").get(lastSeen, id);
       if (!row) return false;
       const seq = Number(row.seq);
       this.#indexLater(() => this.#index.touch(seq, lastSeen));
       return true;
-    };
-    if (!this.#fastHeartbeats || this.#depth > 0) return touch();
-    // Why unsynced: a heartbeat lost to a power cut only makes the agent look older by one interval, and
-    // an fsync per heartbeat would cap throughput at the disk's flush rate. The next synced commit (or a
-    // WAL checkpoint) makes it durable anyway.
-    this.#stmt("PRAGMA synchronous = NORMAL").run();
-    try {
-      return touch();
-    } finally {
-      this.#stmt("PRAGMA synchronous = FULL").run();
     }
+    let seq = this.#seqById.get(id);
+    if (seq === undefined) {
+      const row = this.#stmt("SELECT seq FROM agents WHERE id = ?").get(id);
+      if (!row) return false;
+      seq = Number(row.seq);
+      this.#seqById.set(id, seq);
+    }
+    this.#pendingTouches.set(id, { seq, lastSeen });
+    this.#index.touch(seq, lastSeen);
+    if (!this.#touchFlushScheduled) {
+      this.#touchFlushScheduled = true;
+      // One commit for all the heartbeats answered in this turn of the event loop.
+      setImmediate(() => {
+        this.#touchFlushScheduled = false;
+        try {
+          this.#writeTouches();
+        } catch {
+          // Why safe: the heartbeats stay pending; the next heartbeat or agent read writes them again and a
+          // persistent failure then reaches that caller as an error.
+        }
+      });
+    }
+    return true;
   }
 
   deleteAgent(id: string): boolean {
@@ -295,6 +362,7 @@ export class SqliteRegistryStore implements RegistryStore {
       const row = this.#stmt("SELECT seq FROM agents WHERE id = ?").get(id);
       if (!row) return false;
       const seq = Number(row.seq);
+      this.#seqById.delete(id);
       this.#stmt("DELETE FROM agents WHERE seq = ?").run(seq);
       this.#indexLater(() => this.#index.remove(seq));
       return true;
@@ -302,6 +370,7 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   listAgents(query: AgentListQuery): Page<StoredAgent> {
+    this.#writeTouches();
     const where: string[] = [];
     const params: SQLInputValue[] = [];
     if (query.hostname !== undefined) {
@@ -329,6 +398,7 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   searchAgents(query: AgentSearchQuery): Page<StoredAgent> {
+    this.#writeTouches();
     const { seqs, total } = this.#index.search(query);
     if (seqs.length === 0) return { items: [], total };
     const rows = this.#stmt(
@@ -444,6 +514,7 @@ export class SqliteRegistryStore implements RegistryStore {
 
   close(): void {
     if (!this.#db.isOpen) return;
+    this.#writeTouches();
     this.#statements.clear();
     this.#db.close();
   }

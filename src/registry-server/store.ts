@@ -20,6 +20,8 @@ export interface StoredAgent {
   updatedAt: number;
 }
 
+export type AgentLiveness = Pick<StoredAgent, "tokenHash" | "lastSeen">;
+
 export interface AgentListQuery {
   hostname?: string;
   installationId?: string;
@@ -85,6 +87,8 @@ export interface RegistryStore {
   transaction<T>(fn: () => T): T;
 
   getAgentById(id: string): StoredAgent | undefined;
+  /** Just what a heartbeat checks (the hot path: no full row). */
+  getAgentLiveness(id: string): AgentLiveness | undefined;
   getAgentByHostname(hostname: string): StoredAgent | undefined;
   getAgentByInstallation(installationId: string): StoredAgent | undefined;
   insertAgent(agent: StoredAgent): void;

@@ -104,3 +104,51 @@ describe("SqliteRegistryStore search index", () => {
     store.close();
   });
 });
+
+describe("SqliteRegistryStore heartbeats written behind", () => {
+  it("shows a heartbeat to every read before it is written", () => {
+    const store = new SqliteRegistryStore({ path: ":memory:" });
+    store.insertAgent(agent(1));
+    expect(store.touchAgent("id-0001", 9000)).toBe(true);
+    expect(store.touchAgent("id-unknown", 9000)).toBe(false);
+    expect(store.getAgentById("id-0001")?.lastSeen).toBe(9000);
+    store.touchAgent("id-0001", 9500);
+    expect(store.getAgentByHostname("agent-1")?.lastSeen).toBe(9500);
+    store.touchAgent("id-0001", 9600);
+    expect(store.listAgents({ seenSince: 9600, limit: 10, offset: 0 }).total).toBe(1);
+    store.touchAgent("id-0001", 9700);
+    expect(store.getAgentByInstallation("inst-1")?.lastSeen).toBe(9700);
+    store.close();
+  });
+
+  it("writes heartbeats to the file by the next turn of the event loop, and on close", async () => {
+    const path = join(dir, "heartbeats.db");
+    const store = new SqliteRegistryStore({ path });
+    store.insertAgent(agent(1));
+    store.insertAgent(agent(2));
+    store.touchAgent("id-0001", 7000);
+    await new Promise((resolve) => setImmediate(resolve));
+    const reader = new SqliteRegistryStore({ path });
+    expect(reader.getAgentById("id-0001")?.lastSeen).toBe(7000);
+    reader.close();
+    store.touchAgent("id-0002", 8000);
+    store.close();
+    const reopened = new SqliteRegistryStore({ path });
+    expect(reopened.getAgentById("id-0002")?.lastSeen).toBe(8000);
+    reopened.close();
+  });
+
+  it("writes pending heartbeats before a transaction, so a rollback keeps them", () => {
+    const store = new SqliteRegistryStore({ path: ":memory:" });
+    store.insertAgent(agent(1));
+    store.touchAgent("id-0001", 6000);
+    expect(() =>
+      store.transaction(() => {
+        store.deleteAgent("id-0001");
+        throw new Error("abort");
+      }),
+    ).toThrow("abort");
+    expect(store.getAgentByHostname("agent-1")?.lastSeen).toBe(6000);
+    store.close();
+  });
+});
