@@ -165,6 +165,120 @@ class Marks {
   }
 }
 
+/** Chunks are cut once this long: V8 allocates a string of 128 KiB or more outside the young generation. */
+const CHUNK_UNITS = 1 << 17;
+
+/**
+ * The strings of every agent (id, hostname, packed capability names, search text) as one record each, read
+ * back as slices. While loading, records are joined into shared chunks of at least CHUNK_UNITS: loading 100k
+ * agents as ~400 bytes of small strings each made V8 promote them all through the young generation, which
+ * grew it to its maximum (128 MiB) and kept it so for the life of the process. A chunk lives while any of its
+ * agents is unchanged; agents added or changed later get a record of their own.
+ */
+class AgentStrings {
+  /** Record or chunk holding seq's strings; undefined when seq is absent. */
+  readonly #chunks: (string | undefined)[] = [];
+  #start = new Int32Array(1024);
+  /** Lengths of id, hostname, capabilities and text: seq's four at 4 * seq. */
+  #lengths = new Int32Array(4096);
+  #pending: number[] = [];
+  #pendingUnits = 0;
+
+  grow(end: number, capacity: number): void {
+    while (this.#chunks.length < end) this.#chunks.push(undefined);
+    if (capacity <= this.#start.length) return;
+    const start = new Int32Array(capacity);
+    start.set(this.#start);
+    this.#start = start;
+    const lengths = new Int32Array(4 * capacity);
+    lengths.set(this.#lengths);
+    this.#lengths = lengths;
+  }
+
+  set(seq: number, fields: [id: string, hostname: string, capabilities: string, text: string]): void {
+    // join, not +: concatenation would keep a rope of the four strings.
+    this.#chunks[seq] = fields.join("");
+    this.#start[seq] = 0;
+    for (let i = 0; i < 4; i++) this.#lengths[4 * seq + i] = fields[i]!.length;
+  }
+
+  /** Like set, and the record joins the next shared chunk (bulk loading). */
+  setShared(seq: number, fields: [id: string, hostname: string, capabilities: string, text: string]): void {
+    this.set(seq, fields);
+    this.#pending.push(seq);
+    this.#pendingUnits += this.#chunks[seq]!.length;
+    if (this.#pendingUnits >= CHUNK_UNITS) this.flushShared();
+  }
+
+  flushShared(): void {
+    // A seq added twice while loading is pending twice; one deleted since is gone.
+    const seqs = [...new Set(this.#pending)].filter((seq) => this.#chunks[seq] !== undefined);
+    this.#pending = [];
+    this.#pendingUnits = 0;
+    const chunk = seqs.map((seq) => this.#chunks[seq]!).join("");
+    let at = 0;
+    for (const seq of seqs) {
+      const length = this.#chunks[seq]!.length;
+      this.#chunks[seq] = chunk;
+      this.#start[seq] = at;
+      at += length;
+    }
+  }
+
+  delete(seq: number): void {
+    this.#chunks[seq] = undefined;
+  }
+
+  has(seq: number): boolean {
+    return this.#chunks[seq] !== undefined;
+  }
+
+  #field(seq: number, field: number): string {
+    let from = this.#start[seq]!;
+    for (let i = 0; i < field; i++) from += this.#lengths[4 * seq + i]!;
+    return this.#chunks[seq]!.slice(from, from + this.#lengths[4 * seq + field]!);
+  }
+
+  id(seq: number): string {
+    return this.#field(seq, 0);
+  }
+
+  hostname(seq: number): string {
+    return this.#field(seq, 1);
+  }
+
+  capabilities(seq: number): string {
+    return this.#field(seq, 2);
+  }
+
+  text(seq: number): string {
+    return this.#field(seq, 3);
+  }
+
+  hostnameIs(seq: number, hostname: string): boolean {
+    return (
+      this.#lengths[4 * seq + 1] === hostname.length &&
+      this.#chunks[seq]!.startsWith(hostname, this.#start[seq]! + this.#lengths[4 * seq]!)
+    );
+  }
+
+  /** Whether seq a's id sorts before seq b's (compared in place, no slices). */
+  idBefore(a: number, b: number): boolean {
+    const chunkA = this.#chunks[a]!;
+    const chunkB = this.#chunks[b]!;
+    const startA = this.#start[a]!;
+    const startB = this.#start[b]!;
+    const lengthA = this.#lengths[4 * a]!;
+    const lengthB = this.#lengths[4 * b]!;
+    for (let i = 0; i < lengthA && i < lengthB; i++) {
+      const unitA = chunkA.charCodeAt(startA + i);
+      const unitB = chunkB.charCodeAt(startB + i);
+      if (unitA !== unitB) return unitA < unitB;
+    }
+    return lengthA < lengthB;
+  }
+}
+
 interface QueryWord {
   token: string;
   /** Posting lists of every token the word is a prefix of (a seq may be in several). */
@@ -173,13 +287,12 @@ interface QueryWord {
 }
 
 export class SearchIndex {
-  // Columns by seq (seqs are the store's dense row ids). An absent agent has ids[seq] === undefined.
-  readonly #ids: (string | undefined)[] = [];
-  readonly #hostnames: (string | undefined)[] = [];
-  /** Lowercase searchable text: verbatim terms, per-agent word checks when cheaper, the words to unindex. */
-  readonly #texts: (string | undefined)[] = [];
-  /** packNames of the agent's capabilities. */
-  readonly #capabilities: (string | undefined)[] = [];
+  // Columns by seq (seqs are the store's dense row ids).
+  /**
+   * Id, hostname, packNames of the capabilities, and the lowercase searchable text (for verbatim terms,
+   * per-agent word checks when cheaper, and the words to unindex).
+   */
+  readonly #strings = new AgentStrings();
   #lastSeen = new Float64Array(1024);
   #idKeys = new Float64Array(1024);
   /** pairMask of each hostname: seq's two halves at 2 * seq. */
@@ -216,6 +329,7 @@ export class SearchIndex {
       for (const [seq, agent] of entries) this.add(seq, agent);
     } finally {
       this.#bulk = false;
+      this.#strings.flushShared();
       // A loop, not a spread: 100k+ words would overflow the argument limit of splice().
       this.#vocabulary.length = 0;
       for (const token of this.#postings.keys()) this.#vocabulary.push(token);
@@ -226,15 +340,10 @@ export class SearchIndex {
   #grow(seq: number): void {
     if (seq < this.#end) return;
     this.#end = seq + 1;
-    while (this.#ids.length < this.#end) {
-      this.#ids.push(undefined);
-      this.#hostnames.push(undefined);
-      this.#texts.push(undefined);
-      this.#capabilities.push(undefined);
-    }
-    if (this.#end <= this.#lastSeen.length) return;
     let capacity = this.#lastSeen.length;
     while (capacity < this.#end) capacity *= 2;
+    this.#strings.grow(this.#end, capacity);
+    if (capacity === this.#lastSeen.length) return;
     const lastSeen = new Float64Array(capacity);
     lastSeen.set(this.#lastSeen);
     this.#lastSeen = lastSeen;
@@ -263,10 +372,14 @@ export class SearchIndex {
       }
       list.push(seq);
     }
-    this.#ids[seq] = agent.id;
-    this.#hostnames[seq] = agent.hostname;
-    this.#texts[seq] = text;
-    this.#capabilities[seq] = packNames(capabilities);
+    const fields: [string, string, string, string] = [
+      agent.id,
+      agent.hostname,
+      packNames(capabilities),
+      text,
+    ];
+    if (this.#bulk) this.#strings.setShared(seq, fields);
+    else this.#strings.set(seq, fields);
     this.#lastSeen[seq] = agent.lastSeen;
     this.#idKeys[seq] = idKeyOf(agent.id);
     pairMask(agent.hostname, this.#hostnameMasks, 2 * seq);
@@ -286,13 +399,11 @@ export class SearchIndex {
   }
 
   remove(seq: number): void {
-    const text = this.#texts[seq];
-    if (text === undefined) return;
-    const capabilities = unpackNames(this.#capabilities[seq]!);
-    this.#ids[seq] = undefined;
-    this.#hostnames[seq] = undefined;
-    this.#texts[seq] = undefined;
-    this.#capabilities[seq] = undefined;
+    const strings = this.#strings;
+    if (!strings.has(seq)) return;
+    const text = strings.text(seq);
+    const capabilities = unpackNames(strings.capabilities(seq));
+    strings.delete(seq);
     this.#size--;
     for (const token of tokensOf(text)) {
       const posting = this.#postings.get(token);
@@ -316,7 +427,7 @@ export class SearchIndex {
 
   /** Records a heartbeat of the agent at `seq` (no-op when absent). */
   touch(seq: number, lastSeen: number): void {
-    if (this.#texts[seq] !== undefined) this.#lastSeen[seq] = lastSeen;
+    if (this.#strings.has(seq)) this.#lastSeen[seq] = lastSeen;
   }
 
   /** The posting lists of every token starting with `prefix`; single-agent tokens gathered into one list. */
@@ -429,10 +540,9 @@ export class SearchIndex {
     const hostnameMasks = this.#hostnameMasks;
     const countHits = caps.length > 1 && query.match === "any";
     const since = query.seenSince ?? Number.NEGATIVE_INFINITY;
-    const heap = new TopK(query.offset + query.limit, this.#ids, this.#idKeys);
+    const strings = this.#strings;
+    const heap = new TopK(query.offset + query.limit, strings, this.#idKeys);
     const lastSeen = this.#lastSeen;
-    const texts = this.#texts;
-    const hostnames = this.#hostnames;
     let total = 0;
 
     const consider = (seq: number): void => {
@@ -444,7 +554,7 @@ export class SearchIndex {
         if (capHits < capNeed) return;
       }
       if (textChecked.length || verbatim.length) {
-        const text = texts[seq]!;
+        const text = strings.text(seq);
         for (const token of textChecked) if (!hasWordStartingWith(text, token)) return;
         for (const term of verbatim) if (!text.includes(term)) return;
       }
@@ -454,9 +564,9 @@ export class SearchIndex {
         // Tier 0 (the exact hostname) and tier 2 (in the hostname) both need the phrase's pairs in it.
         const inHostname =
           (maskLo & ~hostnameMasks[2 * seq]!) === 0 && (maskHi & ~hostnameMasks[2 * seq + 1]!) === 0;
-        if (inHostname && hostnames[seq] === phrase) tier = 0;
+        if (inHostname && strings.hostnameIs(seq, phrase)) tier = 0;
         else if (tierValues[seq] === tierMark) tier = 1;
-        else if (inHostname && hostnames[seq]!.includes(phrase)) tier = 2;
+        else if (inHostname && strings.hostname(seq).includes(phrase)) tier = 2;
       }
       heap.offer(tier, countHits ? capHits : 0, seq);
     };
@@ -480,7 +590,7 @@ export class SearchIndex {
         }
       }
     } else {
-      for (let seq = 0; seq < this.#end; seq++) if (texts[seq] !== undefined) consider(seq);
+      for (let seq = 0; seq < this.#end; seq++) if (strings.has(seq)) consider(seq);
     }
     return { seqs: heap.sortedSeqs().slice(query.offset), total };
   }
@@ -509,7 +619,7 @@ class TopK {
 
   constructor(
     readonly k: number,
-    readonly ids: readonly (string | undefined)[],
+    readonly strings: AgentStrings,
     readonly idKeys: Float64Array,
   ) {}
 
@@ -521,7 +631,7 @@ class TopK {
     if (hitsA !== hitsB) return hitsA > hitsB;
     const keyB = this.#key[at]!;
     if (keyA !== keyB) return keyA < keyB;
-    return this.ids[seqA]! < this.ids[this.#seq[at]!]!;
+    return this.strings.idBefore(seqA, this.#seq[at]!);
   }
 
   #set(at: number, tier: number, hits: number, key: number, seq: number): void {

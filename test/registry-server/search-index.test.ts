@@ -123,13 +123,37 @@ describe("SearchIndex", () => {
     });
   }
 
-  it("loads in bulk to the same answers as one add at a time", () => {
+  it("loads in bulk (strings shared in chunks) to the same answers, and keeps them through later changes", () => {
     const r = prng(42);
     const agents = new Map<number, IndexedAgent>();
-    for (let seq = 1; seq <= 300; seq++) agents.set(seq, randomAgent(r, seq));
+    const entries: Array<[number, IndexedAgent]> = [];
+    // Long descriptions, so the records fill several chunks; seq 7 comes twice (the later one counts).
+    for (let seq = 1; seq <= 1500; seq++) {
+      const agent = randomAgent(r, seq);
+      agent.description = `${agent.description ?? ""} ${"padding ".repeat(40)}`;
+      agents.set(seq, agent);
+      entries.push([seq, agent]);
+      if (seq === 7) entries.push([7, { ...agent, id: "replaced-7" }]);
+    }
+    agents.set(7, { ...agents.get(7)!, id: "replaced-7" });
     const bulk = new SearchIndex();
-    bulk.load(agents);
-    for (let n = 0; n < 200; n++) {
+    bulk.load(entries);
+    expect(bulk.size).toBe(1500);
+    for (let n = 0; n < 100; n++) {
+      const q = randomQuery(r, agents);
+      expect(bulk.search(q), JSON.stringify(q)).toEqual(reference(agents, q));
+    }
+    for (let seq = 1; seq <= 1500; seq += 3) {
+      if (seq % 2) {
+        bulk.remove(seq);
+        agents.delete(seq);
+      } else {
+        const agent = randomAgent(r, seq + 10_000);
+        bulk.add(seq, agent);
+        agents.set(seq, agent);
+      }
+    }
+    for (let n = 0; n < 100; n++) {
       const q = randomQuery(r, agents);
       expect(bulk.search(q), JSON.stringify(q)).toEqual(reference(agents, q));
     }
