@@ -28,7 +28,7 @@ import {
 import type { AccountNetwork, PeerView } from "./account-network.js";
 import { createPeerNetwork } from "./peer-network.js";
 import { startPilotLink } from "./pilot-link.js";
-import { ReplyBudget } from "./reply-budget.js";
+import { ReplyBudget, type ReplyOutcome } from "./reply-budget.js";
 import { type LinkDeps, noneLink, startRelayLink, type TransportLink } from "./transport-link.js";
 
 export interface RuntimeLog {
@@ -60,7 +60,7 @@ export interface AccountRuntimeOptions {
   inspect?: (event: import("xstate").InspectionEvent) => void;
   /** Builds the dispatcher into OpenClaw sessions (the channel adapter), given how to reply to a peer. */
   createDispatcher?: (helpers: {
-    reply(hostname: string, text: string, replyTo: string | null): Promise<boolean>;
+    reply(hostname: string, text: string, replyTo: string | null): Promise<ReplyOutcome>;
     introductionFor(hostname: string): string | null;
   }) => (message: AdmittedMessage) => Promise<void>;
   /** An incoming handshake request, announced once (operator log/status; agent session in agent mode). */
@@ -224,10 +224,10 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     options.createDispatcher?.({
       reply: async (hostname, text) => {
         // Never auto-reply to a peer we do not trust (e.g. the agent answering a handshake announcement).
-        if (!network.isTrusted({ hostname, nodeId: null, installationId: null })) return false;
-        if (!budget.take(hostname)) return false;
+        if (!network.isTrusted({ hostname, nodeId: null, installationId: null })) return "untrusted";
+        if (!budget.take(hostname)) return "budget_spent";
         await network.sendReply(hostname, text);
-        return true;
+        return "sent";
       },
       introductionFor: (hostname) => network.introductionFor(hostname),
     }) ??

@@ -1,5 +1,8 @@
 // Stops endless agent ping-pong: each peer gets at most `budget` automatic replies from our agent until a
 // deliberate message (the owner's `openclaw message send`, or the agent_network tool's contact) resets it.
+/** What became of the agent's automatic reply to a peer. */
+export type ReplyOutcome = "sent" | "untrusted" | "budget_spent";
+
 export class ReplyBudget {
   readonly #used = new Map<string, number>();
 

@@ -242,7 +242,7 @@ describe("Pilot transport in a real OpenClaw gateway", () => {
         `agent:main:agent-registry:${turn.from === "alice" ? "bob" : "alice"}:direct:${turn.from}`,
       );
     }
-    expect(gateway.logs()).toMatch(/reply to alice dropped/);
+    expect(gateway.logs()).toMatch(/auto-reply budget for alice spent/);
   }, 300_000);
 
   it("a message from a node alice does not trust reaches no session", async () => {

@@ -1,6 +1,7 @@
 // Puts an admitted peer message into OpenClaw: the peer's own session (never the owner's main session), framed
 // as untrusted text from another AI agent, with commandAuthorized:false. The agent's replies go back to that peer
 // through `reply`, which enforces the per-peer auto-reply budget.
+import type { ReplyOutcome } from "../../runtime/reply-budget.js";
 import type { AdmittedMessage } from "../transport/transport.js";
 
 /** The parts of `dispatchInboundDirectDm` this adapter uses (the real one comes from openclaw/plugin-sdk). */
@@ -35,8 +36,8 @@ export interface SessionDispatcherOptions {
   selfHostname: string;
   /** The peer's handshake introduction, given once as context with its first message. */
   introductionFor: (hostname: string) => string | null;
-  /** Sends the agent's reply to the peer; resolves false when the reply budget is spent. */
-  reply: (hostname: string, text: string, replyTo: string | null) => Promise<boolean>;
+  /** Sends the agent's reply to the peer, unless the peer is not trusted or its reply budget is spent. */
+  reply: (hostname: string, text: string, replyTo: string | null) => Promise<ReplyOutcome>;
   log: { warn(message: string): void; debug?(message: string): void };
 }
 
@@ -74,6 +75,21 @@ export function createSessionDispatcher(
   options: SessionDispatcherOptions,
 ): (message: AdmittedMessage) => Promise<void> {
   const introduced = new Set<string>();
+  // Peers told about once: a chatty peer past its budget must not fill the log with one warning per message.
+  const budgetWarned = new Set<string>();
+  const onReply = (hostname: string, outcome: ReplyOutcome) => {
+    if (outcome === "sent") budgetWarned.delete(hostname);
+    else if (outcome === "untrusted") {
+      options.log.warn(
+        `agent-registry: the agent's reply to ${hostname} was not sent: ${hostname} is not trusted (approve its handshake first)`,
+      );
+    } else if (!budgetWarned.has(hostname)) {
+      budgetWarned.add(hostname);
+      options.log.warn(
+        `agent-registry: auto-reply budget for ${hostname} spent (inbound.autoReplyBudget); the agent's further replies to ${hostname} are dropped until you or the agent write to it deliberately`,
+      );
+    } else options.log.debug?.(`agent-registry: reply to ${hostname} dropped (auto-reply budget spent)`);
+  };
   return async (message) => {
     const hostname = message.peer.hostname;
     const introduction = introduced.has(hostname) ? null : options.introductionFor(hostname);
@@ -99,12 +115,7 @@ export function createSessionDispatcher(
       deliver: async (payload) => {
         const text = payload.text?.trim();
         if (!text) return;
-        const sent = await options.reply(hostname, text, message.envelope?.id ?? null);
-        if (!sent) {
-          options.log.warn(
-            `agent-registry: reply to ${hostname} dropped: peer not trusted or auto-reply budget spent`,
-          );
-        }
+        onReply(hostname, await options.reply(hostname, text, message.envelope?.id ?? null));
       },
       onRecordError: (err) => options.log.warn(`agent-registry: session record failed: ${String(err)}`),
       onDispatchError: (err, info) => {
