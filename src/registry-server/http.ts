@@ -86,12 +86,20 @@ function matchSegments(
   return { params, literals };
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /** Reads the request body up to `maxBytes`; over the cap -> 413 without reading the rest. */
 export async function readBody(req: IncomingMessage, operation: string, maxBytes: number): Promise<Buffer> {
   const tooLarge = () =>
     payloadTooLarge(operation, `request body is larger than ${maxBytes} bytes; send a smaller request`);
-  const declared = Number(req.headers["content-length"]);
+  const length = req.headers["content-length"];
+  const declared = Number(length);
   if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge();
+  // No Content-Length (or 0) and no Transfer-Encoding: HTTP/1.1 says there is no body, so skip the stream
+  // (node:http discards anything unread when the response ends). Most calls of heartbeat/DELETE are so.
+  if ((length === undefined || declared === 0) && req.headers["transfer-encoding"] === undefined) {
+    return EMPTY;
+  }
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {

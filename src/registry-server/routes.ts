@@ -57,6 +57,10 @@ const pathSchemas = {
 };
 
 function pathParam(ctx: RequestContext, name: keyof typeof pathSchemas, operation: string): string {
+  // Fast path for the id-like parameters (what idParam accepts); anything else goes through zod, which
+  // also writes the 422 for a bad value.
+  const raw = ctx.params[name];
+  if (name !== "hostname" && raw !== undefined && raw.length >= 1 && raw.length <= 200) return raw;
   const parsed = validate(pathSchemas[name], { [name]: ctx.params[name] }, "path", operation) as Record<
     string,
     string

@@ -425,6 +425,10 @@ export class SearchIndex {
     }
   }
 
+  lastSeenOf(seq: number): number {
+    return this.#lastSeen[seq]!;
+  }
+
   /** Records a heartbeat of the agent at `seq` (no-op when absent). */
   touch(seq: number, lastSeen: number): void {
     if (this.#strings.has(seq)) this.#lastSeen[seq] = lastSeen;

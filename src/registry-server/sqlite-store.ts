@@ -123,30 +123,45 @@ export interface SqliteStoreOptions {
   /** SQLite page cache in MiB (default 16): search runs in memory, SQLite serves point lookups. */
   cacheMiB?: number;
   /**
-   * Write heartbeats behind, without fsync (default true): last_seen updates wait for the end of the current
-   * turn of the event loop (or the next other agent read or write, whichever is first) and go to disk in one
-   * unsynced commit. Registrations, messages and trust always commit with fsync before they return.
+   * Write heartbeats behind, without fsync (default true): last_seen updates wait up to
+   * `heartbeatWriteDelayMs` (or for the next other agent read or write, whichever is first) and go to disk
+   * together in one unsynced commit. Registrations, messages and trust always commit with fsync before they
+   * return.
    */
   fastHeartbeats?: boolean;
+  /**
+   * How long heartbeats may wait to be written (default 1000 ms; 0 = at the end of the event-loop turn).
+   * Waiting lets the many heartbeats of one agent become one row write and those of neighbours share pages;
+   * a crash loses at most this much of them, which only makes agents look older by one interval.
+   */
+  heartbeatWriteDelayMs?: number;
 }
+
+/** Agents whose heartbeat facts are kept in memory at most (a cache: cleared when full). */
+const HEARTBEAT_CACHE_SIZE = 50_000;
 
 export class SqliteRegistryStore implements RegistryStore {
   readonly #db: DatabaseSync;
   readonly #statements = new Map<string, StatementSync>();
   readonly #fastHeartbeats: boolean;
+  readonly #heartbeatWriteDelayMs: number;
   readonly #index = new SearchIndex();
   /** Index updates of the open transaction: applied on COMMIT, dropped on ROLLBACK. */
   #pendingIndex: Array<() => void> = [];
   #depth = 0;
   /** Heartbeats not yet written (fastHeartbeats): agent id -> its seq and new last_seen. */
   readonly #pendingTouches = new Map<string, { seq: number; lastSeen: number }>();
-  /** Seqs of agents that heartbeat, so a heartbeat needs one narrow read; dropped when an agent is deleted. */
-  readonly #seqById = new Map<string, number>();
-  #touchFlushScheduled = false;
+  /**
+   * Seq and token digest of agents that heartbeat, so a heartbeat reads no row (last_seen comes from the
+   * index); an entry is dropped when its agent is updated (a new token) or deleted.
+   */
+  readonly #heartbeatCache = new Map<string, { seq: number; tokenHash: string | null }>();
+  #touchWriteScheduled = false;
 
   constructor(options: SqliteStoreOptions) {
     this.#db = new DatabaseSync(options.path);
     this.#fastHeartbeats = options.fastHeartbeats ?? true;
+    this.#heartbeatWriteDelayMs = options.heartbeatWriteDelayMs ?? 1000;
     this.#db.exec("PRAGMA journal_mode = WAL");
     this.#db.exec("PRAGMA synchronous = FULL");
     this.#db.exec("PRAGMA foreign_keys = OFF");
@@ -249,13 +264,26 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   getAgentLiveness(id: string): AgentLiveness | undefined {
-    const row = this.#stmt("SELECT seq, token_hash, last_seen FROM agents WHERE id = ?").get(id);
-    if (!row) return undefined;
-    this.#seqById.set(id, Number(row.seq));
-    return {
-      tokenHash: str(row.token_hash),
-      lastSeen: this.#pendingTouches.get(id)?.lastSeen ?? Number(row.last_seen),
-    };
+    if (this.#depth > 0) {
+      // In a transaction the index may lag an uncommitted change: read the row.
+      const row = this.#stmt("SELECT token_hash, last_seen FROM agents WHERE id = ?").get(id);
+      return row ? { tokenHash: str(row.token_hash), lastSeen: Number(row.last_seen) } : undefined;
+    }
+    const cached = this.#cachedForHeartbeat(id);
+    if (!cached) return undefined;
+    return { tokenHash: cached.tokenHash, lastSeen: this.#index.lastSeenOf(cached.seq) };
+  }
+
+  #cachedForHeartbeat(id: string): { seq: number; tokenHash: string | null } | undefined {
+    let cached = this.#heartbeatCache.get(id);
+    if (!cached) {
+      const row = this.#stmt("SELECT seq, token_hash FROM agents WHERE id = ?").get(id);
+      if (!row) return undefined;
+      cached = { seq: Number(row.seq), tokenHash: str(row.token_hash) };
+      if (this.#heartbeatCache.size >= HEARTBEAT_CACHE_SIZE) this.#heartbeatCache.clear();
+      this.#heartbeatCache.set(id, cached);
+    }
+    return cached;
   }
 
   getAgentByHostname(hostname: string): StoredAgent | undefined {
@@ -302,6 +330,7 @@ export class SqliteRegistryStore implements RegistryStore {
       const row = this.#stmt("SELECT seq FROM agents WHERE id = ?").get(agent.id);
       if (!row) throw new Error(`updateAgent: unknown agent id ${agent.id}`);
       const seq = Number(row.seq);
+      this.#heartbeatCache.delete(agent.id);
       this.#stmt(
         "UPDATE agents SET hostname = ?, installation_id = ?, pilot_node_id = ?, pilot_address = ?, " +
           "display_name = ?, description = ?, capabilities = ?, token_hash = ?, last_seen = ?, " +
@@ -332,27 +361,23 @@ export class SqliteRegistryStore implements RegistryStore {
       this.#indexLater(() => this.#index.touch(seq, lastSeen));
       return true;
     }
-    let seq = this.#seqById.get(id);
-    if (seq === undefined) {
-      const row = this.#stmt("SELECT seq FROM agents WHERE id = ?").get(id);
-      if (!row) return false;
-      seq = Number(row.seq);
-      this.#seqById.set(id, seq);
-    }
-    this.#pendingTouches.set(id, { seq, lastSeen });
-    this.#index.touch(seq, lastSeen);
-    if (!this.#touchFlushScheduled) {
-      this.#touchFlushScheduled = true;
-      // One commit for all the heartbeats answered in this turn of the event loop.
-      setImmediate(() => {
-        this.#touchFlushScheduled = false;
+    const cached = this.#cachedForHeartbeat(id);
+    if (!cached) return false;
+    this.#pendingTouches.set(id, { seq: cached.seq, lastSeen });
+    this.#index.touch(cached.seq, lastSeen);
+    if (!this.#touchWriteScheduled) {
+      this.#touchWriteScheduled = true;
+      const write = () => {
+        this.#touchWriteScheduled = false;
         try {
           this.#writeTouches();
         } catch {
           // Why safe: the heartbeats stay pending; the next heartbeat or agent read writes them again and a
           // persistent failure then reaches that caller as an error.
         }
-      });
+      };
+      if (this.#heartbeatWriteDelayMs > 0) setTimeout(write, this.#heartbeatWriteDelayMs).unref();
+      else setImmediate(write);
     }
     return true;
   }
@@ -362,7 +387,7 @@ export class SqliteRegistryStore implements RegistryStore {
       const row = this.#stmt("SELECT seq FROM agents WHERE id = ?").get(id);
       if (!row) return false;
       const seq = Number(row.seq);
-      this.#seqById.delete(id);
+      this.#heartbeatCache.delete(id);
       this.#stmt("DELETE FROM agents WHERE seq = ?").run(seq);
       this.#indexLater(() => this.#index.remove(seq));
       return true;

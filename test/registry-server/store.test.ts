@@ -106,6 +106,20 @@ describe("SqliteRegistryStore search index", () => {
 });
 
 describe("SqliteRegistryStore heartbeats written behind", () => {
+  it("answers a heartbeat's liveness read from memory, and sees a new token after an update", () => {
+    const store = new SqliteRegistryStore({ path: ":memory:" });
+    store.insertAgent(agent(1, { tokenHash: "aa" }));
+    expect(store.getAgentLiveness("id-0001")).toEqual({ tokenHash: "aa", lastSeen: 1000 });
+    store.touchAgent("id-0001", 2000);
+    expect(store.getAgentLiveness("id-0001")).toEqual({ tokenHash: "aa", lastSeen: 2000 });
+    store.updateAgent(agent(1, { tokenHash: "bb", lastSeen: 3000 }));
+    expect(store.getAgentLiveness("id-0001")).toEqual({ tokenHash: "bb", lastSeen: 3000 });
+    store.deleteAgent("id-0001");
+    expect(store.getAgentLiveness("id-0001")).toBeUndefined();
+    expect(store.touchAgent("id-0001", 4000)).toBe(false);
+    store.close();
+  });
+
   it("shows a heartbeat to every read before it is written", () => {
     const store = new SqliteRegistryStore({ path: ":memory:" });
     store.insertAgent(agent(1));
@@ -121,9 +135,22 @@ describe("SqliteRegistryStore heartbeats written behind", () => {
     store.close();
   });
 
-  it("writes heartbeats to the file by the next turn of the event loop, and on close", async () => {
+  it("writes heartbeats to the file after the delay, and on close", async () => {
+    const path = join(dir, "heartbeats-delay.db");
+    const store = new SqliteRegistryStore({ path, heartbeatWriteDelayMs: 50 });
+    store.insertAgent(agent(1));
+    store.touchAgent("id-0001", 7000);
+    const reader = new SqliteRegistryStore({ path });
+    expect(reader.getAgentById("id-0001")?.lastSeen).toBe(1000);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(reader.getAgentById("id-0001")?.lastSeen).toBe(7000);
+    reader.close();
+    store.close();
+  });
+
+  it("with no delay, writes heartbeats by the next turn of the event loop, and on close", async () => {
     const path = join(dir, "heartbeats.db");
-    const store = new SqliteRegistryStore({ path });
+    const store = new SqliteRegistryStore({ path, heartbeatWriteDelayMs: 0 });
     store.insertAgent(agent(1));
     store.insertAgent(agent(2));
     store.touchAgent("id-0001", 7000);
