@@ -545,7 +545,8 @@ export class SearchIndex {
     const countHits = caps.length > 1 && query.match === "any";
     const since = query.seenSince ?? Number.NEGATIVE_INFINITY;
     const strings = this.#strings;
-    const heap = new TopK(query.offset + query.limit, strings, this.#idKeys);
+    const idKeys = this.#idKeys;
+    const heap = new TopK(query.offset + query.limit, strings, idKeys);
     const lastSeen = this.#lastSeen;
     let total = 0;
 
@@ -572,7 +573,17 @@ export class SearchIndex {
         else if (tierValues[seq] === tierMark) tier = 1;
         else if (inHostname && strings.hostname(seq).includes(phrase)) tier = 2;
       }
-      heap.offer(tier, countHits ? capHits : 0, seq);
+      const hits = countHits ? capHits : 0;
+      // Most matches of a broad word rank below a full page: reject them here, before a call.
+      if (
+        heap.full &&
+        (tier > heap.worstTier ||
+          (tier === heap.worstTier &&
+            (hits < heap.worstHits || (hits === heap.worstHits && idKeys[seq]! > heap.worstKey))))
+      ) {
+        return;
+      }
+      heap.offer(tier, hits, seq);
     };
 
     if (capsDrive) {
@@ -616,6 +627,11 @@ function hasWordStartingWith(text: string, prefix: string): boolean {
  * costs a few number comparisons.
  */
 class TopK {
+  /** Whether k entries are held; then worst* describe the root, the entry a newcomer must beat. */
+  full = false;
+  worstTier = 0;
+  worstHits = 0;
+  worstKey = 0;
   readonly #tier: number[] = [];
   readonly #hits: number[] = [];
   readonly #key: number[] = [];
@@ -658,6 +674,7 @@ class TopK {
         i = parent;
       }
       this.#set(i, tier, hits, key, seq);
+      if (size + 1 === this.k) this.#noteWorst();
       return;
     }
     if (size === 0 || !this.#before(tier, hits, key, seq, 0)) return;
@@ -675,6 +692,14 @@ class TopK {
       i = worst;
     }
     this.#set(i, tier, hits, key, seq);
+    this.#noteWorst();
+  }
+
+  #noteWorst(): void {
+    this.full = true;
+    this.worstTier = this.#tier[0]!;
+    this.worstHits = this.#hits[0]!;
+    this.worstKey = this.#key[0]!;
   }
 
   /** Whether the entry at r ranks after the one at l (so r belongs nearer the root of a max-heap). */
