@@ -510,7 +510,9 @@ export class SearchIndex {
     const textChecked: string[] = [];
     for (const word of words) {
       if (word === driver && !capsDrive) continue;
-      if (word.size <= 4 * driverSize) chained.push(word);
+      // A stamp is a sequential read and one array write; a text check slices and scans a whole text:
+      // stamping wins up to many times the candidates.
+      if (word.size <= 64 * driverSize) chained.push(word);
       else textChecked.push(word.token);
     }
     const wordBase = this.#wordMarks.take(chained.length + 2);
