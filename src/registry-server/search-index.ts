@@ -593,6 +593,11 @@ export class SearchIndex {
         const seq = candidates[i]!;
         if (chained.length === 0 || wordValues[seq] === wordsPassed) consider(seq);
       }
+    } else if (driver && chained.length === 0 && driver.lists.length === 1) {
+      // One list (the usual whole-word query) holds each seq once: no marks needed.
+      const list = driver.lists[0]!;
+      const seqs = list.seqs;
+      for (let i = 0; i < list.length; i++) consider(seqs[i]!);
     } else if (driver) {
       // A seq can sit in several lists of the driver's prefix range: the mark lets it through once.
       for (const list of driver.lists) {
