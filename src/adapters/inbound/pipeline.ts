@@ -198,17 +198,26 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
     return null;
   }
 
+  /**
+   * The peer's session name. A name the transport verified (relay) wins; otherwise the name the registry or our
+   * trust list gives this node. The envelope's `from_hostname` is the sender's own claim: it is used only when it
+   * matches that verified name, so a trusted peer cannot write into another peer's session by claiming its name.
+   */
   async function resolveHostname(raw: RawInbound, claimedHostname: string | null): Promise<string> {
     if (raw.from.hostname) return raw.from.hostname;
-    if (claimedHostname) return claimedHostname;
+    let verified: string | null = null;
     try {
-      const hostname = await verifiedHostname(raw.from);
-      if (hostname) return hostname;
+      verified = await verifiedHostname(raw.from);
     } catch (err) {
       // Naming only: a registry outage must not hold messages back, the node id still identifies the peer.
       log?.debug?.(`inbound: ${(err as Error).message}; naming the peer ${fallbackHostname(raw.from)}`);
     }
-    return fallbackHostname(raw.from);
+    if (claimedHostname && verified && claimedHostname.toLowerCase() !== verified.toLowerCase()) {
+      log?.warn(
+        `inbound: ${fallbackHostname(raw.from)} claims to be "${claimedHostname}" but is registered as "${verified}"; using "${verified}"`,
+      );
+    }
+    return verified ?? fallbackHostname(raw.from);
   }
 
   async function remember(key: string): Promise<void> {

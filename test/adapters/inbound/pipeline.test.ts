@@ -78,8 +78,8 @@ describe("inbound pipeline", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("dispatches an envelope with the body as text and the envelope hostname", async () => {
-    const p = make();
+  it("dispatches an envelope with the body as text and the confirmed envelope hostname", async () => {
+    const p = make({ lookupHostname: async () => "alice" });
     expect(await p.process(envelopeRaw(peer(7), "hello"))).toBe("dispatched");
     expect(dispatched).toHaveLength(1);
     expect(dispatched[0]?.text).toBe("hello");
@@ -232,17 +232,23 @@ describe("inbound pipeline", () => {
   });
 
   describe("hostname resolution", () => {
-    it("prefers the envelope's hostname and does not look it up", async () => {
-      let lookups = 0;
+    it("uses the envelope's hostname only when the registry or trust list gives the node that name", async () => {
+      const names = new Map<number, string>([
+        [7, "carol"],
+        [8, "mallory"],
+      ]);
+      const warnings: string[] = [];
       const p = make({
-        lookupHostname: async () => {
-          lookups++;
-          return "registry-name";
-        },
+        lookupHostname: async (ref) => names.get(ref.nodeId ?? -1) ?? null,
+        log: { info: () => {}, warn: (m) => warnings.push(m) },
       });
       await p.process(envelopeRaw(peer(7), "x", { fromHostname: "carol" }));
-      expect(dispatched[0]?.peer.hostname).toBe("carol");
-      expect(lookups).toBe(0);
+      // A trusted peer claiming another peer's name lands in its own session, not in that peer's.
+      await p.process(envelopeRaw(peer(8), "y", { fromHostname: "carol" }));
+      // A claim nobody can confirm names nothing: the node id does.
+      await p.process(envelopeRaw(peer(9), "z", { fromHostname: "carol" }));
+      expect(dispatched.map((m) => m.peer.hostname)).toEqual(["carol", "mallory", "node-9"]);
+      expect(warnings.join("\n")).toContain('claims to be "carol" but is registered as "mallory"');
     });
 
     it("looks a plain sender up in the registry once, then uses the cache", async () => {

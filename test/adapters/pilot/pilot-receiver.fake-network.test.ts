@@ -37,7 +37,8 @@ describe("pilot receiver on the fake Pilot network", () => {
       policy: { allowFrom: [], blockFrom: [], maxMessageBytes: 65_536, ratePerMinute: 1_000 },
       // Bob's real trust list, read through pilotctl, as the lead wires it.
       isTrusted: async (peer) => (await bob.ctl.trust()).some((t) => t.nodeId === peer.nodeId),
-      lookupHostname: async () => null,
+      // The registry's name for alice's node.
+      lookupHostname: async (peer) => (peer.nodeId === aliceId ? "alice" : null),
       dispatch: async (m) => {
         dispatched.push(m);
       },
