@@ -3,7 +3,12 @@
 // and PILOT_NODES (JSON array of {"home","socket","hostname"}, at least two running daemons) are set. On real
 // nodes, untrust (which may break sends until both daemons restart) runs only with PILOT_CONTRACT_DESTRUCTIVE=1.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { deleteInboxFile, inboxDir, listInboxFiles, readInboxFile } from "../../src/adapters/pilot/inbox.js";
+import {
+  deleteInboxFile,
+  inboxDir,
+  listInboxFilesSync,
+  readInboxFileSync,
+} from "../../src/adapters/pilot/inbox.js";
 import {
   createPilotctl,
   type Pilotctl,
@@ -179,8 +184,8 @@ describe.each(targets)("pilotctl contract (%s)", { timeout: TEST_TIMEOUT_MS }, (
       expect(sent.ack).toMatch(/^ACK /);
       const dir = inboxDir(to.spec.home);
       const file = await eventually("inbox file", async () => {
-        for (const entry of await listInboxFiles(dir)) {
-          const r = await readInboxFile(entry.path);
+        for (const entry of listInboxFilesSync(dir)) {
+          const r = readInboxFileSync(entry.path);
           if ("ok" in r) {
             const decoded = decodeMessage(r.ok.data);
             if ("envelope" in decoded && decoded.envelope.id === envelope.id) return r.ok;

@@ -3,7 +3,7 @@
 // files one by one or moves failing ones to `inbox-dead-letter/`. Never uses `pilotctl inbox --clear`, which
 // deletes files that arrived after the last read.
 import { existsSync, type FSWatcher, mkdirSync, readdirSync, readFileSync, statSync, watch } from "node:fs";
-import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
+import { mkdir, rename, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { z } from "zod";
 import { parseAddress } from "./pilotctl.js";
@@ -58,25 +58,9 @@ export interface ReadOptions {
   now?: () => number;
 }
 
-export async function readInboxFile(path: string, options: ReadOptions = {}): Promise<ReadInboxResult> {
-  let text: string;
-  let mtimeMs: number;
-  let size: number;
-  try {
-    const st = await stat(path);
-    mtimeMs = st.mtimeMs;
-    size = st.size;
-    text = await readFile(path, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return { gone: true };
-    throw err;
-  }
-  return parseInboxFile(path, text, mtimeMs, size, options);
-}
-
 /**
- * `readInboxFile` with synchronous calls: a local read is microseconds, while each promise call costs a
- * thread-pool round trip, which matters when draining a large backlog. Same results.
+ * Reads and classifies one inbox file. Synchronous on purpose: a local read is microseconds, while each promise
+ * call costs a thread-pool round trip, which matters when draining a large backlog.
  */
 export function readInboxFileSync(path: string, options: ReadOptions = {}): ReadInboxResult {
   let text: string;
@@ -149,31 +133,7 @@ export interface InboxEntry {
   size: number;
 }
 
-/** Message files in the inbox, oldest first (by last write, then name). Missing directory = empty. */
-export async function listInboxFiles(dir: string): Promise<InboxEntry[]> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw err;
-  }
-  const entries: InboxEntry[] = [];
-  for (const name of names) {
-    if (!name.endsWith(".json") || name.startsWith(".")) continue;
-    const path = join(dir, name);
-    try {
-      const st = await stat(path);
-      if (st.isFile()) entries.push({ name, path, mtimeMs: st.mtimeMs, size: st.size });
-    } catch (err) {
-      // Deleted or moved between readdir and stat (eviction, another tool): skip it.
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-    }
-  }
-  return entries.sort(byAge);
-}
-
-/** `listInboxFiles` with synchronous calls (see `readInboxFileSync` for why). */
+/** Message files in the inbox, oldest first (by last write, then name). Missing directory = empty. Synchronous, as `readInboxFileSync`. */
 export function listInboxFilesSync(dir: string): InboxEntry[] {
   let names: string[];
   try {

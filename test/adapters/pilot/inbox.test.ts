@@ -6,10 +6,8 @@ import {
   deadLetterDir,
   deleteInboxFile,
   inboxDir,
-  listInboxFiles,
   listInboxFilesSync,
   moveToDeadLetter,
-  readInboxFile,
   readInboxFileSync,
   watchInbox,
 } from "../../../src/adapters/pilot/inbox.js";
@@ -35,11 +33,11 @@ const message = (over: Record<string, unknown> = {}) =>
     ...over,
   });
 
-describe("readInboxFile", () => {
+describe("readInboxFileSync", () => {
   it("parses a complete file and maps the sender to all 32 bits of its node id", async () => {
     const path = join(dir, "TEXT-20261125-100000.000.json");
     writeFileSync(path, message());
-    const r = await readInboxFile(path);
+    const r = readInboxFileSync(path);
     expect(r).toMatchObject({
       ok: { name: "TEXT-20261125-100000.000.json", data: "hello", fromNodeId: 0x10002 },
     });
@@ -55,7 +53,7 @@ describe("readInboxFile", () => {
         data_b64: Buffer.from("bïn").toString("base64"),
       }),
     );
-    const r = await readInboxFile(path);
+    const r = readInboxFileSync(path);
     expect(r).toMatchObject({ ok: { data: "bïn", dataB64: Buffer.from("bïn").toString("base64") } });
   });
 
@@ -63,49 +61,51 @@ describe("readInboxFile", () => {
     const path = join(dir, "TEXT-20261125-100000.001.json");
     const full = message();
     writeFileSync(path, full.slice(0, full.length / 2));
-    expect(await readInboxFile(path)).toEqual({ retry: true });
+    expect(readInboxFileSync(path)).toEqual({ retry: true });
     const later = Date.now() + 5_000;
-    const r = await readInboxFile(path, { graceMs: 2_000, now: () => later });
+    const r = readInboxFileSync(path, { graceMs: 2_000, now: () => later });
     expect(r).toMatchObject({ malformed: expect.stringMatching(/not JSON/) });
   });
 
   it("an empty file (just created) is retried", async () => {
     const path = join(dir, "TEXT-20261125-100000.002.json");
     writeFileSync(path, "");
-    expect(await readInboxFile(path)).toEqual({ retry: true });
+    expect(readInboxFileSync(path)).toEqual({ retry: true });
   });
 
   it("valid JSON of the wrong shape or with a bad sender is malformed at once", async () => {
     const a = join(dir, "a.json");
     writeFileSync(a, JSON.stringify({ hello: 1 }));
-    expect(await readInboxFile(a)).toMatchObject({ malformed: expect.any(String) });
+    expect(readInboxFileSync(a)).toMatchObject({ malformed: expect.any(String) });
     const b = join(dir, "b.json");
     writeFileSync(b, message({ from: "node-7" }));
-    expect(await readInboxFile(b)).toMatchObject({ malformed: expect.stringMatching(/sender address/) });
+    expect(readInboxFileSync(b)).toMatchObject({ malformed: expect.stringMatching(/sender address/) });
   });
 
   it("a file moved away before reading is gone, not an error", async () => {
-    expect(await readInboxFile(join(dir, "missing.json"))).toEqual({ gone: true });
+    expect(readInboxFileSync(join(dir, "missing.json"))).toEqual({ gone: true });
   });
 });
 
-describe("synchronous variants", () => {
-  it("readInboxFileSync and listInboxFilesSync give the same results as the promise versions", async () => {
+describe("a mixed inbox", () => {
+  it("lists files oldest first and classifies each: whole, still being written, malformed", () => {
     const full = message();
     writeFileSync(join(dir, "TEXT-1.json"), full);
     writeFileSync(join(dir, "TEXT-2.json"), full.slice(0, 10));
     writeFileSync(join(dir, "TEXT-3.json"), JSON.stringify({ nope: true }));
     const t = Date.now() / 1000;
     utimesSync(join(dir, "TEXT-3.json"), t - 30, t - 30);
-    const asyncList = await listInboxFiles(dir);
-    expect(listInboxFilesSync(dir)).toEqual(asyncList);
-    for (const e of asyncList) expect(readInboxFileSync(e.path)).toEqual(await readInboxFile(e.path));
-    expect(readInboxFileSync(join(dir, "missing.json"))).toEqual({ gone: true });
+    const listed = listInboxFilesSync(dir);
+    expect(listed.map((e) => e.name)).toEqual(["TEXT-3.json", "TEXT-1.json", "TEXT-2.json"]);
+    const [old, whole, partial] = listed.map((e) => readInboxFileSync(e.path));
+    expect(old).toMatchObject({ malformed: expect.any(String) });
+    expect(whole).toMatchObject({ ok: { name: "TEXT-1.json" } });
+    expect(partial).toEqual({ retry: true });
     expect(listInboxFilesSync(join(home, "nope"))).toEqual([]);
   });
 });
 
-describe("listInboxFiles / deleteInboxFile / moveToDeadLetter", () => {
+describe("listInboxFilesSync / deleteInboxFile / moveToDeadLetter", () => {
   it("lists only message files, oldest first, and an absent directory as empty", async () => {
     writeFileSync(join(dir, "TEXT-b.json"), message());
     writeFileSync(join(dir, "TEXT-a.json"), message());
@@ -114,8 +114,8 @@ describe("listInboxFiles / deleteInboxFile / moveToDeadLetter", () => {
     const t = Date.now() / 1000;
     utimesSync(join(dir, "TEXT-b.json"), t - 10, t - 10);
     utimesSync(join(dir, "TEXT-a.json"), t - 5, t - 5);
-    expect((await listInboxFiles(dir)).map((e) => e.name)).toEqual(["TEXT-b.json", "TEXT-a.json"]);
-    expect(await listInboxFiles(join(home, "nope"))).toEqual([]);
+    expect(listInboxFilesSync(dir).map((e) => e.name)).toEqual(["TEXT-b.json", "TEXT-a.json"]);
+    expect(listInboxFilesSync(join(home, "nope"))).toEqual([]);
   });
 
   it("deletes one file and tolerates one already gone", async () => {
@@ -188,7 +188,7 @@ describe("reading what the fake daemon writes (non-atomic writes)", { timeout: 6
       let sawRetry = false;
       const w = watchInbox(rdir, async (f) => {
         if (!f?.endsWith(".json")) return;
-        const r = await readInboxFile(join(rdir, f));
+        const r = readInboxFileSync(join(rdir, f));
         if ("retry" in r) sawRetry = true;
         if ("ok" in r) seen.push(r.ok.data);
       });

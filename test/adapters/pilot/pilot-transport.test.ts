@@ -1,7 +1,7 @@
 // Pilot transport against the fake pilotctl network (real processes, real inbox files), in both output shapes.
 import { rmSync, writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { inboxDir, listInboxFiles, readInboxFile } from "../../../src/adapters/pilot/inbox.js";
+import { inboxDir, listInboxFilesSync, readInboxFileSync } from "../../../src/adapters/pilot/inbox.js";
 import { createPilotTransport, HANDSHAKE_FIRST } from "../../../src/adapters/pilot/pilot-transport.js";
 import { createEnvelope, decodeMessage } from "../../../src/adapters/transport/envelope.js";
 import { type PeerRef, TransportError } from "../../../src/adapters/transport/transport.js";
@@ -46,7 +46,7 @@ for (const shape of ["old", "new"] as const) {
       expect(err.code).toBe("not_trusted");
       expect(err.operation).toBe("send");
       expect(err.message).toContain(HANDSHAKE_FIRST);
-      expect(await listInboxFiles(inboxDir(bob.node.home))).toEqual([]);
+      expect(listInboxFilesSync(inboxDir(bob.node.home))).toEqual([]);
     });
 
     it("requests trust by handshake; the peer sees it pending and approves; then a send arrives as our envelope", {
@@ -64,9 +64,9 @@ for (const shape of ["old", "new"] as const) {
 
       const envelope = createEnvelope({ fromHostname: "alice", body: "--data looks like a flag -h" });
       expect(await a.send(byName("bob"), envelope)).toEqual({ messageId: envelope.id });
-      const files = await listInboxFiles(inboxDir(bob.node.home));
+      const files = listInboxFilesSync(inboxDir(bob.node.home));
       expect(files).toHaveLength(1);
-      const read = await readInboxFile(files[0]?.path as string, { graceMs: 0 });
+      const read = readInboxFileSync(files[0]?.path as string, { graceMs: 0 });
       if (!("ok" in read)) throw new Error(`unexpected ${JSON.stringify(read)}`);
       expect(decodeMessage(read.ok.data)).toEqual({ envelope });
     });
@@ -96,7 +96,7 @@ for (const shape of ["old", "new"] as const) {
         },
       });
       await fallback.send(byName("carol"), createEnvelope({ fromHostname: "alice", body: "2" }));
-      await waitFor(async () => (await listInboxFiles(inboxDir(carol.node.home))).length === 2, 5_000);
+      await waitFor(async () => listInboxFilesSync(inboxDir(carol.node.home)).length === 2, 5_000);
     });
 
     it("reports an unknown hostname as peer_unknown", async () => {

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { inboxDir, listInboxFiles, readInboxFile } from "../../../src/adapters/pilot/inbox.js";
+import { inboxDir, listInboxFilesSync, readInboxFileSync } from "../../../src/adapters/pilot/inbox.js";
 import {
   createPilotctl,
   formatAddress,
@@ -164,11 +164,11 @@ describe.each(["old", "new"] as const)(
         const res = await alpha.ctl.sendMessage("beta", p);
         expect(res.ack).toMatch(/^ACK /);
       }
-      const files = await listInboxFiles(betaInbox);
+      const files = listInboxFilesSync(betaInbox);
       const got: string[] = [];
       const alphaId = (await alpha.ctl.info()).nodeId;
       for (const f of files) {
-        const r = await readInboxFile(f.path);
+        const r = readInboxFileSync(f.path);
         if (!("ok" in r)) throw new Error(`unreadable ${f.name}: ${JSON.stringify(r)}`);
         expect(r.ok.fromNodeId).toBe(alphaId);
         got.push(r.ok.data);
@@ -182,9 +182,9 @@ describe.each(["old", "new"] as const)(
       await alpha.ctl.sendMessage(betaInfo.nodeId, "by id");
       await alpha.ctl.sendMessage(betaInfo.address, "by address");
       await beta.ctl.sendMessage("alpha", "reply");
-      const alphaFiles = await listInboxFiles(inboxDir(alpha.node.home));
+      const alphaFiles = listInboxFilesSync(inboxDir(alpha.node.home));
       const last = alphaFiles.at(-1);
-      const r = await readInboxFile(last!.path);
+      const r = readInboxFileSync(last!.path);
       expect("ok" in r && r.ok.data).toBe("reply");
       expect("ok" in r && r.ok.fromNodeId).toBe(betaInfo.nodeId);
       expect(alphaInfo.nodeId).not.toBe(betaInfo.nodeId);
@@ -344,9 +344,9 @@ describe.each(["old", "new"] as const)(
     });
 
     it("never leaves inbox files behind for listInbox (it only reads)", async () => {
-      const before = (await listInboxFiles(inboxDir(beta.node.home))).length;
+      const before = listInboxFilesSync(inboxDir(beta.node.home)).length;
       await beta.ctl.listInbox();
-      expect((await listInboxFiles(inboxDir(beta.node.home))).length).toBe(before);
+      expect(listInboxFilesSync(inboxDir(beta.node.home)).length).toBe(before);
       expect(existsSync(join(beta.node.home, ".pilot", "inbox"))).toBe(true);
     });
   },
