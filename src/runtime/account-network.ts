@@ -2,8 +2,11 @@
 // tool and the operator's gateway methods call. Implemented by the account runtime (Pilot, relay or none).
 import type { AgentPage, AgentRecord, SearchQuery } from "../adapters/registry/types.js";
 import type { TransportKind } from "../adapters/transport/transport.js";
+import { PEER_STATES, type PeerTrustState } from "../machines/handshake.machine.js";
 
-export type PeerState = "unknown" | "requested" | "pendingApproval" | "trusted" | "rejected" | "revoked";
+/** A peer's trust state, as the handshake machine names it. */
+export type PeerState = PeerTrustState;
+export { PEER_STATES };
 
 export interface PeerView {
   hostname: string | null;

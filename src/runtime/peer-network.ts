@@ -18,6 +18,7 @@ import type { ResolvedAccount } from "../config.js";
 import {
   type HandshakeSnapshot,
   handshakeMachine,
+  PEER_STATES,
   type PeerState,
   peerTrustState,
   toPeerState,
@@ -67,7 +68,7 @@ const peerRecordSchema = z.object({
   hostname: z.string().nullable(),
   nodeId: z.number().nullable(),
   installationId: z.string().nullable().default(null),
-  state: z.enum(["unknown", "requested", "pendingApproval", "trusted", "rejected", "revoked"]),
+  state: z.enum(PEER_STATES),
   introduction: z.string().nullable().default(null),
   justification: z.string().nullable().optional(),
   assistantName: z.string().nullable().default(null),

@@ -9,6 +9,7 @@ import {
   type AccountNetwork,
   NetworkError,
   type NetworkErrorCode,
+  PEER_STATES,
   type PeerState,
 } from "../../runtime/account-network.js";
 import type { AccountRuntime } from "../../runtime/account-runtime.js";
@@ -48,15 +49,6 @@ export const NETWORK_ERROR_CODES: Record<NetworkErrorCode, string> = {
   INVALID: "INVALID_PARAMS",
   FAILED: "FAILED",
 };
-
-const PEER_STATES: PeerState[] = [
-  "unknown",
-  "requested",
-  "pendingApproval",
-  "trusted",
-  "rejected",
-  "revoked",
-];
 
 function peersByState(network: AccountNetwork): Record<PeerState, number> {
   const counts = Object.fromEntries(PEER_STATES.map((state) => [state, 0])) as Record<PeerState, number>;
