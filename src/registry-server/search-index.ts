@@ -7,6 +7,8 @@
 // description, capabilities, split at punctuation); a word with punctuation must also appear verbatim, so
 // `alpha-bot`, `100%`, `c++` are text.
 
+import type { AgentSearchQuery } from "./store.js";
+
 export interface IndexedAgent {
   id: string;
   hostname: string;
@@ -16,15 +18,8 @@ export interface IndexedAgent {
   lastSeen: number;
 }
 
-export interface IndexQuery {
-  phrase: string;
-  terms: string[];
-  capabilities: string[];
-  match: "any" | "all";
-  seenSince?: number;
-  limit: number;
-  offset: number;
-}
+/** The store's search query (see AgentSearchQuery for the word semantics). */
+export type IndexQuery = AgentSearchQuery;
 
 const WORD = /[\p{L}\p{N}]+/gu;
 const isPlainWord = (term: string) => /^[\p{L}\p{N}]+$/u.test(term);
