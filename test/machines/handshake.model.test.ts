@@ -2,8 +2,8 @@
 // included) replayed with fake pilotctl actors; after every step the peer is also persisted and restored, and the
 // restored actor must resume the same trust state without announcing the request again.
 import { describe, expect, it } from "vitest";
-import { type AnyMachineSnapshot, createActor } from "xstate";
-import { getAdjacencyMap, getShortestPaths } from "xstate/graph";
+import { createActor } from "xstate";
+import { getShortestPaths } from "xstate/graph";
 import {
   type HandshakeSnapshot,
   handshakeMachine,
@@ -11,7 +11,14 @@ import {
   peerTrustState,
   toPeerState,
 } from "../../src/machines/handshake.machine.js";
-import { type AnyPath, describePath, eventsWithPayloads, type Harness, replayPath } from "./support/index.js";
+import {
+  type AnyPath,
+  describePath,
+  eventsWithPayloads,
+  type Harness,
+  randomWalks,
+  replayPath,
+} from "./support/index.js";
 
 const GRAPH_LIMIT = 5_000;
 const ACTORS = ["sendHandshake", "approvePeer", "rejectPeer", "untrustPeer"] as const;
@@ -113,38 +120,12 @@ describe("handshake machine: shortest paths", () => {
   }
 });
 
-/** Seeded random walks over the adjacency map; they take self-loops (a repeated PEER.PENDING, say). */
-function randomWalks(count: number, length: number, seed: number): AnyPath[] {
-  const adjacency = getAdjacencyMap(handshakeMachine, {
-    input,
-    events: payloads,
-    limit: GRAPH_LIMIT,
-  } as never);
-  const serialize = (snapshot: AnyMachineSnapshot) =>
-    JSON.stringify({ value: snapshot.value, context: snapshot.context });
-  let state = seed >>> 0;
-  const next = () => {
-    state = (Math.imul(state, 1_664_525) + 1_013_904_223) >>> 0;
-    return state / 0x1_0000_0000;
-  };
-  const initial = Object.values(adjacency)[0]!.state as AnyMachineSnapshot;
-  return Array.from({ length: count }, () => {
-    const steps: AnyPath["steps"] = [{ event: { type: "xstate.init" }, state: initial }];
-    let current = initial;
-    for (let index = 0; index < length; index++) {
-      const entry = adjacency[serialize(current) as keyof typeof adjacency];
-      const transitions = entry ? Object.values(entry.transitions) : [];
-      if (!transitions.length) break;
-      const pick = transitions[Math.floor(next() * transitions.length)]!;
-      current = pick.state as AnyMachineSnapshot;
-      steps.push({ event: pick.event, state: current });
-    }
-    return { steps, state: current, weight: steps.length };
-  });
-}
-
 describe("handshake machine: random walks", () => {
-  const walks = randomWalks(60, 25, 4_242);
+  const walks = randomWalks(handshakeMachine, { input, events: payloads, limit: GRAPH_LIMIT } as never, {
+    count: 60,
+    length: 25,
+    seed: 4_242,
+  });
   it("revisit pendingApproval after a request was already announced", () => {
     const revisits = walks.filter(
       (walk) => walk.steps.filter((step) => step.event.type === "PEER.PENDING").length >= 2,

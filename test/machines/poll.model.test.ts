@@ -2,9 +2,9 @@
 // from its graph, replayed with a fake runCycle and a simulated clock; invariants checked after every step.
 import { describe, expect, it } from "vitest";
 import type { AnyMachineSnapshot } from "xstate";
-import { getAdjacencyMap, getShortestPaths, getSimplePaths } from "xstate/graph";
+import { getShortestPaths, getSimplePaths } from "xstate/graph";
 import { type PollSummary, pollMachine } from "../../src/machines/poll.machine.js";
-import { type AnyPath, describePath, eventsWithPayloads, type Harness, replayPath } from "./support/index.js";
+import { describePath, eventsWithPayloads, type Harness, randomWalks, replayPath } from "./support/index.js";
 
 const GRAPH_LIMIT = 5_000;
 const input = { pollIntervalMs: 15_000, errorBackoff: { initialMs: 1_000, maxMs: 2_000, factor: 2 } };
@@ -129,38 +129,12 @@ describe("poll machine: simple paths", () => {
   }, 120_000);
 });
 
-/**
- * Seeded random walks over the adjacency map. Unlike shortest and simple paths they take self-loops, e.g. a
- * wake-up during a cycle, which changes nothing visible until the cycle ends: exactly where a lost wake-up hides.
- */
-function randomWalks(count: number, length: number, seed: number): AnyPath[] {
-  const adjacency = getAdjacencyMap(pollMachine, { input, events: payloads, limit: GRAPH_LIMIT } as never);
-  const serialize = (snapshot: AnyMachineSnapshot) =>
-    JSON.stringify({ value: snapshot.value, context: snapshot.context });
-  const keys = Object.keys(adjacency);
-  let state = seed >>> 0;
-  const next = () => {
-    state = (Math.imul(state, 1_664_525) + 1_013_904_223) >>> 0;
-    return state / 0x1_0000_0000;
-  };
-  const initial = adjacency[keys[0] as keyof typeof adjacency]!.state as AnyMachineSnapshot;
-  return Array.from({ length: count }, () => {
-    const steps: AnyPath["steps"] = [{ event: { type: "xstate.init" }, state: initial }];
-    let current = initial;
-    for (let index = 0; index < length && current.status === "active"; index++) {
-      const entry = adjacency[serialize(current) as keyof typeof adjacency];
-      const transitions = entry ? Object.values(entry.transitions) : [];
-      if (!transitions.length) break;
-      const pick = transitions[Math.floor(next() * transitions.length)]!;
-      current = pick.state as AnyMachineSnapshot;
-      steps.push({ event: pick.event, state: current });
-    }
-    return { steps, state: current, weight: steps.length };
-  });
-}
-
 describe("poll machine: random walks (self-loops included)", () => {
-  const walks = randomWalks(150, 25, 20_261_125);
+  const walks = randomWalks(pollMachine, { input, events: payloads, limit: GRAPH_LIMIT } as never, {
+    count: 150,
+    length: 25,
+    seed: 20_261_125,
+  });
   it("takes wake-ups during cycles and backoff", () => {
     const types = walks.flatMap((walk) =>
       walk.steps

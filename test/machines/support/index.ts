@@ -10,7 +10,7 @@ export {
   type PendingTimer,
   type RecordedAction,
 } from "./harness.js";
-export { getTransitionPaths } from "./paths.js";
+export { getTransitionPaths, randomWalks } from "./paths.js";
 export {
   type AnyPath,
   applyStep,

@@ -35,3 +35,44 @@ export function getTransitionPaths<TMachine extends AnyStateMachine>(
   }
   return paths;
 }
+
+/**
+ * Seeded random walks over the adjacency map, each at most `length` steps and ending early in a final state.
+ * Unlike shortest and simple paths they take self-loops (a repeated event that changes nothing visible yet),
+ * which is where a lost wake-up or a repeated announcement hides.
+ */
+export function randomWalks<TMachine extends AnyStateMachine>(
+  machine: TMachine,
+  options: TraversalOptions<SnapshotFrom<TMachine>, EventObject, unknown>,
+  walk: { count: number; length: number; seed: number },
+): AnyPath[] {
+  const adjacency = getAdjacencyMap(
+    machine as AnyStateMachine,
+    options as unknown as TraversalOptions<SnapshotFrom<AnyStateMachine>, EventObject, unknown>,
+  );
+  type Snapshot = SnapshotFrom<AnyStateMachine>;
+  const serialize = (snapshot: Snapshot) =>
+    JSON.stringify({ value: snapshot.value, context: snapshot.context });
+  let state = walk.seed >>> 0;
+  const next = () => {
+    state = (Math.imul(state, 1_664_525) + 1_013_904_223) >>> 0;
+    return state / 0x1_0000_0000;
+  };
+  const initial = Object.values(adjacency)[0]!.state as Snapshot;
+  return Array.from({ length: walk.count }, () => {
+    const steps: AnyPath["steps"] = [{ event: { type: "xstate.init" }, state: initial }];
+    let current = initial;
+    for (let index = 0; index < walk.length && current.status === "active"; index++) {
+      const entry = adjacency[serialize(current) as keyof typeof adjacency];
+      const transitions = Object.values(entry?.transitions ?? {}) as Array<{
+        event: EventObject;
+        state: Snapshot;
+      }>;
+      if (!transitions.length) break;
+      const pick = transitions[Math.floor(next() * transitions.length)]!;
+      current = pick.state;
+      steps.push({ event: pick.event, state: current });
+    }
+    return { steps, state: current, weight: steps.length };
+  });
+}
