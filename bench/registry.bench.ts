@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { issueToken } from "../src/registry-server/auth.js";
+import { peerIdOf } from "../src/registry-server/peer-id.js";
 import { SqliteRegistryStore } from "../src/registry-server/sqlite-store.js";
 import type { StoredAgent } from "../src/registry-server/store.js";
 import { buildRegistryServer } from "./support/registry-build.js";
@@ -169,6 +170,7 @@ export function seed(path: string): {
           id: randomUUID(),
           hostname,
           installationId: `inst-${i}`,
+          peerId: peerIdOf(`inst-${i}`),
           pilotNodeId: 1000 + i,
           pilotAddress: null,
           displayName: `${pick(ADJECTIVES)} ${pick(NOUNS)}`,

@@ -1,17 +1,27 @@
-// Command line of the reference registry: `agent-registry serve [options]`. Prints one line with the URL when
-// ready; SIGTERM/SIGINT finish in-flight requests, close storage and exit 0.
+// Command line of the reference registry: `agent-registry serve [options]` prints one line with the URL when
+// ready; SIGTERM/SIGINT finish in-flight requests, close storage and exit 0. `agent-registry release` is the
+// operator's recovery for an agent that lost its token (admin key from the environment, never an argument).
 import { parseArgs } from "node:util";
 import { startRegistryServer } from "./server.js";
 
 const USAGE = `usage: agent-registry serve [--host 127.0.0.1] [--port 8001] [--db PATH|:memory:] [--api-key KEY]
                             [--ttl SECONDS] [--agent-tokens on|off] [--require-trust on|off]
+                            [--release-after SECONDS] [--admin-key KEY]
+       agent-registry release --url URL --hostname HOSTNAME
+           (admin key from env AGENT_REGISTRY_ADMIN_KEY, deployment key from env AGENT_REGISTRY_API_KEY)
   --host            interface to bind (default 127.0.0.1)
   --port            TCP port, 0 = ephemeral (default 8001)
   --db              SQLite file, or :memory: (default agent-registry.db)
   --api-key         deployment key required as X-Registry-Key (or env AGENT_REGISTRY_API_KEY)
   --ttl             seconds without heartbeat before an agent is offline (default 180)
   --agent-tokens    issue agent tokens and require them to act as an agent (default on)
-  --require-trust   relay messages need approved trust (default off)`;
+  --require-trust   relay messages need approved trust (default off)
+  --release-after   seconds an offline or deregistered agent keeps its hostname and token (default 604800)
+  --admin-key       operator key enabling POST /api/v1/admin/release (or env AGENT_REGISTRY_ADMIN_KEY)`;
+
+const INSECURE_WARNING =
+  "agent-registry: WARNING: INSECURE: --agent-tokens off: any client can re-register, move or delete any agent, " +
+  "read its relay inbox and decide its trust; use it only for tests on a trusted machine\n";
 
 export class CliUsageError extends Error {
   override readonly name = "CliUsageError";
@@ -25,6 +35,8 @@ export interface ServeOptions {
   ttlSeconds: number;
   agentTokens: boolean;
   requireTrust: boolean;
+  offlineRetentionSeconds: number;
+  adminKey: string | undefined;
 }
 
 const onOff = (flag: string, value: string | undefined, fallback: boolean): boolean => {
@@ -67,6 +79,8 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
         ttl: { type: "string" },
         "agent-tokens": { type: "string" },
         "require-trust": { type: "string" },
+        "release-after": { type: "string" },
+        "admin-key": { type: "string" },
       },
     }));
   } catch (error) {
@@ -81,7 +95,83 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     ttlSeconds: integer("ttl", get("ttl"), 180, 1, 7 * 24 * 3600),
     agentTokens: onOff("agent-tokens", get("agent-tokens"), true),
     requireTrust: onOff("require-trust", get("require-trust"), false),
+    offlineRetentionSeconds: integer(
+      "release-after",
+      get("release-after"),
+      7 * 24 * 3600,
+      0,
+      365 * 24 * 3600,
+    ),
+    adminKey: get("admin-key") ?? (env.AGENT_REGISTRY_ADMIN_KEY || undefined),
   };
+}
+
+export interface ReleaseOptions {
+  url: string;
+  hostname: string;
+  adminKey: string;
+  apiKey: string | undefined;
+}
+
+export function parseReleaseArgs(args: string[], env: NodeJS.ProcessEnv = process.env): ReleaseOptions {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: args.slice(1),
+      strict: true,
+      allowPositionals: false,
+      options: { url: { type: "string" }, hostname: { type: "string" } },
+    }));
+  } catch (error) {
+    throw new CliUsageError((error as Error).message);
+  }
+  const url = values.url as string | undefined;
+  const hostname = values.hostname as string | undefined;
+  if (!url || !hostname) throw new CliUsageError("release needs --url and --hostname");
+  const adminKey = env.AGENT_REGISTRY_ADMIN_KEY;
+  // Not an argument: command lines are visible to every user of the machine (ps) and kept in shell history.
+  if (!adminKey) throw new CliUsageError("set AGENT_REGISTRY_ADMIN_KEY to the registry's admin key");
+  return { url, hostname, adminKey, apiKey: env.AGENT_REGISTRY_API_KEY || undefined };
+}
+
+/** Asks the registry to drop the ownership of a hostname; returns the exit code. */
+async function runRelease(options: ReleaseOptions): Promise<number> {
+  const headers: Record<string, string> = {
+    "content-type": "application/json",
+    "x-registry-admin-key": options.adminKey,
+  };
+  if (options.apiKey) headers["x-registry-key"] = options.apiKey;
+  const endpoint = `${options.url.replace(/\/+$/, "")}/api/v1/admin/release`;
+  let res: Response;
+  try {
+    res = await fetch(endpoint, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ hostname: options.hostname }),
+      redirect: "manual",
+    });
+  } catch (error) {
+    process.stderr.write(
+      `agent-registry: cannot reach ${options.url}: ${(error as Error).message}; check --url\n`,
+    );
+    return 1;
+  }
+  const text = await res.text();
+  let detail = text;
+  try {
+    const parsed = JSON.parse(text) as { detail?: unknown };
+    if (parsed.detail !== undefined) detail = String(parsed.detail);
+  } catch {
+    // Why safe: a non-JSON reply (a proxy's error page) is shown as it came.
+  }
+  if (!res.ok) {
+    process.stderr.write(`agent-registry: release failed (${res.status}): ${detail}\n`);
+    return 1;
+  }
+  process.stdout.write(
+    `released ${options.hostname}: its next registration gets a fresh agent_token (the old token is void)\n`,
+  );
+  return 0;
 }
 
 /** Runs the CLI; resolves with the exit code once the server has stopped (or at once on a usage error). */
@@ -89,6 +179,17 @@ export async function runCli(args: string[]): Promise<number> {
   if (args.includes("--help") || args.includes("-h")) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
+  }
+  if (args[0] === "release") {
+    let release: ReleaseOptions;
+    try {
+      release = parseReleaseArgs(args);
+    } catch (error) {
+      if (!(error instanceof CliUsageError)) throw error;
+      process.stderr.write(`agent-registry: ${error.message}\n${USAGE}\n`);
+      return 2;
+    }
+    return runRelease(release);
   }
   let options: ServeOptions;
   try {
@@ -107,6 +208,7 @@ export async function runCli(args: string[]): Promise<number> {
     );
     return 1;
   }
+  if (!options.agentTokens) process.stderr.write(INSECURE_WARNING);
   process.stdout.write(`agent-registry listening on ${server.url}\n`);
   return await new Promise<number>((resolve) => {
     const stop = (signal: NodeJS.Signals) => {

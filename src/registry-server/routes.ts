@@ -15,6 +15,7 @@ import {
 import type { InboxWaiters } from "./inbox-waiters.js";
 import {
   ackSchema,
+  adminReleaseSchema,
   byHostnameQuerySchema,
   hostnameSchema,
   inboxQuerySchema,
@@ -87,6 +88,7 @@ export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Ro
       body: service.list({
         hostname: q.hostname,
         installationId: q.installation_id,
+        peerId: q.peer_id,
         pilotNodeId: q.pilot_node_id,
         includeOffline: q.include_offline ?? false,
         limit: q.limit ?? 50,
@@ -200,15 +202,28 @@ export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Ro
       return { status: 200, body: service.trustDecision(kind, input, caller(ctx)) };
     };
 
+  const revoke: Handler = async (ctx) => {
+    const op = "revoke trust";
+    const input = validate(trustDecisionSchema, await jsonBody(ctx, op, 64 * 1024), "body", op);
+    return { status: 200, body: service.trustRevoke(input, caller(ctx)) };
+  };
+
   const pending: Handler = (ctx) => ({
     status: 200,
-    body: service.pendingTrust(pathParam(ctx, "installation_id", "list pending trust requests")),
+    body: service.pendingTrust(pathParam(ctx, "installation_id", "list pending trust requests"), caller(ctx)),
   });
 
   const trustList: Handler = (ctx) => ({
     status: 200,
-    body: service.trustList(pathParam(ctx, "installation_id", "list trust")),
+    body: service.trustList(pathParam(ctx, "installation_id", "list trust"), caller(ctx)),
   });
+
+  const adminRelease: Handler = async (ctx) => {
+    const op = "release hostname";
+    const input = validate(adminReleaseSchema, await jsonBody(ctx, op, 64 * 1024), "body", op);
+    const key = ctx.req.headers["x-registry-admin-key"];
+    return { status: 200, body: service.adminRelease(input.hostname, Array.isArray(key) ? key[0] : key) };
+  };
 
   return router
     .add("GET", "/healthz", "health", () => ({ status: 200, body: { ok: true } }))
@@ -227,6 +242,8 @@ export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Ro
     .add("POST", `${TRUST}/approve`, "approve trust", decision("approve"))
     .add("POST", `${TRUST}/reject`, "reject trust", decision("reject"))
     .add("POST", `${TRUST}/block`, "block trust", decision("block"))
+    .add("POST", `${TRUST}/revoke`, "revoke trust", revoke)
     .add("GET", `${TRUST}/pending/:installation_id`, "list pending trust requests", pending)
-    .add("GET", `${TRUST}/list/:installation_id`, "list trust", trustList);
+    .add("GET", `${TRUST}/list/:installation_id`, "list trust", trustList)
+    .add("POST", "/api/v1/admin/release", "release hostname", adminRelease);
 }

@@ -67,12 +67,13 @@ export const sendMessageSchema = z
     from_installation_id: clientId(200),
     from_hostname: hostnameSchema,
     to_installation_id: clientId(200).nullish(),
+    to_peer_id: clientId(200).nullish(),
     to_hostname: hostnameSchema.nullish(),
     body: messageBodySchema,
     message_id: clientId(200).nullish(),
   })
-  .refine((m) => m.to_installation_id || m.to_hostname, {
-    message: "give to_installation_id or to_hostname",
+  .refine((m) => m.to_installation_id || m.to_peer_id || m.to_hostname, {
+    message: "give to_peer_id, to_hostname or to_installation_id",
     path: ["to_installation_id"],
   });
 export type SendMessageInput = z.infer<typeof sendMessageSchema>;
@@ -92,6 +93,8 @@ export const trustRequestSchema = z.object({
 
 export const trustDecisionSchema = z.object({ from_id: clientId(200), to_id: clientId(200) });
 
+export const adminReleaseSchema = z.object({ hostname: hostnameSchema });
+
 // Query strings: every value arrives as a string; repeated keys are arrays (only `capabilities` may repeat).
 const booleanParam = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 const intParam = (min: number, max: number) =>
@@ -104,6 +107,7 @@ const intParam = (min: number, max: number) =>
 export const listQuerySchema = z.object({
   hostname: z.string().max(63).optional(),
   installation_id: z.string().max(200).optional(),
+  peer_id: z.string().max(200).optional(),
   pilot_node_id: z
     .string()
     .regex(/^\d{1,10}$/, { message: "pilot_node_id must be a decimal node id" })

@@ -33,8 +33,13 @@ export interface RegistryServerOptions {
   agentTokens?: boolean;
   /** Relay messages need approved trust between sender and recipient (default false). */
   requireTrust?: boolean;
-  /** Offline agents are purged this long after they went offline (default 7 days). */
+  /**
+   * Release period (default 7 days): a record that went offline or deregistered keeps its hostname, token and
+   * inbox this long; then it is purged and the hostname is free.
+   */
   offlineRetentionSeconds?: number;
+  /** Operator key for /api/v1/admin/* (header X-Registry-Admin-Key); admin routes answer 403 without it. */
+  adminKey?: string;
   /** Unacknowledged relay messages are kept this long (default 7 days). */
   messageRetentionSeconds?: number;
   /** Purge sweep period (default 60 s; 0 disables the timer). */
@@ -107,6 +112,7 @@ export async function startRegistryServer(
     requireTrust: options.requireTrust ?? false,
     offlineRetentionSeconds: options.offlineRetentionSeconds ?? 7 * DAY_S,
     messageRetentionSeconds: options.messageRetentionSeconds ?? 7 * DAY_S,
+    adminKeyHash: options.adminKey ? sha256Hex(options.adminKey) : undefined,
   });
   const router = buildRoutes(service, waiters);
   const keyHash = options.apiKey ? sha256Hex(options.apiKey) : undefined;

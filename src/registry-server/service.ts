@@ -5,6 +5,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { issueToken, matchesHash } from "./auth.js";
 import { conflict, forbidden, notFound, payloadTooLarge, unauthorized, unprocessable } from "./errors.js";
 import type { InboxWaiters } from "./inbox-waiters.js";
+import { isPeerId, peerIdOf } from "./peer-id.js";
 import {
   MAX_MESSAGE_BODY_BYTES,
   type PatchInput,
@@ -17,7 +18,10 @@ import type { RegistryStore, StoredAgent, StoredMessage, StoredTrust, TrustStatu
 export interface AgentRecord {
   id: string;
   hostname: string;
+  /** Secret: shown only to the owner (its registration and PATCH replies); null in public records. */
   installation_id: string | null;
+  /** Public id of the agent for relay and trust (derived one way from the installation id). */
+  peer_id: string | null;
   pilot_node_id: number | null;
   pilot_address: string | null;
   display_name: string | null;
@@ -31,6 +35,9 @@ export interface AgentRecord {
 
 export interface RelayMessage {
   message_id: string;
+  /** The sender's peer id. */
+  from_peer_id: string;
+  /** The sender's PEER id too: the field keeps its name for older clients and never carries the secret. */
   from_installation_id: string;
   from_hostname: string;
   body: unknown;
@@ -58,8 +65,14 @@ export interface RegistryServiceOptions {
   ttlSeconds: number;
   agentTokens: boolean;
   requireTrust: boolean;
+  /**
+   * Release period: how long a record that went offline (or deregistered) keeps its hostname and ownership
+   * before the sweep purges it and the hostname is free.
+   */
   offlineRetentionSeconds: number;
   messageRetentionSeconds: number;
+  /** sha256 of the operator's admin key (admin routes are disabled without it). */
+  adminKeyHash?: string | undefined;
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -88,11 +101,94 @@ export class RegistryService {
     return now - this.#ttlMs();
   }
 
-  toRecord(agent: StoredAgent, now = this.#now()): AgentRecord {
+  /** When a record's claim on its hostname lapses if it is not seen again (ttl + release period). */
+  releaseAt(agent: Pick<StoredAgent, "lastSeen">): number {
+    return agent.lastSeen + this.#ttlMs() + this.options.offlineRetentionSeconds * 1000;
+  }
+
+  /** The record still holds its hostname and ownership (online, offline or deregistered, not yet released). */
+  #isHeld(agent: Pick<StoredAgent, "lastSeen">, now: number): boolean {
+    return now <= this.releaseAt(agent);
+  }
+
+  /** A record past its release period goes at once, with its inbox (the sweep would do the same later). */
+  #purge(agent: StoredAgent): void {
+    this.#store.deleteAgent(agent.id);
+    if (agent.installationId) this.#store.deleteInbox(agent.installationId);
+  }
+
+  /** An agent by peer id or installation id (older clients send installation ids; both are indexed). */
+  #agentByAnyId(id: string): StoredAgent | undefined {
+    return isPeerId(id)
+      ? (this.#store.getAgentByPeerId(id) ?? this.#store.getAgentByInstallation(id))
+      : this.#store.getAgentByInstallation(id);
+  }
+
+  /** Ownership checks are on: records that hold a token hash can only be changed with that token. */
+  #owned(agent: Pick<StoredAgent, "tokenHash">): boolean {
+    return this.options.agentTokens && agent.tokenHash !== null;
+  }
+
+  /** What to do about a registration this caller cannot take over (appended to 401/403/409 details). */
+  #recovery(agent: StoredAgent): string {
+    return (
+      `if this is your agent and its token is lost, ask the registry operator to run ` +
+      `'agent-registry release --url <registry url> --hostname ${agent.hostname}', or wait until ` +
+      `${iso(this.releaseAt(agent))} (the claim lapses that long after the agent was last seen), ` +
+      `or register under another hostname`
+    );
+  }
+
+  /** Re-registering, patching or deleting an owned record needs its token: none -> 401, another -> 403. */
+  #requireOwner(agent: StoredAgent, caller: Caller, operation: string): void {
+    if (!this.#owned(agent)) return;
+    if (!caller.bearer) {
+      throw unauthorized(
+        operation,
+        `agent ${agent.id} (hostname '${agent.hostname}') is owned by the registration that holds its agent_token; ` +
+          `send it as Authorization: Bearer <agent_token> (saved from the last registration); ${this.#recovery(agent)}`,
+      );
+    }
+    if (!matchesHash(caller.bearer, agent.tokenHash!)) {
+      throw forbidden(
+        operation,
+        `the bearer token is not the agent_token of agent ${agent.id} (hostname '${agent.hostname}'); ` +
+          `send the agent_token saved from its last registration; ${this.#recovery(agent)}`,
+      );
+    }
+  }
+
+  /** 409 for a hostname held by another record, with the date it is released. */
+  #held(operation: string, holder: StoredAgent, now: number) {
+    const state = this.isOnline(holder, now) ? "online" : "offline or deregistered";
+    return conflict(
+      operation,
+      `hostname '${holder.hostname}' is held by another registration (${state}) until at least ` +
+        `${iso(this.releaseAt(holder))}; choose another hostname, or ${this.#recovery(holder)}`,
+    );
+  }
+
+  /**
+   * A hostname another record holds: the caller may take it only when that record is unowned and offline (or
+   * past its release period); the stale record then gives way with its inbox. Otherwise 409.
+   */
+  #claimHostname(operation: string, holder: StoredAgent, now: number): void {
+    if (this.#isHeld(holder, now) && (this.#owned(holder) || this.isOnline(holder, now))) {
+      throw this.#held(operation, holder, now);
+    }
+    this.#purge(holder);
+  }
+
+  /**
+   * Public records never show the installation id (it is the agent's secret); `owner` is for the replies to
+   * the owner's own registration and PATCH.
+   */
+  toRecord(agent: StoredAgent, now = this.#now(), owner = false): AgentRecord {
     return {
       id: agent.id,
       hostname: agent.hostname,
-      installation_id: agent.installationId,
+      installation_id: owner ? agent.installationId : null,
+      peer_id: agent.peerId,
       pilot_node_id: agent.pilotNodeId,
       pilot_address: agent.pilotAddress,
       display_name: agent.displayName,
@@ -141,28 +237,48 @@ export class RegistryService {
       const now = this.#now();
       const installationId = input.installation_id ?? null;
       let byHostname = this.#store.getAgentByHostname(input.hostname);
-      if (byHostname && byHostname.installationId !== installationId) {
-        if (this.isOnline(byHostname, now)) {
-          throw conflict(
-            operation,
-            `hostname '${input.hostname}' is held by another installation that is online; choose another hostname or retry after it has been silent for ${this.options.ttlSeconds} s`,
-          );
-        }
-        // The holder is offline, so the hostname is free: its stale record gives way.
-        this.#store.deleteAgent(byHostname.id);
+      let byInstallation = installationId ? this.#store.getAgentByInstallation(installationId) : undefined;
+      // Records past their release period are as good as purged: the sweep may just not have run yet.
+      if (byHostname && !this.#isHeld(byHostname, now)) {
+        this.#purge(byHostname);
+        if (byInstallation?.id === byHostname.id) byInstallation = undefined;
         byHostname = undefined;
       }
-      const existing =
-        byHostname ?? (installationId ? this.#store.getAgentByInstallation(installationId) : undefined);
-      if (existing && caller.bearer && existing.tokenHash && this.isOnline(existing, now)) {
-        // A client that presents a token must present the current one: a stale or foreign token means
-        // another process took over this installation. No token at all is allowed (a restarted client).
-        this.#requireAgent(existing, caller, operation, `agent ${existing.id}`);
+      if (byInstallation && !this.#isHeld(byInstallation, now)) {
+        this.#purge(byInstallation);
+        byInstallation = undefined;
       }
-      const token = this.options.agentTokens ? issueToken() : undefined;
+      if (byHostname && byHostname.installationId !== installationId) {
+        if (this.#owned(byHostname) && caller.bearer && matchesHash(caller.bearer, byHostname.tokenHash!)) {
+          // The owner itself (it proves the token) registering under a new installation id: allowed unless that
+          // installation already has a record of its own.
+          if (byInstallation && byInstallation.id !== byHostname.id) {
+            throw conflict(
+              operation,
+              `installation_id is already registered as agent ${byInstallation.id} ('${byInstallation.hostname}'); register with that agent's hostname or another installation_id`,
+            );
+          }
+          byInstallation = byHostname;
+        } else {
+          this.#claimHostname(operation, byHostname, now);
+          byHostname = undefined;
+        }
+      }
+      const existing = byHostname ?? byInstallation;
+      // Matched by hostname or by installation id, an owned record needs its token: an installation id alone is
+      // no proof (older registries published it), and without this anyone could move or read the agent.
+      if (existing) this.#requireOwner(existing, caller, operation);
+      // The owner's valid token is kept, not rotated: a reply lost in transit must not lock the owner out.
+      const keep = existing && this.#owned(existing) && caller.bearer !== undefined;
+      const token = !this.options.agentTokens
+        ? undefined
+        : keep
+          ? { token: caller.bearer!, hash: existing.tokenHash! }
+          : issueToken();
       const fields = {
         hostname: input.hostname,
         installationId,
+        peerId: installationId ? peerIdOf(installationId) : null,
         pilotNodeId: input.pilot_node_id ?? null,
         pilotAddress: input.pilot_address ?? null,
         displayName: input.display_name ?? null,
@@ -175,7 +291,7 @@ export class RegistryService {
       if (existing) {
         const agent: StoredAgent = { ...existing, ...fields };
         this.#store.updateAgent(agent);
-        return { created: false, record: this.toRecord(agent, now), token: token?.token };
+        return { created: false, record: this.toRecord(agent, now, true), token: token?.token };
       }
       const agent: StoredAgent = {
         id: this.#newAgentId(installationId, fields.hostname),
@@ -183,7 +299,7 @@ export class RegistryService {
         ...fields,
       };
       this.#store.insertAgent(agent);
-      return { created: true, record: this.toRecord(agent, now), token: token?.token };
+      return { created: true, record: this.toRecord(agent, now, true), token: token?.token };
     });
   }
 
@@ -208,15 +324,7 @@ export class RegistryService {
       const next: StoredAgent = { ...agent, updatedAt: now };
       if (input.hostname !== undefined && input.hostname !== agent.hostname) {
         const holder = this.#store.getAgentByHostname(input.hostname);
-        if (holder && holder.id !== id) {
-          if (this.isOnline(holder, now)) {
-            throw conflict(
-              operation,
-              `hostname '${input.hostname}' is held by another online agent; choose another`,
-            );
-          }
-          this.#store.deleteAgent(holder.id);
-        }
+        if (holder && holder.id !== id) this.#claimHostname(operation, holder, now);
         next.hostname = input.hostname;
       }
       if (input.installation_id !== undefined && input.installation_id !== agent.installationId) {
@@ -230,6 +338,7 @@ export class RegistryService {
           );
         }
         next.installationId = input.installation_id;
+        next.peerId = input.installation_id ? peerIdOf(input.installation_id) : null;
       }
       if (input.pilot_node_id !== undefined) next.pilotNodeId = input.pilot_node_id;
       if (input.pilot_address !== undefined) next.pilotAddress = input.pilot_address;
@@ -237,7 +346,7 @@ export class RegistryService {
       if (input.description !== undefined) next.description = input.description;
       if (input.capabilities !== undefined) next.capabilities = input.capabilities ?? [];
       this.#store.updateAgent(next);
-      return this.toRecord(next, now);
+      return this.toRecord(next, now, true);
     });
   }
 
@@ -246,7 +355,20 @@ export class RegistryService {
     const agent = this.#store.getAgentById(id);
     if (!agent) throw notFound(operation, `agent ${id} is unknown (already deregistered or purged)`);
     this.#requireAgent(agent, caller, operation, `agent ${id}`);
-    this.#store.deleteAgent(id);
+    if (!this.options.agentTokens) {
+      // No tokens, no owner to hold the hostname for: the original behaviour.
+      this.#store.deleteAgent(id);
+      return;
+    }
+    // Deregistering keeps the claim: the record goes offline at once (its last_seen moves back by the ttl, so
+    // search, by-hostname and heartbeats treat it as offline) and keeps its hostname, token and inbox for the
+    // release period; the owner re-registering with its token revives the same id.
+    const now = this.#now();
+    this.#store.updateAgent({
+      ...agent,
+      lastSeen: Math.min(agent.lastSeen, this.onlineSince(now) - 1),
+      updatedAt: now,
+    });
   }
 
   heartbeat(id: string, caller: Caller): { ok: true; last_seen: string; ttl_seconds: number } {
@@ -285,6 +407,7 @@ export class RegistryService {
   list(query: {
     hostname?: string;
     installationId?: string;
+    peerId?: string;
     pilotNodeId?: number;
     includeOffline: boolean;
     limit: number;
@@ -293,7 +416,11 @@ export class RegistryService {
     const now = this.#now();
     const page = this.#store.listAgents({
       hostname: query.hostname,
-      installationId: query.installationId,
+      // An older client filters by the id it saw in records, which is now a peer id.
+      ...(query.installationId !== undefined && isPeerId(query.installationId)
+        ? { peerId: query.installationId }
+        : { installationId: query.installationId }),
+      ...(query.peerId !== undefined ? { peerId: query.peerId } : {}),
       pilotNodeId: query.pilotNodeId,
       seenSince: query.includeOffline ? undefined : this.onlineSince(now),
       limit: query.limit,
@@ -345,7 +472,7 @@ export class RegistryService {
         `message body is ${bytes} bytes; the relay carries at most ${MAX_MESSAGE_BODY_BYTES} bytes, split or shorten it`,
       );
     }
-    const sender = this.#store.getAgentByInstallation(input.from_installation_id);
+    const sender = this.#agentByAnyId(input.from_installation_id);
     this.#requireAgent(sender, caller, operation, `installation ${input.from_installation_id}`);
     if (this.options.agentTokens && sender && sender.hostname !== input.from_hostname) {
       throw forbidden(
@@ -353,24 +480,29 @@ export class RegistryService {
         `from_hostname '${input.from_hostname}' is not the hostname registered for installation ${input.from_installation_id} ('${sender.hostname}')`,
       );
     }
+    // The recipient by peer id (new), hostname, or to_installation_id (which also takes a peer id: older
+    // clients put the id they saw in records there). A hostname held after deregistration still names its
+    // owner, so its messages wait in the owner's inbox and never reach a newcomer.
+    const byPeer = input.to_peer_id ? this.#store.getAgentByPeerId(input.to_peer_id) : undefined;
     const byInstallation = input.to_installation_id
-      ? this.#store.getAgentByInstallation(input.to_installation_id)
+      ? this.#agentByAnyId(input.to_installation_id)
       : undefined;
     const byHostname = input.to_hostname ? this.#store.getAgentByHostname(input.to_hostname) : undefined;
-    if (byInstallation && byHostname && byInstallation.id !== byHostname.id) {
+    const named = [byPeer, byInstallation, byHostname].filter((a) => a !== undefined);
+    if (named.some((a) => a.id !== named[0]!.id)) {
       throw unprocessable(operation, [
         {
           loc: ["body", "to_hostname"],
-          msg: "to_hostname and to_installation_id name different agents; send only one",
+          msg: "to_peer_id, to_hostname and to_installation_id name different agents; send only one",
           type: "value_error",
         },
       ]);
     }
-    const recipient = byInstallation ?? byHostname;
+    const recipient = named[0];
     if (!recipient) {
       throw notFound(
         operation,
-        `unknown recipient ${input.to_installation_id ?? input.to_hostname}; look it up with GET /api/v1/agents/search`,
+        `unknown recipient ${input.to_peer_id ?? input.to_installation_id ?? input.to_hostname}; look it up with GET /api/v1/agents/search`,
       );
     }
     if (!recipient.installationId) {
@@ -380,22 +512,24 @@ export class RegistryService {
       );
     }
     const to = recipient.installationId;
-    if (this.options.requireTrust && !this.#trusted(input.from_installation_id, to)) {
+    // Messages and trust name the sender by its peer id: the installation id is the sender's secret.
+    const fromPeer = sender?.peerId ?? this.#peerOf(input.from_installation_id);
+    if (this.options.requireTrust && !this.#trusted(fromPeer, recipient.peerId ?? "")) {
       throw forbidden(
         operation,
-        `no approved trust between ${input.from_installation_id} and ${to}; request it with POST /api/v1/trust/request and wait for approval`,
+        `no approved trust between ${fromPeer} and ${recipient.peerId} ('${recipient.hostname}'); request it with POST /api/v1/trust/request and wait for approval`,
       );
     }
     const messageId = input.message_id ?? randomUUID();
     const { message, duplicate } = this.#store.insertMessage({
       messageId,
       toInstallationId: to,
-      fromInstallationId: input.from_installation_id,
+      fromInstallationId: fromPeer,
       fromHostname: sender?.hostname ?? input.from_hostname,
       bodyJson,
       createdAt: this.#now(),
     });
-    if (duplicate && message.fromInstallationId !== input.from_installation_id) {
+    if (duplicate && message.fromInstallationId !== fromPeer) {
       throw conflict(
         operation,
         `message_id ${messageId} is already used in this inbox; use a fresh id (a UUID)`,
@@ -439,6 +573,27 @@ export class RegistryService {
 
   // ---- trust --------------------------------------------------------------------------------------------
 
+  /** The peer id for an id that names no registered agent (a peer id already, or an installation id). */
+  #peerOf(id: string): string {
+    return isPeerId(id) ? id : peerIdOf(id);
+  }
+
+  /**
+   * The caller's own side of a trust call: its installation id or peer id, proven by its token. Returns the
+   * peer id trust records are keyed by.
+   */
+  #trustSelf(id: string, caller: Caller, operation: string, role: string): string {
+    const agent = this.#agentByAnyId(id);
+    this.#requireAgent(agent, caller, operation, `installation ${id}${role}`);
+    return agent?.peerId ?? this.#peerOf(id);
+  }
+
+  /** The other side of a trust call: by peer id (or, for older clients, installation id). */
+  #trustOther(id: string): { peerId: string; agent: StoredAgent | undefined } {
+    const agent = this.#agentByAnyId(id);
+    return { peerId: agent?.peerId ?? this.#peerOf(id), agent };
+  }
+
   trustRequest(
     input: {
       from_id: string;
@@ -450,33 +605,31 @@ export class RegistryService {
     caller: Caller,
   ): { created: boolean; status: "pending" | "approved" } {
     const operation = "request trust";
-    if (input.from_id === input.to_id) {
-      throw unprocessable(operation, [
+    const selfRequest = () =>
+      unprocessable(operation, [
         {
           loc: ["body", "to_id"],
           msg: "an installation cannot request trust with itself",
           type: "value_error",
         },
       ]);
-    }
+    if (input.from_id === input.to_id) throw selfRequest();
     return this.#store.transaction(() => {
       const now = this.#now();
-      this.#requireAgent(
-        this.#store.getAgentByInstallation(input.from_id),
-        caller,
-        operation,
-        `installation ${input.from_id}`,
-      );
-      if (!this.#store.getAgentByInstallation(input.to_id)) {
+      const from = this.#trustSelf(input.from_id, caller, operation, "");
+      const other = this.#trustOther(input.to_id);
+      if (!other.agent) {
         throw notFound(
           operation,
-          `installation ${input.to_id} is not registered; check the id with GET /api/v1/agents/`,
+          `${input.to_id} is not a registered agent; use the peer_id of a record from GET /api/v1/agents/search`,
         );
       }
-      const own = this.#store.getTrust(input.from_id, input.to_id);
-      const reverse = this.#store.getTrust(input.to_id, input.from_id);
+      const to = other.peerId;
+      if (from === to) throw selfRequest();
+      const own = this.#store.getTrust(from, to);
+      const reverse = this.#store.getTrust(to, from);
       if (own?.status === "blocked") {
-        throw forbidden(operation, `installation ${input.to_id} does not accept trust requests from you`);
+        throw forbidden(operation, `${input.to_id} does not accept trust requests from you`);
       }
       if (own?.status === "approved") return { created: false, status: "approved" as const };
       const text = {
@@ -488,8 +641,8 @@ export class RegistryService {
         // Both sides asked for each other: that is consent from both, so trust is approved at once.
         this.#store.putTrust({ ...reverse, status: "approved", approvedAt: now, updatedAt: now });
         this.#store.putTrust({
-          requesterId: input.from_id,
-          targetId: input.to_id,
+          requesterId: from,
+          targetId: to,
           status: "approved",
           ...text,
           createdAt: own?.createdAt ?? now,
@@ -503,8 +656,8 @@ export class RegistryService {
         return { created: false, status: "pending" as const };
       }
       this.#store.putTrust({
-        requesterId: input.from_id,
-        targetId: input.to_id,
+        requesterId: from,
+        targetId: to,
         status: "pending",
         ...text,
         createdAt: now,
@@ -523,25 +676,29 @@ export class RegistryService {
     const operation = `${decision} trust`;
     return this.#store.transaction(() => {
       const now = this.#now();
-      this.#requireAgent(
-        this.#store.getAgentByInstallation(input.to_id),
-        caller,
-        operation,
-        `installation ${input.to_id} (to_id is the deciding side)`,
-      );
-      const record = this.#store.getTrust(input.from_id, input.to_id);
+      const to = this.#trustSelf(input.to_id, caller, operation, " (to_id is the deciding side)");
+      const other = this.#trustOther(input.from_id);
+      const from = other.peerId;
+      const record = this.#store.getTrust(from, to);
       if (!record && decision !== "block") {
         throw notFound(
           operation,
           `no trust request from ${input.from_id} to ${input.to_id}; list them with GET /api/v1/trust/pending/${input.to_id}`,
         );
       }
-      const reverse = this.#store.getTrust(input.to_id, input.from_id);
+      if (!record && !other.agent) {
+        // Blocking an id nobody registered would only fill the table with rows for made-up ids.
+        throw notFound(
+          operation,
+          `${input.from_id} is not a registered agent; block a peer_id from a record or from your trust list`,
+        );
+      }
+      const reverse = this.#store.getTrust(to, from);
       const status: TrustStatus =
         decision === "approve" ? "approved" : decision === "reject" ? "rejected" : "blocked";
       const base: StoredTrust = record ?? {
-        requesterId: input.from_id,
-        targetId: input.to_id,
+        requesterId: from,
+        targetId: to,
         status,
         introduction: null,
         assistantName: null,
@@ -569,8 +726,54 @@ export class RegistryService {
     });
   }
 
-  pendingTrust(installationId: string) {
-    const requests = this.#store.listPendingTrust(installationId).map((t) => ({
+  /**
+   * Either side ends a trust relationship: approved or pending records become rejected in both directions
+   * (blocks stay). The caller is whichever side its token proves; a new request and approval can restore it.
+   */
+  trustRevoke(
+    input: { from_id: string; to_id: string },
+    caller: Caller,
+  ): { status: "revoked"; changed: number } {
+    const operation = "revoke trust";
+    return this.#store.transaction(() => {
+      const now = this.#now();
+      const a = this.#trustOther(input.from_id);
+      const b = this.#trustOther(input.to_id);
+      if (this.options.agentTokens) {
+        if (!caller.bearer) {
+          throw unauthorized(
+            operation,
+            `${operation} acts as one of its two sides: send Authorization: Bearer <agent_token> of from_id or to_id`,
+          );
+        }
+        const proves = (agent: StoredAgent | undefined) =>
+          agent?.tokenHash != null && matchesHash(caller.bearer!, agent.tokenHash);
+        if (!proves(a.agent) && !proves(b.agent)) {
+          throw forbidden(
+            operation,
+            "the bearer token is the agent token of neither from_id nor to_id; send your own agent_token and put your own id on one side",
+          );
+        }
+      }
+      let changed = 0;
+      for (const [x, y] of [
+        [a.peerId, b.peerId],
+        [b.peerId, a.peerId],
+      ] as const) {
+        const record = this.#store.getTrust(x, y);
+        if (record && (record.status === "approved" || record.status === "pending")) {
+          this.#store.putTrust({ ...record, status: "rejected", approvedAt: null, updatedAt: now });
+          changed++;
+        }
+      }
+      return { status: "revoked" as const, changed };
+    });
+  }
+
+  /** Trust reads show who asked an agent for what: only that agent (its token) may read them. */
+  pendingTrust(id: string, caller: Caller) {
+    const self = this.#trustSelf(id, caller, "list pending trust requests", "");
+    const requests = this.#store.listPendingTrust(self).map((t) => ({
       from_id: t.requesterId,
       requester_id: t.requesterId,
       to_id: t.targetId,
@@ -582,9 +785,10 @@ export class RegistryService {
     return { requests, relationships: requests };
   }
 
-  trustList(installationId: string): { peers: TrustPeer[] } {
+  trustList(id: string, caller: Caller): { peers: TrustPeer[] } {
+    const self = this.#trustSelf(id, caller, "list trust", "");
     return {
-      peers: this.#store.listTrust(installationId).map((t) => ({
+      peers: this.#store.listTrust(self).map((t) => ({
         requester_id: t.requesterId,
         target_id: t.targetId,
         status: t.status,
@@ -592,6 +796,49 @@ export class RegistryService {
         ...(t.approvedAt !== null ? { approved_at: iso(t.approvedAt) } : {}),
       })),
     };
+  }
+
+  // ---- operator ------------------------------------------------------------------------------------------
+
+  /**
+   * Operator recovery for an owner that lost its token: drops the record's ownership and takes it offline, so
+   * the next registration of that hostname (by any installation) gets a fresh token; another installation
+   * replaces the record and its inbox.
+   */
+  adminRelease(
+    hostname: string,
+    adminKey: string | undefined,
+  ): { released: true; id: string; hostname: string } {
+    const operation = "release hostname";
+    if (!this.options.adminKeyHash) {
+      throw forbidden(
+        operation,
+        "admin routes are disabled on this registry; start it with --admin-key (or env AGENT_REGISTRY_ADMIN_KEY) to enable them",
+      );
+    }
+    if (!adminKey) {
+      throw unauthorized(
+        operation,
+        "send the operator's admin key as X-Registry-Admin-Key (agent-registry release reads it from AGENT_REGISTRY_ADMIN_KEY)",
+        "X-Registry-Admin-Key",
+      );
+    }
+    if (!matchesHash(adminKey, this.options.adminKeyHash)) {
+      throw forbidden(operation, "wrong X-Registry-Admin-Key; use the key the registry was started with");
+    }
+    return this.#store.transaction(() => {
+      const now = this.#now();
+      const agent = this.#store.getAgentByHostname(hostname);
+      if (!agent)
+        throw notFound(operation, `no registration holds hostname '${hostname}'; it is free already`);
+      this.#store.updateAgent({
+        ...agent,
+        tokenHash: null,
+        lastSeen: Math.min(agent.lastSeen, this.onlineSince(now) - 1),
+        updatedAt: now,
+      });
+      return { released: true as const, id: agent.id, hostname };
+    });
   }
 
   /** Purges agents offline past the retention period and messages older than theirs. */
@@ -607,6 +854,7 @@ export class RegistryService {
 function toRelayMessage(m: StoredMessage): RelayMessage {
   return {
     message_id: m.messageId,
+    from_peer_id: m.fromInstallationId,
     from_installation_id: m.fromInstallationId,
     from_hostname: m.fromHostname,
     body: JSON.parse(m.bodyJson),

@@ -3,6 +3,7 @@
 // several per commit, because losing the last one is harmless. Search runs on an in-memory SearchIndex loaded
 // from the rows at open and kept in step with every committed write.
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { isPeerId, peerIdOf } from "./peer-id.js";
 import { type IndexedAgent, SearchIndex } from "./search-index.js";
 import type {
   AgentListQuery,
@@ -67,7 +68,7 @@ type Row = Record<string, SQLInputValue>;
 
 const AGENT_COLUMNS =
   "a.seq, a.id, a.hostname, a.installation_id, a.pilot_node_id, a.pilot_address, a.display_name, " +
-  "a.description, a.capabilities, a.token_hash, a.last_seen, a.created_at, a.updated_at";
+  "a.description, a.capabilities, a.token_hash, a.last_seen, a.created_at, a.updated_at, a.peer_id";
 
 const str = (v: SQLInputValue | undefined): string | null =>
   v === null || v === undefined ? null : String(v);
@@ -79,6 +80,7 @@ function toAgent(row: Row): StoredAgent {
     id: String(row.id),
     hostname: String(row.hostname),
     installationId: str(row.installation_id),
+    peerId: str(row.peer_id),
     pilotNodeId: num(row.pilot_node_id),
     pilotAddress: str(row.pilot_address),
     displayName: str(row.display_name),
@@ -168,6 +170,7 @@ export class SqliteRegistryStore implements RegistryStore {
     this.#db.exec("PRAGMA busy_timeout = 5000");
     this.#db.exec(`PRAGMA cache_size = -${Math.round((options.cacheMiB ?? 16) * 1024)}`);
     this.#db.exec(SCHEMA);
+    this.#migratePeerIds();
     // Only the indexed columns: loading 100k rows should leave little garbage behind for the heap to keep.
     const rows = this.#db
       .prepare("SELECT seq, id, hostname, display_name, description, capabilities, last_seen FROM agents")
@@ -189,6 +192,57 @@ export class SqliteRegistryStore implements RegistryStore {
         }
       })(),
     );
+  }
+
+  /**
+   * Databases written before peer ids existed: add the column and its index, fill it, and re-key messages'
+   * senders and trust records from installation ids to peer ids (installation ids are secrets now). Runs once:
+   * the column's presence marks a migrated database.
+   */
+  #migratePeerIds(): void {
+    const columns = this.#db.prepare("PRAGMA table_info(agents)").all();
+    if (!columns.some((c) => c.name === "peer_id")) {
+      this.#db.exec("BEGIN IMMEDIATE");
+      try {
+        this.#db.exec("ALTER TABLE agents ADD COLUMN peer_id TEXT");
+        const setPeer = this.#db.prepare("UPDATE agents SET peer_id = ? WHERE seq = ?");
+        for (const row of this.#db
+          .prepare("SELECT seq, installation_id FROM agents WHERE installation_id IS NOT NULL")
+          .all()) {
+          setPeer.run(peerIdOf(String(row.installation_id)), Number(row.seq));
+        }
+        const toPeer = (id: string) => (isPeerId(id) ? id : peerIdOf(id));
+        const setSender = this.#db.prepare("UPDATE messages SET from_installation_id = ? WHERE seq = ?");
+        for (const row of this.#db.prepare("SELECT seq, from_installation_id FROM messages").all()) {
+          setSender.run(toPeer(String(row.from_installation_id)), Number(row.seq));
+        }
+        const trust = this.#db.prepare("SELECT * FROM trust").all().map(toTrust);
+        this.#db.exec("DELETE FROM trust");
+        const put = this.#db.prepare(
+          "INSERT OR REPLACE INTO trust (requester_id, target_id, status, introduction, assistant_name, human_name, " +
+            "created_at, approved_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        );
+        for (const t of trust) {
+          put.run(
+            toPeer(t.requesterId),
+            toPeer(t.targetId),
+            t.status,
+            t.introduction,
+            t.assistantName,
+            t.humanName,
+            t.createdAt,
+            t.approvedAt,
+            t.updatedAt,
+          );
+        }
+        this.#db.exec("COMMIT");
+      } catch (error) {
+        this.#db.exec("ROLLBACK");
+        throw error;
+      }
+    }
+    // Peer ids are looked up on every relay send and trust call: unique and indexed.
+    this.#db.exec("CREATE UNIQUE INDEX IF NOT EXISTS agents_peer ON agents(peer_id)");
   }
 
   #indexLater(update: () => void): void {
@@ -300,12 +354,18 @@ export class SqliteRegistryStore implements RegistryStore {
     return row ? toAgent(row) : undefined;
   }
 
+  getAgentByPeerId(peerId: string): StoredAgent | undefined {
+    this.#writeTouches();
+    const row = this.#stmt(`SELECT ${AGENT_COLUMNS} FROM agents a WHERE a.peer_id = ?`).get(peerId);
+    return row ? toAgent(row) : undefined;
+  }
+
   insertAgent(agent: StoredAgent): void {
     this.transaction(() => {
       const result = this.#stmt(
         "INSERT INTO agents (id, hostname, installation_id, pilot_node_id, pilot_address, display_name, " +
-          "description, capabilities, token_hash, last_seen, created_at, updated_at) " +
-          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          "description, capabilities, token_hash, last_seen, created_at, updated_at, peer_id) " +
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
       ).run(
         agent.id,
         agent.hostname,
@@ -319,6 +379,7 @@ export class SqliteRegistryStore implements RegistryStore {
         agent.lastSeen,
         agent.createdAt,
         agent.updatedAt,
+        agent.peerId,
       );
       const seq = Number(result.lastInsertRowid);
       this.#indexLater(() => this.#index.add(seq, agent));
@@ -334,7 +395,7 @@ export class SqliteRegistryStore implements RegistryStore {
       this.#stmt(
         "UPDATE agents SET hostname = ?, installation_id = ?, pilot_node_id = ?, pilot_address = ?, " +
           "display_name = ?, description = ?, capabilities = ?, token_hash = ?, last_seen = ?, " +
-          "created_at = ?, updated_at = ? WHERE seq = ?",
+          "created_at = ?, updated_at = ?, peer_id = ? WHERE seq = ?",
       ).run(
         agent.hostname,
         agent.installationId,
@@ -347,6 +408,7 @@ export class SqliteRegistryStore implements RegistryStore {
         agent.lastSeen,
         agent.createdAt,
         agent.updatedAt,
+        agent.peerId,
         seq,
       );
       this.#indexLater(() => this.#index.add(seq, agent));
@@ -406,6 +468,10 @@ export class SqliteRegistryStore implements RegistryStore {
       where.push("a.installation_id = ?");
       params.push(query.installationId);
     }
+    if (query.peerId !== undefined) {
+      where.push("a.peer_id = ?");
+      params.push(query.peerId);
+    }
     if (query.pilotNodeId !== undefined) {
       where.push("a.pilot_node_id = ?");
       params.push(query.pilotNodeId);
@@ -435,8 +501,15 @@ export class SqliteRegistryStore implements RegistryStore {
 
   purgeAgents(lastSeenBefore: number): number {
     return this.transaction(() => {
-      const rows = this.#stmt("SELECT id FROM agents WHERE last_seen < ? LIMIT 10000").all(lastSeenBefore);
-      for (const row of rows) this.deleteAgent(String(row.id));
+      const rows = this.#stmt("SELECT id, installation_id FROM agents WHERE last_seen < ? LIMIT 10000").all(
+        lastSeenBefore,
+      );
+      for (const row of rows) {
+        this.deleteAgent(String(row.id));
+        // Messages held for a purged agent go with it: its hostname is free now, and a newcomer under it
+        // must never read them (inboxes are keyed by installation, so it could not anyway).
+        if (row.installation_id !== null) this.deleteInbox(String(row.installation_id));
+      }
       return rows.length;
     });
   }
@@ -482,6 +555,12 @@ export class SqliteRegistryStore implements RegistryStore {
       for (const id of new Set(messageIds)) deleted += Number(stmt.run(toInstallationId, id).changes);
       return deleted;
     });
+  }
+
+  deleteInbox(toInstallationId: string): number {
+    return Number(
+      this.#stmt("DELETE FROM messages WHERE to_installation_id = ?").run(toInstallationId).changes,
+    );
   }
 
   purgeMessages(createdBefore: number): number {

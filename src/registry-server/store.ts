@@ -6,7 +6,10 @@
 export interface StoredAgent {
   id: string;
   hostname: string;
+  /** Secret of the owner's installation: never in public records (see peerId). */
   installationId: string | null;
+  /** Public, one-way id derived from installationId (peerIdOf); null for anonymous registrations. */
+  peerId: string | null;
   pilotNodeId: number | null;
   pilotAddress: string | null;
   displayName: string | null;
@@ -25,6 +28,7 @@ export type AgentLiveness = Pick<StoredAgent, "tokenHash" | "lastSeen">;
 export interface AgentListQuery {
   hostname?: string;
   installationId?: string;
+  peerId?: string;
   pilotNodeId?: number;
   /** Only agents with lastSeen >= this (online cut-off); undefined = include offline. */
   seenSince?: number;
@@ -53,7 +57,10 @@ export interface Page<T> {
   total: number;
 }
 
-/** A relay message row. `seq` is the inbox cursor: strictly increasing, never reused. */
+/**
+ * A relay message row. `seq` is the inbox cursor: strictly increasing, never reused. `fromInstallationId`
+ * holds the sender's PEER id (never its secret installation id); the name stays that of the wire field.
+ */
 export interface StoredMessage {
   seq: number;
   messageId: string;
@@ -69,7 +76,10 @@ export type NewMessage = Omit<StoredMessage, "seq">;
 
 export type TrustStatus = "pending" | "approved" | "rejected" | "blocked";
 
-/** One directed trust record: `requesterId` asked `targetId`; the status is the target's decision. */
+/**
+ * One directed trust record: `requesterId` asked `targetId`; the status is the target's decision. Both ids
+ * are peer ids (public), so lists can be shown to either side without revealing installation ids.
+ */
 export interface StoredTrust {
   requesterId: string;
   targetId: string;
@@ -91,6 +101,7 @@ export interface RegistryStore {
   getAgentLiveness(id: string): AgentLiveness | undefined;
   getAgentByHostname(hostname: string): StoredAgent | undefined;
   getAgentByInstallation(installationId: string): StoredAgent | undefined;
+  getAgentByPeerId(peerId: string): StoredAgent | undefined;
   insertAgent(agent: StoredAgent): void;
   /** Replaces every column of the row with `agent.id`. */
   updateAgent(agent: StoredAgent): void;
@@ -99,7 +110,7 @@ export interface RegistryStore {
   deleteAgent(id: string): boolean;
   listAgents(query: AgentListQuery): Page<StoredAgent>;
   searchAgents(query: AgentSearchQuery): Page<StoredAgent>;
-  /** Deletes agents last seen before `lastSeenBefore`; returns how many. */
+  /** Deletes agents last seen before `lastSeenBefore`, and their inboxes; returns how many agents. */
   purgeAgents(lastSeenBefore: number): number;
 
   /** Stores a message unless (toInstallationId, messageId) exists; returns the stored or the existing row. */
@@ -111,6 +122,8 @@ export interface RegistryStore {
     limit: number,
   ): StoredMessage[];
   deleteMessages(toInstallationId: string, messageIds: string[]): number;
+  /** Deletes a whole inbox (its agent was purged or gave way); returns how many messages. */
+  deleteInbox(toInstallationId: string): number;
   purgeMessages(createdBefore: number): number;
 
   getTrust(requesterId: string, targetId: string): StoredTrust | undefined;

@@ -26,24 +26,27 @@ describe("registration upsert", () => {
     expect(res.body.agent_token).toMatch(/^art_/);
   });
 
-  it("keeps the same id when the same installation re-registers, with 200 and a new token", async () => {
+  it("keeps the same id and token when the owner re-registers with its token, with 200", async () => {
     const r = await startTestRegistry();
     const first = await r.register({ hostname: "alpha", installation_id: "inst-a" });
     r.clock.advance(30);
     const again = await r.call<AgentWithToken>("POST", "/api/v1/agents", {
+      token: first.agent_token,
       body: { hostname: "alpha", installation_id: "inst-a", display_name: "Alpha", pilot_node_id: 42 },
     });
     expect(again.status).toBe(200);
     expect(again.body.id).toBe(first.id);
-    expect(again.body.agent_token).not.toBe(first.agent_token);
+    // Not rotated: a reply lost in transit must not leave the owner with a void token.
+    expect(again.body.agent_token).toBe(first.agent_token);
     expect(again.body).toMatchObject({
       display_name: "Alpha",
       pilot_node_id: 42,
       created_at: first.created_at,
+      installation_id: "inst-a",
+      peer_id: first.peer_id,
     });
-    // The old token no longer works.
     const hb = await r.call("POST", `/api/v1/agents/${first.id}/heartbeat`, { token: first.agent_token });
-    expect(hb.status).toBe(403);
+    expect(hb.status).toBe(200);
   });
 
   it("gives the same id back when an installation registers again after deregistering (plugin reload)", async () => {
@@ -51,7 +54,7 @@ describe("registration upsert", () => {
     const first = await r.register({ hostname: "alpha", installation_id: "inst-a" });
     const removed = await r.call("DELETE", `/api/v1/agents/${first.id}`, { token: first.agent_token });
     expect(removed.status).toBe(204);
-    const again = await r.register({ hostname: "alpha", installation_id: "inst-a" });
+    const again = await r.register({ hostname: "alpha", installation_id: "inst-a" }, first.agent_token);
     expect(again.id).toBe(first.id);
     const other = await r.register({ hostname: "beta", installation_id: "inst-b" });
     expect(other.id).not.toBe(first.id);
@@ -60,7 +63,7 @@ describe("registration upsert", () => {
   it("keeps the id when the installation changes its hostname", async () => {
     const r = await startTestRegistry();
     const first = await r.register({ hostname: "alpha", installation_id: "inst-a" });
-    const renamed = await r.register({ hostname: "alpha-two", installation_id: "inst-a" });
+    const renamed = await r.register({ hostname: "alpha-two", installation_id: "inst-a" }, first.agent_token);
     expect(renamed.id).toBe(first.id);
     expect((await r.call("GET", "/api/v1/agents/by-hostname/alpha")).status).toBe(404);
   });
@@ -72,13 +75,20 @@ describe("registration upsert", () => {
       body: { hostname: "alpha", installation_id: "inst-b" },
     });
     expect(res.status).toBe(409);
-    expect(String(res.body.detail)).toMatch(/another installation/);
+    expect(String(res.body.detail)).toMatch(
+      /held by another registration \(online\) until at least 2026-01-08T00:03:00.000Z/,
+    );
   });
 
-  it("lets another installation take a hostname whose holder went offline", async () => {
-    const r = await startTestRegistry({ ttlSeconds: 180 });
+  it("lets another installation take a hostname once its holder's release period is over", async () => {
+    const r = await startTestRegistry({ ttlSeconds: 180, offlineRetentionSeconds: 3600 });
     const old = await r.register({ hostname: "alpha", installation_id: "inst-a" });
     r.clock.advance(181);
+    const early = await r.call("POST", "/api/v1/agents/", {
+      body: { hostname: "alpha", installation_id: "inst-b" },
+    });
+    expect(early.status).toBe(409);
+    r.clock.advance(3600);
     const res = await r.call<AgentWithToken>("POST", "/api/v1/agents/", {
       body: { hostname: "alpha", installation_id: "inst-b" },
     });
@@ -97,7 +107,8 @@ describe("registration upsert", () => {
       ),
     );
     const ok = results.filter((x) => x.status === 200 || x.status === 201);
-    expect(results.every((x) => [200, 201, 409].includes(x.status))).toBe(true);
+    // 401: the winner's installation again without its token; 409: other installations.
+    expect(results.every((x) => [201, 401, 409].includes(x.status))).toBe(true);
     expect(results.filter((x) => x.status === 201)).toHaveLength(1);
     expect(new Set(ok.map((x) => x.body.id)).size).toBe(1);
     const list = await r.call<{ total: number }>("GET", "/api/v1/agents/?hostname=racer");
@@ -150,7 +161,7 @@ describe("heartbeat and liveness", () => {
     const r = await startTestRegistry();
     const a = await r.register({ hostname: "alpha", installation_id: "inst-a" });
     r.clock.advance(1000);
-    const again = await r.register({ hostname: "alpha", installation_id: "inst-a" });
+    const again = await r.register({ hostname: "alpha", installation_id: "inst-a" }, a.agent_token);
     expect(again.id).toBe(a.id);
     expect(again.status).toBe("online");
   });
@@ -220,13 +231,25 @@ describe("get, patch, delete", () => {
     );
   });
 
-  it("deletes with 204, then 404", async () => {
+  it("deletes with 204: the record stays offline, holding its hostname, hidden from by-hostname", async () => {
     const r = await startTestRegistry();
     const a = await r.register({ hostname: "alpha", installation_id: "a" });
     const del = await r.call("DELETE", `/api/v1/agents/${a.id}`, { token: a.agent_token });
     expect(del.status).toBe(204);
+    expect((await r.call("GET", `/api/v1/agents/${a.id}`)).body.status).toBe("offline");
+    expect((await r.call("GET", "/api/v1/agents/by-hostname/alpha")).status).toBe(404);
+    expect((await r.call("POST", `/api/v1/agents/${a.id}/heartbeat`, { token: a.agent_token })).status).toBe(
+      404,
+    );
+    expect((await r.call("DELETE", `/api/v1/agents/${a.id}`, { token: a.agent_token })).status).toBe(204);
+  });
+
+  it("deletes the record at once with agent tokens off (the original, insecure behaviour)", async () => {
+    const r = await startTestRegistry({ agentTokens: false });
+    const a = await r.register({ hostname: "alpha", installation_id: "a" });
+    expect((await r.call("DELETE", `/api/v1/agents/${a.id}`)).status).toBe(204);
     expect((await r.call("GET", `/api/v1/agents/${a.id}`)).status).toBe(404);
-    expect((await r.call("DELETE", `/api/v1/agents/${a.id}`, { token: a.agent_token })).status).toBe(404);
+    expect((await r.call("DELETE", `/api/v1/agents/${a.id}`)).status).toBe(404);
   });
 });
 

@@ -80,7 +80,11 @@ describe("durability", () => {
 
     const second = await startRegistryServer({ db });
     try {
-      const again = await post(`${second.url}/api/v1/agents/`, { hostname: "alpha", installation_id: "A" });
+      const again = await post(
+        `${second.url}/api/v1/agents/`,
+        { hostname: "alpha", installation_id: "A" },
+        String(a.body.agent_token),
+      );
       expect(again.body.id).toBe(a.body.id);
       const search = await fetch(`${second.url}/api/v1/agents/search?capabilities=x&include_offline=true`);
       expect(((await search.json()) as { total: number }).total).toBe(0); // re-registration replaced capabilities
@@ -90,7 +94,9 @@ describe("durability", () => {
       expect(
         ((await inbox.json()) as { messages: Array<{ body: unknown }> }).messages.map((m) => m.body),
       ).toEqual(["kept"]);
-      const pending = await fetch(`${second.url}/api/v1/trust/pending/B`);
+      const pending = await fetch(`${second.url}/api/v1/trust/pending/B`, {
+        headers: { authorization: `Bearer ${b.body.agent_token}` },
+      });
       expect(((await pending.json()) as { requests: unknown[] }).requests).toHaveLength(1);
     } finally {
       await second.close();

@@ -37,14 +37,15 @@ export interface TestRegistry {
     path: string,
     options?: { body?: unknown; raw?: string; headers?: Record<string, string>; token?: string },
   ): Promise<ApiResponse<T>>;
-  /** Registers an agent and returns its record with agent_token. */
-  register(fields: Record<string, unknown>): Promise<AgentWithToken>;
+  /** Registers an agent (as the owner of `token`, when given) and returns its record with agent_token. */
+  register(fields: Record<string, unknown>, token?: string): Promise<AgentWithToken>;
 }
 
 export interface AgentWithToken {
   id: string;
   hostname: string;
   installation_id: string | null;
+  peer_id: string | null;
   agent_token: string;
   capabilities: string[];
   status: string;
@@ -81,8 +82,11 @@ export async function startTestRegistry(
     }
     return { status: res.status, body: parsed as never, headers: res.headers };
   };
-  const register = async (fields: Record<string, unknown>) => {
-    const res = await call<AgentWithToken>("POST", "/api/v1/agents/", { body: fields });
+  const register = async (fields: Record<string, unknown>, token?: string) => {
+    const res = await call<AgentWithToken>("POST", "/api/v1/agents/", {
+      body: fields,
+      ...(token ? { token } : {}),
+    });
     if (res.status !== 201 && res.status !== 200) {
       throw new Error(`register failed: ${res.status} ${JSON.stringify(res.body)}`);
     }

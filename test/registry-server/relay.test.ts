@@ -49,7 +49,9 @@ describe("relay messages", () => {
     expect(box.body.messages.map((m) => m.body)).toEqual(["hello", { v: 1, text: "structured" }]);
     expect(box.body.messages[0]).toMatchObject({
       message_id: "m1",
-      from_installation_id: "inst-alice",
+      // The sender's peer id under both names: the installation id is alice's secret.
+      from_installation_id: alice.peer_id,
+      from_peer_id: alice.peer_id,
       from_hostname: "alice",
       created_at: "2026-01-01T00:00:00.000Z",
     });
@@ -94,10 +96,10 @@ describe("relay messages", () => {
   });
 
   it("keeps unacked messages for 7 days, then drops them", async () => {
-    const { r, alice } = await pair();
+    const { r, alice, bob } = await pair();
     await send(r, alice, { to_hostname: "bob", body: "old" });
     r.clock.advance(7 * 24 * 3600 - 1);
-    const keeper = await r.register({ hostname: "bob", installation_id: "inst-bob" });
+    const keeper = await r.register({ hostname: "bob", installation_id: "inst-bob" }, bob.agent_token);
     expect((await inbox(r, keeper)).body.messages).toHaveLength(1);
     r.clock.advance(2);
     expect((await inbox(r, keeper)).body.messages).toHaveLength(0);

@@ -5,6 +5,9 @@ import { type AgentWithToken, startTestRegistry, type TestRegistry } from "./hel
 
 type Page = { agents: AgentWithToken[]; total: number };
 
+/** The agent token of the last seeded "coder" (re-registering an owned record needs it). */
+let coderToken = "";
+
 async function seeded(): Promise<TestRegistry> {
   const r = await startTestRegistry();
   await r.register({
@@ -25,7 +28,9 @@ async function seeded(): Promise<TestRegistry> {
     description: "A TRANSLATOR of old French texts",
     capabilities: ["writing"],
   });
-  await r.register({ hostname: "coder", installation_id: "i4", capabilities: ["code", "review"] });
+  coderToken = (
+    await r.register({ hostname: "coder", installation_id: "i4", capabilities: ["code", "review"] })
+  ).agent_token;
   await r.register({ hostname: "translator-bot", installation_id: "i5", capabilities: ["chat"] });
   return r;
 }
@@ -98,8 +103,9 @@ describe("search", () => {
   it("sees metadata changes at once (PATCH re-indexes)", async () => {
     const r = await seeded();
     const coder = (await r.call<Page>("GET", "/api/v1/agents/search?q=coder")).body.agents[0]!;
-    const token = (await r.register({ hostname: "coder", installation_id: "i4", capabilities: ["code"] }))
-      .agent_token;
+    const token = (
+      await r.register({ hostname: "coder", installation_id: "i4", capabilities: ["code"] }, coderToken)
+    ).agent_token;
     await r.call("PATCH", `/api/v1/agents/${coder.id}`, { token, body: { description: "Knows Haskell" } });
     expect(hostnames((await r.call<Page>("GET", "/api/v1/agents/search?q=haskell")).body)).toEqual(["coder"]);
     expect((await r.call<Page>("GET", "/api/v1/agents/search?capabilities=review")).body.total).toBe(0);

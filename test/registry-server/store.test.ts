@@ -14,6 +14,7 @@ const agent = (i: number, fields: Partial<StoredAgent> = {}): StoredAgent => ({
   id: `id-${String(i).padStart(4, "0")}`,
   hostname: `agent-${i}`,
   installationId: `inst-${i}`,
+  peerId: null,
   pilotNodeId: null,
   pilotAddress: null,
   displayName: null,

@@ -17,9 +17,13 @@ async function trio() {
 const post = (r: TestRegistry, path: string, as: AgentWithToken, body: Record<string, unknown>) =>
   r.call("POST", `/api/v1/trust/${path}`, { token: as.agent_token, body });
 
+/** Trust reads need the agent's own token; lists name both sides by peer id. */
+const read = <T = Record<string, unknown>>(r: TestRegistry, what: "pending" | "list", as: AgentWithToken) =>
+  r.call<T>("GET", `/api/v1/trust/${what}/${as.installation_id}`, { token: as.agent_token });
+
 describe("trust", () => {
   it("creates a pending request that the target sees with the introduction", async () => {
-    const { r, a } = await trio();
+    const { r, a, b } = await trio();
     const res = await post(r, "request", a, {
       from_id: "A",
       to_id: "B",
@@ -28,12 +32,12 @@ describe("trust", () => {
       human_name: "Ann",
     });
     expect(res).toMatchObject({ status: 201, body: { status: "pending" } });
-    const pending = await r.call("GET", "/api/v1/trust/pending/B");
+    const pending = await read(r, "pending", b);
     expect(pending.body.requests).toEqual([
       {
-        from_id: "A",
-        requester_id: "A",
-        to_id: "B",
+        from_id: a.peer_id,
+        requester_id: a.peer_id,
+        to_id: b.peer_id,
         from_assistant_name: "Alice",
         from_human_name: "Ann",
         introduction: "Hi, I translate",
@@ -49,14 +53,17 @@ describe("trust", () => {
     await post(r, "request", a, { from_id: "A", to_id: "B" });
     const mutual = await post(r, "request", b, { from_id: "B", to_id: "A" });
     expect(mutual.body).toEqual({ status: "approved" });
-    for (const id of ["A", "B"]) {
-      const list = await r.call<Peers>("GET", `/api/v1/trust/list/${id}`);
-      expect(list.body.peers.map((p) => [p.requester_id, p.target_id, p.status])).toEqual([
-        ["A", "B", "approved"],
-        ["B", "A", "approved"],
-      ]);
+    for (const who of [a, b]) {
+      const list = await read<Peers>(r, "list", who);
+      // Same created_at: ordered by requester peer id.
+      expect(list.body.peers.map((p) => [p.requester_id, p.target_id, p.status])).toEqual(
+        [
+          [a.peer_id, b.peer_id, "approved"],
+          [b.peer_id, a.peer_id, "approved"],
+        ].sort((x, y) => String(x[0]).localeCompare(String(y[0]))),
+      );
     }
-    expect((await r.call("GET", "/api/v1/trust/pending/A")).body.requests).toEqual([]);
+    expect((await read(r, "pending", a)).body.requests).toEqual([]);
   });
 
   it("approve makes the request approved, with approved_at, listed on both sides", async () => {
@@ -64,11 +71,11 @@ describe("trust", () => {
     await post(r, "request", a, { from_id: "A", to_id: "B" });
     r.clock.advance(10);
     expect((await post(r, "approve", b, { from_id: "A", to_id: "B" })).body).toEqual({ status: "approved" });
-    const list = await r.call<Peers>("GET", "/api/v1/trust/list/A");
+    const list = await read<Peers>(r, "list", a);
     expect(list.body.peers).toEqual([
       {
-        requester_id: "A",
-        target_id: "B",
+        requester_id: a.peer_id,
+        target_id: b.peer_id,
         status: "approved",
         created_at: "2026-01-01T00:00:00.000Z",
         approved_at: "2026-01-01T00:00:10.000Z",
@@ -81,7 +88,7 @@ describe("trust", () => {
     const { r, a, b } = await trio();
     await post(r, "request", a, { from_id: "A", to_id: "B" });
     expect((await post(r, "reject", b, { from_id: "A", to_id: "B" })).body).toEqual({ status: "rejected" });
-    expect((await r.call<Peers>("GET", "/api/v1/trust/list/B")).body.peers[0]!.status).toBe("rejected");
+    expect((await read<Peers>(r, "list", b)).body.peers[0]!.status).toBe("rejected");
     expect((await post(r, "request", a, { from_id: "A", to_id: "B" })).body).toEqual({ status: "pending" });
   });
 
@@ -90,7 +97,7 @@ describe("trust", () => {
     await post(r, "request", a, { from_id: "A", to_id: "B" });
     await post(r, "request", b, { from_id: "B", to_id: "A" });
     await post(r, "reject", a, { from_id: "B", to_id: "A" });
-    const statuses = (await r.call<Peers>("GET", "/api/v1/trust/list/A")).body.peers.map((p) => p.status);
+    const statuses = (await read<Peers>(r, "list", a)).body.peers.map((p) => p.status);
     expect(statuses).toEqual(["rejected", "rejected"]);
   });
 
