@@ -456,7 +456,10 @@ function outputAgentId(output: unknown): string | null {
 /** Registration failures as users should read them; a hostname conflict says what to change. */
 function registerError(context: AccountContext, reason: unknown): PlainError {
   const error = toPlainError(reason, "register");
-  if (error.kind !== "conflict") return error;
+  // A message that already names our hostname was written for users by the composition root (it knows the
+  // registry's release details); keep it.
+  if (error.kind !== "conflict" || error.message.startsWith(`hostname "${context.metadata.hostname}"`))
+    return error;
   return {
     ...error,
     message: `hostname "${context.metadata.hostname}" is held by another installation that is online; set a different hostname for account "${context.accountId}" or stop the other installation (retrying with backoff)`,

@@ -129,13 +129,14 @@ export class RegistryService {
     return this.options.agentTokens && agent.tokenHash !== null;
   }
 
-  /** What to do about a registration this caller cannot take over (appended to 401/403/409 details). */
+  /**
+   * What to do about a registration this caller cannot take over (ends 401/403/409 details). Kept short, with
+   * the date early: clients shorten details (the plugin keeps 300 characters).
+   */
   #recovery(agent: StoredAgent): string {
     return (
-      `if this is your agent and its token is lost, ask the registry operator to run ` +
-      `'agent-registry release --url <registry url> --hostname ${agent.hostname}', or wait until ` +
-      `${iso(this.releaseAt(agent))} (the claim lapses that long after the agent was last seen), ` +
-      `or register under another hostname`
+      `token lost? wait until ${iso(this.releaseAt(agent))} (release), ask the operator to run ` +
+      `'agent-registry release --url <registry> --hostname ${agent.hostname}', or use another hostname`
     );
   }
 
@@ -145,15 +146,15 @@ export class RegistryService {
     if (!caller.bearer) {
       throw unauthorized(
         operation,
-        `agent ${agent.id} (hostname '${agent.hostname}') is owned by the registration that holds its agent_token; ` +
-          `send it as Authorization: Bearer <agent_token> (saved from the last registration); ${this.#recovery(agent)}`,
+        `hostname '${agent.hostname}' is owned: send its saved agent_token as Authorization: Bearer <agent_token>; ` +
+          this.#recovery(agent),
       );
     }
     if (!matchesHash(caller.bearer, agent.tokenHash!)) {
       throw forbidden(
         operation,
-        `the bearer token is not the agent_token of agent ${agent.id} (hostname '${agent.hostname}'); ` +
-          `send the agent_token saved from its last registration; ${this.#recovery(agent)}`,
+        `wrong token: hostname '${agent.hostname}' is owned by another agent_token; send the one saved from its last registration; ` +
+          this.#recovery(agent),
       );
     }
   }
@@ -164,7 +165,8 @@ export class RegistryService {
     return conflict(
       operation,
       `hostname '${holder.hostname}' is held by another registration (${state}) until at least ` +
-        `${iso(this.releaseAt(holder))}; choose another hostname, or ${this.#recovery(holder)}`,
+        `${iso(this.releaseAt(holder))}; use another hostname, or if it is yours and its token is lost, ask the operator to run ` +
+        `'agent-registry release --url <registry> --hostname ${holder.hostname}'`,
     );
   }
 

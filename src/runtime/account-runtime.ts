@@ -106,6 +106,36 @@ function plain(error: unknown, operation: string): PlainError {
   return { kind: "http", operation, message: error instanceof Error ? error.message : String(error) };
 }
 
+/**
+ * A registration refused because the hostname belongs to another registration (a registry that holds hostnames
+ * for their owners says so with its release hint): typically this gateway lost its state directory, and with it
+ * the agent token. Said plainly, with the ways out; null for any other failure (a wrong deployment key is a 401
+ * too, but needs another fix).
+ */
+export function ownershipRefusal(
+  error: unknown,
+  context: { hostname: string; accountId: string; registryUrl: string },
+): PlainError | null {
+  if (!(error instanceof RegistryError) || error.operation !== "register") return null;
+  if (error.status !== 401 && error.status !== 403 && error.status !== 409) return null;
+  const detail = error.detail ?? "";
+  if (!/agent-registry release/.test(detail)) return null;
+  const releaseAt = /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z/.exec(detail)?.[0];
+  const { hostname, accountId, registryUrl } = context;
+  return {
+    kind:
+      error.kind === "unauthorized" ? "unauthorized" : error.kind === "forbidden" ? "forbidden" : "conflict",
+    operation: "register",
+    status: error.status,
+    message:
+      `hostname "${hostname}" is owned by another registration whose agent token this gateway does not have ` +
+      "(lost or replaced state directory?). To recover: ask the registry operator to run " +
+      `"agent-registry release --url ${registryUrl} --hostname ${hostname}", ` +
+      `${releaseAt ? `or wait until ${releaseAt} when the registry releases it, ` : ""}` +
+      `or set a different hostname for account "${accountId}" (retrying with backoff)`,
+  };
+}
+
 function toWire(meta: AgentMetadata): WireMetadata {
   return {
     hostname: meta.hostname,
@@ -153,7 +183,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
   const registryUrl = account.registryUrl || DEFAULT_REGISTRY_URL;
   // An agent id belongs to the registry that issued it: a new registryUrl starts afresh.
   if (state.identity().registryUrl !== registryUrl) {
-    state.update({ agentId: null, agentToken: null, registryUrl });
+    state.update({ agentId: null, agentToken: null, peerId: null, registryUrl });
   }
   const registry = createRegistryClient({
     baseUrl: registryUrl,
@@ -264,14 +294,30 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     actors: {
       registerAgent: fromPromise(async ({ input, signal }) => {
         try {
-          const result = await registry.register(toWire(input.metadata), { signal });
-          state.update({ agentId: result.record.id, agentToken: result.agentToken, registryUrl });
+          // The saved token proves this gateway owns the registration (the registry refuses it otherwise).
+          const result = await registry.register(toWire(input.metadata), {
+            signal,
+            token: state.identity().agentToken,
+          });
+          state.update({
+            agentId: result.record.id,
+            // A registry without tokens (the original) returns none: keep ours rather than forget it.
+            agentToken: result.agentToken ?? state.identity().agentToken,
+            peerId: result.record.peerId,
+            registryUrl,
+          });
           log.info(
             `agent-registry: ${account.accountId} registered as ${input.metadata.hostname} (agent ${result.record.id})`,
           );
           return { agentId: result.record.id };
         } catch (error) {
-          throw plain(error, "register");
+          throw (
+            ownershipRefusal(error, {
+              hostname: input.metadata.hostname,
+              accountId: account.accountId,
+              registryUrl,
+            }) ?? plain(error, "register")
+          );
         }
       }),
       sendHeartbeat: fromPromise(async ({ input, signal }) => {
@@ -292,6 +338,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
           state.update({
             agentId: result.record.id,
             ...(result.agentToken ? { agentToken: result.agentToken } : {}),
+            ...(result.record.peerId ? { peerId: result.record.peerId } : {}),
           });
           return { agentId: result.record.id };
         } catch (error) {
@@ -312,7 +359,9 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
         if (state.identity().agentId !== params.agentId) state.update({ agentId: params.agentId });
       },
       forgetAgentId: () => {
-        state.update({ agentId: null, agentToken: null });
+        // The token stays: the registry holds our hostname after deregistration, and the next registration
+        // must present it to get the same record back (without it, another gateway could take it over).
+        state.update({ agentId: null });
       },
     },
   });

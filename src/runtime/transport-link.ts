@@ -152,6 +152,7 @@ export function startRelayLink(deps: LinkDeps): TransportLink {
     client: registry,
     self: {
       installationId: deps.installationId,
+      peerId: () => state.identity().peerId,
       hostname: account.hostname,
       agentToken: () => state.identity().agentToken,
       ...(account.displayName ? { assistantName: account.displayName } : {}),

@@ -37,6 +37,7 @@ import type {
   TrustDecision,
   TrustPeer,
   TrustRequest,
+  TrustRevocation,
   TrustStatusResult,
 } from "./types.js";
 
@@ -99,6 +100,11 @@ export interface RegistryClient {
   approveTrust(decision: TrustDecision, opts?: CallOptions): Promise<TrustStatusResult>;
   rejectTrust(decision: TrustDecision, opts?: CallOptions): Promise<TrustStatusResult>;
   blockTrust(decision: TrustDecision, opts?: CallOptions): Promise<TrustStatusResult>;
+  /**
+   * Ends trust (approved or pending) in both directions, callable by either side (extension). The original
+   * registry answers 404/405: callers fall back to reject/block.
+   */
+  revokeTrust(revocation: TrustRevocation, opts?: CallOptions): Promise<TrustStatusResult>;
   listTrust(installationId: string, opts?: CallOptions): Promise<{ peers: TrustPeer[] }>;
 }
 
@@ -279,7 +285,7 @@ function nextStep(kind: RegistryErrorKind, operation: string): string {
         ? "register again"
         : "check the id or hostname (the agent may be offline)";
     case "conflict":
-      return "another online installation holds this hostname; choose a different hostname";
+      return "another registration holds this hostname (online, or offline until the registry releases it); choose a different hostname";
     case "too_large":
       return "shorten the message (the registry accepts at most 64 KiB)";
     default:
@@ -790,6 +796,20 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     approveTrust: trustDecision("approve"),
     rejectTrust: trustDecision("reject"),
     blockTrust: trustDecision("block"),
+
+    async revokeTrust(revocation, opts = {}) {
+      await request({
+        operation: "trust.revoke",
+        method: "POST",
+        path: "/api/v1/trust/revoke",
+        body: { from_id: revocation.fromId, to_id: revocation.toId },
+        token: opts.token,
+        signal: opts.signal,
+        // The reply is `{status:"revoked", changed}`; what is left on both sides is a rejection.
+        schema: z.unknown(),
+      });
+      return { status: "rejected" };
+    },
 
     async listTrust(installationId, opts = {}) {
       const { data } = await request({

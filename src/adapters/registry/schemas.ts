@@ -55,6 +55,7 @@ const wireAgentRecord = z.object({
   id: idLike,
   hostname: z.string().min(1),
   installation_id: optionalId,
+  peer_id: optionalId,
   pilot_node_id: optionalId,
   pilot_address: optionalText,
   display_name: optionalText,
@@ -70,7 +71,9 @@ function toAgentRecord(w: z.output<typeof wireAgentRecord>): AgentRecord {
   return {
     id: w.id,
     hostname: w.hostname,
-    installationId: w.installation_id,
+    // Registries with peer ids publish no installation ids (they are secrets); the original one has only those.
+    installationId: w.peer_id ?? w.installation_id,
+    peerId: w.peer_id,
     pilotNodeId: w.pilot_node_id,
     pilotAddress: w.pilot_address,
     displayName: w.display_name,

@@ -16,7 +16,13 @@ export type AgentStatus = "online" | "offline" | "unknown";
 export interface AgentRecord {
   id: string;
   hostname: string;
+  /**
+   * The id other agents address this agent by on the relay and in trust: its public `peer_id` on registries
+   * that have one, else (the original registry) its `installation_id`. Never another agent's secret.
+   */
   installationId: string | null;
+  /** The registry's public peer id; null on the original registry. */
+  peerId: string | null;
   pilotNodeId: string | null;
   pilotAddress: string | null;
   displayName: string | null;
@@ -140,6 +146,12 @@ export interface TrustDecision {
 
 export interface TrustStatusResult {
   status: TrustStatus;
+}
+
+export interface TrustRevocation {
+  /** One side of the relationship (either may be the caller's own id). */
+  fromId: string;
+  toId: string;
 }
 
 export interface PendingTrustRequest {

@@ -16,7 +16,13 @@ import {
 
 /** Who this installation is on the relay. The token is read on every call: re-registration replaces it. */
 export interface RelaySelf {
+  /** Our own installation id: a secret, sent only as ourselves (with our token). */
   installationId: string;
+  /**
+   * Our public peer id from the last registration (null on the original registry, which has none): trust lists
+   * of registries with peer ids name our own side by it. Read on every call, like the token.
+   */
+  peerId?: () => string | null;
   hostname: string;
   agentToken: () => string | null;
   assistantName?: string;
@@ -153,7 +159,30 @@ export function createRelayTransport(options: RelayTransportOptions): Transport 
     return opts;
   };
 
-  /** The peer's installation id: given, or looked up by hostname. */
+  /** Our peer id as learned from our own public record, when the caller did not know it (see ownPeerId). */
+  let learnedPeerId: string | null = null;
+  const isSelf = (id: string, own: string | null) => id === self.installationId || own === id;
+
+  /**
+   * Our own peer id, for telling our side from theirs in trust lists. Usually persisted from the registration;
+   * when it is not known (state written before peer ids, or a transport built without it), our own public record
+   * carries it. Null on the original registry, which names us by installation id.
+   */
+  async function ownPeerId(): Promise<string | null> {
+    const known = self.peerId?.() ?? learnedPeerId;
+    if (known) return known;
+    try {
+      learnedPeerId = (await client.byHostname(self.hostname))?.peerId ?? null;
+    } catch {
+      // Why safe: without it our own side is not recognised in this one list; the next call tries again.
+    }
+    return learnedPeerId;
+  }
+
+  /**
+   * The peer's relay id (PeerRef.installationId: its peer id, or its installation id on the original registry):
+   * given, or looked up by hostname.
+   */
   async function installationIdOf(operation: string, peer: PeerRef): Promise<string> {
     if (peer.installationId) return peer.installationId;
     if (!peer.hostname) {
@@ -279,13 +308,14 @@ export function createRelayTransport(options: RelayTransportOptions): Transport 
       } catch (err) {
         throw toTransportError("listTrusted", null, err);
       }
+      const own = peers.length > 0 ? await ownPeerId() : null;
       // Trust is symmetric once approved, and the registry lists records in both directions: one entry per peer.
       // A block in either direction wins over an approval (the registry refuses relay traffic then).
       const since = new Map<string, string | null>();
       const blocked = new Set<string>();
       for (const p of peers) {
-        const other = p.requesterId === self.installationId ? p.targetId : p.requesterId;
-        if (other === self.installationId) continue;
+        const other = isSelf(p.requesterId, own) ? p.targetId : p.requesterId;
+        if (isSelf(other, own)) continue;
         if (p.status === "blocked") blocked.add(other);
         if (p.status !== "approved") continue;
         const at = p.approvedAt ?? p.createdAt;
@@ -307,7 +337,16 @@ export function createRelayTransport(options: RelayTransportOptions): Transport 
     reject: (peer: PeerRef, _reason?: string) => decide("reject", peer),
 
     async untrust(peer: PeerRef) {
-      // Rejecting the peer's request revokes trust both ways. When only our own request exists (we asked, they
+      // The registry's revoke ends trust both ways whichever side asked first.
+      const toId = await installationIdOf("untrust", peer);
+      try {
+        await client.revokeTrust({ fromId: self.installationId, toId }, call());
+        return;
+      } catch (err) {
+        const legacy = err instanceof RegistryError && (err.status === 404 || err.status === 405);
+        if (!legacy) throw toTransportError("untrust", peer, err);
+      }
+      // The original registry has no revoke. Rejecting the peer's request revokes trust both ways. When only our own request exists (we asked, they
       // approved) there is nothing of theirs to reject: blocking is the registry's only way to revoke then.
       try {
         await decide("reject", peer);

@@ -8,7 +8,10 @@ import { readJsonFile, writeJsonAtomic } from "./json-file.js";
 const identitySchema = z.object({
   installationId: z.string().min(1).nullable().default(null),
   agentId: z.string().min(1).nullable().default(null),
+  /** Kept across deregistration: the registry holds our hostname for us and only this token reclaims it. */
   agentToken: z.string().min(1).nullable().default(null),
+  /** Our public peer id from the last registration (null on registries without peer ids). */
+  peerId: z.string().min(1).nullable().default(null),
   registryUrl: z.string().nullable().default(null),
   /** Operator's run-time visibility override (gateway method agent-registry.visibility); null = follow config. */
   discoverableOverride: z.boolean().nullable().default(null),
@@ -33,6 +36,7 @@ export function createAccountStateStore(dir: string): AccountStateStore {
     installationId: null,
     agentId: null,
     agentToken: null,
+    peerId: null,
     registryUrl: null,
     discoverableOverride: null,
   };

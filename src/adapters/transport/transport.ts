@@ -10,6 +10,11 @@ export type TransportKind = "pilot" | "relay";
 export interface PeerRef {
   hostname: string | null;
   nodeId: number | null;
+  /**
+   * The peer's relay id: its public peer id on registries that have one, its installation id on the original
+   * registry (which published them). The name is kept for peers.json and older callers; it never holds another
+   * agent's secret installation id from a registry with peer ids.
+   */
   installationId: string | null;
 }
 

@@ -49,15 +49,25 @@ async function caught(promise: Promise<unknown>): Promise<RegistryError> {
 }
 
 describe("registry client against the reference server", () => {
-  it("registers with a token, and re-registering keeps the id and issues a new token", async () => {
+  it("registers with a token, and re-registering with it keeps the id and the token", async () => {
     const first = await client.register(alice);
     expect(first.created).toBe(true);
     expect(first.agentToken).toEqual(expect.any(String));
-    expect(first.record).toMatchObject({ hostname: "alice", installationId: "inst-alice", status: "online" });
+    // installationId holds the public peer id, as for every record (the secret is not needed by peers).
+    expect(first.record).toMatchObject({ hostname: "alice", status: "online" });
+    expect(first.record.peerId).toMatch(/^p_[0-9a-f]{32}$/);
+    expect(first.record.installationId).toBe(first.record.peerId);
     const again = await client.register(alice, { token: first.agentToken });
     expect(again.created).toBe(false);
     expect(again.record.id).toBe(first.record.id);
-    expect(again.agentToken).not.toBe(first.agentToken);
+    expect(again.agentToken).toBe(first.agentToken);
+  });
+
+  it("is refused re-registration without the owner's token (unauthorized, with the release hint)", async () => {
+    await client.register(alice);
+    const err = await caught(client.register(alice));
+    expect(err.kind).toBe("unauthorized");
+    expect(err.detail).toMatch(/agent-registry release/);
   });
 
   it("heartbeats with the token and gets last_seen and ttl", async () => {
@@ -92,7 +102,9 @@ describe("registry client against the reference server", () => {
     await client.register(bob);
     await expect(client.get(a.record.id)).resolves.toMatchObject({ hostname: "alice" });
     await expect(client.get("missing")).resolves.toBeNull();
-    await expect(client.byHostname("bob")).resolves.toMatchObject({ installationId: "inst-bob" });
+    const b = await client.byHostname("bob");
+    expect(b?.installationId).toMatch(/^p_/);
+    expect(b?.installationId).toBe(b?.peerId);
     await expect(client.byHostname("carol")).resolves.toBeNull();
     await expect(client.byNodeId("4242")).resolves.toMatchObject({ hostname: "alice" });
     await expect(client.byNodeId("1")).resolves.toBeNull();
@@ -140,8 +152,11 @@ describe("registry client against the reference server", () => {
   it("deregisters with the token", async () => {
     const { record, agentToken } = await client.register(alice);
     await expect(client.deregister(record.id, agentToken)).resolves.toEqual({ removed: true });
-    await expect(client.get(record.id)).resolves.toBeNull();
-    await expect(client.deregister(record.id, agentToken)).resolves.toEqual({ removed: false });
+    // The registry holds the record (offline) for its owner during the release period.
+    await expect(client.get(record.id)).resolves.toMatchObject({ status: "offline" });
+    await expect(client.byHostname("alice")).resolves.toBeNull();
+    const back = await client.register(alice, { token: agentToken });
+    expect(back.record.id).toBe(record.id);
   });
 
   it("relays a message: long-poll wakes on arrival, then ack", async () => {
@@ -166,7 +181,7 @@ describe("registry client against the reference server", () => {
     expect(page.messages).toEqual([
       {
         messageId: "m-1",
-        fromInstallationId: "inst-alice",
+        fromInstallationId: a.record.peerId,
         fromHostname: "alice",
         body: "hello bob",
         createdAt: expect.any(String),
@@ -196,7 +211,7 @@ describe("registry client against the reference server", () => {
     const { requests } = await client.pendingTrust("inst-bob", { token: b.agentToken });
     expect(requests).toEqual([
       expect.objectContaining({
-        fromId: "inst-alice",
+        fromId: a.record.peerId,
         fromAssistantName: "Alice",
         introduction: "Alice here",
       }),
@@ -206,7 +221,11 @@ describe("registry client against the reference server", () => {
     ).resolves.toEqual({ status: "approved" });
     const { peers } = await client.listTrust("inst-alice", { token: a.agentToken });
     expect(peers).toContainEqual(
-      expect.objectContaining({ requesterId: "inst-alice", targetId: "inst-bob", status: "approved" }),
+      expect.objectContaining({
+        requesterId: a.record.peerId,
+        targetId: b.record.peerId,
+        status: "approved",
+      }),
     );
   });
 

@@ -25,6 +25,7 @@ describe("registry wire schemas", () => {
       id: "12",
       hostname: "alice",
       installationId: "inst-alice",
+      peerId: null,
       pilotNodeId: "4242",
       pilotAddress: null,
       displayName: null,
@@ -35,6 +36,11 @@ describe("registry wire schemas", () => {
       createdAt: null,
       updatedAt: null,
     });
+  });
+
+  it("takes peer_id as the id peers address an agent by, when the registry has one", () => {
+    const r = agentRecordSchema.parse({ ...wire, installation_id: null, peer_id: "p_0123" });
+    expect(r).toMatchObject({ installationId: "p_0123", peerId: "p_0123" });
   });
 
   it("reads epoch timestamps (seconds or ms), comma-separated capabilities and odd statuses", () => {

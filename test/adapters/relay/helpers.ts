@@ -8,7 +8,10 @@ import type { InboundOutcome, InboundSink, RawInbound } from "../../../src/adapt
 import { type RegistryServerHandle, startRegistryServer } from "../../../src/registry-server/server.js";
 
 export interface Installation {
+  /** Secret: only this installation uses it (as itself, with its token). */
   installationId: string;
+  /** What other agents address it by (records, messages and trust lists show this). */
+  peerId: string;
   hostname: string;
   token: string | null;
   client: RegistryClient;
@@ -50,18 +53,18 @@ export async function startRelayWorld(
   async function register(hostname: string, installationId: string): Promise<Installation> {
     // Short timeouts: tests stop the registry and must see failures quickly.
     const client = createRegistryClient({ baseUrl: url, timeoutMs: 2_000 });
-    const { agentToken } = await client.register({ hostname, installationId, capabilities: [] });
-    return { installationId, hostname, token: agentToken, client };
+    const { agentToken, record } = await client.register({ hostname, installationId, capabilities: [] });
+    return { installationId, peerId: record.peerId ?? installationId, hostname, token: agentToken, client };
   }
   const alpha = await register("alpha", "inst-alpha");
   const beta = await register("beta", "inst-beta");
   if (options.trusted) {
     await alpha.client.requestTrust(
-      { fromId: alpha.installationId, toId: beta.installationId, introduction: "hi" },
+      { fromId: alpha.installationId, toId: beta.peerId, introduction: "hi" },
       { token: alpha.token },
     );
     await beta.client.approveTrust(
-      { fromId: alpha.installationId, toId: beta.installationId },
+      { fromId: alpha.peerId, toId: beta.installationId },
       { token: beta.token },
     );
   }

@@ -91,7 +91,7 @@ describe("relay receiver", () => {
       transport: "relay",
       ref: env.id,
       name: env.id,
-      from: { installationId: "inst-alpha", hostname: "alpha", nodeId: null },
+      from: { installationId: world.alpha.peerId, hostname: "alpha", nodeId: null },
     });
     expect(JSON.parse(raw?.data ?? "")).toEqual(env);
     await until(async () => (await betaInbox(world as RelayWorld)).length === 0);

@@ -54,7 +54,7 @@ describe("relay send", () => {
     expect(inbox.messages).toHaveLength(1);
     expect(inbox.messages[0]).toMatchObject({
       messageId: envelope.id,
-      fromInstallationId: "inst-alpha",
+      fromInstallationId: world.alpha.peerId,
       fromHostname: "alpha",
     });
     expect(JSON.parse(inbox.messages[0]?.body ?? "")).toEqual(envelope);
@@ -65,7 +65,7 @@ describe("relay send", () => {
     const transport = transportOf(world.alpha);
     const envelope = createEnvelope({ fromHostname: "alpha", body: "once" });
     await transport.send(peer("beta"), envelope);
-    await transport.send({ hostname: "beta", nodeId: null, installationId: "inst-beta" }, envelope);
+    await transport.send({ hostname: "beta", nodeId: null, installationId: world!.beta.peerId }, envelope);
     const inbox = await world.beta.client.readInbox(
       { installationId: world.beta.installationId },
       { token: world.beta.token },
@@ -103,7 +103,7 @@ describe("relay send", () => {
     await world.stop();
     const err = await expectTransportError(
       transportOf(world.alpha).send(
-        { hostname: "beta", nodeId: null, installationId: "inst-beta" },
+        { hostname: "beta", nodeId: null, installationId: world!.beta.peerId },
         createEnvelope({ fromHostname: "alpha", body: "hi" }),
       ),
       "unavailable",
@@ -131,7 +131,7 @@ describe("relay trust", () => {
     const pending = await transportOf(world.beta).listPending();
     expect(pending).toHaveLength(1);
     expect(pending[0]).toMatchObject({
-      peer: { hostname: "alpha", nodeId: null, installationId: "inst-alpha" },
+      peer: { hostname: "alpha", nodeId: null, installationId: world!.alpha.peerId },
       introduction: "I translate documents",
       assistantName: "Alpha Bot",
       humanName: "Ada",
@@ -152,10 +152,10 @@ describe("relay trust", () => {
     const alphaTrusted = await alpha.listTrusted();
     const betaTrusted = await beta.listTrusted();
     expect(alphaTrusted.map((t) => t.peer)).toEqual([
-      { hostname: "beta", nodeId: null, installationId: "inst-beta" },
+      { hostname: "beta", nodeId: null, installationId: world!.beta.peerId },
     ]);
     expect(betaTrusted.map((t) => t.peer)).toEqual([
-      { hostname: "alpha", nodeId: null, installationId: "inst-alpha" },
+      { hostname: "alpha", nodeId: null, installationId: world!.alpha.peerId },
     ]);
     expect(alphaTrusted[0]?.since).toEqual(expect.any(String));
 
