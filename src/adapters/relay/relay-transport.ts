@@ -159,8 +159,11 @@ export function createRelayTransport(options: RelayTransportOptions): Transport 
     return opts;
   };
 
-  /** Our peer id as learned from our own public record, when the caller did not know it (see ownPeerId). */
-  let learnedPeerId: string | null = null;
+  /**
+   * Our peer id as learned from our own public record, when the caller did not know it (see ownPeerId);
+   * undefined until a lookup found the record (null then means the registry has no peer ids).
+   */
+  let learnedPeerId: string | null | undefined;
   const isSelf = (id: string, own: string | null) => id === self.installationId || own === id;
 
   /**
@@ -169,14 +172,16 @@ export function createRelayTransport(options: RelayTransportOptions): Transport 
    * carries it. Null on the original registry, which names us by installation id.
    */
   async function ownPeerId(): Promise<string | null> {
-    const known = self.peerId?.() ?? learnedPeerId;
+    const known = self.peerId?.() ?? null;
     if (known) return known;
+    if (learnedPeerId !== undefined) return learnedPeerId;
     try {
-      learnedPeerId = (await client.byHostname(self.hostname))?.peerId ?? null;
+      const record = await client.byHostname(self.hostname);
+      if (record) learnedPeerId = record.peerId;
     } catch {
       // Why safe: without it our own side is not recognised in this one list; the next call tries again.
     }
-    return learnedPeerId;
+    return learnedPeerId ?? null;
   }
 
   /**

@@ -67,4 +67,15 @@ describe("relay transport against the original registry", () => {
     await beta.approve(pending[0]?.peer ?? { hostname: null, nodeId: null, installationId: null });
     expect((await alpha.listTrusted()).map((t) => t.peer.installationId)).toEqual(["inst-beta"]);
   });
+
+  it("untrust falls back to reject when the registry has no revoke route (404)", async () => {
+    const { alpha, beta, server } = await setup();
+    await alpha.requestTrust({ hostname: "beta", nodeId: null, installationId: null }, "hello");
+    const [request] = await beta.listPending();
+    await beta.approve(request!.peer);
+    await beta.untrust(request!.peer);
+    expect(server.requests.some((r) => r.path === "/api/v1/trust/revoke")).toBe(true);
+    expect(server.requests.some((r) => r.path === "/api/v1/trust/reject")).toBe(true);
+    expect(await alpha.listTrusted()).toEqual([]);
+  });
 });

@@ -1,0 +1,66 @@
+// A database written before peer ids existed: opening it adds the indexed peer_id column, fills it, and re-keys
+// message senders and trust records to peer ids, so no installation id is ever shown to another agent.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { afterAll, describe, expect, it } from "vitest";
+import { peerIdOf } from "../../src/registry-server/peer-id.js";
+import { SqliteRegistryStore } from "../../src/registry-server/sqlite-store.js";
+
+const dir = mkdtempSync(join(tmpdir(), "agent-registry-migration-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const OLD_SCHEMA = `
+CREATE TABLE agents (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, hostname TEXT NOT NULL UNIQUE,
+  installation_id TEXT UNIQUE, pilot_node_id INTEGER, pilot_address TEXT, display_name TEXT, description TEXT,
+  capabilities TEXT NOT NULL, token_hash TEXT, last_seen INTEGER NOT NULL, created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL);
+CREATE TABLE messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL,
+  to_installation_id TEXT NOT NULL, from_installation_id TEXT NOT NULL, from_hostname TEXT NOT NULL,
+  body_json TEXT NOT NULL, created_at INTEGER NOT NULL, UNIQUE (to_installation_id, message_id));
+CREATE TABLE trust (requester_id TEXT NOT NULL, target_id TEXT NOT NULL, status TEXT NOT NULL, introduction TEXT,
+  assistant_name TEXT, human_name TEXT, created_at INTEGER NOT NULL, approved_at INTEGER, updated_at INTEGER NOT NULL,
+  PRIMARY KEY (requester_id, target_id)) WITHOUT ROWID;
+INSERT INTO agents VALUES (1, 'id-a', 'alice', 'inst-a', NULL, NULL, NULL, NULL, '[]', NULL, 1000, 1000, 1000);
+INSERT INTO agents VALUES (2, 'id-b', 'bob', 'inst-b', NULL, NULL, NULL, NULL, '[]', NULL, 1000, 1000, 1000);
+INSERT INTO agents VALUES (3, 'id-c', 'anon', NULL, NULL, NULL, NULL, NULL, '[]', NULL, 1000, 1000, 1000);
+INSERT INTO messages VALUES (1, 'm1', 'inst-b', 'inst-a', 'alice', '"hi"', 1000);
+INSERT INTO trust VALUES ('inst-a', 'inst-b', 'approved', 'hello', NULL, NULL, 1000, 1000, 1000);
+`;
+
+describe("peer id migration", () => {
+  it("fills peer ids, re-keys senders and trust, and looks agents up by peer id", () => {
+    const path = join(dir, "old.db");
+    const old = new DatabaseSync(path);
+    old.exec(OLD_SCHEMA);
+    old.close();
+
+    const store = new SqliteRegistryStore({ path });
+    try {
+      const a = peerIdOf("inst-a");
+      const b = peerIdOf("inst-b");
+      expect(store.getAgentByPeerId(a)?.id).toBe("id-a");
+      expect(store.getAgentById("id-c")?.peerId).toBeNull();
+      expect(store.listMessages("inst-b", 0, 0, 10).map((m) => m.fromInstallationId)).toEqual([a]);
+      expect(store.getTrust(a, b)?.status).toBe("approved");
+      expect(store.getTrust("inst-a", "inst-b")).toBeUndefined();
+    } finally {
+      store.close();
+    }
+    // Opening again changes nothing (the column marks a migrated database).
+    const again = new SqliteRegistryStore({ path });
+    try {
+      expect(again.getTrust(peerIdOf("inst-a"), peerIdOf("inst-b"))?.status).toBe("approved");
+      const raw = new DatabaseSync(path);
+      const plan = raw
+        .prepare("EXPLAIN QUERY PLAN SELECT * FROM agents WHERE peer_id = ?")
+        .all("x")
+        .map((r) => String(r.detail));
+      raw.close();
+      expect(plan.join(" ")).toMatch(/USING INDEX agents_peer/);
+    } finally {
+      again.close();
+    }
+  });
+});
