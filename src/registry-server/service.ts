@@ -500,7 +500,8 @@ export class RegistryService {
         },
       ]);
     }
-    const recipient = named[0];
+    // A record past its release period is as good as purged (the sweep may not have run yet).
+    const recipient = named[0] && this.#isHeld(named[0], this.#now()) ? named[0] : undefined;
     if (!recipient) {
       throw notFound(
         operation,

@@ -208,7 +208,9 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
       existing.ref = {
         hostname: existing.ref.hostname ?? ref.hostname,
         nodeId: existing.ref.nodeId ?? ref.nodeId,
-        installationId: existing.ref.installationId ?? ref.installationId,
+        // The newer relay id wins: peers.json written before the registry had peer ids holds the peer's old
+        // installation id, which trust lists and inbound senders (now peer ids) would never match.
+        installationId: ref.installationId ?? existing.ref.installationId,
       };
       return existing;
     }

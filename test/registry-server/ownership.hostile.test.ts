@@ -279,3 +279,14 @@ describe("agent tokens off", () => {
     expect(again.body.id).toBe(a.id);
   });
 });
+
+describe("relay to a released hostname", () => {
+  it("answers 404 once the release period is over, even before the sweep", async () => {
+    const { r, victim, friend } = await setup();
+    await r.call("DELETE", `/api/v1/agents/${victim.id}`, { token: victim.agent_token });
+    r.clock.advance(3601);
+    // friend keeps heartbeating so it stays a valid sender.
+    await r.register({ hostname: "friend", installation_id: "inst-friend" }, friend.agent_token);
+    expect((await send(r, friend, { to_hostname: "victim", body: "too late" })).status).toBe(404);
+  });
+});
