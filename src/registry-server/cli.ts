@@ -1,17 +1,29 @@
 // Command line of the reference registry: `agent-registry serve [options]`. Prints one line with the URL when
 // ready; SIGTERM/SIGINT finish in-flight requests, close storage and exit 0.
 import { parseArgs } from "node:util";
-import { startRegistryServer } from "./server.js";
+import {
+  DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  startRegistryServer,
+} from "./server.js";
 
 const USAGE = `usage: agent-registry serve [--host 127.0.0.1] [--port 8001] [--db PATH|:memory:] [--api-key KEY]
                             [--ttl SECONDS] [--agent-tokens on|off] [--require-trust on|off]
+                            [--max-connections N] [--headers-timeout SECONDS] [--request-timeout SECONDS]
+                            [--max-long-polls N] [--max-long-polls-per-inbox N]
   --host            interface to bind (default 127.0.0.1)
   --port            TCP port, 0 = ephemeral (default 8001)
   --db              SQLite file, or :memory: (default agent-registry.db)
   --api-key         deployment key required as X-Registry-Key (or env AGENT_REGISTRY_API_KEY)
   --ttl             seconds without heartbeat before an agent is offline (default 180)
   --agent-tokens    issue agent tokens and require them to act as an agent (default on)
-  --require-trust   relay messages need approved trust (default off)`;
+  --require-trust   relay messages need approved trust (default off)
+  --max-connections        open connections at most; more get 503 (default 1024)
+  --headers-timeout        seconds a client has to send its request headers (default 20)
+  --request-timeout        seconds a client has to send its whole request (default 60)
+  --max-long-polls         inbox long-polls parked at once; more get 503 (default 1000)
+  --max-long-polls-per-inbox  long-polls parked at once on one inbox; more get 429 (default 4)`;
 
 export class CliUsageError extends Error {
   override readonly name = "CliUsageError";
@@ -25,6 +37,11 @@ export interface ServeOptions {
   ttlSeconds: number;
   agentTokens: boolean;
   requireTrust: boolean;
+  maxConnections: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  maxLongPolls: number;
+  maxLongPollsPerInbox: number;
 }
 
 const onOff = (flag: string, value: string | undefined, fallback: boolean): boolean => {
@@ -67,6 +84,11 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
         ttl: { type: "string" },
         "agent-tokens": { type: "string" },
         "require-trust": { type: "string" },
+        "max-connections": { type: "string" },
+        "headers-timeout": { type: "string" },
+        "request-timeout": { type: "string" },
+        "max-long-polls": { type: "string" },
+        "max-long-polls-per-inbox": { type: "string" },
       },
     }));
   } catch (error) {
@@ -81,6 +103,13 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     ttlSeconds: integer("ttl", get("ttl"), 180, 1, 7 * 24 * 3600),
     agentTokens: onOff("agent-tokens", get("agent-tokens"), true),
     requireTrust: onOff("require-trust", get("require-trust"), false),
+    maxConnections: integer("max-connections", get("max-connections"), DEFAULT_MAX_CONNECTIONS, 1, 1_000_000),
+    headersTimeoutMs:
+      integer("headers-timeout", get("headers-timeout"), DEFAULT_HEADERS_TIMEOUT_MS / 1000, 1, 3600) * 1000,
+    requestTimeoutMs:
+      integer("request-timeout", get("request-timeout"), DEFAULT_REQUEST_TIMEOUT_MS / 1000, 1, 3600) * 1000,
+    maxLongPolls: integer("max-long-polls", get("max-long-polls"), 1000, 1, 1_000_000),
+    maxLongPollsPerInbox: integer("max-long-polls-per-inbox", get("max-long-polls-per-inbox"), 4, 1, 1000),
   };
 }
 
