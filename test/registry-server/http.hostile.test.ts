@@ -3,6 +3,7 @@
 // Every case is bounded (a few dozen sockets, short timeouts) and ends by proving the server still serves.
 import { connect, type Socket } from "node:net";
 import { describe, expect, it } from "vitest";
+import { CliUsageError, parseServeArgs } from "../../src/registry-server/cli.js";
 import type { RegistryLogger } from "../../src/registry-server/index.js";
 import { type AgentWithToken, startTestRegistry, type TestRegistry } from "./helpers.js";
 
@@ -291,7 +292,45 @@ describe("long-poll caps", () => {
     controller.abort();
     await until(() => r.server.stats().longPolls === 0, "the slots to be released");
     expect(log.errors).toEqual([]);
-    const again = await longPoll(r, bob, AbortSignal.timeout(3_000), 0.2).then((res) => res.status);
-    expect(again).toBe(200);
+    const again = await longPoll(r, bob, AbortSignal.timeout(3_000), 0.2);
+    expect(again.status).toBe(200);
+    await again.text();
   }, 15_000);
+});
+
+describe("limits on the command line", () => {
+  it("defaults and flags map to the server options, and nonsense is a usage error", () => {
+    expect(parseServeArgs(["serve"], {})).toMatchObject({
+      maxConnections: 1024,
+      headersTimeoutMs: 20_000,
+      requestTimeoutMs: 60_000,
+      maxLongPolls: 1000,
+      maxLongPollsPerInbox: 4,
+    });
+    const set = parseServeArgs(
+      [
+        "serve",
+        "--max-connections",
+        "50",
+        "--headers-timeout",
+        "5",
+        "--request-timeout",
+        "30",
+        "--max-long-polls",
+        "10",
+        "--max-long-polls-per-inbox",
+        "1",
+      ],
+      {},
+    );
+    expect(set).toMatchObject({
+      maxConnections: 50,
+      headersTimeoutMs: 5_000,
+      requestTimeoutMs: 30_000,
+      maxLongPolls: 10,
+      maxLongPollsPerInbox: 1,
+    });
+    expect(() => parseServeArgs(["serve", "--max-connections", "0"], {})).toThrow(CliUsageError);
+    expect(() => parseServeArgs(["serve", "--max-long-polls-per-inbox", "x"], {})).toThrow(CliUsageError);
+  });
 });
