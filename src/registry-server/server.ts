@@ -212,6 +212,10 @@ export async function startRegistryServer(
   // Sockets over the cap: they get one 503 and are closed; their requests are never handled.
   const refused = new WeakSet<Socket>();
   let connections = 0;
+  // Open sockets, and those that have carried a request: at close, a socket that never sent one is cut at
+  // once (node:http's closeIdleConnections leaves it to the headers timeout; HTTP clients open spare ones).
+  const sockets = new Set<Socket>();
+  const used = new WeakSet<Socket>();
   const refusal = JSON.stringify({
     detail: `the registry has its maximum of ${maxConnections} open connections; retry after ${CONNECTION_RETRY_AFTER_S} s`,
   });
@@ -241,6 +245,7 @@ export async function startRegistryServer(
     },
     (req, res) => {
       if (refused.has(req.socket)) return;
+      used.add(req.socket);
       handle(req, res).catch((error: unknown) => {
         logger.error("unhandled error while answering a request", error);
         if (!res.headersSent) res.destroy();
@@ -254,7 +259,11 @@ export async function startRegistryServer(
       return;
     }
     connections++;
-    socket.once("close", () => connections--);
+    sockets.add(socket);
+    socket.once("close", () => {
+      connections--;
+      sockets.delete(socket);
+    });
   });
   server.maxConnections = maxConnections + REFUSAL_HEADROOM;
   server.on("drop", () => logger.debug?.("connection dropped: no room even to refuse it"));
@@ -316,11 +325,15 @@ export async function startRegistryServer(
         waiters.close();
         // In-flight requests finish; connections that turn idle meanwhile are closed on the next tick of
         // this bounded loop, and anything still open after 10 s is cut.
-        const idle = setInterval(() => server.closeIdleConnections(), 50);
+        const closeIdle = () => {
+          server.closeIdleConnections();
+          for (const socket of sockets) if (!used.has(socket)) socket.destroy();
+        };
+        const idle = setInterval(closeIdle, 50);
         const force = setTimeout(() => server.closeAllConnections(), 10_000);
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
-          server.closeIdleConnections();
+          closeIdle();
         });
         clearInterval(idle);
         clearTimeout(force);

@@ -222,6 +222,15 @@ describe("connection cap", () => {
     await stillServes(r);
   });
 
+  it("stops at once even with connections that never sent a request", async () => {
+    const r = await startTestRegistry();
+    for (let i = 0; i < 5; i++) await rawSocket(r.url);
+    await until(() => r.server.stats().connections === 5, "5 connections");
+    const started = Date.now();
+    await r.server.close();
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
   it("closes a client too slow to send its headers with 408", async () => {
     const r = await startTestRegistry({ headersTimeoutMs: 300, requestTimeoutMs: 600 });
     const slow = await rawSocket(r.url);
