@@ -187,10 +187,25 @@ describe("control characters in what people and prompts read", () => {
     expect(res.body.detail[0]?.msg).toMatch(/control characters/);
   });
 
+  it.each([
+    ["introduction", { introduction: "hi\u001b[8mhidden" }],
+    ["assistant_name", { assistant_name: "Bob\u0007" }],
+    ["human_name", { human_name: "\u009b2J" }],
+  ])("refuses control characters in a trust request's %s", async (field, fields) => {
+    const r = await startTestRegistry();
+    const res = await r.call<{ detail: { loc: unknown[] }[] }>("POST", "/api/v1/trust/request", {
+      body: { from_id: "inst-a", to_id: "inst-b", ...fields },
+    });
+    expect(res.status).toBe(422);
+    expect(res.body.detail[0]?.loc).toEqual(["body", field]);
+  });
+
   it("keeps newline and tab in a description, and refuses control characters in PATCH too", async () => {
     const r = await startTestRegistry();
     const a = await r.register({ hostname: "prose", description: "Line one\n\tindented line two" });
     expect(a.description).toBe("Line one\n\tindented line two");
+    const windows = await r.register({ hostname: "crlf", description: "Line one\r\nline two" });
+    expect(windows.description).toBe("Line one\r\nline two");
     const patch = await r.call("PATCH", `/api/v1/agents/${a.id}`, {
       body: { display_name: "\u001b[31mred" },
       token: a.agent_token,
