@@ -2,11 +2,18 @@
 // ready; SIGTERM/SIGINT finish in-flight requests, close storage and exit 0. `agent-registry release` is the
 // operator's recovery for an agent that lost its token (admin key from the environment, never an argument).
 import { parseArgs } from "node:util";
-import { startRegistryServer } from "./server.js";
+import {
+  DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  startRegistryServer,
+} from "./server.js";
 
 const USAGE = `usage: agent-registry serve [--host 127.0.0.1] [--port 8001] [--db PATH|:memory:] [--api-key KEY]
                             [--ttl SECONDS] [--agent-tokens on|off] [--require-trust on|off]
                             [--release-after SECONDS] [--admin-key KEY]
+                            [--max-connections N] [--headers-timeout SECONDS] [--request-timeout SECONDS]
+                            [--max-long-polls N] [--max-long-polls-per-inbox N]
        agent-registry release --url URL --hostname HOSTNAME
            (admin key from env AGENT_REGISTRY_ADMIN_KEY, deployment key from env AGENT_REGISTRY_API_KEY)
   --host            interface to bind (default 127.0.0.1)
@@ -17,7 +24,12 @@ const USAGE = `usage: agent-registry serve [--host 127.0.0.1] [--port 8001] [--d
   --agent-tokens    issue agent tokens and require them to act as an agent (default on)
   --require-trust   relay messages need approved trust (default off)
   --release-after   seconds an offline or deregistered agent keeps its hostname and token (default 604800)
-  --admin-key       operator key enabling POST /api/v1/admin/release (or env AGENT_REGISTRY_ADMIN_KEY)`;
+  --admin-key       operator key enabling POST /api/v1/admin/release (or env AGENT_REGISTRY_ADMIN_KEY)
+  --max-connections        open connections at most; more get 503 (default 1024)
+  --headers-timeout        seconds a client has to send its request headers (default 20)
+  --request-timeout        seconds a client has to send its whole request (default 60)
+  --max-long-polls         inbox long-polls parked at once; more get 503 (default 1000)
+  --max-long-polls-per-inbox  long-polls parked at once on one inbox; more get 429 (default 4)`;
 
 const INSECURE_WARNING =
   "agent-registry: WARNING: INSECURE: --agent-tokens off: any client can re-register, move or delete any agent, " +
@@ -37,6 +49,11 @@ export interface ServeOptions {
   requireTrust: boolean;
   offlineRetentionSeconds: number;
   adminKey: string | undefined;
+  maxConnections: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  maxLongPolls: number;
+  maxLongPollsPerInbox: number;
 }
 
 const onOff = (flag: string, value: string | undefined, fallback: boolean): boolean => {
@@ -81,6 +98,11 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
         "require-trust": { type: "string" },
         "release-after": { type: "string" },
         "admin-key": { type: "string" },
+        "max-connections": { type: "string" },
+        "headers-timeout": { type: "string" },
+        "request-timeout": { type: "string" },
+        "max-long-polls": { type: "string" },
+        "max-long-polls-per-inbox": { type: "string" },
       },
     }));
   } catch (error) {
@@ -103,6 +125,13 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
       365 * 24 * 3600,
     ),
     adminKey: get("admin-key") ?? (env.AGENT_REGISTRY_ADMIN_KEY || undefined),
+    maxConnections: integer("max-connections", get("max-connections"), DEFAULT_MAX_CONNECTIONS, 1, 1_000_000),
+    headersTimeoutMs:
+      integer("headers-timeout", get("headers-timeout"), DEFAULT_HEADERS_TIMEOUT_MS / 1000, 1, 3600) * 1000,
+    requestTimeoutMs:
+      integer("request-timeout", get("request-timeout"), DEFAULT_REQUEST_TIMEOUT_MS / 1000, 1, 3600) * 1000,
+    maxLongPolls: integer("max-long-polls", get("max-long-polls"), 1000, 1, 1_000_000),
+    maxLongPollsPerInbox: integer("max-long-polls-per-inbox", get("max-long-polls-per-inbox"), 4, 1, 1000),
   };
 }
 

@@ -37,5 +37,26 @@ export const conflict = (operation: string, detail: string) => new RegistryHttpE
 export const payloadTooLarge = (operation: string, detail: string) =>
   new RegistryHttpError(413, operation, detail, { connection: "close" });
 
+export const unsupportedMediaType = (operation: string, detail: string) =>
+  new RegistryHttpError(415, operation, detail);
+
+/** 429 (this caller asks too much) or 503 (the server is full); both say when to come back. */
+export const tooBusy = (status: 429 | 503, operation: string, detail: string, retryAfterSeconds: number) =>
+  new RegistryHttpError(status, operation, detail, { "retry-after": String(retryAfterSeconds) });
+
+/**
+ * The client went away before its request was read (connection reset or closed mid-upload). Not a server
+ * fault and nobody is left to answer: the server drops the connection and logs it at debug level.
+ */
+export class ClientGoneError extends Error {
+  override readonly name = "ClientGoneError";
+  constructor(
+    readonly operation: string,
+    cause?: unknown,
+  ) {
+    super(`${operation}: the client closed the connection before sending the whole request`, { cause });
+  }
+}
+
 export const unprocessable = (operation: string, issues: ValidationIssue[]) =>
   new RegistryHttpError(422, operation, issues);

@@ -1,8 +1,16 @@
 // Minimal HTTP plumbing on node:http: a route table (literal segments win over parameters, 404 vs 405),
-// bounded JSON body reading (413 stops reading early, 400 on malformed JSON) and JSON replies.
+// bounded JSON body reading (413 stops reading early, 415 for anything but JSON, 400 on malformed or too
+// deeply nested JSON, a typed error when the client leaves mid-upload) and JSON replies.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { z } from "zod";
-import { badRequest, payloadTooLarge, type RegistryHttpError, unprocessable } from "./errors.js";
+import {
+  badRequest,
+  ClientGoneError,
+  payloadTooLarge,
+  RegistryHttpError,
+  unprocessable,
+  unsupportedMediaType,
+} from "./errors.js";
 import { toValidationIssues } from "./schemas.js";
 
 export interface RequestContext {
@@ -88,34 +96,102 @@ function matchSegments(
 
 const EMPTY = Buffer.alloc(0);
 
-/** Reads the request body up to `maxBytes`; over the cap -> 413 without reading the rest. */
+/**
+ * `application/json`, optionally with `charset=utf-8`. Anything else is refused before the body is read: the
+ * three content types a web page may send cross-origin without a CORS preflight (text/plain, form
+ * encodings) would otherwise let any page a user visits register agents or send messages on a registry it
+ * can reach. A body sent with no Content-Type at all (a Blob in `fetch`) is refused for the same reason.
+ */
+const JSON_CONTENT_TYPE = /^application\/json\s*(?:;\s*charset\s*=\s*"?utf-?8"?\s*)?$/i;
+
+function requireJson(req: IncomingMessage, operation: string, hasBody: boolean): void {
+  const type = req.headers["content-type"];
+  if (type === undefined ? !hasBody : JSON_CONTENT_TYPE.test(type)) return;
+  throw unsupportedMediaType(
+    operation,
+    `request body must be sent with Content-Type: application/json (optionally ; charset=utf-8), got ${
+      type === undefined ? "no Content-Type" : `'${type.slice(0, 100)}'`
+    }; send the body as JSON with that header`,
+  );
+}
+
+/**
+ * Reads the request body up to `maxBytes`; over the cap -> 413 without reading the rest. A client that goes
+ * away mid-upload is a ClientGoneError (not a server fault: the caller logs it at debug level).
+ */
 export async function readBody(req: IncomingMessage, operation: string, maxBytes: number): Promise<Buffer> {
   const tooLarge = () =>
     payloadTooLarge(operation, `request body is larger than ${maxBytes} bytes; send a smaller request`);
   const length = req.headers["content-length"];
   const declared = Number(length);
-  if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge();
   // No Content-Length (or 0) and no Transfer-Encoding: HTTP/1.1 says there is no body, so skip the stream
   // (node:http discards anything unread when the response ends). Most calls of heartbeat/DELETE are so.
-  if ((length === undefined || declared === 0) && req.headers["transfer-encoding"] === undefined) {
-    return EMPTY;
-  }
+  const hasBody = !(
+    (length === undefined || declared === 0) &&
+    req.headers["transfer-encoding"] === undefined
+  );
+  requireJson(req, operation, hasBody);
+  if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge();
+  if (!hasBody) return EMPTY;
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) {
-      req.pause();
-      throw tooLarge();
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxBytes) {
+        req.pause();
+        throw tooLarge();
+      }
+      chunks.push(chunk);
     }
-    chunks.push(chunk);
+  } catch (error) {
+    if (error instanceof RegistryHttpError) throw error;
+    // The request stream only fails when the connection does (reset, closed mid-body).
+    throw new ClientGoneError(operation, error);
+  }
+  // Node ends the stream without an error when the connection closes early in some paths; a short body is
+  // then the client's departure, not a request to answer.
+  if (req.readableAborted || (Number.isFinite(declared) && size < declared)) {
+    throw new ClientGoneError(operation);
   }
   return Buffer.concat(chunks);
+}
+
+/**
+ * Deepest nesting of arrays and objects accepted in a JSON body. No request of this API needs more than a
+ * few levels (a relay message body is the deepest caller-chosen value), while ~10^4 levels overflow the
+ * stack of the recursive code that later walks the value (JSON.stringify, validation), turning a malformed
+ * request into a 500.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** True when `raw` (UTF-8 JSON text) nests arrays/objects deeper than `max`. Bytes outside strings only. */
+function nestsDeeperThan(raw: Buffer, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < raw.length; i++) {
+    const b = raw[i]!;
+    if (inString) {
+      // UTF-8 continuation bytes are >= 0x80, so '"' and '\\' seen here are always the ASCII characters.
+      if (b === 0x5c) i++;
+      else if (b === 0x22) inString = false;
+    } else if (b === 0x22) inString = true;
+    else if (b === 0x5b || b === 0x7b) {
+      if (++depth > max) return true;
+    } else if (b === 0x5d || b === 0x7d) depth--;
+  }
+  return false;
 }
 
 /** Parses a JSON body: empty -> undefined (the schema then reports what is missing), malformed -> 400. */
 export function parseJson(raw: Buffer, operation: string): unknown {
   if (raw.length === 0) return undefined;
+  if (nestsDeeperThan(raw, MAX_JSON_DEPTH)) {
+    throw badRequest(
+      operation,
+      `request body nests arrays or objects more than ${MAX_JSON_DEPTH} levels deep; send a flatter JSON object`,
+    );
+  }
   try {
     return JSON.parse(raw.toString("utf8"));
   } catch (error) {

@@ -1,9 +1,56 @@
 // Long-poll wake-ups for relay inboxes: a read with `wait` parks here and is released as soon as a message
 // for that installation is stored, when its time runs out, when the client leaves or when the server stops.
+// Long-polls are admitted against two caps (per inbox and in total), since each one holds a connection and
+// a timer for up to 30 s: without a cap, one client could park thousands of them.
+
+export interface InboxWaiterLimits {
+  /** Long-polls parked at once on one installation's inbox (default 4). */
+  perInbox?: number;
+  /** Long-polls parked at once on the whole server (default 1,000). */
+  total?: number;
+}
+
+/** Why a long-poll was not admitted: its inbox already has `perInbox` of them, or the server has `total`. */
+export type LongPollRefusal = "inbox-full" | "server-full";
 
 export class InboxWaiters {
   readonly #waiting = new Map<string, Set<() => void>>();
+  readonly #admitted = new Map<string, number>();
+  #admittedTotal = 0;
   #closed = false;
+  readonly perInbox: number;
+  readonly total: number;
+
+  constructor(limits: InboxWaiterLimits = {}) {
+    this.perInbox = limits.perInbox ?? 4;
+    this.total = limits.total ?? 1000;
+  }
+
+  /**
+   * Claims a long-poll slot for the whole of one request (it may wait several times); returns the release
+   * function, to be called exactly once when the request ends, or why it was refused.
+   */
+  admit(installationId: string): (() => void) | LongPollRefusal {
+    const mine = this.#admitted.get(installationId) ?? 0;
+    if (mine >= this.perInbox) return "inbox-full";
+    if (this.#admittedTotal >= this.total) return "server-full";
+    this.#admitted.set(installationId, mine + 1);
+    this.#admittedTotal++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#admittedTotal--;
+      const left = (this.#admitted.get(installationId) ?? 1) - 1;
+      if (left > 0) this.#admitted.set(installationId, left);
+      else this.#admitted.delete(installationId);
+    };
+  }
+
+  /** Long-polls admitted and not yet released. */
+  get admitted(): number {
+    return this.#admittedTotal;
+  }
 
   /** Resolves on the next message for `installationId`, after `ms`, on abort or on close; never rejects. */
   wait(installationId: string, ms: number, signal?: AbortSignal): Promise<void> {

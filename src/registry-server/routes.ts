@@ -2,7 +2,7 @@
 // shapes the reply. Literal routes (/search, /by-hostname/, /messages/...) are never taken for an agent id.
 import { z } from "zod";
 import { bearerOf } from "./auth.js";
-import { unprocessable } from "./errors.js";
+import { tooBusy, unprocessable } from "./errors.js";
 import {
   type Handler,
   parseJson,
@@ -67,6 +67,29 @@ function pathParam(ctx: RequestContext, name: keyof typeof pathSchemas, operatio
     string
   >;
   return parsed[name]!;
+}
+
+/** Seconds a refused long-poll is asked to wait before trying again. */
+const LONG_POLL_RETRY_AFTER_S = 5;
+
+/** Takes a long-poll slot or refuses the read: 429 when this inbox has too many, 503 when the server does. */
+function admitLongPoll(waiters: InboxWaiters, installationId: string, op: string): () => void {
+  const admitted = waiters.admit(installationId);
+  if (typeof admitted === "function") return admitted;
+  if (admitted === "inbox-full") {
+    throw tooBusy(
+      429,
+      op,
+      `this inbox already has ${waiters.perInbox} long-polls waiting; keep one long-poll per receiver and retry after ${LONG_POLL_RETRY_AFTER_S} s (or read without wait)`,
+      LONG_POLL_RETRY_AFTER_S,
+    );
+  }
+  throw tooBusy(
+    503,
+    op,
+    `the registry is holding its maximum of ${waiters.total} long-polls; retry after ${LONG_POLL_RETRY_AFTER_S} s (or read without wait)`,
+    LONG_POLL_RETRY_AFTER_S,
+  );
 }
 
 export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Router {
@@ -171,12 +194,19 @@ export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Ro
     // read and the wait is never missed (the notifier fires after the insert commits).
     const deadline = Date.now() + (q.wait ?? 0) * 1000;
     let page = service.inbox(installationId, after, limit, who);
-    while (page.messages.length === 0 && !ctx.signal.aborted) {
-      const left = deadline - Date.now();
-      if (left <= 0) break;
-      await waiters.wait(installationId, left, ctx.signal);
-      page = service.inbox(installationId, after, limit, who);
-      if (waiters.closed) break;
+    // Only a read that will actually park takes a long-poll slot; one that has messages answers at once.
+    const release =
+      page.messages.length === 0 && deadline > Date.now() ? admitLongPoll(waiters, installationId, op) : null;
+    try {
+      while (page.messages.length === 0 && !ctx.signal.aborted) {
+        const left = deadline - Date.now();
+        if (left <= 0) break;
+        await waiters.wait(installationId, left, ctx.signal);
+        page = service.inbox(installationId, after, limit, who);
+        if (waiters.closed) break;
+      }
+    } finally {
+      release?.();
     }
     return { status: 200, body: page };
   };

@@ -8,8 +8,19 @@ export const PILOT_ADDRESS_PATTERN = /^\d{1,10}:[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.
 /** Relay message bodies above this many bytes (UTF-8, JSON text for objects) are refused with 413. */
 export const MAX_MESSAGE_BODY_BYTES = 64 * 1024;
 
+// C0 controls, DEL and the C1 controls (U+0080-U+009F: U+009B is a one-character CSI on some terminals).
+// Names, descriptions and capabilities are shown in terminals and pasted into agents' prompts, where ESC
+// sequences recolour, hide or rewrite text and BEL rings; nothing legitimate needs them.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: the point is to refuse control characters
-const NO_CONTROL = /^[^\u0000-\u001f\u007f]*$/;
+const NO_CONTROL = /^[^\u0000-\u001f\u007f-\u009f]*$/;
+/**
+ * Prose may keep line feed and tab: they only start a line or indent, which a multi-line description needs
+ * (CR LF too, as text edited on Windows has it). A lone CR stays refused: it returns the cursor and lets
+ * later text overwrite what a terminal showed.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the point is to refuse control characters
+const NO_CONTROL_BUT_TAB_LF = /^(?:[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]|\r\n)*$/;
+const CONTROL_MESSAGE = "must not contain control characters (ESC, BEL, CR, ...); send plain text";
 
 /** An identifier chosen by clients (installation ids, message ids): printable, bounded. */
 const clientId = (max: number) =>
@@ -47,8 +58,14 @@ const registrationFields = {
     .string()
     .regex(PILOT_ADDRESS_PATTERN, { message: "pilot_address must look like N:XXXX.XXXX.XXXX" })
     .nullish(),
-  display_name: z.string().max(200).nullish(),
-  description: z.string().max(2000).nullish(),
+  display_name: z.string().max(200).regex(NO_CONTROL, { message: CONTROL_MESSAGE }).nullish(),
+  description: z
+    .string()
+    .max(2000)
+    .regex(NO_CONTROL_BUT_TAB_LF, {
+      message: "must not contain control characters other than newline and tab",
+    })
+    .nullish(),
   capabilities: capabilitiesSchema.nullish(),
 };
 
@@ -86,9 +103,10 @@ export const ackSchema = z.object({
 export const trustRequestSchema = z.object({
   from_id: clientId(200),
   to_id: clientId(200),
-  introduction: z.string().max(2000).nullish(),
-  assistant_name: z.string().max(200).nullish(),
-  human_name: z.string().max(200).nullish(),
+  // Shown to the other side's owner and agent, like a description: the same control-character rules.
+  introduction: z.string().max(2000).regex(NO_CONTROL_BUT_TAB_LF, { message: CONTROL_MESSAGE }).nullish(),
+  assistant_name: z.string().max(200).regex(NO_CONTROL, { message: CONTROL_MESSAGE }).nullish(),
+  human_name: z.string().max(200).regex(NO_CONTROL, { message: CONTROL_MESSAGE }).nullish(),
 });
 
 export const trustDecisionSchema = z.object({ from_id: clientId(200), to_id: clientId(200) });

@@ -1,9 +1,10 @@
 // Starts the reference Agent Registry HTTP server (node:http, no framework): auth by deployment key, routing,
-// JSON errors (a catch-all 500 for real bugs, logged), a periodic unref'd purge sweep, graceful close.
+// JSON errors (a catch-all 500 for real bugs, logged), a periodic unref'd purge sweep, graceful close, and
+// limits against hostile or broken clients (connections, slow headers and bodies, long-polls).
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { bearerOf, matchesHash, registryKeyOf, sha256Hex } from "./auth.js";
-import { RegistryHttpError, unauthorized } from "./errors.js";
+import { ClientGoneError, RegistryHttpError, unauthorized } from "./errors.js";
 import { errorReply, type RequestContext, sendJson } from "./http.js";
 import { InboxWaiters } from "./inbox-waiters.js";
 import { buildRoutes } from "./routes.js";
@@ -14,6 +15,8 @@ import type { RegistryStore } from "./store.js";
 export interface RegistryLogger {
   info(message: string): void;
   error(message: string, error?: unknown): void;
+  /** Client misbehaviour that is no server fault (a client leaving mid-upload, a refused connection). */
+  debug?(message: string): void;
 }
 
 export interface RegistryServerOptions {
@@ -44,6 +47,16 @@ export interface RegistryServerOptions {
   messageRetentionSeconds?: number;
   /** Purge sweep period (default 60 s; 0 disables the timer). */
   sweepIntervalMs?: number;
+  /** Open connections at most (default 1,024); one more is answered 503 with Retry-After and closed. */
+  maxConnections?: number;
+  /** A client must send its request headers within this many ms of connecting or of its last request (default 20 s). */
+  headersTimeoutMs?: number;
+  /** A client must send its whole request (headers and body) within this many ms (default 60 s). */
+  requestTimeoutMs?: number;
+  /** Long-polls parked at once on one inbox (default 4); one more gets 429 with Retry-After. */
+  maxLongPollsPerInbox?: number;
+  /** Long-polls parked at once on the server (default 1,000); one more gets 503 with Retry-After. */
+  maxLongPolls?: number;
   /** Clock in epoch milliseconds (default Date.now); tests drive liveness with it. */
   now?: () => number;
   logger?: RegistryLogger;
@@ -56,7 +69,20 @@ export interface RegistryServerHandle {
   close(): Promise<void>;
   /** Runs the purge sweep now; returns how many agents and messages were removed. */
   sweep(): { agents: number; messages: number };
+  /** What the server holds right now: accepted connections and parked long-polls (to watch the limits). */
+  stats(): { connections: number; longPolls: number };
 }
+
+export const DEFAULT_MAX_CONNECTIONS = 1024;
+export const DEFAULT_HEADERS_TIMEOUT_MS = 20_000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+/** Seconds a client refused for lack of connections is asked to wait. */
+const CONNECTION_RETRY_AFTER_S = 5;
+/**
+ * Connections beyond the cap are still accepted long enough to be told 503; this many more are dropped by
+ * node:http outright, so a flood cannot pile up sockets waiting for their refusal to be written.
+ */
+const REFUSAL_HEADROOM = 64;
 
 const DAY_S = 24 * 60 * 60;
 
@@ -91,6 +117,7 @@ class Context implements RequestContext {
 
 const stderrLogger: RegistryLogger = {
   info: () => {},
+  debug: () => {},
   error: (message, error) => {
     process.stderr.write(`agent-registry: ${message}${error instanceof Error ? `\n${error.stack}` : ""}\n`);
   },
@@ -102,7 +129,7 @@ export async function startRegistryServer(
   const host = options.host ?? "127.0.0.1";
   const logger = options.logger ?? stderrLogger;
   const store = options.store ?? new SqliteRegistryStore({ path: options.db ?? ":memory:" });
-  const waiters = new InboxWaiters();
+  const waiters = new InboxWaiters({ perInbox: options.maxLongPollsPerInbox, total: options.maxLongPolls });
   const service = new RegistryService({
     store,
     waiters,
@@ -169,6 +196,12 @@ export async function startRegistryServer(
       if (stopping) res.setHeader("connection", "close");
       sendJson(res, reply.status, reply.body);
     } catch (error) {
+      if (error instanceof ClientGoneError) {
+        // Nobody is left to answer; make sure the socket goes too (a half-read request cannot be reused).
+        logger.debug?.(`${error.message}; connection dropped`);
+        res.destroy();
+        return;
+      }
       if (error instanceof RegistryHttpError) {
         const { status, body, headers } = errorReply(error);
         sendJson(res, status, body, headers);
@@ -179,22 +212,86 @@ export async function startRegistryServer(
     }
   };
 
+  const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+  const requestTimeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  // Sockets over the cap: they get one 503 and are closed; their requests are never handled.
+  const refused = new WeakSet<Socket>();
+  let connections = 0;
+  // Open sockets, and those that have carried a request: at close, a socket that never sent one is cut at
+  // once (node:http's closeIdleConnections leaves it to the headers timeout; HTTP clients open spare ones).
+  const sockets = new Set<Socket>();
+  const used = new WeakSet<Socket>();
+  const refusal = JSON.stringify({
+    detail: `the registry has its maximum of ${maxConnections} open connections; retry after ${CONNECTION_RETRY_AFTER_S} s`,
+  });
+  const refuseConnection = (socket: Socket) => {
+    refused.add(socket);
+    logger.debug?.(`connection refused: ${maxConnections} connections open`);
+    // The answer is written before any request is read; HTTP clients take it as the answer to the request
+    // they are sending. A client that keeps the socket open anyway is cut after a second.
+    socket.setTimeout(1000, () => socket.destroy());
+    socket.on("error", () => {
+      // Why safe: the peer reset a connection we were refusing anyway.
+    });
+    socket.end(
+      `HTTP/1.1 503 Service Unavailable\r\nretry-after: ${CONNECTION_RETRY_AFTER_S}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(refusal)}\r\n\r\n${refusal}`,
+    );
+  };
+
   const server = createServer(
-    { maxHeaderSize: 64 * 1024, requestTimeout: 60_000, headersTimeout: 20_000, keepAliveTimeout: 10_000 },
+    {
+      maxHeaderSize: 64 * 1024,
+      // Also bounds a slow body ("slow POST"): the whole request must arrive in time, or 408 and close.
+      requestTimeout,
+      headersTimeout,
+      keepAliveTimeout: 10_000,
+      // node:http checks the two timeouts on this period; tests with short timeouts need a finer one.
+      connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(headersTimeout / 4))),
+    },
     (req, res) => {
+      if (refused.has(req.socket)) return;
+      used.add(req.socket);
       handle(req, res).catch((error: unknown) => {
         logger.error("unhandled error while answering a request", error);
         if (!res.headersSent) res.destroy();
       });
     },
   );
-  server.on("clientError", (_error, socket) => {
-    // Malformed HTTP (bad request line, oversized headers): answer 400 and drop the connection.
-    if (socket.writable)
+  // Runs before node:http's own listener, so an over-the-cap socket is refused before anything is parsed.
+  server.prependListener("connection", (socket: Socket) => {
+    if (connections >= maxConnections) {
+      refuseConnection(socket);
+      return;
+    }
+    connections++;
+    sockets.add(socket);
+    socket.once("close", () => {
+      connections--;
+      sockets.delete(socket);
+    });
+  });
+  server.maxConnections = maxConnections + REFUSAL_HEADROOM;
+  server.on("drop", () => logger.debug?.("connection dropped: no room even to refuse it"));
+  server.on("clientError", (error: NodeJS.ErrnoException, socket) => {
+    // A client that resets or leaves is no error of ours; nothing can be answered.
+    if (error.code === "ECONNRESET" || !socket.writable) {
+      logger.debug?.(`client connection failed (${error.code ?? error.message}); dropped`);
+      socket.destroy();
+      return;
+    }
+    // Too slow (headersTimeout/requestTimeout): 408 and close, as node:http would without this listener.
+    if (error.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+      logger.debug?.("client too slow to send its request; answered 408");
       socket.end(
-        'HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: application/json\r\n\r\n{"detail":"malformed HTTP request"}',
+        'HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: application/json\r\n\r\n{"detail":"request not received in time; send headers and body without pausing"}',
       );
-    else socket.destroy();
+      return;
+    }
+    // Malformed HTTP (bad request line, oversized headers): answer 400 and drop the connection.
+    socket.end(
+      'HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: application/json\r\n\r\n{"detail":"malformed HTTP request"}',
+    );
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -226,6 +323,7 @@ export async function startRegistryServer(
     url: `http://${urlHost}:${port}`,
     port,
     sweep,
+    stats: () => ({ connections, longPolls: waiters.admitted }),
     close() {
       closing ??= (async () => {
         stopping = true;
@@ -233,11 +331,15 @@ export async function startRegistryServer(
         waiters.close();
         // In-flight requests finish; connections that turn idle meanwhile are closed on the next tick of
         // this bounded loop, and anything still open after 10 s is cut.
-        const idle = setInterval(() => server.closeIdleConnections(), 50);
+        const closeIdle = () => {
+          server.closeIdleConnections();
+          for (const socket of sockets) if (!used.has(socket)) socket.destroy();
+        };
+        const idle = setInterval(closeIdle, 50);
         const force = setTimeout(() => server.closeAllConnections(), 10_000);
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
-          server.closeIdleConnections();
+          closeIdle();
         });
         clearInterval(idle);
         clearTimeout(force);

@@ -193,6 +193,8 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
   const visibility = createVisibility(account, installationId, options.fetch);
   // The network and the transport link refer to each other (trust checks, transport calls): bind late.
   let link: TransportLink = noneLink(account);
+  /** A registration succeeded in this run (with or without a token: the original registry issues none). */
+  let registered = false;
   const budget = new ReplyBudget(account.inbound.autoReplyBudget);
   const network = createPeerNetwork({
     account: { ...account, hostname: account.hostname },
@@ -306,6 +308,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
             peerId: result.record.peerId,
             registryUrl,
           });
+          registered = true;
           log.info(
             `agent-registry: ${account.accountId} registered as ${input.metadata.hostname} (agent ${result.record.id})`,
           );
@@ -439,8 +442,10 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
       await startLink();
     } else {
       // The relay inbox is read as this installation, with the token its registration returns: wait for it.
+      // A registry that issues no tokens answers the registration without one: start then as well, so the
+      // link can find out (and say) what that registry supports instead of "starting" for ever.
       const sub = actor.subscribe(() => {
-        if (!state.identity().agentToken || abort.signal.aborted) return;
+        if ((!state.identity().agentToken && !registered) || abort.signal.aborted) return;
         sub.unsubscribe();
         void startLink();
       });

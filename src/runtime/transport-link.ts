@@ -4,7 +4,8 @@
 import { join } from "node:path";
 import { type Actor, createActor, fromPromise, type InspectionEvent } from "xstate";
 import { createInboundPipeline, type InboundPipeline } from "../adapters/inbound/pipeline.js";
-import type { RegistryClient } from "../adapters/registry/client.js";
+import { isMissingRoute, type RegistryClient } from "../adapters/registry/client.js";
+import { RegistryError } from "../adapters/registry/errors.js";
 import { createFileCursorStore, startRelayReceiver } from "../adapters/relay/relay-receiver.js";
 import { createRelayTransport } from "../adapters/relay/relay-transport.js";
 import type { AccountStateStore } from "../adapters/state/account-state.js";
@@ -146,8 +147,57 @@ export function startPollActor(
   return actor;
 }
 
+type RelayRoute = "readInbox" | "ack" | "sendMessage" | "requestTrust" | "pendingTrust" | "listTrust";
+
+const RELAY_ROUTE_NAMES: Record<RelayRoute, string> = {
+  readInbox: "relay inbox",
+  ack: "relay ack",
+  sendMessage: "relay send",
+  requestTrust: "trust request",
+  pendingTrust: "trust pending",
+  listTrust: "trust list",
+};
+
+/**
+ * The client, watched for relay and trust routes the registry does not have (the original registry has
+ * none: 404 "Not Found" or 405). The relay receiver only sees failures and backs off; without this the
+ * account would say its transport is "starting" or "unreachable" for ever. A later success clears it,
+ * for a registry that gains the routes.
+ */
+function watchRelayRoutes(
+  registry: RegistryClient,
+  onChange: (missing: { route: string; status: number } | null) => void,
+): RegistryClient {
+  const watched = { ...registry };
+  for (const name of Object.keys(RELAY_ROUTE_NAMES) as RelayRoute[]) {
+    const call = registry[name] as (...args: unknown[]) => Promise<unknown>;
+    (watched as Record<RelayRoute, unknown>)[name] = async (...args: unknown[]) => {
+      try {
+        const result = await call(...args);
+        onChange(null);
+        return result;
+      } catch (err) {
+        if (err instanceof RegistryError && isMissingRoute(err)) {
+          onChange({ route: RELAY_ROUTE_NAMES[name], status: err.status ?? 404 });
+        }
+        throw err;
+      }
+    };
+  }
+  return watched;
+}
+
 export function startRelayLink(deps: LinkDeps): TransportLink {
-  const { account, registry, state, log } = deps;
+  const { account, state, log } = deps;
+  let missingRoute: { route: string; status: number } | null = null;
+  const registry = watchRelayRoutes(deps.registry, (missing) => {
+    if (missing && !missingRoute) {
+      log.warn(
+        `agent-registry: ${account.accountId}: the registry at ${deps.registry.url} has no relay (its ${missing.route} route answered ${missing.status}); use a registry with relay support or transport "pilot"`,
+      );
+    }
+    missingRoute = missing;
+  });
   const transport = createRelayTransport({
     client: registry,
     self: {
@@ -175,8 +225,12 @@ export function startRelayLink(deps: LinkDeps): TransportLink {
     return {};
   });
   return {
-    transport: () => transport,
+    // A registry without relay routes gives no usable transport; unavailableReason() says why.
+    transport: () => (missingRoute ? null : transport),
     unavailableReason: () => {
+      if (missingRoute) {
+        return `The registry at ${deps.registry.url} has no relay (its ${missingRoute.route} route answered ${missingRoute.status}), so transport "relay" cannot work there; point registryUrl at a registry with relay support (e.g. \`npx agent-registry serve\`) or set transport to "pilot"`;
+      }
       const status = receiver.status();
       return status.state === "backoff" && status.lastError
         ? `The registry relay is unreachable (${status.lastError}); messages will be delivered when it is back`

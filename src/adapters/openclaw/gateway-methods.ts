@@ -160,6 +160,8 @@ export function gatewayMethodSpecs(runtimes: AccountRuntimes): GatewayMethodSpec
           limit,
           total: page.total,
           agents: page.agents.slice(0, limit),
+          // What the registry could not do as asked (e.g. match "all" on the original registry).
+          ...(page.caveats?.length ? { caveats: page.caveats } : {}),
         };
       },
     },

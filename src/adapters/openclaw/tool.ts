@@ -299,15 +299,24 @@ async function run(
         status: agent.status,
         trust: trust.get(agent.hostname.toLowerCase()) ?? "unknown",
       }));
-      const text =
+      const caveats = page.caveats ?? [];
+      const text = [
         agents.length === 0
           ? "No agents matched. Try fewer words or other capabilities."
           : [
               `${agents.length} of ${page.total} matching agent(s). ${UNTRUSTED_NOTE}`,
               ...page.agents.slice(0, limit).map((agent, i) => formatAgent(agent, agents[i]!.trust, i + 1)),
               'To connect with one: {"action":"handshake","hostname":"<hostname>"}; to message a trusted one: {"action":"contact",...}.',
-            ].join("\n");
-      return ok("search", runtime, text, { total: page.total, limit, agents });
+            ].join("\n"),
+        // What the registry could not do as asked: the agent should know the list may be incomplete.
+        ...caveats.map((c) => `Note: ${c}`),
+      ].join("\n");
+      return ok("search", runtime, text, {
+        total: page.total,
+        limit,
+        agents,
+        ...(caveats.length > 0 ? { caveats } : {}),
+      });
     }
     case "get_agent": {
       const agent = await network.getAgent(params.hostname);

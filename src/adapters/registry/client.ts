@@ -154,7 +154,7 @@ function normalizeBase(baseUrl: string): { base: string; display: string } {
 }
 
 /** A 405, or a 404 that names no agent: the server lacks the route rather than the record. */
-function isMissingRoute(err: RegistryError): boolean {
+export function isMissingRoute(err: RegistryError): boolean {
   if (err.status === 405) return true;
   if (err.status !== 404) return false;
   const detail = err.detail?.trim().toLowerCase();
@@ -307,6 +307,8 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
   const maxResponseBytes = options.maxResponseBytes ?? MAX_RESPONSE_BYTES;
   /** The search route's spelling this server answers to (learned on first use, see search()). */
   let searchPath = SEARCH_PATH;
+  /** Whether this server honours search `offset` (the original ignores it); learned on the first page > 1. */
+  let searchOffset: "unknown" | "honoured" | "ignored" = "unknown";
 
   /** Belt and braces: a server may echo a header back in an error detail. */
   function redact(text: string, token: string | null | undefined): string {
@@ -499,6 +501,8 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
       schema: agentPageSchema,
     });
     // The original server may ignore filters: apply them again here so callers get what they asked for.
+    // Records without a status stay ("unknown": the original never sends one); callers that need an
+    // online agent confirm it (byNodeId) and nobody shows them as online.
     const kept = data.agents.filter(
       (a) =>
         (filters.hostname === undefined || a.hostname === filters.hostname) &&
@@ -537,6 +541,44 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
       if (err instanceof RegistryError && err.kind === "not_found") return null;
       throw err;
     }
+  }
+
+  /**
+   * The agent holding `hostname`, and whether the answer came from a route that hides offline agents (the
+   * contract's by-hostname). Such a record is online even when the server sends no status, and says so.
+   */
+  async function lookupHostname(
+    hostname: string,
+    opts: CallOptions & { includeOffline?: boolean },
+  ): Promise<{ record: AgentRecord | null; hidesOffline: boolean }> {
+    const query = new URLSearchParams();
+    if (opts.includeOffline) query.set("include_offline", "true");
+    try {
+      const { data } = await request({
+        operation: "byHostname",
+        method: "GET",
+        path: `/api/v1/agents/by-hostname/${seg(hostname)}`,
+        query,
+        token: opts.token,
+        signal: opts.signal,
+        schema: singleAgentSchema,
+      });
+      const online = !opts.includeOffline && data.status === "unknown";
+      return { record: online ? { ...data, status: "online" } : data, hidesOffline: true };
+    } catch (err) {
+      // A server without this route (FastAPI: 404 "Not Found", or 405) is asked through the list filtered
+      // by hostname; a 404 with any other detail is the registry saying "unknown or offline".
+      if (!(err instanceof RegistryError)) throw err;
+      if (!isMissingRoute(err)) {
+        if (err.kind === "not_found") return { record: null, hidesOffline: true };
+        throw err;
+      }
+    }
+    const page = await list(
+      { hostname, includeOffline: opts.includeOffline === true },
+      { signal: opts.signal, token: opts.token },
+    );
+    return { record: page.agents[0] ?? null, hidesOffline: false };
   }
 
   function trustDecision(operation: "approve" | "reject" | "block") {
@@ -628,38 +670,23 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     },
 
     async byHostname(hostname, opts = {}) {
-      const query = new URLSearchParams();
-      if (opts.includeOffline) query.set("include_offline", "true");
-      try {
-        const { data } = await request({
-          operation: "byHostname",
-          method: "GET",
-          path: `/api/v1/agents/by-hostname/${seg(hostname)}`,
-          query,
-          token: opts.token,
-          signal: opts.signal,
-          schema: singleAgentSchema,
-        });
-        return data;
-      } catch (err) {
-        // A server without this route (FastAPI: 404 "Not Found", or 405) is asked through the list filtered
-        // by hostname; a 404 with any other detail is the registry saying "unknown or offline".
-        if (!(err instanceof RegistryError)) throw err;
-        if (!isMissingRoute(err)) {
-          if (err.kind === "not_found") return null;
-          throw err;
-        }
-      }
-      const page = await list(
-        { hostname, includeOffline: opts.includeOffline === true },
-        { signal: opts.signal, token: opts.token },
-      );
-      return page.agents[0] ?? null;
+      return (await lookupHostname(hostname, opts)).record;
     },
 
     async byNodeId(pilotNodeId, opts = {}) {
       const page = await list({ pilotNodeId }, opts);
-      return page.agents.find((a) => a.status === "online") ?? page.agents[0] ?? null;
+      const online = page.agents.find((a) => a.status === "online");
+      if (online) return online;
+      // Records without a status (the original registry) may belong to agents long gone: ask the by-hostname
+      // route, which answers only for online agents, before naming anyone. Bounded: a node id has one or a
+      // few records.
+      for (const candidate of page.agents.filter((a) => a.status === "unknown").slice(0, 3)) {
+        const { record, hidesOffline } = await lookupHostname(candidate.hostname, opts);
+        // Without that route nothing can tell; the record is returned as it is, still "unknown".
+        if (!hidesOffline) return candidate;
+        if (record?.id === candidate.id) return record;
+      }
+      return null;
     },
 
     async search(q, opts = {}) {
@@ -671,34 +698,86 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
         // Some versions of the original server read the text as `query`; servers ignore the other name.
         query.set("query", text);
       }
-      for (const c of normalizeCapabilities(q.capabilities, SEARCH_CAPABILITIES_MAX))
-        query.append("capabilities", c);
+      const capabilities = normalizeCapabilities(q.capabilities, SEARCH_CAPABILITIES_MAX);
+      for (const c of capabilities) query.append("capabilities", c);
       if (q.match) query.set("match", q.match === "all" ? "all" : "any");
-      query.set("limit", String(clampInt(q.limit, 1, SEARCH_LIMIT_MAX, 10)));
-      if (q.offset !== undefined) query.set("offset", String(clampInt(q.offset, 0, 1_000_000, 0)));
+      const limit = clampInt(q.limit, 1, SEARCH_LIMIT_MAX, 10);
+      const offset = q.offset === undefined ? 0 : clampInt(q.offset, 0, 1_000_000, 0);
       if (q.includeOffline) query.set("include_offline", "true");
-      const attempt = (path: string) =>
-        request({
+      const attempt = (path: string, pageOffset: number, pageLimit: number) => {
+        const pageQuery = new URLSearchParams(query);
+        pageQuery.set("limit", String(pageLimit));
+        if (q.offset !== undefined || pageOffset > 0) pageQuery.set("offset", String(pageOffset));
+        return request({
           operation: "search",
           method: "GET",
           path,
-          query,
+          query: pageQuery,
           token: opts.token,
           signal: opts.signal,
           schema: agentPageSchema,
         });
-      try {
-        return (await attempt(searchPath)).data;
-      } catch (err) {
-        // FastAPI servers serve exactly one of "/search" and "/search/": the other answers 404 (taken for
-        // an agent id) or a slash redirect. Try the other spelling once and keep whichever worked.
-        const status = err instanceof RegistryError ? (err.status ?? 0) : 0;
-        if (status !== 404 && (status < 300 || status >= 400)) throw err;
-        const other = searchPath === SEARCH_PATH ? `${SEARCH_PATH}/` : SEARCH_PATH;
-        const { data } = await attempt(other);
-        searchPath = other;
-        return data;
+      };
+      const fetchPage = async (pageOffset: number, pageLimit: number): Promise<AgentPage> => {
+        try {
+          return (await attempt(searchPath, pageOffset, pageLimit)).data;
+        } catch (err) {
+          // FastAPI servers serve exactly one of "/search" and "/search/": the other answers 404 (taken for
+          // an agent id) or a slash redirect. Try the other spelling once and keep whichever worked.
+          const status = err instanceof RegistryError ? (err.status ?? 0) : 0;
+          if (status !== 404 && (status < 300 || status >= 400)) throw err;
+          const other = searchPath === SEARCH_PATH ? `${SEARCH_PATH}/` : SEARCH_PATH;
+          const { data } = await attempt(other, pageOffset, pageLimit);
+          searchPath = other;
+          return data;
+        }
+      };
+
+      const caveats: string[] = [];
+      // `match: "all"` is checked here as well: the original registry returns agents with ANY of the
+      // capabilities. Capabilities are stored lowercase, as normalizeCapabilities sends them.
+      let droppedByAll = 0;
+      const keep = (agents: AgentRecord[]) => {
+        if (q.match !== "all" || capabilities.length < 2) return agents;
+        const kept = agents.filter((a) => {
+          const has = new Set(a.capabilities.map((c) => c.toLowerCase()));
+          return capabilities.every((c) => has.has(c));
+        });
+        droppedByAll += agents.length - kept.length;
+        return kept;
+      };
+
+      let page = await fetchPage(offset, limit);
+      if (offset > 0 && searchOffset === "unknown" && page.agents.length > 0) {
+        // A server that ignores `offset` answers page 1 again: compare with page 1 once and remember.
+        const first = await fetchPage(0, limit);
+        const same =
+          first.agents.length === page.agents.length &&
+          first.agents.every((a, i) => a.id === page.agents[i]?.id);
+        searchOffset = same ? "ignored" : "honoured";
       }
+      let agents: AgentRecord[];
+      let total: number;
+      if (offset > 0 && searchOffset === "ignored") {
+        // Cut the page from the first results, which such a server does return in order.
+        const window = Math.min(SEARCH_LIMIT_MAX, offset + limit);
+        const head = offset < SEARCH_LIMIT_MAX ? keep((await fetchPage(0, window)).agents) : [];
+        agents = head.slice(offset, offset + limit);
+        total = head.length;
+        caveats.push(
+          `This registry ignores search offsets: pages are cut from its first ${SEARCH_LIMIT_MAX} results here, so later results cannot be reached and the total counts only those; narrow the query instead of paging further.`,
+        );
+      } else {
+        agents = keep(page.agents);
+        total = droppedByAll > 0 ? offset + agents.length : page.total;
+      }
+      if (droppedByAll > 0) {
+        caveats.push(
+          'This registry does not support match "all" (it returned agents with only some of the capabilities); those were filtered out here, so the total counts only this page.',
+        );
+      }
+      page = { agents, total };
+      return caveats.length > 0 ? { ...page, caveats } : page;
     },
 
     async sendMessage(message, opts = {}) {

@@ -11,6 +11,10 @@ export interface AgentMetadata {
   capabilities: string[];
 }
 
+/**
+ * "unknown": the registry sent no status (the original registry never does), so the client cannot tell
+ * whether the agent is online; it is never shown or used as online.
+ */
 export type AgentStatus = "online" | "offline" | "unknown";
 
 export interface AgentRecord {
@@ -37,6 +41,13 @@ export interface AgentRecord {
 export interface AgentPage {
   agents: AgentRecord[];
   total: number;
+  /**
+   * What the registry could not do as asked (an older registry that ignores `offset` or `match: "all"`), in
+   * words for the user or agent; absent when it did everything. The client works around what it can
+   * (filtering `all` itself, cutting pages from the first results), so the agents are right, but `total`
+   * and later pages may be incomplete.
+   */
+  caveats?: string[];
 }
 
 export interface RegisterResult {

@@ -2,7 +2,7 @@
 // the relay message id, so a resend after a timeout is stored once) and trust runs through the registry's trust
 // endpoints. Used where the Pilot daemon is unusable; the inbound side is relay-receiver.ts.
 
-import type { RegistryClient } from "../registry/client.js";
+import { isMissingRoute, type RegistryClient } from "../registry/client.js";
 import { RegistryError } from "../registry/errors.js";
 import type { CallOptions, TrustPeer } from "../registry/types.js";
 import { type Envelope, encodeEnvelope } from "../transport/envelope.js";
@@ -57,6 +57,15 @@ export function toTransportError(operation: string, peer: PeerRef | null, err: u
     return new TransportError(operation, "failed", `relay ${operation} failed: ${message}`, { cause: err });
   }
   const cause = { cause: err };
+  // A registry without the route (the original has no relay or trust routes) is not a missing peer.
+  if (isMissingRoute(err)) {
+    return new TransportError(
+      operation,
+      "unavailable",
+      `this registry has no relay (its ${operation} route answered ${err.status ?? 404}); point registryUrl at a registry with relay support (e.g. \`npx agent-registry serve\`) or set transport to "pilot"`,
+      cause,
+    );
+  }
   switch (err.kind) {
     case "forbidden":
       return operation === "send"

@@ -1,8 +1,16 @@
 // agent_network search and get_agent against the reference registry over real HTTP: results, clamping, trust
-// labels from the account's peers, registry failures and untrusted agent-written text.
+// labels from the account's peers, registry failures and untrusted agent-written text; and against the
+// original registry, the caveats it forces.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  gatewayMethodSpecs,
+  registerGatewayMethods,
+} from "../../../src/adapters/openclaw/gateway-methods.js";
 import { SEARCH_CAPABILITIES_MAX } from "../../../src/adapters/openclaw/tool.schema.js";
+import { createRegistryClient } from "../../../src/adapters/registry/client.js";
 import { NetworkError } from "../../../src/runtime/account-network.js";
+import { startLegacyRegistryServer } from "../../fixtures/legacy-registry-server.js";
+import { createFakeApi } from "./support/fake-api.js";
 import {
   FILLER_COUNT,
   HOSTILE_TEXT,
@@ -182,5 +190,36 @@ describe("agent_network get_agent", () => {
     const bad = await runTool(runtimesOf(account()), { action: "get_agent", hostname: "not a host!" });
     expect(bad.details).toMatchObject({ ok: false, error: { code: "INVALID_INPUT" } });
     expect(textOf(bad)).toContain("lowercase letters, digits");
+  });
+});
+
+describe("search on the original registry", () => {
+  it('tells the agent and the operator when the registry could not honour match "all"', async () => {
+    const legacy = await startLegacyRegistryServer();
+    try {
+      const seeder = createRegistryClient({ baseUrl: legacy.url, timeoutMs: 2_000 });
+      await seeder.register({
+        hostname: "alice",
+        installationId: "i-a",
+        capabilities: ["calendar", "email"],
+      });
+      await seeder.register({ hostname: "bob", installationId: "i-b", capabilities: ["email"] });
+      const me = testRuntime("me", legacy.url);
+      const params = { capabilities: ["calendar", "email"], match: "all" as const };
+      const result = await runTool(runtimesOf(me), { action: "search", ...params });
+      const data = (result.details as { data: SearchData & { caveats: string[] } }).data;
+      expect(data.agents.map((a) => a.hostname)).toEqual(["alice"]);
+      expect(data.caveats).toHaveLength(1);
+      expect(textOf(result)).toMatch(/Note: This registry does not support match "all"/);
+      // The records carry no status: shown as unknown, not online.
+      expect(textOf(result)).toMatch(/alice \[unknown\]/);
+
+      const fake = createFakeApi();
+      registerGatewayMethods(fake.api, gatewayMethodSpecs(runtimesOf(me)));
+      const reply = await fake.call("agent-registry.search", params);
+      expect(reply).toMatchObject({ ok: true, payload: { caveats: [expect.stringMatching(/match "all"/)] } });
+    } finally {
+      await legacy.close();
+    }
   });
 });

@@ -1,7 +1,12 @@
 // The client against a real server shaped like the original registry: proves each tolerance the contract asks
-// for (bare arrays, no tokens, no PATCH, missing routes, HTML 502, slow answers, base path).
+// for (bare arrays, no tokens, no PATCH, new ids on every POST, no status, ignored search offset and match,
+// missing relay and trust routes, HTML 502, slow answers, base path).
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createRegistryClient, type RegistryClient } from "../../../src/adapters/registry/client.js";
+import {
+  createRegistryClient,
+  isMissingRoute,
+  type RegistryClient,
+} from "../../../src/adapters/registry/client.js";
 import { RegistryError, toPlainError } from "../../../src/adapters/registry/errors.js";
 import type { AgentMetadata } from "../../../src/adapters/registry/types.js";
 import {
@@ -33,6 +38,21 @@ afterEach(async () => {
   await server.close();
 });
 
+/** A variant with the relay and trust routes the original never had, for the client's shape tolerance. */
+async function unofficial(): Promise<{ server: LegacyRegistryServer; client: RegistryClient }> {
+  const extra = await startLegacyRegistryServer({ apiKey: KEY, unofficialRelayAndTrust: true });
+  extraServers.push(extra);
+  return {
+    server: extra,
+    client: createRegistryClient({ baseUrl: extra.url, apiKey: KEY, timeoutMs: 2_000 }),
+  };
+}
+
+const extraServers: LegacyRegistryServer[] = [];
+afterEach(async () => {
+  await Promise.all(extraServers.splice(0).map((s) => s.close()));
+});
+
 async function caught(promise: Promise<unknown>): Promise<RegistryError> {
   try {
     await promise;
@@ -54,7 +74,9 @@ describe("registry client against the original server", () => {
       installationId: "inst-alice",
       pilotNodeId: "4242",
       capabilities: ["calendar", "email"],
-      status: "online",
+      // The original sends no status: the client does not claim the agent online.
+      status: "unknown",
+      lastSeen: null,
       updatedAt: null,
     });
     expect(result.record).not.toHaveProperty("p2p_endpoint");
@@ -88,7 +110,7 @@ describe("registry client against the original server", () => {
     expect(err.message).toMatch(/register again/);
   });
 
-  it("falls back to a POST upsert when PATCH answers 405, keeping the id", async () => {
+  it("falls back to a POST upsert when PATCH answers 405; the original then issues a new id", async () => {
     const { record } = await client.register(alice);
     const result = await client.patch(
       record.id,
@@ -97,17 +119,20 @@ describe("registry client against the original server", () => {
       { fallback: alice },
     );
     expect(result.via).toBe("upsert");
-    expect(result.record.id).toBe(record.id);
+    // The original makes a new record on every POST and deletes the old holder of the hostname.
+    expect(result.record.id).not.toBe(record.id);
     expect(result.record.description).toBe("Books meetings and dinners");
     expect(result.agentToken).toBeNull();
     expect(server.requests.map((r) => r.method)).toEqual(["POST", "PATCH", "POST"]);
+    await expect(client.get(record.id)).resolves.toBeNull();
   });
 
   it("builds the upsert from the current record when no fallback metadata is given", async () => {
     const { record } = await client.register(alice);
     const result = await client.patch(record.id, null, { capabilities: ["travel"] });
     expect(result.via).toBe("upsert");
-    expect(result.record).toMatchObject({ id: record.id, capabilities: ["travel"], displayName: "Alice" });
+    expect(result.record).toMatchObject({ capabilities: ["travel"], displayName: "Alice" });
+    expect(result.record.id).not.toBe(record.id);
   });
 
   it("lists a bare array as {agents, total}", async () => {
@@ -118,19 +143,27 @@ describe("registry client against the original server", () => {
     expect(page.agents.map((a) => a.hostname)).toEqual(["alice", "bob"]);
   });
 
-  it("finds an agent by Pilot node id even though the server ignores the filter", async () => {
+  it("finds an agent by Pilot node id even though the server ignores the filter, confirmed online", async () => {
     await client.register(alice);
     await client.register({ ...alice, hostname: "bob", installationId: "inst-bob", pilotNodeId: "7" });
     const bob = await client.byNodeId("7");
-    expect(bob?.hostname).toBe("bob");
-    expect(server.requests.at(-1)!.query.get("pilot_node_id")).toBe("7");
+    expect(bob).toMatchObject({ hostname: "bob", status: "online" });
+    const listed = server.requests.find((r) => r.method === "GET" && r.path === "/api/v1/agents/");
+    expect(listed?.query.get("pilot_node_id")).toBe("7");
+    // Confirmed through by-hostname, which the original answers for online agents only.
+    expect(server.requests.at(-1)!.path).toBe("/api/v1/agents/by-hostname/bob");
     await expect(client.byNodeId("8")).resolves.toBeNull();
   });
 
-  it("resolves a hostname through the list when the server has no by-hostname route", async () => {
+  it("answers a hostname through by-hostname, taking 'Agent not found or offline' as null", async () => {
     await client.register(alice);
-    await expect(client.byHostname("alice")).resolves.toMatchObject({ hostname: "alice", id: "1" });
+    await expect(client.byHostname("alice")).resolves.toMatchObject({
+      hostname: "alice",
+      id: "1",
+      status: "online",
+    });
     await expect(client.byHostname("nobody")).resolves.toBeNull();
+    expect(server.requests.at(-1)!.path).toBe("/api/v1/agents/by-hostname/nobody");
   });
 
   it("returns null for an unknown agent id", async () => {
@@ -169,6 +202,7 @@ describe("registry client against the original server", () => {
   });
 
   it("sends a relay message when the server returns no message_id", async () => {
+    const { client, server } = await unofficial();
     const result = await client.sendMessage({
       fromInstallationId: "inst-alice",
       fromHostname: "alice",
@@ -181,6 +215,7 @@ describe("registry client against the original server", () => {
   });
 
   it("treats 200 with ok:false from a relay send as a refusal", async () => {
+    const { client } = await unofficial();
     const err = await caught(
       client.sendMessage({
         fromInstallationId: "inst-alice",
@@ -193,13 +228,22 @@ describe("registry client against the original server", () => {
     expect(err.message).toContain("recipient not found");
   });
 
-  it("reports a missing relay inbox as not_found", async () => {
-    const err = await caught(client.readInbox({ installationId: "inst-alice" }));
-    expect(err.kind).toBe("not_found");
-    expect(err.operation).toBe("relay.inbox");
+  it("reports the missing relay and trust routes as not_found, recognisably a missing route", async () => {
+    for (const call of [
+      () => client.readInbox({ installationId: "inst-alice" }),
+      () =>
+        client.sendMessage({ fromInstallationId: "a", fromHostname: "alice", toHostname: "bob", body: "hi" }),
+      () => client.listTrust("inst-alice"),
+      () => client.requestTrust({ fromId: "a", toId: "b" }),
+    ]) {
+      const err = await caught(call());
+      expect(err.kind).toBe("not_found");
+      expect(isMissingRoute(err)).toBe(true);
+    }
   });
 
   it("reads pending trust from `relationships`/`requester_id` and the list likewise", async () => {
+    const { client } = await unofficial();
     await expect(
       client.requestTrust({
         fromId: "inst-bob",
@@ -234,14 +278,16 @@ describe("registry client against the original server", () => {
   });
 
   it("sends the deployment key as bearer on trust calls when it holds no agent token", async () => {
+    const { client, server } = await unofficial();
     await client.listTrust("inst-alice");
     expect(server.requests.at(-1)!.headers.authorization).toBe(`Bearer ${KEY}`);
     await client.listTrust("inst-alice", { token: "agent-token-xyz" });
     expect(server.requests.at(-1)!.headers.authorization).toBe("Bearer agent-token-xyz");
   });
 
-  it("turns an HTML 502 into a clear http error, not a JSON crash", async () => {
-    server.setMode({ kind: "html502" });
+  it("turns an HTML 502 into a clear http error, not a JSON crash, and works between them", async () => {
+    server.setMode({ kind: "html502", every: 2 });
+    await expect(client.register(alice)).resolves.toMatchObject({ record: { hostname: "alice" } });
     const err = await caught(client.register(alice));
     expect(err.kind).toBe("http");
     expect(err.status).toBe(502);
@@ -322,6 +368,64 @@ describe("registry client against the original server", () => {
       message: err.message,
       status: 401,
     });
+  });
+
+  it("deletes the record and answers 204 without a body; heartbeat is {ok:true}", async () => {
+    const { record } = await client.register(alice);
+    await expect(client.heartbeat(record.id, null)).resolves.toEqual({ lastSeen: null, ttlSeconds: null });
+    await expect(client.deregister(record.id, null)).resolves.toEqual({ removed: true });
+    await expect(client.heartbeat(record.id, null)).rejects.toMatchObject({ kind: "not_found" });
+  });
+
+  it("keeps agents without a status as unknown in the list, and hides expired ones wherever it can tell", async () => {
+    const clock = { t: Date.parse("2026-01-01T00:00:00Z") };
+    const aged = await startLegacyRegistryServer({ ttlSeconds: 180, now: () => clock.t });
+    try {
+      const c = createRegistryClient({ baseUrl: aged.url, timeoutMs: 2_000 });
+      await c.register({ ...alice, pilotNodeId: "4242" });
+      clock.t += 181_000;
+      await c.register({ ...alice, hostname: "bob", installationId: "inst-bob", pilotNodeId: "7" });
+      // The original still lists alice after her ttl and says nothing about liveness.
+      const page = await c.list();
+      expect(page.agents.map((a) => [a.hostname, a.status])).toEqual([
+        ["alice", "unknown"],
+        ["bob", "unknown"],
+      ]);
+      // Where it matters, the client asks by-hostname, which does know.
+      await expect(c.byNodeId("4242")).resolves.toBeNull();
+      await expect(c.byNodeId("7")).resolves.toMatchObject({ hostname: "bob", status: "online" });
+      await expect(c.byHostname("alice")).resolves.toBeNull();
+      expect((await c.search({ q: "meetings" })).agents.map((a) => a.hostname)).toEqual(["bob"]);
+    } finally {
+      await aged.close();
+    }
+  });
+
+  it("detects an ignored search offset and cuts the page from the first results, saying so", async () => {
+    for (let i = 0; i < 5; i++) {
+      await client.register({ ...alice, hostname: `agent-${i}`, installationId: `inst-${i}` });
+    }
+    const first = await client.search({ q: "agent", limit: 2 });
+    expect(first.agents.map((a) => a.hostname)).toEqual(["agent-0", "agent-1"]);
+    expect(first.caveats).toBeUndefined();
+    const second = await client.search({ q: "agent", limit: 2, offset: 2 });
+    expect(second.agents.map((a) => a.hostname)).toEqual(["agent-2", "agent-3"]);
+    expect(second.caveats?.join(" ")).toMatch(/ignores search offsets/);
+    const beyond = await client.search({ q: "agent", limit: 2, offset: 60 });
+    expect(beyond.agents).toEqual([]);
+    expect(beyond.caveats?.join(" ")).toMatch(/cannot be reached/);
+  });
+
+  it('filters match "all" itself when the registry returns any-capability hits, saying so', async () => {
+    await client.register({ ...alice, capabilities: ["calendar", "email"] });
+    await client.register({ ...alice, hostname: "bob", installationId: "inst-bob", capabilities: ["email"] });
+    const page = await client.search({ capabilities: ["calendar", "email"], match: "all" });
+    expect(page.agents.map((a) => a.hostname)).toEqual(["alice"]);
+    expect(page.total).toBe(1);
+    expect(page.caveats?.join(" ")).toMatch(/does not support match "all"/);
+    const any = await client.search({ capabilities: ["calendar", "email"], match: "any" });
+    expect(any.agents.map((a) => a.hostname)).toEqual(["alice", "bob"]);
+    expect(any.caveats).toBeUndefined();
   });
 
   it("reports a 422 as invalid with the server's detail", async () => {

@@ -1,5 +1,7 @@
-// The relay transport against a server shaped like the ORIGINAL registry (no tokens, bare arrays, no
-// by-hostname route, trust under `relationships`, refusals as `200 {ok:false}`): what the original plugin used.
+// The relay transport against a server shaped like the ORIGINAL registry, which has no relay and no trust
+// routes: every call fails with an error saying so, never a silent success. Then against a variant that has
+// them in the shapes the original plugin read (no tokens, bare arrays, trust under `relationships`, refusals
+// as `200 {ok:false}`), which the original server never had.
 import { afterEach, describe, expect, it } from "vitest";
 import { createRegistryClient } from "../../../src/adapters/registry/client.js";
 import { createRelayTransport } from "../../../src/adapters/relay/relay-transport.js";
@@ -16,8 +18,10 @@ afterEach(async () => {
   legacy = undefined;
 });
 
-async function setup(): Promise<{ alpha: Transport; beta: Transport; server: LegacyRegistryServer }> {
-  const server = await startLegacyRegistryServer();
+async function setup(
+  unofficialRelayAndTrust = true,
+): Promise<{ alpha: Transport; beta: Transport; server: LegacyRegistryServer }> {
+  const server = await startLegacyRegistryServer({ unofficialRelayAndTrust });
   legacy = server;
   const client = createRegistryClient({ baseUrl: server.url });
   await client.register({ hostname: "alpha", installationId: "inst-alpha", capabilities: [] });
@@ -27,7 +31,24 @@ async function setup(): Promise<{ alpha: Transport; beta: Transport; server: Leg
   return { alpha: transport("inst-alpha", "alpha"), beta: transport("inst-beta", "beta"), server };
 }
 
-describe("relay transport against the original registry", () => {
+describe("relay transport against the original registry (no relay routes)", () => {
+  it("fails sending, trust requests and trust lists with errors that name the missing route", async () => {
+    const { alpha } = await setup(false);
+    const peer = { hostname: "beta", nodeId: null, installationId: null };
+    for (const call of [
+      () => alpha.send(peer, createEnvelope({ fromHostname: "alpha", body: "hi" })),
+      () => alpha.requestTrust(peer, "hello"),
+      () => alpha.listPending(),
+    ]) {
+      const err = await call().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(TransportError);
+      expect((err as TransportError).code).toBe("unavailable");
+      expect((err as TransportError).message).toMatch(/has no relay .*answered 404.*transport to "pilot"/);
+    }
+  });
+});
+
+describe("relay transport against a registry with the original plugin's relay shapes", () => {
   it("sends with the installation id found through the unfiltered agent list", async () => {
     const { alpha, server } = await setup();
     const envelope = createEnvelope({ fromHostname: "alpha", body: "hi" });

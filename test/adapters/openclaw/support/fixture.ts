@@ -7,6 +7,7 @@ import {
 import { createRegistryClient } from "../../../../src/adapters/registry/client.js";
 import type { AgentMetadata } from "../../../../src/adapters/registry/types.js";
 import { type RegistryServerHandle, startRegistryServer } from "../../../../src/registry-server/server.js";
+import { SqliteRegistryStore } from "../../../../src/registry-server/sqlite-store.js";
 import type { AccountRuntime } from "../../../../src/runtime/account-runtime.js";
 import { AccountRuntimes } from "../../../../src/runtime/account-runtimes.js";
 import { removeStateDirs, type TestRuntime, testRuntime } from "./test-network.js";
@@ -57,9 +58,22 @@ export interface ToolFixture {
 }
 
 export async function startToolFixture(): Promise<ToolFixture> {
-  const registry = await startRegistryServer({ port: 0, db: ":memory:", sweepIntervalMs: 0 });
+  const store = new SqliteRegistryStore({ path: ":memory:" });
+  const registry = await startRegistryServer({ port: 0, store, sweepIntervalMs: 0 });
   const seeder = createRegistryClient({ baseUrl: registry.url, timeoutMs: 5_000 });
-  for (const agent of AGENTS) await seeder.register(agent);
+  for (const agent of AGENTS) {
+    // The reference server refuses control characters in names, but other registries (the original one)
+    // serve whatever they were sent: such text is written straight into the store, so the plugin's own
+    // defences are what these tests see.
+    const { record } = await seeder.register({
+      ...agent,
+      displayName: agent.displayName?.replace(/\n/g, " "),
+    });
+    if (record.displayName !== agent.displayName) {
+      const stored = store.getAgentById(record.id);
+      if (stored) store.updateAgent({ ...stored, displayName: agent.displayName ?? null });
+    }
+  }
   for (let i = 0; i < FILLER_COUNT; i++) {
     await seeder.register({
       hostname: `filler-${i}`,

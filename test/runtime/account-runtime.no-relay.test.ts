@@ -1,0 +1,63 @@
+// A relay account against a registry shaped like the original (no tokens, no relay or trust routes): the
+// account still registers, its link starts without a token, and its status says that this registry has no
+// relay and what to do, instead of "starting" for ever.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { resolveAccounts } from "../../src/config.js";
+import { type AccountRuntime, startAccountRuntime } from "../../src/runtime/account-runtime.js";
+import { type LegacyRegistryServer, startLegacyRegistryServer } from "../fixtures/legacy-registry-server.js";
+
+const warnings: string[] = [];
+const log = { info: () => {}, warn: (m: string) => warnings.push(m), error: () => {}, debug: () => {} };
+
+async function until<T>(probe: () => T | undefined | false | null, what: string): Promise<T> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const value = probe();
+    if (value) return value;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe("relay account on a registry without relay routes", () => {
+  let legacy: LegacyRegistryServer;
+  let runtime: AccountRuntime | undefined;
+  const dir = mkdtempSync(join(tmpdir(), "ar-no-relay-"));
+
+  beforeAll(async () => {
+    legacy = await startLegacyRegistryServer();
+  });
+
+  afterAll(async () => {
+    await runtime?.stop();
+    await legacy.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("registers without a token and says the registry has no relay, and what to do", async () => {
+    const [account] = resolveAccounts(
+      { registryUrl: legacy.url, transport: "relay", accounts: { solo: { hostname: "solo" } } },
+      {},
+    );
+    runtime = await startAccountRuntime({
+      account: account!,
+      stateRoot: dir,
+      log,
+      createDispatcher: () => async () => {},
+    });
+    await until(() => runtime!.status().lifecycle === "online", "registration");
+    const reason = await until(() => {
+      const r = runtime!.network.unavailableReason();
+      return r && /no relay/.test(r) ? r : null;
+    }, "the no-relay status");
+    expect(reason).toContain(`registry at ${legacy.url} has no relay`);
+    expect(reason).toMatch(/relay inbox route answered 404/);
+    expect(reason).toMatch(/registry with relay support .*transport to "pilot"/);
+    expect(reason).not.toMatch(/starting/);
+    expect(warnings.filter((w) => /has no relay/.test(w))).toHaveLength(1);
+    expect(legacy.requests.some((r) => r.path.startsWith("/api/v1/agents/messages/inbox/"))).toBe(true);
+  });
+});
