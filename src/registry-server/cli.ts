@@ -5,13 +5,19 @@ import { startRegistryServer } from "./server.js";
 
 const USAGE = `usage: agent-registry serve [--host 127.0.0.1] [--port 8001] [--db PATH|:memory:] [--api-key KEY]
                             [--ttl SECONDS] [--agent-tokens on|off] [--require-trust on|off]
+                            [--inbox-max-messages N] [--inbox-max-bytes BYTES] [--send-rate PER_MINUTE]
+                            [--send-burst N]
   --host            interface to bind (default 127.0.0.1)
   --port            TCP port, 0 = ephemeral (default 8001)
   --db              SQLite file, or :memory: (default agent-registry.db)
   --api-key         deployment key required as X-Registry-Key (or env AGENT_REGISTRY_API_KEY)
   --ttl             seconds without heartbeat before an agent is offline (default 180)
   --agent-tokens    issue agent tokens and require them to act as an agent (default on)
-  --require-trust   relay messages need approved trust (default off)`;
+  --require-trust   relay messages need approved trust (default off)
+  --inbox-max-messages  unacknowledged messages one relay inbox may hold, 0 = no limit (default 1000)
+  --inbox-max-bytes     stored body bytes one relay inbox may hold, 0 = no limit (default 33554432 = 32 MiB)
+  --send-rate       relay sends a minute per sender installation, 0 = no limit (default 120)
+  --send-burst      relay sends a sender may make at once (default 60)`;
 
 export class CliUsageError extends Error {
   override readonly name = "CliUsageError";
@@ -25,6 +31,10 @@ export interface ServeOptions {
   ttlSeconds: number;
   agentTokens: boolean;
   requireTrust: boolean;
+  inboxMaxMessages: number;
+  inboxMaxBytes: number;
+  sendRatePerMinute: number;
+  sendBurst: number;
 }
 
 const onOff = (flag: string, value: string | undefined, fallback: boolean): boolean => {
@@ -67,6 +77,10 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
         ttl: { type: "string" },
         "agent-tokens": { type: "string" },
         "require-trust": { type: "string" },
+        "inbox-max-messages": { type: "string" },
+        "inbox-max-bytes": { type: "string" },
+        "send-rate": { type: "string" },
+        "send-burst": { type: "string" },
       },
     }));
   } catch (error) {
@@ -81,6 +95,10 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     ttlSeconds: integer("ttl", get("ttl"), 180, 1, 7 * 24 * 3600),
     agentTokens: onOff("agent-tokens", get("agent-tokens"), true),
     requireTrust: onOff("require-trust", get("require-trust"), false),
+    inboxMaxMessages: integer("inbox-max-messages", get("inbox-max-messages"), 1000, 0, 10_000_000),
+    inboxMaxBytes: integer("inbox-max-bytes", get("inbox-max-bytes"), 32 * 1024 * 1024, 0, 2 ** 42),
+    sendRatePerMinute: integer("send-rate", get("send-rate"), 120, 0, 1_000_000),
+    sendBurst: integer("send-burst", get("send-burst"), 60, 1, 1_000_000),
   };
 }
 

@@ -37,5 +37,11 @@ export const conflict = (operation: string, detail: string) => new RegistryHttpE
 export const payloadTooLarge = (operation: string, detail: string) =>
   new RegistryHttpError(413, operation, detail, { connection: "close" });
 
+export const tooManyRequests = (operation: string, detail: string, retryAfterSeconds: number) =>
+  new RegistryHttpError(429, operation, detail, { "retry-after": String(retryAfterSeconds) });
+
+export const insufficientStorage = (operation: string, detail: string) =>
+  new RegistryHttpError(507, operation, detail);
+
 export const unprocessable = (operation: string, issues: ValidationIssue[]) =>
   new RegistryHttpError(422, operation, issues);

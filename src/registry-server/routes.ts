@@ -17,6 +17,7 @@ import {
   ackSchema,
   byHostnameQuerySchema,
   hostnameSchema,
+  INBOX_DEFAULT_MAX_BYTES,
   inboxQuerySchema,
   listQuerySchema,
   MAX_MESSAGE_BODY_BYTES,
@@ -163,17 +164,18 @@ export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Ro
     const q = validate(inboxQuerySchema, queryObject(ctx.url), "query", op);
     const after = q.after ? Number(q.after) : 0;
     const limit = q.limit ?? 100;
+    const maxBytes = q.max_bytes ?? INBOX_DEFAULT_MAX_BYTES;
     const who = caller(ctx);
     service.authorizeInbox(installationId, who);
     // Long-poll: bounded by `wait` (<= 30 s); each wake-up re-reads, so a message stored between the
     // read and the wait is never missed (the notifier fires after the insert commits).
     const deadline = Date.now() + (q.wait ?? 0) * 1000;
-    let page = service.inbox(installationId, after, limit, who);
+    let page = service.inbox(installationId, after, limit, maxBytes, who);
     while (page.messages.length === 0 && !ctx.signal.aborted) {
       const left = deadline - Date.now();
       if (left <= 0) break;
       await waiters.wait(installationId, left, ctx.signal);
-      page = service.inbox(installationId, after, limit, who);
+      page = service.inbox(installationId, after, limit, maxBytes, who);
       if (waiters.closed) break;
     }
     return { status: 200, body: page };

@@ -3,8 +3,18 @@
 // validated input; every failure is a RegistryHttpError naming the operation and the next step.
 import { createHash, randomUUID } from "node:crypto";
 import { issueToken, matchesHash } from "./auth.js";
-import { conflict, forbidden, notFound, payloadTooLarge, unauthorized, unprocessable } from "./errors.js";
+import {
+  conflict,
+  forbidden,
+  insufficientStorage,
+  notFound,
+  payloadTooLarge,
+  tooManyRequests,
+  unauthorized,
+  unprocessable,
+} from "./errors.js";
 import type { InboxWaiters } from "./inbox-waiters.js";
+import { SendRateLimiter } from "./rate-limit.js";
 import {
   MAX_MESSAGE_BODY_BYTES,
   type PatchInput,
@@ -60,12 +70,35 @@ export interface RegistryServiceOptions {
   requireTrust: boolean;
   offlineRetentionSeconds: number;
   messageRetentionSeconds: number;
+  /** Unacknowledged messages one inbox may hold (0 = no limit); beyond it sends get 507. */
+  inboxMaxMessages?: number;
+  /** Stored body bytes one inbox may hold (0 = no limit); beyond it sends get 507. */
+  inboxMaxBytes?: number;
+  /** Sends a minute per sender installation (token bucket; 0 = no limit); beyond it sends get 429. */
+  sendRatePerMinute?: number;
+  /** Sends a sender may make at once before the rate applies. */
+  sendBurst?: number;
 }
+
+export const DEFAULT_INBOX_MAX_MESSAGES = 1000;
+export const DEFAULT_INBOX_MAX_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_SEND_RATE_PER_MINUTE = 120;
+export const DEFAULT_SEND_BURST = 60;
+/** `{"messages":[` + `],"next_cursor":"<15 digits>"}` and some slack: what a page costs besides its messages. */
+const PAGE_OVERHEAD_BYTES = 64;
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
 export class RegistryService {
-  constructor(readonly options: RegistryServiceOptions) {}
+  readonly #sendRate: SendRateLimiter;
+
+  constructor(readonly options: RegistryServiceOptions) {
+    this.#sendRate = new SendRateLimiter({
+      perMinute: options.sendRatePerMinute ?? DEFAULT_SEND_RATE_PER_MINUTE,
+      burst: options.sendBurst ?? DEFAULT_SEND_BURST,
+      now: options.now,
+    });
+  }
 
   get #store() {
     return this.options.store;
@@ -336,13 +369,13 @@ export class RegistryService {
 
   sendMessage(input: SendMessageInput, caller: Caller): { ok: true; message_id: string } {
     const operation = "send relay message";
+    // Measured as stored (escaped JSON text without its quotes): what inbox pages and quotas are made of.
     const bodyJson = JSON.stringify(input.body);
-    const bytes =
-      typeof input.body === "string" ? Buffer.byteLength(input.body, "utf8") : Buffer.byteLength(bodyJson);
+    const bytes = Buffer.byteLength(bodyJson) - 2;
     if (bytes > MAX_MESSAGE_BODY_BYTES) {
       throw payloadTooLarge(
         operation,
-        `message body is ${bytes} bytes; the relay carries at most ${MAX_MESSAGE_BODY_BYTES} bytes, split or shorten it`,
+        `message body is ${bytes} bytes as stored (JSON-escaped: a control character takes 6 bytes, a quote or backslash 2); the relay carries at most ${MAX_MESSAGE_BODY_BYTES} bytes, split or shorten it`,
       );
     }
     const sender = this.#store.getAgentByInstallation(input.from_installation_id);
@@ -351,6 +384,14 @@ export class RegistryService {
       throw forbidden(
         operation,
         `from_hostname '${input.from_hostname}' is not the hostname registered for installation ${input.from_installation_id} ('${sender.hostname}')`,
+      );
+    }
+    const wait = this.#sendRate.take(input.from_installation_id);
+    if (wait > 0) {
+      throw tooManyRequests(
+        operation,
+        `installation ${input.from_installation_id} is sending faster than ${this.options.sendRatePerMinute ?? DEFAULT_SEND_RATE_PER_MINUTE} messages a minute; retry after ${wait} s`,
+        wait,
       );
     }
     const byInstallation = input.to_installation_id
@@ -387,13 +428,16 @@ export class RegistryService {
       );
     }
     const messageId = input.message_id ?? randomUUID();
-    const { message, duplicate } = this.#store.insertMessage({
-      messageId,
-      toInstallationId: to,
-      fromInstallationId: input.from_installation_id,
-      fromHostname: sender?.hostname ?? input.from_hostname,
-      bodyJson,
-      createdAt: this.#now(),
+    const { message, duplicate } = this.#store.transaction(() => {
+      this.#checkQuota(operation, recipient.hostname, to, messageId, bytes + 2);
+      return this.#store.insertMessage({
+        messageId,
+        toInstallationId: to,
+        fromInstallationId: input.from_installation_id,
+        fromHostname: sender?.hostname ?? input.from_hostname,
+        bodyJson,
+        createdAt: this.#now(),
+      });
     });
     if (duplicate && message.fromInstallationId !== input.from_installation_id) {
       throw conflict(
@@ -403,6 +447,22 @@ export class RegistryService {
     }
     if (!duplicate) this.options.waiters.notify(to);
     return { ok: true, message_id: messageId };
+  }
+
+  /** 507 when the message would take the inbox past its quota; a resend of a stored message always passes. */
+  #checkQuota(operation: string, hostname: string, to: string, messageId: string, storedBytes: number): void {
+    const maxMessages = this.options.inboxMaxMessages ?? DEFAULT_INBOX_MAX_MESSAGES;
+    const maxBytes = this.options.inboxMaxBytes ?? DEFAULT_INBOX_MAX_BYTES;
+    if (maxMessages <= 0 && maxBytes <= 0) return;
+    const usage = this.#store.inboxUsage(to);
+    const overCount = maxMessages > 0 && usage.messages + 1 > maxMessages;
+    const overBytes = maxBytes > 0 && usage.bytes + storedBytes > maxBytes;
+    if ((overCount || overBytes) && !this.#store.hasMessage(to, messageId)) {
+      throw insufficientStorage(
+        operation,
+        `the relay inbox of ${hostname} is full (${usage.messages} unacknowledged messages, ${usage.bytes} bytes; at most ${maxMessages} messages and ${maxBytes} bytes); try again later, once it has read its messages`,
+      );
+    }
   }
 
   #requireInbox(installationId: string, caller: Caller, operation: string): void {
@@ -416,19 +476,36 @@ export class RegistryService {
     this.#requireInbox(installationId, caller, "read relay inbox");
   }
 
+  /**
+   * One page of the inbox: at most `limit` messages and, serialized, at most `maxBytes` (always at least one
+   * message when there is one, which the body limit bounds). Rows are read one at a time and bodies are
+   * emitted as stored, so a request holds about one page in memory, never the whole inbox.
+   */
   inbox(
     installationId: string,
     after: number,
     limit: number,
+    maxBytes: number,
     caller: Caller,
   ): { messages: RelayMessage[]; next_cursor: string | null } {
     this.#requireInbox(installationId, caller, "read relay inbox");
     const since = this.#now() - this.options.messageRetentionSeconds * 1000;
-    const rows = this.#store.listMessages(installationId, after, since, limit);
-    const last = rows.at(-1);
+    const messages: RelayMessage[] = [];
+    let size = PAGE_OVERHEAD_BYTES;
+    let lastSeq: number | undefined;
+    for (const row of this.#store.iterateMessages(installationId, after, since, limit)) {
+      const message = toRelayMessage(row);
+      // The message's JSON with a one-byte stand-in body, plus the stored body, plus the separating comma.
+      const bytes =
+        Buffer.byteLength(JSON.stringify({ ...message, body: 0 })) - 1 + Buffer.byteLength(row.bodyJson) + 1;
+      if (messages.length > 0 && size + bytes > maxBytes) break;
+      messages.push(message);
+      size += bytes;
+      lastSeq = row.seq;
+    }
     return {
-      messages: rows.map(toRelayMessage),
-      next_cursor: last ? String(last.seq) : after > 0 ? String(after) : null,
+      messages,
+      next_cursor: lastSeq !== undefined ? String(lastSeq) : after > 0 ? String(after) : null,
     };
   }
 
@@ -597,6 +674,7 @@ export class RegistryService {
   /** Purges agents offline past the retention period and messages older than theirs. */
   sweep(): { agents: number; messages: number } {
     const now = this.#now();
+    this.#sendRate.sweep();
     return {
       agents: this.#store.purgeAgents(now - this.#ttlMs() - this.options.offlineRetentionSeconds * 1000),
       messages: this.#store.purgeMessages(now - this.options.messageRetentionSeconds * 1000),
@@ -604,12 +682,17 @@ export class RegistryService {
   }
 }
 
+/** Node's JSON.rawJSON (V8 ≥ 11.4; TypeScript's ES2023 lib does not declare it). */
+const rawJSON = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
+
 function toRelayMessage(m: StoredMessage): RelayMessage {
   return {
     message_id: m.messageId,
     from_installation_id: m.fromInstallationId,
     from_hostname: m.fromHostname,
-    body: JSON.parse(m.bodyJson),
+    // A string body is emitted as stored, neither parsed nor escaped again (rawJSON takes primitives only);
+    // object bodies stored before bodies had to be strings are parsed.
+    body: m.bodyJson.startsWith('"') ? rawJSON(m.bodyJson) : JSON.parse(m.bodyJson),
     created_at: iso(m.createdAt),
     cursor: String(m.seq),
   };

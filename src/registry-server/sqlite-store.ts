@@ -8,6 +8,7 @@ import type {
   AgentListQuery,
   AgentLiveness,
   AgentSearchQuery,
+  InboxUsage,
   NewMessage,
   Page,
   RegistryStore,
@@ -48,6 +49,22 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_inbox ON messages(to_installation_id, seq);
 CREATE INDEX IF NOT EXISTS messages_created ON messages(created_at);
+CREATE TABLE IF NOT EXISTS inbox_usage (
+  to_installation_id TEXT PRIMARY KEY,
+  messages INTEGER NOT NULL,
+  bytes INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS messages_usage_insert AFTER INSERT ON messages BEGIN
+  INSERT INTO inbox_usage (to_installation_id, messages, bytes)
+  VALUES (NEW.to_installation_id, 1, length(CAST(NEW.body_json AS BLOB)))
+  ON CONFLICT (to_installation_id) DO UPDATE
+  SET messages = messages + 1, bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER IF NOT EXISTS messages_usage_delete AFTER DELETE ON messages BEGIN
+  UPDATE inbox_usage
+  SET messages = messages - 1, bytes = bytes - length(CAST(OLD.body_json AS BLOB))
+  WHERE to_installation_id = OLD.to_installation_id;
+END;
 CREATE TABLE IF NOT EXISTS trust (
   requester_id TEXT NOT NULL,
   target_id TEXT NOT NULL,
@@ -167,7 +184,26 @@ export class SqliteRegistryStore implements RegistryStore {
     this.#db.exec("PRAGMA foreign_keys = OFF");
     this.#db.exec("PRAGMA busy_timeout = 5000");
     this.#db.exec(`PRAGMA cache_size = -${Math.round((options.cacheMiB ?? 16) * 1024)}`);
-    this.#db.exec(SCHEMA);
+    // The quota counts live in inbox_usage, kept by triggers in the same transaction as every insert and delete
+    // (acks, purges, other connections), so a send checks its quota with one primary-key read. A database from
+    // before the table existed gets its counts once, here.
+    const hadUsage = this.#db
+      .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox_usage'")
+      .get();
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      this.#db.exec(SCHEMA);
+      if (!hadUsage) {
+        this.#db.exec(
+          "INSERT INTO inbox_usage (to_installation_id, messages, bytes) SELECT to_installation_id, COUNT(*), " +
+            "SUM(length(CAST(body_json AS BLOB))) FROM messages GROUP BY to_installation_id",
+        );
+      }
+      this.#db.exec("COMMIT");
+    } catch (error) {
+      this.#db.exec("ROLLBACK");
+      throw error;
+    }
     // Only the indexed columns: loading 100k rows should leave little garbage behind for the heap to keep.
     const rows = this.#db
       .prepare("SELECT seq, id, hostname, display_name, description, capabilities, last_seen FROM agents")
@@ -475,6 +511,39 @@ export class SqliteRegistryStore implements RegistryStore {
       .map(toMessage);
   }
 
+  iterateMessages(
+    toInstallationId: string,
+    afterSeq: number,
+    createdSince: number,
+    limit: number,
+  ): IterableIterator<StoredMessage> {
+    // A statement of its own (not the cache): an iteration left open must not be reset by another caller.
+    const rows = this.#db
+      .prepare(
+        "SELECT * FROM messages WHERE to_installation_id = ? AND seq > ? AND created_at >= ? ORDER BY seq LIMIT ?",
+      )
+      .iterate(toInstallationId, afterSeq, createdSince, limit);
+    return (function* () {
+      for (const row of rows) yield toMessage(row);
+    })();
+  }
+
+  inboxUsage(toInstallationId: string): InboxUsage {
+    const row = this.#stmt("SELECT messages, bytes FROM inbox_usage WHERE to_installation_id = ?").get(
+      toInstallationId,
+    );
+    return row ? { messages: Number(row.messages), bytes: Number(row.bytes) } : { messages: 0, bytes: 0 };
+  }
+
+  hasMessage(toInstallationId: string, messageId: string): boolean {
+    return (
+      this.#stmt("SELECT 1 FROM messages WHERE to_installation_id = ? AND message_id = ?").get(
+        toInstallationId,
+        messageId,
+      ) !== undefined
+    );
+  }
+
   deleteMessages(toInstallationId: string, messageIds: string[]): number {
     return this.transaction(() => {
       const stmt = this.#stmt("DELETE FROM messages WHERE to_installation_id = ? AND message_id = ?");
@@ -485,9 +554,14 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   purgeMessages(createdBefore: number): number {
-    return this.transaction(() =>
-      Number(this.#stmt("DELETE FROM messages WHERE created_at < ?").run(createdBefore).changes),
-    );
+    return this.transaction(() => {
+      const purged = Number(
+        this.#stmt("DELETE FROM messages WHERE created_at < ?").run(createdBefore).changes,
+      );
+      // Empty inboxes' counters go too, so the table stays as small as the set of inboxes holding messages.
+      this.#stmt("DELETE FROM inbox_usage WHERE messages <= 0").run();
+      return purged;
+    });
   }
 
   getTrust(requesterId: string, targetId: string): StoredTrust | undefined {

@@ -67,6 +67,13 @@ export interface StoredMessage {
 
 export type NewMessage = Omit<StoredMessage, "seq">;
 
+/** What one inbox holds: the figures the per-recipient quota is checked against. */
+export interface InboxUsage {
+  messages: number;
+  /** UTF-8 bytes of the stored bodies (`bodyJson`). */
+  bytes: number;
+}
+
 export type TrustStatus = "pending" | "approved" | "rejected" | "blocked";
 
 /** One directed trust record: `requesterId` asked `targetId`; the status is the target's decision. */
@@ -110,6 +117,19 @@ export interface RegistryStore {
     createdSince: number,
     limit: number,
   ): StoredMessage[];
+  /**
+   * The same rows as listMessages, read one at a time: a reader that stops early (a page full in bytes) never
+   * holds the rest in memory. Stop iterating (break) or drain it before the next store call.
+   */
+  iterateMessages(
+    toInstallationId: string,
+    afterSeq: number,
+    createdSince: number,
+    limit: number,
+  ): IterableIterator<StoredMessage>;
+  /** Unacknowledged messages held for one installation and their stored body bytes (a cheap, kept-up count). */
+  inboxUsage(toInstallationId: string): InboxUsage;
+  hasMessage(toInstallationId: string, messageId: string): boolean;
   deleteMessages(toInstallationId: string, messageIds: string[]): number;
   purgeMessages(createdBefore: number): number;
 
