@@ -171,14 +171,14 @@ export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Ro
     // read and the wait is never missed (the notifier fires after the insert commits).
     const deadline = Date.now() + (q.wait ?? 0) * 1000;
     let page = service.inbox(installationId, after, limit, maxBytes, who);
-    while (page.messages.length === 0 && !ctx.signal.aborted) {
+    while (page.count === 0 && !ctx.signal.aborted) {
       const left = deadline - Date.now();
       if (left <= 0) break;
       await waiters.wait(installationId, left, ctx.signal);
       page = service.inbox(installationId, after, limit, maxBytes, who);
       if (waiters.closed) break;
     }
-    return { status: 200, body: page };
+    return { status: 200, body: page.body };
   };
 
   const ack: Handler = async (ctx) => {

@@ -14,6 +14,7 @@ import {
   unprocessable,
 } from "./errors.js";
 import type { InboxWaiters } from "./inbox-waiters.js";
+import { JsonStream } from "./json-text.js";
 import { SendRateLimiter } from "./rate-limit.js";
 import {
   MAX_MESSAGE_BODY_BYTES,
@@ -21,7 +22,7 @@ import {
   type RegistrationInput,
   type SendMessageInput,
 } from "./schemas.js";
-import type { RegistryStore, StoredAgent, StoredMessage, StoredTrust, TrustStatus } from "./store.js";
+import type { RegistryStore, StoredAgent, StoredMessageHead, StoredTrust, TrustStatus } from "./store.js";
 
 /** The public agent record (contract: "Agent record"). */
 export interface AgentRecord {
@@ -86,6 +87,12 @@ export const DEFAULT_SEND_RATE_PER_MINUTE = 120;
 export const DEFAULT_SEND_BURST = 60;
 /** `{"messages":[` + `],"next_cursor":"<15 digits>"}` and some slack: what a page costs besides its messages. */
 const PAGE_OVERHEAD_BYTES = 64;
+
+/** One inbox page: `count` messages, written as JSON `{messages:[RelayMessage], next_cursor}` by `body`. */
+export interface InboxPageText {
+  count: number;
+  body: JsonStream;
+}
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -477,9 +484,10 @@ export class RegistryService {
   }
 
   /**
-   * One page of the inbox: at most `limit` messages and, serialized, at most `maxBytes` (always at least one
-   * message when there is one, which the body limit bounds). Rows are read one at a time and bodies are
-   * emitted as stored, so a request holds about one page in memory, never the whole inbox.
+   * One page of the inbox: at most `limit` messages and at most `maxBytes` of JSON text (always at least one
+   * message when there is one, which the body limit bounds). The page is planned from the rows' stored sizes
+   * without reading bodies; the bodies are then read one at a time as the socket drains and placed in the text
+   * as stored (no parse, no second escaping). A read so holds about one message in memory, not one page.
    */
   inbox(
     installationId: string,
@@ -487,26 +495,36 @@ export class RegistryService {
     limit: number,
     maxBytes: number,
     caller: Caller,
-  ): { messages: RelayMessage[]; next_cursor: string | null } {
+  ): InboxPageText {
     this.#requireInbox(installationId, caller, "read relay inbox");
     const since = this.#now() - this.options.messageRetentionSeconds * 1000;
-    const messages: RelayMessage[] = [];
+    const planned: Array<{ head: StoredMessageHead; text: [string, string] }> = [];
     let size = PAGE_OVERHEAD_BYTES;
-    let lastSeq: number | undefined;
-    for (const row of this.#store.iterateMessages(installationId, after, since, limit)) {
-      const message = toRelayMessage(row);
-      // The message's JSON with a one-byte stand-in body, plus the stored body, plus the separating comma.
-      const bytes =
-        Buffer.byteLength(JSON.stringify({ ...message, body: 0 })) - 1 + Buffer.byteLength(row.bodyJson) + 1;
-      if (messages.length > 0 && size + bytes > maxBytes) break;
-      messages.push(message);
+    for (const head of this.#store.listMessageHeads(installationId, after, since, limit)) {
+      const text = relayMessageText(head, planned.length > 0);
+      const bytes = Buffer.byteLength(text[0]) + head.bodyBytes + Buffer.byteLength(text[1]);
+      if (planned.length > 0 && size + bytes > maxBytes) break;
+      planned.push({ head, text });
       size += bytes;
-      lastSeq = row.seq;
     }
-    return {
-      messages,
-      next_cursor: lastSeq !== undefined ? String(lastSeq) : after > 0 ? String(after) : null,
-    };
+    const last = planned.at(-1)?.head.seq;
+    const nextCursor = last !== undefined ? String(last) : after > 0 ? String(after) : null;
+    const store = this.#store;
+    function* chunks(): Generator<string> {
+      yield '{"messages":[';
+      let first = true;
+      for (const { head, text } of planned) {
+        // Acknowledged (or purged) since the page was planned: left out; next_cursor still passes it.
+        const body = store.getMessageBody(installationId, head.seq);
+        if (body === undefined) continue;
+        yield first ? relayMessageText(head, false)[0] : text[0];
+        yield body;
+        yield text[1];
+        first = false;
+      }
+      yield `],"next_cursor":${JSON.stringify(nextCursor)}}`;
+    }
+    return { count: planned.length, body: new JsonStream(chunks) };
   }
 
   ack(input: { installation_id: string; message_ids: string[] }, caller: Caller): { acked: number } {
@@ -682,18 +700,16 @@ export class RegistryService {
   }
 }
 
-/** Node's JSON.rawJSON (V8 ≥ 11.4; TypeScript's ES2023 lib does not declare it). */
-const rawJSON = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
-
-function toRelayMessage(m: StoredMessage): RelayMessage {
-  return {
+/**
+ * A RelayMessage as JSON text around its body: `head` + the stored body JSON + `tail`. The stored text is
+ * already valid JSON (a string, or an object stored before bodies had to be strings), so it goes in as it is.
+ */
+function relayMessageText(m: StoredMessageHead, comma: boolean): [string, string] {
+  const head = JSON.stringify({
     message_id: m.messageId,
     from_installation_id: m.fromInstallationId,
     from_hostname: m.fromHostname,
-    // A string body is emitted as stored, neither parsed nor escaped again (rawJSON takes primitives only);
-    // object bodies stored before bodies had to be strings are parsed.
-    body: m.bodyJson.startsWith('"') ? rawJSON(m.bodyJson) : JSON.parse(m.bodyJson),
-    created_at: iso(m.createdAt),
-    cursor: String(m.seq),
-  };
+  });
+  const tail = JSON.stringify({ created_at: iso(m.createdAt), cursor: String(m.seq) });
+  return [`${comma ? "," : ""}${head.slice(0, -1)},"body":`, `,${tail.slice(1)}`];
 }

@@ -67,6 +67,11 @@ export interface StoredMessage {
 
 export type NewMessage = Omit<StoredMessage, "seq">;
 
+/** A message row without its body, and the body's size in UTF-8 bytes. */
+export interface StoredMessageHead extends Omit<StoredMessage, "bodyJson"> {
+  bodyBytes: number;
+}
+
 /** What one inbox holds: the figures the per-recipient quota is checked against. */
 export interface InboxUsage {
   messages: number;
@@ -117,16 +122,15 @@ export interface RegistryStore {
     createdSince: number,
     limit: number,
   ): StoredMessage[];
-  /**
-   * The same rows as listMessages, read one at a time: a reader that stops early (a page full in bytes) never
-   * holds the rest in memory. Stop iterating (break) or drain it before the next store call.
-   */
-  iterateMessages(
+  /** The rows listMessages returns without their bodies: enough to plan an inbox page in bytes. */
+  listMessageHeads(
     toInstallationId: string,
     afterSeq: number,
     createdSince: number,
     limit: number,
-  ): IterableIterator<StoredMessage>;
+  ): StoredMessageHead[];
+  /** One stored body (`bodyJson`); undefined when the message is gone (acknowledged or purged meanwhile). */
+  getMessageBody(toInstallationId: string, seq: number): string | undefined;
   /** Unacknowledged messages held for one installation and their stored body bytes (a cheap, kept-up count). */
   inboxUsage(toInstallationId: string): InboxUsage;
   hasMessage(toInstallationId: string, messageId: string): boolean;
