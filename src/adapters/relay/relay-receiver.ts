@@ -500,8 +500,19 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
         }
         continue;
       }
+      const cursorBefore = readCursor;
       const result = await processBatch(page);
       if (result === "stopped") break;
+      if (
+        result === "done" &&
+        page.messages.length === 0 &&
+        page.unreadable.every((u) => u.messageId === null) &&
+        readCursor === cursorBefore
+      ) {
+        // Only messages without id or cursor (a registry that gives neither): nothing to ack and no way past
+        // them, so the next read would return the same page at once. Poll at the empty pace instead of spinning.
+        emptyPause = minEmptyPollMs;
+      }
       if (result === "ack-failed" || !(await scheduleFlush())) continue;
       if (result === "done") {
         retryAttempt = 0;

@@ -191,7 +191,7 @@ describe("relay receiver against a registry that ignores max_bytes", () => {
         const limit = Number(url.searchParams.get("limit") ?? "100");
         const after = Number(url.searchParams.get("after") ?? "0");
         limits.push(limit);
-        const page = box.filter((m) => Number(m.cursor) > after).slice(0, limit);
+        const page = box.filter((m) => m.cursor === undefined || Number(m.cursor) > after).slice(0, limit);
         res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ messages: page }));
         return;
       }
@@ -243,7 +243,8 @@ describe("relay receiver against a registry that ignores max_bytes", () => {
       installationId: "inst-beta",
       sink,
       cursorStore: createMemoryCursorStore(),
-      waitSeconds: 0,
+      // The legacy inbox ignores `wait`; the receiver then polls at the minEmptyPollMs pace.
+      waitSeconds: 1,
       minEmptyPollMs: 50,
       backoff: fast,
       retryBackoff: fast,
@@ -264,5 +265,27 @@ describe("relay receiver against a registry that ignores max_bytes", () => {
     expect(Math.min(...inbox.limits)).toBeLessThanOrEqual(12);
     const copies = readdirSync(deadLetterDir);
     expect(copies).toHaveLength(1);
+  });
+
+  it("does not spin on a message with neither id nor cursor: it is skipped at the empty-poll pace", async () => {
+    const inbox = await startLegacyInbox([{ body: { no: "id, no cursor" } }]);
+    const sink = new RecordingSink();
+    const receiver = startRelayReceiver({
+      client: createRegistryClient({ baseUrl: inbox.url, timeoutMs: 5_000 }),
+      installationId: "inst-beta",
+      sink,
+      cursorStore: createMemoryCursorStore(),
+      waitSeconds: 1,
+      minEmptyPollMs: 100,
+      backoff: fast,
+      retryBackoff: fast,
+      deadLetterDir: null,
+    });
+    receivers.push(receiver);
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(inbox.limits.length).toBeGreaterThanOrEqual(2);
+    expect(inbox.limits.length).toBeLessThanOrEqual(10);
+    expect(receiver.status().counts.skipped).toBe(inbox.limits.length);
+    expect(sink.seen).toHaveLength(0);
   });
 });
