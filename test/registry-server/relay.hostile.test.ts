@@ -6,7 +6,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { describe, expect, it } from "vitest";
+import { InboxWaiters } from "../../src/registry-server/inbox-waiters.js";
 import { type RegistryServerOptions, SqliteRegistryStore } from "../../src/registry-server/index.js";
+import { RegistryService } from "../../src/registry-server/service.js";
 import { type AgentWithToken, startTestRegistry, type TestRegistry } from "./helpers.js";
 
 type Inbox = {
@@ -132,6 +134,72 @@ describe("inbox pages", () => {
     // Server and clients share this process; about 70 MiB measured, mostly the clients' 8 pages of 4 MiB as
     // text and parsed. Pages of 100 such messages, as before, were 8 x 38 MiB of text on each side.
     expect((peak - before) / 1024 / 1024).toBeLessThan(160);
+  });
+});
+
+describe("a streamed inbox page", () => {
+  it("leaves out messages acknowledged while it is written and stays valid JSON", () => {
+    const store = new SqliteRegistryStore({ path: ":memory:" });
+    try {
+      const service = new RegistryService({
+        store,
+        waiters: new InboxWaiters(),
+        now: () => 1_000,
+        ttlSeconds: 180,
+        agentTokens: false,
+        requireTrust: false,
+        offlineRetentionSeconds: 60,
+        messageRetentionSeconds: 60,
+      });
+      for (const id of ["a", "b", "c"]) {
+        store.insertMessage({
+          messageId: id,
+          toInstallationId: "inst-bob",
+          fromInstallationId: "inst-alice",
+          fromHostname: "alice",
+          bodyJson: JSON.stringify(`body ${id}`),
+          createdAt: 1_000,
+        });
+      }
+      const text = (page: ReturnType<RegistryService["inbox"]>) => {
+        const chunks = page.body.chunks();
+        const out: string[] = [];
+        for (let next = chunks.next(); !next.done; next = chunks.next()) {
+          out.push(next.value);
+          // The first message is written; "a" (already out) and "b" (not yet) are acknowledged now.
+          if (out.length === 4) store.deleteMessages("inst-bob", ["a", "b"]);
+        }
+        return JSON.parse(out.join("")) as Inbox;
+      };
+      const page = service.inbox("inst-bob", 0, 100, 1024 * KIB, { bearer: undefined });
+      expect(page.count).toBe(3);
+      const parsed = text(page);
+      expect(parsed.messages.map((m) => [m.message_id, m.body])).toEqual([
+        ["a", "body a"],
+        ["c", "body c"],
+      ]);
+      expect(parsed.next_cursor).toBe(parsed.messages[1]!.cursor);
+      // A page whose first planned message is gone starts with the next one (no leading comma).
+      for (const id of ["d", "e"]) {
+        store.insertMessage({
+          messageId: id,
+          toInstallationId: "inst-bob",
+          fromInstallationId: "inst-alice",
+          fromHostname: "alice",
+          bodyJson: JSON.stringify(`body ${id}`),
+          createdAt: 1_000,
+        });
+      }
+      const again = service.inbox("inst-bob", 0, 100, 1024 * KIB, { bearer: undefined });
+      expect(again.count).toBe(3);
+      const chunks = again.body.chunks();
+      const rest: string[] = [chunks.next().value as string];
+      store.deleteMessages("inst-bob", ["c"]);
+      for (let next = chunks.next(); !next.done; next = chunks.next()) rest.push(next.value);
+      expect((JSON.parse(rest.join("")) as Inbox).messages.map((m) => m.message_id)).toEqual(["d", "e"]);
+    } finally {
+      store.close();
+    }
   });
 });
 

@@ -184,6 +184,7 @@ describe("relay receiver against a registry that ignores max_bytes", () => {
   async function startLegacyInbox(messages: Array<Record<string, unknown>>) {
     const acked: string[] = [];
     const limits: number[] = [];
+    const maxBytes: number[] = [];
     let box = [...messages];
     legacy = createServer((req, res) => {
       const url = new URL(req.url ?? "/", "http://x");
@@ -191,6 +192,7 @@ describe("relay receiver against a registry that ignores max_bytes", () => {
         const limit = Number(url.searchParams.get("limit") ?? "100");
         const after = Number(url.searchParams.get("after") ?? "0");
         limits.push(limit);
+        maxBytes.push(Number(url.searchParams.get("max_bytes")));
         const page = box.filter((m) => m.cursor === undefined || Number(m.cursor) > after).slice(0, limit);
         res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ messages: page }));
         return;
@@ -214,7 +216,7 @@ describe("relay receiver against a registry that ignores max_bytes", () => {
     });
     await new Promise<void>((resolve) => legacy?.listen(0, "127.0.0.1", resolve));
     const url = `http://127.0.0.1:${(legacy.address() as AddressInfo).port}`;
-    return { url, acked, limits };
+    return { url, acked, limits, maxBytes };
   }
 
   it("retries with a smaller limit past a huge page, dead-letters malformed ones, skips one without an id", async () => {
@@ -262,6 +264,7 @@ describe("relay receiver against a registry that ignores max_bytes", () => {
     expect(status.consecutiveFailures).toBe(0);
     // The first read asked for 100 and got 15 MiB; later reads asked for fewer.
     expect(inbox.limits[0]).toBe(100);
+    expect(inbox.maxBytes[0]).toBe(4 * 1024 * 1024); // the client's own response limit
     expect(Math.min(...inbox.limits)).toBeLessThanOrEqual(12);
     const copies = readdirSync(deadLetterDir);
     expect(copies).toHaveLength(1);
