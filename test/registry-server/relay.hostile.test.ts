@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { describe, expect, it } from "vitest";
+import { CliUsageError, parseServeArgs } from "../../src/registry-server/cli.js";
 import { InboxWaiters } from "../../src/registry-server/inbox-waiters.js";
 import { type RegistryServerOptions, SqliteRegistryStore } from "../../src/registry-server/index.js";
 import { RegistryService } from "../../src/registry-server/service.js";
@@ -292,5 +293,36 @@ describe("send rate limit", () => {
     expect((await send(r, alice, "now")).status).toBe(200);
     expect((await send(r, alice, "again")).status).toBe(429);
     void bob;
+  });
+});
+
+describe("quota and rate flags", () => {
+  it("default to 1000 messages, 32 MiB, 120 a minute and a burst of 60; 0 turns a limit off", () => {
+    expect(parseServeArgs(["serve"], {})).toMatchObject({
+      inboxMaxMessages: 1000,
+      inboxMaxBytes: 32 * 1024 * 1024,
+      sendRatePerMinute: 120,
+      sendBurst: 60,
+    });
+    expect(
+      parseServeArgs(
+        [
+          "serve",
+          "--inbox-max-messages",
+          "0",
+          "--inbox-max-bytes",
+          "1048576",
+          "--send-rate",
+          "0",
+          "--send-burst",
+          "5",
+        ],
+        {},
+      ),
+    ).toMatchObject({ inboxMaxMessages: 0, inboxMaxBytes: 1048576, sendRatePerMinute: 0, sendBurst: 5 });
+    expect(() => parseServeArgs(["serve", "--send-rate", "fast"], {})).toThrow(CliUsageError);
+    expect(() => parseServeArgs(["serve", "--send-burst", "0"], {})).toThrow(
+      /--send-burst takes a whole number/,
+    );
   });
 });
