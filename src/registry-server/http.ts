@@ -204,10 +204,11 @@ async function pump(res: ServerResponse, chunks: Iterator<string>): Promise<void
       }
     }
     res.end();
-  } catch {
-    // Why safe: the status line is sent, so no error reply is possible; cutting the connection tells the client
-    // the page is incomplete (a chunked body without its end), and it reads again.
+  } catch (error) {
+    // The status line is sent, so no error reply is possible: cutting the connection tells the client the page
+    // is incomplete (a chunked body without its end), and it reads again. A bug here must still be seen.
     res.destroy();
+    process.emitWarning(`agent-registry: a streamed reply failed (${(error as Error)?.message ?? error})`);
   } finally {
     chunks.return?.();
   }
