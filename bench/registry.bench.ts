@@ -2,7 +2,9 @@
 // dir), starts the registry's CLI as a child process from a fresh JavaScript build of src/registry-server/ (as
 // bin/agent-registry.mjs runs dist/ in a deployment; see support/registry-build.ts), and measures over loopback
 // with keep-alive node:http clients: search p50/p99 (text, capability, both), by-hostname p50/p99,
-// heartbeats/s with 50 concurrent clients, and the server's RSS. Last line: one JSON object with the figures.
+// heartbeats/s with 50 concurrent clients, and the server's RSS; then fills one relay inbox to its quota with
+// worst-case bodies (control characters, escaped 6x) and samples the server's RSS while 8 clients read it with
+// maximal pages at once. Last line: one JSON object with the figures.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -149,12 +151,12 @@ const WORDS = [
 ];
 
 export function seed(path: string): {
-  heartbeatAgents: Array<{ id: string; token: string }>;
+  heartbeatAgents: Array<{ id: string; token: string; installationId: string; hostname: string }>;
   hostnames: string[];
 } {
   const store = new SqliteRegistryStore({ path });
   const now = Date.now();
-  const heartbeatAgents: Array<{ id: string; token: string }> = [];
+  const heartbeatAgents: Array<{ id: string; token: string; installationId: string; hostname: string }> = [];
   const hostnames: string[] = [];
   const batch = 5_000;
   for (let start = 0; start < AGENTS; start += batch) {
@@ -182,7 +184,8 @@ export function seed(path: string): {
           updatedAt: now,
         };
         store.insertAgent(agent);
-        if (token) heartbeatAgents.push({ id: agent.id, token: token.token });
+        if (token)
+          heartbeatAgents.push({ id: agent.id, token: token.token, installationId: `inst-${i}`, hostname });
         if (i % 50 === 0) hostnames.push(hostname);
       }
     });
@@ -273,6 +276,186 @@ async function heartbeats(
   return { perSecond: ok / ((performance.now() - t0) / 1000), errors };
 }
 
+/** The default quota of the registry (--inbox-max-bytes) and the largest body of control characters. */
+const INBOX_QUOTA_BYTES = 32 * 1024 * 1024;
+const INBOX_READERS = Number(process.env.BENCH_INBOX_READERS ?? 8);
+const INBOX_MAX_BYTES = Number(process.env.BENCH_INBOX_MAX_BYTES ?? 4 * 1024 * 1024);
+
+/**
+ * Fills `installationId`'s relay inbox to its byte quota straight through the store (the rate limit would make
+ * the HTTP way take minutes): bodies of 10,900 control characters and a little text, about 64 KiB as stored,
+ * which is the worst case of escaping, then one body that takes the last bytes, so no send fits any more.
+ * Returns how many messages it stored.
+ */
+function fillInbox(path: string, installationId: string): number {
+  const store = new SqliteRegistryStore({ path });
+  const body = `${"\u0001".repeat(10_900)}${"x".repeat(130)}`;
+  const bodyJson = JSON.stringify(body);
+  let stored = 0;
+  store.transaction(() => {
+    while (store.inboxUsage(installationId).bytes + Buffer.byteLength(bodyJson) <= INBOX_QUOTA_BYTES) {
+      store.insertMessage({
+        messageId: `fill-${stored}`,
+        toInstallationId: installationId,
+        fromInstallationId: "inst-filler",
+        fromHostname: "filler",
+        bodyJson,
+        createdAt: Date.now(),
+      });
+      stored++;
+    }
+    const left = INBOX_QUOTA_BYTES - store.inboxUsage(installationId).bytes;
+    store.insertMessage({
+      messageId: `fill-${stored++}`,
+      toInstallationId: installationId,
+      fromInstallationId: "inst-filler",
+      fromHostname: "filler",
+      bodyJson: JSON.stringify("x".repeat(left - 2)),
+      createdAt: Date.now(),
+    });
+  });
+  store.close();
+  return stored;
+}
+
+/** GET that counts the response bytes; fresh connections, as 8 separate receivers would have. */
+function getBytes(
+  base: URL,
+  path: string,
+  token: string,
+): Promise<{ status: number; bytes: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: base.hostname,
+        port: base.port,
+        method: "GET",
+        path,
+        headers: { authorization: `Bearer ${token}` },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("end", () => {
+          const buffer = Buffer.concat(chunks);
+          resolve({ status: res.statusCode ?? 0, bytes: buffer.length, text: buffer.toString("utf8") });
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/**
+ * 8 readers page through the full inbox at once (limit 100, max_bytes 4 MiB, following next_cursor), twice
+ * over, while the server's RSS is sampled every 5 ms. Returns the peak, the largest page and the pages read.
+ */
+async function inboxReads(
+  base: URL,
+  pid: number,
+  recipient: { installationId: string; token: string },
+): Promise<{
+  rssBefore: number;
+  peakRss: number;
+  largestPage: number;
+  pages: number;
+  messagesPerRead: number;
+  statuses: Set<number>;
+}> {
+  const before = rssMiB(pid);
+  let peakRss = before.rss;
+  const sampler = setInterval(() => {
+    peakRss = Math.max(peakRss, rssMiB(pid).rss);
+  }, 5);
+  let largestPage = 0;
+  let pages = 0;
+  let messages = 0;
+  const statuses = new Set<number>();
+  try {
+    await Promise.all(
+      Array.from({ length: INBOX_READERS }, async () => {
+        for (let round = 0; round < 2; round++) {
+          let after = "";
+          for (;;) {
+            const page = await getBytes(
+              base,
+              `/api/v1/agents/messages/inbox/${recipient.installationId}?limit=100&max_bytes=${INBOX_MAX_BYTES}${after ? `&after=${after}` : ""}`,
+              recipient.token,
+            );
+            statuses.add(page.status);
+            if (page.status !== 200) return;
+            const body = JSON.parse(page.text) as { messages: unknown[]; next_cursor: string | null };
+            if (body.messages.length === 0) break;
+            largestPage = Math.max(largestPage, page.bytes);
+            pages++;
+            messages += body.messages.length;
+            after = body.next_cursor ?? "";
+          }
+        }
+      }),
+    );
+  } finally {
+    clearInterval(sampler);
+  }
+  const after = rssMiB(pid);
+  // VmHWM is the process's lifetime peak (loading included): it counts only if the reads raised it.
+  if (after.hwm > before.hwm) peakRss = Math.max(peakRss, after.hwm);
+  return {
+    rssBefore: before.rss,
+    peakRss,
+    largestPage,
+    pages,
+    messagesPerRead: messages / (INBOX_READERS * 2),
+    statuses,
+  };
+}
+
+/** p50 of sends to the full inbox, each from its own sender (so the rate limit is not what answers): 507s. */
+async function sendsToFullInbox(
+  base: URL,
+  senders: Array<{ installationId: string; hostname: string; token: string }>,
+  toInstallationId: string,
+): Promise<{ p50: number; statuses: Set<number> }> {
+  const times: number[] = [];
+  const statuses = new Set<number>();
+  for (const sender of senders) {
+    const body = JSON.stringify({
+      from_installation_id: sender.installationId,
+      from_hostname: sender.hostname,
+      to_installation_id: toInstallationId,
+      body: "one more",
+    });
+    const t0 = performance.now();
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        {
+          host: base.hostname,
+          port: base.port,
+          method: "POST",
+          path: "/api/v1/agents/messages/send",
+          agent: keepAlive,
+          headers: {
+            authorization: `Bearer ${sender.token}`,
+            "content-type": "application/json",
+            "content-length": Buffer.byteLength(body),
+          },
+        },
+        (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on("error", reject);
+      req.end(body);
+    });
+    times.push(performance.now() - t0);
+    statuses.add(status);
+  }
+  times.sort((a, b) => a - b);
+  return { p50: percentile(times, 0.5), statuses };
+}
+
 function rssMiB(pid: number): { rss: number; hwm: number } {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
@@ -296,6 +479,8 @@ async function main() {
     const s0 = performance.now();
     const { heartbeatAgents, hostnames } = seed(db);
     const seedSeconds = (performance.now() - s0) / 1000;
+    const recipient = heartbeatAgents[0]!;
+    const inboxMessages = fillInbox(db, recipient.installationId);
     const started = await startChild(buildRegistryServer(), db);
     child = started.proc;
     const base = new URL(started.url);
@@ -320,6 +505,8 @@ async function main() {
     const rHost = await latencies(base, byHost);
     const hb = await heartbeats(base, heartbeatAgents);
     const mem = rssMiB(child.pid!);
+    const full = await sendsToFullInbox(base, heartbeatAgents.slice(1, 201), recipient.installationId);
+    const reads = await inboxReads(base, child.pid!, recipient);
     const calibration = calibrationMs();
     const load = loadavg()[0]!;
 
@@ -336,6 +523,12 @@ async function main() {
     console.log(row("by-hostname", rHost));
     console.log(`heartbeats/s (50 clients)    ${hb.perSecond.toFixed(0)}   errors ${hb.errors}`);
     console.log(`server RSS                   ${mem.rss.toFixed(0)} MiB (peak ${mem.hwm.toFixed(0)} MiB)`);
+    console.log(
+      `relay inbox at quota          ${inboxMessages} messages of ~64 KiB escaped; sends to it: p50 ${full.p50.toFixed(2)} ms, statuses ${[...full.statuses].join(",")}`,
+    );
+    console.log(
+      `inbox reads (${INBOX_READERS} at once)       server RSS ${reads.rssBefore.toFixed(0)} MiB before, peak ${reads.peakRss.toFixed(0)} MiB; ${reads.pages} pages, largest ${reads.largestPage} bytes, ${reads.messagesPerRead} messages per full read, statuses ${[...reads.statuses].join(",")}`,
+    );
     console.log(
       `machine: load average ${load.toFixed(1)}, CPU calibration ${calibration.toFixed(0)} ms (idle ~10 ms)`,
     );
@@ -357,6 +550,10 @@ async function main() {
         heartbeat_errors: hb.errors,
         rss_mb: Math.round(mem.rss),
         rss_peak_mb: Math.round(mem.hwm),
+        inbox_read_peak_rss_mb: Math.round(reads.peakRss),
+        inbox_read_largest_page_bytes: reads.largestPage,
+        inbox_messages_at_quota: inboxMessages,
+        send_to_full_inbox_p50_ms: round(full.p50),
         seed_s: round(seedSeconds),
         load_avg_1m: round(load),
         cpu_calibration_ms: round(calibration),

@@ -37,7 +37,22 @@ async function startRegistryProcess(db: string): Promise<{ url: string; close():
   const bin = fileURLToPath(new URL("../bin/agent-registry.mjs", import.meta.url));
   const child = spawn(
     process.execPath,
-    [bin, "serve", "--host", "127.0.0.1", "--port", "0", "--db", db, "--require-trust", "on"],
+    // No send rate limit: the bench measures delivery latency at 50 sends a second from one sender, far above
+    // the default 120 a minute.
+    [
+      bin,
+      "serve",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--db",
+      db,
+      "--require-trust",
+      "on",
+      "--send-rate",
+      "0",
+    ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   let stderr = "";
@@ -96,6 +111,7 @@ export async function runRelayBench(options: RelayBenchOptions = {}): Promise<Re
           port: 0,
           db,
           requireTrust: true,
+          sendRatePerMinute: 0,
           sweepIntervalMs: 0,
           logger: { info: () => {}, error: () => {} },
         });

@@ -14,6 +14,8 @@ const USAGE = `usage: agent-registry serve [--host 127.0.0.1] [--port 8001] [--d
                             [--release-after SECONDS] [--admin-key KEY]
                             [--max-connections N] [--headers-timeout SECONDS] [--request-timeout SECONDS]
                             [--max-long-polls N] [--max-long-polls-per-inbox N]
+                            [--inbox-max-messages N] [--inbox-max-bytes BYTES] [--send-rate PER_MINUTE]
+                            [--send-burst N]
        agent-registry release --url URL --hostname HOSTNAME
            (admin key from env AGENT_REGISTRY_ADMIN_KEY, deployment key from env AGENT_REGISTRY_API_KEY)
   --host            interface to bind (default 127.0.0.1)
@@ -29,7 +31,11 @@ const USAGE = `usage: agent-registry serve [--host 127.0.0.1] [--port 8001] [--d
   --headers-timeout        seconds a client has to send its request headers (default 20)
   --request-timeout        seconds a client has to send its whole request (default 60)
   --max-long-polls         inbox long-polls parked at once; more get 503 (default 1000)
-  --max-long-polls-per-inbox  long-polls parked at once on one inbox; more get 429 (default 4)`;
+  --max-long-polls-per-inbox  long-polls parked at once on one inbox; more get 429 (default 4)
+  --inbox-max-messages  unacknowledged messages one relay inbox may hold, 0 = no limit (default 1000)
+  --inbox-max-bytes     stored body bytes one relay inbox may hold, 0 = no limit (default 33554432 = 32 MiB)
+  --send-rate       relay sends a minute per sender installation, 0 = no limit (default 120)
+  --send-burst      relay sends a sender may make at once (default 60)`;
 
 const INSECURE_WARNING =
   "agent-registry: WARNING: INSECURE: --agent-tokens off: any client can re-register, move or delete any agent, " +
@@ -54,6 +60,10 @@ export interface ServeOptions {
   requestTimeoutMs: number;
   maxLongPolls: number;
   maxLongPollsPerInbox: number;
+  inboxMaxMessages: number;
+  inboxMaxBytes: number;
+  sendRatePerMinute: number;
+  sendBurst: number;
 }
 
 const onOff = (flag: string, value: string | undefined, fallback: boolean): boolean => {
@@ -103,6 +113,10 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
         "request-timeout": { type: "string" },
         "max-long-polls": { type: "string" },
         "max-long-polls-per-inbox": { type: "string" },
+        "inbox-max-messages": { type: "string" },
+        "inbox-max-bytes": { type: "string" },
+        "send-rate": { type: "string" },
+        "send-burst": { type: "string" },
       },
     }));
   } catch (error) {
@@ -132,6 +146,10 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
       integer("request-timeout", get("request-timeout"), DEFAULT_REQUEST_TIMEOUT_MS / 1000, 1, 3600) * 1000,
     maxLongPolls: integer("max-long-polls", get("max-long-polls"), 1000, 1, 1_000_000),
     maxLongPollsPerInbox: integer("max-long-polls-per-inbox", get("max-long-polls-per-inbox"), 4, 1, 1000),
+    inboxMaxMessages: integer("inbox-max-messages", get("inbox-max-messages"), 1000, 0, 10_000_000),
+    inboxMaxBytes: integer("inbox-max-bytes", get("inbox-max-bytes"), 32 * 1024 * 1024, 0, 2 ** 42),
+    sendRatePerMinute: integer("send-rate", get("send-rate"), 120, 0, 1_000_000),
+    sendBurst: integer("send-burst", get("send-burst"), 60, 1, 1_000_000),
   };
 }
 

@@ -57,6 +57,11 @@ export class ClientGoneError extends Error {
     super(`${operation}: the client closed the connection before sending the whole request`, { cause });
   }
 }
+export const tooManyRequests = (operation: string, detail: string, retryAfterSeconds: number) =>
+  new RegistryHttpError(429, operation, detail, { "retry-after": String(retryAfterSeconds) });
+
+export const insufficientStorage = (operation: string, detail: string) =>
+  new RegistryHttpError(507, operation, detail);
 
 export const unprocessable = (operation: string, issues: ValidationIssue[]) =>
   new RegistryHttpError(422, operation, issues);

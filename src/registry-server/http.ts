@@ -11,6 +11,7 @@ import {
   unprocessable,
   unsupportedMediaType,
 } from "./errors.js";
+import { JsonStream } from "./json-text.js";
 import { toValidationIssues } from "./schemas.js";
 
 export interface RequestContext {
@@ -241,6 +242,12 @@ export function sendJson(
     res.writeHead(204, headers).end();
     return;
   }
+  if (body instanceof JsonStream) {
+    // Chunked (no Content-Length): a piece may be left out while the page is written (see the producer).
+    res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store", ...headers });
+    void pump(res, body.chunks());
+    return;
+  }
   const text = JSON.stringify(body);
   res
     .writeHead(status, {
@@ -250,6 +257,37 @@ export function sendJson(
       ...headers,
     })
     .end(text);
+}
+
+/**
+ * Writes the pieces as the socket takes them: the next piece is produced only after a drain, so a slow reader
+ * costs about one piece of memory. A client that goes away stops the producer.
+ */
+async function pump(res: ServerResponse, chunks: Iterator<string>): Promise<void> {
+  try {
+    for (let next = chunks.next(); !next.done; next = chunks.next()) {
+      if (res.destroyed) return;
+      if (!res.write(next.value)) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            res.off("drain", done);
+            res.off("close", done);
+            resolve();
+          };
+          res.on("drain", done);
+          res.on("close", done);
+        });
+      }
+    }
+    res.end();
+  } catch (error) {
+    // The status line is sent, so no error reply is possible: cutting the connection tells the client the page
+    // is incomplete (a chunked body without its end), and it reads again. A bug here must still be seen.
+    res.destroy();
+    process.emitWarning(`agent-registry: a streamed reply failed (${(error as Error)?.message ?? error})`);
+  } finally {
+    chunks.return?.();
+  }
 }
 
 export function errorReply(error: RegistryHttpError): {

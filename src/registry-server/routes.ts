@@ -18,6 +18,7 @@ import {
   adminReleaseSchema,
   byHostnameQuerySchema,
   hostnameSchema,
+  INBOX_DEFAULT_MAX_BYTES,
   inboxQuerySchema,
   listQuerySchema,
   MAX_MESSAGE_BODY_BYTES,
@@ -188,27 +189,28 @@ export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Ro
     const q = validate(inboxQuerySchema, queryObject(ctx.url), "query", op);
     const after = q.after ? Number(q.after) : 0;
     const limit = q.limit ?? 100;
+    const maxBytes = q.max_bytes ?? INBOX_DEFAULT_MAX_BYTES;
     const who = caller(ctx);
     service.authorizeInbox(installationId, who);
     // Long-poll: bounded by `wait` (<= 30 s); each wake-up re-reads, so a message stored between the
     // read and the wait is never missed (the notifier fires after the insert commits).
     const deadline = Date.now() + (q.wait ?? 0) * 1000;
-    let page = service.inbox(installationId, after, limit, who);
+    let page = service.inbox(installationId, after, limit, maxBytes, who);
     // Only a read that will actually park takes a long-poll slot; one that has messages answers at once.
     const release =
-      page.messages.length === 0 && deadline > Date.now() ? admitLongPoll(waiters, installationId, op) : null;
+      page.count === 0 && deadline > Date.now() ? admitLongPoll(waiters, installationId, op) : null;
     try {
-      while (page.messages.length === 0 && !ctx.signal.aborted) {
+      while (page.count === 0 && !ctx.signal.aborted) {
         const left = deadline - Date.now();
         if (left <= 0) break;
         await waiters.wait(installationId, left, ctx.signal);
-        page = service.inbox(installationId, after, limit, who);
+        page = service.inbox(installationId, after, limit, maxBytes, who);
         if (waiters.closed) break;
       }
     } finally {
       release?.();
     }
-    return { status: 200, body: page };
+    return { status: 200, body: page.body };
   };
 
   const ack: Handler = async (ctx) => {

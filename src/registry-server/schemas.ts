@@ -5,8 +5,18 @@ import type { ValidationIssue } from "./errors.js";
 
 export const HOSTNAME_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 export const PILOT_ADDRESS_PATTERN = /^\d{1,10}:[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}$/;
-/** Relay message bodies above this many bytes (UTF-8, JSON text for objects) are refused with 413. */
+/**
+ * Relay message bodies are strings of at most this many bytes AS STORED: the UTF-8 bytes of the JSON-escaped
+ * text without its quotes, so a control character counts as the 6 bytes of its `\uXXXX` escape. Measuring the
+ * stored form bounds what an inbox page carries; measuring the raw string let a body grow 6x in storage.
+ */
 export const MAX_MESSAGE_BODY_BYTES = 64 * 1024;
+/** Most messages one inbox read returns (`limit`). */
+export const INBOX_MAX_LIMIT = 100;
+/** Default and largest `max_bytes` of an inbox read: the response body (JSON) stays within it. */
+export const INBOX_DEFAULT_MAX_BYTES = 1024 * 1024;
+export const INBOX_MAX_BYTES = 4 * 1024 * 1024;
+export const INBOX_MIN_MAX_BYTES = 1024;
 
 // C0 controls, DEL and the C1 controls (U+0080-U+009F: U+009B is a one-character CSI on some terminals).
 // Names, descriptions and capabilities are shown in terminals and pasted into agents' prompts, where ESC
@@ -75,8 +85,10 @@ export type RegistrationInput = z.infer<typeof registrationSchema>;
 export const patchSchema = z.object({ ...registrationFields, hostname: hostnameSchema.optional() });
 export type PatchInput = z.infer<typeof patchSchema>;
 
-const messageBodySchema = z.union([z.string(), z.record(z.string(), z.unknown())], {
-  message: "body must be a string or a JSON object",
+// Strings only: a JSON object body reached receivers that accept only text and stalled their inbox. Structured
+// content travels as JSON text inside the string.
+const messageBodySchema = z.string({
+  message: "body must be a string; send structured content as JSON text inside the string",
 });
 
 export const sendMessageSchema = z
@@ -157,7 +169,8 @@ export const inboxQuerySchema = z.object({
     .string()
     .regex(/^\d{0,15}$/, { message: "after must be a cursor returned as next_cursor" })
     .optional(),
-  limit: intParam(1, 500).optional(),
+  limit: intParam(1, INBOX_MAX_LIMIT).optional(),
+  max_bytes: intParam(INBOX_MIN_MAX_BYTES, INBOX_MAX_BYTES).optional(),
   wait: z
     .string()
     .regex(/^\d{1,2}(?:\.\d{1,3})?$/, { message: "wait must be a number of seconds, 0-30" })

@@ -45,6 +45,14 @@ export interface RegistryServerOptions {
   adminKey?: string;
   /** Unacknowledged relay messages are kept this long (default 7 days). */
   messageRetentionSeconds?: number;
+  /** Unacknowledged messages one relay inbox may hold (default 1,000; 0 = no limit); more gets 507. */
+  inboxMaxMessages?: number;
+  /** Stored body bytes one relay inbox may hold (default 32 MiB; 0 = no limit); more gets 507. */
+  inboxMaxBytes?: number;
+  /** Relay sends a minute per sender installation (default 120; 0 = no limit); faster gets 429. */
+  sendRatePerMinute?: number;
+  /** Relay sends a sender may make at once before the rate applies (default 60). */
+  sendBurst?: number;
   /** Purge sweep period (default 60 s; 0 disables the timer). */
   sweepIntervalMs?: number;
   /** Open connections at most (default 1,024); one more is answered 503 with Retry-After and closed. */
@@ -140,6 +148,10 @@ export async function startRegistryServer(
     offlineRetentionSeconds: options.offlineRetentionSeconds ?? 7 * DAY_S,
     messageRetentionSeconds: options.messageRetentionSeconds ?? 7 * DAY_S,
     adminKeyHash: options.adminKey ? sha256Hex(options.adminKey) : undefined,
+    inboxMaxMessages: options.inboxMaxMessages,
+    inboxMaxBytes: options.inboxMaxBytes,
+    sendRatePerMinute: options.sendRatePerMinute,
+    sendBurst: options.sendBurst,
   });
   const router = buildRoutes(service, waiters);
   const keyHash = options.apiKey ? sha256Hex(options.apiKey) : undefined;

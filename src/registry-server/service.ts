@@ -3,16 +3,27 @@
 // validated input; every failure is a RegistryHttpError naming the operation and the next step.
 import { createHash, randomUUID } from "node:crypto";
 import { issueToken, matchesHash } from "./auth.js";
-import { conflict, forbidden, notFound, payloadTooLarge, unauthorized, unprocessable } from "./errors.js";
+import {
+  conflict,
+  forbidden,
+  insufficientStorage,
+  notFound,
+  payloadTooLarge,
+  tooManyRequests,
+  unauthorized,
+  unprocessable,
+} from "./errors.js";
 import type { InboxWaiters } from "./inbox-waiters.js";
+import { JsonStream } from "./json-text.js";
 import { isPeerId, peerIdOf } from "./peer-id.js";
+import { SendRateLimiter } from "./rate-limit.js";
 import {
   MAX_MESSAGE_BODY_BYTES,
   type PatchInput,
   type RegistrationInput,
   type SendMessageInput,
 } from "./schemas.js";
-import type { RegistryStore, StoredAgent, StoredMessage, StoredTrust, TrustStatus } from "./store.js";
+import type { RegistryStore, StoredAgent, StoredMessageHead, StoredTrust, TrustStatus } from "./store.js";
 
 /** The public agent record (contract: "Agent record"). */
 export interface AgentRecord {
@@ -73,12 +84,41 @@ export interface RegistryServiceOptions {
   messageRetentionSeconds: number;
   /** sha256 of the operator's admin key (admin routes are disabled without it). */
   adminKeyHash?: string | undefined;
+  /** Unacknowledged messages one inbox may hold (0 = no limit); beyond it sends get 507. */
+  inboxMaxMessages?: number;
+  /** Stored body bytes one inbox may hold (0 = no limit); beyond it sends get 507. */
+  inboxMaxBytes?: number;
+  /** Sends a minute per sender installation (token bucket; 0 = no limit); beyond it sends get 429. */
+  sendRatePerMinute?: number;
+  /** Sends a sender may make at once before the rate applies. */
+  sendBurst?: number;
+}
+
+export const DEFAULT_INBOX_MAX_MESSAGES = 1000;
+export const DEFAULT_INBOX_MAX_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_SEND_RATE_PER_MINUTE = 120;
+export const DEFAULT_SEND_BURST = 60;
+/** `{"messages":[` + `],"next_cursor":"<15 digits>"}` and some slack: what a page costs besides its messages. */
+const PAGE_OVERHEAD_BYTES = 64;
+
+/** One inbox page: `count` messages, written as JSON `{messages:[RelayMessage], next_cursor}` by `body`. */
+export interface InboxPageText {
+  count: number;
+  body: JsonStream;
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
 export class RegistryService {
-  constructor(readonly options: RegistryServiceOptions) {}
+  readonly #sendRate: SendRateLimiter;
+
+  constructor(readonly options: RegistryServiceOptions) {
+    this.#sendRate = new SendRateLimiter({
+      perMinute: options.sendRatePerMinute ?? DEFAULT_SEND_RATE_PER_MINUTE,
+      burst: options.sendBurst ?? DEFAULT_SEND_BURST,
+      now: options.now,
+    });
+  }
 
   get #store() {
     return this.options.store;
@@ -465,13 +505,13 @@ export class RegistryService {
 
   sendMessage(input: SendMessageInput, caller: Caller): { ok: true; message_id: string } {
     const operation = "send relay message";
+    // Measured as stored (escaped JSON text without its quotes): what inbox pages and quotas are made of.
     const bodyJson = JSON.stringify(input.body);
-    const bytes =
-      typeof input.body === "string" ? Buffer.byteLength(input.body, "utf8") : Buffer.byteLength(bodyJson);
+    const bytes = Buffer.byteLength(bodyJson) - 2;
     if (bytes > MAX_MESSAGE_BODY_BYTES) {
       throw payloadTooLarge(
         operation,
-        `message body is ${bytes} bytes; the relay carries at most ${MAX_MESSAGE_BODY_BYTES} bytes, split or shorten it`,
+        `message body is ${bytes} bytes as stored (JSON-escaped: a control character takes 6 bytes, a quote or backslash 2); the relay carries at most ${MAX_MESSAGE_BODY_BYTES} bytes, split or shorten it`,
       );
     }
     const sender = this.#agentByAnyId(input.from_installation_id);
@@ -480,6 +520,14 @@ export class RegistryService {
       throw forbidden(
         operation,
         `from_hostname '${input.from_hostname}' is not the hostname registered for installation ${input.from_installation_id} ('${sender.hostname}')`,
+      );
+    }
+    const wait = this.#sendRate.take(input.from_installation_id);
+    if (wait > 0) {
+      throw tooManyRequests(
+        operation,
+        `installation ${input.from_installation_id} is sending faster than ${this.options.sendRatePerMinute ?? DEFAULT_SEND_RATE_PER_MINUTE} messages a minute; retry after ${wait} s`,
+        wait,
       );
     }
     // The recipient by peer id (new), hostname, or to_installation_id (which also takes a peer id: older
@@ -524,13 +572,16 @@ export class RegistryService {
       );
     }
     const messageId = input.message_id ?? randomUUID();
-    const { message, duplicate } = this.#store.insertMessage({
-      messageId,
-      toInstallationId: to,
-      fromInstallationId: fromPeer,
-      fromHostname: sender?.hostname ?? input.from_hostname,
-      bodyJson,
-      createdAt: this.#now(),
+    const { message, duplicate } = this.#store.transaction(() => {
+      this.#checkQuota(operation, recipient.hostname, to, messageId, bytes + 2);
+      return this.#store.insertMessage({
+        messageId,
+        toInstallationId: to,
+        fromInstallationId: fromPeer,
+        fromHostname: sender?.hostname ?? input.from_hostname,
+        bodyJson,
+        createdAt: this.#now(),
+      });
     });
     if (duplicate && message.fromInstallationId !== fromPeer) {
       throw conflict(
@@ -540,6 +591,22 @@ export class RegistryService {
     }
     if (!duplicate) this.options.waiters.notify(to);
     return { ok: true, message_id: messageId };
+  }
+
+  /** 507 when the message would take the inbox past its quota; a resend of a stored message always passes. */
+  #checkQuota(operation: string, hostname: string, to: string, messageId: string, storedBytes: number): void {
+    const maxMessages = this.options.inboxMaxMessages ?? DEFAULT_INBOX_MAX_MESSAGES;
+    const maxBytes = this.options.inboxMaxBytes ?? DEFAULT_INBOX_MAX_BYTES;
+    if (maxMessages <= 0 && maxBytes <= 0) return;
+    const usage = this.#store.inboxUsage(to);
+    const overCount = maxMessages > 0 && usage.messages + 1 > maxMessages;
+    const overBytes = maxBytes > 0 && usage.bytes + storedBytes > maxBytes;
+    if ((overCount || overBytes) && !this.#store.hasMessage(to, messageId)) {
+      throw insufficientStorage(
+        operation,
+        `the relay inbox of ${hostname} is full (${usage.messages} unacknowledged messages, ${usage.bytes} bytes; at most ${maxMessages} messages and ${maxBytes} bytes); try again later, once it has read its messages`,
+      );
+    }
   }
 
   #requireInbox(installationId: string, caller: Caller, operation: string): void {
@@ -553,20 +620,48 @@ export class RegistryService {
     this.#requireInbox(installationId, caller, "read relay inbox");
   }
 
+  /**
+   * One page of the inbox: at most `limit` messages and at most `maxBytes` of JSON text (always at least one
+   * message when there is one, which the body limit bounds). The page is planned from the rows' stored sizes
+   * without reading bodies; the bodies are then read one at a time as the socket drains and placed in the text
+   * as stored (no parse, no second escaping). A read so holds about one message in memory, not one page.
+   */
   inbox(
     installationId: string,
     after: number,
     limit: number,
+    maxBytes: number,
     caller: Caller,
-  ): { messages: RelayMessage[]; next_cursor: string | null } {
+  ): InboxPageText {
     this.#requireInbox(installationId, caller, "read relay inbox");
     const since = this.#now() - this.options.messageRetentionSeconds * 1000;
-    const rows = this.#store.listMessages(installationId, after, since, limit);
-    const last = rows.at(-1);
-    return {
-      messages: rows.map(toRelayMessage),
-      next_cursor: last ? String(last.seq) : after > 0 ? String(after) : null,
-    };
+    const planned: Array<{ head: StoredMessageHead; text: [string, string] }> = [];
+    let size = PAGE_OVERHEAD_BYTES;
+    for (const head of this.#store.listMessageHeads(installationId, after, since, limit)) {
+      const text = relayMessageText(head, planned.length > 0);
+      const bytes = Buffer.byteLength(text[0]) + head.bodyBytes + Buffer.byteLength(text[1]);
+      if (planned.length > 0 && size + bytes > maxBytes) break;
+      planned.push({ head, text });
+      size += bytes;
+    }
+    const last = planned.at(-1)?.head.seq;
+    const nextCursor = last !== undefined ? String(last) : after > 0 ? String(after) : null;
+    const store = this.#store;
+    function* chunks(): Generator<string> {
+      yield '{"messages":[';
+      let first = true;
+      for (const { head, text } of planned) {
+        // Acknowledged (or purged) since the page was planned: left out; next_cursor still passes it.
+        const body = store.getMessageBody(installationId, head.seq);
+        if (body === undefined) continue;
+        yield first ? relayMessageText(head, false)[0] : text[0];
+        yield body;
+        yield text[1];
+        first = false;
+      }
+      yield `],"next_cursor":${JSON.stringify(nextCursor)}}`;
+    }
+    return { count: planned.length, body: new JsonStream(chunks) };
   }
 
   ack(input: { installation_id: string; message_ids: string[] }, caller: Caller): { acked: number } {
@@ -847,6 +942,7 @@ export class RegistryService {
   /** Purges agents offline past the retention period and messages older than theirs. */
   sweep(): { agents: number; messages: number } {
     const now = this.#now();
+    this.#sendRate.sweep();
     return {
       agents: this.#store.purgeAgents(now - this.#ttlMs() - this.options.offlineRetentionSeconds * 1000),
       messages: this.#store.purgeMessages(now - this.options.messageRetentionSeconds * 1000),
@@ -854,14 +950,17 @@ export class RegistryService {
   }
 }
 
-function toRelayMessage(m: StoredMessage): RelayMessage {
-  return {
+/**
+ * A RelayMessage as JSON text around its body: `head` + the stored body JSON + `tail`. The stored text is
+ * already valid JSON (a string, or an object stored before bodies had to be strings), so it goes in as it is.
+ */
+function relayMessageText(m: StoredMessageHead, comma: boolean): [string, string] {
+  const head = JSON.stringify({
     message_id: m.messageId,
     from_peer_id: m.fromInstallationId,
     from_installation_id: m.fromInstallationId,
     from_hostname: m.fromHostname,
-    body: JSON.parse(m.bodyJson),
-    created_at: iso(m.createdAt),
-    cursor: String(m.seq),
-  };
+  });
+  const tail = JSON.stringify({ created_at: iso(m.createdAt), cursor: String(m.seq) });
+  return [`${comma ? "," : ""}${head.slice(0, -1)},"body":`, `,${tail.slice(1)}`];
 }

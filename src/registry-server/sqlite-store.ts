@@ -9,11 +9,13 @@ import type {
   AgentListQuery,
   AgentLiveness,
   AgentSearchQuery,
+  InboxUsage,
   NewMessage,
   Page,
   RegistryStore,
   StoredAgent,
   StoredMessage,
+  StoredMessageHead,
   StoredTrust,
   TrustStatus,
 } from "./store.js";
@@ -45,6 +47,7 @@ CREATE TABLE IF NOT EXISTS messages (
   from_hostname TEXT NOT NULL,
   body_json TEXT NOT NULL,
   created_at INTEGER NOT NULL,
+  body_bytes INTEGER,
   UNIQUE (to_installation_id, message_id)
 );
 CREATE INDEX IF NOT EXISTS messages_inbox ON messages(to_installation_id, seq);
@@ -62,6 +65,29 @@ CREATE TABLE IF NOT EXISTS trust (
   PRIMARY KEY (requester_id, target_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS trust_target ON trust(target_id, status);
+`;
+
+/**
+ * Per-inbox counts for the relay quota, kept by triggers in the same transaction as every insert and delete
+ * (sends, acks, purges, other connections). Run after the messages table has its body_bytes column.
+ */
+const INBOX_USAGE_SCHEMA = `
+CREATE TABLE IF NOT EXISTS inbox_usage (
+  to_installation_id TEXT PRIMARY KEY,
+  messages INTEGER NOT NULL,
+  bytes INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS messages_usage_insert AFTER INSERT ON messages BEGIN
+  INSERT INTO inbox_usage (to_installation_id, messages, bytes)
+  VALUES (NEW.to_installation_id, 1, COALESCE(NEW.body_bytes, length(CAST(NEW.body_json AS BLOB))))
+  ON CONFLICT (to_installation_id) DO UPDATE
+  SET messages = messages + 1, bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER IF NOT EXISTS messages_usage_delete AFTER DELETE ON messages BEGIN
+  UPDATE inbox_usage
+  SET messages = messages - 1, bytes = bytes - COALESCE(OLD.body_bytes, length(CAST(OLD.body_json AS BLOB)))
+  WHERE to_installation_id = OLD.to_installation_id;
+END;
 `;
 
 type Row = Record<string, SQLInputValue>;
@@ -169,7 +195,33 @@ export class SqliteRegistryStore implements RegistryStore {
     this.#db.exec("PRAGMA foreign_keys = OFF");
     this.#db.exec("PRAGMA busy_timeout = 5000");
     this.#db.exec(`PRAGMA cache_size = -${Math.round((options.cacheMiB ?? 16) * 1024)}`);
-    this.#db.exec(SCHEMA);
+    // The quota counts live in inbox_usage, kept by triggers in the same transaction as every insert and delete
+    // (acks, purges, other connections), so a send checks its quota with one primary-key read. A database from
+    // before the table existed gets its counts once, here.
+    const hadUsage = this.#db
+      .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox_usage'")
+      .get();
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      this.#db.exec(SCHEMA);
+      // body_bytes lets an inbox page be planned in bytes without reading bodies; older rows have NULL there
+      // and are measured from body_json instead.
+      const columns = this.#db.prepare("PRAGMA table_info(messages)").all();
+      if (!columns.some((c) => c.name === "body_bytes")) {
+        this.#db.exec("ALTER TABLE messages ADD COLUMN body_bytes INTEGER");
+      }
+      this.#db.exec(INBOX_USAGE_SCHEMA);
+      if (!hadUsage) {
+        this.#db.exec(
+          "INSERT INTO inbox_usage (to_installation_id, messages, bytes) SELECT to_installation_id, COUNT(*), " +
+            "SUM(length(CAST(body_json AS BLOB))) FROM messages GROUP BY to_installation_id",
+        );
+      }
+      this.#db.exec("COMMIT");
+    } catch (error) {
+      this.#db.exec("ROLLBACK");
+      throw error;
+    }
     this.#migratePeerIds();
     // Only the indexed columns: loading 100k rows should leave little garbage behind for the heap to keep.
     const rows = this.#db
@@ -522,7 +574,7 @@ export class SqliteRegistryStore implements RegistryStore {
       if (existing) return { message: toMessage(existing), duplicate: true };
       const result = this.#stmt(
         "INSERT INTO messages (message_id, to_installation_id, from_installation_id, from_hostname, body_json, " +
-          "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+          "created_at, body_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
       ).run(
         message.messageId,
         message.toInstallationId,
@@ -530,6 +582,7 @@ export class SqliteRegistryStore implements RegistryStore {
         message.fromHostname,
         message.bodyJson,
         message.createdAt,
+        Buffer.byteLength(message.bodyJson),
       );
       return { message: { ...message, seq: Number(result.lastInsertRowid) }, duplicate: false };
     });
@@ -548,6 +601,53 @@ export class SqliteRegistryStore implements RegistryStore {
       .map(toMessage);
   }
 
+  listMessageHeads(
+    toInstallationId: string,
+    afterSeq: number,
+    createdSince: number,
+    limit: number,
+  ): StoredMessageHead[] {
+    return this.#stmt(
+      "SELECT seq, message_id, to_installation_id, from_installation_id, from_hostname, created_at, " +
+        "COALESCE(body_bytes, length(CAST(body_json AS BLOB))) AS body_bytes FROM messages " +
+        "WHERE to_installation_id = ? AND seq > ? AND created_at >= ? ORDER BY seq LIMIT ?",
+    )
+      .all(toInstallationId, afterSeq, createdSince, limit)
+      .map((row) => ({
+        seq: Number(row.seq),
+        messageId: String(row.message_id),
+        toInstallationId: String(row.to_installation_id),
+        fromInstallationId: String(row.from_installation_id),
+        fromHostname: String(row.from_hostname),
+        createdAt: Number(row.created_at),
+        bodyBytes: Number(row.body_bytes),
+      }));
+  }
+
+  getMessageBody(toInstallationId: string, seq: number): string | undefined {
+    const row = this.#stmt("SELECT body_json FROM messages WHERE seq = ? AND to_installation_id = ?").get(
+      seq,
+      toInstallationId,
+    );
+    return row ? String(row.body_json) : undefined;
+  }
+
+  inboxUsage(toInstallationId: string): InboxUsage {
+    const row = this.#stmt("SELECT messages, bytes FROM inbox_usage WHERE to_installation_id = ?").get(
+      toInstallationId,
+    );
+    return row ? { messages: Number(row.messages), bytes: Number(row.bytes) } : { messages: 0, bytes: 0 };
+  }
+
+  hasMessage(toInstallationId: string, messageId: string): boolean {
+    return (
+      this.#stmt("SELECT 1 FROM messages WHERE to_installation_id = ? AND message_id = ?").get(
+        toInstallationId,
+        messageId,
+      ) !== undefined
+    );
+  }
+
   deleteMessages(toInstallationId: string, messageIds: string[]): number {
     return this.transaction(() => {
       const stmt = this.#stmt("DELETE FROM messages WHERE to_installation_id = ? AND message_id = ?");
@@ -564,9 +664,14 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   purgeMessages(createdBefore: number): number {
-    return this.transaction(() =>
-      Number(this.#stmt("DELETE FROM messages WHERE created_at < ?").run(createdBefore).changes),
-    );
+    return this.transaction(() => {
+      const purged = Number(
+        this.#stmt("DELETE FROM messages WHERE created_at < ?").run(createdBefore).changes,
+      );
+      // Empty inboxes' counters go too, so the table stays as small as the set of inboxes holding messages.
+      this.#stmt("DELETE FROM inbox_usage WHERE messages <= 0").run();
+      return purged;
+    });
   }
 
   getTrust(requesterId: string, targetId: string): StoredTrust | undefined {

@@ -74,6 +74,18 @@ export interface StoredMessage {
 
 export type NewMessage = Omit<StoredMessage, "seq">;
 
+/** A message row without its body, and the body's size in UTF-8 bytes. */
+export interface StoredMessageHead extends Omit<StoredMessage, "bodyJson"> {
+  bodyBytes: number;
+}
+
+/** What one inbox holds: the figures the per-recipient quota is checked against. */
+export interface InboxUsage {
+  messages: number;
+  /** UTF-8 bytes of the stored bodies (`bodyJson`). */
+  bytes: number;
+}
+
 export type TrustStatus = "pending" | "approved" | "rejected" | "blocked";
 
 /**
@@ -121,6 +133,18 @@ export interface RegistryStore {
     createdSince: number,
     limit: number,
   ): StoredMessage[];
+  /** The rows listMessages returns without their bodies: enough to plan an inbox page in bytes. */
+  listMessageHeads(
+    toInstallationId: string,
+    afterSeq: number,
+    createdSince: number,
+    limit: number,
+  ): StoredMessageHead[];
+  /** One stored body (`bodyJson`); undefined when the message is gone (acknowledged or purged meanwhile). */
+  getMessageBody(toInstallationId: string, seq: number): string | undefined;
+  /** Unacknowledged messages held for one installation and their stored body bytes (a cheap, kept-up count). */
+  inboxUsage(toInstallationId: string): InboxUsage;
+  hasMessage(toInstallationId: string, messageId: string): boolean;
   deleteMessages(toInstallationId: string, messageIds: string[]): number;
   /** Deletes a whole inbox (its agent was purged or gave way); returns how many messages. */
   deleteInbox(toInstallationId: string): number;

@@ -31,6 +31,8 @@ export interface NetworkCounters {
   dispatched: number;
   refused: Record<string, number>;
   deadLettered: number;
+  /** Relay only: messages the client could not read, per reason (those with an id are also in deadLettered). */
+  unreadable?: Record<string, number>;
   duplicates: number;
   sent: number;
   lastInboundAt: number | null;

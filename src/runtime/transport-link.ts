@@ -238,15 +238,25 @@ export function startRelayLink(deps: LinkDeps): TransportLink {
     },
     inbox: () => {
       // The message the receiver is retrying right now (it holds back later ones until this one is final).
-      const { retrying, lastError } = receiver.status();
+      const { retrying, lastError, recentUnreadable } = receiver.status();
       return {
         undelivered: retrying
           ? [{ ref: retrying.messageId, from: retrying.fromHostname, attempts: retrying.attempts, lastError }]
           : [],
-        deadLettered: [],
+        // Messages the client could not read, given up on at once (copies in relay-dead-letter/).
+        deadLettered: recentUnreadable.map((u) => ({
+          ref: u.ref ?? "(no message id)",
+          from: u.from,
+          reason: u.reason,
+          at: new Date(u.at).toISOString(),
+        })),
       };
     },
-    counters: () => inboundCounters(pipeline),
+    counters: () => {
+      const counters = inboundCounters(pipeline);
+      const { counts, unreadable } = receiver.status();
+      return { ...counters, deadLettered: counters.deadLettered + counts.unreadable, unreadable };
+    },
     nodeInfo: () => ({ pilotNodeId: null, pilotAddress: null }),
     async stop() {
       poll.send({ type: "STOP" });

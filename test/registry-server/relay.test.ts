@@ -40,13 +40,13 @@ describe("relay messages", () => {
     expect(first).toMatchObject({ status: 200, body: { ok: true, message_id: "m1" } });
     const second = await send(r, alice, {
       to_installation_id: "inst-bob",
-      body: { v: 1, text: "structured" },
+      body: JSON.stringify({ v: 1, text: "structured" }),
     });
     expect(second.status).toBe(200);
     expect(typeof second.body.message_id).toBe("string");
     const box = await inbox(r, bob);
     expect(box.status).toBe(200);
-    expect(box.body.messages.map((m) => m.body)).toEqual(["hello", { v: 1, text: "structured" }]);
+    expect(box.body.messages.map((m) => m.body)).toEqual(["hello", '{"v":1,"text":"structured"}']);
     expect(box.body.messages[0]).toMatchObject({
       message_id: "m1",
       // The sender's peer id under both names: the installation id is alice's secret.

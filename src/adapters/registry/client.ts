@@ -50,6 +50,10 @@ export const LIST_LIMIT_MAX = 100;
 export const INBOX_WAIT_MAX_SECONDS = 30;
 /** A registry answer larger than this is refused (a page of 100 records is far below it). */
 export const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
+/** Most messages one inbox read asks for (the reference registry's cap). */
+export const INBOX_LIMIT_MAX = 100;
+/** The largest `max_bytes` the reference registry takes; the client asks for at most its own response limit. */
+export const INBOX_MAX_BYTES_MAX = 4 * 1024 * 1024;
 
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 
@@ -204,7 +208,10 @@ function recordToMetadata(record: AgentRecord): AgentMetadata {
   };
 }
 
-class ResponseTooLarge extends Error {}
+/** The cause of a RegistryError for an answer over the response-size limit (readInbox retries smaller). */
+export class ResponseTooLarge extends Error {
+  override readonly name = "ResponseTooLarge";
+}
 
 /** Reads a body as text, refusing more than `maxBytes` (a broken or hostile server cannot exhaust memory). */
 async function readCapped(response: Response, maxBytes: number): Promise<string> {
@@ -228,6 +235,16 @@ async function readCapped(response: Response, maxBytes: number): Promise<string>
     chunks.push(value);
   }
   return Buffer.concat(chunks).toString("utf8");
+}
+
+/** `Retry-After` in seconds (delta-seconds or an HTTP date), bounded to a day; undefined when absent or bad. */
+function retryAfterSeconds(header: string | null): number | undefined {
+  if (!header) return undefined;
+  const seconds = /^\d{1,9}$/.test(header.trim())
+    ? Number(header.trim())
+    : Math.ceil((Date.parse(header) - Date.now()) / 1000);
+  if (!Number.isFinite(seconds)) return undefined;
+  return Math.min(86_400, Math.max(0, seconds));
 }
 
 function networkCode(err: unknown): string {
@@ -265,6 +282,10 @@ function statusKind(status: number): RegistryErrorKind {
       return "conflict";
     case 413:
       return "too_large";
+    case 429:
+      return "rate_limited";
+    case 507:
+      return "inbox_full";
     default:
       return "http";
   }
@@ -288,6 +309,10 @@ function nextStep(kind: RegistryErrorKind, operation: string): string {
       return "another registration holds this hostname (online, or offline until the registry releases it); choose a different hostname";
     case "too_large":
       return "shorten the message (the registry accepts at most 64 KiB)";
+    case "rate_limited":
+      return "slow down and retry after the time the registry gave";
+    case "inbox_full":
+      return "the recipient's relay inbox is full; try again later";
     default:
       return "retry later or check the registry's logs";
   }
@@ -309,6 +334,11 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
   let searchPath = SEARCH_PATH;
   /** Whether this server honours search `offset` (the original ignores it); learned on the first page > 1. */
   let searchOffset: "unknown" | "honoured" | "ignored" = "unknown";
+  /**
+   * Inbox reads ask for at most this many messages: lowered when a registry that ignores max_bytes sent a page
+   * over the response limit, and lifted again once a page comes back short (the big messages are read).
+   */
+  let inboxLimitCap = INBOX_LIMIT_MAX;
 
   /** Belt and braces: a server may echo a header back in an error detail. */
   function redact(text: string, token: string | null | undefined): string {
@@ -392,6 +422,8 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
           spec0,
           "bad_response",
           `Agent Registry at ${display} sent more than ${maxResponseBytes} bytes for ${spec.operation} (${endpoint}); is registryUrl pointing at an Agent Registry? Use a smaller limit`,
+          undefined,
+          cause,
         );
       }
       throw failAborted(cause);
@@ -438,7 +470,7 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
           ? ` (non-JSON ${contentType.split(";")[0] || "body"})`
           : "";
       const statusText = response.statusText ? ` ${response.statusText}` : "";
-      throw fail(
+      const error = fail(
         spec0,
         kind,
         `Agent Registry at ${display} answered ${response.status}${statusText} to ${spec.operation} (${endpoint})${what}; ${nextStep(kind, spec.operation)}`,
@@ -446,6 +478,9 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
         undefined,
         detail,
       );
+      const retryAfter = retryAfterSeconds(response.headers.get("retry-after"));
+      if (retryAfter !== undefined) error.retryAfterSeconds = retryAfter;
+      throw error;
     }
 
     if (text.trim().length === 0) {
@@ -809,22 +844,40 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     },
 
     async readInbox(q, opts = {}) {
-      const query = new URLSearchParams();
-      if (q.after) query.set("after", q.after);
-      if (q.limit !== undefined) query.set("limit", String(clampInt(q.limit, 1, 500, 100)));
-      const wait = q.wait === undefined ? 0 : clampInt(q.wait, 0, INBOX_WAIT_MAX_SECONDS, 0);
-      if (wait > 0) query.set("wait", String(wait));
-      const { data } = await request({
-        operation: "relay.inbox",
-        method: "GET",
-        path: `/api/v1/agents/messages/inbox/${seg(q.installationId)}`,
-        query,
-        token: opts.token,
-        signal: opts.signal,
-        schema: inboxResponseSchema,
-        extraTimeoutMs: wait * 1000,
-      });
-      return data;
+      const wanted = clampInt(q.limit, 1, INBOX_LIMIT_MAX, INBOX_LIMIT_MAX);
+      let limit = Math.min(wanted, inboxLimitCap);
+      let wait = q.wait === undefined ? 0 : clampInt(q.wait, 0, INBOX_WAIT_MAX_SECONDS, 0);
+      // Ask for what this client can take: the reference registry stops a page before max_bytes.
+      const maxBytes = clampInt(maxResponseBytes, 1024, INBOX_MAX_BYTES_MAX, INBOX_MAX_BYTES_MAX);
+      for (;;) {
+        const query = new URLSearchParams();
+        if (q.after) query.set("after", q.after);
+        query.set("limit", String(limit));
+        query.set("max_bytes", String(maxBytes));
+        if (wait > 0) query.set("wait", String(wait));
+        try {
+          const { data } = await request({
+            operation: "relay.inbox",
+            method: "GET",
+            path: `/api/v1/agents/messages/inbox/${seg(q.installationId)}`,
+            query,
+            token: opts.token,
+            signal: opts.signal,
+            schema: inboxResponseSchema,
+            extraTimeoutMs: wait * 1000,
+          });
+          if (data.messages.length + data.unreadable.length < limit) inboxLimitCap = INBOX_LIMIT_MAX;
+          return data;
+        } catch (err) {
+          // A registry that ignores max_bytes (the original one) sent more than we take: ask for fewer
+          // messages, down to one, instead of failing on the same page forever. The page exists, so no wait.
+          if (!(err instanceof RegistryError && err.cause instanceof ResponseTooLarge) || limit <= 1)
+            throw err;
+          limit = Math.max(1, Math.floor(limit / 2));
+          inboxLimitCap = limit;
+          wait = 0;
+        }
+      }
     },
 
     async ack(req, opts = {}) {

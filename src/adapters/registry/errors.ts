@@ -8,6 +8,8 @@ export type RegistryErrorKind =
   | "conflict"
   | "invalid"
   | "too_large"
+  | "rate_limited"
+  | "inbox_full"
   | "unreachable"
   | "timeout"
   | "aborted"
@@ -29,6 +31,8 @@ export class RegistryError extends Error {
   readonly kind: RegistryErrorKind;
   readonly status?: number;
   readonly detail?: string;
+  /** From a `Retry-After` header (429 rate limits), in seconds. */
+  retryAfterSeconds?: number;
 
   constructor(message: string, options: RegistryErrorOptions) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });

@@ -15,6 +15,8 @@ import type {
   TrustPeer,
   TrustStatus,
   TrustStatusResult,
+  UnreadableReason,
+  UnreadableRelayMessage,
 } from "./types.js";
 
 const idLike = z.union([z.string(), z.number()]).transform((v) => String(v));
@@ -177,12 +179,83 @@ const wireRelayMessage = z
     }),
   );
 
+/** Relay bodies are at most 64 KiB (the registry's limit); a larger one is not admitted. */
+export const RELAY_BODY_MAX_BYTES = 64 * 1024;
+
+/** Whatever identifying fields a message that failed validation still has. */
+const unreadableFields = z.object({
+  message_id: optionalId.catch(null),
+  id: optionalId.catch(null),
+  cursor: optionalId.catch(null),
+  from_hostname: optionalText.catch(null),
+  from_installation_id: optionalId.catch(null),
+});
+
+function unreadable(
+  raw: unknown,
+  position: number,
+  reason: UnreadableReason,
+  detail: string,
+): UnreadableRelayMessage {
+  const fields = unreadableFields.safeParse(raw);
+  const f = fields.success ? fields.data : null;
+  return {
+    position,
+    messageId: f?.message_id ?? f?.id ?? null,
+    cursor: f?.cursor ?? null,
+    fromHostname: f?.from_hostname ?? null,
+    fromInstallationId: f?.from_installation_id ?? null,
+    reason,
+    detail,
+    raw,
+  };
+}
+
+/** One message, validated on its own so that a bad one never fails the page (and so the whole inbox). */
+function readRelayMessage(raw: unknown, position: number): RelayMessage | UnreadableRelayMessage {
+  const parsed = wireRelayMessage.safeParse(raw);
+  if (!parsed.success) {
+    const body = raw !== null && typeof raw === "object" ? (raw as { body?: unknown }).body : undefined;
+    if (body !== undefined && typeof body !== "string") {
+      return unreadable(
+        raw,
+        position,
+        "body_not_string",
+        `body is ${Array.isArray(body) ? "an array" : body === null ? "null" : typeof body === "object" ? "an object" : `a ${typeof body}`}, not a string`,
+      );
+    }
+    const detail = parsed.error.issues
+      .slice(0, 3)
+      .map((i) => `${i.path.join(".") || "(message)"}: ${i.message}`)
+      .join("; ");
+    return unreadable(raw, position, "malformed", detail);
+  }
+  const bytes = Buffer.byteLength(parsed.data.body, "utf8");
+  if (bytes > RELAY_BODY_MAX_BYTES) {
+    return unreadable(
+      raw,
+      position,
+      "too_large",
+      `body is ${bytes} bytes, more than ${RELAY_BODY_MAX_BYTES}`,
+    );
+  }
+  return parsed.data;
+}
+
 export const inboxResponseSchema: z.ZodType<InboxPage, unknown> = z.preprocess(
   (value) => (Array.isArray(value) ? { messages: value } : value),
-  z.object({ messages: z.array(wireRelayMessage), next_cursor: optionalId }).transform((p) => ({
-    messages: p.messages,
-    nextCursor: p.next_cursor ?? p.messages.at(-1)?.cursor ?? null,
-  })),
+  z.object({ messages: z.array(z.unknown()), next_cursor: optionalId }).transform((p): InboxPage => {
+    const messages: RelayMessage[] = [];
+    const bad: UnreadableRelayMessage[] = [];
+    p.messages.forEach((raw, position) => {
+      const read = readRelayMessage(raw, position);
+      if ("reason" in read) bad.push(read);
+      else messages.push(read);
+    });
+    const lastCursor =
+      p.messages.length > 0 ? unreadableFields.safeParse(p.messages.at(-1)).data?.cursor : null;
+    return { messages, unreadable: bad, nextCursor: p.next_cursor ?? lastCursor ?? null };
+  }),
 );
 
 export const ackResponseSchema: z.ZodType<AckResult, unknown> = z

@@ -115,6 +115,27 @@ export interface InboxQuery {
   wait?: number;
 }
 
+/** Why an inbox message could not be taken (counted per reason in the receiver's status). */
+export type UnreadableReason = "body_not_string" | "too_large" | "malformed";
+
+/**
+ * A message of an inbox page that failed validation on its own. The rest of the page is still delivered; the
+ * receiver dead-letters this one by id (or skips it by cursor when it has no id), so it never stalls the inbox.
+ */
+export interface UnreadableRelayMessage {
+  /** Index in the page as the registry sent it: readable messages fill the other positions, in order. */
+  position: number;
+  messageId: string | null;
+  cursor: string | null;
+  fromHostname: string | null;
+  fromInstallationId: string | null;
+  reason: UnreadableReason;
+  /** What was wrong, for logs and the dead-letter file. */
+  detail: string;
+  /** The message as received (for the dead-letter copy; bodies are bounded by the response-size limit). */
+  raw: unknown;
+}
+
 export interface RelayMessage {
   messageId: string;
   fromInstallationId: string | null;
@@ -126,6 +147,8 @@ export interface RelayMessage {
 
 export interface InboxPage {
   messages: RelayMessage[];
+  /** Messages that failed validation; see UnreadableRelayMessage.position for where they stood. */
+  unreadable: UnreadableRelayMessage[];
   nextCursor: string | null;
 }
 

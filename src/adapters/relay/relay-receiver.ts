@@ -2,14 +2,16 @@
 // message to the inbound pipeline (an `InboundSink`) one at a time and acknowledges it only after a final
 // outcome, so the registry keeps anything not yet safely dispatched. Acks are coalesced and the cursor is
 // persisted only once its messages are acked; a crash re-reads instead of losing (the pipeline's dedupe makes
-// that exactly-once). Registry outages and restarts: capped exponential backoff, resume, never skip.
+// that exactly-once). Registry outages and restarts: capped exponential backoff, resume, never skip. A message
+// the client cannot read (not a string body, oversize, malformed) is dead-lettered by id, acked and counted, and
+// one without an id is skipped by its cursor: content never stalls the inbox.
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { type BackoffPolicy, backoffDelay } from "../../machines/backoff.js";
 import type { RegistryClient } from "../registry/client.js";
 import { RegistryError } from "../registry/errors.js";
-import type { CallOptions, InboxPage, RelayMessage } from "../registry/types.js";
+import type { CallOptions, InboxPage, UnreadableReason, UnreadableRelayMessage } from "../registry/types.js";
 import { readJsonFile, writeJsonAtomic } from "../state/json-file.js";
 import type { InboundOutcome, InboundSink, RawInbound } from "../transport/transport.js";
 
@@ -98,8 +100,16 @@ export interface RelayReceiverStatus {
   lastMessageAt: number | null;
   /** The message the pipeline asked to retry, holding back later ones until it has a final outcome. */
   retrying: { messageId: string; fromHostname: string | null; attempts: number; since: number } | null;
-  /** Cumulative, since start. */
-  counts: Record<"received" | "dispatched" | "duplicate" | "refused" | "retry" | "deadLettered", number>;
+  /** Cumulative, since start. `unreadable`: messages the client could not read (dead-lettered by id, or
+   * `skipped` by cursor when they had no id); they are not among the pipeline's outcomes. */
+  counts: Record<
+    "received" | "dispatched" | "duplicate" | "refused" | "retry" | "deadLettered" | "unreadable" | "skipped",
+    number
+  >;
+  /** Unreadable messages per reason, since start. */
+  unreadable: Record<UnreadableReason, number>;
+  /** The latest unreadable messages (at most 20), newest last, for the inbox report. */
+  recentUnreadable: Array<{ ref: string | null; from: string | null; reason: string; at: number }>;
 }
 
 export interface RelayReceiver {
@@ -136,10 +146,12 @@ function describe(err: unknown): string {
 }
 
 /** A file name from a message id: the id comes from a peer, so it must not steer the path. */
-function deadLetterName(message: RelayMessage): string {
-  const safe = message.messageId.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 120);
+function deadLetterName(messageId: string): string {
+  const safe = messageId.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 120);
   return `relay-${Date.now()}-${safe}.json`;
 }
+
+const RECENT_UNREADABLE_MAX = 20;
 
 type BatchResult = "done" | "retry" | "stalled" | "ack-failed" | "stopped";
 
@@ -164,7 +176,18 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
     lastError: null,
     lastMessageAt: null,
     retrying: null,
-    counts: { received: 0, dispatched: 0, duplicate: 0, refused: 0, retry: 0, deadLettered: 0 },
+    counts: {
+      received: 0,
+      dispatched: 0,
+      duplicate: 0,
+      refused: 0,
+      retry: 0,
+      deadLettered: 0,
+      unreadable: 0,
+      skipped: 0,
+    },
+    unreadable: { body_not_string: 0, too_large: 0, malformed: 0 },
+    recentUnreadable: [],
   };
 
   function failed(what: string, err: unknown): void {
@@ -173,13 +196,14 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
     log.warn(`relay inbox of ${installationId}: ${what} failed (${describe(err)}); backing off`);
   }
 
-  async function keepDeadLetter(message: RelayMessage): Promise<void> {
+  /** `record` is the file's content: the message, and why it was given up on when the client could not read it. */
+  async function keepDeadLetter(messageId: string, record: Record<string, unknown>): Promise<void> {
     const dir = options.deadLetterDir;
     if (!dir) return;
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const path = join(dir, deadLetterName(message));
+    const path = join(dir, deadLetterName(messageId));
     const tmp = `${path}.tmp`;
-    await writeFile(tmp, `${JSON.stringify({ transport: "relay", installationId, message }, null, 2)}\n`, {
+    await writeFile(tmp, `${JSON.stringify({ transport: "relay", installationId, ...record }, null, 2)}\n`, {
       mode: 0o600,
     });
     await rename(tmp, path);
@@ -189,7 +213,8 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
   // `status.cursor` is the last acknowledged one, the only one persisted. Acks are coalesced (one registry
   // write per `ackDelayMs` instead of one per message); until a message is acked a restart re-reads it.
   let readCursor: string | null = null;
-  const pending: Array<{ messageId: string; cursor: string | null }> = [];
+  /** Acks to send; `messageId` null: a message skipped by cursor (nothing to ack, only the cursor moves). */
+  const pending: Array<{ messageId: string | null; cursor: string | null }> = [];
   let flushing: Promise<boolean> | null = null;
   let ackTimer: ReturnType<typeof setTimeout> | null = null;
   let ackFailed = false;
@@ -213,8 +238,9 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
       const batch = pending.splice(0, ACK_MAX_IDS);
       const opts: CallOptions = { token: options.agentToken?.() ?? null };
       if (ackSignal) opts.signal = ackSignal;
+      const messageIds = batch.flatMap((p) => (p.messageId === null ? [] : [p.messageId]));
       try {
-        await client.ack({ installationId, messageIds: batch.map((p) => p.messageId) }, opts);
+        if (messageIds.length > 0) await client.ack({ installationId, messageIds }, opts);
       } catch (err) {
         // Not acked: everything after the acked cursor is read again and the pipeline reports each as a
         // duplicate, which is acked then. Nothing is lost; the in-flight read is restarted from there.
@@ -262,13 +288,71 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
     return true;
   }
 
-  async function processBatch(messages: RelayMessage[]): Promise<BatchResult> {
-    for (const message of messages) {
+  /**
+   * A message the client could not read: with an id it is dead-lettered, acked and counted; without one it is
+   * skipped by its cursor (or the page's next cursor when it ends the page), logged and counted.
+   */
+  async function giveUpUnreadable(
+    bad: UnreadableRelayMessage,
+    pageNextCursor: string | null,
+    last: boolean,
+  ): Promise<"done" | "stalled"> {
+    const from = bad.fromHostname ?? bad.fromInstallationId;
+    if (bad.messageId !== null) {
+      try {
+        await keepDeadLetter(bad.messageId, {
+          unreadable: { reason: bad.reason, detail: bad.detail },
+          message: bad.raw,
+        });
+      } catch (err) {
+        // Without the local copy an ack would lose the message: keep it on the registry and try again.
+        failed(`keeping a dead-letter copy of unreadable message ${bad.messageId}`, err);
+        return "stalled";
+      }
+      status.counts.unreadable += 1;
+      log.warn(
+        `relay message ${bad.messageId}${from ? ` from ${from}` : ""} is unreadable (${bad.reason}: ${bad.detail}); dead-lettered and acknowledged`,
+      );
+    } else {
+      status.counts.skipped += 1;
+      log.warn(
+        `relay inbox of ${installationId}: skipped a message without a usable id${from ? ` from ${from}` : ""} (${bad.reason}: ${bad.detail})`,
+      );
+    }
+    status.unreadable[bad.reason] += 1;
+    status.recentUnreadable.push({
+      ref: bad.messageId,
+      from,
+      reason: `${bad.reason}: ${bad.detail}`,
+      at: now(),
+    });
+    if (status.recentUnreadable.length > RECENT_UNREADABLE_MAX) status.recentUnreadable.shift();
+    const cursor = bad.cursor ?? (last ? pageNextCursor : null);
+    if (bad.messageId !== null || cursor !== null) pending.push({ messageId: bad.messageId, cursor });
+    if (cursor !== null) readCursor = cursor;
+    return "done";
+  }
+
+  async function processBatch(page: InboxPage): Promise<BatchResult> {
+    const total = page.messages.length + page.unreadable.length;
+    const unreadableAt = new Map(page.unreadable.map((u) => [u.position, u]));
+    let nextReadable = 0;
+    for (let position = 0; position < total; position++) {
       if (signal.aborted) return "stopped";
       if (ackFailed) return "ack-failed";
       status.state = "processing";
       status.counts.received += 1;
       status.lastMessageAt = now();
+      const bad = unreadableAt.get(position);
+      if (bad) {
+        if ((await giveUpUnreadable(bad, page.nextCursor, position === total - 1)) === "stalled") {
+          return "stalled";
+        }
+        if (pending.length >= ackBatchSize && !(await flush())) return "ack-failed";
+        continue;
+      }
+      const message = page.messages[nextReadable++];
+      if (!message) break;
       const raw: RawInbound = {
         transport: "relay",
         ref: message.messageId,
@@ -311,7 +395,7 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
       if (status.retrying?.messageId === message.messageId) status.retrying = null;
       if (outcome === "dead-lettered") {
         try {
-          await keepDeadLetter(message);
+          await keepDeadLetter(message.messageId, { message });
         } catch (err) {
           // Without the local copy an ack would lose the message: keep it on the registry and try again.
           failed(`keeping a dead-letter copy of ${message.messageId}`, err);
@@ -408,7 +492,7 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
       quick = false;
       status.consecutiveFailures = 0;
       status.lastError = null;
-      if (page.messages.length === 0) {
+      if (page.messages.length === 0 && page.unreadable.length === 0) {
         const elapsed = now() - started;
         if (wait > 0 && elapsed < minEmptyPollMs) {
           emptyPause = minEmptyPollMs - elapsed;
@@ -416,8 +500,19 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
         }
         continue;
       }
-      const result = await processBatch(page.messages);
+      const cursorBefore = readCursor;
+      const result = await processBatch(page);
       if (result === "stopped") break;
+      if (
+        result === "done" &&
+        page.messages.length === 0 &&
+        page.unreadable.every((u) => u.messageId === null) &&
+        readCursor === cursorBefore
+      ) {
+        // Only messages without id or cursor (a registry that gives neither): nothing to ack and no way past
+        // them, so the next read would return the same page at once. Poll at the empty pace instead of spinning.
+        emptyPause = minEmptyPollMs;
+      }
       if (result === "ack-failed" || !(await scheduleFlush())) continue;
       if (result === "done") {
         retryAttempt = 0;

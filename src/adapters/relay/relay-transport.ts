@@ -102,6 +102,17 @@ export function toTransportError(operation: string, peer: PeerRef | null, err: u
         `the registry rejected ${operation}: ${err.message}`,
         cause,
       );
+    case "inbox_full":
+      return new TransportError(operation, "inbox_full", `${who}'s inbox is full; try again later`, cause);
+    case "rate_limited": {
+      const after = err.retryAfterSeconds ?? 60;
+      return new TransportError(
+        operation,
+        "rate_limited",
+        `sending too fast; retry after ${after} s (the registry limits how many messages an agent sends a minute)`,
+        cause,
+      );
+    }
     case "http":
       // A 4xx we have no better name for, or the original registry's `200 {ok:false}`: a refusal, not an outage.
       if (err.status !== undefined && err.status < 500) {
@@ -254,11 +265,12 @@ export function createRelayTransport(options: RelayTransportOptions): Transport 
 
     async send(to: PeerRef, envelope: Envelope, signal?: AbortSignal) {
       const body = encodeEnvelope(envelope);
-      if (Buffer.byteLength(body, "utf8") > RELAY_MAX_BODY_BYTES) {
+      // The registry measures the body as stored: JSON-escaped (the envelope's quotes count twice), unquoted.
+      if (Buffer.byteLength(JSON.stringify(body), "utf8") - 2 > RELAY_MAX_BODY_BYTES) {
         throw new TransportError(
           "send",
           "invalid",
-          `the message is too large for the relay (at most ${RELAY_MAX_BODY_BYTES} bytes with its envelope); shorten or split it`,
+          `the message is too large for the relay (at most ${RELAY_MAX_BODY_BYTES} bytes with its envelope, as stored: JSON-escaped, so quotes count twice and control characters six times); shorten or split it`,
         );
       }
       const toInstallationId = await installationIdOf("send", to);

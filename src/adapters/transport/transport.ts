@@ -39,6 +39,10 @@ export type TransportErrorCode =
   | "timeout"
   | "rejected"
   | "invalid"
+  /** The peer's relay inbox is at its quota (registry 507): try later. */
+  | "inbox_full"
+  /** This agent sends faster than the registry allows (429): retry after the given time. */
+  | "rate_limited"
   | "failed";
 
 /** A failed transport operation; `message` says what to do next. */

@@ -124,4 +124,22 @@ describe("agent_network over the relay", () => {
       accounts: [{ accountId: "alpha", transport: "relay", counters: { sent: 1 } }],
     });
   });
+
+  it("contact tells the agent when the peer's relay inbox is full (registry 507)", async () => {
+    world = await startRelayWorld({ requireTrust: true, server: { inboxMaxMessages: 1 } });
+    const alpha = accountOf(world.alpha);
+    const beta = accountOf(world.beta);
+    const runtimes = runtimesOf(alpha, beta);
+    const asAlpha = { messageChannel: "agent-registry", agentAccountId: "alpha" };
+    await runTool(runtimes, { action: "handshake", hostname: "beta", introduction: "hi" }, asAlpha);
+    const fake = createFakeApi();
+    registerGatewayMethods(fake.api, gatewayMethodSpecs(runtimes));
+    await fake.call("agent-registry.approve", { accountId: "beta", peer: "alpha" });
+
+    const first = await runTool(runtimes, { action: "contact", hostname: "beta", message: "one" }, asAlpha);
+    expect(first.details, textOf(first)).toMatchObject({ ok: true });
+    const second = await runTool(runtimes, { action: "contact", hostname: "beta", message: "two" }, asAlpha);
+    expect(second.details).toMatchObject({ ok: false });
+    expect(textOf(second)).toContain("beta's inbox is full; try again later");
+  });
 });

@@ -86,9 +86,36 @@ describe("registry wire schemas", () => {
           cursor: "5",
         },
       ],
+      unreadable: [],
       nextCursor: "5",
     });
-    expect(inboxResponseSchema.safeParse({ messages: [{ body: "no id" }] }).success).toBe(false);
+  });
+
+  it("reads each inbox message on its own: a bad one is reported unreadable, the rest still delivered", () => {
+    const page = inboxResponseSchema.parse({
+      messages: [
+        { message_id: "m-1", body: { v: 1 }, cursor: "1", from_hostname: "eve" },
+        { body: "no id", cursor: "2" },
+        { message_id: "m-3", body: "fine", cursor: "3" },
+        { message_id: "m-4", body: "x".repeat(64 * 1024 + 1), cursor: "4" },
+        { message_id: "m-5", body: "ok", created_at: { not: "a time" }, cursor: "5" },
+        "not even an object",
+      ],
+      next_cursor: "6",
+    });
+    expect(page.messages.map((m) => m.messageId)).toEqual(["m-3"]);
+    expect(page.unreadable.map((u) => [u.position, u.messageId, u.cursor, u.reason])).toEqual([
+      [0, "m-1", "1", "body_not_string"],
+      [1, null, "2", "malformed"],
+      [3, "m-4", "4", "too_large"],
+      [4, "m-5", "5", "malformed"],
+      [5, null, null, "malformed"],
+    ]);
+    expect(page.unreadable[0]).toMatchObject({
+      fromHostname: "eve",
+      detail: "body is an object, not a string",
+    });
+    expect(page.nextCursor).toBe("6");
   });
 
   it("reads pending trust as requests, relationships or a bare array", () => {

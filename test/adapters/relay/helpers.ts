@@ -5,7 +5,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRegistryClient, type RegistryClient } from "../../../src/adapters/registry/client.js";
 import type { InboundOutcome, InboundSink, RawInbound } from "../../../src/adapters/transport/transport.js";
-import { type RegistryServerHandle, startRegistryServer } from "../../../src/registry-server/server.js";
+import {
+  type RegistryServerHandle,
+  type RegistryServerOptions,
+  startRegistryServer,
+} from "../../../src/registry-server/server.js";
 
 export interface Installation {
   /** Secret: only this installation uses it (as itself, with its token). */
@@ -34,7 +38,7 @@ export interface RelayWorld {
 const quietLogger = { info: () => {}, error: () => {} };
 
 export async function startRelayWorld(
-  options: { requireTrust?: boolean; trusted?: boolean } = {},
+  options: { requireTrust?: boolean; trusted?: boolean; server?: RegistryServerOptions } = {},
 ): Promise<RelayWorld> {
   const dir = mkdtempSync(join(tmpdir(), "relay-test-"));
   const dbPath = join(dir, "registry.db");
@@ -44,6 +48,7 @@ export async function startRelayWorld(
     requireTrust: options.requireTrust ?? true,
     sweepIntervalMs: 0,
     logger: quietLogger,
+    ...options.server,
   };
   let server = await startRegistryServer({ ...serverOptions, port: 0 });
   const port = server.port;

@@ -111,6 +111,37 @@ describe("relay send", () => {
     expect(err.message).toMatch(/retry later/);
   });
 
+  it("tells the sender the peer's inbox is full when the registry answers 507", async () => {
+    world = await startRelayWorld({ trusted: true, server: { inboxMaxMessages: 1 } });
+    const send = () =>
+      transportOf(world!.alpha).send(
+        { hostname: "beta", nodeId: null, installationId: "inst-beta" },
+        createEnvelope({ fromHostname: "alpha", body: "hi" }),
+      );
+    await send();
+    const err = await expectTransportError(send(), "inbox_full");
+    expect(err.message).toBe("beta's inbox is full; try again later");
+  });
+
+  it("tells the sender to slow down, with the registry's Retry-After, when it answers 429", async () => {
+    world = await startRelayWorld({ trusted: true, server: { sendRatePerMinute: 2, sendBurst: 1 } });
+    const send = () =>
+      transportOf(world!.alpha).send(
+        { hostname: "beta", nodeId: null, installationId: "inst-beta" },
+        createEnvelope({ fromHostname: "alpha", body: "hi" }),
+      );
+    await send();
+    const err = await expectTransportError(send(), "rate_limited");
+    expect(err.message).toMatch(/^sending too fast; retry after (29|30) s/);
+  });
+
+  it("refuses before sending a body that is small as text but over 64 KiB as the relay stores it", async () => {
+    world = await startRelayWorld({ trusted: true });
+    const quoted = createEnvelope({ fromHostname: "alpha", body: '"'.repeat(25 * 1024) });
+    const err = await expectTransportError(transportOf(world.alpha).send(peer("beta"), quoted), "invalid");
+    expect(err.message).toMatch(/as stored: JSON-escaped/);
+  });
+
   it("maps a 413 from the registry to invalid", () => {
     const err = toTransportError(
       "send",
