@@ -54,6 +54,11 @@ export class Router {
     return this;
   }
 
+  /** Every route as `METHOD /pattern` (docs/registry-api.md is checked against this list). */
+  list(): string[] {
+    return this.#routes.map((r) => `${r.method} /${r.segments.join("/")}`);
+  }
+
   match(method: string, path: string): RouteMatch {
     const segments = path.split("/").filter(Boolean);
     const allow = new Set<string>();

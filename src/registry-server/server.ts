@@ -181,7 +181,7 @@ export async function startRegistryServer(
       checkDeploymentKey(req, path);
       const match = router.match(method, path);
       if (match.kind === "not-found") {
-        sendJson(res, 404, { detail: `no route ${method} ${path}; see docs/registry-server.md for the API` });
+        sendJson(res, 404, { detail: `no route ${method} ${path}; see docs/registry-api.md for the API` });
         return;
       }
       if (match.kind === "method-not-allowed") {
