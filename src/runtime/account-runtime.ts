@@ -43,7 +43,8 @@ export type RefreshResult = "registered" | "deregistered" | "updated" | "no-chan
 export interface AccountRuntimeStatus extends AccountStatus {
   accountId: string;
   hostname: string | null;
-  installationId: string;
+  /** The public id peers know this account by (null until registered); the installation id stays secret. */
+  peerId: string | null;
   registryUrl: string;
   visibilitySource: ResolvedAccount["visibility"]["source"];
   visibilityError: string | null;
@@ -388,7 +389,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     ...toAccountStatus(actor.getSnapshot()),
     accountId: account.accountId,
     hostname: account.hostname,
-    installationId,
+    peerId: state.identity().peerId ?? null,
     registryUrl,
     visibilitySource: account.visibility.source,
     visibilityError: visibility.source.lastError?.message ?? null,

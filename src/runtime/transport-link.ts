@@ -214,6 +214,7 @@ export function startRelayLink(deps: LinkDeps): TransportLink {
   const receiver = startRelayReceiver({
     client: registry,
     installationId: deps.installationId,
+    label: deps.account.accountId,
     agentToken: () => state.identity().agentToken,
     sink: pipeline,
     cursorStore: createFileCursorStore(join(state.dir, "relay-cursor.json")),

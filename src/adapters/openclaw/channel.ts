@@ -59,7 +59,7 @@ export function toChannelSnapshot(status: AccountRuntimeStatus): AccountSnapshot
       lifecycle: status.lifecycle,
       agentId: status.agentId,
       hostname: status.hostname,
-      installationId: status.installationId,
+      peerId: status.peerId,
       discoverable: status.discoverable,
       visibilitySource: status.visibilitySource,
       lastHeartbeatAt: status.lastHeartbeatAt,

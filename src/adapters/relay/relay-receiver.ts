@@ -55,6 +55,8 @@ export interface RelayLog {
 export interface RelayReceiverOptions {
   client: RegistryClient;
   installationId: string;
+  /** How logs name this inbox (the account id): the installation id is a secret and never logged. */
+  label?: string;
   /** Read on every call: re-registration replaces the token. */
   agentToken?: () => string | null;
   sink: InboundSink;
@@ -157,6 +159,7 @@ type BatchResult = "done" | "retry" | "stalled" | "ack-failed" | "stopped";
 
 export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver {
   const { client, installationId, sink, cursorStore } = options;
+  const label = options.label ?? "this account";
   const log: RelayLog = options.log ?? { warn: () => {} };
   const waitSeconds = Math.min(30, Math.max(0, options.waitSeconds ?? DEFAULT_RELAY_WAIT_SECONDS));
   const backoff = options.backoff ?? DEFAULT_RELAY_BACKOFF;
@@ -193,7 +196,7 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
   function failed(what: string, err: unknown): void {
     status.consecutiveFailures += 1;
     status.lastError = `${what}: ${describe(err)}`;
-    log.warn(`relay inbox of ${installationId}: ${what} failed (${describe(err)}); backing off`);
+    log.warn(`relay inbox of ${label}: ${what} failed (${describe(err)}); backing off`);
   }
 
   /** `record` is the file's content: the message, and why it was given up on when the client could not read it. */
@@ -228,7 +231,7 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
     } catch (err) {
       // Safe to go on: the messages are acked, so an older cursor after a crash only re-reads later ones
       // (unacked, deduped by the pipeline).
-      log.warn(`relay inbox of ${installationId}: could not persist the cursor (${describe(err)})`);
+      log.warn(`relay inbox of ${label}: could not persist the cursor (${describe(err)})`);
     }
   }
 
@@ -316,7 +319,7 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
     } else {
       status.counts.skipped += 1;
       log.warn(
-        `relay inbox of ${installationId}: skipped a message without a usable id${from ? ` from ${from}` : ""} (${bad.reason}: ${bad.detail})`,
+        `relay inbox of ${label}: skipped a message without a usable id${from ? ` from ${from}` : ""} (${bad.reason}: ${bad.detail})`,
       );
     }
     status.unreadable[bad.reason] += 1;
@@ -414,9 +417,7 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
       status.cursor = (await cursorStore.load()) ?? null;
     } catch (err) {
       // An unreadable cursor must not stop delivery: reading from the start only re-sees unacked messages.
-      log.warn(
-        `relay inbox of ${installationId}: cursor unreadable (${describe(err)}); reading from the start`,
-      );
+      log.warn(`relay inbox of ${label}: cursor unreadable (${describe(err)}); reading from the start`);
       status.cursor = null;
     }
     readCursor = status.cursor;
@@ -473,7 +474,7 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
         failed("reading the inbox", err);
         if (err instanceof RegistryError && (err.kind === "unauthorized" || err.kind === "forbidden")) {
           log.warn(
-            `relay inbox of ${installationId}: the registry refused our agent token; it is refreshed when the account re-registers`,
+            `relay inbox of ${label}: the registry refused our agent token; it is refreshed when the account re-registers`,
           );
         }
         rescan = true;
@@ -538,7 +539,7 @@ export function startRelayReceiver(options: RelayReceiverOptions): RelayReceiver
     // A bug, not an outage (those are handled in the loop): report it in status rather than crash the gateway.
     status.state = "stopped";
     status.lastError = `relay receiver stopped: ${describe(err)}`;
-    log.warn(`relay inbox of ${installationId}: receiver stopped on an unexpected error (${describe(err)})`);
+    log.warn(`relay inbox of ${label}: receiver stopped on an unexpected error (${describe(err)})`);
   });
 
   return {

@@ -202,7 +202,7 @@ export function runtimeAround<N extends AccountNetwork>(
     nextRetryDelayMs: null,
     accountId,
     hostname: account.hostname,
-    installationId: `inst-${accountId}`,
+    peerId: null,
     registryUrl: account.registryUrl,
     visibilitySource: "config",
     visibilityError: null,
