@@ -9,21 +9,7 @@ import type { AdmittedMessage } from "../../src/adapters/transport/transport.js"
 import { resolveAccounts } from "../../src/config.js";
 import { type RegistryServerHandle, startRegistryServer } from "../../src/registry-server/server.js";
 import { type AccountRuntime, startAccountRuntime } from "../../src/runtime/account-runtime.js";
-
-const quiet = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };
-
-async function until<T>(
-  probe: () => T | undefined | false | Promise<T | undefined | false>,
-  what: string,
-): Promise<T> {
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    const value = await probe();
-    if (value) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+import { quiet, until } from "./support/until.js";
 
 describe("handshake announcements", () => {
   let registry: RegistryServerHandle;

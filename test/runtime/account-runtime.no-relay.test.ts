@@ -8,19 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolveAccounts } from "../../src/config.js";
 import { type AccountRuntime, startAccountRuntime } from "../../src/runtime/account-runtime.js";
 import { type LegacyRegistryServer, startLegacyRegistryServer } from "../fixtures/legacy-registry-server.js";
+import { until } from "./support/until.js";
 
 const warnings: string[] = [];
 const log = { info: () => {}, warn: (m: string) => warnings.push(m), error: () => {}, debug: () => {} };
-
-async function until<T>(probe: () => T | undefined | false | null, what: string): Promise<T> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    const value = probe();
-    if (value) return value;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe("relay account on a registry without relay routes", () => {
   let legacy: LegacyRegistryServer;

@@ -13,18 +13,7 @@ import {
   ownershipRefusal,
   startAccountRuntime,
 } from "../../src/runtime/account-runtime.js";
-
-const quiet = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };
-
-async function until<T>(probe: () => T | undefined | false, what: string): Promise<T> {
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    const value = probe();
-    if (value) return value;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+import { quiet, until } from "./support/until.js";
 
 describe("registration ownership across restarts", () => {
   let registry: RegistryServerHandle;

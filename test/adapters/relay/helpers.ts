@@ -4,6 +4,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRegistryClient, type RegistryClient } from "../../../src/adapters/registry/client.js";
+import {
+  createMemoryCursorStore,
+  type RelayReceiver,
+  type RelayReceiverOptions,
+  startRelayReceiver,
+} from "../../../src/adapters/relay/relay-receiver.js";
 import type { InboundOutcome, InboundSink, RawInbound } from "../../../src/adapters/transport/transport.js";
 import {
   type RegistryServerHandle,
@@ -162,4 +168,34 @@ export class RecordingSink implements InboundSink {
       return true;
     });
   }
+}
+
+/** Backoffs short enough for tests. */
+export const FAST_BACKOFF = { initialMs: 20, maxMs: 200, factor: 2 };
+
+const receivers: RelayReceiver[] = [];
+
+/** A receiver of beta's inbox (memory cursor, fast backoffs); `closeReceivers()` stops every one started. */
+export function betaReceiver(
+  w: RelayWorld,
+  sink: RecordingSink,
+  extra: Partial<RelayReceiverOptions> = {},
+): RelayReceiver {
+  const receiver = startRelayReceiver({
+    client: w.beta.client,
+    installationId: w.beta.installationId,
+    agentToken: () => w.beta.token,
+    sink,
+    cursorStore: createMemoryCursorStore(),
+    waitSeconds: 25,
+    backoff: FAST_BACKOFF,
+    retryBackoff: FAST_BACKOFF,
+    ...extra,
+  });
+  receivers.push(receiver);
+  return receiver;
+}
+
+export async function closeReceivers(): Promise<void> {
+  for (const r of receivers.splice(0)) await r.close();
 }

@@ -13,36 +13,29 @@ import {
 import { createRelayTransport } from "../../../src/adapters/relay/relay-transport.js";
 import { createEnvelope, type Envelope } from "../../../src/adapters/transport/envelope.js";
 import { type Transport, TransportError } from "../../../src/adapters/transport/transport.js";
-import { RecordingSink, type RelayWorld, startRelayWorld } from "./helpers.js";
+import {
+  betaReceiver,
+  closeReceivers,
+  FAST_BACKOFF,
+  RecordingSink,
+  type RelayWorld,
+  startRelayWorld,
+} from "./helpers.js";
 
 let world: RelayWorld | undefined;
-const receivers: RelayReceiver[] = [];
 afterEach(async () => {
+  await closeReceivers();
   for (const r of receivers.splice(0)) await r.close();
   await world?.cleanup();
   world = undefined;
 });
 
-const fast = { initialMs: 20, maxMs: 200, factor: 2 };
+/** Receivers a test builds itself (other registries, other options); the rest come from betaReceiver. */
+const receivers: RelayReceiver[] = [];
+const fast = FAST_BACKOFF;
 
-function receiverFor(
-  w: RelayWorld,
-  sink: RecordingSink,
-  extra: Partial<RelayReceiverOptions> = {},
-): RelayReceiver {
-  const receiver = startRelayReceiver({
-    client: w.beta.client,
-    installationId: w.beta.installationId,
-    agentToken: () => w.beta.token,
-    sink,
-    cursorStore: createMemoryCursorStore(),
-    waitSeconds: 25,
-    backoff: fast,
-    retryBackoff: fast,
-    ...extra,
-  });
-  receivers.push(receiver);
-  return receiver;
+function receiverFor(w: RelayWorld, sink: RecordingSink, extra: Partial<RelayReceiverOptions> = {}) {
+  return betaReceiver(w, sink, extra);
 }
 
 function alphaTransport(w: RelayWorld): Transport {
