@@ -356,7 +356,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     if (
       !(await step("stopping the gateway deregisters both", async () => {
         const t0 = Date.now();
-        await gateway!.stop();
+        // OpenClaw first lets running turns finish (the agents may still be answering each other); on a loaded
+        // host that can outlast the default 20 s, and a SIGKILL then would skip the deregistration under test.
+        await gateway!.stop(120_000);
         // Deregistered records stay offline, holding their hostnames for their owners until released.
         const list = await registryJson("/api/v1/agents/");
         const left = (list.body.agents as unknown[]).length;

@@ -259,7 +259,14 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
         // Never auto-reply to a peer we do not trust (e.g. the agent answering a handshake announcement).
         if (!network.isTrusted({ hostname, nodeId: null, installationId: null })) return "untrusted";
         if (!budget.take(hostname)) return "budget_spent";
-        await network.sendReply(hostname, text);
+        try {
+          await network.sendReply(hostname, text);
+        } catch (error) {
+          // A reply that failed (peer daemon down, a pilotctl timeout on a busy host) must not shorten the
+          // exchange the budget allows; the error still goes to OpenClaw's delivery as before.
+          budget.refund(hostname);
+          throw error;
+        }
         return "sent";
       },
       introductionFor: (hostname) => network.introductionFor(hostname),

@@ -16,6 +16,13 @@ export class ReplyBudget {
     return true;
   }
 
+  /** Gives back a reply taken for `peer` that was never sent: only replies that left count against the budget. */
+  refund(peer: string): void {
+    const used = this.#used.get(peer) ?? 0;
+    if (used <= 1) this.#used.delete(peer);
+    else this.#used.set(peer, used - 1);
+  }
+
   reset(peer: string): void {
     this.#used.delete(peer);
   }

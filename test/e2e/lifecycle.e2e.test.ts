@@ -195,29 +195,33 @@ describe("account lifecycle in a real OpenClaw gateway", () => {
         ]);
         return alice.status === 200 && bob.status === 200;
       },
-      60_000,
+      // Re-registration backs off while the registry is down (1, 2, 4, 8, 16 s...): room for the next attempt.
+      90_000,
       "alice and bob online in the registry again",
       1_000,
     );
     const all = await statusOf();
     expect(all.map((a) => a.lifecycle)).toEqual(["online", "online"]);
-  }, 120_000);
+  }, 180_000);
 
   it("deregisters both within 5 s of stopping the gateway", async () => {
-    const started = Date.now();
+    const signalled = Date.now();
     const stopping = gateway.stop();
-    await waitUntil(
+    const gone = await waitUntil(
       async () => {
         // Deregistered records stay (offline, holding their hostnames for their owners); none is online.
         const list = await registryGet("/api/v1/agents/");
-        return (list.body.agents as unknown[]).length === 0;
+        return (list.body.agents as unknown[]).length === 0 ? Date.now() : undefined;
       },
-      10_000,
+      60_000,
       "both records offline",
       100,
     );
-    const elapsed = Date.now() - started;
     await stopping;
-    expect(elapsed).toBeLessThan(5_000);
+    // Counted from the moment OpenClaw begins its shutdown (its own log line): on a loaded host the process can
+    // take seconds to get there after SIGTERM, which says nothing about the plugin. Without the line, from SIGTERM.
+    const shutdown = /^(\S+) \[shutdown\] started/m.exec(gateway.logs())?.[1];
+    const from = shutdown ? Date.parse(shutdown) : signalled;
+    expect(gone - from).toBeLessThan(5_000);
   }, 60_000);
 });

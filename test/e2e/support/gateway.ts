@@ -156,6 +156,9 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     OPENCLAW_DISABLE_BONJOUR: "1",
     OPENCLAW_NO_AUTO_UPDATE: "1",
     NO_COLOR: "1",
+    // E2E_GATEWAY_LOG_LEVEL=debug puts the plugin's debug lines (actor transitions, inbox scans) and OpenClaw's
+    // turn diagnostics into logs(), for finding where a slow or lost turn went.
+    ...(process.env.E2E_GATEWAY_LOG_LEVEL ? { OPENCLAW_LOG_LEVEL: process.env.E2E_GATEWAY_LOG_LEVEL } : {}),
     ...opts.env,
   };
   const pluginDir = stagePlugin(baseDir);
