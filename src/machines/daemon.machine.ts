@@ -17,6 +17,10 @@ export interface DaemonInput {
   stopTimeoutMs?: number;
   /** Observe-only mode: how often `daemon status` is read. Default 30000 (the daemon's heartbeat). */
   statusIntervalMs?: number;
+  /** pilotctl missing or unusable: how long until it is looked for again. Default 60000. */
+  absentRecheckMs?: number;
+  /** Restart budget exhausted: how long until one more round of starts is tried. Default 300000. */
+  failedRetryMs?: number;
 }
 
 export interface BinaryCheck {
@@ -75,6 +79,8 @@ export interface DaemonContext {
   stableAfterMs: number;
   stopTimeoutMs: number;
   statusIntervalMs: number;
+  absentRecheckMs: number;
+  failedRetryMs: number;
   nodeId: number | null;
   address: string | null;
   /** Why the daemon is not usable right now (absent, crashed, failed, detached). */
@@ -92,11 +98,21 @@ export const DAEMON_DEFAULTS = {
   stableAfterMs: 60_000,
   stopTimeoutMs: 5_000,
   statusIntervalMs: 30_000,
+  // Installing Pilot is an operator action: a minute keeps up with it without polling PATH all the time.
+  absentRecheckMs: 60_000,
+  // A daemon that used its whole budget is broken for a reason (config, port, disk): try again rarely, so a
+  // cause that goes away (a reboot of the peer, a freed port) heals without restarting the gateway.
+  failedRetryMs: 300_000,
 } as const;
 
 /** Delay before restart number `attempt` (1-based). No jitter: the daemon is local, there is no herd to spread. */
 export function restartDelayMs(policy: BackoffPolicy, attempt: number): number {
   return baseDelay(policy, attempt);
+}
+
+/** A delay as the owner reads it in a reason: "45 s", "5 min". */
+export function spokenDelay(ms: number): string {
+  return ms >= 60_000 && ms % 60_000 === 0 ? `${ms / 60_000} min` : `${Math.max(1, Math.round(ms / 1000))} s`;
 }
 
 function notProvided(name: string): never {
@@ -153,11 +169,21 @@ export const daemonMachine = setup({
       restartAttempt: ({ context }) => context.restartAttempt + 1,
     }),
   },
+  // Guards that read an actor's output take it as params, so each stays named (and typed) in the diagram.
   guards: {
     managed: ({ context }) => context.manageDaemon,
     observeOnly: ({ context }) => !context.manageDaemon,
     hasBudget: ({ context }) => context.restartsLeft > 0,
     budgetExhausted: ({ context }) => context.restartsLeft <= 0,
+    binaryPresent: (_, params: { check: BinaryCheck }) => params.check.present,
+    /** Up, answering, and with a node id: usable for messaging. */
+    daemonUsable: (_, params: { status: DaemonStatus }) =>
+      params.status.running && params.status.responsive && params.status.nodeId !== null,
+    daemonGone: (_, params: { status: DaemonStatus }) => !(params.status.running && params.status.responsive),
+    /** The daemon we observe came back as another node (restarted with a new identity): re-register it. */
+    identityChanged: ({ context }, params: { status: DaemonStatus }) =>
+      params.status.nodeId !== null &&
+      (params.status.nodeId !== context.nodeId || params.status.address !== context.address),
   },
   delays: {
     restartBackoff: ({ context }) => restartDelayMs(context.restartBackoff, context.restartAttempt + 1),
@@ -165,6 +191,8 @@ export const daemonMachine = setup({
     statusInterval: ({ context }) => context.statusIntervalMs,
     // The actor escalates SIGTERM to SIGKILL after stopTimeoutMs; give it as long again before giving up on it.
     stopDeadline: ({ context }) => context.stopTimeoutMs * 2,
+    absentRecheck: ({ context }) => context.absentRecheckMs,
+    failedRetry: ({ context }) => context.failedRetryMs,
   },
 }).createMachine({
   id: "daemon",
@@ -178,6 +206,8 @@ export const daemonMachine = setup({
     stableAfterMs: input.stableAfterMs ?? DAEMON_DEFAULTS.stableAfterMs,
     stopTimeoutMs: input.stopTimeoutMs ?? DAEMON_DEFAULTS.stopTimeoutMs,
     statusIntervalMs: input.statusIntervalMs ?? DAEMON_DEFAULTS.statusIntervalMs,
+    absentRecheckMs: input.absentRecheckMs ?? DAEMON_DEFAULTS.absentRecheckMs,
+    failedRetryMs: input.failedRetryMs ?? DAEMON_DEFAULTS.failedRetryMs,
     nodeId: null,
     address: null,
     reason: null,
@@ -192,7 +222,10 @@ export const daemonMachine = setup({
         src: "checkBinary",
         input: {},
         onDone: [
-          { guard: ({ event }) => event.output.present, target: "starting" },
+          {
+            guard: { type: "binaryPresent", params: ({ event }) => ({ check: event.output }) },
+            target: "starting",
+          },
           {
             target: "absent",
             actions: assign({
@@ -216,9 +249,11 @@ export const daemonMachine = setup({
       on: { STOP: "stopped" },
     },
 
-    // Discovery-only: the registry still works, messaging tells the model why not.
+    // Discovery-only: the registry still works, messaging tells the model why not. Looked for again on a timer
+    // (someone may install Pilot meanwhile) or at once on DAEMON.RETRY (the operator's refresh).
     absent: {
       entry: "reportUnavailable",
+      after: { absentRecheck: { target: "checking", actions: "refillBudget" } },
       on: {
         "DAEMON.RETRY": { target: "checking", actions: "refillBudget" },
         STOP: "stopped",
@@ -260,8 +295,7 @@ export const daemonMachine = setup({
             input: {},
             onDone: [
               {
-                guard: ({ event }) =>
-                  event.output.running && event.output.responsive && event.output.nodeId !== null,
+                guard: { type: "daemonUsable", params: ({ event }) => ({ status: event.output }) },
                 target: "#daemon.running",
                 actions: assign({
                   nodeId: ({ event }) => event.output.nodeId,
@@ -316,7 +350,7 @@ export const daemonMachine = setup({
             input: {},
             onDone: [
               {
-                guard: ({ event }) => !(event.output.running && event.output.responsive),
+                guard: { type: "daemonGone", params: ({ event }) => ({ status: event.output }) },
                 target: "#daemon.detached",
                 actions: [
                   assign({
@@ -326,9 +360,7 @@ export const daemonMachine = setup({
                 ],
               },
               {
-                guard: ({ context, event }) =>
-                  event.output.nodeId !== null &&
-                  (event.output.nodeId !== context.nodeId || event.output.address !== context.address),
+                guard: { type: "identityChanged", params: ({ event }) => ({ status: event.output }) },
                 target: "watching",
                 actions: [
                   assign({
@@ -417,17 +449,19 @@ export const daemonMachine = setup({
       on: { STOP: "stopping" },
     },
 
-    // Budget exhausted: no more restarts until someone fixes the daemon and retries.
+    // Budget exhausted: no quick restarts any more. One more round (a fresh budget) after failedRetry, or at once on
+    // DAEMON.RETRY, so a cause that was fixed heals without a gateway restart.
     failed: {
       entry: [
         assign({
           reason: ({ context }) =>
             `Pilot daemon kept failing (${context.restartBudget} restart${context.restartBudget === 1 ? "" : "s"} used): ` +
             `${context.reason ?? "unknown cause"}. ` +
-            "Check the daemon log, then restart the gateway or retry.",
+            `Check the daemon log; it is tried again in ${spokenDelay(context.failedRetryMs)}, or now with agent-registry.refresh.`,
         }),
         "reportUnavailable",
       ],
+      after: { failedRetry: { target: "starting", actions: "refillBudget" } },
       on: {
         "DAEMON.RETRY": { target: "starting", actions: "refillBudget" },
         STOP: "stopping",
@@ -450,8 +484,7 @@ export const daemonMachine = setup({
             input: {},
             onDone: [
               {
-                guard: ({ event }) =>
-                  event.output.running && event.output.responsive && event.output.nodeId !== null,
+                guard: { type: "daemonUsable", params: ({ event }) => ({ status: event.output }) },
                 target: "#daemon.running",
                 actions: assign({
                   nodeId: ({ event }) => event.output.nodeId,

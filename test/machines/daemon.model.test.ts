@@ -10,7 +10,13 @@ import {
   daemonMachine,
   type WatchDaemonInput,
 } from "../../src/machines/daemon.machine.js";
-import { describePath, eventsWithPayloads, type Harness, replayPath } from "./support/index.js";
+import {
+  describePath,
+  eventsWithPayloads,
+  getTransitionPaths,
+  type Harness,
+  replayPath,
+} from "./support/index.js";
 
 const ACTORS = ["checkBinary", "startDaemon", "readStatus", "stopDaemon"] as const;
 const REPORTS = ["reportReady", "reportLost", "reportUnavailable"] as const;
@@ -61,9 +67,14 @@ function watcher() {
   return { state, logic };
 }
 
-function expectedDelay(
-  input: Required<Pick<DaemonInput, "stableAfterMs" | "statusIntervalMs" | "stopTimeoutMs">>,
-) {
+type Timing = Required<
+  Pick<
+    DaemonInput,
+    "stableAfterMs" | "statusIntervalMs" | "stopTimeoutMs" | "absentRecheckMs" | "failedRetryMs"
+  >
+>;
+
+function expectedDelay(input: Timing) {
   return (eventType: string, before: AnyMachineSnapshot): number | undefined => {
     const delay = eventType.split(".")[2];
     if (delay === "restartBackoff") {
@@ -72,6 +83,8 @@ function expectedDelay(
     if (delay === "stableAfter") return input.stableAfterMs;
     if (delay === "statusInterval") return input.statusIntervalMs;
     if (delay === "stopDeadline") return input.stopTimeoutMs * 2;
+    if (delay === "absentRecheck") return input.absentRecheckMs;
+    if (delay === "failedRetry") return input.failedRetryMs;
     return undefined;
   };
 }
@@ -107,14 +120,35 @@ function invariants(
       expect(restartTimers).toHaveLength(0);
     }
 
-    // failed and stopped are quiet: nothing in flight, nothing scheduled.
-    if (snapshot.matches("failed") || snapshot.status === "done") {
-      expect(timers).toEqual([]);
+    // absent and failed wait for exactly one thing, their own retry; stopped is quiet: nothing in flight or scheduled.
+    if (snapshot.matches("absent")) expect(timers).toEqual(["absentRecheck"]);
+    if (snapshot.matches("failed")) expect(timers).toEqual(["failedRetry"]);
+    if (snapshot.matches("absent") || snapshot.matches("failed") || snapshot.status === "done") {
       expect(inFlight).toEqual([]);
+    }
+    if (snapshot.status === "done") expect(timers).toEqual([]);
+    // A retry timer never outlives its state (a stale one would restart a daemon that is running or stopping).
+    if (!snapshot.matches("absent")) expect(timers).not.toContain("absentRecheck");
+    if (!snapshot.matches("failed")) expect(timers).not.toContain("failedRetry");
+
+    // The timed retries: absent looks for pilotctl again (it may have been installed); failed starts again.
+    if (step.event.type.includes(".absentRecheck.")) expect(snapshot.value).toBe("checking");
+    if (step.event.type.includes(".failedRetry.")) expect(snapshot.matches("starting")).toBe(true);
+
+    // A retry (operator or timed) is a fresh round: full budget, backoff from the start.
+    if (/\.(absentRecheck|failedRetry)\./.test(step.event.type) || step.event.type === "DAEMON.RETRY") {
+      if (snapshot.matches("checking") || snapshot.matches("starting")) {
+        expect(context.restartsLeft).toBe(input.restartBudget);
+        expect(context.restartAttempt).toBe(0);
+      }
     }
 
     // No restart without budget: since the budget was last refilled, at most the first start plus `budget` restarts.
-    if (step.event.type.includes(".stableAfter.") || step.event.type === "DAEMON.RETRY") {
+    // Refills: the daemon stayed up, an operator retry, or the timed retry out of absent or failed.
+    if (
+      /\.(stableAfter|absentRecheck|failedRetry)\./.test(step.event.type) ||
+      step.event.type === "DAEMON.RETRY"
+    ) {
       startsAtLastRefill = starts - (snapshot.matches("starting") ? 1 : 0);
     }
     expect(starts - startsAtLastRefill).toBeLessThanOrEqual(input.restartBudget + 1);
@@ -142,13 +176,25 @@ const modes = [
   {
     name: "managed",
     input: { manageDaemon: true, hostname: "alice", restartBudget: 2, restartBackoff: backoff },
-    timing: { stableAfterMs: 60_000, statusIntervalMs: 30_000, stopTimeoutMs: 5_000 },
+    timing: {
+      stableAfterMs: 60_000,
+      statusIntervalMs: 30_000,
+      stopTimeoutMs: 5_000,
+      absentRecheckMs: 45_000,
+      failedRetryMs: 300_000,
+    },
   },
   {
     // stableAfter < statusInterval: while running, the (no-op) refill fires before the status read, never between.
     name: "observe-only",
     input: { manageDaemon: false, hostname: "alice", restartBudget: 2, restartBackoff: backoff },
-    timing: { stableAfterMs: 20_000, statusIntervalMs: 30_000, stopTimeoutMs: 5_000 },
+    timing: {
+      stableAfterMs: 20_000,
+      statusIntervalMs: 30_000,
+      stopTimeoutMs: 5_000,
+      absentRecheckMs: 45_000,
+      failedRetryMs: 300_000,
+    },
   },
 ] as const;
 
@@ -183,6 +229,31 @@ for (const mode of modes) {
     for (const path of paths) {
       it(describePath(path), () => replay(path));
     }
+  });
+
+  // Shortest paths reach every state but skip the retry edges out of absent and failed: their targets (checking,
+  // starting) are reached sooner from the start. These paths end with each of those edges. Not every edge of the
+  // graph: the graph does not know which of two pending timers fires first, so some of its edges cannot happen.
+  describe(`daemon machine (${mode.name}): every retry out of absent and failed`, () => {
+    const paths = getTransitionPaths(daemonMachine, {
+      input,
+      events: payloads,
+      limit: GRAPH_LIMIT,
+      serializeState: (snapshot: AnyMachineSnapshot) =>
+        JSON.stringify({ value: snapshot.value, context: snapshot.context }),
+    } as never).filter((path) => {
+      const before = path.steps.at(-2)?.state;
+      return before !== undefined && (before.matches("absent") || before.matches("failed"));
+    });
+    it("includes the timed and the operator's retries", () => {
+      const last = new Set(paths.map((path) => path.steps.at(-1)!.event.type));
+      expect(last).toContain("xstate.after.absentRecheck.daemon.absent");
+      expect(last).toContain("DAEMON.RETRY");
+      if (mode.input.manageDaemon) expect(last).toContain("xstate.after.failedRetry.daemon.failed");
+    });
+    it(`replays all ${paths.length} paths with the invariants holding at every step`, async () => {
+      for (const path of paths) await replay(path);
+    }, 120_000);
   });
 
   describe(`daemon machine (${mode.name}, budget 1): simple paths`, () => {

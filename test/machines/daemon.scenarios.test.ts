@@ -50,12 +50,116 @@ describe("daemon supervision", () => {
     // The first start and exactly `restartBudget` restarts, spaced 1, 2, 4, 8, 16 s apart.
     expect(startTimes).toEqual([0, 1_000, 3_000, 7_000, 15_000, 31_000]);
     expect(h.snapshot().context.reason).toMatch(/kept failing/);
-    // A day later: still failed, nothing scheduled, nothing started.
-    await h.advance(24 * 3_600_000);
+    // Then quiet until the one scheduled retry: nothing started in the 5 minutes before it.
+    expect(h.timers().map((timer) => timer.eventType)).toEqual(["xstate.after.failedRetry.daemon.failed"]);
+    await h.advance(300_000 - 1);
     expect(h.snapshot().value).toBe("failed");
-    expect(h.timers()).toEqual([]);
     expect(h.fakes.callsOf("startDaemon")).toHaveLength(6);
     expect(h.effects.at(-1)?.name).toBe("reportUnavailable");
+    h.stop();
+  });
+
+  it("a failed daemon gets a fresh round after failedRetry, exactly then, and comes back", async () => {
+    const h = harness({ restartBudget: 1, failedRetryMs: 300_000 });
+    await h.start();
+    h.fakes.resolve("checkBinary", { present: true });
+    await h.flush();
+    const timeout = { kind: "timeout", operation: "pilot.daemon.start", message: "no answer" };
+    h.fakes.reject("startDaemon", timeout);
+    await h.flush();
+    await h.advance(1_000);
+    h.fakes.reject("startDaemon", timeout);
+    await h.flush();
+    expect(h.snapshot().value).toBe("failed");
+    expect(h.snapshot().context.reason).toMatch(/tried again in 5 min, or now with agent-registry\.refresh/);
+    const failedAt = h.clock.now();
+
+    await h.advance(299_999);
+    expect(h.fakes.callsOf("startDaemon")).toHaveLength(2);
+    await h.advance(1);
+    expect(h.fakes.callsOf("startDaemon")).toHaveLength(3);
+    expect(h.clock.now() - failedAt).toBe(300_000);
+    // A fresh budget: the backoff starts again at 1 s, and the daemon that starts now is reported ready.
+    expect(h.snapshot().context).toMatchObject({ restartsLeft: 1, restartAttempt: 0 });
+    h.fakes.resolve("startDaemon", identity);
+    await h.flush();
+    expect(h.snapshot().matches("running")).toBe(true);
+    expect(h.snapshot().context.reason).toBeNull();
+    expect(h.effects.at(-1)?.name).toBe("reportReady");
+    expect(h.timers().map((timer) => timer.eventType)).not.toContain(
+      "xstate.after.failedRetry.daemon.failed",
+    );
+    h.stop();
+  });
+
+  it("DAEMON.RETRY restarts a failed daemon at once and cancels the scheduled retry", async () => {
+    const h = harness({ restartBudget: 1 });
+    await h.start();
+    h.fakes.resolve("checkBinary", { present: true });
+    await h.flush();
+    const timeout = { kind: "timeout", operation: "pilot.daemon.start", message: "no answer" };
+    h.fakes.reject("startDaemon", timeout);
+    await h.flush();
+    await h.advance(1_000);
+    h.fakes.reject("startDaemon", timeout);
+    await h.flush();
+    expect(h.snapshot().value).toBe("failed");
+    await h.send({ type: "DAEMON.RETRY" });
+    expect(h.fakes.callsOf("startDaemon")).toHaveLength(3);
+    h.fakes.resolve("startDaemon", identity);
+    await h.flush();
+    expect(h.snapshot().matches("running")).toBe(true);
+    // The 5-minute retry went with the failed state: nothing restarts the running daemon later.
+    await h.advance(300_000);
+    expect(h.fakes.callsOf("startDaemon")).toHaveLength(3);
+    h.stop();
+  });
+
+  it("pilotctl installed later is found at the next absentRecheck, exactly then", async () => {
+    const h = harness({ absentRecheckMs: 60_000 });
+    await h.start();
+    h.fakes.resolve("checkBinary", { present: false, reason: "pilotctl not found" });
+    await h.flush();
+    expect(h.snapshot().value).toBe("absent");
+    // Not found again: absent again, and the next look is one full delay later.
+    await h.advance(60_000);
+    expect(h.fakes.callsOf("checkBinary")).toHaveLength(2);
+    h.fakes.resolve("checkBinary", { present: false, reason: "pilotctl not found" });
+    await h.flush();
+    expect(h.snapshot().value).toBe("absent");
+    await h.advance(59_999);
+    expect(h.fakes.callsOf("checkBinary")).toHaveLength(2);
+    await h.advance(1);
+    expect(h.fakes.callsOf("checkBinary")).toHaveLength(3);
+    h.fakes.resolve("checkBinary", { present: true });
+    await h.flush();
+    h.fakes.resolve("startDaemon", identity);
+    await h.flush();
+    expect(h.snapshot().matches("running")).toBe(true);
+    expect(h.effects.map((effect) => effect.name)).toEqual([
+      "reportUnavailable",
+      "reportUnavailable",
+      "reportReady",
+    ]);
+    h.stop();
+  });
+
+  it("DAEMON.RETRY looks for pilotctl at once instead of waiting for absentRecheck", async () => {
+    const h = harness({ absentRecheckMs: 60_000 });
+    await h.start();
+    h.fakes.resolve("checkBinary", { present: false, reason: "pilotctl not found" });
+    await h.flush();
+    await h.advance(10_000);
+    await h.send({ type: "DAEMON.RETRY" });
+    expect(h.fakes.callsOf("checkBinary")).toHaveLength(2);
+    h.fakes.resolve("checkBinary", { present: true });
+    await h.flush();
+    h.fakes.resolve("startDaemon", identity);
+    await h.flush();
+    expect(h.snapshot().matches("running")).toBe(true);
+    expect(h.timers().map((timer) => timer.eventType)).not.toContain(
+      "xstate.after.absentRecheck.daemon.absent",
+    );
     h.stop();
   });
 
