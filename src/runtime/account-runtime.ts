@@ -29,7 +29,13 @@ import type { AccountNetwork, PeerView } from "./account-network.js";
 import { createPeerNetwork } from "./peer-network.js";
 import { startPilotLink } from "./pilot-link.js";
 import { ReplyBudget, type ReplyOutcome } from "./reply-budget.js";
-import { type LinkDeps, noneLink, startRelayLink, type TransportLink } from "./transport-link.js";
+import {
+  type LinkDeps,
+  noneLink,
+  type PilotDaemonTiming,
+  startRelayLink,
+  type TransportLink,
+} from "./transport-link.js";
 
 export interface RuntimeLog {
   info(message: string): void;
@@ -68,6 +74,8 @@ export interface AccountRuntimeOptions {
   onAnnounce?: (peer: import("./account-network.js").PeerView) => void;
   /** Bounded time for deregistration on stop (default 5 s). */
   deregisterTimeoutMs?: number;
+  /** Transport pilot: how soon the daemon actor retries by itself (defaults: DAEMON_DEFAULTS). */
+  pilotDaemon?: PilotDaemonTiming;
 }
 
 export interface AccountRuntime {
@@ -80,7 +88,10 @@ export interface AccountRuntime {
   status(): AccountRuntimeStatus;
   /** Current metadata as sent to the registry. */
   metadata(): AgentMetadata;
-  /** Re-reads visibility and metadata, pushes changes, waits until the account settles. */
+  /**
+   * Re-reads visibility and metadata, pushes changes, waits until the account settles. Also asks the transport
+   * to retry now (Pilot: look for pilotctl, restart a failed daemon) without waiting for it.
+   */
   refresh(): Promise<RefreshResult>;
   /** Operator override of discoverability at run time (persisted); null returns to the configured source. */
   setDiscoverable(discoverable: boolean | null): Promise<RefreshResult>;
@@ -435,6 +446,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
         actor.send({ type: "TRANSPORT.READY", ...info });
       },
       ...(options.inspect ? { inspect: options.inspect } : {}),
+      ...(options.pilotDaemon ? { pilotDaemon: options.pilotDaemon } : {}),
     };
     const startLink = async () => {
       try {
@@ -526,7 +538,11 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     network,
     status,
     metadata: () => actor.getSnapshot().context.metadata,
-    refresh: async () => apply(await readVisibility()),
+    refresh: async () => {
+      // The daemon comes back on its own; when it does, its node info reaches the registration (TRANSPORT.READY).
+      link.retry();
+      return apply(await readVisibility());
+    },
     async setDiscoverable(discoverable) {
       state.update({ discoverableOverride: discoverable });
       return apply(await readVisibility());

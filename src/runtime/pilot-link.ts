@@ -6,7 +6,13 @@ import { type Actor, createActor, fromCallback, fromPromise } from "xstate";
 import { startPilotReceiver } from "../adapters/pilot/pilot-receiver.js";
 import { createPilotTransport } from "../adapters/pilot/pilot-transport.js";
 import { createPilotctl, PilotError } from "../adapters/pilot/pilotctl.js";
-import { type BinaryCheck, type DaemonEvent, daemonMachine } from "../machines/daemon.machine.js";
+import {
+  type BinaryCheck,
+  DAEMON_DEFAULTS,
+  type DaemonEvent,
+  daemonMachine,
+  spokenDelay,
+} from "../machines/daemon.machine.js";
 import type { PlainError } from "../machines/types.js";
 import {
   createPipeline,
@@ -27,6 +33,7 @@ function plainPilotError(error: unknown, operation: string): PlainError {
 
 export async function startPilotLink(deps: LinkDeps): Promise<TransportLink> {
   const { account, log } = deps;
+  const absentRecheckMs = deps.pilotDaemon?.absentRecheckMs ?? DAEMON_DEFAULTS.absentRecheckMs;
   const home = account.pilot.home ?? homedir();
   const pilotctl = createPilotctl({
     binary: account.pilot.pilotctl,
@@ -48,7 +55,8 @@ export async function startPilotLink(deps: LinkDeps): Promise<TransportLink> {
                 present: false,
                 reason:
                   `pilotctl was not found ("${account.pilot.pilotctl}"): discovery works, messaging does not. ` +
-                  'Install Pilot Protocol, set pilot.pilotctl to its path, or use transport "relay"',
+                  'Install Pilot Protocol, set pilot.pilotctl to its path, or use transport "relay". ' +
+                  `It is looked for again in ${spokenDelay(absentRecheckMs)}, or at once with agent-registry.refresh`,
               };
             }
             return { present: true };
@@ -117,7 +125,12 @@ export async function startPilotLink(deps: LinkDeps): Promise<TransportLink> {
     {
       id: `daemon:${account.accountId}`,
       systemId: `daemon:${account.accountId}`,
-      input: { manageDaemon: account.pilot.manageDaemon, hostname: account.hostname },
+      input: {
+        manageDaemon: account.pilot.manageDaemon,
+        hostname: account.hostname,
+        ...deps.pilotDaemon,
+        absentRecheckMs,
+      },
       ...(deps.inspect ? { inspect: deps.inspect } : {}),
     },
   );
@@ -180,6 +193,10 @@ export async function startPilotLink(deps: LinkDeps): Promise<TransportLink> {
       pilotNodeId: running() ? daemon.getSnapshot().context.nodeId : null,
       pilotAddress: running() ? daemon.getSnapshot().context.address : null,
     }),
+    // Only absent, failed and a detached daemon's wait react; elsewhere the machine ignores it (already trying).
+    retry: () => {
+      if (daemon.getSnapshot().status === "active") daemon.send({ type: "DAEMON.RETRY" });
+    },
     async stop() {
       poll.send({ type: "STOP" });
       poll.stop();

@@ -11,6 +11,7 @@ import { createRelayTransport } from "../adapters/relay/relay-transport.js";
 import type { AccountStateStore } from "../adapters/state/account-state.js";
 import type { AdmittedMessage, PeerRef, Transport } from "../adapters/transport/transport.js";
 import type { ResolvedAccount } from "../config.js";
+import type { DaemonInput } from "../machines/daemon.machine.js";
 import { type PollSummary, pollMachine } from "../machines/poll.machine.js";
 import type { InboxReport, NetworkCounters } from "./account-network.js";
 import type { RuntimeLog } from "./account-runtime.js";
@@ -22,6 +23,11 @@ export interface TransportLink {
   counters(): Omit<NetworkCounters, "sent" | "lastOutboundAt">;
   /** Pilot node id/address once the daemon is up (registered with the agent); null otherwise. */
   nodeInfo(): { pilotNodeId: number | null; pilotAddress: string | null };
+  /**
+   * Try again now instead of at the next timer: an operator who just installed or fixed Pilot should not wait
+   * (Pilot: look for pilotctl again, restart a failed daemon). A no-op where nothing waits for a retry.
+   */
+  retry(): void;
   stop(): Promise<void>;
 }
 
@@ -41,7 +47,11 @@ export interface LinkDeps {
   dispatch(message: AdmittedMessage): Promise<void>;
   /** The daemon's node id/address changed (Pilot): register them. */
   onNodeInfo?(info: { pilotNodeId: number | null; pilotAddress: string | null }): void;
+  /** Pilot: how soon the daemon actor retries by itself (DAEMON_DEFAULTS when absent). */
+  pilotDaemon?: PilotDaemonTiming;
 }
+
+export type PilotDaemonTiming = Pick<DaemonInput, "absentRecheckMs" | "failedRetryMs">;
 
 export function noneLink(account: ResolvedAccount): TransportLink {
   return {
@@ -53,6 +63,7 @@ export function noneLink(account: ResolvedAccount): TransportLink {
     inbox: () => ({ undelivered: [], deadLettered: [] }),
     counters: () => ({ dispatched: 0, refused: {}, deadLettered: 0, duplicates: 0, lastInboundAt: null }),
     nodeInfo: () => ({ pilotNodeId: null, pilotAddress: null }),
+    retry: () => {},
     stop: async () => {},
   };
 }
@@ -259,6 +270,8 @@ export function startRelayLink(deps: LinkDeps): TransportLink {
       return { ...counters, deadLettered: counters.deadLettered + counts.unreadable, unreadable };
     },
     nodeInfo: () => ({ pilotNodeId: null, pilotAddress: null }),
+    // The relay receiver retries on its own backoff; an early poke would only add load on a struggling registry.
+    retry: () => {},
     async stop() {
       poll.send({ type: "STOP" });
       poll.stop();
