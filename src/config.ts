@@ -100,6 +100,27 @@ export const inboundSchema = z
   })
   .strict();
 
+/**
+ * The fields of a nested settings object as overrides: every field optional and WITHOUT its default, so a key the
+ * user left out stays out. zod's partial() would fill the defaults in, and an account's `pilot: {pilotctl}` would
+ * then reset the channel-level `pilot.manageDaemon` to its default instead of inheriting it. Defaults are applied
+ * once, after channel and account values are merged (resolveOne).
+ */
+function overridesOf<T extends z.ZodRawShape>(schema: z.ZodObject<T>): ReturnType<z.ZodObject<T>["partial"]> {
+  const shape: Record<string, z.ZodType> = {};
+  for (const [key, field] of Object.entries(schema.shape)) {
+    if (!(field instanceof z.ZodDefault)) {
+      shape[key] = (field as z.ZodType).optional();
+      continue;
+    }
+    // The default stays documented (manifest JSON Schema, docs) without being applied at this level.
+    const meta: Record<string, unknown> = { default: field.def.defaultValue };
+    if (field.description) meta.description = field.description;
+    shape[key] = (field.unwrap() as z.ZodType).optional().meta(meta);
+  }
+  return z.object(shape).strict() as unknown as ReturnType<z.ZodObject<T>["partial"]>;
+}
+
 /** Fields an account may set; the same fields at the top level are defaults for every account. */
 const accountFields = {
   enabled: z.boolean().optional(),
@@ -136,9 +157,9 @@ const accountFields = {
   heartbeatIntervalSeconds: z.number().int().min(5).max(3600).optional(),
   maxHeartbeatFailures: z.number().int().min(1).max(100).optional(),
   transport: z.enum(["pilot", "relay", "none"]).optional(),
-  pilot: pilotSchema.partial().optional(),
-  handshake: handshakeSchema.partial().optional(),
-  inbound: inboundSchema.partial().optional(),
+  pilot: overridesOf(pilotSchema).optional(),
+  handshake: overridesOf(handshakeSchema).optional(),
+  inbound: overridesOf(inboundSchema).optional(),
 };
 
 export const accountConfigSchema = z.object(accountFields).strict();

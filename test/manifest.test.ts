@@ -2,7 +2,7 @@
 // and checks what OpenClaw relies on: the tool contract, secrets hidden in the UI, and a strict channel schema.
 import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
-import { CHANNEL_ID, channelConfigSchema, parseChannelConfig } from "../src/config.js";
+import { CHANNEL_ID, channelConfigSchema, parseChannelConfig, resolveAccounts } from "../src/config.js";
 import { buildManifest, renderManifest, TOOL_NAME } from "../src/manifest.js";
 
 const MANIFEST = new URL("../openclaw.plugin.json", import.meta.url);
@@ -116,6 +116,38 @@ describe("channel config schema", () => {
     const nested = { hostname: "alice-assistant", pilot: { manageDeamon: true } };
     expect(channelConfigSchema.safeParse(inAccount).success).toBe(false);
     expect(channelConfigSchema.safeParse(nested).success).toBe(false);
+  });
+
+  it("merges an account's nested settings over the channel's, field by field", () => {
+    const [account] = resolveAccounts(
+      {
+        pilot: { manageDaemon: true, pollIntervalSeconds: 1 },
+        inbound: { ratePerMinute: 500 },
+        handshake: { approver: "agent" },
+        accounts: {
+          work: {
+            hostname: "alice-assistant",
+            pilot: { pilotctl: "/opt/pilot/pilotctl" },
+            inbound: { autoReplyBudget: 2 },
+            handshake: { introduction: "hello" },
+          },
+        },
+      },
+      {},
+    );
+    // Fields the account leaves out come from the channel level, then from the defaults.
+    expect(account!.pilot).toMatchObject({
+      pilotctl: "/opt/pilot/pilotctl",
+      manageDaemon: true,
+      pollIntervalSeconds: 1,
+      sendTimeoutMs: 10_000,
+    });
+    expect(account!.inbound).toMatchObject({
+      ratePerMinute: 500,
+      autoReplyBudget: 2,
+      maxMessageBytes: 65_536,
+    });
+    expect(account!.handshake).toEqual({ approver: "agent", introduction: "hello" });
   });
 
   it("is the schema the manifest carries (same top-level fields)", () => {
