@@ -31,6 +31,20 @@ function harness(input: Partial<DaemonInput> = {}) {
   });
 }
 
+/** A managed daemon with a restart budget of 1 whose start times out twice: it ends in `failed`. */
+async function driveToFailed(h: ReturnType<typeof harness>): Promise<void> {
+  await h.start();
+  h.fakes.resolve("checkBinary", { present: true });
+  await h.flush();
+  const timeout = { kind: "timeout", operation: "pilot.daemon.start", message: "no answer" };
+  h.fakes.reject("startDaemon", timeout);
+  await h.flush();
+  await h.advance(1_000);
+  h.fakes.reject("startDaemon", timeout);
+  await h.flush();
+  expect(h.snapshot().value).toBe("failed");
+}
+
 describe("daemon supervision", () => {
   it("a daemon that keeps crashing does not cause a restart storm", async () => {
     const h = harness();
@@ -61,16 +75,7 @@ describe("daemon supervision", () => {
 
   it("a failed daemon gets a fresh round after failedRetry, exactly then, and comes back", async () => {
     const h = harness({ restartBudget: 1, failedRetryMs: 300_000 });
-    await h.start();
-    h.fakes.resolve("checkBinary", { present: true });
-    await h.flush();
-    const timeout = { kind: "timeout", operation: "pilot.daemon.start", message: "no answer" };
-    h.fakes.reject("startDaemon", timeout);
-    await h.flush();
-    await h.advance(1_000);
-    h.fakes.reject("startDaemon", timeout);
-    await h.flush();
-    expect(h.snapshot().value).toBe("failed");
+    await driveToFailed(h);
     expect(h.snapshot().context.reason).toMatch(/tried again in 5 min, or now with agent-registry\.refresh/);
     const failedAt = h.clock.now();
 
@@ -94,16 +99,7 @@ describe("daemon supervision", () => {
 
   it("DAEMON.RETRY restarts a failed daemon at once and cancels the scheduled retry", async () => {
     const h = harness({ restartBudget: 1 });
-    await h.start();
-    h.fakes.resolve("checkBinary", { present: true });
-    await h.flush();
-    const timeout = { kind: "timeout", operation: "pilot.daemon.start", message: "no answer" };
-    h.fakes.reject("startDaemon", timeout);
-    await h.flush();
-    await h.advance(1_000);
-    h.fakes.reject("startDaemon", timeout);
-    await h.flush();
-    expect(h.snapshot().value).toBe("failed");
+    await driveToFailed(h);
     await h.send({ type: "DAEMON.RETRY" });
     expect(h.fakes.callsOf("startDaemon")).toHaveLength(3);
     h.fakes.resolve("startDaemon", identity);

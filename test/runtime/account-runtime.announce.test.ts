@@ -6,10 +6,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AdmittedMessage } from "../../src/adapters/transport/transport.js";
-import { resolveAccounts } from "../../src/config.js";
 import { type RegistryServerHandle, startRegistryServer } from "../../src/registry-server/server.js";
-import { type AccountRuntime, startAccountRuntime } from "../../src/runtime/account-runtime.js";
-import { quiet, until } from "./support/until.js";
+import type { AccountRuntime } from "../../src/runtime/account-runtime.js";
+import { startRelayAccount } from "./support/relay-account.js";
+import { until } from "./support/until.js";
 
 describe("handshake announcements", () => {
   let registry: RegistryServerHandle;
@@ -18,29 +18,14 @@ describe("handshake announcements", () => {
   const dispatched = new Map<string, AdmittedMessage[]>();
 
   const start = async (accountId: string, approver: "agent" | "owner") => {
-    const [account] = resolveAccounts(
-      {
-        registryUrl: registry.url,
-        transport: "relay",
-        accounts: { [accountId]: { hostname: accountId, handshake: { approver } } },
-      },
-      {},
-    );
-    const received: AdmittedMessage[] = [];
-    dispatched.set(accountId, received);
-    const runtime = await startAccountRuntime({
-      account: account!,
-      stateRoot: join(dir, accountId),
-      log: quiet,
-      createDispatcher: () => async (message) => {
-        received.push(message);
-      },
+    const { runtime, received } = await startRelayAccount({
+      registryUrl: registry.url,
+      stateDir: dir,
+      accountId,
+      account: { handshake: { approver } },
     });
+    dispatched.set(accountId, received);
     runtimes.push(runtime);
-    await until(
-      () => runtime.status().lifecycle === "online" && runtime.network.unavailableReason() === null,
-      "online",
-    );
     return runtime;
   };
 

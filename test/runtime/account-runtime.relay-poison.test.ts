@@ -8,11 +8,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { accountStateDir } from "../../src/adapters/state/account-state.js";
 import type { AdmittedMessage } from "../../src/adapters/transport/transport.js";
-import { resolveAccounts } from "../../src/config.js";
 import { type RegistryServerHandle, startRegistryServer } from "../../src/registry-server/server.js";
 import { SqliteRegistryStore } from "../../src/registry-server/sqlite-store.js";
-import { type AccountRuntime, startAccountRuntime } from "../../src/runtime/account-runtime.js";
-import { quiet, until } from "./support/until.js";
+import type { AccountRuntime } from "../../src/runtime/account-runtime.js";
+import { startRelayAccount } from "./support/relay-account.js";
+import { until } from "./support/until.js";
 
 const KIB = 1024;
 
@@ -24,31 +24,15 @@ describe("a running relay account with poison in its inbox", () => {
   const dispatched = new Map<string, AdmittedMessage[]>();
 
   const start = async (accountId: string) => {
-    const [account] = resolveAccounts(
-      {
-        registryUrl: registry.url,
-        transport: "relay",
-        // The poison comes from one trusted peer: a rate limit above its volume keeps the good message admitted.
-        inbound: { ratePerMinute: 1000 },
-        accounts: { [accountId]: { hostname: accountId } },
-      },
-      {},
-    );
-    const received: AdmittedMessage[] = [];
-    dispatched.set(accountId, received);
-    const runtime = await startAccountRuntime({
-      account: account!,
-      stateRoot: join(dir, accountId),
-      log: quiet,
-      createDispatcher: () => async (message) => {
-        received.push(message);
-      },
+    const { runtime, received } = await startRelayAccount({
+      registryUrl: registry.url,
+      stateDir: dir,
+      accountId,
+      // The poison comes from one trusted peer: a rate limit above its volume keeps the good message admitted.
+      channel: { inbound: { ratePerMinute: 1000 } },
     });
+    dispatched.set(accountId, received);
     runtimes.push(runtime);
-    await until(
-      () => runtime.status().lifecycle === "online" && runtime.network.unavailableReason() === null,
-      "online",
-    );
     return runtime;
   };
 
