@@ -193,9 +193,25 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
   }
   const installationId = state.ensureInstallationId(account.installationId);
   const registryUrl = account.registryUrl || DEFAULT_REGISTRY_URL;
-  // An agent id belongs to the registry that issued it: a new registryUrl starts afresh.
-  if (state.identity().registryUrl !== registryUrl) {
-    state.update({ agentId: null, agentToken: null, peerId: null, registryUrl });
+  // An agent id and token belong to the registry that issued them: a new registryUrl starts afresh, and the old
+  // registration is kept aside, because that registry holds the hostname for its token if the account comes back.
+  const saved = state.identity();
+  if (saved.registryUrl !== registryUrl) {
+    const { [registryUrl]: earlier, ...others } = saved.otherRegistries;
+    if (saved.registryUrl !== null && (saved.agentId !== null || saved.agentToken !== null)) {
+      others[saved.registryUrl] = {
+        agentId: saved.agentId,
+        agentToken: saved.agentToken,
+        peerId: saved.peerId,
+      };
+    }
+    state.update({
+      agentId: earlier?.agentId ?? null,
+      agentToken: earlier?.agentToken ?? null,
+      peerId: earlier?.peerId ?? null,
+      registryUrl,
+      otherRegistries: others,
+    });
   }
   const registry = createRegistryClient({
     baseUrl: registryUrl,

@@ -20,9 +20,9 @@ describe("registration ownership across restarts", () => {
   const dir = mkdtempSync(join(tmpdir(), "ar-ownership-"));
   const running: AccountRuntime[] = [];
 
-  const start = async (stateRoot: string, hostname = "keeper") => {
+  const start = async (stateRoot: string, hostname = "keeper", registryUrl = registry.url) => {
     const [account] = resolveAccounts(
-      { registryUrl: registry.url, transport: "none", accounts: { main: { hostname } } },
+      { registryUrl, transport: "none", accounts: { main: { hostname } } },
       {},
     );
     const runtime = await startAccountRuntime({ account: account!, stateRoot, log: quiet });
@@ -70,6 +70,29 @@ describe("registration ownership across restarts", () => {
     expect(status.agentId).toBe(agentId);
     expect(second.state.identity().agentToken).toBe(saved.agentToken);
     await stop(second);
+  });
+
+  it("keeps its registration at a registry while it uses another one, and gets it back on return", async () => {
+    const other = await startRegistryServer({ port: 0, db: ":memory:", sweepIntervalMs: 0 });
+    try {
+      const stateRoot = join(dir, "switching");
+      const first = await start(stateRoot, "wanderer");
+      const { agentId } = await until(
+        () => first.status().lifecycle === "online" && first.status(),
+        "online",
+      );
+      await stop(first);
+      const elsewhere = await start(stateRoot, "wanderer", other.url);
+      await until(() => elsewhere.status().lifecycle === "online", "online at the other registry");
+      await stop(elsewhere);
+      // The first registry still holds "wanderer" for the token this account got there: it must present it again.
+      const back = await start(stateRoot, "wanderer");
+      const status = await until(() => back.status().lifecycle === "online" && back.status(), "online again");
+      expect(status.agentId).toBe(agentId);
+      await stop(back);
+    } finally {
+      await other.close();
+    }
   });
 
   it("a runtime whose state dir was lost says the hostname is owned elsewhere and how to recover, with backoff", async () => {

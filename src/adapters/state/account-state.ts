@@ -13,6 +13,20 @@ const identitySchema = z.object({
   /** Our public peer id from the last registration (null on registries without peer ids). */
   peerId: z.string().min(1).nullable().default(null),
   registryUrl: z.string().nullable().default(null),
+  /**
+   * Registrations at other registries this account used before, by registry URL: switching registryUrl and back
+   * must find its token again, since that registry still holds the hostname for it.
+   */
+  otherRegistries: z
+    .record(
+      z.string(),
+      z.object({
+        agentId: z.string().min(1).nullable(),
+        agentToken: z.string().min(1).nullable(),
+        peerId: z.string().min(1).nullable(),
+      }),
+    )
+    .default({}),
   /** Operator's run-time visibility override (gateway method agent-registry.visibility); null = follow config. */
   discoverableOverride: z.boolean().nullable().default(null),
 });
@@ -38,6 +52,7 @@ export function createAccountStateStore(dir: string): AccountStateStore {
     agentToken: null,
     peerId: null,
     registryUrl: null,
+    otherRegistries: {},
     discoverableOverride: null,
   };
   let current = readJsonFile(path, identitySchema, empty);
