@@ -83,3 +83,46 @@ export function sameMetadata(a: AgentMetadata, b: AgentMetadata): boolean {
     a.capabilities.every((capability, index) => capability === b.capabilities[index])
   );
 }
+
+/**
+ * What is known about a peer; each transport fills what it has (Pilot: node id; relay: its relay id). The one
+ * peer reference of the plugin: machines, transports and the runtime all use it.
+ */
+export interface PeerRef {
+  hostname: string | null;
+  nodeId: number | null;
+  /**
+   * The peer's relay id: its public peer id on registries that have one, its installation id on the original
+   * registry (which published them). The name is kept for peers.json; it never holds another agent's secret
+   * installation id from a registry with peer ids.
+   */
+  installationId: string | null;
+}
+
+/**
+ * The one key of a peer (its handshake actor is `handshake:<key>`): the hostname, else `node-<id>` (the name
+ * given to a Pilot peer the registry does not know), else `peer-<relay id>`.
+ */
+export function peerKey(ref: PeerRef): string {
+  if (ref.hostname) return ref.hostname;
+  if (ref.nodeId !== null) return `node-${ref.nodeId}`;
+  return `peer-${ref.installationId ?? "unknown"}`;
+}
+
+/** An incoming handshake request as a reconciliation read it (text written by the other agent: untrusted). */
+export interface PendingPeer {
+  peer: PeerRef;
+  justification: string;
+  /** ms since the epoch. */
+  receivedAt: number;
+  assistantName: string | null;
+  humanName: string | null;
+}
+
+/** One reading of the transport's pending requests and trust list, taken at `at` (ms since the epoch). */
+export interface PeersObservation {
+  pending: PendingPeer[];
+  /** Peers in our trust list, or null when it could not be read. */
+  trusted: PeerRef[] | null;
+  at: number;
+}
