@@ -7,11 +7,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { createRegistryClient } from "../src/adapters/registry/client.js";
-import { createMemoryCursorStore, startRelayReceiver } from "../src/adapters/relay/relay-receiver.js";
+import { createMemoryCursorStore } from "../src/adapters/relay/relay-inbox.js";
 import { createRelayTransport } from "../src/adapters/relay/relay-transport.js";
 import { createEnvelope } from "../src/adapters/transport/envelope.js";
 import type { InboundOutcome, RawInbound } from "../src/adapters/transport/transport.js";
 import { startRegistryServer } from "../src/registry-server/server.js";
+import { startRelayReceiver } from "./support/receivers.js";
 
 export interface RelayBenchResult {
   relay_latency_p50_ms: number;

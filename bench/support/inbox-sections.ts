@@ -11,11 +11,11 @@ import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { createInboundPipeline, type InboundPipeline } from "../../src/adapters/inbound/pipeline.js";
 import { inboxDir } from "../../src/adapters/pilot/inbox.js";
-import { type PilotReceiver, startPilotReceiver } from "../../src/adapters/pilot/pilot-receiver.js";
 import { createPilotctl } from "../../src/adapters/pilot/pilotctl.js";
 import { decodeMessage, isEnvelope } from "../../src/adapters/transport/envelope.js";
 import { fakePilotctlPath } from "../../test/fixtures/fake-pilot/network.js";
 import { inboxFileJson, inboxFileName, type WriterJob } from "./inbox-writer.js";
+import { type PilotReceiver, startPilotReceiver } from "./receivers.js";
 import { type BenchResult, type BenchSection, percentile, round } from "./section.js";
 
 const here = dirname(fileURLToPath(import.meta.url));

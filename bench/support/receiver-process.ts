@@ -4,7 +4,7 @@
 // RECEIVER_DISPATCH_DELAY_MS (optional: how long each dispatch takes, to widen a crash test's window).
 import { appendFileSync } from "node:fs";
 import { createInboundPipeline } from "../../src/adapters/inbound/pipeline.js";
-import { startPilotReceiver } from "../../src/adapters/pilot/pilot-receiver.js";
+import { startPilotReceiver } from "./receivers.js";
 
 function required(name: string): string {
   const value = process.env[name];

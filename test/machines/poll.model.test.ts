@@ -1,80 +1,130 @@
 // Model-based tests of the poll machine: shortest paths (full context) and simple paths (behavioural projection)
-// from its graph, replayed with a fake runCycle and a simulated clock; invariants checked after every step.
+// from its graph, replayed with a fake runCycle and a simulated clock; invariants checked after every step,
+// written from what the cycles answered (not from the machine's context).
 import { describe, expect, it } from "vitest";
 import type { AnyMachineSnapshot } from "xstate";
 import { getShortestPaths, getSimplePaths } from "xstate/graph";
-import { type PollSummary, pollMachine } from "../../src/machines/poll.machine.js";
-import { describePath, eventsWithPayloads, type Harness, randomWalks, replayPath } from "./support/index.js";
+import { type PollNext, type PollSummary, pollMachine } from "../../src/machines/poll.machine.js";
+import {
+  eventsWithPayloads,
+  getTransitionPaths,
+  type Harness,
+  randomWalks,
+  replayPath,
+} from "./support/index.js";
 
 const GRAPH_LIMIT = 5_000;
-const input = { pollIntervalMs: 15_000, errorBackoff: { initialMs: 1_000, maxMs: 2_000, factor: 2 } };
-const summary: PollSummary = {
+const input = {
+  name: "inbox",
+  pollIntervalMs: 15_000,
+  errorBackoff: { initialMs: 1_000, maxMs: 2_000, factor: 2 },
+  retryBackoff: { initialMs: 500, maxMs: 1_000, factor: 2 },
+  waitSeconds: 25,
+};
+const PAUSE_MS = 300;
+const summary = (next: PollNext): PollSummary => ({
   trigger: "start",
   dispatched: 1,
   refused: 0,
-  deferred: 0,
-  pending: [{ nodeId: 3, justification: "hello", receivedAt: 1_000 }],
-  trusted: [4],
-};
+  deferred: next === "retry" ? 1 : 0,
+  peers: { pending: [], trusted: [{ hostname: "bob", nodeId: 4, installationId: null }], at: 1_000 },
+  next,
+  ...(next === "pause" ? { pauseMs: PAUSE_MS } : {}),
+});
 
 const payloads = eventsWithPayloads([
-  { type: "xstate.done.actor.runCycle", output: summary },
+  ...(["again", "idle", "retry", "pause"] as const).map((next) => ({
+    type: "xstate.done.actor.runCycle",
+    output: summary(next),
+  })),
   {
     type: "xstate.error.actor.runCycle",
     error: { kind: "timeout", operation: "poll", message: "inbox read timed out" },
   },
 ]);
 
+// What the loop does next depends on the state and a remembered wake-up; counters and flags only shape delays and
+// cycle inputs, which the shortest paths (full context) and the invariants cover.
 const behaviour = (snapshot: AnyMachineSnapshot) => ({
   value: snapshot.value,
   status: snapshot.status,
   wakePending: snapshot.context.wakePending,
-  consecutiveErrors: snapshot.context.consecutiveErrors,
 });
 
 type PollHarness = Harness<typeof pollMachine>;
+type Answer = PollNext | "error";
 
-/** Failed cycles since the last successful one, read from what the fake saw (not from the machine). */
-function trailingFailures(h: PollHarness): number {
-  let failures = 0;
-  for (const call of [...h.fakes.callsOf("runCycle")].reverse()) {
-    if (call.status === "rejected") failures++;
-    else if (call.status === "resolved") break;
+/** What the cycles answered, in order, read from the replayed events (not from the machine). */
+function answersOf(steps: Array<{ event: { type: string; output?: unknown } }>): Answer[] {
+  return steps.flatMap(({ event }) => {
+    if (event.type === "xstate.error.actor.runCycle") return ["error" as const];
+    if (event.type === "xstate.done.actor.runCycle") return [(event.output as PollSummary).next];
+    return [];
+  });
+}
+
+/**
+ * How many answers of `kind` end the list (the streak a backoff is computed from), looking through `through`:
+ * a failed cycle does not reset the retry backoff of a message that still has no final outcome.
+ */
+function trailing(answers: Answer[], kind: Answer, through?: Answer): number {
+  let count = 0;
+  for (const answer of [...answers].reverse()) {
+    if (answer === through) continue;
+    if (answer !== kind) break;
+    count++;
   }
-  return failures;
+  return count;
 }
 
-function expectedDelay(h: () => PollHarness) {
-  return (eventType: string): number | undefined => {
-    const delay = eventType.split(".")[2];
-    if (delay === "pollInterval") return input.pollIntervalMs;
-    if (delay === "errorBackoff") {
-      const { initialMs, maxMs, factor } = input.errorBackoff;
-      return Math.min(maxMs, initialMs * factor ** (trailingFailures(h()) - 1));
-    }
-    return undefined;
-  };
+function backoff(policy: { initialMs: number; maxMs: number; factor: number }, attempts: number): number {
+  return Math.min(policy.maxMs, policy.initialMs * policy.factor ** (attempts - 1));
 }
 
-function invariants() {
+function invariants(seen: Array<{ type: string; output?: unknown }>) {
   let callsAtLastWake = -1;
   let callsBeforeStep = 0;
-  return (h: PollHarness, step: { event: { type: string } }) => {
+  return (h: PollHarness, step: { event: { type: string; output?: unknown } }) => {
+    seen.push(step.event);
     const snapshot = h.snapshot();
     const calls = h.fakes.callsOf("runCycle");
     const inFlight = h.fakes.inFlight();
     const timers = h.timers().map((timer) => timer.eventType.split(".")[2]);
+    const answers = answersOf(seen.map((event) => ({ event })));
 
-    // Never two cycles at once; exactly one while polling.
+    // Never two cycles at once; exactly one while busy; settled whenever none runs (until stopped).
     expect(inFlight.length).toBe(snapshot.matches("polling") ? 1 : 0);
+    expect(snapshot.hasTag("busy")).toBe(snapshot.matches("polling"));
+    expect(snapshot.hasTag("settled")).toBe(snapshot.status === "active" && !snapshot.matches("polling"));
     // One timer of the right kind per state, none while a cycle runs or after stop.
-    if (snapshot.matches("waiting")) expect(timers).toEqual(["pollInterval"]);
-    else if (snapshot.matches("backoff")) expect(timers).toEqual(["errorBackoff"]);
-    else expect(timers).toEqual([]);
+    const expectedTimers: Record<string, string[]> = {
+      waiting: ["pollInterval"],
+      backoff: ["errorBackoff"],
+      retrying: ["retryBackoff"],
+      paused: ["emptyPause"],
+    };
+    expect(timers).toEqual(expectedTimers[String(snapshot.value)] ?? []);
 
-    // A wake-up is never lost: by the time the loop waits again, a cycle started after the last wake-up.
+    // The loop waits (for the interval or a retry) only after the answer asked for it, and never skips a wake-up:
+    // by then a cycle started after the last one.
+    const last = answers.at(-1);
+    if (snapshot.matches("waiting")) expect(last).toBe("idle");
+    if (snapshot.matches("retrying")) expect(last).toBe("retry");
+    if (snapshot.matches("paused")) expect(last).toBe("pause");
+    if (snapshot.matches("backoff")) expect(last).toBe("error");
     if (step.event.type === "INBOX.WAKE") callsAtLastWake = callsBeforeStep;
-    if (snapshot.matches("waiting")) expect(calls.length).toBeGreaterThan(callsAtLastWake);
+    if (snapshot.matches("waiting") || snapshot.matches("retrying")) {
+      expect(calls.length).toBeGreaterThan(callsAtLastWake);
+    }
+
+    // A new cycle is told to read quickly after a failure, and from the start after a failure or a pause.
+    if (calls.length > callsBeforeStep) {
+      const cycle = calls.at(-1)!.input as { trigger: string; wait: number; rescan: boolean };
+      expect(cycle.wait).toBe(last === "error" ? 0 : input.waitSeconds);
+      expect(cycle.rescan).toBe(last === "error" || last === "pause");
+      if (last === "again" || last === "pause") expect(cycle.trigger).toBe("again");
+      if (last === "error") expect(cycle.trigger).toBe("retry");
+    }
     callsBeforeStep = calls.length;
 
     // The parent hears about every finished cycle exactly once.
@@ -87,19 +137,27 @@ function invariants() {
   };
 }
 
+function expectedDelay(seen: Array<{ type: string; output?: unknown }>) {
+  return (eventType: string): number | undefined => {
+    const answers = answersOf(seen.map((event) => ({ event })));
+    const delay = eventType.split(".")[2];
+    if (delay === "pollInterval") return input.pollIntervalMs;
+    if (delay === "emptyPause") return PAUSE_MS;
+    if (delay === "errorBackoff") return backoff(input.errorBackoff, trailing(answers, "error"));
+    if (delay === "retryBackoff") return backoff(input.retryBackoff, trailing(answers, "retry", "error"));
+    return undefined;
+  };
+}
+
 async function replay(path: Parameters<typeof replayPath>[0], project?: typeof behaviour) {
-  let harness: PollHarness | undefined;
-  const check = invariants();
+  const seen: Array<{ type: string; output?: unknown }> = [];
   const result = await replayPath(path, {
     machine: pollMachine,
     input,
     actors: ["runCycle"],
     actions: ["reportCycleDone", "reportCycleFailed"],
-    invariants: (h, step) => {
-      harness = h;
-      check(h, step);
-    },
-    expectDelay: expectedDelay(() => harness!),
+    invariants: invariants(seen),
+    expectDelay: expectedDelay(seen),
     ...(project ? { project } : {}),
   });
   result.stop();
@@ -107,14 +165,14 @@ async function replay(path: Parameters<typeof replayPath>[0], project?: typeof b
 
 describe("poll machine: shortest paths", () => {
   const paths = getShortestPaths(pollMachine, { input, events: payloads, limit: GRAPH_LIMIT } as never);
-  it("reaches waiting, polling, backoff and stopped", () => {
+  it("reaches every state", () => {
     const values = new Set(paths.map((path) => JSON.stringify(path.state.value)));
-    for (const value of ["waiting", "polling", "backoff", "stopped"])
+    for (const value of ["waiting", "polling", "paused", "retrying", "backoff", "stopped"])
       expect(values).toContain(JSON.stringify(value));
   });
-  for (const path of paths) {
-    it(describePath(path), () => replay(path));
-  }
+  it(`replays all ${paths.length} shortest paths with the invariants holding at every step`, async () => {
+    for (const path of paths) await replay(path);
+  }, 120_000);
 });
 
 describe("poll machine: simple paths", () => {
@@ -129,20 +187,32 @@ describe("poll machine: simple paths", () => {
   }, 120_000);
 });
 
+describe("poll machine: every transition", () => {
+  const paths = getTransitionPaths(pollMachine, {
+    input,
+    events: payloads,
+    serializeState: (snapshot: AnyMachineSnapshot) => JSON.stringify([snapshot.value, snapshot.context]),
+  } as never);
+  it(`replays all ${paths.length} transitions (shortest path to the source, then the edge)`, async () => {
+    for (const path of paths) await replay(path);
+  }, 120_000);
+});
+
 describe("poll machine: random walks (self-loops included)", () => {
   const walks = randomWalks(pollMachine, { input, events: payloads, limit: GRAPH_LIMIT } as never, {
     count: 150,
     length: 25,
     seed: 20_261_125,
   });
-  it("takes wake-ups during cycles and backoff", () => {
+  it("takes wake-ups during cycles, pauses, retries and backoff", () => {
     const types = walks.flatMap((walk) =>
       walk.steps
         .slice(1)
         .map((step, index) => `${JSON.stringify(walk.steps[index]!.state.value)}:${step.event.type}`),
     );
-    expect(types).toContain('"polling":INBOX.WAKE');
-    expect(types).toContain('"backoff":INBOX.WAKE');
+    for (const state of ["polling", "paused", "retrying", "backoff"]) {
+      expect(types).toContain(`"${state}":INBOX.WAKE`);
+    }
   });
   it(`replays ${walks.length} walks with the invariants holding at every step`, async () => {
     for (const walk of walks) await replay(walk);

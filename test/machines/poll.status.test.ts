@@ -6,7 +6,7 @@ import { createHarness } from "./support/index.js";
 
 describe("poll status record", () => {
   it("reports the phase, failures and the last good summary", async () => {
-    const h = createHarness({ machine: pollMachine, input: {}, actors: ["runCycle"] });
+    const h = createHarness({ machine: pollMachine, input: { name: "inbox" }, actors: ["runCycle"] });
     await h.start();
     expect(toPollStatus(h.snapshot())).toEqual({
       phase: "polling",
@@ -19,8 +19,8 @@ describe("poll status record", () => {
       dispatched: 2,
       refused: 1,
       deferred: 0,
-      pending: [],
-      trusted: [3],
+      peers: { pending: [], trusted: [], at: 5 },
+      next: "idle" as const,
     };
     h.fakes.resolve("runCycle", summary);
     await h.flush();

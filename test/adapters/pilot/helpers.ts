@@ -56,3 +56,10 @@ export async function trustEachOther(a: Peer, b: Peer): Promise<void> {
   const bInfo = await b.ctl.info();
   await waitFor(async () => (await a.ctl.trust()).some((t) => t.nodeId === bInfo.nodeId), 30_000);
 }
+
+/** The Pilot inbox loop as the receiver tests start it (the poll machine driving the Pilot inbox adapter). */
+export {
+  type PilotReceiver,
+  type PilotReceiverOptions,
+  startPilotReceiver,
+} from "../../support/inbox-loops.js";

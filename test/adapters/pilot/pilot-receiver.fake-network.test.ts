@@ -7,13 +7,19 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createInboundPipeline, type InboundPipeline } from "../../../src/adapters/inbound/pipeline.js";
 import { inboxDir } from "../../../src/adapters/pilot/inbox.js";
-import { type PilotReceiver, startPilotReceiver } from "../../../src/adapters/pilot/pilot-receiver.js";
 import { createPilotTransport } from "../../../src/adapters/pilot/pilot-transport.js";
 import { formatAddress } from "../../../src/adapters/pilot/pilotctl.js";
 import { createEnvelope } from "../../../src/adapters/transport/envelope.js";
 import type { AdmittedMessage } from "../../../src/adapters/transport/transport.js";
 import type { FakePilotNetwork } from "../../fixtures/fake-pilot/network.js";
-import { type Peer, setupNetwork, trustEachOther, waitFor } from "./helpers.js";
+import {
+  type Peer,
+  type PilotReceiver,
+  setupNetwork,
+  startPilotReceiver,
+  trustEachOther,
+  waitFor,
+} from "./helpers.js";
 
 describe("pilot receiver on the fake Pilot network", () => {
   let net: FakePilotNetwork;

@@ -4,18 +4,20 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRegistryClient, type RegistryClient } from "../../../src/adapters/registry/client.js";
-import {
-  createMemoryCursorStore,
-  type RelayReceiver,
-  type RelayReceiverOptions,
-  startRelayReceiver,
-} from "../../../src/adapters/relay/relay-receiver.js";
+import { createMemoryCursorStore } from "../../../src/adapters/relay/relay-inbox.js";
 import type { InboundOutcome, InboundSink, RawInbound } from "../../../src/adapters/transport/transport.js";
 import {
   type RegistryServerHandle,
   type RegistryServerOptions,
   startRegistryServer,
 } from "../../../src/registry-server/server.js";
+import {
+  type RelayReceiver,
+  type RelayReceiverOptions,
+  startRelayReceiver,
+} from "../../support/inbox-loops.js";
+
+export { type RelayReceiver, type RelayReceiverOptions, startRelayReceiver };
 
 export interface Installation {
   /** Secret: only this installation uses it (as itself, with its token). */

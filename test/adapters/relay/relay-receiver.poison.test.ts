@@ -9,15 +9,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createRegistryClient } from "../../../src/adapters/registry/client.js";
-import {
-  createMemoryCursorStore,
-  type RelayReceiver,
-  type RelayReceiverOptions,
-  startRelayReceiver,
-} from "../../../src/adapters/relay/relay-receiver.js";
+import { createMemoryCursorStore } from "../../../src/adapters/relay/relay-inbox.js";
 import { createRelayTransport } from "../../../src/adapters/relay/relay-transport.js";
 import { createEnvelope } from "../../../src/adapters/transport/envelope.js";
 import { SqliteRegistryStore } from "../../../src/registry-server/sqlite-store.js";
+import {
+  type RelayReceiver,
+  type RelayReceiverOptions,
+  startRelayReceiver,
+} from "../../support/inbox-loops.js";
 import {
   betaReceiver,
   closeReceivers,
@@ -234,7 +234,6 @@ describe("relay receiver against a registry that ignores max_bytes", () => {
       backoff: fast,
       retryBackoff: fast,
       deadLetterDir,
-      ackDelayMs: 0,
     });
     receivers.push(receiver);
     await sink.waitForDispatched(41, 20_000);

@@ -3,16 +3,15 @@
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import {
-  createFileCursorStore,
-  createMemoryCursorStore,
-  type RelayReceiver,
-  type RelayReceiverOptions,
-  startRelayReceiver,
-} from "../../../src/adapters/relay/relay-receiver.js";
+import { createFileCursorStore, createMemoryCursorStore } from "../../../src/adapters/relay/relay-inbox.js";
 import { createRelayTransport } from "../../../src/adapters/relay/relay-transport.js";
 import { createEnvelope, type Envelope } from "../../../src/adapters/transport/envelope.js";
 import { type Transport, TransportError } from "../../../src/adapters/transport/transport.js";
+import {
+  type RelayReceiver,
+  type RelayReceiverOptions,
+  startRelayReceiver,
+} from "../../support/inbox-loops.js";
 import {
   betaReceiver,
   closeReceivers,
@@ -96,7 +95,7 @@ describe("relay receiver", () => {
     world = await startRelayWorld({ trusted: true });
     const sink = new RecordingSink();
     // Acks right away, so no ack write lands inside a measurement.
-    const receiver = receiverFor(world, sink, { ackDelayMs: 0 });
+    const receiver = receiverFor(world, sink, {});
     const transport = alphaTransport(world);
     const latencies: number[] = [];
     for (let i = 0; i < 7; i++) {
@@ -223,7 +222,6 @@ describe("relay receiver", () => {
       sink,
       cursorStore: createMemoryCursorStore(),
       backoff: fast,
-      ackDelayMs: 0,
     });
     receivers.push(receiver);
     const env = envelope("dispatched then outage");
