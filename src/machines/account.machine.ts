@@ -1,10 +1,52 @@
-// Registry lifecycle of one account (the root actor of an account): register when discoverable, heartbeat while
-// online, re-register when the registry forgot us, back off when it is unreachable, deregister when going private
-// or stopping. Pure: the registry calls are named promise actors and persisting the agent id is a named action,
-// all provided by the composition root with `accountMachine.provide(...)`.
-import { assign, fromPromise, setup } from "xstate";
+// One account, the root of its actor tree. Its states are the registry lifecycle: register when discoverable,
+// heartbeat while online, re-register when the registry forgot us, back off when it is unreachable, deregister
+// when going private or stopping. Its children do the rest, each a machine of its own:
+//   daemon            invoked for transport "pilot": finds, starts and watches the Pilot daemon
+//   inbox             the poll loop that reads the Pilot inbox files or the relay inbox
+//   peers             the poll loop that reads pending handshake requests and the trust list
+//   visibility        re-reads a remote or scheduled visibility source on its own clock
+//   handshake:<peer>  spawned per peer: trust with that peer
+// Children report with the events they declare (DAEMON.*, POLL.CYCLE.*, VISIBILITY.READ, HANDSHAKE.ANNOUNCE,
+// and each handshake's snapshot); the root keeps a plain table of its peers and routes what the peers loop
+// observed to the handshake actors. Pure: every I/O is a named actor or action provided by the composition root
+// with `accountMachine.provide(...)`.
+import { assign, emit, enqueueActions, fromPromise, raise, setup } from "xstate";
 import { type BackoffPolicy, backoffDelay } from "./backoff.js";
-import { type AgentMetadata, type PlainError, sameMetadata, toPlainError } from "./types.js";
+import { type DaemonInput, type DaemonParentEvent, daemonMachine } from "./daemon.machine.js";
+import {
+  type HandshakeCommand,
+  type HandshakeParentEvent,
+  type HandshakeSnapshot,
+  handshakeMachine,
+  type PeerState,
+  toPeerState,
+} from "./handshake.machine.js";
+import { addsToRecord, findPeerKey, handshakeId, newPeerRecord, type PeerTable } from "./peers.js";
+import { type PollInput, pollMachine } from "./poll.machine.js";
+import {
+  type AgentMetadata,
+  type PeerRef,
+  type PeersObservation,
+  type PlainError,
+  peerKey,
+  sameMetadata,
+  toPlainError,
+} from "./types.js";
+import { type VisibilityInput, type VisibilityParentEvent, visibilityMachine } from "./visibility.machine.js";
+
+export type AccountTransport = "pilot" | "relay" | "none";
+
+/** What the children are started with; a child without input is not started. */
+export interface AccountChildrenInput {
+  /** Transport "pilot" only. */
+  daemon?: DaemonInput;
+  /** The inbox loop (Pilot files or the relay inbox); absent for transport "none". */
+  inbox?: PollInput;
+  /** The pending-requests and trust-list loop; absent for transport "none". */
+  peers?: PollInput;
+  /** A remote or scheduled visibility source; absent when visibility comes from the config. */
+  visibility?: VisibilityInput;
+}
 
 export interface AccountMachineInput {
   accountId: string;
@@ -16,6 +58,11 @@ export interface AccountMachineInput {
   maxHeartbeatFailures?: number;
   registerBackoff?: BackoffPolicy;
   deregisterTimeoutMs?: number;
+  /** Default "none": registry lifecycle only, no children. */
+  transport?: AccountTransport;
+  children?: AccountChildrenInput;
+  /** Persisted peers: each resumes as a handshake actor. */
+  peers?: PeerState[];
 }
 
 export interface AccountContext {
@@ -40,14 +87,54 @@ export interface AccountContext {
   registerAttempts: number;
   /** Delay of the pending registration retry while idle after a failure, else null. */
   nextRetryDelayMs: number | null;
+  transport: AccountTransport;
+  children: AccountChildrenInput;
+  /** Messaging over the transport: usable or why not (Pilot: the daemon's word; relay and none: null). */
+  link: { ready: boolean; reason: string | null };
+  /** The last failure of each poll loop ("inbox", "peers"), cleared by its next good cycle. */
+  loopErrors: Record<string, PlainError | null>;
+  /** One plain record per handshake actor, by peer key. */
+  peers: PeerTable;
 }
+
+/** What a poll loop child reports (the root reads only where it came from, and what the peers loop saw). */
+export type AccountLoopEvent =
+  | { type: "POLL.CYCLE.DONE"; name: string; summary: { peers: PeersObservation | null } }
+  | { type: "POLL.CYCLE.FAILED"; name: string; error: PlainError; retryInMs: number };
+
+/** A child failed without handling it (its own machine's bug, never an outage: those are handled). */
+export type ChildErrorEvent = { type: `xstate.error.actor.${string}`; error: unknown };
+
+/** A handshake child's new snapshot (its `syncSnapshot`). */
+export type HandshakeSnapshotEvent = { type: `xstate.snapshot.${string}`; snapshot: HandshakeSnapshot };
+
+/** Announced to the runtime (`actor.on("peer.announced", ...)`): a peer asks for a handshake, once per peer. */
+export type AccountEmitted = { type: "peer.announced"; key: string };
 
 export type AccountEvent =
   | { type: "VISIBILITY.CHANGED"; discoverable: boolean }
   | { type: "METADATA.CHANGED"; metadata: AgentMetadata }
   | { type: "TRANSPORT.READY"; pilotNodeId: number | null; pilotAddress: string | null }
   | { type: "REGISTER.NOW" }
-  | { type: "STOP" };
+  | { type: "STOP" }
+  // From the children:
+  | DaemonParentEvent
+  | AccountLoopEvent
+  | VisibilityParentEvent
+  | HandshakeParentEvent
+  | HandshakeSnapshotEvent
+  | ChildErrorEvent
+  // From the runtime, for the children:
+  /** An owner's or the agent's decision about a peer, for its handshake actor (spawned if new). */
+  | { type: "PEER.COMMAND"; peer: PeerRef; command: HandshakeCommand }
+  /** Pending requests and the trust list read outside the peers loop (an operator asked for them). */
+  | { type: "PEERS.OBSERVED"; observation: PeersObservation }
+  /** Something arrived or became readable: read the inbox now. */
+  | { type: "INBOX.WAKE" }
+  /** Try the transport again now (Pilot: look for pilotctl, restart a failed daemon). */
+  | { type: "TRANSPORT.RETRY" }
+  /** Stop the transport children first (a managed daemon is stopped gracefully), before STOP. */
+  | { type: "TRANSPORT.STOP" };
 
 export interface RegisterAgentInput {
   metadata: AgentMetadata;
@@ -112,14 +199,168 @@ export const accountMachine = setup({
     context: {} as AccountContext,
     events: {} as AccountEvent,
     input: {} as AccountMachineInput,
+    emitted: {} as AccountEmitted,
   },
   actors: {
+    // The children: the real machines; the runtime provides their own actors (pilotctl, inbox readers).
+    daemon: daemonMachine,
+    inbox: pollMachine,
+    peers: pollMachine,
+    visibility: visibilityMachine,
+    handshake: handshakeMachine,
     registerAgent: fromPromise<RegisterAgentOutput, RegisterAgentInput>(notProvided("registerAgent")),
     sendHeartbeat: fromPromise<SendHeartbeatOutput, SendHeartbeatInput>(notProvided("sendHeartbeat")),
     updateAgent: fromPromise<UpdateAgentOutput, UpdateAgentInput>(notProvided("updateAgent")),
     deregisterAgent: fromPromise<void, DeregisterAgentInput>(notProvided("deregisterAgent")),
   },
   actions: {
+    // ---- the children ----
+    spawnChildren: enqueueActions(({ context, enqueue }) => {
+      const { daemon, inbox, peers, visibility } = context.children;
+      if (daemon && hasChild(context, "daemon"))
+        enqueue.spawnChild("daemon", { id: "daemon", input: daemon });
+      if (inbox && hasChild(context, "inbox")) enqueue.spawnChild("inbox", { id: "inbox", input: inbox });
+      if (peers && hasChild(context, "peers")) enqueue.spawnChild("peers", { id: "peers", input: peers });
+      if (visibility) enqueue.spawnChild("visibility", { id: "visibility", input: visibility });
+      for (const [key, record] of Object.entries(context.peers)) {
+        enqueue.spawnChild("handshake", {
+          id: handshakeId(key),
+          syncSnapshot: true,
+          input: { peer: refOf(record), initial: record },
+        });
+      }
+    }),
+    recordDaemonReady: assign({ link: { ready: true, reason: null } }),
+    recordLinkDown: assign({
+      link: ({ event }) => ({ ready: false, reason: "reason" in event ? String(event.reason) : null }),
+    }),
+    announceNodeInfo: raise(({ event }) =>
+      event.type === "DAEMON.READY"
+        ? { type: "TRANSPORT.READY" as const, pilotNodeId: event.nodeId, pilotAddress: event.address }
+        : { type: "TRANSPORT.READY" as const, pilotNodeId: null, pilotAddress: null },
+    ),
+    recordLoop: assign({
+      loopErrors: ({ context, event }) => {
+        if (event.type === "POLL.CYCLE.DONE") return { ...context.loopErrors, [event.name]: null };
+        if (event.type === "POLL.CYCLE.FAILED") return { ...context.loopErrors, [event.name]: event.error };
+        return context.loopErrors;
+      },
+    }),
+    // What the peers loop (or an operator's read) saw goes to each peer's handshake actor, spawned if new.
+    routePeers: enqueueActions(({ context, event, enqueue }) => {
+      const observation =
+        event.type === "PEERS.OBSERVED"
+          ? event.observation
+          : event.type === "POLL.CYCLE.DONE"
+            ? event.summary.peers
+            : null;
+      if (!observation) return;
+      const peers = { ...context.peers };
+      const at = observation.at;
+      const touch = (ref: PeerRef, names?: { assistantName: string | null; humanName: string | null }) => {
+        const key = findPeerKey(peers, ref) ?? peerKey(ref);
+        const record = peers[key];
+        if (!record) {
+          peers[key] = { ...newPeerRecord(ref), ...names };
+          enqueue.spawnChild("handshake", { id: handshakeId(key), syncSnapshot: true, input: { peer: ref } });
+          if (names) enqueue.sendTo(handshakeId(key), { type: "PEER.SEEN", peer: ref, ...names });
+        } else if (addsToRecord(record, ref) || names) {
+          enqueue.sendTo(handshakeId(key), { type: "PEER.SEEN", peer: ref, ...names });
+        }
+        return key;
+      };
+      for (const request of observation.pending) {
+        const key = touch(request.peer, {
+          assistantName: request.assistantName,
+          humanName: request.humanName,
+        });
+        if (peers[key]?.state === "trusted") continue;
+        enqueue.sendTo(handshakeId(key), {
+          type: "PEER.PENDING",
+          justification: request.justification,
+          receivedAt: request.receivedAt,
+          at,
+          assistantName: request.assistantName,
+          humanName: request.humanName,
+        });
+      }
+      if (observation.trusted !== null) {
+        const trusted = new Set<string>();
+        for (const ref of observation.trusted) {
+          const key = touch(ref);
+          trusted.add(key);
+          if (peers[key]?.state !== "trusted") enqueue.sendTo(handshakeId(key), { type: "PEER.TRUSTED", at });
+        }
+        for (const [key, record] of Object.entries(peers)) {
+          if (record.state === "trusted" && !trusted.has(key)) {
+            enqueue.sendTo(handshakeId(key), { type: "PEER.UNTRUSTED", at });
+          }
+        }
+      }
+      enqueue.assign({ peers });
+    }),
+    commandPeer: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== "PEER.COMMAND") return;
+      const key = findPeerKey(context.peers, event.peer) ?? peerKey(event.peer);
+      const record = context.peers[key];
+      if (!record) {
+        enqueue.assign({ peers: { ...context.peers, [key]: newPeerRecord(event.peer) } });
+        enqueue.spawnChild("handshake", {
+          id: handshakeId(key),
+          syncSnapshot: true,
+          input: { peer: event.peer },
+        });
+      } else if (addsToRecord(record, event.peer)) {
+        enqueue.sendTo(handshakeId(key), { type: "PEER.SEEN", peer: event.peer });
+      }
+      enqueue.sendTo(handshakeId(key), event.command);
+    }),
+    recordChildFailure: assign({
+      loopErrors: ({ context, event }) => {
+        if (!event.type.startsWith("xstate.error.actor.") || !("error" in event)) return context.loopErrors;
+        const id = event.type.slice("xstate.error.actor.".length);
+        return { ...context.loopErrors, [id]: toPlainError(event.error, id) };
+      },
+    }),
+    recordPeerSnapshot: assign({
+      peers: ({ context, event }) => {
+        if (!("snapshot" in event) || !event.type.startsWith("xstate.snapshot.handshake:"))
+          return context.peers;
+        const key = event.type.slice("xstate.snapshot.handshake:".length);
+        return { ...context.peers, [key]: toPeerState(event.snapshot) };
+      },
+    }),
+    announcePeer: emit(({ context, event }) => ({
+      type: "peer.announced" as const,
+      key:
+        event.type === "HANDSHAKE.ANNOUNCE"
+          ? (findPeerKey(context.peers, event.peer) ?? peerKey(event.peer))
+          : "",
+    })),
+    wakeInbox: enqueueActions(({ context, enqueue }) => {
+      if (hasChild(context, "inbox")) enqueue.sendTo("inbox", { type: "INBOX.WAKE" });
+      if (hasChild(context, "peers")) enqueue.sendTo("peers", { type: "INBOX.WAKE" });
+    }),
+    retryTransport: enqueueActions(({ context, enqueue }) => {
+      if (hasChild(context, "daemon")) enqueue.sendTo("daemon", { type: "DAEMON.RETRY" });
+    }),
+    stopTransport: enqueueActions(({ context, enqueue }) => {
+      if (hasChild(context, "inbox")) enqueue.sendTo("inbox", { type: "STOP" });
+      if (hasChild(context, "peers")) enqueue.sendTo("peers", { type: "STOP" });
+      if (hasChild(context, "daemon")) enqueue.sendTo("daemon", { type: "STOP" });
+    }),
+    // Visibility read again on its own clock: the same events an operator's refresh sends.
+    applyVisibility: raise(({ event }) =>
+      event.type === "VISIBILITY.READ"
+        ? { type: "METADATA.CHANGED" as const, metadata: event.metadata }
+        : { type: "REGISTER.NOW" as const },
+    ),
+    applyDiscoverable: raise(({ context, event }) => ({
+      type: "VISIBILITY.CHANGED" as const,
+      discoverable: event.type === "VISIBILITY.READ" ? event.discoverable : context.discoverable,
+    })),
+
+    // ---- the registry lifecycle ----
     // Side effects owned by the composition root (persist the id in plugin state); no-ops until provided.
     persistAgentId: (_, _params: AgentIdParams) => {},
     forgetAgentId: (_, _params: AgentIdParams) => {},
@@ -190,7 +431,31 @@ export const accountMachine = setup({
     heartbeatFailures: 0,
     registerAttempts: 0,
     nextRetryDelayMs: null,
+    transport: input.transport ?? "none",
+    children: input.children ?? {},
+    link: { ready: input.transport === "relay", reason: null },
+    loopErrors: {},
+    peers: Object.fromEntries((input.peers ?? []).map((record) => [peerKey(refOf(record)), record])),
   }),
+  entry: "spawnChildren",
+  // The children's reports and the runtime's requests for them, whatever the lifecycle state.
+  on: {
+    "DAEMON.READY": { actions: ["recordDaemonReady", "announceNodeInfo", "wakeInbox"] },
+    "DAEMON.LOST": { actions: "recordLinkDown" },
+    "DAEMON.UNAVAILABLE": { actions: "recordLinkDown" },
+    "POLL.CYCLE.DONE": { actions: ["recordLoop", "routePeers"] },
+    "POLL.CYCLE.FAILED": { actions: "recordLoop" },
+    "PEERS.OBSERVED": { actions: "routePeers" },
+    "PEER.COMMAND": { actions: "commandPeer" },
+    "HANDSHAKE.ANNOUNCE": { actions: "announcePeer" },
+    "xstate.snapshot.*": { actions: "recordPeerSnapshot" },
+    "VISIBILITY.READ": { actions: ["applyVisibility", "applyDiscoverable"] },
+    "INBOX.WAKE": { actions: "wakeInbox" },
+    "TRANSPORT.RETRY": { actions: "retryTransport" },
+    "TRANSPORT.STOP": { actions: "stopTransport" },
+    // A child that failed in a way it does not handle itself (a bug): noted, never fatal to the account.
+    "xstate.error.actor.*": { actions: "recordChildFailure" },
+  },
   initial: "starting",
   states: {
     // Transient: decide where a fresh account begins.
@@ -199,6 +464,7 @@ export const accountMachine = setup({
     },
 
     private: {
+      tags: ["settled"],
       on: {
         "VISIBILITY.CHANGED": [
           {
@@ -215,6 +481,7 @@ export const accountMachine = setup({
 
     // Discoverable, not registered: waiting out the backoff after a failed registration.
     idle: {
+      tags: ["settled"],
       after: { registerRetry: { target: "registering" } },
       on: {
         "REGISTER.NOW": { target: "registering" },
@@ -230,6 +497,7 @@ export const accountMachine = setup({
     },
 
     registering: {
+      tags: ["busy"],
       entry: assign({ metadataDirty: false, nextRetryDelayMs: null }),
       invoke: {
         id: "registerAgent",
@@ -259,6 +527,7 @@ export const accountMachine = setup({
     // Same request as registering (full metadata, known id), entered because the registry lost us or
     // heartbeats kept failing; a separate state so status shows why.
     reregistering: {
+      tags: ["busy"],
       entry: assign({ metadataDirty: false, nextRetryDelayMs: null }),
       invoke: {
         id: "registerAgent",
@@ -285,7 +554,9 @@ export const accountMachine = setup({
     },
 
     // Transient: a registration succeeded (the id is in context and persisted); route by what happened meanwhile.
+    // The relay inbox is read with the token this registration returned: read it now.
     registered: {
+      entry: "wakeInbox",
       always: [{ guard: "isDiscoverable", target: "online" }, { target: "deregistering" }],
     },
 
@@ -298,6 +569,7 @@ export const accountMachine = setup({
     },
 
     online: {
+      tags: ["settled"],
       initial: "waiting",
       on: {
         "VISIBILITY.CHANGED": {
@@ -392,6 +664,7 @@ export const accountMachine = setup({
 
     // Entered only with a known agent id (every transition here comes from a registered state).
     deregistering: {
+      tags: ["busy"],
       invoke: {
         id: "deregisterAgent",
         src: "deregisterAgent",
@@ -443,9 +716,19 @@ export const accountMachine = setup({
       ],
     },
 
-    stopped: { type: "final" },
+    stopped: { type: "final", tags: ["settled"] },
   },
 });
+
+/** Is this transport child part of the tree (started with the account, by its input and the transport)? */
+function hasChild(context: AccountContext, id: "daemon" | "inbox" | "peers"): boolean {
+  if (context.transport === "none" || !context.children[id]) return false;
+  return id !== "daemon" || context.transport === "pilot";
+}
+
+function refOf(record: PeerState): PeerRef {
+  return { hostname: record.hostname, nodeId: record.nodeId, installationId: record.installationId };
+}
 
 function outputAgentId(output: unknown): string | null {
   const value =
@@ -469,3 +752,4 @@ function registerError(context: AccountContext, reason: unknown): PlainError {
 function agentIdParams(context: AccountContext): AgentIdParams {
   return { accountId: context.accountId, agentId: context.agentId ?? "" };
 }
+export type AccountMachine = typeof accountMachine;

@@ -1,7 +1,13 @@
 // The account's lifecycle as users see it (channel status, gateway methods): a small stable type derived from a
 // snapshot, so nothing outside the machines depends on XState state names or context layout.
-import type { SnapshotFrom } from "xstate";
-import type { accountMachine } from "./account.machine.js";
+import type { AnyActorRef, SnapshotFrom } from "xstate";
+import type { AccountTransport, accountMachine } from "./account.machine.js";
+import type { DaemonMachine } from "./daemon.machine.js";
+import { type DaemonStatusView, toDaemonStatus } from "./daemon.status.js";
+import type { HandshakeSnapshot } from "./handshake.machine.js";
+import { handshakeId } from "./peers.js";
+import type { PollMachine } from "./poll.machine.js";
+import { type PollStatusView, toPollStatus } from "./poll.status.js";
 import type { PlainError } from "./types.js";
 
 export type AccountLifecycle =
@@ -23,6 +29,26 @@ export interface AccountStatus {
   lastError: PlainError | null;
   /** While idle after a failed registration: ms until the next attempt. */
   nextRetryDelayMs: number | null;
+  messaging: MessagingStatus;
+}
+
+/** The transport side of the tree: the daemon, the two loops and the peers, as their children report them. */
+export interface MessagingStatus {
+  transport: AccountTransport;
+  /** Messages can be sent and received now. */
+  ready: boolean;
+  /** Why not, or the last failure of a loop while it retries; null when all is well. */
+  reason: string | null;
+  daemon: DaemonStatusView | null;
+  inbox: PollStatusView | null;
+  peersLoop: PollStatusView | null;
+  peers: {
+    total: number;
+    trusted: number;
+    pending: number;
+    /** Peers whose last decision failed at the transport (approve, reject, handshake, untrust). */
+    failing: Array<{ peer: string; error: PlainError }>;
+  };
 }
 
 export type AccountSnapshot = SnapshotFrom<typeof accountMachine>;
@@ -46,6 +72,46 @@ function topLevelState(value: AccountSnapshot["value"]): string {
   return typeof value === "string" ? value : (Object.keys(value)[0] ?? "stopped");
 }
 
+function childSnapshot<T>(snapshot: AccountSnapshot, id: string): T | null {
+  const child = (snapshot.children as Record<string, AnyActorRef | undefined>)[id];
+  return child ? (child.getSnapshot() as T) : null;
+}
+
+/** The whole tree through one mapper: status, the gateway methods and the tool all read this. */
+export function toMessagingStatus(snapshot: AccountSnapshot): MessagingStatus {
+  const { context } = snapshot;
+  const daemonSnapshot = childSnapshot<SnapshotFrom<DaemonMachine>>(snapshot, "daemon");
+  const inboxSnapshot = childSnapshot<SnapshotFrom<PollMachine>>(snapshot, "inbox");
+  const peersSnapshot = childSnapshot<SnapshotFrom<PollMachine>>(snapshot, "peers");
+  const daemon = daemonSnapshot ? toDaemonStatus(daemonSnapshot) : null;
+  const records = Object.entries(context.peers);
+  const failing: MessagingStatus["peers"]["failing"] = [];
+  for (const [key] of records) {
+    const error = childSnapshot<HandshakeSnapshot>(snapshot, handshakeId(key))?.context.lastError;
+    if (error) failing.push({ peer: key, error });
+  }
+  const loopError = context.loopErrors.inbox ?? context.loopErrors.peers ?? null;
+  const ready =
+    context.transport === "pilot" ? daemon?.messagingAvailable === true : context.transport === "relay";
+  return {
+    transport: context.transport,
+    ready: ready && !context.loopErrors.inbox,
+    reason:
+      context.transport === "none"
+        ? 'transport "none": discovery only'
+        : (daemon?.reason ?? context.link.reason ?? loopError?.message ?? null),
+    daemon,
+    inbox: inboxSnapshot ? toPollStatus(inboxSnapshot) : null,
+    peersLoop: peersSnapshot ? toPollStatus(peersSnapshot) : null,
+    peers: {
+      total: records.length,
+      trusted: records.filter(([, record]) => record.state === "trusted").length,
+      pending: records.filter(([, record]) => record.state === "pendingApproval").length,
+      failing,
+    },
+  };
+}
+
 export function toAccountStatus(snapshot: AccountSnapshot): AccountStatus {
   const { context } = snapshot;
   const lifecycle =
@@ -58,5 +124,6 @@ export function toAccountStatus(snapshot: AccountSnapshot): AccountStatus {
     heartbeatFailures: context.heartbeatFailures,
     lastError: context.lastError,
     nextRetryDelayMs: lifecycle === "idle" ? context.nextRetryDelayMs : null,
+    messaging: toMessagingStatus(snapshot),
   };
 }

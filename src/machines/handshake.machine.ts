@@ -1,12 +1,11 @@
 // Trust with one peer: our outgoing handshake, their incoming request (announced exactly once, remembered across
-// restarts), approval, rejection and revocation. The Pilot trust list is the source of truth for "trusted".
+// restarts), approval, rejection and revocation. The transport's trust list (Pilot's or the relay's) is the source
+// of truth for "trusted". Spawned by the account root as `handshake:<peer key>`; tagged `busy` while a transport
+// call is in flight and `settled` otherwise.
 import { assign, enqueueActions, fromPromise, type SnapshotFrom, setup } from "xstate";
-import { type PlainError, toPlainError } from "./types.js";
+import { type PeerRef, type PlainError, toPlainError } from "./types.js";
 
-export interface PeerRef {
-  hostname: string | null;
-  nodeId: number | null;
-}
+export type { PeerRef };
 
 export const PEER_STATES = [
   "unknown",
@@ -22,6 +21,8 @@ export type PeerTrustState = (typeof PEER_STATES)[number];
 export interface PeerState {
   hostname: string | null;
   nodeId: number | null;
+  /** The peer's relay id (see PeerRef). */
+  installationId: string | null;
   state: PeerTrustState;
   /** Our introduction, sent with our handshake request. */
   introduction: string | null;
@@ -30,6 +31,9 @@ export interface PeerState {
   /** When the incoming request was announced to the owner/agent (ms); set once, never announced again. */
   announcedAt: number | null;
   updatedAt?: number | null;
+  /** How the peer names itself and its human (from its request or the registry): untrusted text. */
+  assistantName?: string | null;
+  humanName?: string | null;
 }
 
 export interface HandshakeInput {
@@ -43,7 +47,7 @@ export interface SendHandshakeInput {
 }
 
 export interface SendHandshakeOutput {
-  /** pilotctl answers with the peer's node id: remembered when we only knew the hostname. */
+  /** The peer's node id as the transport resolved it: remembered when we only knew the hostname. */
   nodeId: number | null;
 }
 
@@ -59,17 +63,35 @@ export interface PeerCommandInput {
  */
 export type HandshakeEvent =
   | { type: "HANDSHAKE.REQUEST"; introduction: string; at?: number }
-  | { type: "PEER.PENDING"; justification: string; receivedAt: number; at?: number }
+  | {
+      type: "PEER.PENDING";
+      justification: string;
+      receivedAt: number;
+      at?: number;
+      assistantName?: string | null;
+      humanName?: string | null;
+    }
+  /** More is known about the peer (its node id, relay id, names): merged, the state does not change. */
+  | { type: "PEER.SEEN"; peer: PeerRef; assistantName?: string | null; humanName?: string | null }
   | { type: "PEER.TRUSTED"; at?: number }
   | { type: "PEER.UNTRUSTED"; at?: number }
   | { type: "APPROVE"; at?: number }
   | { type: "REJECT"; reason?: string; at?: number }
   | { type: "UNTRUST"; at?: number };
 
-/** What `announceRequest` reports by default (to the parent, which notifies the owner or the agent). */
-export type HandshakeParentEvent =
-  | { type: "HANDSHAKE.ANNOUNCE"; peer: PeerRef; justification: string; receivedAt: number }
-  | { type: "HANDSHAKE.CHANGED"; peer: PeerState };
+/** The commands an owner or the agent gives (the other events are observations of the transport). */
+export type HandshakeCommand = Extract<
+  HandshakeEvent,
+  { type: "HANDSHAKE.REQUEST" | "APPROVE" | "REJECT" | "UNTRUST" }
+>;
+
+/** What `announceRequest` tells the parent (the account root, which notifies the owner or the agent). */
+export type HandshakeParentEvent = {
+  type: "HANDSHAKE.ANNOUNCE";
+  peer: PeerRef;
+  justification: string;
+  receivedAt: number;
+};
 
 export interface HandshakeContext {
   peer: PeerRef;
@@ -83,11 +105,13 @@ export interface HandshakeContext {
   lastError: PlainError | null;
   /** Only while starting: the persisted state to resume. */
   restoreTo: PeerTrustState | null;
+  assistantName: string | null;
+  humanName: string | null;
 }
 
 function notProvided(name: string): never {
   throw new Error(
-    `handshake machine: actor "${name}" was not provided; wire the Pilot adapter with machine.provide()`,
+    `handshake machine: actor "${name}" was not provided; wire the transport with machine.provide()`,
   );
 }
 
@@ -102,6 +126,11 @@ const IGNORE_COMMANDS_WHILE_BUSY = {
   REJECT: {},
   UNTRUST: {},
 } as const;
+
+/** When the event happened (ms), if it says. */
+function eventAt(event: HandshakeEvent): number | undefined {
+  return "at" in event ? event.at : undefined;
+}
 
 export const handshakeMachine = setup({
   types: {
@@ -118,7 +147,7 @@ export const handshakeMachine = setup({
     untrustPeer: fromPromise<unknown, PeerCommandInput>(async () => notProvided("untrustPeer")),
   },
   actions: {
-    stamp: assign({ updatedAt: ({ context, event }) => event.at ?? context.updatedAt }),
+    stamp: assign({ updatedAt: ({ context, event }) => eventAt(event) ?? context.updatedAt }),
     clearRestore: assign({ restoreTo: null }),
     // Once per peer, ever: the guard reads `announcedAt`, which is persisted with the peer.
     announceRequest: enqueueActions(({ context, self, enqueue }) => {
@@ -139,6 +168,24 @@ export const handshakeMachine = setup({
         event.type === "PEER.PENDING" ? event.justification : context.justification,
       receivedAt: ({ context, event }) =>
         event.type === "PEER.PENDING" ? event.receivedAt : context.receivedAt,
+      assistantName: ({ context, event }) =>
+        (event.type === "PEER.PENDING" ? event.assistantName : null) ?? context.assistantName,
+      humanName: ({ context, event }) =>
+        (event.type === "PEER.PENDING" ? event.humanName : null) ?? context.humanName,
+    }),
+    // What is known fills what was not; the newer relay id wins (peers.json written before the registry had peer
+    // ids holds the peer's old installation id, which trust lists and inbound senders would never match).
+    mergePeer: assign(({ context, event }) => {
+      if (event.type !== "PEER.SEEN") return {};
+      return {
+        peer: {
+          hostname: context.peer.hostname ?? event.peer.hostname,
+          nodeId: context.peer.nodeId ?? event.peer.nodeId,
+          installationId: event.peer.installationId ?? context.peer.installationId,
+        },
+        assistantName: event.assistantName ?? context.assistantName,
+        humanName: event.humanName ?? context.humanName,
+      };
     }),
     recordIntroduction: assign({
       introduction: ({ context, event }) =>
@@ -147,8 +194,10 @@ export const handshakeMachine = setup({
   },
   guards: {
     // A trust list read before our last change (a poll cycle racing an untrust) must not undo that change.
-    fresh: ({ context, event }) =>
-      event.at === undefined || context.updatedAt === null || event.at >= context.updatedAt,
+    fresh: ({ context, event }) => {
+      const at = eventAt(event);
+      return at === undefined || context.updatedAt === null || at >= context.updatedAt;
+    },
     resumes: ({ context }, params: { state: PeerTrustState }) => context.restoreTo === params.state,
   },
 }).createMachine({
@@ -157,7 +206,10 @@ export const handshakeMachine = setup({
     peer: {
       hostname: input.initial?.hostname ?? input.peer.hostname,
       nodeId: input.initial?.nodeId ?? input.peer.nodeId,
+      installationId: input.peer.installationId ?? input.initial?.installationId ?? null,
     },
+    assistantName: input.initial?.assistantName ?? null,
+    humanName: input.initial?.humanName ?? null,
     introduction: input.initial?.introduction ?? null,
     receivedAt: null,
     announcedAt: input.initial?.announcedAt ?? null,
@@ -168,6 +220,7 @@ export const handshakeMachine = setup({
     restoreTo: input.initial?.state ?? null,
   }),
   initial: "restoring",
+  on: { "PEER.SEEN": { actions: "mergePeer" } },
   states: {
     // Resume the persisted top-level state; transient substates (a command in flight) are never persisted.
     restoring: {
@@ -203,6 +256,7 @@ export const handshakeMachine = setup({
     },
 
     unknown: {
+      tags: ["settled"],
       on: {
         "HANDSHAKE.REQUEST": { target: "requested", actions: ["recordIntroduction", "stamp"] },
         "PEER.PENDING": { target: "pendingApproval", actions: ["recordIncoming", "stamp"] },
@@ -214,6 +268,7 @@ export const handshakeMachine = setup({
       initial: "sending",
       states: {
         sending: {
+          tags: ["busy"],
           on: IGNORE_COMMANDS_WHILE_BUSY,
           invoke: {
             id: "sendHandshake",
@@ -223,7 +278,7 @@ export const handshakeMachine = setup({
               target: "waiting",
               actions: assign({
                 peer: ({ context, event }) => ({
-                  hostname: context.peer.hostname,
+                  ...context.peer,
                   nodeId: context.peer.nodeId ?? event.output.nodeId,
                 }),
                 lastError: null,
@@ -231,18 +286,18 @@ export const handshakeMachine = setup({
             },
             onError: {
               target: "failed",
-              actions: assign({ lastError: ({ event }) => toPlainError(event.error, "pilot.handshake") }),
+              actions: assign({ lastError: ({ event }) => toPlainError(event.error, "trust.request") }),
             },
           },
         },
         // Sent: the peer sees it at its next daemon heartbeat; we see the answer in our trust list.
-        waiting: {},
-        failed: {},
+        waiting: { tags: ["settled"] },
+        failed: { tags: ["settled"] },
       },
       on: {
         // Re-sending is harmless (pilotctl answers "sent" even when already trusted) and lets the user retry.
         "HANDSHAKE.REQUEST": { target: ".sending", reenter: true, actions: ["recordIntroduction", "stamp"] },
-        // Both sides asked: Pilot approves automatically, so nobody is asked; the trust list will show it.
+        // Both sides asked: the transport trusts both (Pilot and the relay do), so nobody is asked; the trust list will show it.
         "PEER.PENDING": { actions: ["recordIncoming", "stamp"] },
         "PEER.TRUSTED": { guard: "fresh", target: "trusted", actions: "stamp" },
         APPROVE: { target: "pendingApproval.approving", actions: "stamp" },
@@ -253,6 +308,7 @@ export const handshakeMachine = setup({
       initial: "waiting",
       states: {
         waiting: {
+          tags: ["settled"],
           entry: enqueueActions(({ context, enqueue }) => {
             if (context.announcedAt !== null) return;
             enqueue("markAnnounced");
@@ -260,6 +316,7 @@ export const handshakeMachine = setup({
           }),
         },
         approving: {
+          tags: ["busy"],
           on: IGNORE_COMMANDS_WHILE_BUSY,
           invoke: {
             id: "approvePeer",
@@ -269,11 +326,12 @@ export const handshakeMachine = setup({
             onDone: { target: "#handshake.trusted", actions: assign({ lastError: null }) },
             onError: {
               target: "waiting",
-              actions: assign({ lastError: ({ event }) => toPlainError(event.error, "pilot.approve") }),
+              actions: assign({ lastError: ({ event }) => toPlainError(event.error, "trust.approve") }),
             },
           },
         },
         rejecting: {
+          tags: ["busy"],
           on: IGNORE_COMMANDS_WHILE_BUSY,
           invoke: {
             id: "rejectPeer",
@@ -282,7 +340,7 @@ export const handshakeMachine = setup({
             onDone: { target: "#handshake.rejected", actions: assign({ lastError: null }) },
             onError: {
               target: "waiting",
-              actions: assign({ lastError: ({ event }) => toPlainError(event.error, "pilot.reject") }),
+              actions: assign({ lastError: ({ event }) => toPlainError(event.error, "trust.reject") }),
             },
           },
         },
@@ -295,7 +353,7 @@ export const handshakeMachine = setup({
         },
         "PEER.PENDING": { actions: ["recordIncoming", "stamp"] },
         "PEER.TRUSTED": { guard: "fresh", target: "trusted", actions: "stamp" },
-        // Asking them back makes it mutual: Pilot approves both sides.
+        // Asking them back makes it mutual: the transport trusts both sides.
         "HANDSHAKE.REQUEST": { target: "requested", actions: ["recordIntroduction", "stamp"] },
       },
     },
@@ -303,8 +361,9 @@ export const handshakeMachine = setup({
     trusted: {
       initial: "idle",
       states: {
-        idle: {},
+        idle: { tags: ["settled"] },
         untrusting: {
+          tags: ["busy"],
           on: IGNORE_COMMANDS_WHILE_BUSY,
           invoke: {
             id: "untrustPeer",
@@ -313,7 +372,7 @@ export const handshakeMachine = setup({
             onDone: { target: "#handshake.revoked", actions: assign({ lastError: null }) },
             onError: {
               target: "idle",
-              actions: assign({ lastError: ({ event }) => toPlainError(event.error, "pilot.untrust") }),
+              actions: assign({ lastError: ({ event }) => toPlainError(event.error, "trust.untrust") }),
             },
           },
         },
@@ -325,6 +384,7 @@ export const handshakeMachine = setup({
     },
 
     rejected: {
+      tags: ["settled"],
       on: {
         "HANDSHAKE.REQUEST": { target: "requested", actions: ["recordIntroduction", "stamp"] },
         "PEER.PENDING": { target: "pendingApproval", actions: ["recordIncoming", "stamp"] },
@@ -333,6 +393,7 @@ export const handshakeMachine = setup({
     },
 
     revoked: {
+      tags: ["settled"],
       on: {
         "HANDSHAKE.REQUEST": { target: "requested", actions: ["recordIntroduction", "stamp"] },
         "PEER.PENDING": { target: "pendingApproval", actions: ["recordIncoming", "stamp"] },
@@ -358,10 +419,13 @@ export function toPeerState(snapshot: HandshakeSnapshot): PeerState {
   return {
     hostname: context.peer.hostname,
     nodeId: context.peer.nodeId,
+    installationId: context.peer.installationId,
     state: peerTrustState(snapshot),
     introduction: context.introduction,
     justification: context.justification,
     announcedAt: context.announcedAt,
     updatedAt: context.updatedAt,
+    assistantName: context.assistantName,
+    humanName: context.humanName,
   };
 }

@@ -22,18 +22,18 @@ import {
 
 const GRAPH_LIMIT = 5_000;
 const ACTORS = ["sendHandshake", "approvePeer", "rejectPeer", "untrustPeer"] as const;
-const input = { peer: { hostname: "bob", nodeId: null } };
+const input = { peer: { hostname: "bob", nodeId: null, installationId: null } };
 const err = (operation: string) => ({ kind: "timeout", operation, message: `${operation} timed out` });
 
 const payloads = eventsWithPayloads([
   { type: "xstate.done.actor.sendHandshake", output: { nodeId: 9 } },
-  { type: "xstate.error.actor.sendHandshake", error: err("pilot.handshake") },
+  { type: "xstate.error.actor.sendHandshake", error: err("trust.request") },
   { type: "xstate.done.actor.approvePeer", output: { node_id: 9, status: "approved" } },
-  { type: "xstate.error.actor.approvePeer", error: err("pilot.approve") },
+  { type: "xstate.error.actor.approvePeer", error: err("trust.approve") },
   { type: "xstate.done.actor.rejectPeer", output: { node_id: 9, status: "rejected" } },
-  { type: "xstate.error.actor.rejectPeer", error: err("pilot.reject") },
+  { type: "xstate.error.actor.rejectPeer", error: err("trust.reject") },
   { type: "xstate.done.actor.untrustPeer", output: { node_id: 9 } },
-  { type: "xstate.error.actor.untrustPeer", error: err("pilot.untrust") },
+  { type: "xstate.error.actor.untrustPeer", error: err("trust.untrust") },
   { type: "HANDSHAKE.REQUEST", introduction: "Hi, I am alice's assistant" },
   { type: "PEER.PENDING", justification: "Hi, I am bob's assistant", receivedAt: 1_700_000_000_000 },
   { type: "REJECT", reason: "not now" },
@@ -54,7 +54,9 @@ function restore(snapshot: HandshakeSnapshot) {
   const announced: unknown[] = [];
   const restored = createActor(
     handshakeMachine.provide({ actions: { announceRequest: () => void announced.push(true) } }),
-    { input: { peer: { hostname: null, nodeId: null }, initial: toPeerState(snapshot) } },
+    {
+      input: { peer: { hostname: null, nodeId: null, installationId: null }, initial: toPeerState(snapshot) },
+    },
   );
   restored.start();
   const result = { snapshot: restored.getSnapshot(), announced: announced.length };

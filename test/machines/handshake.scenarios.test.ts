@@ -20,7 +20,7 @@ const pending = {
 function harness(initial?: PeerState) {
   return createHarness({
     machine: handshakeMachine,
-    input: { peer: { hostname: "bob", nodeId: 9 }, ...(initial ? { initial } : {}) },
+    input: { peer: { hostname: "bob", nodeId: 9, installationId: null }, ...(initial ? { initial } : {}) },
     actors: ACTORS,
     actions: ["announceRequest"],
   });
@@ -49,7 +49,7 @@ describe("handshake with one peer", () => {
     // Rejected, then asking again later: visible as pending, but nobody is pinged a second time.
     await restored.send({ type: "REJECT", reason: "not now" });
     expect(restored.fakes.pending("rejectPeer").input).toEqual({
-      peer: { hostname: "bob", nodeId: 9 },
+      peer: { hostname: "bob", nodeId: 9, installationId: null },
       reason: "not now",
     });
     restored.fakes.resolve("rejectPeer", { node_id: 9, status: "rejected" });
@@ -79,13 +79,13 @@ describe("handshake with one peer", () => {
   it("a peer known only by hostname learns its node id from the handshake answer", async () => {
     const h = createHarness({
       machine: handshakeMachine,
-      input: { peer: { hostname: "carol", nodeId: null } },
+      input: { peer: { hostname: "carol", nodeId: null, installationId: null } },
       actors: ACTORS,
     });
     await h.start();
     await h.send({ type: "HANDSHAKE.REQUEST", introduction: "hello" });
     expect(h.fakes.pending("sendHandshake").input).toEqual({
-      peer: { hostname: "carol", nodeId: null },
+      peer: { hostname: "carol", nodeId: null, installationId: null },
       introduction: "hello",
     });
     h.fakes.resolve("sendHandshake", { nodeId: 65_537 });
@@ -104,14 +104,14 @@ describe("handshake with one peer", () => {
     await h.send({ type: "HANDSHAKE.REQUEST", introduction: "hello" });
     h.fakes.reject("sendHandshake", {
       kind: "unreachable",
-      operation: "pilot.handshake",
+      operation: "trust.request",
       message: "daemon down",
     });
     await h.flush();
     expect(h.snapshot().matches({ requested: "failed" })).toBe(true);
     expect(h.snapshot().context.lastError).toMatchObject({
       kind: "unreachable",
-      operation: "pilot.handshake",
+      operation: "trust.request",
     });
     await h.send({ type: "HANDSHAKE.REQUEST", introduction: "hello again" });
     expect(h.fakes.pending("sendHandshake").input).toMatchObject({ introduction: "hello again" });
@@ -135,6 +135,7 @@ describe("handshake with one peer", () => {
   it("untrust revokes; a failed untrust keeps the peer trusted and says why", async () => {
     const h = harness({
       hostname: "bob",
+      installationId: null,
       nodeId: 9,
       state: "trusted",
       introduction: null,
@@ -145,12 +146,12 @@ describe("handshake with one peer", () => {
     await h.send({ type: "UNTRUST" });
     h.fakes.reject("untrustPeer", {
       kind: "timeout",
-      operation: "pilot.untrust",
+      operation: "trust.untrust",
       message: "pilotctl timed out",
     });
     await h.flush();
     expect(h.snapshot().matches({ trusted: "idle" })).toBe(true);
-    expect(h.snapshot().context.lastError?.operation).toBe("pilot.untrust");
+    expect(h.snapshot().context.lastError?.operation).toBe("trust.untrust");
     await h.send({ type: "UNTRUST", at: 9_000 });
     h.fakes.resolve("untrustPeer", { node_id: 9 });
     await h.flush();
@@ -161,6 +162,7 @@ describe("handshake with one peer", () => {
   it("a trust list read before an untrust does not bring the peer back", async () => {
     const h = harness({
       hostname: "bob",
+      installationId: null,
       nodeId: 9,
       state: "trusted",
       introduction: null,
@@ -182,6 +184,7 @@ describe("handshake with one peer", () => {
   it("a restored outgoing request is not sent again", async () => {
     const h = harness({
       hostname: "bob",
+      installationId: null,
       nodeId: 9,
       state: "requested",
       introduction: "hello",
@@ -202,7 +205,11 @@ describe("handshake machine inside a parent", () => {
       actors: { handshake: handshakeMachine.provide({ actors: fakes.logic }) },
     }).createMachine({
       context: { heard: [] },
-      invoke: { id: "peer", src: "handshake", input: { peer: { hostname: null, nodeId: 9 } } },
+      invoke: {
+        id: "peer",
+        src: "handshake",
+        input: { peer: { hostname: null, nodeId: 9, installationId: null } },
+      },
       on: {
         "HANDSHAKE.*": { actions: assign({ heard: ({ context, event }) => [...context.heard, event] }) },
       },
@@ -217,7 +224,7 @@ describe("handshake machine inside a parent", () => {
     expect(actor.getSnapshot().context.heard).toEqual([
       {
         type: "HANDSHAKE.ANNOUNCE",
-        peer: { hostname: null, nodeId: 9 },
+        peer: { hostname: null, nodeId: 9, installationId: null },
         justification: "Hi, I am bob's assistant",
         receivedAt: 1_000,
       },

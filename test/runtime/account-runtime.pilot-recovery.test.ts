@@ -9,9 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { gatewayMethodSpecs } from "../../src/adapters/openclaw/gateway-methods.js";
 import { resolveAccounts } from "../../src/config.js";
 import { type RegistryServerHandle, startRegistryServer } from "../../src/registry-server/server.js";
+import type { PilotDaemonTiming } from "../../src/runtime/account-runtime.js";
 import { type AccountRuntime, startAccountRuntime } from "../../src/runtime/account-runtime.js";
 import { AccountRuntimes } from "../../src/runtime/account-runtimes.js";
-import type { PilotDaemonTiming } from "../../src/runtime/transport-link.js";
 import { createFakePilotNetwork, type FakePilotNetwork } from "../fixtures/fake-pilot/network.js";
 import { quiet, until } from "./support/until.js";
 

@@ -1,26 +1,29 @@
 // A Pilot peer that the registry does not know is named `node-<id>` in its session. Replies, introductions and
 // trust checks by that name must still find the peer (by node id): before, every reply to such a peer was dropped
 // as "not trusted".
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createRegistryClient } from "../../src/adapters/registry/client.js";
 import type { Envelope } from "../../src/adapters/transport/envelope.js";
 import type { PeerRef, Transport } from "../../src/adapters/transport/transport.js";
+import { resolveAccounts } from "../../src/config.js";
 import { type RegistryServerHandle, startRegistryServer } from "../../src/registry-server/server.js";
-import { createPeerNetwork } from "../../src/runtime/peer-network.js";
-import { removeStateDirs, tempStateDir, testAccount } from "../adapters/openclaw/support/test-network.js";
-
-const quiet = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };
+import { startAccountRuntime } from "../../src/runtime/account-runtime.js";
+import type { PeerNetwork } from "../../src/runtime/peer-network.js";
+import { noneLink } from "../../src/runtime/transport-link.js";
+import { quiet, until } from "./support/until.js";
 
 describe("a trusted peer known only by its Pilot node id", () => {
   let registry: RegistryServerHandle;
+  const dir = mkdtempSync(join(tmpdir(), "ar-node-name-"));
   beforeAll(async () => {
     registry = await startRegistryServer({ port: 0, db: ":memory:" });
   });
   afterAll(async () => {
     await registry.close();
-    removeStateDirs();
+    rmSync(dir, { recursive: true, force: true });
   });
-
   it("is trusted, introduced and answered under the name node-<id>", async () => {
     const sent: Array<{ to: PeerRef; envelope: Envelope }> = [];
     const transport: Transport = {
@@ -46,16 +49,22 @@ describe("a trusted peer known only by its Pilot node id", () => {
       reject: async () => {},
       untrust: async () => {},
     };
-    const account = testAccount("alice", registry.url, { transport: "pilot" });
-    const network = createPeerNetwork({
-      account: { ...account, hostname: "alice" },
-      registry: createRegistryClient({ baseUrl: registry.url }),
-      stateDir: tempStateDir(),
+    const [account] = resolveAccounts(
+      { registryUrl: registry.url, transport: "pilot", accounts: { alice: { hostname: "alice" } } },
+      {},
+    );
+    // The real runtime with this transport in place of pilotctl (no inbox: only trust and replies matter here).
+    const runtime = await startAccountRuntime({
+      account: account!,
+      stateRoot: join(dir, "alice"),
       log: quiet,
-      transport: () => transport,
-      unavailableReason: () => null,
+      link: () => ({ ...noneLink(), transport: () => transport, unavailableReason: () => null }),
     });
+    const network = runtime.network as PeerNetwork;
     try {
+      await until(() => runtime.status().lifecycle === "online", "alice online").catch((e) => {
+        throw new Error(`${e} ${JSON.stringify(runtime.status())}`);
+      });
       await network.reconcile();
       const name = "node-4000000007";
       expect(network.isTrusted({ hostname: name, nodeId: null, installationId: null })).toBe(true);
@@ -67,7 +76,7 @@ describe("a trusted peer known only by its Pilot node id", () => {
       // A name that is not ours to resolve stays unknown.
       expect(network.isTrusted({ hostname: "node-5", nodeId: null, installationId: null })).toBe(false);
     } finally {
-      network.stop();
+      await runtime.stop();
     }
   });
 });

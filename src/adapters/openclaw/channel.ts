@@ -65,6 +65,14 @@ export function toChannelSnapshot(status: AccountRuntimeStatus): AccountSnapshot
       lastHeartbeatAt: status.lastHeartbeatAt,
       heartbeatFailures: status.heartbeatFailures,
       nextRetryDelayMs: status.nextRetryDelayMs,
+      messaging: {
+        transport: status.messaging.transport,
+        ready: status.messaging.ready,
+        reason: status.messaging.reason,
+        peers: status.messaging.peers.total,
+        trusted: status.messaging.peers.trusted,
+        pending: status.messaging.peers.pending,
+      },
     },
   } as AccountSnapshot;
 }

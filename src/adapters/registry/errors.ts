@@ -43,24 +43,6 @@ export class RegistryError extends Error {
   }
 }
 
-/** JSON-serializable form of an error, for state machine context and status snapshots. */
-export interface PlainRegistryError {
-  kind: RegistryErrorKind | "internal";
-  operation: string;
-  message: string;
-  status?: number;
-}
-
 export function isRegistryError(err: unknown): err is RegistryError {
   return err instanceof RegistryError;
-}
-
-export function toPlainError(err: unknown): PlainRegistryError {
-  if (err instanceof RegistryError) {
-    const plain: PlainRegistryError = { kind: err.kind, operation: err.operation, message: err.message };
-    if (err.status !== undefined) plain.status = err.status;
-    return plain;
-  }
-  const message = err instanceof Error ? err.message : String(err);
-  return { kind: "internal", operation: "unknown", message };
 }

@@ -6,17 +6,10 @@ import type { Envelope } from "./envelope.js";
 
 export type TransportKind = "pilot" | "relay";
 
-/** What is known about a peer; each transport fills what it has (Pilot: node id; relay: installation id). */
-export interface PeerRef {
-  hostname: string | null;
-  nodeId: number | null;
-  /**
-   * The peer's relay id: its public peer id on registries that have one, its installation id on the original
-   * registry (which published them). The name is kept for peers.json and older callers; it never holds another
-   * agent's secret installation id from a registry with peer ids.
-   */
-  installationId: string | null;
-}
+/** What is known about a peer: the plugin's one peer reference (see src/machines/types.ts). */
+export type { PeerRef } from "../../machines/types.js";
+
+import type { PeerRef } from "../../machines/types.js";
 
 export interface PendingTrustRequest {
   peer: PeerRef;

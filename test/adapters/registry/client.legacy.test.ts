@@ -7,8 +7,9 @@ import {
   isMissingRoute,
   type RegistryClient,
 } from "../../../src/adapters/registry/client.js";
-import { RegistryError, toPlainError } from "../../../src/adapters/registry/errors.js";
+import { RegistryError } from "../../../src/adapters/registry/errors.js";
 import type { AgentMetadata } from "../../../src/adapters/registry/types.js";
+import { toPlain } from "../../../src/runtime/plain-error.js";
 import {
   type LegacyRegistryServer,
   startLegacyRegistryServer,
@@ -362,7 +363,7 @@ describe("registry client against the original server", () => {
     expect(err.kind).toBe("unauthorized");
     expect(err.message).toMatch(/registryApiKey/);
     expect(err.message).not.toContain("wrong-key-456");
-    expect(JSON.parse(JSON.stringify(toPlainError(err)))).toEqual({
+    expect(JSON.parse(JSON.stringify(toPlain(err, "list")))).toEqual({
       kind: "unauthorized",
       operation: "list",
       message: err.message,
@@ -464,10 +465,10 @@ describe("registry client without a server", () => {
     expect((err as RegistryError).message).not.toContain("secret");
   });
 
-  it("maps a non-RegistryError to an internal plain error", () => {
-    expect(toPlainError(new Error("boom"))).toEqual({
-      kind: "internal",
-      operation: "unknown",
+  it("maps a non-RegistryError to a generic plain error with the caller's operation", () => {
+    expect(toPlain(new Error("boom"), "list")).toEqual({
+      kind: "http",
+      operation: "list",
       message: "boom",
     });
   });

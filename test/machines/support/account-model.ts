@@ -72,7 +72,30 @@ const withPayloads = eventsWithPayloads<AccountSnapshot, { type: string }>(ACCOU
  * METADATA.CHANGED but would double the metadata variants (and the graph); the scenario tests cover it.
  */
 export const accountEvents = (snapshot: AccountSnapshot) =>
-  withPayloads(snapshot).filter((event) => event.type !== "TRANSPORT.READY") as never[];
+  withPayloads(snapshot).filter(
+    (event) => event.type !== "TRANSPORT.READY" && !COMPOSITION_EVENTS.has(event.type),
+  ) as never[];
+
+/**
+ * The root's events for and from its children. With transport "none" (the model's input) there are no children;
+ * test/runtime/account-tree.test.ts drives these through the composed tree.
+ */
+const COMPOSITION_EVENTS = new Set([
+  "DAEMON.READY",
+  "DAEMON.LOST",
+  "DAEMON.UNAVAILABLE",
+  "POLL.CYCLE.DONE",
+  "POLL.CYCLE.FAILED",
+  "PEERS.OBSERVED",
+  "PEER.COMMAND",
+  "HANDSHAKE.ANNOUNCE",
+  "xstate.snapshot.*",
+  "xstate.error.actor.*",
+  "VISIBILITY.READ",
+  "INBOX.WAKE",
+  "TRANSPORT.RETRY",
+  "TRANSPORT.STOP",
+]);
 
 /**
  * What identifies an account state for the graph: the state value and every context field a guard reads or a

@@ -1,0 +1,84 @@
+// The inbound side shared by both transports: the pipeline (dedupe, admission, dispatch) a transport's inbox
+// feeds, with trust as the handshake actors know it.
+import { join } from "node:path";
+import { createInboundPipeline, type InboundPipeline } from "../adapters/inbound/pipeline.js";
+import type { RegistryClient } from "../adapters/registry/client.js";
+import type { AccountStateStore } from "../adapters/state/account-state.js";
+import type { AdmittedMessage, PeerRef } from "../adapters/transport/transport.js";
+import type { ResolvedAccount } from "../config.js";
+import type { NetworkCounters } from "./account-network.js";
+import type { Log } from "./log.js";
+
+/** What an inbound pipeline needs from the rest of the account. */
+export interface InboundDeps {
+  account: ResolvedAccount & { hostname: string };
+  registry: RegistryClient;
+  state: AccountStateStore;
+  log: Log;
+  /** Peer trust as the handshake actors know it. */
+  isTrusted(peer: PeerRef): boolean;
+  knownHostname(peer: PeerRef): string | null;
+  /** Reads the trust list now (a message sent right after approval must not meet a stale list). */
+  reconcile(): Promise<void>;
+  /** Into the peer's OpenClaw session. */
+  dispatch(message: AdmittedMessage): Promise<void>;
+}
+
+/** At most one on-demand trust reading per second, however many unknown senders write. */
+const RECONCILE_SPACING_MS = 1_000;
+
+/**
+ * Admission trusts the handshake actors; a sender not (yet) known as trusted triggers one reconciliation before
+ * the message is refused, so a message sent right after approval is not lost to a stale trust list.
+ */
+export function trustCheck(deps: InboundDeps): (peer: PeerRef) => Promise<boolean> {
+  let lastReconcile = 0;
+  return async (peer) => {
+    if (deps.isTrusted(peer)) return true;
+    if (Date.now() - lastReconcile > RECONCILE_SPACING_MS) {
+      lastReconcile = Date.now();
+      await deps
+        .reconcile()
+        .catch((error: unknown) => deps.log.debug?.(`agent-registry: reconcile: ${String(error)}`));
+    }
+    return deps.isTrusted(peer);
+  };
+}
+
+export function createPipeline(deps: InboundDeps): InboundPipeline {
+  const { account } = deps;
+  return createInboundPipeline({
+    stateDir: join(deps.state.dir, "inbound"),
+    policy: {
+      allowFrom: account.inbound.allowFrom,
+      blockFrom: account.inbound.blockFrom,
+      maxMessageBytes: account.inbound.maxMessageBytes,
+      ratePerMinute: account.inbound.ratePerMinute,
+    },
+    isTrusted: trustCheck(deps),
+    lookupHostname: async (peer) => {
+      const known = deps.knownHostname(peer);
+      if (known) return known;
+      if (peer.nodeId !== null) return (await deps.registry.byNodeId(String(peer.nodeId)))?.hostname ?? null;
+      if (peer.installationId) {
+        const page = await deps.registry.list({ installationId: peer.installationId, includeOffline: true });
+        return page.agents[0]?.hostname ?? null;
+      }
+      return null;
+    },
+    dispatch: deps.dispatch,
+    log: deps.log,
+  });
+}
+
+/** The pipeline's counters as the account network reports them. */
+export function inboundCounters(pipeline: InboundPipeline): Omit<NetworkCounters, "sent" | "lastOutboundAt"> {
+  const c = pipeline.counters();
+  return {
+    dispatched: c.dispatched,
+    refused: { ...c.refused },
+    deadLettered: c.deadLettered,
+    duplicates: c.duplicates,
+    lastInboundAt: c.lastInboundAt,
+  };
+}
