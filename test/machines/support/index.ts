@@ -19,3 +19,4 @@ export {
   replayPath,
   type StepInfo,
 } from "./replay.js";
+export { type PendingTimeout, TestClock } from "./test-clock.js";
