@@ -2,17 +2,11 @@
 // inbox receiver feeding the inbound pipeline, and the poll actor that scans missed files and reconciles
 // pending handshakes and trust. pilotctl missing = discovery-only: the registry still works, messaging says why.
 import { homedir } from "node:os";
-import { type Actor, createActor, fromCallback, fromPromise } from "xstate";
+import { type Actor, createActor, fromPromise } from "xstate";
 import { startPilotReceiver } from "../adapters/pilot/pilot-receiver.js";
 import { createPilotTransport } from "../adapters/pilot/pilot-transport.js";
 import { createPilotctl, PilotError } from "../adapters/pilot/pilotctl.js";
-import {
-  type BinaryCheck,
-  DAEMON_DEFAULTS,
-  type DaemonEvent,
-  daemonMachine,
-  spokenDelay,
-} from "../machines/daemon.machine.js";
+import { type BinaryCheck, DAEMON_DEFAULTS, daemonMachine, spokenDelay } from "../machines/daemon.machine.js";
 import type { PlainError } from "../machines/types.js";
 import {
   createPipeline,
@@ -21,9 +15,6 @@ import {
   startPollActor,
   type TransportLink,
 } from "./transport-link.js";
-
-/** How often a managed daemon's liveness is checked by its watcher. */
-const WATCH_INTERVAL_MS = 5_000;
 
 function plainPilotError(error: unknown, operation: string): PlainError {
   const message = error instanceof Error ? error.message : String(error);
@@ -98,28 +89,6 @@ export async function startPilotLink(deps: LinkDeps): Promise<TransportLink> {
             }
           }
         }),
-        watchDaemon: fromCallback<DaemonEvent, { manageDaemon: boolean; nodeId: number | null }>(
-          ({ sendBack }) => {
-            // Liveness by `daemon status`: the daemon runs detached, so there is no child process to wait on.
-            let checking = false;
-            const timer = setInterval(() => {
-              if (checking) return;
-              checking = true;
-              pilotctl
-                .daemonStatus()
-                .then((status) => {
-                  if (!status.running) sendBack({ type: "DAEMON.EXITED", code: null });
-                  else if (!status.responsive)
-                    sendBack({ type: "DAEMON.UNHEALTHY", reason: "daemon not responsive" });
-                })
-                .catch((error: unknown) => log.debug?.(`agent-registry: daemon status: ${String(error)}`))
-                .finally(() => {
-                  checking = false;
-                });
-            }, WATCH_INTERVAL_MS);
-            return () => clearInterval(timer);
-          },
-        ),
       },
     }),
     {

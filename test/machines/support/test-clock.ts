@@ -37,6 +37,8 @@ export class TestClock {
   private nextId = 1;
   private readonly timeouts = new Map<number, Timeout>();
   private readonly announced: Announcement[] = [];
+  /** Every timeout that fired, oldest first. */
+  readonly fired: PendingTimeout[] = [];
 
   /**
    * Pass as `createActor(logic, { clock, inspect: clock.inspect })`. XState reports a delayed action when it
@@ -82,6 +84,7 @@ export class TestClock {
       const timeout = this.timeouts.get(next.id)!;
       this.timeouts.delete(next.id);
       this.time = next.dueAt;
+      this.fired.push(next);
       timeout.fn();
     }
     this.time = target;
