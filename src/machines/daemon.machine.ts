@@ -1,6 +1,7 @@
-// Pilot daemon supervision: find pilotctl, start (or attach to) the daemon, watch it, and restart it with
-// backoff and a budget that refills only after the daemon stayed up, so a crashing daemon cannot cause a storm.
-import { assign, enqueueActions, fromCallback, fromPromise, setup } from "xstate";
+// Pilot daemon supervision: find pilotctl, start (or attach to) the daemon, watch it by reading its status on the
+// machine's own timer, and restart it with backoff and a budget that refills only after the daemon stayed up, so
+// a crashing daemon cannot cause a storm.
+import { assign, enqueueActions, fromPromise, setup } from "xstate";
 import { type BackoffPolicy, baseDelay } from "./backoff.js";
 import { type PlainError, toPlainError } from "./types.js";
 
@@ -15,8 +16,12 @@ export interface DaemonInput {
   stableAfterMs?: number;
   /** Grace between SIGTERM and SIGKILL given to `stopDaemon`; the machine waits twice this. Default 5000. */
   stopTimeoutMs?: number;
+  /** Managed mode: how often `daemon status` is read while the daemon runs. Default 5000. */
+  watchIntervalMs?: number;
   /** Observe-only mode: how often `daemon status` is read. Default 30000 (the daemon's heartbeat). */
   statusIntervalMs?: number;
+  /** Managed mode: status reads failing this many times in a row count as an unhealthy daemon. Default 3. */
+  unreadableStatusLimit?: number;
   /** pilotctl missing or unusable: how long until it is looked for again. Default 60000. */
   absentRecheckMs?: number;
   /** Restart budget exhausted: how long until one more round of starts is tried. Default 300000. */
@@ -50,17 +55,7 @@ export interface StopDaemonInput {
   graceMs: number;
 }
 
-export interface WatchDaemonInput {
-  manageDaemon: boolean;
-  nodeId: number | null;
-}
-
-/** What `watchDaemon` sends back to the machine. */
-export type DaemonWatchEvent =
-  | { type: "DAEMON.EXITED"; code: number | null; signal?: string | null }
-  | { type: "DAEMON.UNHEALTHY"; reason: string };
-
-export type DaemonEvent = DaemonWatchEvent | { type: "STOP" } | { type: "DAEMON.RETRY" };
+export type DaemonEvent = { type: "STOP" } | { type: "DAEMON.RETRY" };
 
 /** What the daemon machine tells its parent. */
 export type DaemonParentEvent =
@@ -78,7 +73,11 @@ export interface DaemonContext {
   restartBackoff: BackoffPolicy;
   stableAfterMs: number;
   stopTimeoutMs: number;
+  watchIntervalMs: number;
   statusIntervalMs: number;
+  unreadableStatusLimit: number;
+  /** Status reads of the running daemon that failed in a row. */
+  unreadableStatuses: number;
   absentRecheckMs: number;
   failedRetryMs: number;
   nodeId: number | null;
@@ -97,7 +96,11 @@ export const DAEMON_DEFAULTS = {
   restartBackoff: { initialMs: 1_000, maxMs: 60_000, factor: 2 },
   stableAfterMs: 60_000,
   stopTimeoutMs: 5_000,
+  // A daemon this plugin runs is checked often: messaging depends on it and a restart is ours to do.
+  watchIntervalMs: 5_000,
   statusIntervalMs: 30_000,
+  // One failed read is usually a slow answer; three in a row (15 s) is a daemon that does not answer.
+  unreadableStatusLimit: 3,
   // Installing Pilot is an operator action: a minute keeps up with it without polling PATH all the time.
   absentRecheckMs: 60_000,
   // A daemon that used its whole budget is broken for a reason (config, port, disk): try again rarely, so a
@@ -133,8 +136,6 @@ export const daemonMachine = setup({
     startDaemon: fromPromise<DaemonIdentity, StartDaemonInput>(async () => notProvided("startDaemon")),
     readStatus: fromPromise<DaemonStatus, Record<string, never>>(async () => notProvided("readStatus")),
     stopDaemon: fromPromise<unknown, StopDaemonInput>(async () => notProvided("stopDaemon")),
-    // Default: watch nothing. The adapter sends DAEMON.EXITED / DAEMON.UNHEALTHY.
-    watchDaemon: fromCallback<DaemonEvent, WatchDaemonInput>(() => undefined),
   },
   actions: {
     // Standalone (graph traversal, a test without a parent) there is nobody to tell: skip instead of throwing.
@@ -168,6 +169,7 @@ export const daemonMachine = setup({
       restartsLeft: ({ context }) => Math.max(0, context.restartsLeft - 1),
       restartAttempt: ({ context }) => context.restartAttempt + 1,
     }),
+    forgetUnreadableStatuses: assign({ unreadableStatuses: 0 }),
   },
   // Guards that read an actor's output take it as params, so each stays named (and typed) in the diagram.
   guards: {
@@ -179,7 +181,18 @@ export const daemonMachine = setup({
     /** Up, answering, and with a node id: usable for messaging. */
     daemonUsable: (_, params: { status: DaemonStatus }) =>
       params.status.running && params.status.responsive && params.status.nodeId !== null,
-    daemonGone: (_, params: { status: DaemonStatus }) => !(params.status.running && params.status.responsive),
+    /** A daemon we run is gone: restart it. */
+    managedDaemonExited: ({ context }, params: { status: DaemonStatus }) =>
+      context.manageDaemon && !params.status.running,
+    /** A daemon we run is up but does not answer (e.g. spinning): stop it, then restart it. */
+    managedDaemonUnresponsive: ({ context }, params: { status: DaemonStatus }) =>
+      context.manageDaemon && params.status.running && !params.status.responsive,
+    /** A daemon we only observe is down or does not answer: wait for whoever runs it. */
+    observedDaemonGone: ({ context }, params: { status: DaemonStatus }) =>
+      !context.manageDaemon && !(params.status.running && params.status.responsive),
+    /** This failed read makes `unreadableStatusLimit` in a row: treat the daemon as unhealthy. */
+    statusUnreadableTooOften: ({ context }) =>
+      context.unreadableStatuses + 1 >= context.unreadableStatusLimit,
     /** The daemon we observe came back as another node (restarted with a new identity): re-register it. */
     identityChanged: ({ context }, params: { status: DaemonStatus }) =>
       params.status.nodeId !== null &&
@@ -189,6 +202,9 @@ export const daemonMachine = setup({
     restartBackoff: ({ context }) => restartDelayMs(context.restartBackoff, context.restartAttempt + 1),
     stableAfter: ({ context }) => context.stableAfterMs,
     statusInterval: ({ context }) => context.statusIntervalMs,
+    // Between status reads of a running daemon: often for one we run, at the daemon's heartbeat for one we observe.
+    watchInterval: ({ context }) =>
+      context.manageDaemon ? context.watchIntervalMs : context.statusIntervalMs,
     // The actor escalates SIGTERM to SIGKILL after stopTimeoutMs; give it as long again before giving up on it.
     stopDeadline: ({ context }) => context.stopTimeoutMs * 2,
     absentRecheck: ({ context }) => context.absentRecheckMs,
@@ -205,7 +221,10 @@ export const daemonMachine = setup({
     restartBackoff: { ...DAEMON_DEFAULTS.restartBackoff, ...input.restartBackoff },
     stableAfterMs: input.stableAfterMs ?? DAEMON_DEFAULTS.stableAfterMs,
     stopTimeoutMs: input.stopTimeoutMs ?? DAEMON_DEFAULTS.stopTimeoutMs,
+    watchIntervalMs: input.watchIntervalMs ?? DAEMON_DEFAULTS.watchIntervalMs,
     statusIntervalMs: input.statusIntervalMs ?? DAEMON_DEFAULTS.statusIntervalMs,
+    unreadableStatusLimit: input.unreadableStatusLimit ?? DAEMON_DEFAULTS.unreadableStatusLimit,
+    unreadableStatuses: 0,
     absentRecheckMs: input.absentRecheckMs ?? DAEMON_DEFAULTS.absentRecheckMs,
     failedRetryMs: input.failedRetryMs ?? DAEMON_DEFAULTS.failedRetryMs,
     nodeId: null,
@@ -326,13 +345,10 @@ export const daemonMachine = setup({
       },
     },
 
+    // Liveness by `daemon status` on the machine's own timer: the daemon runs detached, so there is no child process
+    // to wait on, and a timer here is visible in the graph, the diagram and the tests.
     running: {
-      entry: "reportReady",
-      invoke: {
-        id: "watchDaemon",
-        src: "watchDaemon",
-        input: ({ context }) => ({ manageDaemon: context.manageDaemon, nodeId: context.nodeId }),
-      },
+      entry: ["forgetUnreadableStatuses", "reportReady"],
       after: {
         // Refill only after the daemon stayed up: refilling on "ready" would restart a crashing daemon forever.
         stableAfter: { actions: "refillBudget" },
@@ -340,9 +356,8 @@ export const daemonMachine = setup({
       initial: "watching",
       states: {
         watching: {
-          after: { statusInterval: { guard: "observeOnly", target: "reading" } },
+          after: { watchInterval: { target: "reading" } },
         },
-        // Observe-only: nobody tells us when a daemon we did not start goes away, so read its status.
         reading: {
           invoke: {
             id: "readStatus",
@@ -350,7 +365,23 @@ export const daemonMachine = setup({
             input: {},
             onDone: [
               {
-                guard: { type: "daemonGone", params: ({ event }) => ({ status: event.output }) },
+                guard: { type: "managedDaemonExited", params: ({ event }) => ({ status: event.output }) },
+                target: "#daemon.crashed",
+                actions: [assign({ reason: "Pilot daemon exited" }), "reportLost"],
+              },
+              {
+                guard: {
+                  type: "managedDaemonUnresponsive",
+                  params: ({ event }) => ({ status: event.output }),
+                },
+                target: "#daemon.recycling",
+                actions: [
+                  assign({ reason: "Pilot daemon is running but not responding; restarting it" }),
+                  "reportLost",
+                ],
+              },
+              {
+                guard: { type: "observedDaemonGone", params: ({ event }) => ({ status: event.output }) },
                 target: "#daemon.detached",
                 actions: [
                   assign({
@@ -367,59 +398,55 @@ export const daemonMachine = setup({
                     nodeId: ({ event }) => event.output.nodeId,
                     address: ({ event }) => event.output.address,
                   }),
+                  "forgetUnreadableStatuses",
                   "reportReady",
                 ],
               },
-              { target: "watching" },
+              { target: "watching", actions: "forgetUnreadableStatuses" },
             ],
-            onError: {
-              target: "#daemon.detached",
-              actions: [
-                assign(({ event }) => {
-                  const lastError = toPlainError(event.error, "pilot.daemon.status");
-                  return { lastError, reason: `Pilot daemon status could not be read: ${lastError.message}` };
+            onError: [
+              // Observe-only: a status we cannot read is a daemon we cannot use, and not ours to fix.
+              {
+                guard: "observeOnly",
+                target: "#daemon.detached",
+                actions: [
+                  assign(({ event }) => {
+                    const lastError = toPlainError(event.error, "pilot.daemon.status");
+                    return {
+                      lastError,
+                      reason: `Pilot daemon status could not be read: ${lastError.message}`,
+                    };
+                  }),
+                  "reportLost",
+                ],
+              },
+              {
+                guard: "statusUnreadableTooOften",
+                target: "#daemon.recycling",
+                actions: [
+                  assign(({ context, event }) => {
+                    const lastError = toPlainError(event.error, "pilot.daemon.status");
+                    return {
+                      lastError,
+                      reason: `Pilot daemon status could not be read ${context.unreadableStatusLimit} times in a row (${lastError.message}); restarting it`,
+                    };
+                  }),
+                  "reportLost",
+                ],
+              },
+              // Managed: one failed read is a slow or busy daemon, not a dead one; keep it and read again.
+              {
+                target: "watching",
+                actions: assign({
+                  lastError: ({ event }) => toPlainError(event.error, "pilot.daemon.status"),
+                  unreadableStatuses: ({ context }) => context.unreadableStatuses + 1,
                 }),
-                "reportLost",
-              ],
-            },
+              },
+            ],
           },
         },
       },
       on: {
-        "DAEMON.EXITED": [
-          {
-            guard: "managed",
-            target: "crashed",
-            actions: [
-              assign({ reason: ({ event }) => `Pilot daemon exited (code ${event.code ?? "none"})` }),
-              "reportLost",
-            ],
-          },
-          {
-            target: "detached",
-            actions: [
-              assign({ reason: ({ event }) => `Pilot daemon exited (code ${event.code ?? "none"})` }),
-              "reportLost",
-            ],
-          },
-        ],
-        "DAEMON.UNHEALTHY": [
-          {
-            guard: "managed",
-            target: "recycling",
-            actions: [
-              assign({ reason: ({ event }) => `Pilot daemon unhealthy: ${event.reason}` }),
-              "reportLost",
-            ],
-          },
-          {
-            target: "detached",
-            actions: [
-              assign({ reason: ({ event }) => `Pilot daemon unhealthy: ${event.reason}` }),
-              "reportLost",
-            ],
-          },
-        ],
         STOP: [{ guard: "managed", target: "stopping" }, { target: "stopped" }],
       },
     },

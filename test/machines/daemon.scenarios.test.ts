@@ -2,17 +2,20 @@
 import { describe, expect, it } from "vitest";
 import { assign, createActor, setup } from "xstate";
 import {
+  DAEMON_DEFAULTS,
   type DaemonInput,
   type DaemonParentEvent,
   daemonMachine,
 } from "../../src/machines/daemon.machine.js";
-import { createFakeActors, createHarness, flushMicrotasks } from "./support/index.js";
+import { createFakeActors, createHarness, flushMicrotasks, TestClock } from "./support/index.js";
 
 const ACTORS = ["checkBinary", "startDaemon", "readStatus", "stopDaemon"] as const;
 const REPORTS = ["reportReady", "reportLost", "reportUnavailable"] as const;
 const identity = { nodeId: 7, address: "0:0000.0000.0007" };
 const up = { running: true, responsive: true, ...identity };
 const down = { running: false, responsive: false, nodeId: null, address: null };
+const spinning = { running: true, responsive: false, ...identity };
+const unreadable = { kind: "timeout", operation: "pilot.daemon.status", message: "no answer in 20 s" };
 
 function harness(input: Partial<DaemonInput> = {}) {
   return createHarness({
@@ -24,6 +27,7 @@ function harness(input: Partial<DaemonInput> = {}) {
       restartBackoff: { initialMs: 1_000, maxMs: 60_000, factor: 2 },
       stableAfterMs: 60_000,
       stopTimeoutMs: 5_000,
+      watchIntervalMs: 5_000,
       ...input,
     },
     actors: ACTORS,
@@ -56,13 +60,16 @@ describe("daemon supervision", () => {
       startTimes.push(h.clock.now());
       h.fakes.resolve("startDaemon", identity);
       await h.flush();
-      await h.send({ type: "DAEMON.EXITED", code: 2 });
+      // The daemon dies at once; the next status read (5 s later) finds it gone.
+      await h.advance(5_000);
+      h.fakes.resolve("readStatus", down);
+      await h.flush();
       const restart = h.timer("xstate.after.restartBackoff.daemon.crashed");
       if (restart) await h.advance(restart.remainingMs);
     }
     expect(h.snapshot().value).toBe("failed");
-    // The first start and exactly `restartBudget` restarts, spaced 1, 2, 4, 8, 16 s apart.
-    expect(startTimes).toEqual([0, 1_000, 3_000, 7_000, 15_000, 31_000]);
+    // The first start and exactly `restartBudget` restarts, each 5 s (the read) plus 1, 2, 4, 8, 16 s after the last.
+    expect(startTimes).toEqual([0, 6_000, 13_000, 22_000, 35_000, 56_000]);
     expect(h.snapshot().context.reason).toMatch(/kept failing/);
     // Then quiet until the one scheduled retry: nothing started in the 5 minutes before it.
     expect(h.timers().map((timer) => timer.eventType)).toEqual(["xstate.after.failedRetry.daemon.failed"]);
@@ -160,11 +167,13 @@ describe("daemon supervision", () => {
   });
 
   it("the restart budget refills only after the daemon stayed up stableAfterMs", async () => {
+    // The status read that starts at 5 s is answered only at upMs: "down".
     const crashAfter = async (h: ReturnType<typeof harness>, upMs: number) => {
       h.fakes.resolve("startDaemon", identity);
       await h.flush();
       await h.advance(upMs);
-      await h.send({ type: "DAEMON.EXITED", code: 1 });
+      h.fakes.resolve("readStatus", down);
+      await h.flush();
     };
     // Up for 59.999 s each time: never stable, so two restarts exhaust a budget of 2.
     const flaky = harness({ restartBudget: 2 });
@@ -220,8 +229,11 @@ describe("daemon supervision", () => {
     await h.flush();
     h.fakes.resolve("startDaemon", identity);
     await h.flush();
-    await h.send({ type: "DAEMON.UNHEALTHY", reason: "60 % CPU for 5 minutes" });
+    await h.advance(5_000);
+    h.fakes.resolve("readStatus", spinning);
+    await h.flush();
     expect(h.snapshot().value).toBe("recycling");
+    expect(h.snapshot().context.reason).toMatch(/not responding/);
     expect(h.fakes.pending("stopDaemon").input).toEqual({ graceMs: 5_000 });
     h.fakes.resolve("stopDaemon", { pid: 42, forced: true });
     await h.flush();
@@ -246,6 +258,52 @@ describe("daemon supervision", () => {
     expect(h.snapshot().status).toBe("done");
     expect(h.snapshot().context.lastError).toMatchObject({ kind: "timeout", operation: "pilot.daemon.stop" });
     expect(h.fakes.callsOf("stopDaemon")[0]!.status).toBe("aborted");
+  });
+
+  it("a managed daemon's status is read every watchIntervalMs; one unreadable status is not a crash", async () => {
+    const h = harness({ watchIntervalMs: 5_000, unreadableStatusLimit: 3 });
+    await h.start();
+    h.fakes.resolve("checkBinary", { present: true });
+    await h.flush();
+    h.fakes.resolve("startDaemon", identity);
+    await h.flush();
+    await h.advance(4_999);
+    expect(h.fakes.callsOf("readStatus")).toHaveLength(0);
+    await h.advance(1);
+    h.fakes.reject("readStatus", unreadable);
+    await h.flush();
+    // Still running and still believed ready: the failure is kept for status, the next read comes 5 s later.
+    expect(h.snapshot().matches({ running: "watching" })).toBe(true);
+    expect(h.snapshot().context.lastError).toMatchObject({
+      kind: "timeout",
+      operation: "pilot.daemon.status",
+    });
+    expect(h.effects.at(-1)?.name).toBe("reportReady");
+    await h.advance(5_000);
+    h.fakes.resolve("readStatus", up);
+    await h.flush();
+    expect(h.snapshot().context.unreadableStatuses).toBe(0);
+    expect(h.fakes.callsOf("readStatus")).toHaveLength(2);
+    h.stop();
+  });
+
+  it("a managed daemon whose status cannot be read unreadableStatusLimit times in a row is recycled", async () => {
+    const h = harness({ watchIntervalMs: 5_000, unreadableStatusLimit: 3 });
+    await h.start();
+    h.fakes.resolve("checkBinary", { present: true });
+    await h.flush();
+    h.fakes.resolve("startDaemon", identity);
+    await h.flush();
+    for (let read = 1; read <= 3; read++) {
+      expect(h.snapshot().matches("running")).toBe(true);
+      await h.advance(5_000);
+      h.fakes.reject("readStatus", unreadable);
+      await h.flush();
+    }
+    expect(h.snapshot().value).toBe("recycling");
+    expect(h.snapshot().context.reason).toMatch(/could not be read 3 times in a row/);
+    expect(h.effects.at(-1)?.name).toBe("reportLost");
+    h.stop();
   });
 
   it("a daemon this plugin does not manage is never started or stopped", async () => {
@@ -274,7 +332,7 @@ describe("daemon supervision", () => {
 
 describe("daemon machine inside a parent", () => {
   /** A tiny parent that records what the daemon tells it: proves sendParent reaches a real parent. */
-  function parentWith(input: DaemonInput) {
+  function parentWith(input: DaemonInput, clock = new TestClock()) {
     const fakes = createFakeActors(ACTORS);
     const parent = setup({
       types: { context: {} as { heard: DaemonParentEvent[] }, events: {} as DaemonParentEvent },
@@ -284,11 +342,11 @@ describe("daemon machine inside a parent", () => {
       invoke: { id: "daemon", src: "daemon", input },
       on: { "DAEMON.*": { actions: assign({ heard: ({ context, event }) => [...context.heard, event] }) } },
     });
-    const actor = createActor(parent);
+    const actor = createActor(parent, { clock, inspect: clock.inspect });
     const errors: unknown[] = [];
     actor.subscribe({ error: (error) => errors.push(error) });
     actor.start();
-    return { actor, fakes, errors };
+    return { actor, fakes, errors, clock };
   }
 
   it("pilotctl missing means discovery-only, and the parent is told why", async () => {
@@ -306,17 +364,18 @@ describe("daemon machine inside a parent", () => {
   });
 
   it("the parent hears READY with the node id, then LOST when the daemon exits", async () => {
-    const { actor, fakes } = parentWith({ manageDaemon: true, hostname: "alice" });
+    const { actor, fakes, clock } = parentWith({ manageDaemon: true, hostname: "alice" });
     fakes.resolve("checkBinary", { present: true });
     await flushMicrotasks();
     expect(fakes.pending("startDaemon").input).toEqual({ hostname: "alice" });
     fakes.resolve("startDaemon", identity);
     await flushMicrotasks();
-    actor.getSnapshot().children.daemon?.send({ type: "DAEMON.EXITED", code: 137 });
+    clock.advance(DAEMON_DEFAULTS.watchIntervalMs);
+    fakes.resolve("readStatus", down);
     await flushMicrotasks();
     expect(actor.getSnapshot().context.heard).toEqual([
       { type: "DAEMON.READY", ...identity },
-      { type: "DAEMON.LOST", reason: "Pilot daemon exited (code 137)" },
+      { type: "DAEMON.LOST", reason: "Pilot daemon exited" },
     ]);
     actor.stop();
   });

@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { assign, fromPromise, setup } from "xstate";
 import { getShortestPaths } from "xstate/graph";
-import { createHarness, describePath, eventsWithPayloads, replayPath } from "./index.js";
+import { createHarness, describePath, eventsWithPayloads, replayPath, TestClock } from "./index.js";
 
 const retryMachine = setup({
   types: {
@@ -97,5 +97,49 @@ describe("replay kit on a retry machine", () => {
     await expect(
       replayPath(path!, { machine: retryMachine, actors: ["fetchThing"], expectDelay: () => 199 }),
     ).rejects.toThrow(/delay of xstate.after/);
+  });
+
+  it("names each pending timer by its delayed event, also when two share a delay", async () => {
+    const twoTimers = setup({ delays: { short: 50, alsoShort: 50 } }).createMachine({
+      id: "two",
+      type: "parallel",
+      states: {
+        a: { initial: "idle", states: { idle: { after: { short: "done" } }, done: {} } },
+        b: { initial: "idle", states: { idle: { after: { alsoShort: "done" } }, done: {} } },
+      },
+    });
+    const harness = createHarness({ machine: twoTimers, actors: [] });
+    await harness.start();
+    expect(harness.timers()).toEqual([
+      { eventType: "xstate.after.short.two.a.idle", delay: 50, remainingMs: 50 },
+      { eventType: "xstate.after.alsoShort.two.b.idle", delay: 50, remainingMs: 50 },
+    ]);
+    await harness.advance(50);
+    expect(harness.snapshot().value).toEqual({ a: "done", b: "done" });
+    expect(harness.timers()).toEqual([]);
+  });
+});
+
+describe("TestClock", () => {
+  it("fires what falls due during one advance in due order, each at its own time", () => {
+    const clock = new TestClock();
+    const fired: Array<[string, number]> = [];
+    clock.setTimeout(() => fired.push(["late", clock.now()]), 300);
+    clock.setTimeout(() => {
+      fired.push(["early", clock.now()]);
+      // Scheduled while firing and still due within the same advance.
+      clock.setTimeout(() => fired.push(["chained", clock.now()]), 100);
+    }, 100);
+    const cancelled = clock.setTimeout(() => fired.push(["cancelled", clock.now()]), 150);
+    clock.clearTimeout(cancelled);
+    clock.advance(299);
+    expect(fired).toEqual([
+      ["early", 100],
+      ["chained", 200],
+    ]);
+    expect(clock.now()).toBe(299);
+    expect(clock.pending()).toEqual([{ id: 1, eventType: undefined, delay: 300, dueAt: 300 }]);
+    clock.advance(1);
+    expect(fired.at(-1)).toEqual(["late", 300]);
   });
 });

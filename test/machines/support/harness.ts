@@ -1,5 +1,5 @@
 // A generic test harness for one machine: the real machine with fake promise actors, recorded named actions and
-// a SimulatedClock whose pending timers can be listed by the delayed event they will deliver.
+// a TestClock whose pending timers can be listed by the delayed event they will deliver.
 import {
   type Actor,
   type AnyActorRef,
@@ -8,10 +8,10 @@ import {
   type EventFrom,
   fromPromise,
   type InputFrom,
-  SimulatedClock,
   type SnapshotFrom,
 } from "xstate";
 import { createFakeActors, type FakeActors } from "./fake-actors.js";
+import { TestClock } from "./test-clock.js";
 
 export interface RecordedAction {
   name: string;
@@ -40,7 +40,7 @@ export interface HarnessOptions<TMachine extends AnyStateMachine> {
 
 export interface Harness<TMachine extends AnyStateMachine> {
   readonly actor: Actor<TMachine>;
-  readonly clock: SimulatedClock;
+  readonly clock: TestClock;
   readonly fakes: FakeActors;
   readonly effects: readonly RecordedAction[];
   /** Errors the root actor reported to its observer (an escalated error ends the actor). */
@@ -61,40 +61,6 @@ export interface Harness<TMachine extends AnyStateMachine> {
 export async function flushMicrotasks(rounds = 1): Promise<void> {
   for (let round = 0; round < rounds; round++) {
     await new Promise<void>((resolve) => setImmediate(resolve));
-  }
-}
-
-interface ScheduledEventView {
-  event: { type: string };
-  delay: number;
-}
-
-/**
- * SimulatedClock that remembers which scheduled event each timeout belongs to. XState's scheduler records the
- * event in the system snapshot immediately before it calls `clock.setTimeout`, so the newest unmapped entry is
- * the one being scheduled.
- */
-class EventAwareClock extends SimulatedClock {
-  readonly timeoutOf = new WeakMap<object, number>();
-  /** Start and length of every live timeout (SimulatedClock keeps its own map private). */
-  readonly live = new Map<number, { start: number; timeout: number }>();
-  scheduled: () => Record<string, ScheduledEventView> = () => ({});
-
-  override setTimeout(fn: (...args: unknown[]) => void, timeout: number): number {
-    const id = super.setTimeout(() => {
-      this.live.delete(id);
-      fn();
-    }, timeout) as number;
-    this.live.set(id, { start: this.now(), timeout });
-    const unmapped = Object.values(this.scheduled()).filter((entry) => !this.timeoutOf.has(entry));
-    const newest = unmapped.at(-1);
-    if (newest) this.timeoutOf.set(newest, id);
-    return id;
-  }
-
-  override clearTimeout(id: number): void {
-    this.live.delete(id);
-    super.clearTimeout(id);
   }
 }
 
@@ -150,13 +116,14 @@ export function createHarness<TMachine extends AnyStateMachine>(
   options: HarnessOptions<TMachine>,
 ): Harness<TMachine> {
   const fakes = createFakeActors(options.actors);
-  const clock = new EventAwareClock();
+  const clock = new TestClock();
   const effects: RecordedAction[] = [];
   const errors: unknown[] = [];
 
   const machine = providedMachine(options.machine, options.actors, options.actions ?? []) as TMachine;
   const actor = createActor(machine, {
     clock,
+    inspect: clock.inspect,
     ...(options.input === undefined ? {} : { input: options.input }),
   }) as Actor<TMachine>;
   actor.subscribe({ error: (error) => errors.push(error) });
@@ -164,18 +131,14 @@ export function createHarness<TMachine extends AnyStateMachine>(
     fakes,
     record: (name, params) => effects.push({ name, params, at: clock.now() }),
   });
-  clock.scheduled = () =>
-    actor.system.getSnapshot()._scheduledEvents as unknown as Record<string, ScheduledEventView>;
-
   const timers = (): PendingTimer[] =>
-    Object.values(clock.scheduled()).map((entry) => {
-      const id = clock.timeoutOf.get(entry);
-      const timeout = id === undefined ? undefined : clock.live.get(id);
-      return {
-        eventType: entry.event.type,
-        delay: entry.delay,
-        remainingMs: timeout ? timeout.start + timeout.timeout - clock.now() : entry.delay,
-      };
+    clock.pending().map((timeout) => {
+      if (timeout.eventType === undefined) {
+        throw new Error(
+          `a ${timeout.delay} ms timeout has no delayed event: XState no longer reports delayed actions through inspection as TestClock expects`,
+        );
+      }
+      return { eventType: timeout.eventType, delay: timeout.delay, remainingMs: timeout.dueAt - clock.now() };
     });
 
   return {
@@ -194,7 +157,7 @@ export function createHarness<TMachine extends AnyStateMachine>(
       await flushMicrotasks();
     },
     async advance(ms) {
-      clock.increment(ms);
+      clock.advance(ms);
       await flushMicrotasks();
     },
     flush: () => flushMicrotasks(),

@@ -10,12 +10,16 @@ export {
   type PendingTimer,
   type RecordedAction,
 } from "./harness.js";
-export { getTransitionPaths, randomWalks } from "./paths.js";
+export { getTransitionPaths, graphSize, randomWalks } from "./paths.js";
 export {
   type AnyPath,
   applyStep,
   describePath,
   type ReplayOptions,
+  type ReplayReport,
+  replayEach,
   replayPath,
   type StepInfo,
+  TimerOrderError,
 } from "./replay.js";
+export { type PendingTimeout, TestClock } from "./test-clock.js";

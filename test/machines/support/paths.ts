@@ -76,3 +76,19 @@ export function randomWalks<TMachine extends AnyStateMachine>(
     return { steps, state: current, weight: steps.length };
   });
 }
+
+/** States and edges of a machine's graph, counted independently of the path generators. */
+export function graphSize<TMachine extends AnyStateMachine>(
+  machine: TMachine,
+  options: TraversalOptions<SnapshotFrom<TMachine>, EventObject, unknown>,
+): { states: number; edges: number } {
+  const adjacency = getAdjacencyMap(
+    machine as AnyStateMachine,
+    options as unknown as TraversalOptions<SnapshotFrom<AnyStateMachine>, EventObject, unknown>,
+  );
+  const entries = Object.values(adjacency);
+  return {
+    states: entries.length,
+    edges: entries.reduce((sum, entry) => sum + Object.keys(entry.transitions).length, 0),
+  };
+}
