@@ -4,7 +4,7 @@ import { mkdir, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import type { AnyStateMachine } from "xstate";
-import { toMermaid } from "../src/machines/diagram.js";
+import { rootEntry, rootHandlers, toMermaid } from "../src/machines/diagram.js";
 
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -24,10 +24,28 @@ function isMachine(value: unknown): value is AnyStateMachine {
   );
 }
 
+/** What the root does whatever its state: its entry actions and its targetless handlers, as a table. */
+function renderRoot(machine: AnyStateMachine): string {
+  const entry = rootEntry(machine);
+  const handlers = rootHandlers(machine);
+  if (entry.length === 0 && handlers.length === 0) return "";
+  const lines = ["", "In every state:", ""];
+  if (entry.length > 0) lines.push(`- on start: ${entry.map((a) => `\`${a}\``).join(", ")}`, "");
+  if (handlers.length > 0) {
+    lines.push("| event | guard | actions |", "| --- | --- | --- |");
+    for (const h of handlers) {
+      lines.push(
+        `| \`${h.event}\` | ${h.guard || "-"} | ${h.actions.map((a) => `\`${a}\``).join(", ") || "-"} |`,
+      );
+    }
+  }
+  return `${lines.join("\n")}\n`;
+}
+
 function renderDoc(name: string, sourceFile: string, machines: Array<[string, AnyStateMachine]>): string {
   const sections = machines.map(([exportName, machine]) => {
     const heading = machines.length > 1 ? `## \`${exportName}\` (id \`${machine.id}\`)\n\n` : "";
-    return `${heading}\`\`\`mermaid\n${toMermaid(machine)}\`\`\`\n`;
+    return `${heading}\`\`\`mermaid\n${toMermaid(machine)}\`\`\`\n${renderRoot(machine)}`;
   });
   return [
     `# ${name} machine`,

@@ -88,3 +88,31 @@ export function toMermaid(machine: AnyStateMachine, options: DiagramOptions = {}
   for (const child of childrenOf(root)) renderEdges(child, lines);
   return `${lines.join("\n")}\n`;
 }
+
+/** An event the root handles in every state without changing state (a child's report, a request for a child). */
+export interface RootHandler {
+  event: string;
+  guard: string;
+  actions: string[];
+}
+
+function actionName(action: unknown): string {
+  if (typeof action === "string") return action;
+  if (typeof action === "object" && action !== null && "type" in action) return String(action.type);
+  return "(inline)";
+}
+
+/** The root's own transitions, as a table the diagram cannot show (they do not change state). */
+export function rootHandlers(machine: AnyStateMachine): RootHandler[] {
+  const root = machine.root as AnyStateNode;
+  return transitionsOf(root).map((transition) => ({
+    event: eventLabel(transition.eventType),
+    guard: guardLabel(transition.guard).trim(),
+    actions: ((transition.actions ?? []) as unknown[]).map(actionName),
+  }));
+}
+
+/** The root's entry actions (e.g. spawning its children). */
+export function rootEntry(machine: AnyStateMachine): string[] {
+  return (((machine.root as AnyStateNode).entry ?? []) as unknown[]).map(actionName);
+}

@@ -3,7 +3,6 @@
 // channel's gateway.startAccount, stopped by its abort signal. This is the one place an actor is created: the
 // account root (`account:<id>`); the daemon, the inbox and peers loops, the visibility reader and every
 // `handshake:<peer>` are its children. Nothing here is shared between accounts.
-import { createHash } from "node:crypto";
 import { type Actor, createActor, fromCallback, fromPromise, type InspectionEvent, waitFor } from "xstate";
 import { PILOT_RETRY_BACKOFF } from "../adapters/pilot/pilot-inbox.js";
 import { createRegistryClient, type FetchLike, type RegistryClient } from "../adapters/registry/client.js";
@@ -31,6 +30,7 @@ import {
   accountMachine,
 } from "../machines/account.machine.js";
 import { type AccountStatus, toAccountStatus } from "../machines/account.status.js";
+import { fnv1a32 } from "../machines/backoff.js";
 import { DAEMON_DEFAULTS, type DaemonInput, daemonMachine } from "../machines/daemon.machine.js";
 import { handshakeMachine, type PeerState } from "../machines/handshake.machine.js";
 import type { PeerTable } from "../machines/peers.js";
@@ -188,7 +188,7 @@ function inboxInput(transport: AccountTransport, pollIntervalMs: number, install
     waitSeconds: DEFAULT_RELAY_WAIT_SECONDS,
     errorBackoff: DEFAULT_RELAY_BACKOFF,
     retryBackoff: DEFAULT_RELAY_RETRY_BACKOFF,
-    jitterSeed: createHash("sha256").update(`relay-jitter:${installationId}`).digest("hex").slice(0, 16),
+    jitterSeed: fnv1a32(installationId).toString(16),
   };
 }
 
