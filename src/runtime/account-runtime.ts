@@ -53,7 +53,10 @@ export type RuntimeLog = Log;
 
 export type RefreshResult = "registered" | "deregistered" | "updated" | "no-change";
 
-export type PilotDaemonTiming = Pick<DaemonInput, "absentRecheckMs" | "failedRetryMs">;
+export type PilotDaemonTiming = Pick<
+  DaemonInput,
+  "absentRecheckMs" | "failedRetryMs" | "watchIntervalMs" | "restartBackoff"
+>;
 
 export interface AccountRuntimeStatus extends AccountStatus {
   accountId: string;

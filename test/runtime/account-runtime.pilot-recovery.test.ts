@@ -128,4 +128,41 @@ describe("Pilot account recovers when pilotctl is installed later", () => {
     install();
     await expectMessagingBack(runtime, "dave");
   }, 60_000);
+
+  it("a crashed daemon shows at the account's status, and its own child restarts it", async () => {
+    const { runtime, install } = await startWithoutPilotctl("erin", {
+      absentRecheckMs: 3_600_000,
+      watchIntervalMs: 200,
+      restartBackoff: { initialMs: 100, maxMs: 100, factor: 1 },
+    });
+    await expectDiscoveryOnly(runtime);
+    install();
+    await method("agent-registry.refresh").run({ accountId: "erin" });
+    await expectMessagingBack(runtime, "erin");
+    // The daemon is a child of the account, in one tree.
+    expect(Object.keys(runtime.actor.getSnapshot().children)).toContain("daemon");
+    const before = runtime.status().messaging.daemon!;
+    expect(before).toMatchObject({ phase: "running", managed: true });
+
+    // Crash it (a process this test's fake network started, ended by its PID).
+    const pids = pilot.daemonPids();
+    for (const pid of pids) process.kill(pid, "SIGKILL");
+    const lost = await until(() => {
+      const daemon = runtime.status().messaging.daemon;
+      return daemon && daemon.phase !== "running" ? runtime.status().messaging : null;
+    }, "the crash at erin's status");
+    expect(lost.ready).toBe(false);
+    expect(lost.reason).toMatch(/Pilot daemon/);
+    // Restarted by the daemon child, with one restart used.
+    const back = await until(
+      () => {
+        const daemon = runtime.status().messaging.daemon;
+        return daemon?.phase === "running" ? daemon : null;
+      },
+      "erin's daemon restarted",
+      20_000,
+    );
+    expect(back.restartsLeft).toBeLessThan(back.restartBudget);
+    expect(runtime.status().messaging.ready).toBe(true);
+  }, 60_000);
 });

@@ -1,9 +1,10 @@
 // The running account is one actor tree: the root `account:<id>` and its children (the inbox and peers loops, a
 // handshake actor per peer, the daemon for Pilot), all in one system, as the inspector sees them. A failing child
 // shows at the account's status. Real registry on 127.0.0.1; the peers talk over an in-memory network.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AnyActorRef, InspectionEvent } from "xstate";
 import { type RegistryServerHandle, startRegistryServer } from "../../src/registry-server/server.js";
@@ -123,5 +124,21 @@ describe("the account's actor tree", () => {
     network.fail("alice", "approve", null);
     await alice.network.approve("carol");
     expect(alice.status().messaging.peers.failing).toEqual([]);
+  });
+});
+
+describe("the README's tree", () => {
+  it("names the children the root spawns", () => {
+    const readme = readFileSync(fileURLToPath(new URL("../../README.md", import.meta.url)), "utf8");
+    const block = /```text\naccount:<id>[\s\S]*?```/.exec(readme)?.[0] ?? "";
+    const named = [...block.matchAll(/[├└]─ (\S+)/g)].map((match) => match[1]);
+    expect(named).toEqual(["daemon", "inbox", "peers", "visibility", "handshake:<peer>"]);
+    // The same ids the account machine spawns (handshake children are `handshake:<peer key>`).
+    const machine = readFileSync(
+      fileURLToPath(new URL("../../src/machines/account.machine.ts", import.meta.url)),
+      "utf8",
+    );
+    for (const id of ["daemon", "inbox", "peers", "visibility"]) expect(machine).toContain(`{ id: "${id}"`);
+    expect(machine).toContain("id: handshakeId(key)");
   });
 });
