@@ -131,6 +131,8 @@ export type AccountEvent =
   | { type: "PEERS.OBSERVED"; observation: PeersObservation }
   /** Something arrived or became readable: read the inbox now. */
   | { type: "INBOX.WAKE" }
+  /** Read pending requests and the trust list now (an unknown sender wrote, an operator asked). */
+  | { type: "PEERS.WAKE" }
   /** Try the transport again now (Pilot: look for pilotctl, restart a failed daemon). */
   | { type: "TRANSPORT.RETRY" }
   /** Stop the transport children first (a managed daemon is stopped gracefully), before STOP. */
@@ -341,6 +343,9 @@ export const accountMachine = setup({
       if (hasChild(context, "inbox")) enqueue.sendTo("inbox", { type: "INBOX.WAKE" });
       if (hasChild(context, "peers")) enqueue.sendTo("peers", { type: "INBOX.WAKE" });
     }),
+    wakePeers: enqueueActions(({ context, enqueue }) => {
+      if (hasChild(context, "peers")) enqueue.sendTo("peers", { type: "INBOX.WAKE" });
+    }),
     retryTransport: enqueueActions(({ context, enqueue }) => {
       if (hasChild(context, "daemon")) enqueue.sendTo("daemon", { type: "DAEMON.RETRY" });
     }),
@@ -451,6 +456,7 @@ export const accountMachine = setup({
     "xstate.snapshot.*": { actions: "recordPeerSnapshot" },
     "VISIBILITY.READ": { actions: ["applyVisibility", "applyDiscoverable"] },
     "INBOX.WAKE": { actions: "wakeInbox" },
+    "PEERS.WAKE": { actions: "wakePeers" },
     "TRANSPORT.RETRY": { actions: "retryTransport" },
     "TRANSPORT.STOP": { actions: "stopTransport" },
     // A child that failed in a way it does not handle itself (a bug): noted, never fatal to the account.

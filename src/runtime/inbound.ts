@@ -24,23 +24,17 @@ export interface InboundDeps {
   dispatch(message: AdmittedMessage): Promise<void>;
 }
 
-/** At most one on-demand trust reading per second, however many unknown senders write. */
-const RECONCILE_SPACING_MS = 1_000;
-
 /**
- * Admission trusts the handshake actors; a sender not (yet) known as trusted triggers one reconciliation before
- * the message is refused, so a message sent right after approval is not lost to a stale trust list.
+ * Admission trusts the handshake actors; a sender not (yet) known as trusted has the peers loop read the trust
+ * list before the message is refused, so a message sent right after approval is not lost to a stale list. Many
+ * unknown senders at once share one reading: the loop runs one cycle at a time and folds wake-ups into the next.
  */
 export function trustCheck(deps: InboundDeps): (peer: PeerRef) => Promise<boolean> {
-  let lastReconcile = 0;
   return async (peer) => {
     if (deps.isTrusted(peer)) return true;
-    if (Date.now() - lastReconcile > RECONCILE_SPACING_MS) {
-      lastReconcile = Date.now();
-      await deps
-        .reconcile()
-        .catch((error: unknown) => deps.log.debug?.(`agent-registry: reconcile: ${String(error)}`));
-    }
+    await deps
+      .reconcile()
+      .catch((error: unknown) => deps.log.debug?.(`agent-registry: reconcile: ${String(error)}`));
     return deps.isTrusted(peer);
   };
 }

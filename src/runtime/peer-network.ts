@@ -17,6 +17,7 @@ import {
   toPeerState,
 } from "../machines/handshake.machine.js";
 import { findPeerKey, handshakeId, type PeerTable } from "../machines/peers.js";
+import type { PollMachine } from "../machines/poll.machine.js";
 import type { PeerRef, PeersObservation } from "../machines/types.js";
 import {
   type AccountNetwork,
@@ -61,7 +62,11 @@ export interface PeerNetworkOptions {
 }
 
 export interface PeerNetwork extends AccountNetwork {
-  /** Reads pending requests and the trust list now and hands them to the handshake actors. */
+  /**
+   * Has the peers loop read pending requests and the trust list now (one cycle; calls during it share the next),
+   * and waits for that reading to reach the handshake actors (bounded: a failing transport does not hold the
+   * caller longer than RECONCILE_WAIT_MS).
+   */
   reconcile(): Promise<void>;
   /** Pending requests and the trust list, with hostnames looked up (what the peers loop reports). */
   observe(): Promise<PeersObservation | null>;
@@ -76,6 +81,9 @@ export interface PeerNetwork extends AccountNetwork {
   /** The peer as the tool shows it, by its key in the peer table. */
   view(key: string): PeerView | null;
 }
+
+/** The longest a caller waits for the peers loop's reading (it may be backing off from a failing transport). */
+const RECONCILE_WAIT_MS = 5_000;
 
 function nodeIdOf(record: AgentRecord): number | null {
   if (record.pilotNodeId === null) return null;
@@ -353,8 +361,21 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
       return observation;
     },
     async reconcile() {
-      const observation = await network.observe();
-      if (observation) options.root().send({ type: "PEERS.OBSERVED", observation });
+      const root = options.root();
+      const loop = root.getSnapshot().children.peers as ActorRefFrom<PollMachine> | undefined;
+      if (!loop || loop.getSnapshot().status !== "active") {
+        const observation = await network.observe();
+        if (observation) root.send({ type: "PEERS.OBSERVED", observation });
+        return;
+      }
+      const { lastSummary, lastError } = loop.getSnapshot().context;
+      root.send({ type: "PEERS.WAKE" });
+      await waitFor(
+        loop,
+        (s) =>
+          s.status !== "active" || s.context.lastSummary !== lastSummary || s.context.lastError !== lastError,
+        { timeout: RECONCILE_WAIT_MS },
+      ).catch(() => undefined);
     },
     isTrusted(peer) {
       return stateOf(findPeerKey(table(), peer)) === "trusted";

@@ -388,6 +388,16 @@ describe("toAccountStatus", () => {
       heartbeatFailures: 0,
       lastError: plainError("unreachable", "register"),
       nextRetryDelayMs: backoffDelay(INPUT.registerBackoff!, 1, METADATA.installationId),
+      // Transport "none": no children, discovery only.
+      messaging: {
+        transport: "none",
+        ready: false,
+        reason: 'transport "none": discovery only',
+        daemon: null,
+        inbox: null,
+        peersLoop: null,
+        peers: { total: 0, trusted: 0, pending: 0, failing: [] },
+      },
     });
   });
 

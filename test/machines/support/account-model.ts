@@ -93,6 +93,7 @@ const COMPOSITION_EVENTS = new Set([
   "xstate.error.actor.*",
   "VISIBILITY.READ",
   "INBOX.WAKE",
+  "PEERS.WAKE",
   "TRANSPORT.RETRY",
   "TRANSPORT.STOP",
 ]);
