@@ -24,6 +24,7 @@ import { withLastKnown } from "../adapters/visibility/last-known.js";
 import { createScheduleSource, type ScheduleSource } from "../adapters/visibility/schedule.js";
 import type { VisibilityReading as SourceReading } from "../adapters/visibility/types.js";
 import { DEFAULT_REGISTRY_URL, type ResolvedAccount } from "../config.js";
+import type { Log } from "../log.js";
 import {
   type AccountChildrenInput,
   type AccountTransport,
@@ -39,7 +40,6 @@ import type { AgentMetadata } from "../machines/types.js";
 import { type VisibilityReading, visibilityMachine } from "../machines/visibility.machine.js";
 import type { AccountNetwork, PeerView } from "./account-network.js";
 import type { InboundDeps } from "./inbound.js";
-import type { Log } from "./log.js";
 import { createPeerNetwork, peersFileSchema } from "./peer-network.js";
 import { createPilotLink, daemonActors } from "./pilot-link.js";
 import { registryActions, registryActors } from "./registry-actors.js";
@@ -48,8 +48,6 @@ import { ReplyBudget, type ReplyOutcome } from "./reply-budget.js";
 import { idleSummary, noneLink, type TransportLink } from "./transport-link.js";
 
 export { ownershipRefusal } from "./registry-actors.js";
-/** @deprecated the runtime's log is `Log` (src/runtime/log.ts). */
-export type RuntimeLog = Log;
 
 export type RefreshResult = "registered" | "deregistered" | "updated" | "no-change";
 
@@ -278,7 +276,6 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
       ? createPilotLink({
           ...inboundDeps,
           daemon: () => (actor ? toAccountStatus(actor.getSnapshot()).messaging.daemon : null),
-          absentRecheckMs,
         })
       : null;
   if (pilot) link = pilot;

@@ -6,8 +6,8 @@ import type { RegistryClient } from "../adapters/registry/client.js";
 import type { AccountStateStore } from "../adapters/state/account-state.js";
 import type { AdmittedMessage, PeerRef } from "../adapters/transport/transport.js";
 import type { ResolvedAccount } from "../config.js";
+import type { Log } from "../log.js";
 import type { NetworkCounters } from "./account-network.js";
-import type { Log } from "./log.js";
 
 /** What an inbound pipeline needs from the rest of the account. */
 export interface InboundDeps {

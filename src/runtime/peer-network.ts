@@ -8,6 +8,7 @@ import type { AgentRecord } from "../adapters/registry/types.js";
 import { createEnvelope } from "../adapters/transport/envelope.js";
 import { type Transport, TransportError } from "../adapters/transport/transport.js";
 import type { ResolvedAccount } from "../config.js";
+import type { Log } from "../log.js";
 import type { AccountMachine } from "../machines/account.machine.js";
 import {
   type HandshakeCommand,
@@ -26,7 +27,6 @@ import {
   NetworkError,
   type PeerView,
 } from "./account-network.js";
-import type { Log } from "./log.js";
 
 const peerRecordSchema = z.object({
   hostname: z.string().nullable(),
@@ -363,7 +363,7 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
     async reconcile() {
       const root = options.root();
       const loop = root.getSnapshot().children.peers as ActorRefFrom<PollMachine> | undefined;
-      if (!loop || loop.getSnapshot().status !== "active") {
+      if (loop?.getSnapshot().status !== "active") {
         const observation = await network.observe();
         if (observation) root.send({ type: "PEERS.OBSERVED", observation });
         return;

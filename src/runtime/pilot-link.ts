@@ -8,7 +8,6 @@ import { createPilotTransport } from "../adapters/pilot/pilot-transport.js";
 import { createPilotctl, type Pilotctl, PilotError } from "../adapters/pilot/pilotctl.js";
 import {
   type BinaryCheck,
-  DAEMON_DEFAULTS,
   type DaemonIdentity,
   type DaemonStatus,
   type StartDaemonInput,
@@ -23,8 +22,6 @@ import { idleSummary, type TransportLink } from "./transport-link.js";
 export interface PilotLinkDeps extends InboundDeps {
   /** The daemon child as status shows it (null before it started). */
   daemon(): DaemonStatusView | null;
-  /** How soon pilotctl is looked for again when missing (the reason says it). */
-  absentRecheckMs?: number;
 }
 
 export interface PilotLink extends TransportLink {
@@ -134,5 +131,3 @@ export function createPilotLink(deps: PilotLinkDeps): PilotLink {
     },
   };
 }
-
-export const PILOT_ABSENT_RECHECK_MS = DAEMON_DEFAULTS.absentRecheckMs;

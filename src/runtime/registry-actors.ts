@@ -5,6 +5,7 @@ import type { RegistryClient } from "../adapters/registry/client.js";
 import { RegistryError } from "../adapters/registry/errors.js";
 import type { AgentMetadata as WireMetadata } from "../adapters/registry/types.js";
 import type { AccountStateStore } from "../adapters/state/account-state.js";
+import type { Log } from "../log.js";
 import type {
   DeregisterAgentInput,
   RegisterAgentInput,
@@ -15,7 +16,6 @@ import type {
   UpdateAgentOutput,
 } from "../machines/account.machine.js";
 import type { AgentMetadata, PlainError } from "../machines/types.js";
-import type { Log } from "./log.js";
 import { toPlain } from "./plain-error.js";
 
 export interface RegistryActorDeps {

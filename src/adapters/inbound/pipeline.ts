@@ -2,6 +2,8 @@
 // (trusted, not blocked, allowed, small enough, within the per-peer rate), name the sender, dispatch it, and only
 // then record its key. Transport receivers act on the outcome (delete, keep for a retry, or dead-letter the
 // source). Deps are plain functions injected by the composition root; nothing here knows OpenClaw.
+
+import type { Log } from "../../log.js";
 import { type BackoffPolicy, baseDelay } from "../../machines/backoff.js";
 import { decodeMessage, isEnvelope, messageKey } from "../transport/envelope.js";
 import type {
@@ -33,11 +35,7 @@ export interface InboundPolicy {
   ratePerMinute: number;
 }
 
-export interface InboundLog {
-  info(message: string): void;
-  warn(message: string): void;
-  debug?(message: string): void;
-}
+export type InboundLog = Pick<Log, "info" | "warn" | "debug">;
 
 export interface InboundPipelineDeps {
   /** This account's inbound state directory (processed keys live here). */

@@ -1,6 +1,8 @@
 // Puts an admitted peer message into OpenClaw: the peer's own session (never the owner's main session), framed
 // as untrusted text from another AI agent, with commandAuthorized:false. The agent's replies go back to that peer
 // through `reply`, which enforces the per-peer auto-reply budget.
+
+import type { Log } from "../../log.js";
 import type { ReplyOutcome } from "../../runtime/reply-budget.js";
 import type { AdmittedMessage } from "../transport/transport.js";
 
@@ -38,7 +40,7 @@ export interface SessionDispatcherOptions {
   introductionFor: (hostname: string) => string | null;
   /** Sends the agent's reply to the peer, unless the peer is not trusted or its reply budget is spent. */
   reply: (hostname: string, text: string, replyTo: string | null) => Promise<ReplyOutcome>;
-  log: { warn(message: string): void; debug?(message: string): void };
+  log: Pick<Log, "warn" | "debug">;
 }
 
 /** The body the agent sees: who wrote it, that it is untrusted, and the text itself, fenced. */

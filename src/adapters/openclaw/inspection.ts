@@ -2,11 +2,9 @@
 // AGENT_REGISTRY_INSPECT=ws://127.0.0.1:<port> is set, the Stately inspector through a loopback relay
 // (`npm run inspect` starts one). The relay URL must be loopback: actor state never leaves the machine.
 import type { InspectionEvent, Observer } from "xstate";
+import type { Log } from "../../log.js";
 
-export interface DebugLog {
-  debug?: (message: string) => void;
-  warn: (message: string) => void;
-}
+export type DebugLog = Pick<Log, "warn" | "debug">;
 
 const SECRET_KEY = /token|key|secret|password|authorization/i;
 

@@ -5,6 +5,7 @@
 // by `watch()`), on its poll interval, and again shortly when files were kept for a retry. No loop, no timers here.
 import { unlinkSync } from "node:fs";
 import { basename } from "node:path";
+import type { Log } from "../../log.js";
 import type { BackoffPolicy } from "../../machines/backoff.js";
 import type { PollSummary, RunCycleInput } from "../../machines/poll.machine.js";
 import type { InboundOutcome, InboundSink, RawInbound } from "../transport/transport.js";
@@ -18,11 +19,7 @@ import {
   watchInbox,
 } from "./inbox.js";
 
-export interface ReceiverLog {
-  info(message: string): void;
-  warn(message: string): void;
-  debug?(message: string): void;
-}
+export type ReceiverLog = Pick<Log, "info" | "warn" | "debug">;
 
 export interface PilotInboxOptions {
   /** HOME shared with the account's daemon (the inbox is `<home>/.pilot/inbox`). */

@@ -1,6 +1,8 @@
 // The Pilot Protocol transport: sends our envelope with `pilotctl send-message` to a peer's node id (resolved by
 // the registry first, then `pilotctl find`), and maps trust operations to handshake/pending/trust/approve/
 // reject/untrust. Every pilotctl failure becomes a TransportError whose message tells the agent what to do next.
+
+import type { Log } from "../../log.js";
 import { encodeEnvelope } from "../transport/envelope.js";
 import {
   type PeerRef,
@@ -23,7 +25,7 @@ export interface PilotTransportOptions {
   resolveNodeId?: (hostname: string) => Promise<number | null>;
   /** Per-send timeout (a send to a trusted peer that is down blocks ~30 s in pilotctl). Default 20 s. */
   sendTimeoutMs?: number;
-  log?: { debug?(message: string): void; warn(message: string): void };
+  log?: Pick<Log, "warn" | "debug">;
 }
 
 export const HANDSHAKE_FIRST =

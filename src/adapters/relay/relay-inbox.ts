@@ -10,6 +10,7 @@
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
+import type { Log } from "../../log.js";
 import type { BackoffPolicy } from "../../machines/backoff.js";
 import type { PollSummary, RunCycleInput } from "../../machines/poll.machine.js";
 import { type PlainError, toPlainError } from "../../machines/types.js";
@@ -51,10 +52,7 @@ export function createMemoryCursorStore(initial: string | null = null): RelayCur
   };
 }
 
-export interface RelayLog {
-  debug?: (message: string) => void;
-  warn: (message: string) => void;
-}
+export type RelayLog = Pick<Log, "warn" | "debug">;
 
 export interface RelayInboxOptions {
   client: RegistryClient;
