@@ -245,13 +245,12 @@ function startHarnessLater(): { start(home: string): Harness; close(): Promise<v
   };
 }
 
-/** CPU of a receiver with nothing to do: its watcher plus the poll machine's 15 s reconciliation scan. */
+/** CPU of a receiver with nothing to do: its watcher plus the poll machine's own 15 s interval cycle. */
 export const idleSection: BenchSection = {
   name: "idle",
   async run(): Promise<BenchResult> {
     const seconds = envNumber("BENCH_IDLE_SECONDS", 60);
     const h = startHarness("idle");
-    const reconcile = setInterval(() => void h.receiver.scan(), 15_000);
     try {
       await h.receiver.scan();
       await sleep(500);
@@ -273,7 +272,6 @@ export const idleSection: BenchSection = {
         json: { idle_cpu_pct: round(pct, 3) },
       };
     } finally {
-      clearInterval(reconcile);
       await h.close();
     }
   },

@@ -15,6 +15,11 @@ export interface PollInput {
   errorBackoff?: Partial<BackoffPolicy>;
   /** After a cycle that kept something for a retry (`next: "retry"`), by retries in a row. */
   retryBackoff?: Partial<BackoffPolicy>;
+  /**
+   * How long a wake-up waits before its cycle starts, so that the burst of events one file write produces
+   * (create, change, change) runs one cycle instead of two. Default 1.
+   */
+  wakeDelayMs?: number;
   /** Long-poll seconds handed to each cycle (0: cycles do not wait for news). Default 0. */
   waitSeconds?: number;
   /**
@@ -71,6 +76,7 @@ export type PollParentEvent =
 export interface PollContext {
   name: string;
   pollIntervalMs: number;
+  wakeDelayMs: number;
   errorBackoff: BackoffPolicy;
   retryBackoff: BackoffPolicy;
   waitSeconds: number;
@@ -97,6 +103,7 @@ export interface PollContext {
 
 export const POLL_DEFAULTS = {
   pollIntervalMs: 15_000,
+  wakeDelayMs: 1,
   errorBackoff: { initialMs: 1_000, maxMs: 60_000, factor: 2 },
   retryBackoff: { initialMs: 1_000, maxMs: 60_000, factor: 2 },
   waitSeconds: 0,
@@ -210,6 +217,7 @@ export const pollMachine = setup({
   },
   delays: {
     pollInterval: ({ context }) => context.pollIntervalMs,
+    wakeDelay: ({ context }) => context.wakeDelayMs,
     errorBackoff: ({ context }) =>
       pollRetryDelayMs(context.errorBackoff, context.consecutiveErrors, context.jitterSeed),
     retryBackoff: ({ context }) =>
@@ -221,6 +229,7 @@ export const pollMachine = setup({
   context: ({ input }) => ({
     name: input.name,
     pollIntervalMs: input.pollIntervalMs ?? POLL_DEFAULTS.pollIntervalMs,
+    wakeDelayMs: input.wakeDelayMs ?? POLL_DEFAULTS.wakeDelayMs,
     errorBackoff: { ...POLL_DEFAULTS.errorBackoff, ...input.errorBackoff },
     retryBackoff: { ...POLL_DEFAULTS.retryBackoff, ...input.retryBackoff },
     waitSeconds: input.waitSeconds ?? POLL_DEFAULTS.waitSeconds,
@@ -276,7 +285,13 @@ export const pollMachine = setup({
     waiting: {
       tags: ["settled"],
       after: { pollInterval: { target: "polling", actions: assign({ trigger: "timer" }) } },
-      on: { "INBOX.WAKE": { target: "polling", actions: assign({ trigger: "wake" }) } },
+      on: { "INBOX.WAKE": "waking" },
+    },
+
+    // The rest of the burst a wake-up belongs to is served by the cycle about to start.
+    waking: {
+      tags: ["settled"],
+      after: { wakeDelay: { target: "polling", actions: assign({ trigger: "wake" }) } },
     },
 
     paused: {
@@ -290,7 +305,7 @@ export const pollMachine = setup({
     retrying: {
       tags: ["settled"],
       after: { retryBackoff: { target: "polling", actions: assign({ trigger: "deferred" }) } },
-      on: { "INBOX.WAKE": { target: "polling", actions: assign({ trigger: "wake" }) } },
+      on: { "INBOX.WAKE": "waking" },
     },
 
     // A burst of inbox events must not defeat the backoff: a wake-up here is remembered, not run at once.

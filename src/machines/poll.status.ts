@@ -3,7 +3,15 @@ import type { SnapshotFrom } from "xstate";
 import type { PollMachine, PollSummary } from "./poll.machine.js";
 import type { PlainError } from "./types.js";
 
-export const POLL_PHASES = ["waiting", "polling", "paused", "retrying", "backoff", "stopped"] as const;
+export const POLL_PHASES = [
+  "waiting",
+  "waking",
+  "polling",
+  "paused",
+  "retrying",
+  "backoff",
+  "stopped",
+] as const;
 export type PollPhase = (typeof POLL_PHASES)[number];
 
 export interface PollStatusView {

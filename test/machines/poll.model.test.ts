@@ -17,6 +17,7 @@ const GRAPH_LIMIT = 5_000;
 const input = {
   name: "inbox",
   pollIntervalMs: 15_000,
+  wakeDelayMs: 5,
   errorBackoff: { initialMs: 1_000, maxMs: 2_000, factor: 2 },
   retryBackoff: { initialMs: 500, maxMs: 1_000, factor: 2 },
   waitSeconds: 25,
@@ -99,6 +100,7 @@ function invariants(seen: Array<{ type: string; output?: unknown }>) {
     // One timer of the right kind per state, none while a cycle runs or after stop.
     const expectedTimers: Record<string, string[]> = {
       waiting: ["pollInterval"],
+      waking: ["wakeDelay"],
       backoff: ["errorBackoff"],
       retrying: ["retryBackoff"],
       paused: ["emptyPause"],
@@ -112,6 +114,7 @@ function invariants(seen: Array<{ type: string; output?: unknown }>) {
     if (snapshot.matches("retrying")) expect(last).toBe("retry");
     if (snapshot.matches("paused")) expect(last).toBe("pause");
     if (snapshot.matches("backoff")) expect(last).toBe("error");
+    if (snapshot.matches("waking")) expect(["idle", "retry"]).toContain(last);
     if (step.event.type === "INBOX.WAKE") callsAtLastWake = callsBeforeStep;
     if (snapshot.matches("waiting") || snapshot.matches("retrying")) {
       expect(calls.length).toBeGreaterThan(callsAtLastWake);
@@ -124,6 +127,7 @@ function invariants(seen: Array<{ type: string; output?: unknown }>) {
       expect(cycle.rescan).toBe(last === "error" || last === "pause");
       if (last === "again" || last === "pause") expect(cycle.trigger).toBe("again");
       if (last === "error") expect(cycle.trigger).toBe("retry");
+      if (step.event.type.startsWith("xstate.after.wakeDelay")) expect(cycle.trigger).toBe("wake");
     }
     callsBeforeStep = calls.length;
 
@@ -143,6 +147,7 @@ function expectedDelay(seen: Array<{ type: string; output?: unknown }>) {
     const delay = eventType.split(".")[2];
     if (delay === "pollInterval") return input.pollIntervalMs;
     if (delay === "emptyPause") return PAUSE_MS;
+    if (delay === "wakeDelay") return input.wakeDelayMs;
     if (delay === "errorBackoff") return backoff(input.errorBackoff, trailing(answers, "error"));
     if (delay === "retryBackoff") return backoff(input.retryBackoff, trailing(answers, "retry", "error"));
     return undefined;
@@ -167,7 +172,7 @@ describe("poll machine: shortest paths", () => {
   const paths = getShortestPaths(pollMachine, { input, events: payloads, limit: GRAPH_LIMIT } as never);
   it("reaches every state", () => {
     const values = new Set(paths.map((path) => JSON.stringify(path.state.value)));
-    for (const value of ["waiting", "polling", "paused", "retrying", "backoff", "stopped"])
+    for (const value of ["waiting", "waking", "polling", "paused", "retrying", "backoff", "stopped"])
       expect(values).toContain(JSON.stringify(value));
   });
   it(`replays all ${paths.length} shortest paths with the invariants holding at every step`, async () => {

@@ -55,14 +55,21 @@ describe("poll loop", () => {
     h.stop();
   });
 
-  it("an inbox event wakes the loop at once", async () => {
+  it("an inbox event wakes the loop within wakeDelayMs, and the rest of its burst runs no extra cycle", async () => {
     const h = harness();
     await h.start();
     h.fakes.resolve("runCycle", summary("start"));
     await h.flush();
     await h.advance(3_000);
-    await h.send({ type: "INBOX.WAKE" });
+    for (let event = 0; event < 3; event++) await h.send({ type: "INBOX.WAKE" });
+    expect(h.snapshot().value).toBe("waking");
+    expect(h.timer("xstate.after.wakeDelay.poll.waking")?.delay).toBe(1);
+    await h.advance(1);
     expect(h.fakes.pending("runCycle").input).toMatchObject({ trigger: "wake" });
+    h.fakes.resolve("runCycle", summary("wake"));
+    await h.flush();
+    expect(h.snapshot().value).toBe("waiting");
+    expect(h.fakes.callsOf("runCycle")).toHaveLength(2);
     h.stop();
   });
 
@@ -236,13 +243,13 @@ describe("poll loop driving a Pilot inbox scan", () => {
     await h.flush();
     expect(h.snapshot().value).toBe("retrying");
     wake();
-    await h.flush();
+    await h.advance(1);
     expect(h.fakes.pending("runCycle").input).toMatchObject({ trigger: "wake" });
     h.fakes.resolve("runCycle", summary("wake"));
     await h.flush();
     expect(h.snapshot().value).toBe("waiting");
     wake();
-    await h.flush();
+    await h.advance(1);
     expect(h.fakes.inFlight()).toHaveLength(1);
     await h.send({ type: "STOP" });
     // The watcher lives exactly as long as the loop.

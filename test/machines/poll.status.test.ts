@@ -25,6 +25,7 @@ describe("poll status record", () => {
     h.fakes.resolve("runCycle", summary);
     await h.flush();
     await h.send({ type: "INBOX.WAKE" });
+    await h.advance(1);
     h.fakes.reject("runCycle", { kind: "timeout", operation: "pilot.inbox", message: "timed out" });
     await h.flush();
     expect(toPollStatus(h.snapshot())).toEqual({

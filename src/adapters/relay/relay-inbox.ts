@@ -212,6 +212,11 @@ export function createRelayInbox(options: RelayInboxOptions): RelayInbox {
   const pending: Array<{ messageId: string | null; cursor: string | null }> = [];
   let loaded: Promise<void> | null = null;
   let lastRescan = now();
+  // Set by a failed cycle, cleared by a read from the start that returned messages. A registry that failed may
+  // come back renumbered; a quick read from the start right after the failure can come before the first new
+  // message, and a long-poll after our old cursor would then never see it. So reads stay from the start (a
+  // long-poll from the start wakes on any new message) until the registry hands us messages again.
+  let resync = false;
   let inFlight: Promise<unknown> | null = null;
   let closed = false;
 
@@ -255,6 +260,7 @@ export function createRelayInbox(options: RelayInboxOptions): RelayInbox {
         // duplicate, which is acked then. Nothing is lost.
         pending.length = 0;
         readCursor = status.cursor;
+        resync = true;
         const what = `acknowledging ${batch.length} message(s)`;
         failed(what, err);
         throw cycleFailure("relay.ack", what, err);
@@ -409,9 +415,10 @@ export function createRelayInbox(options: RelayInboxOptions): RelayInbox {
     if (signal.aborted) return { ...summary, next: "idle" };
     // A registry restored from an older copy or an empty database numbers messages below our cursor, and reads
     // after the cursor would never see them. So some reads start from the beginning: when the machine asks (after
-    // a failure, after an early empty answer) and every `rescanIntervalMs`. Acked messages are deleted, so such a
+    // a failure, after an early empty answer), after a failure until messages come again (see `resync`), and
+    // every `rescanIntervalMs`. Acked messages are deleted, so such a
     // read only re-sees unacked ones, which the pipeline dedupes.
-    const fromStart = input.rescan || now() - lastRescan >= rescanIntervalMs;
+    const fromStart = input.rescan || resync || now() - lastRescan >= rescanIntervalMs;
     status.state = "polling";
     const started = now();
     let page: InboxPage;
@@ -423,6 +430,7 @@ export function createRelayInbox(options: RelayInboxOptions): RelayInbox {
     } catch (err) {
       if (signal.aborted) return { ...summary, next: "idle" };
       failed("reading the inbox", err);
+      resync = true;
       if (err instanceof RegistryError && (err.kind === "unauthorized" || err.kind === "forbidden")) {
         log.warn(
           `relay inbox of ${label}: the registry refused our agent token; it is refreshed when the account re-registers`,
@@ -430,7 +438,10 @@ export function createRelayInbox(options: RelayInboxOptions): RelayInbox {
       }
       throw cycleFailure("relay.readInbox", "reading the inbox", err);
     }
-    if (fromStart) lastRescan = now();
+    if (fromStart) {
+      lastRescan = now();
+      if (page.messages.length > 0 || page.unreadable.length > 0) resync = false;
+    }
     status.consecutiveFailures = 0;
     status.lastError = null;
     if (page.messages.length === 0 && page.unreadable.length === 0) {

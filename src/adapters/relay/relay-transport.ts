@@ -1,6 +1,6 @@
 // The registry's HTTP relay as a `Transport`: outbound envelopes are posted to the registry (the envelope id is
 // the relay message id, so a resend after a timeout is stored once) and trust runs through the registry's trust
-// endpoints. Used where the Pilot daemon is unusable; the inbound side is relay-receiver.ts.
+// endpoints. Used where the Pilot daemon is unusable; the inbound side is relay-inbox.ts.
 
 import { isMissingRoute, type RegistryClient } from "../registry/client.js";
 import { RegistryError } from "../registry/errors.js";
