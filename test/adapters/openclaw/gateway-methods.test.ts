@@ -72,7 +72,7 @@ describe("registration", () => {
   });
 
   it("no method takes a registry URL", async () => {
-    const fake = gateway(runtimesOf(await account("a")));
+    const fake = gateway(runtimesOf(await fx.shared("a")));
     const reply = await fake.call("agent-registry.search", { registryUrl: "http://evil.example" });
     expect(reply).toMatchObject({ ok: false, error: { code: "INVALID_PARAMS" } });
   });
@@ -170,7 +170,9 @@ describe("agent-registry.peers and .pending", () => {
   });
 
   it("refuses unknown parameters", async () => {
-    const reply = await gateway(runtimesOf(await account("a"))).call("agent-registry.pending", { all: true });
+    const reply = await gateway(runtimesOf(await fx.shared("a"))).call("agent-registry.pending", {
+      all: true,
+    });
     expect(reply).toMatchObject({ ok: false, error: { code: "INVALID_PARAMS" } });
     expect(reply.error?.message).toContain("agent-registry.pending");
   });
@@ -191,7 +193,7 @@ describe("agent-registry.search", () => {
   });
 
   it("validates capabilities, match and limit", async () => {
-    const fake = gateway(runtimesOf(await account("a")));
+    const fake = gateway(runtimesOf(await fx.shared("a")));
     const tooMany = await fake.call("agent-registry.search", {
       capabilities: Array.from({ length: 21 }, (_, i) => `c${i}`),
     });
@@ -249,7 +251,7 @@ describe("agent-registry.send", () => {
   });
 
   it("requires to and text", async () => {
-    const fake = gateway(runtimesOf(await account("a")));
+    const fake = gateway(runtimesOf(await fx.shared("a")));
     const reply = await fake.call("agent-registry.send", { to: "bob" });
     expect(reply).toMatchObject({ ok: false, error: { code: "INVALID_PARAMS" } });
     expect(reply.error?.message).toContain("text");

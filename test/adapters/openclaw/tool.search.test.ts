@@ -79,7 +79,7 @@ describe("agent_network search", () => {
   });
 
   it("searches free text", async () => {
-    const result = await runTool(runtimesOf(await account()), { action: "search", query: "meetings" });
+    const result = await runTool(runtimesOf(await fx.shared("me")), { action: "search", query: "meetings" });
     const hosts = (result.details as { data: SearchData }).data.agents.map((a) => a.hostname);
     expect(hosts).toContain("alice");
     expect(hosts).not.toContain("bob");
@@ -115,7 +115,7 @@ describe("agent_network search", () => {
   });
 
   it('refuses a match other than "any" or "all"', async () => {
-    const result = await runTool(runtimesOf(await account()), { action: "search", match: "some" });
+    const result = await runTool(runtimesOf(await fx.shared("me")), { action: "search", match: "some" });
     expect(result.details).toMatchObject({ ok: false, error: { code: "INVALID_INPUT" } });
     expect(textOf(result)).toContain("match");
   });
@@ -135,7 +135,7 @@ describe("agent_network search", () => {
   });
 
   it("says so when nothing matches", async () => {
-    const result = await runTool(runtimesOf(await account()), {
+    const result = await runTool(runtimesOf(await fx.shared("me")), {
       action: "search",
       capabilities: ["nothing-has-this"],
     });
@@ -144,7 +144,7 @@ describe("agent_network search", () => {
   });
 
   it("quotes agent-written names and descriptions and marks them untrusted", async () => {
-    const result = await runTool(runtimesOf(await account()), {
+    const result = await runTool(runtimesOf(await fx.shared("me")), {
       action: "search",
       capabilities: ["hostile"],
     });
@@ -192,17 +192,23 @@ describe("agent_network get_agent", () => {
   });
 
   it('says "not found or not online" for an unknown agent', async () => {
-    const result = await runTool(runtimesOf(await account()), { action: "get_agent", hostname: "nobody" });
+    const result = await runTool(runtimesOf(await fx.shared("me")), {
+      action: "get_agent",
+      hostname: "nobody",
+    });
     expect(result.details, textOf(result)).toMatchObject({ ok: false, error: { code: "NOT_FOUND" } });
     expect(textOf(result)).toContain('Agent "nobody" not found or not online');
     expect(textOf(result)).toContain('"search"');
   });
 
   it("requires a valid hostname and says what to pass", async () => {
-    const missing = await runTool(runtimesOf(await account()), { action: "get_agent" });
+    const missing = await runTool(runtimesOf(await fx.shared("me")), { action: "get_agent" });
     expect(textOf(missing)).toContain('hostname is required for action "get_agent"');
     expect(textOf(missing)).toContain('{"action":"get_agent","hostname":"alice-assistant"}');
-    const bad = await runTool(runtimesOf(await account()), { action: "get_agent", hostname: "not a host!" });
+    const bad = await runTool(runtimesOf(await fx.shared("me")), {
+      action: "get_agent",
+      hostname: "not a host!",
+    });
     expect(bad.details).toMatchObject({ ok: false, error: { code: "INVALID_INPUT" } });
     expect(textOf(bad)).toContain("lowercase letters, digits");
   });

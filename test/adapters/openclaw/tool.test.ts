@@ -98,7 +98,10 @@ describe("agent_network handshake", () => {
   });
 
   it("reports an unknown agent as NOT_FOUND with a hint to search", async () => {
-    const result = await runTool(runtimesOf(await account()), { action: "handshake", hostname: "nobody" });
+    const result = await runTool(runtimesOf(await fx.shared("me")), {
+      action: "handshake",
+      hostname: "nobody",
+    });
     expect(result.details, textOf(result)).toMatchObject({ ok: false, error: { code: "NOT_FOUND" } });
     expect(textOf(result)).toContain('"search"');
   });
@@ -118,7 +121,7 @@ describe("agent_network handshake", () => {
   });
 
   it("refuses an overlong introduction", async () => {
-    const result = await runTool(runtimesOf(await account()), {
+    const result = await runTool(runtimesOf(await fx.shared("me")), {
       action: "handshake",
       hostname: "bob",
       introduction: "x".repeat(2001),
@@ -157,7 +160,7 @@ describe("agent_network pending", () => {
   });
 
   it("says when nothing is waiting", async () => {
-    const text = textOf(await runTool(runtimesOf(await account()), { action: "pending" }));
+    const text = textOf(await runTool(runtimesOf(await fx.shared("me")), { action: "pending" }));
     expect(text).toBe("No incoming handshake requests are waiting.");
   });
 });
@@ -253,7 +256,7 @@ describe("agent_network approve and reject", () => {
 
   it("requires peer for approve, reject and untrust", async () => {
     for (const action of ["approve", "reject", "untrust"]) {
-      const result = await runTool(runtimesOf(await account()), { action });
+      const result = await runTool(runtimesOf(await fx.shared("me")), { action });
       expect(result.details).toMatchObject({ ok: false, error: { code: "INVALID_INPUT" } });
       expect(textOf(result)).toContain(`peer is required for action "${action}"`);
     }
@@ -270,7 +273,7 @@ describe("agent_network untrust", () => {
   });
 
   it("reports a peer that is not trusted", async () => {
-    const result = await runTool(runtimesOf(await account()), { action: "untrust", peer: "nobody" });
+    const result = await runTool(runtimesOf(await fx.shared("me")), { action: "untrust", peer: "nobody" });
     expect(result.details).toMatchObject({ ok: false, error: { code: "NOT_TRUSTED" } });
     expect(textOf(result)).toContain('"peers"');
   });
@@ -316,15 +319,18 @@ describe("agent_network contact", () => {
   });
 
   it("requires hostname and message, and caps the message", async () => {
-    const noMessage = await runTool(runtimesOf(await account()), { action: "contact", hostname: "bob" });
+    const noMessage = await runTool(runtimesOf(await fx.shared("me")), {
+      action: "contact",
+      hostname: "bob",
+    });
     expect(textOf(noMessage)).toContain('message is required for action "contact"');
-    const empty = await runTool(runtimesOf(await account()), {
+    const empty = await runTool(runtimesOf(await fx.shared("me")), {
       action: "contact",
       hostname: "bob",
       message: "",
     });
     expect(textOf(empty)).toContain("message: pass the text to send");
-    const huge = await runTool(runtimesOf(await account()), {
+    const huge = await runTool(runtimesOf(await fx.shared("me")), {
       action: "contact",
       hostname: "bob",
       message: "x".repeat(MESSAGE_MAX_CHARS + 1),
@@ -350,7 +356,9 @@ describe("agent_network peers and inbox", () => {
   });
 
   it("says how to start when there are no peers", async () => {
-    expect(textOf(await runTool(runtimesOf(await account()), { action: "peers" }))).toContain('"search"');
+    expect(textOf(await runTool(runtimesOf(await fx.shared("me")), { action: "peers" }))).toContain(
+      '"search"',
+    );
   });
 
   it("shows undelivered and dead-lettered messages", async () => {
@@ -367,7 +375,7 @@ describe("agent_network peers and inbox", () => {
     expect(text).toContain('env-1 from "bob", 2 attempt(s), last error: session busy');
     expect(text).toContain('env-0 from "carol": dispatch failed 5 times');
     expect(result.details).toMatchObject({ ok: true, data: report });
-    expect(textOf(await runTool(runtimesOf(await account()), { action: "inbox" }))).toContain(
+    expect(textOf(await runTool(runtimesOf(await fx.shared("me")), { action: "inbox" }))).toContain(
       "Nothing undelivered",
     );
   });
@@ -451,7 +459,7 @@ describe("which account a call acts for", () => {
 describe("invalid input", () => {
   it("names the actions when action is missing or unknown, never throwing", async () => {
     for (const input of [undefined, null, {}, { action: "delete_everything" }, "search", 42]) {
-      const result = await runTool(runtimesOf(await account()), input);
+      const result = await runTool(runtimesOf(await fx.shared("me")), input);
       expect(result.details).toMatchObject({ ok: false, error: { code: "INVALID_INPUT" } });
       expect(textOf(result)).toContain(`one of ${AGENT_NETWORK_ACTIONS.join(", ")}`);
       expect(textOf(result)).toMatch(/^agent_network( \S+)? failed \(INVALID_INPUT\): /);

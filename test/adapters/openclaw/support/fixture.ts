@@ -103,6 +103,8 @@ export interface ToolFixture {
     config?: Record<string, unknown>,
     options?: AccountOptions,
   ): Promise<TestAccount>;
+  /** One account `accountId` (defaults) for the whole file, for calls that change nothing; stopped by close(). */
+  shared(accountId: string): Promise<TestAccount>;
   /** A fresh state directory below the fixture's (removed by close()). */
   stateDir(name: string): string;
   /** Stops every account started so far. */
@@ -227,6 +229,7 @@ export async function startToolFixture(): Promise<ToolFixture> {
   }
   const dir = mkdtempSync(join(tmpdir(), "ar-tool-"));
   const started: TestAccount[] = [];
+  const shared = new Map<string, Promise<TestAccount>>();
   let count = 0;
   const stopAccounts = async () => {
     await Promise.all(started.splice(0).map((runtime) => runtime.stop()));
@@ -239,10 +242,19 @@ export async function startToolFixture(): Promise<ToolFixture> {
       started.push(runtime);
       return runtime;
     },
+    shared(accountId) {
+      let found = shared.get(accountId);
+      if (!found) {
+        found = startTestAccount(registry.url, join(dir, `shared-${accountId}`), accountId);
+        shared.set(accountId, found);
+      }
+      return found;
+    },
     stateDir: (name) => join(dir, name),
     stopAccounts,
     async close() {
       await stopAccounts();
+      await Promise.all([...shared.values()].map(async (runtime) => (await runtime).stop()));
       await registry.close();
       rmSync(dir, { recursive: true, force: true });
     },
