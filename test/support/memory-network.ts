@@ -1,9 +1,15 @@
 // An in-memory agent network for tests of the real runtime: each account gets a TransportLink (the
 // `startAccountRuntime({ link })` seam) whose Transport and inbox talk to the other accounts of the same network.
 // Trust follows Pilot and the relay: a request waits in the peer's pending list until it approves (or asks back),
-// trust is mutual, messages need it both ways. Faults can be injected per operation.
+// trust is mutual, messages need it both ways. Faults can be injected per operation. `join` adds a remote agent
+// without a runtime (a test acts as it through its Transport), `messages` reads what reached such an agent.
 import { randomUUID } from "node:crypto";
-import { encodeEnvelope } from "../../src/adapters/transport/envelope.js";
+import {
+  decodeMessage,
+  type Envelope,
+  encodeEnvelope,
+  isEnvelope,
+} from "../../src/adapters/transport/envelope.js";
 import {
   type PendingTrustRequest,
   type RawInbound,
@@ -26,8 +32,18 @@ type Operation =
   | "listTrusted"
   | "read";
 
+/** How a node shows to the others: a Pilot node id, the names it sends with its requests, no hostname at all. */
+export interface MemoryPeerProfile {
+  nodeId?: number;
+  assistantName?: string;
+  humanName?: string;
+  /** Its refs carry no hostname (a Pilot node the registry does not know), only the node id and relay id. */
+  anonymous?: boolean;
+}
+
 interface Node {
   hostname: string;
+  profile: MemoryPeerProfile;
   pending: Map<string, PendingTrustRequest>;
   trusted: Set<string>;
   inbox: RawInbound[];
@@ -42,6 +58,10 @@ export interface MemoryNetwork {
   /** Who trusts whom, for assertions. */
   trusts(hostname: string, peer: string): boolean;
   pending(hostname: string): string[];
+  /** A remote agent on this network without a runtime; the test acts as it through the Transport returned. */
+  join(hostname: string, profile?: MemoryPeerProfile): Transport;
+  /** Envelopes waiting in `hostname`'s inbox (a joined agent's inbox is never read), oldest first. */
+  messages(hostname: string): Envelope[];
 }
 
 export function createMemoryNetwork(): MemoryNetwork {
@@ -50,16 +70,19 @@ export function createMemoryNetwork(): MemoryNetwork {
   const node = (hostname: string): Node => {
     let found = nodes.get(hostname);
     if (!found) {
-      found = { hostname, pending: new Map(), trusted: new Set(), inbox: [], wake: null };
+      found = { hostname, profile: {}, pending: new Map(), trusted: new Set(), inbox: [], wake: null };
       nodes.set(hostname, found);
     }
     return found;
   };
-  const refOf = (hostname: string): PeerRef => ({
-    hostname,
-    nodeId: null,
-    installationId: `peer-${hostname}`,
-  });
+  const refOf = (hostname: string): PeerRef => {
+    const { profile } = node(hostname);
+    return {
+      hostname: profile.anonymous ? null : hostname,
+      nodeId: profile.nodeId ?? null,
+      installationId: `peer-${hostname}`,
+    };
+  };
   const nameOf = (peer: PeerRef): string => {
     const name = peer.hostname ?? peer.installationId?.replace(/^peer-/, "");
     if (!name || !nodes.has(name)) throw new TransportError("peer", "peer_unknown", "unknown peer");
@@ -103,8 +126,8 @@ export function createMemoryNetwork(): MemoryNetwork {
       node(peer).pending.set(self, {
         peer: refOf(self),
         introduction,
-        assistantName: null,
-        humanName: null,
+        assistantName: node(self).profile.assistantName ?? null,
+        humanName: node(self).profile.humanName ?? null,
         receivedAt: new Date().toISOString(),
       });
     },
@@ -173,6 +196,16 @@ export function createMemoryNetwork(): MemoryNetwork {
       if (message === null) faults.delete(`${hostname}:${operation}`);
       else faults.set(`${hostname}:${operation}`, message);
     },
+    join(hostname, profile) {
+      const joined = node(hostname);
+      if (profile) joined.profile = profile;
+      return transportOf(hostname);
+    },
+    messages: (hostname) =>
+      node(hostname).inbox.flatMap((raw) => {
+        const decoded = decodeMessage(raw.data);
+        return isEnvelope(decoded) ? [decoded.envelope] : [];
+      }),
     trusts: (hostname, peer) => node(hostname).trusted.has(peer),
     pending: (hostname) => [...node(hostname).pending.keys()],
   };

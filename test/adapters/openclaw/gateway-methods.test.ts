@@ -1,16 +1,21 @@
 // The operator's gateway methods, called through the handlers registered on a recording host api: names and
 // aliases, scopes, parameter validation, multi-account routing, NetworkError codes, and the extended status.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   gatewayMethodSpecs,
   NETWORK_ERROR_CODES,
   registerGatewayMethods,
 } from "../../../src/adapters/openclaw/gateway-methods.js";
-import { NetworkError, type NetworkErrorCode } from "../../../src/runtime/account-network.js";
+import type { NetworkErrorCode } from "../../../src/runtime/account-network.js";
 import type { AccountRuntimes } from "../../../src/runtime/account-runtimes.js";
 import { createFakeApi } from "./support/fake-api.js";
-import { runtimesOf, startToolFixture, type ToolFixture } from "./support/fixture.js";
-import { peer, type TestRuntime, testRuntime } from "./support/test-network.js";
+import {
+  type AccountOptions,
+  runtimesOf,
+  startToolFixture,
+  type TestAccount,
+  type ToolFixture,
+} from "./support/fixture.js";
 
 let fx: ToolFixture;
 
@@ -18,12 +23,17 @@ beforeAll(async () => {
   fx = await startToolFixture();
 });
 
+afterEach(async () => {
+  await fx.stopAccounts();
+});
+
 afterAll(async () => {
   await fx.close();
 });
 
-function account(id: string, config: Record<string, unknown> = {}): TestRuntime {
-  return testRuntime(id, fx.registry.url, config);
+/** A real account runtime on its own in-memory network. */
+function account(id: string, config: Record<string, unknown> = {}, options: AccountOptions = {}) {
+  return fx.account(id, config, options);
 }
 
 function gateway(runtimes: AccountRuntimes, options: { rejectSlashNames?: boolean } = {}) {
@@ -62,7 +72,7 @@ describe("registration", () => {
   });
 
   it("no method takes a registry URL", async () => {
-    const fake = gateway(runtimesOf(account("a")));
+    const fake = gateway(runtimesOf(await fx.shared("a")));
     const reply = await fake.call("agent-registry.search", { registryUrl: "http://evil.example" });
     expect(reply).toMatchObject({ ok: false, error: { code: "INVALID_PARAMS" } });
   });
@@ -70,13 +80,13 @@ describe("registration", () => {
 
 describe("agent-registry.status", () => {
   it("adds transport, unavailableReason, peers counted by state and counters to each account", async () => {
-    const a = account("a");
-    a.network.unavailable = "Pilot daemon not running";
-    a.network.add(peer({ hostname: "bob", state: "trusted" }));
-    a.network.add(peer({ hostname: "carol", state: "trusted" }));
-    a.network.add(peer({ hostname: "dave", state: "pendingApproval" }));
-    const b = account("b");
-    b.network.transport = "none";
+    const a = await account("a", {}, { online: true });
+    await a.trust("bob");
+    await a.trust("carol");
+    await a.requestFrom("dave");
+    await a.network.send("bob", "hello bob");
+    a.transportDown("Pilot daemon not running");
+    const b = await account("b", {}, { transport: "none", online: true });
     const reply = await gateway(runtimesOf(a, b)).call("agent-registry.status");
     expect(reply.ok).toBe(true);
     const accounts = (reply.payload as { accounts: Array<Record<string, unknown>> }).accounts;
@@ -87,7 +97,7 @@ describe("agent-registry.status", () => {
       transport: "relay",
       unavailableReason: "Pilot daemon not running",
       peers: { trusted: 2, pendingApproval: 1, requested: 0, rejected: 0, revoked: 0, unknown: 0 },
-      counters: { dispatched: 3, refused: { untrusted: 2 }, deadLettered: 0, duplicates: 1, sent: 0 },
+      counters: { dispatched: 0, refused: {}, deadLettered: 0, duplicates: 0, sent: 1 },
     });
     expect(accounts[1]).toMatchObject({
       accountId: "b",
@@ -97,7 +107,9 @@ describe("agent-registry.status", () => {
   });
 
   it("still answers for a runtime whose network is not set up yet", async () => {
-    const starting = { ...account("a"), network: undefined } as unknown as TestRuntime;
+    // Its own hostname: the registry keeps "a" for the installation of the test before.
+    const running = await account("a", { hostname: "a-starting" }, { online: true });
+    const starting = { ...running, network: undefined } as unknown as TestAccount;
     const reply = await gateway(runtimesOf(starting)).call("agent-registry.status");
     expect(reply).toMatchObject({
       ok: true,
@@ -108,7 +120,7 @@ describe("agent-registry.status", () => {
   });
 
   it("selects one account by id and reports an unknown one", async () => {
-    const fake = gateway(runtimesOf(account("a"), account("b")));
+    const fake = gateway(runtimesOf(await account("a"), await account("b")));
     const one = await fake.call("agent-registry.status", { accountId: "b" });
     expect(
       (one.payload as { accounts: Array<{ accountId: string }> }).accounts.map((x) => x.accountId),
@@ -120,10 +132,10 @@ describe("agent-registry.status", () => {
 
 describe("agent-registry.peers and .pending", () => {
   it("lists every account's peers, or one account's", async () => {
-    const a = account("a");
-    a.network.add(peer({ hostname: "bob", state: "trusted" }));
-    const b = account("b");
-    b.network.add(peer({ hostname: "carol", state: "requested" }));
+    const a = await account("a");
+    await a.trust("bob");
+    const b = await account("b");
+    await b.network.handshake("carol");
     const fake = gateway(runtimesOf(a, b));
     const all = await fake.call("agent-registry.peers");
     expect(all.payload).toMatchObject({
@@ -142,9 +154,9 @@ describe("agent-registry.peers and .pending", () => {
   });
 
   it("lists pending requests with the approver of each account", async () => {
-    const a = account("a", { handshake: { approver: "agent" } });
-    a.network.add(peer({ hostname: "mallory", state: "pendingApproval", introduction: "approve me" }));
-    a.network.add(peer({ hostname: "bob", state: "trusted" }));
+    const a = await account("a", { handshake: { approver: "agent" } });
+    await a.requestFrom("mallory", "approve me");
+    await a.trust("bob");
     const reply = await gateway(runtimesOf(a)).call("agent-registry.pending", {});
     expect(reply.payload).toEqual({
       accounts: [
@@ -158,7 +170,9 @@ describe("agent-registry.peers and .pending", () => {
   });
 
   it("refuses unknown parameters", async () => {
-    const reply = await gateway(runtimesOf(account("a"))).call("agent-registry.pending", { all: true });
+    const reply = await gateway(runtimesOf(await fx.shared("a"))).call("agent-registry.pending", {
+      all: true,
+    });
     expect(reply).toMatchObject({ ok: false, error: { code: "INVALID_PARAMS" } });
     expect(reply.error?.message).toContain("agent-registry.pending");
   });
@@ -166,18 +180,20 @@ describe("agent-registry.peers and .pending", () => {
 
 describe("agent-registry.search", () => {
   it("searches the account's registry with clamped limit", async () => {
-    const a = account("a");
+    const a = await account("a");
     const fake = gateway(runtimesOf(a));
     const reply = await fake.call("agent-registry.search", { capabilities: ["filler"], limit: 999 });
     expect(reply.payload).toMatchObject({ accountId: "a", limit: 50, total: 12 });
+    expect(a.searches.at(-1)?.getAll("capabilities")).toEqual(["filler"]);
     expect((reply.payload as { agents: unknown[] }).agents).toHaveLength(12);
     const small = await fake.call("agent-registry.search", { query: "trips", match: "all", limit: -3 });
     expect(small.payload).toMatchObject({ limit: 1 });
-    expect(a.network.searches.at(-1)).toEqual({ q: "trips", match: "all", limit: 1 });
+    const sent = a.searches.at(-1)!;
+    expect([sent.get("q"), sent.get("match"), sent.get("limit")]).toEqual(["trips", "all", "1"]);
   });
 
   it("validates capabilities, match and limit", async () => {
-    const fake = gateway(runtimesOf(account("a")));
+    const fake = gateway(runtimesOf(await fx.shared("a")));
     const tooMany = await fake.call("agent-registry.search", {
       capabilities: Array.from({ length: 21 }, (_, i) => `c${i}`),
     });
@@ -188,7 +204,10 @@ describe("agent-registry.search", () => {
   });
 
   it("needs accountId when several accounts run", async () => {
-    const reply = await gateway(runtimesOf(account("a"), account("b"))).call("agent-registry.search", {});
+    const reply = await gateway(runtimesOf(await account("a"), await account("b"))).call(
+      "agent-registry.search",
+      {},
+    );
     expect(reply).toMatchObject({ ok: false, error: { code: "NO_ACCOUNT" } });
     expect(reply.error?.message).toContain("pass accountId");
   });
@@ -196,29 +215,35 @@ describe("agent-registry.search", () => {
 
 describe("agent-registry.send", () => {
   it("sends from the chosen account and returns the message id", async () => {
-    const a = account("a");
-    const b = account("b");
-    b.network.add(peer({ hostname: "bob", state: "trusted" }));
+    const a = await account("a");
+    const b = await account("b");
+    await b.trust("bob");
     const reply = await gateway(runtimesOf(a, b)).call("agent-registry.send", {
       accountId: "b",
       to: "Bob",
       text: "hello from the operator",
     });
-    expect(reply).toMatchObject({ ok: true, payload: { accountId: "b", to: "bob", messageId: "msg-1" } });
-    expect(b.network.sent).toHaveLength(1);
-    expect(a.network.sent).toHaveLength(0);
+    expect(reply).toMatchObject({
+      ok: true,
+      payload: { accountId: "b", to: "bob", messageId: expect.any(String) },
+    });
+    const { messageId } = reply.payload as { messageId: string };
+    expect(b.sentTo("bob")).toEqual([
+      expect.objectContaining({ id: messageId, body: "hello from the operator" }),
+    ]);
+    expect(a.sentTo("bob")).toHaveLength(0);
   });
 
   it("maps NOT_TRUSTED and transport errors to method error codes", async () => {
-    const a = account("a");
+    const a = await account("a");
     const fake = gateway(runtimesOf(a));
     const untrusted = await fake.call("agent-registry.send", { to: "carol", text: "hi" });
     expect(untrusted).toMatchObject({
       ok: false,
       error: { code: "NOT_TRUSTED", details: { networkCode: "NOT_TRUSTED" } },
     });
-    a.network.transport = "none";
-    const off = await fake.call("agent-registry.send", { to: "carol", text: "hi" });
+    const none = await account("a", {}, { transport: "none" });
+    const off = await gateway(runtimesOf(none)).call("agent-registry.send", { to: "carol", text: "hi" });
     expect(off).toMatchObject({
       ok: false,
       error: { code: "UNAVAILABLE", details: { networkCode: "NO_TRANSPORT" } },
@@ -226,7 +251,7 @@ describe("agent-registry.send", () => {
   });
 
   it("requires to and text", async () => {
-    const fake = gateway(runtimesOf(account("a")));
+    const fake = gateway(runtimesOf(await fx.shared("a")));
     const reply = await fake.call("agent-registry.send", { to: "bob" });
     expect(reply).toMatchObject({ ok: false, error: { code: "INVALID_PARAMS" } });
     expect(reply.error?.message).toContain("text");
@@ -237,9 +262,9 @@ describe("agent-registry.send", () => {
 
 describe("agent-registry.approve, .reject, .untrust", () => {
   it("lets the operator approve even when handshake.approver is owner", async () => {
-    const a = account("a");
+    const a = await account("a");
     expect(a.account.handshake.approver).toBe("owner");
-    a.network.add(peer({ hostname: "mallory", nodeId: 666, state: "pendingApproval" }));
+    await a.requestFrom("mallory", "hi", { nodeId: 666 });
     const reply = await gateway(runtimesOf(a)).call("agent-registry.approve", {
       accountId: "a",
       peer: "666",
@@ -251,9 +276,9 @@ describe("agent-registry.approve, .reject, .untrust", () => {
   });
 
   it("rejects with a reason and untrusts", async () => {
-    const a = account("a");
-    a.network.add(peer({ hostname: "mallory", state: "pendingApproval" }));
-    a.network.add(peer({ hostname: "bob", state: "trusted" }));
+    const a = await account("a");
+    await a.requestFrom("mallory");
+    await a.trust("bob");
     const fake = gateway(runtimesOf(a));
     expect(await fake.call("agent-registry.reject", { peer: "MALLORY", reason: "spam" })).toMatchObject({
       ok: true,
@@ -266,8 +291,8 @@ describe("agent-registry.approve, .reject, .untrust", () => {
   });
 
   it("reports NOT_PENDING, NOT_TRUSTED and a missing peer", async () => {
-    const a = account("a");
-    a.network.add(peer({ hostname: "bob", state: "trusted" }));
+    const a = await account("a");
+    await a.trust("bob");
     const fake = gateway(runtimesOf(a));
     expect(await fake.call("agent-registry.approve", { peer: "bob" })).toMatchObject({
       ok: false,
@@ -287,31 +312,65 @@ describe("agent-registry.approve, .reject, .untrust", () => {
   });
 
   it("routes to the named account only", async () => {
-    const a = account("a");
-    const b = account("b");
-    for (const runtime of [a, b])
-      runtime.network.add(peer({ hostname: "mallory", state: "pendingApproval" }));
+    const a = await account("a");
+    const b = await account("b");
+    for (const runtime of [a, b]) await runtime.requestFrom("mallory");
     await gateway(runtimesOf(a, b)).call("agent-registry.approve", { accountId: "b", peer: "mallory" });
-    expect(a.network.known.get("mallory")?.state).toBe("pendingApproval");
-    expect(b.network.known.get("mallory")?.state).toBe("trusted");
+    expect(a.stateOf("mallory")).toBe("pendingApproval");
+    expect(b.stateOf("mallory")).toBe("trusted");
+    expect(b.memory.trusts("mallory", "b")).toBe(true);
   });
 });
 
 describe("NetworkError codes", () => {
-  it.each(Object.entries(NETWORK_ERROR_CODES))("%s becomes %s", async (networkCode, methodCode) => {
-    const a = account("a");
-    a.network.failNext = new NetworkError(networkCode as NetworkErrorCode, `failed with ${networkCode}`);
-    const reply = await gateway(runtimesOf(a)).call("agent-registry.pending");
+  /** Each code as the real network raises it, through the gateway method that meets it. */
+  const cases: Record<
+    Exclude<NetworkErrorCode, "OWNER_APPROVAL_REQUIRED">,
+    (a: TestAccount) => [string, Record<string, unknown>]
+  > = {
+    NO_TRANSPORT: () => ["agent-registry.send", { to: "bob", text: "hi" }],
+    TRANSPORT_UNAVAILABLE: (a) => {
+      a.transportDown("Pilot daemon not running");
+      return ["agent-registry.send", { to: "bob", text: "hi" }];
+    },
+    NOT_FOUND: () => ["agent-registry.send", { to: "nobody", text: "hi" }],
+    NOT_TRUSTED: () => ["agent-registry.send", { to: "carol", text: "hi" }],
+    NOT_PENDING: () => ["agent-registry.approve", { peer: "bob" }],
+    INVALID: () => ["agent-registry.send", { to: "bob", text: "   " }],
+    FAILED: (a) => {
+      a.memory.fail("a", "listPending", "pilotctl exited 1");
+      return ["agent-registry.pending", {}];
+    },
+  };
+
+  it.each(Object.entries(cases))("%s becomes its method code", async (networkCode, setup) => {
+    const a = await account("a", {}, networkCode === "NO_TRANSPORT" ? { transport: "none" } : {});
+    const [method, params] = setup(a);
+    const reply = await gateway(runtimesOf(a)).call(method, params);
     expect(reply).toMatchObject({
       ok: false,
-      error: { code: methodCode, message: `failed with ${networkCode}`, details: { networkCode } },
+      error: {
+        code: NETWORK_ERROR_CODES[networkCode as NetworkErrorCode],
+        message: expect.any(String),
+        details: { networkCode },
+      },
     });
   });
 
+  it("maps every network code (OWNER_APPROVAL_REQUIRED is the tool's: the network never raises it)", () => {
+    expect(Object.keys(NETWORK_ERROR_CODES).sort()).toEqual(
+      [...Object.keys(cases), "OWNER_APPROVAL_REQUIRED"].sort(),
+    );
+    expect(NETWORK_ERROR_CODES.OWNER_APPROVAL_REQUIRED).toBe("FORBIDDEN");
+  });
+
   it("any other error is FAILED", async () => {
-    const a = account("a");
-    a.network.failNext = new Error("registry unreachable");
+    const a = await account("a");
+    a.registryDown(true);
     const reply = await gateway(runtimesOf(a)).call("agent-registry.search", { query: "x" });
-    expect(reply).toMatchObject({ ok: false, error: { code: "FAILED", message: "registry unreachable" } });
+    expect(reply).toMatchObject({
+      ok: false,
+      error: { code: "FAILED", message: expect.stringMatching(/unreachable/) },
+    });
   });
 });

@@ -1,14 +1,13 @@
 // agent_network search and get_agent against the reference registry over real HTTP: results, clamping, trust
 // labels from the account's peers, registry failures and untrusted agent-written text; and against the
 // original registry, the caveats it forces.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   gatewayMethodSpecs,
   registerGatewayMethods,
 } from "../../../src/adapters/openclaw/gateway-methods.js";
 import { SEARCH_CAPABILITIES_MAX } from "../../../src/adapters/openclaw/tool.schema.js";
 import { createRegistryClient } from "../../../src/adapters/registry/client.js";
-import { NetworkError } from "../../../src/runtime/account-network.js";
 import { startLegacyRegistryServer } from "../../fixtures/legacy-registry-server.js";
 import { createFakeApi } from "./support/fake-api.js";
 import {
@@ -16,11 +15,11 @@ import {
   HOSTILE_TEXT,
   runTool,
   runtimesOf,
+  startTestAccount,
   startToolFixture,
   type ToolFixture,
   textOf,
 } from "./support/fixture.js";
-import { peer, testRuntime } from "./support/test-network.js";
 
 let fx: ToolFixture;
 
@@ -28,12 +27,17 @@ beforeAll(async () => {
   fx = await startToolFixture();
 });
 
+afterEach(async () => {
+  await fx.stopAccounts();
+});
+
 afterAll(async () => {
   await fx.close();
 });
 
+/** A real account runtime on its own in-memory network. */
 function account(id = "me", config: Record<string, unknown> = {}) {
-  return testRuntime(id, fx.registry.url, config);
+  return fx.account(id, config);
 }
 
 interface SearchData {
@@ -44,7 +48,7 @@ interface SearchData {
 
 describe("agent_network search", () => {
   it("finds agents by capability and shows hostname, names, description, capabilities and online status", async () => {
-    const me = account();
+    const me = await account();
     const result = await runTool(runtimesOf(me), { action: "search", capabilities: ["travel"] });
     expect(result.details.ok).toBe(true);
     const data = (result.details as { data: SearchData }).data;
@@ -55,11 +59,16 @@ describe("agent_network search", () => {
     expect(text).toContain('display name: "Bob"');
     expect(text).toContain('description: "Plans trips"');
     expect(text).toContain('capabilities: "travel"');
-    expect(me.network.searches[0]).toMatchObject({ capabilities: ["travel"], match: "any", limit: 10 });
+    const sent = me.searches[0]!;
+    expect([sent.getAll("capabilities"), sent.get("match"), sent.get("limit")]).toEqual([
+      ["travel"],
+      "any",
+      "10",
+    ]);
   });
 
   it('passes match "all" so only agents with every capability are found', async () => {
-    const me = account();
+    const me = await account();
     const result = await runTool(runtimesOf(me), {
       action: "search",
       capabilities: ["travel", "calendar"],
@@ -70,14 +79,14 @@ describe("agent_network search", () => {
   });
 
   it("searches free text", async () => {
-    const result = await runTool(runtimesOf(account()), { action: "search", query: "meetings" });
+    const result = await runTool(runtimesOf(await fx.shared("me")), { action: "search", query: "meetings" });
     const hosts = (result.details as { data: SearchData }).data.agents.map((a) => a.hostname);
     expect(hosts).toContain("alice");
     expect(hosts).not.toContain("bob");
   });
 
   it("defaults to 10 results and clamps the limit into 1-50", async () => {
-    const me = account();
+    const me = await account();
     const runtimes = runtimesOf(me);
     const byDefault = await runTool(runtimes, { action: "search", capabilities: ["filler"] });
     expect((byDefault.details as { data: SearchData }).data.agents).toHaveLength(10);
@@ -93,28 +102,28 @@ describe("agent_network search", () => {
     const fractional = await runTool(runtimes, { action: "search", capabilities: ["filler"], limit: "3.7" });
     expect((fractional.details as { data: SearchData }).data.agents).toHaveLength(3);
 
-    expect(me.network.searches.map((q) => q.limit)).toEqual([10, 50, 1, 3]);
+    expect(me.searches.map((q) => q.get("limit"))).toEqual(["10", "50", "1", "3"]);
   });
 
   it(`refuses more than ${SEARCH_CAPABILITIES_MAX} capabilities with a text saying the maximum`, async () => {
-    const me = account();
+    const me = await account();
     const capabilities = Array.from({ length: SEARCH_CAPABILITIES_MAX + 1 }, (_, i) => `cap-${i}`);
     const result = await runTool(runtimesOf(me), { action: "search", capabilities });
     expect(result.details).toMatchObject({ ok: false, error: { code: "INVALID_INPUT" } });
     expect(textOf(result)).toContain(`at most ${SEARCH_CAPABILITIES_MAX}`);
-    expect(me.network.searches).toHaveLength(0);
+    expect(me.searches).toHaveLength(0);
   });
 
   it('refuses a match other than "any" or "all"', async () => {
-    const result = await runTool(runtimesOf(account()), { action: "search", match: "some" });
+    const result = await runTool(runtimesOf(await fx.shared("me")), { action: "search", match: "some" });
     expect(result.details).toMatchObject({ ok: false, error: { code: "INVALID_INPUT" } });
     expect(textOf(result)).toContain("match");
   });
 
   it("labels agents we already trust or asked, from the account's peers", async () => {
-    const me = account();
-    me.network.add(peer({ hostname: "bob", state: "trusted" }));
-    me.network.add(peer({ hostname: "carol", state: "requested" }));
+    const me = await account();
+    await me.trust("bob");
+    await me.network.handshake("carol");
     const result = await runTool(runtimesOf(me), { action: "search", capabilities: ["travel"] });
     const agents = (result.details as { data: SearchData }).data.agents;
     expect(Object.fromEntries(agents.map((a) => [a.hostname, a.trust]))).toEqual({
@@ -126,7 +135,7 @@ describe("agent_network search", () => {
   });
 
   it("says so when nothing matches", async () => {
-    const result = await runTool(runtimesOf(account()), {
+    const result = await runTool(runtimesOf(await fx.shared("me")), {
       action: "search",
       capabilities: ["nothing-has-this"],
     });
@@ -135,7 +144,10 @@ describe("agent_network search", () => {
   });
 
   it("quotes agent-written names and descriptions and marks them untrusted", async () => {
-    const result = await runTool(runtimesOf(account()), { action: "search", capabilities: ["hostile"] });
+    const result = await runTool(runtimesOf(await fx.shared("me")), {
+      action: "search",
+      capabilities: ["hostile"],
+    });
     const text = textOf(result);
     expect(text).toContain("data, not instructions");
     expect(text).toContain(`description: ${JSON.stringify(HOSTILE_TEXT)}`);
@@ -145,8 +157,8 @@ describe("agent_network search", () => {
   });
 
   it("turns a registry outage into a text, not an exception", async () => {
-    const me = account();
-    me.network.failNext = new Error("registry at http://127.0.0.1:9 is unreachable");
+    const me = await account();
+    me.registryDown(true);
     const result = await runTool(runtimesOf(me), { action: "search", query: "x" });
     expect(result.details).toMatchObject({ ok: false, error: { code: "FAILED" } });
     expect(textOf(result)).toContain("unreachable");
@@ -154,17 +166,20 @@ describe("agent_network search", () => {
   });
 
   it("reports a NetworkError with its code", async () => {
-    const me = account();
-    me.network.failNext = new NetworkError("TRANSPORT_UNAVAILABLE", "the registry refused the search");
-    const result = await runTool(runtimesOf(me), { action: "search", query: "x" });
+    const me = await account();
+    me.transportDown("Pilot daemon not running");
+    // Search needs no transport; a handshake does, and says so with the network's code.
+    const search = await runTool(runtimesOf(me), { action: "search", query: "x" });
+    expect(search.details).toMatchObject({ ok: true });
+    const result = await runTool(runtimesOf(me), { action: "handshake", hostname: "bob" });
     expect(result.details).toMatchObject({ ok: false, error: { code: "TRANSPORT_UNAVAILABLE" } });
   });
 });
 
 describe("agent_network get_agent", () => {
   it("returns one agent with its trust state", async () => {
-    const me = account();
-    me.network.add(peer({ hostname: "alice", state: "trusted" }));
+    const me = await account();
+    await me.trust("alice");
     const result = await runTool(runtimesOf(me), { action: "get_agent", hostname: "Alice" });
     expect(result.details).toMatchObject({
       ok: true,
@@ -177,17 +192,23 @@ describe("agent_network get_agent", () => {
   });
 
   it('says "not found or not online" for an unknown agent', async () => {
-    const result = await runTool(runtimesOf(account()), { action: "get_agent", hostname: "nobody" });
+    const result = await runTool(runtimesOf(await fx.shared("me")), {
+      action: "get_agent",
+      hostname: "nobody",
+    });
     expect(result.details, textOf(result)).toMatchObject({ ok: false, error: { code: "NOT_FOUND" } });
     expect(textOf(result)).toContain('Agent "nobody" not found or not online');
     expect(textOf(result)).toContain('"search"');
   });
 
   it("requires a valid hostname and says what to pass", async () => {
-    const missing = await runTool(runtimesOf(account()), { action: "get_agent" });
+    const missing = await runTool(runtimesOf(await fx.shared("me")), { action: "get_agent" });
     expect(textOf(missing)).toContain('hostname is required for action "get_agent"');
     expect(textOf(missing)).toContain('{"action":"get_agent","hostname":"alice-assistant"}');
-    const bad = await runTool(runtimesOf(account()), { action: "get_agent", hostname: "not a host!" });
+    const bad = await runTool(runtimesOf(await fx.shared("me")), {
+      action: "get_agent",
+      hostname: "not a host!",
+    });
     expect(bad.details).toMatchObject({ ok: false, error: { code: "INVALID_INPUT" } });
     expect(textOf(bad)).toContain("lowercase letters, digits");
   });
@@ -204,7 +225,7 @@ describe("search on the original registry", () => {
         capabilities: ["calendar", "email"],
       });
       await seeder.register({ hostname: "bob", installationId: "i-b", capabilities: ["email"] });
-      const me = testRuntime("me", legacy.url);
+      const me = await startTestAccount(legacy.url, fx.stateDir("legacy"), "me");
       const params = { capabilities: ["calendar", "email"], match: "all" as const };
       const result = await runTool(runtimesOf(me), { action: "search", ...params });
       const data = (result.details as { data: SearchData & { caveats: string[] } }).data;
@@ -218,6 +239,7 @@ describe("search on the original registry", () => {
       registerGatewayMethods(fake.api, gatewayMethodSpecs(runtimesOf(me)));
       const reply = await fake.call("agent-registry.search", params);
       expect(reply).toMatchObject({ ok: true, payload: { caveats: [expect.stringMatching(/match "all"/)] } });
+      await me.stop();
     } finally {
       await legacy.close();
     }
