@@ -4,7 +4,14 @@ import { describe, expect, it } from "vitest";
 import type { AnyMachineSnapshot } from "xstate";
 import { getShortestPaths, getSimplePaths } from "xstate/graph";
 import { type PollSummary, pollMachine } from "../../src/machines/poll.machine.js";
-import { describePath, eventsWithPayloads, type Harness, randomWalks, replayPath } from "./support/index.js";
+import {
+  eventsWithPayloads,
+  graphSize,
+  type Harness,
+  randomWalks,
+  replayEach,
+  replayPath,
+} from "./support/index.js";
 
 const GRAPH_LIMIT = 5_000;
 const input = { pollIntervalMs: 15_000, errorBackoff: { initialMs: 1_000, maxMs: 2_000, factor: 2 } };
@@ -106,15 +113,18 @@ async function replay(path: Parameters<typeof replayPath>[0], project?: typeof b
 }
 
 describe("poll machine: shortest paths", () => {
-  const paths = getShortestPaths(pollMachine, { input, events: payloads, limit: GRAPH_LIMIT } as never);
-  it("reaches waiting, polling, backoff and stopped", () => {
+  const traversal = { input, events: payloads, limit: GRAPH_LIMIT };
+  const paths = getShortestPaths(pollMachine, traversal as never);
+  it("reaches waiting, polling, backoff and stopped, one path per state of the graph", () => {
     const values = new Set(paths.map((path) => JSON.stringify(path.state.value)));
     for (const value of ["waiting", "polling", "backoff", "stopped"])
       expect(values).toContain(JSON.stringify(value));
+    expect(paths).toHaveLength(graphSize(pollMachine, traversal as never).states);
   });
-  for (const path of paths) {
-    it(describePath(path), () => replay(path));
-  }
+  it(`replays the shortest path to each of the ${paths.length} states`, async () => {
+    const report = await replayEach(paths, (path) => replay(path));
+    expect(report).toEqual({ replayed: paths.length, skipped: [] });
+  });
 });
 
 describe("poll machine: simple paths", () => {
@@ -125,8 +135,9 @@ describe("poll machine: simple paths", () => {
     serializeState: (snapshot: AnyMachineSnapshot) => JSON.stringify(behaviour(snapshot)),
   } as never);
   it(`replays all ${paths.length} simple paths with the invariants holding at every step`, async () => {
-    for (const path of paths) await replay(path, behaviour);
-  }, 120_000);
+    const report = await replayEach(paths, (path) => replay(path, behaviour));
+    expect(report).toEqual({ replayed: paths.length, skipped: [] });
+  });
 });
 
 describe("poll machine: random walks (self-loops included)", () => {
@@ -145,6 +156,7 @@ describe("poll machine: random walks (self-loops included)", () => {
     expect(types).toContain('"backoff":INBOX.WAKE');
   });
   it(`replays ${walks.length} walks with the invariants holding at every step`, async () => {
-    for (const walk of walks) await replay(walk);
-  }, 120_000);
+    const report = await replayEach(walks, (walk) => replay(walk));
+    expect(report).toEqual({ replayed: walks.length, skipped: [] });
+  });
 });
