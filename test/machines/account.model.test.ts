@@ -14,7 +14,15 @@ import {
   projectAccount,
   serializeAccount,
 } from "./support/account-model.js";
-import { type AnyPath, describePath, getTransitionPaths, type Harness, replayPath } from "./support/index.js";
+import {
+  type AnyPath,
+  describePath,
+  getTransitionPaths,
+  graphSize,
+  type Harness,
+  replayEach,
+  replayPath,
+} from "./support/index.js";
 
 type AccountHarness = Harness<typeof accountMachine>;
 
@@ -159,14 +167,8 @@ function describeLast(path: AnyPath): string {
 }
 
 async function replayAll(paths: AnyPath[], project: (snapshot: AccountSnapshot) => unknown) {
-  for (const path of paths) {
-    try {
-      await replay(path, project);
-    } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      throw new Error(`path: ${describePath(path)}\n${message}`, { cause: error });
-    }
-  }
+  const report = await replayEach(paths, (path) => replay(path, project));
+  expect(report).toEqual({ replayed: paths.length, skipped: [] });
 }
 
 const transitionPaths = getTransitionPaths(accountMachine, {
@@ -176,6 +178,15 @@ const transitionPaths = getTransitionPaths(accountMachine, {
 });
 
 describe("account machine: every transition of the graph, reached by a shortest path", () => {
+  it("has one path per edge of the graph", () => {
+    const size = graphSize(accountMachine, {
+      input: INPUT,
+      events: accountEvents,
+      serializeState: serializeAccount,
+    });
+    expect(transitionPaths).toHaveLength(size.edges);
+  });
+
   it("reaches every lifecycle state", () => {
     const reached = new Set(transitionPaths.map((path) => JSON.stringify(path.state.value)));
     for (const value of [

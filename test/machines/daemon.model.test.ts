@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import type { AnyMachineSnapshot } from "xstate";
 import { getShortestPaths } from "xstate/graph";
-import { type DaemonInput, daemonMachine } from "../../src/machines/daemon.machine.js";
+import { type DaemonInput, type DaemonStatus, daemonMachine } from "../../src/machines/daemon.machine.js";
 import {
   type AnyPath,
   eventsWithPayloads,
@@ -85,8 +85,31 @@ type DaemonHarness = Harness<typeof daemonMachine>;
 
 function invariants(input: DaemonInput & { restartBudget: number; unreadableStatusLimit: number }) {
   let startsAtLastRefill = 0;
+  let wasRunning = false;
   return (h: DaemonHarness, step: { event: { type: string } }) => {
     const snapshot = h.snapshot();
+    const readWhileRunning = wasRunning && step.event.type === "xstate.done.actor.readStatus";
+    const readFailedWhileRunning = wasRunning && step.event.type === "xstate.error.actor.readStatus";
+    const isRunning = snapshot.matches("running");
+
+    // What a status read of a running daemon leads to, from the status alone.
+    if (readWhileRunning) {
+      const status = (step.event as unknown as { output: DaemonStatus }).output;
+      const usable = status.running && status.responsive;
+      if (usable) expect(isRunning).toBe(true);
+      else if (!input.manageDaemon) expect(snapshot.matches("detached")).toBe(true);
+      else if (!status.running) expect(["crashed", "failed"]).toContain(snapshot.value);
+      else expect(snapshot.value).toBe("recycling");
+    }
+    // A failed read: observe-only gives up on the daemon; managed tolerates it until the limit.
+    if (readFailedWhileRunning) {
+      if (!input.manageDaemon) expect(snapshot.matches("detached")).toBe(true);
+      else expect(isRunning || snapshot.matches("recycling")).toBe(true);
+    }
+    // A (re)started or re-attached daemon starts with a clean slate of failed reads.
+    if (isRunning && !wasRunning) expect(snapshot.context.unreadableStatuses).toBe(0);
+    wasRunning = isRunning;
+
     const context = snapshot.context;
     const inFlight = h.fakes.inFlight();
     const timers = h.timers().map((timer) => timer.eventType.split(".")[2]);
