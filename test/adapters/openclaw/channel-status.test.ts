@@ -1,0 +1,65 @@
+// How an account's status reads in `openclaw channels status`: the lifecycle, the reason and, from the actor
+// tree, whether messaging works and why not.
+import { describe, expect, it } from "vitest";
+import { toChannelSnapshot } from "../../../src/adapters/openclaw/channel.js";
+import type { AccountRuntimeStatus } from "../../../src/runtime/account-runtime.js";
+
+function status(overrides: Partial<AccountRuntimeStatus> = {}): AccountRuntimeStatus {
+  return {
+    lifecycle: "online",
+    agentId: "agent-1",
+    discoverable: true,
+    lastHeartbeatAt: null,
+    heartbeatFailures: 0,
+    lastError: null,
+    nextRetryDelayMs: null,
+    messaging: {
+      transport: "pilot",
+      ready: false,
+      reason: "Pilot daemon exited",
+      daemon: null,
+      inbox: null,
+      peersLoop: null,
+      peers: { total: 3, trusted: 2, pending: 1, failing: [] },
+    },
+    accountId: "main",
+    hostname: "alice",
+    peerId: "p_1",
+    registryUrl: "http://127.0.0.1:1",
+    visibilitySource: "config",
+    visibilityError: null,
+    ...overrides,
+  };
+}
+
+describe("the channel status of an account", () => {
+  it("is connected while online and shows why messaging is down, with its peers", () => {
+    const snapshot = toChannelSnapshot(status()) as unknown as Record<string, unknown>;
+    expect(snapshot).toMatchObject({ accountId: "main", running: true, connected: true, lifecycle: "ready" });
+    expect(snapshot.profile).toMatchObject({
+      peerId: "p_1",
+      messaging: {
+        transport: "pilot",
+        ready: false,
+        reason: "Pilot daemon exited",
+        peers: 3,
+        trusted: 2,
+        pending: 1,
+      },
+    });
+  });
+
+  it("says recovering with the registry's error while idle after a failure, and starting before one", () => {
+    const failing = status({
+      lifecycle: "idle",
+      lastError: { kind: "unreachable", operation: "register", message: "registry unreachable" },
+    });
+    expect(toChannelSnapshot(failing)).toMatchObject({
+      connected: false,
+      lifecycle: "recovering",
+      lastError: "registry unreachable",
+    });
+    expect(toChannelSnapshot(status({ lifecycle: "idle" }))).toMatchObject({ lifecycle: "starting" });
+    expect(toChannelSnapshot(status({ lifecycle: "stopped" }))).toMatchObject({ running: false });
+  });
+});
