@@ -194,69 +194,54 @@ export async function moveToDeadLetter(path: string, reason: string): Promise<st
 }
 
 export interface InboxWatcher {
+  /** Arms the watch again if it was lost (the directory removed, a watch error); a no-op while it works. */
+  rearm(): void;
   close(): void;
 }
 
 /**
  * Calls `onWake(fileName?)` when something changes in the inbox. A hint only: the caller still lists the
  * directory (events can coalesce or be lost), and its timer-based reconciliation covers the gaps. The
- * directory is created if missing; the watch is re-armed (with a bounded backoff) after errors, e.g. when
- * the directory is removed and recreated.
+ * directory is created if missing. A lost watch (the directory removed and recreated, a watch error) is armed
+ * again by `rearm()`, which the inbox loop calls at every cycle: no timer of its own.
  */
-export function watchInbox(
-  dir: string,
-  onWake: (fileName?: string) => void,
-  options: { rearmMs?: number; maxRearmMs?: number } = {},
-): InboxWatcher {
-  const baseRearm = options.rearmMs ?? 200;
-  const maxRearm = options.maxRearmMs ?? 10_000;
+export function watchInbox(dir: string, onWake: (fileName?: string) => void): InboxWatcher {
   let watcher: FSWatcher | undefined;
-  let timer: NodeJS.Timeout | undefined;
   let closed = false;
-  let delay = baseRearm;
 
-  const rearmLater = () => {
+  const lose = () => {
     watcher?.close();
     watcher = undefined;
-    if (closed || timer) return;
-    timer = setTimeout(() => {
-      timer = undefined;
-      arm();
-    }, delay);
-    timer.unref?.();
-    delay = Math.min(delay * 2, maxRearm);
   };
 
   const arm = () => {
-    if (closed) return;
+    if (closed || watcher) return;
     try {
       mkdirSync(dir, { recursive: true });
       watcher = watch(dir, { persistent: false }, (event, fileName) => {
-        delay = baseRearm;
         // inotify reports the watched directory's own removal as a rename and then goes silent.
         if (event === "rename" && !existsSync(dir)) {
-          rearmLater();
+          lose();
           return;
         }
         if (fileName === null || fileName === undefined) onWake();
         else onWake(String(fileName));
       });
-      watcher.on("error", rearmLater);
+      watcher.on("error", lose);
       // Re-arming may have missed files written meanwhile: wake the reader once.
       onWake();
     } catch {
-      // mkdir or watch failed (e.g. the parent is being replaced): try again after a backoff.
-      rearmLater();
+      // mkdir or watch failed (e.g. the parent is being replaced): the next cycle tries again.
+      lose();
     }
   };
 
   arm();
   return {
+    rearm: arm,
     close() {
       closed = true;
-      if (timer) clearTimeout(timer);
-      watcher?.close();
-      watcher = undefined;
+      lose();
     },
   };
 }

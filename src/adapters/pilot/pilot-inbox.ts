@@ -140,6 +140,8 @@ export function createPilotInbox(options: PilotInboxOptions): PilotInbox {
   let closed = false;
   let inFlight: Promise<unknown> | undefined;
   const watchers = new Set<() => void>();
+  /** Watches lost since they were armed (the inbox directory was replaced): armed again at the next cycle. */
+  const rearms = new Set<() => void>();
   const totals = emptySummary();
   // Names we just deleted or moved: the watcher reports those too, and they need no cycle.
   const handledNames = new Set<string>();
@@ -272,6 +274,7 @@ export function createPilotInbox(options: PilotInboxOptions): PilotInbox {
           next: "idle",
         });
       }
+      for (const rearm of rearms) rearm();
       const run = cycle(input, signal).finally(() => {
         inFlight = undefined;
       });
@@ -285,8 +288,10 @@ export function createPilotInbox(options: PilotInboxOptions): PilotInbox {
       });
       const stop = () => {
         watchers.delete(stop);
+        rearms.delete(watcher.rearm);
         watcher.close();
       };
+      rearms.add(watcher.rearm);
       watchers.add(stop);
       return stop;
     },
