@@ -1,0 +1,122 @@
+// Two Pilot accounts in one process, each its own actor tree over the fake Pilot network: a handshake approved by
+// the owner, then a message that the inbox loop (woken by the directory watcher) puts into the peer's session,
+// and the reply back. Real child processes: the fake pilotctl and its daemons; the reference registry on 127.0.0.1.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AdmittedMessage } from "../../src/adapters/transport/transport.js";
+import { resolveAccounts } from "../../src/config.js";
+import { type RegistryServerHandle, startRegistryServer } from "../../src/registry-server/server.js";
+import { type AccountRuntime, startAccountRuntime } from "../../src/runtime/account-runtime.js";
+import { createFakePilotNetwork, type FakePilotNetwork } from "../fixtures/fake-pilot/network.js";
+import { quiet, until } from "./support/until.js";
+
+describe("two Pilot accounts talk through their actor trees", () => {
+  let registry: RegistryServerHandle;
+  let pilot: FakePilotNetwork;
+  const dir = mkdtempSync(join(tmpdir(), "ar-pilot-msg-"));
+  const runtimes: AccountRuntime[] = [];
+  const savedEnv = { ...process.env };
+
+  beforeAll(async () => {
+    registry = await startRegistryServer({ port: 0, db: ":memory:" });
+    pilot = createFakePilotNetwork({ shape: "new" });
+    const { HOME: _home, PILOT_SOCKET: _socket, ...shared } = pilot.env(dir);
+    Object.assign(process.env, shared);
+  });
+
+  afterAll(async () => {
+    for (const runtime of runtimes) await runtime.stop();
+    await registry?.close();
+    pilot?.close();
+    process.env = savedEnv;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function start(name: string, received: AdmittedMessage[]) {
+    const node = pilot.addNode(name, { start: false });
+    const [account] = resolveAccounts(
+      {
+        registryUrl: registry.url,
+        transport: "pilot",
+        accounts: {
+          [name]: {
+            hostname: name,
+            pilot: {
+              pilotctl: pilot.pilotctlPath,
+              home: node.home,
+              socket: node.socket,
+              manageDaemon: true,
+              pollIntervalSeconds: 30,
+            },
+          },
+        },
+      },
+      {},
+    );
+    const runtime = await startAccountRuntime({
+      account: account!,
+      stateRoot: join(dir, name, "state"),
+      log: quiet,
+      createDispatcher: () => async (message) => {
+        received.push(message);
+      },
+    });
+    runtimes.push(runtime);
+    await until(
+      () => runtime.status().lifecycle === "online" && runtime.status().messaging.ready,
+      `${name} online with its daemon`,
+      30_000,
+    );
+    await until(
+      async () => (await runtime.registry.byHostname(name))?.pilotNodeId,
+      `${name}'s node registered`,
+    );
+    return runtime;
+  }
+
+  it("handshake, approval, a message into the peer's session well before the poll interval", async () => {
+    const toAlice: AdmittedMessage[] = [];
+    const toBob: AdmittedMessage[] = [];
+    const alice = await start("alice", toAlice);
+    const bob = await start("bob", toBob);
+
+    await bob.network.handshake("alice", "Hello from bob");
+    const pending = await until(
+      async () => (await alice.network.pending())[0],
+      "alice sees bob's request",
+      20_000,
+    );
+    expect(pending).toMatchObject({
+      hostname: "bob",
+      state: "pendingApproval",
+      introduction: "Hello from bob",
+    });
+    await alice.network.approve("bob");
+
+    const sentAt = Date.now();
+    await bob.network.send("alice", "ping over pilot");
+    // The watcher wakes alice's inbox loop: far sooner than its 30 s poll interval.
+    await until(() => toAlice.length > 0, "alice's session gets the message", 10_000);
+    expect(Date.now() - sentAt).toBeLessThan(10_000);
+    expect(toAlice[0]).toMatchObject({
+      transport: "pilot",
+      text: "ping over pilot",
+      peer: { hostname: "bob" },
+    });
+
+    await alice.network.send("bob", "pong");
+    await until(() => toBob.length > 0, "bob's session gets the reply", 10_000);
+    expect(toBob[0]?.text).toBe("pong");
+    // Each account is one tree with its daemon, loops and the peer's handshake actor.
+    for (const [runtime, peer] of [
+      [alice, "bob"],
+      [bob, "alice"],
+    ] as const) {
+      expect(Object.keys(runtime.actor.getSnapshot().children)).toEqual(
+        expect.arrayContaining(["daemon", "inbox", "peers", `handshake:${peer}`]),
+      );
+    }
+  }, 90_000);
+});
