@@ -368,14 +368,33 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
         if (observation) root.send({ type: "PEERS.OBSERVED", observation });
         return;
       }
-      const { lastSummary, lastError } = loop.getSnapshot().context;
+      // A cycle in flight began before this request: the reading that counts is the one after it.
+      let cyclesToWait = loop.getSnapshot().hasTag("busy") ? 2 : 1;
+      let seen = {
+        summary: loop.getSnapshot().context.lastSummary,
+        error: loop.getSnapshot().context.lastError,
+      };
+      let failed = false;
       root.send({ type: "PEERS.WAKE" });
-      await waitFor(
+      const after = await waitFor(
         loop,
-        (s) =>
-          s.status !== "active" || s.context.lastSummary !== lastSummary || s.context.lastError !== lastError,
+        (s) => {
+          if (s.status !== "active") return true;
+          const { lastSummary, lastError } = s.context;
+          if (lastSummary === seen.summary && lastError === seen.error) return false;
+          failed = lastError !== null && lastError !== seen.error;
+          seen = { summary: lastSummary, error: lastError };
+          return --cyclesToWait === 0;
+        },
         { timeout: RECONCILE_WAIT_MS },
-      ).catch(() => undefined);
+      ).catch(() => null);
+      // This reading failed: say why (the loop retries on its own backoff).
+      if (failed && after?.context.lastError) {
+        throw new NetworkError(
+          "FAILED",
+          `Reading pending requests and the trust list failed: ${after.context.lastError.message}`,
+        );
+      }
     },
     isTrusted(peer) {
       return stateOf(findPeerKey(table(), peer)) === "trusted";

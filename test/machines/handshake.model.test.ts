@@ -38,6 +38,9 @@ const payloads = eventsWithPayloads([
   { type: "HANDSHAKE.REQUEST", introduction: "Hi, I am alice's assistant" },
   { type: "PEER.PENDING", justification: "Hi, I am bob's assistant", receivedAt: 1_700_000_000_000 },
   { type: "REJECT", reason: "not now" },
+  // Adds nothing the peer's record lacks: an edge in every state that must change nothing (the scenarios test
+  // what a new node id or relay id does).
+  { type: "PEER.SEEN", peer: { hostname: "bob", nodeId: null, installationId: null } },
 ]);
 
 /** Which command may be in flight in which (sub)state. */
