@@ -66,6 +66,11 @@ export interface PollSummary {
   pauseMs?: number;
 }
 
+/** A cycle that did nothing and asks for nothing (the loop waits for its interval or a wake-up). */
+export function idleSummary(trigger: PollTrigger, peers: PeersObservation | null = null): PollSummary {
+  return { trigger, dispatched: 0, refused: 0, deferred: 0, peers, next: "idle" };
+}
+
 export type PollEvent = { type: "INBOX.WAKE" } | { type: "STOP" };
 
 /** What the poll machine tells its parent. */

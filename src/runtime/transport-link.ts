@@ -2,8 +2,7 @@
 // decisions (null while unusable, with the reason), the inbox the root's `inbox` loop reads, and what the inbox
 // reports for status. Built by pilot-link.ts and relay-link.ts; `noneLink` is discovery only.
 import type { Transport } from "../adapters/transport/transport.js";
-import type { PollSummary, PollTrigger, RunCycleInput } from "../machines/poll.machine.js";
-import type { PeersObservation } from "../machines/types.js";
+import type { PollSummary, RunCycleInput } from "../machines/poll.machine.js";
 import type { InboxReport, NetworkCounters } from "./account-network.js";
 
 /** One inbox as the poll machine drives it: a cycle at a time, and (Pilot) a watcher that wakes the loop. */
@@ -36,7 +35,4 @@ export function noneLink(): TransportLink {
   };
 }
 
-/** A cycle with nothing to do (the transport is not ready yet, or a peers reading): wait for a wake-up. */
-export function idleSummary(trigger: PollTrigger, peers: PeersObservation | null = null): PollSummary {
-  return { trigger, dispatched: 0, refused: 0, deferred: 0, peers, next: "idle" };
-}
+export { idleSummary } from "../machines/poll.machine.js";

@@ -4,6 +4,7 @@
 import { type Actor, createActor, fromCallback, fromPromise, type SnapshotFrom, waitFor } from "xstate";
 import {
   createPilotInbox,
+  emptyScanSummary,
   PILOT_RETRY_BACKOFF,
   type PilotInboxOptions,
   type ScanSummary,
@@ -87,22 +88,6 @@ export interface PilotReceiver {
   close(): Promise<void>;
 }
 
-function emptyScan(): ScanSummary {
-  return {
-    files: 0,
-    dispatched: 0,
-    duplicates: 0,
-    refused: 0,
-    retried: 0,
-    deadLettered: 0,
-    malformed: 0,
-    gone: 0,
-    errors: 0,
-    passes: 0,
-    durationMs: 0,
-  };
-}
-
 function addScan(into: ScanSummary, from: ScanSummary, minus?: ScanSummary): void {
   for (const k of Object.keys(into) as Array<keyof ScanSummary>) into[k] += from[k] - (minus?.[k] ?? 0);
 }
@@ -120,7 +105,7 @@ export function startPilotReceiver(options: PilotReceiverOptions): PilotReceiver
         try {
           return await inbox.runCycle(input, signal);
         } finally {
-          const delta = emptyScan();
+          const delta = emptyScanSummary();
           addScan(delta, inbox.totals(), before);
           cycles[index] = delta;
         }
@@ -152,7 +137,7 @@ export function startPilotReceiver(options: PilotReceiverOptions): PilotReceiver
       const from = cycles.length;
       actor.send({ type: "INBOX.WAKE" });
       await waitFor(actor, settledAfter(requested), { timeout: Number.POSITIVE_INFINITY });
-      const summary = emptyScan();
+      const summary = emptyScanSummary();
       for (const cycle of cycles.slice(from)) if (cycle) addScan(summary, cycle);
       return summary;
     },

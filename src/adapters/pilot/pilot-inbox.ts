@@ -7,7 +7,7 @@ import { unlinkSync } from "node:fs";
 import { basename } from "node:path";
 import type { Log } from "../../log.js";
 import type { BackoffPolicy } from "../../machines/backoff.js";
-import type { PollSummary, RunCycleInput } from "../../machines/poll.machine.js";
+import { idleSummary, type PollSummary, type RunCycleInput } from "../../machines/poll.machine.js";
 import type { InboundOutcome, InboundSink, RawInbound } from "../transport/transport.js";
 import {
   DEFAULT_PARTIAL_GRACE_MS,
@@ -73,7 +73,7 @@ export interface PilotInbox {
   close(): Promise<void>;
 }
 
-function emptySummary(): ScanSummary {
+export function emptyScanSummary(): ScanSummary {
   return {
     files: 0,
     dispatched: 0,
@@ -142,7 +142,7 @@ export function createPilotInbox(options: PilotInboxOptions): PilotInbox {
   const watchers = new Set<() => void>();
   /** Watches lost since they were armed (the inbox directory was replaced): armed again at the next cycle. */
   const rearms = new Set<() => void>();
-  const totals = emptySummary();
+  const totals = emptyScanSummary();
   // Names we just deleted or moved: the watcher reports those too, and they need no cycle.
   const handledNames = new Set<string>();
   const markHandled = (path: string) => {
@@ -238,7 +238,7 @@ export function createPilotInbox(options: PilotInboxOptions): PilotInbox {
 
   async function cycle(input: RunCycleInput, signal: AbortSignal): Promise<PollSummary> {
     const started = performance.now();
-    const summary = emptySummary();
+    const summary = emptyScanSummary();
     let keep = false;
     try {
       keep = await pass(summary, signal);
@@ -265,14 +265,7 @@ export function createPilotInbox(options: PilotInboxOptions): PilotInbox {
     inbox: dir,
     runCycle(input, signal) {
       if (closed) {
-        return Promise.resolve({
-          trigger: input.trigger,
-          dispatched: 0,
-          refused: 0,
-          deferred: 0,
-          peers: null,
-          next: "idle",
-        });
+        return Promise.resolve(idleSummary(input.trigger));
       }
       for (const rearm of rearms) rearm();
       const run = cycle(input, signal).finally(() => {

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import type { Log } from "../../log.js";
 import type { BackoffPolicy } from "../../machines/backoff.js";
-import type { PollSummary, RunCycleInput } from "../../machines/poll.machine.js";
+import { idleSummary, type PollSummary, type RunCycleInput } from "../../machines/poll.machine.js";
 import { type PlainError, toPlainError } from "../../machines/types.js";
 import type { RegistryClient } from "../registry/client.js";
 import { RegistryError } from "../registry/errors.js";
@@ -474,15 +474,7 @@ export function createRelayInbox(options: RelayInboxOptions): RelayInbox {
 
   return {
     runCycle(input, signal) {
-      if (closed)
-        return Promise.resolve({
-          trigger: input.trigger,
-          dispatched: 0,
-          refused: 0,
-          deferred: 0,
-          peers: null,
-          next: "idle",
-        });
+      if (closed) return Promise.resolve(idleSummary(input.trigger));
       const run = cycle(input, signal).finally(() => {
         inFlight = null;
         if (closed) status.state = "stopped";
