@@ -1,50 +1,28 @@
 // Two Pilot accounts in one process, each its own actor tree over the fake Pilot network: a handshake approved by
 // the owner, then a message that the inbox loop (woken by the directory watcher) puts into the peer's session,
 // and the reply back. Real child processes: the fake pilotctl and its daemons; the reference registry on 127.0.0.1.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { AdmittedMessage } from "../../src/adapters/transport/transport.js";
 import { resolveAccounts } from "../../src/config.js";
-import { type RegistryServerHandle, startRegistryServer } from "../../src/registry-server/server.js";
-import { type AccountRuntime, startAccountRuntime } from "../../src/runtime/account-runtime.js";
-import { createFakePilotNetwork, type FakePilotNetwork } from "../fixtures/fake-pilot/network.js";
+import { startAccountRuntime } from "../../src/runtime/account-runtime.js";
+import { usePilotWorld } from "./support/pilot-world.js";
 import { quiet, until } from "./support/until.js";
 
 describe("two Pilot accounts talk through their actor trees", () => {
-  let registry: RegistryServerHandle;
-  let pilot: FakePilotNetwork;
-  const dir = mkdtempSync(join(tmpdir(), "ar-pilot-msg-"));
-  const runtimes: AccountRuntime[] = [];
-  const savedEnv = { ...process.env };
-
-  beforeAll(async () => {
-    registry = await startRegistryServer({ port: 0, db: ":memory:" });
-    pilot = createFakePilotNetwork({ shape: "new" });
-    const { HOME: _home, PILOT_SOCKET: _socket, ...shared } = pilot.env(dir);
-    Object.assign(process.env, shared);
-  });
-
-  afterAll(async () => {
-    for (const runtime of runtimes) await runtime.stop();
-    await registry?.close();
-    pilot?.close();
-    process.env = savedEnv;
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const world = usePilotWorld("pilot-msg");
 
   async function start(name: string, received: AdmittedMessage[]) {
-    const node = pilot.addNode(name, { start: false });
+    const node = world.pilot.addNode(name, { start: false });
     const [account] = resolveAccounts(
       {
-        registryUrl: registry.url,
+        registryUrl: world.registry.url,
         transport: "pilot",
         accounts: {
           [name]: {
             hostname: name,
             pilot: {
-              pilotctl: pilot.pilotctlPath,
+              pilotctl: world.pilot.pilotctlPath,
               home: node.home,
               socket: node.socket,
               manageDaemon: true,
@@ -57,13 +35,13 @@ describe("two Pilot accounts talk through their actor trees", () => {
     );
     const runtime = await startAccountRuntime({
       account: account!,
-      stateRoot: join(dir, name, "state"),
+      stateRoot: join(world.dir, name, "state"),
       log: quiet,
       createDispatcher: () => async (message) => {
         received.push(message);
       },
     });
-    runtimes.push(runtime);
+    world.runtimes.push(runtime);
     await until(
       () => runtime.status().lifecycle === "online" && runtime.status().messaging.ready,
       `${name} online with its daemon`,

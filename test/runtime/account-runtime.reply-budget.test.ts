@@ -1,19 +1,13 @@
 // Two real account runtimes on the fake Pilot network with the reference registry: the agent's automatic replies
 // to a peer are limited by inbound.autoReplyBudget, and a reply that could not be sent (the peer's daemon down,
 // a pilotctl timeout on a loaded host) does not use up the budget: only replies that left count.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { resolveAccounts } from "../../src/config.js";
-import { type RegistryServerHandle, startRegistryServer } from "../../src/registry-server/server.js";
-import { type AccountRuntime, startAccountRuntime } from "../../src/runtime/account-runtime.js";
+import { startAccountRuntime } from "../../src/runtime/account-runtime.js";
 import type { ReplyOutcome } from "../../src/runtime/reply-budget.js";
-import {
-  createFakePilotNetwork,
-  type FakePilotNetwork,
-  type FakePilotNode,
-} from "../fixtures/fake-pilot/network.js";
+import type { FakePilotNode } from "../fixtures/fake-pilot/network.js";
+import { usePilotWorld } from "./support/pilot-world.js";
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };
 const BUDGET = 2;
@@ -34,25 +28,26 @@ async function until<T>(
 type Reply = (hostname: string, text: string, replyTo: string | null) => Promise<ReplyOutcome>;
 
 describe("auto-reply budget over Pilot", () => {
-  let registry: RegistryServerHandle;
-  let pilot: FakePilotNetwork;
-  const dir = mkdtempSync(join(tmpdir(), "ar-reply-budget-"));
+  // A send to a trusted peer whose daemon is down fails quickly here (the real one blocks ~30 s).
+  const world = usePilotWorld("reply-budget", { unreachableMs: 100 });
   const nodes: Record<string, FakePilotNode> = {};
-  const runtimes: AccountRuntime[] = [];
   let aliceReply: Reply | undefined;
-  const savedEnv = { ...process.env };
 
   const start = async (name: "alice" | "bob") => {
     const [account] = resolveAccounts(
       {
-        registryUrl: registry.url,
+        registryUrl: world.registry.url,
         transport: "pilot",
         inbound: { autoReplyBudget: BUDGET },
         pilot: { pollIntervalSeconds: 1, sendTimeoutMs: 2_000 },
         accounts: {
           [name]: {
             hostname: name,
-            pilot: { pilotctl: pilot.pilotctlPath, home: nodes[name]!.home, socket: nodes[name]!.socket },
+            pilot: {
+              pilotctl: world.pilot.pilotctlPath,
+              home: nodes[name]!.home,
+              socket: nodes[name]!.socket,
+            },
           },
         },
       },
@@ -60,35 +55,21 @@ describe("auto-reply budget over Pilot", () => {
     );
     const runtime = await startAccountRuntime({
       account: account!,
-      stateRoot: join(dir, name),
+      stateRoot: join(world.dir, name),
       log: quiet,
       createDispatcher: (helpers) => {
         if (name === "alice") aliceReply = helpers.reply;
         return async () => {};
       },
     });
-    runtimes.push(runtime);
+    world.runtimes.push(runtime);
     return runtime;
   };
 
-  beforeAll(async () => {
-    registry = await startRegistryServer({ port: 0, db: ":memory:" });
-    // A send to a trusted peer whose daemon is down fails quickly here (the real one blocks ~30 s).
-    pilot = createFakePilotNetwork({ shape: "new", unreachableMs: 100 });
-    // The runtimes' pilotctl calls inherit this process's environment: point them at this fake network.
-    const { HOME: _home, PILOT_SOCKET: _socket, ...shared } = pilot.env(dir);
-    Object.assign(process.env, shared);
-    for (const name of ["alice", "bob"]) nodes[name] = pilot.addNode(name);
-    pilot.run(nodes.alice!, ["handshake", "bob", "test"]);
-    pilot.run(nodes.bob!, ["handshake", "alice", "test"]);
-  });
-
-  afterAll(async () => {
-    for (const runtime of runtimes) await runtime.stop();
-    await registry?.close();
-    pilot?.close();
-    process.env = savedEnv;
-    rmSync(dir, { recursive: true, force: true });
+  beforeAll(() => {
+    for (const name of ["alice", "bob"]) nodes[name] = world.pilot.addNode(name);
+    world.pilot.run(nodes.alice!, ["handshake", "bob", "test"]);
+    world.pilot.run(nodes.bob!, ["handshake", "alice", "test"]);
   });
 
   it("counts only replies that were sent: a failed send leaves the budget as it was", async () => {
@@ -100,9 +81,9 @@ describe("auto-reply budget over Pilot", () => {
     );
     const reply = aliceReply!;
 
-    pilot.run(nodes.bob!, ["daemon", "stop"]);
+    world.pilot.run(nodes.bob!, ["daemon", "stop"]);
     await expect(reply("bob", "ping 1 (bob is down)", null)).rejects.toThrow();
-    pilot.run(nodes.bob!, ["daemon", "start", "--hostname", "bob"]);
+    world.pilot.run(nodes.bob!, ["daemon", "start", "--hostname", "bob"]);
 
     const outcomes: ReplyOutcome[] = [];
     for (let i = 0; i < BUDGET + 1; i++) outcomes.push(await reply("bob", `ping ${i + 2}`, null));
