@@ -17,7 +17,7 @@ export const PEER_STATES = [
 ] as const;
 export type PeerTrustState = (typeof PEER_STATES)[number];
 
-/** The persisted, plain record of one peer; `createActor(handshakeMachine, {input: {peer, initial}})` resumes it. */
+/** The persisted, plain record of one peer; a handshake actor spawned with `input: {peer, initial}` resumes it. */
 export interface PeerState {
   hostname: string | null;
   nodeId: number | null;
