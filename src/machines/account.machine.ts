@@ -21,7 +21,14 @@ import {
   type PeerState,
   toPeerState,
 } from "./handshake.machine.js";
-import { addsToRecord, findPeerKey, handshakeId, newPeerRecord, type PeerTable } from "./peers.js";
+import {
+  addsToRecord,
+  findPeerKey,
+  handshakeId,
+  newPeerRecord,
+  type PeerTable,
+  samePeerState,
+} from "./peers.js";
 import { type PollInput, pollMachine } from "./poll.machine.js";
 import {
   type AgentMetadata,
@@ -329,7 +336,10 @@ export const accountMachine = setup({
         if (!("snapshot" in event) || !event.type.startsWith("xstate.snapshot.handshake:"))
           return context.peers;
         const key = event.type.slice("xstate.snapshot.handshake:".length);
-        return { ...context.peers, [key]: toPeerState(event.snapshot) };
+        const record = toPeerState(event.snapshot);
+        // A restored actor reports the record it was restored from: the table (and peers.json) stay as they are.
+        if (samePeerState(context.peers[key], record)) return context.peers;
+        return { ...context.peers, [key]: record };
       },
     }),
     announcePeer: emit(({ context, event }) => ({

@@ -52,3 +52,11 @@ export function newPeerRecord(ref: PeerRef): PeerState {
     humanName: null,
   };
 }
+
+/** Field by field: is `next` what the table already holds for this peer? */
+export function samePeerState(current: PeerState | undefined, next: PeerState): boolean {
+  if (!current) return false;
+  return (Object.keys(next) as Array<keyof PeerState>).every(
+    (field) => (current[field] ?? null) === (next[field] ?? null),
+  );
+}

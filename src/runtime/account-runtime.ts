@@ -448,9 +448,16 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
 
   let lastLifecycle = "";
   let lastNode: number | null = null;
+  let lastSeen = { key: "", peers: live.getSnapshot().context.peers };
   live.subscribe({
     next: (snapshot) => {
       persistPeers(snapshot.context.peers);
+      // A child's report that changed nothing here (a restored handshake actor's first snapshot, a loop's idle
+      // cycle) leaves status as it was: no recomputation over every peer for it.
+      const { peers, ...rest } = snapshot.context;
+      const seen = { key: JSON.stringify([snapshot.value, rest]), peers };
+      if (seen.key === lastSeen.key && seen.peers === lastSeen.peers) return;
+      lastSeen = seen;
       const current = status();
       if (current.lifecycle !== lastLifecycle) {
         lastLifecycle = current.lifecycle;

@@ -1,18 +1,21 @@
 // The running account is one actor tree: the root `account:<id>` and its children (the inbox and peers loops, a
 // handshake actor per peer, the daemon for Pilot), all in one system, as the inspector sees them. A failing child
 // shows at the account's status. Real registry on 127.0.0.1; the peers talk over an in-memory network.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AnyActorRef, InspectionEvent } from "xstate";
+import { resolveAccounts } from "../../src/config.js";
 import { type RegistryServerHandle, startRegistryServer } from "../../src/registry-server/server.js";
 import { NetworkError } from "../../src/runtime/account-network.js";
 import type { AccountRuntime } from "../../src/runtime/account-runtime.js";
+import { startAccountRuntime } from "../../src/runtime/account-runtime.js";
+import { noneLink } from "../../src/runtime/transport-link.js";
 import { createMemoryNetwork, type MemoryNetwork } from "../support/memory-network.js";
 import { startMemoryAccount } from "./support/memory-account.js";
-import { until } from "./support/until.js";
+import { quiet, until } from "./support/until.js";
 
 /** Every actor id of the tree, each with its parent's id, walking the snapshots' children from the root. */
 function treeOf(root: AnyActorRef): Map<string, string | null> {
@@ -124,6 +127,57 @@ describe("the account's actor tree", () => {
     network.fail("alice", "approve", null);
     await alice.network.approve("carol");
     expect(alice.status().messaging.peers.failing).toEqual([]);
+  });
+});
+
+describe("restoring saved peers", () => {
+  it("spawns one handshake actor per saved peer and writes nothing back", async () => {
+    const registry = await startRegistryServer({ port: 0, db: ":memory:" });
+    const dir = mkdtempSync(join(tmpdir(), "ar-restore-"));
+    const stateDir = join(dir, "dora", "agent-registry", "accounts", "dora");
+    mkdirSync(stateDir, { recursive: true });
+    const peers = Array.from({ length: 200 }, (_, i) => ({
+      hostname: `peer-${i}`,
+      nodeId: null,
+      installationId: `p_${i}`,
+      state: i % 2 === 0 ? "trusted" : "pendingApproval",
+      introduction: null,
+      justification: i % 2 === 0 ? null : `hello from ${i}`,
+      assistantName: null,
+      humanName: null,
+      announcedAt: 1,
+      updatedAt: 1,
+    }));
+    const file = join(stateDir, "peers.json");
+    writeFileSync(file, JSON.stringify({ peers }));
+    const before = statSync(file).mtimeMs;
+    const [account] = resolveAccounts(
+      { registryUrl: registry.url, transport: "relay", accounts: { dora: { hostname: "dora" } } },
+      {},
+    );
+    // No transport yet (its trust list would rightly revoke peers it does not list): only the restore shows.
+    const runtime = await startAccountRuntime({
+      account: account!,
+      stateRoot: join(dir, "dora"),
+      log: quiet,
+      link: () => ({ ...noneLink(), unavailableReason: () => "starting" }),
+    });
+    try {
+      const children = Object.keys(runtime.actor.getSnapshot().children);
+      expect(children.filter((id) => id.startsWith("handshake:"))).toHaveLength(200);
+      expect(runtime.status().messaging.peers).toMatchObject({ total: 200, trusted: 100, pending: 100 });
+      // Restored actors report the records they came from: the table and the file stay as they were.
+      expect(statSync(file).mtimeMs).toBe(before);
+      // Nothing is announced again.
+      expect(runtime.network.peers().find((peer) => peer.hostname === "peer-1")).toMatchObject({
+        state: "pendingApproval",
+        introduction: "hello from 1",
+      });
+    } finally {
+      await runtime.stop();
+      await registry.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
