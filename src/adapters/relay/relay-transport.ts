@@ -37,7 +37,16 @@ export interface RelayTransportOptions {
    * registry's by-hostname lookup.
    */
   resolvePeer?: (hostname: string) => Promise<PeerRef | null>;
+  /** How long a peer's hostname, once looked up, is reused (default 10 min; a miss is retried after 1 min). */
+  hostnameTtlMs?: number;
+  now?: () => number;
 }
+
+export const RELAY_HOSTNAME_TTL_MS = 10 * 60_000;
+/** A relay id the registry did not name (offline, unknown): asked again sooner than a known one. */
+const MISSING_HOSTNAME_TTL_MS = 60_000;
+/** Names kept at most: a bound on memory whatever the trust list's size (a full cache starts over). */
+const HOSTNAME_CACHE_MAX = 100_000;
 
 /** Relay bodies are capped by the registry at 64 KiB. */
 export const RELAY_MAX_BODY_BYTES = 64 * 1024;
@@ -233,16 +242,32 @@ export function createRelayTransport(options: RelayTransportOptions): Transport 
     return resolved.installationId;
   }
 
-  /** Hostnames of installation ids, best effort: a failed lookup leaves the hostname null. */
+  const hostnameTtlMs = options.hostnameTtlMs ?? RELAY_HOSTNAME_TTL_MS;
+  const now = options.now ?? Date.now;
+  /** Relay id -> hostname (null: the registry had none), until when it is reused. */
+  const hostnames = new Map<string, { hostname: string | null; until: number }>();
+
+  /**
+   * Hostnames of relay ids, best effort: a failed lookup leaves the hostname null. Each id is looked up once per
+   * TTL, so an idle account's trust list costs the registry one request per poll, not one per peer.
+   */
   async function hostnamesOf(ids: readonly string[]): Promise<Map<string, string | null>> {
     const out = new Map<string, string | null>();
     for (const id of new Set(ids)) {
+      const cached = hostnames.get(id);
+      if (cached && cached.until > now()) {
+        out.set(id, cached.hostname);
+        continue;
+      }
       try {
         const page = await client.list({ installationId: id, includeOffline: true, limit: 1 });
-        out.set(id, page.agents[0]?.hostname ?? null);
+        const hostname = page.agents[0]?.hostname ?? null;
+        if (hostnames.size >= HOSTNAME_CACHE_MAX) hostnames.clear();
+        hostnames.set(id, { hostname, until: now() + (hostname ? hostnameTtlMs : MISSING_HOSTNAME_TTL_MS) });
+        out.set(id, hostname);
       } catch {
-        // Why safe: the hostname is a convenience for display and routing; the installation id still names the peer.
-        out.set(id, null);
+        // Why safe: the hostname is a convenience for display and routing; the relay id still names the peer.
+        out.set(id, cached?.hostname ?? null);
       }
     }
     return out;
