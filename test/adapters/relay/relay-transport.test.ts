@@ -207,7 +207,10 @@ describe("relay trust", () => {
     const client = world.alpha.client;
     const counted = {
       ...client,
-      list: (...args: Parameters<typeof client.list>) => (lookups++, client.list(...args)),
+      list: (...args: Parameters<typeof client.list>) => {
+        lookups++;
+        return client.list(...args);
+      },
     };
     const alpha = createRelayTransport({
       client: counted,
