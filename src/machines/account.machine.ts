@@ -10,7 +10,7 @@
 // and each handshake's snapshot); the root keeps a plain table of its peers and routes what the peers loop
 // observed to the handshake actors. Pure: every I/O is a named actor or action provided by the composition root
 // with `accountMachine.provide(...)`.
-import { assign, emit, enqueueActions, fromPromise, raise, setup } from "xstate";
+import { assign, emit, enqueueActions, fromPromise, setup } from "xstate";
 import { type BackoffPolicy, backoffDelay } from "./backoff.js";
 import { type DaemonInput, type DaemonParentEvent, daemonMachine } from "./daemon.machine.js";
 import {
@@ -96,8 +96,6 @@ export interface AccountContext {
   nextRetryDelayMs: number | null;
   transport: AccountTransport;
   children: AccountChildrenInput;
-  /** Messaging over the transport: usable or why not (Pilot: the daemon's word; relay and none: null). */
-  link: { ready: boolean; reason: string | null };
   /** The last failure of each poll loop ("inbox", "peers"), cleared by its next good cycle. */
   loopErrors: Record<string, PlainError | null>;
   /** One plain record per handshake actor, by peer key. */
@@ -239,15 +237,10 @@ export const accountMachine = setup({
         });
       }
     }),
-    recordDaemonReady: assign({ link: { ready: true, reason: null } }),
-    recordLinkDown: assign({
-      link: ({ event }) => ({ ready: false, reason: "reason" in event ? String(event.reason) : null }),
+    announceNodeInfo: enqueueActions(({ event, enqueue }) => {
+      if (event.type !== "DAEMON.READY") return;
+      enqueue.raise({ type: "TRANSPORT.READY", pilotNodeId: event.nodeId, pilotAddress: event.address });
     }),
-    announceNodeInfo: raise(({ event }) =>
-      event.type === "DAEMON.READY"
-        ? { type: "TRANSPORT.READY" as const, pilotNodeId: event.nodeId, pilotAddress: event.address }
-        : { type: "TRANSPORT.READY" as const, pilotNodeId: null, pilotAddress: null },
-    ),
     recordLoop: assign({
       loopErrors: ({ context, event }) => {
         if (event.type === "POLL.CYCLE.DONE") return { ...context.loopErrors, [event.name]: null };
@@ -365,15 +358,11 @@ export const accountMachine = setup({
       if (hasChild(context, "daemon")) enqueue.sendTo("daemon", { type: "STOP" });
     }),
     // Visibility read again on its own clock: the same events an operator's refresh sends.
-    applyVisibility: raise(({ event }) =>
-      event.type === "VISIBILITY.READ"
-        ? { type: "METADATA.CHANGED" as const, metadata: event.metadata }
-        : { type: "REGISTER.NOW" as const },
-    ),
-    applyDiscoverable: raise(({ context, event }) => ({
-      type: "VISIBILITY.CHANGED" as const,
-      discoverable: event.type === "VISIBILITY.READ" ? event.discoverable : context.discoverable,
-    })),
+    applyVisibility: enqueueActions(({ event, enqueue }) => {
+      if (event.type !== "VISIBILITY.READ") return;
+      enqueue.raise({ type: "METADATA.CHANGED", metadata: event.metadata });
+      enqueue.raise({ type: "VISIBILITY.CHANGED", discoverable: event.discoverable });
+    }),
 
     // ---- the registry lifecycle ----
     // Side effects owned by the composition root (persist the id in plugin state); no-ops until provided.
@@ -448,23 +437,21 @@ export const accountMachine = setup({
     nextRetryDelayMs: null,
     transport: input.transport ?? "none",
     children: input.children ?? {},
-    link: { ready: input.transport === "relay", reason: null },
     loopErrors: {},
     peers: Object.fromEntries((input.peers ?? []).map((record) => [peerKey(refOf(record)), record])),
   }),
   entry: "spawnChildren",
   // The children's reports and the runtime's requests for them, whatever the lifecycle state.
   on: {
-    "DAEMON.READY": { actions: ["recordDaemonReady", "announceNodeInfo", "wakeInbox"] },
-    "DAEMON.LOST": { actions: "recordLinkDown" },
-    "DAEMON.UNAVAILABLE": { actions: "recordLinkDown" },
+    // DAEMON.LOST and DAEMON.UNAVAILABLE need nothing here: status reads why from the daemon's own snapshot.
+    "DAEMON.READY": { actions: ["announceNodeInfo", "wakeInbox"] },
     "POLL.CYCLE.DONE": { actions: ["recordLoop", "routePeers"] },
     "POLL.CYCLE.FAILED": { actions: "recordLoop" },
     "PEERS.OBSERVED": { actions: "routePeers" },
     "PEER.COMMAND": { actions: "commandPeer" },
     "HANDSHAKE.ANNOUNCE": { actions: "announcePeer" },
     "xstate.snapshot.*": { actions: "recordPeerSnapshot" },
-    "VISIBILITY.READ": { actions: ["applyVisibility", "applyDiscoverable"] },
+    "VISIBILITY.READ": { actions: "applyVisibility" },
     "INBOX.WAKE": { actions: "wakeInbox" },
     "PEERS.WAKE": { actions: "wakePeers" },
     "TRANSPORT.RETRY": { actions: "retryTransport" },

@@ -99,7 +99,7 @@ export function toMessagingStatus(snapshot: AccountSnapshot): MessagingStatus {
     reason:
       context.transport === "none"
         ? 'transport "none": discovery only'
-        : (daemon?.reason ?? context.link.reason ?? loopError?.message ?? null),
+        : (daemon?.reason ?? loopError?.message ?? null),
     daemon,
     inbox: inboxSnapshot ? toPollStatus(inboxSnapshot) : null,
     peersLoop: peersSnapshot ? toPollStatus(peersSnapshot) : null,
