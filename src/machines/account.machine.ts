@@ -5,29 +5,44 @@
 //   inbox             the poll loop that reads the Pilot inbox files or the relay inbox
 //   peers             the poll loop that reads pending handshake requests and the trust list
 //   visibility        re-reads a remote or scheduled visibility source on its own clock
-//   handshake:<peer>  spawned per peer: trust with that peer
+//   handshake:<peer>  trust with that peer, awake while it has work (see below)
 // Children report with the events they declare (DAEMON.*, POLL.CYCLE.*, VISIBILITY.READ, HANDSHAKE.ANNOUNCE,
 // and each handshake's snapshot); the root keeps a plain table of its peers and routes what the peers loop
-// observed to the handshake actors. Pure: every I/O is a named actor or action provided by the composition root
+// observed to the handshakes.
+//
+// A peer's handshake rests as its record in the table (its persisted snapshot) and is woken, spawned from that
+// record, when it has work: a command, or a reading that makes it act (announce a request). A reading that only
+// moves a resting peer (trusted, untrusted, a new name) goes through the machine's own transition, with no actor;
+// an awake handshake that settles without an error rests again. XState copies the children map on every spawn
+// and stop, so 10,000 live children cost minutes to start and to stop; 10,000 resting records cost nothing. Pure: every I/O is a named actor or action provided by the composition root
 // with `accountMachine.provide(...)`.
 import { assign, emit, enqueueActions, fromPromise, setup } from "xstate";
 import { type BackoffPolicy, backoffDelay } from "./backoff.js";
 import { type DaemonInput, type DaemonParentEvent, daemonMachine } from "./daemon.machine.js";
 import {
   type HandshakeCommand,
+  type HandshakeEvent,
+  type HandshakeInput,
   type HandshakeParentEvent,
   type HandshakeSnapshot,
   handshakeMachine,
+  observeResting,
   type PeerState,
   toPeerState,
 } from "./handshake.machine.js";
 import {
   addsToRecord,
   findPeerKey,
+  getPeer,
   handshakeId,
+  indexPeers,
   newPeerRecord,
   type PeerTable,
+  peerEntries,
+  peerKeyOfChild,
+  peerTableOf,
   samePeerState,
+  withPeers,
 } from "./peers.js";
 import { type PollInput, pollMachine } from "./poll.machine.js";
 import {
@@ -68,8 +83,8 @@ export interface AccountMachineInput {
   /** Default "none": registry lifecycle only, no children. */
   transport?: AccountTransport;
   children?: AccountChildrenInput;
-  /** Persisted peers: each resumes as a handshake actor. */
-  peers?: PeerState[];
+  /** Persisted peers by key: each rests as its record until its handshake has work. */
+  peers?: ReadonlyArray<readonly [key: string, record: PeerState]>;
 }
 
 export interface AccountContext {
@@ -98,7 +113,7 @@ export interface AccountContext {
   children: AccountChildrenInput;
   /** The last failure of each poll loop ("inbox", "peers"), cleared by its next good cycle. */
   loopErrors: Record<string, PlainError | null>;
-  /** One plain record per handshake actor, by peer key. */
+  /** One plain record per peer (its handshake's snapshot, awake or resting), by peer key. */
   peers: PeerTable;
 }
 
@@ -223,18 +238,16 @@ export const accountMachine = setup({
   actions: {
     // ---- the children ----
     spawnChildren: enqueueActions(({ context, enqueue }) => {
+      const awake = createPeerRouter(context, {}, enqueue);
       const { daemon, inbox, peers, visibility } = context.children;
       if (daemon && hasChild(context, "daemon"))
         enqueue.spawnChild("daemon", { id: "daemon", input: daemon });
       if (inbox && hasChild(context, "inbox")) enqueue.spawnChild("inbox", { id: "inbox", input: inbox });
       if (peers && hasChild(context, "peers")) enqueue.spawnChild("peers", { id: "peers", input: peers });
       if (visibility) enqueue.spawnChild("visibility", { id: "visibility", input: visibility });
-      for (const [key, record] of Object.entries(context.peers)) {
-        enqueue.spawnChild("handshake", {
-          id: handshakeId(key),
-          syncSnapshot: true,
-          input: { peer: refOf(record), initial: record },
-        });
+      // Resting peers stay records; a request persisted before its announcement wakes to announce it.
+      for (const [key, record] of peerEntries(context.peers)) {
+        if (record.state === "pendingApproval" && record.announcedAt === null) awake.wake(key);
       }
     }),
     announceNodeInfo: enqueueActions(({ event, enqueue }) => {
@@ -248,8 +261,8 @@ export const accountMachine = setup({
         return context.loopErrors;
       },
     }),
-    // What the peers loop (or an operator's read) saw goes to each peer's handshake actor, spawned if new.
-    routePeers: enqueueActions(({ context, event, enqueue }) => {
+    // What the peers loop (or an operator's read) saw goes to each peer's handshake (see the header).
+    routePeers: enqueueActions(({ context, event, enqueue, self }) => {
       const observation =
         event.type === "PEERS.OBSERVED"
           ? event.observation
@@ -257,65 +270,47 @@ export const accountMachine = setup({
             ? event.summary.peers
             : null;
       if (!observation) return;
-      const peers = { ...context.peers };
+      const router = createPeerRouter(context, self.getSnapshot().children, enqueue);
       const at = observation.at;
-      const touch = (ref: PeerRef, names?: { assistantName: string | null; humanName: string | null }) => {
-        const key = findPeerKey(peers, ref) ?? peerKey(ref);
-        const record = peers[key];
-        if (!record) {
-          peers[key] = { ...newPeerRecord(ref), ...names };
-          enqueue.spawnChild("handshake", { id: handshakeId(key), syncSnapshot: true, input: { peer: ref } });
-          if (names) enqueue.sendTo(handshakeId(key), { type: "PEER.SEEN", peer: ref, ...names });
-        } else if (addsToRecord(record, ref) || names) {
-          enqueue.sendTo(handshakeId(key), { type: "PEER.SEEN", peer: ref, ...names });
-        }
-        return key;
-      };
       for (const request of observation.pending) {
-        const key = touch(request.peer, {
-          assistantName: request.assistantName,
-          humanName: request.humanName,
-        });
-        if (peers[key]?.state === "trusted") continue;
-        enqueue.sendTo(handshakeId(key), {
+        const names = { assistantName: request.assistantName, humanName: request.humanName };
+        const key = router.keyOf(request.peer, names);
+        router.deliver(key, { type: "PEER.SEEN", peer: request.peer, ...names });
+        if (router.record(key)?.state === "trusted") continue;
+        router.deliver(key, {
           type: "PEER.PENDING",
           justification: request.justification,
           receivedAt: request.receivedAt,
           at,
-          assistantName: request.assistantName,
-          humanName: request.humanName,
+          ...names,
         });
       }
       if (observation.trusted !== null) {
         const trusted = new Set<string>();
         for (const ref of observation.trusted) {
-          const key = touch(ref);
+          const key = router.keyOf(ref);
           trusted.add(key);
-          if (peers[key]?.state !== "trusted") enqueue.sendTo(handshakeId(key), { type: "PEER.TRUSTED", at });
+          if (addsToRecord(router.record(key)!, ref)) router.deliver(key, { type: "PEER.SEEN", peer: ref });
+          if (router.record(key)?.state !== "trusted") router.deliver(key, { type: "PEER.TRUSTED", at });
         }
-        for (const [key, record] of Object.entries(peers)) {
+        for (const [key, record] of peerEntries(context.peers)) {
           if (record.state === "trusted" && !trusted.has(key)) {
-            enqueue.sendTo(handshakeId(key), { type: "PEER.UNTRUSTED", at });
+            router.deliver(key, { type: "PEER.UNTRUSTED", at });
           }
         }
       }
-      enqueue.assign({ peers });
+      router.commit();
     }),
-    commandPeer: enqueueActions(({ context, event, enqueue }) => {
+    commandPeer: enqueueActions(({ context, event, enqueue, self }) => {
       if (event.type !== "PEER.COMMAND") return;
-      const key = findPeerKey(context.peers, event.peer) ?? peerKey(event.peer);
-      const record = context.peers[key];
-      if (!record) {
-        enqueue.assign({ peers: { ...context.peers, [key]: newPeerRecord(event.peer) } });
-        enqueue.spawnChild("handshake", {
-          id: handshakeId(key),
-          syncSnapshot: true,
-          input: { peer: event.peer },
-        });
-      } else if (addsToRecord(record, event.peer)) {
-        enqueue.sendTo(handshakeId(key), { type: "PEER.SEEN", peer: event.peer });
+      const router = createPeerRouter(context, self.getSnapshot().children, enqueue);
+      const key = findPeerKey(context.peers, event.peer) ?? router.keyOf(event.peer);
+      if (addsToRecord(router.record(key)!, event.peer)) {
+        router.deliver(key, { type: "PEER.SEEN", peer: event.peer });
       }
-      enqueue.sendTo(handshakeId(key), event.command);
+      router.wake(key);
+      router.deliver(key, event.command);
+      router.commit();
     }),
     recordChildFailure: assign({
       loopErrors: ({ context, event }) => {
@@ -324,16 +319,26 @@ export const accountMachine = setup({
         return { ...context.loopErrors, [id]: toPlainError(event.error, id) };
       },
     }),
-    recordPeerSnapshot: assign({
-      peers: ({ context, event }) => {
-        if (!("snapshot" in event) || !event.type.startsWith("xstate.snapshot.handshake:"))
-          return context.peers;
-        const key = event.type.slice("xstate.snapshot.handshake:".length);
-        const record = toPeerState(event.snapshot);
-        // A restored actor reports the record it was restored from: the table (and peers.json) stay as they are.
-        if (samePeerState(context.peers[key], record)) return context.peers;
-        return { ...context.peers, [key]: record };
-      },
+    // An awake handshake's new snapshot becomes its record; settled without an error, it rests again.
+    recordPeerSnapshot: enqueueActions(({ context, event, enqueue, self }) => {
+      if (!("snapshot" in event)) return;
+      const key = peerKeyOfChild(event.type.slice("xstate.snapshot.".length));
+      if (key === null) return;
+      // Events queue behind each other: the child's snapshot now is fresher than the one this event carries.
+      const child = self.getSnapshot().children[handshakeId(key)];
+      const snapshot = (child?.getSnapshot() as HandshakeSnapshot | undefined) ?? event.snapshot;
+      const record = toPeerState(snapshot);
+      if (!samePeerState(getPeer(context.peers, key), record)) {
+        enqueue.assign({ peers: withPeers(context.peers, [[key, record]]) });
+      }
+      if (
+        child &&
+        snapshot.status === "active" &&
+        snapshot.hasTag("settled") &&
+        !snapshot.context.lastError
+      ) {
+        enqueue.stopChild(child);
+      }
     }),
     announcePeer: emit(({ context, event }) => ({
       type: "peer.announced" as const,
@@ -438,7 +443,7 @@ export const accountMachine = setup({
     transport: input.transport ?? "none",
     children: input.children ?? {},
     loopErrors: {},
-    peers: Object.fromEntries((input.peers ?? []).map((record) => [peerKey(refOf(record)), record])),
+    peers: peerTableOf(input.peers ?? []),
   }),
   entry: "spawnChildren",
   // The children's reports and the runtime's requests for them, whatever the lifecycle state.
@@ -731,6 +736,66 @@ function hasChild(context: AccountContext, id: "daemon" | "inbox" | "peers"): bo
 
 function refOf(record: PeerState): PeerRef {
   return { hostname: record.hostname, nodeId: record.nodeId, installationId: record.installationId };
+}
+
+/** What the router enqueues (a structural slice of `enqueueActions`' enqueuer). */
+interface PeerEnqueue {
+  spawnChild(src: "handshake", options: { id: string; syncSnapshot: true; input: HandshakeInput }): void;
+  sendTo(to: string, event: HandshakeEvent): void;
+  assign(values: { peers: PeerTable }): void;
+}
+
+/**
+ * Routes events to peers within one action: to an awake handshake as an event; to a resting one through
+ * `observeResting` when the event is a reading it can take without acting; else it wakes the handshake (spawned
+ * from its record) and sends the event. `commit()` writes the records that changed or were added, once.
+ */
+function createPeerRouter(context: AccountContext, children: Record<string, unknown>, enqueue: PeerEnqueue) {
+  const index = indexPeers(context.peers);
+  const updates = new Map<string, PeerState>();
+  const woken = new Set<string>();
+  const record = (key: string) => updates.get(key) ?? getPeer(context.peers, key);
+  const isAwake = (key: string) => woken.has(key) || children[handshakeId(key)] !== undefined;
+  const wake = (key: string) => {
+    const current = record(key);
+    if (!current || isAwake(key)) return;
+    woken.add(key);
+    enqueue.spawnChild("handshake", {
+      id: handshakeId(key),
+      syncSnapshot: true,
+      input: { peer: refOf(current), initial: current },
+    });
+  };
+  return {
+    record,
+    wake,
+    /** The peer's key; a peer not seen before gets a new record (with the names it gave). */
+    keyOf(ref: PeerRef, names?: { assistantName: string | null; humanName: string | null }): string {
+      const key = index.find(ref) ?? peerKey(ref);
+      if (!record(key)) {
+        const fresh = { ...newPeerRecord(ref), ...names };
+        updates.set(key, fresh);
+        index.add(key, fresh);
+      }
+      return key;
+    },
+    deliver(key: string, event: HandshakeEvent) {
+      const current = record(key);
+      if (!current) return;
+      if (!isAwake(key) && event.type.startsWith("PEER.")) {
+        const next = observeResting(current, event as Extract<HandshakeEvent, { type: `PEER.${string}` }>);
+        if (next) {
+          if (!samePeerState(current, next)) updates.set(key, next);
+          return;
+        }
+      }
+      wake(key);
+      enqueue.sendTo(handshakeId(key), event);
+    },
+    commit() {
+      if (updates.size > 0) enqueue.assign({ peers: withPeers(context.peers, updates) });
+    },
+  };
 }
 
 function outputAgentId(output: unknown): string | null {

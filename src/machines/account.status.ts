@@ -5,7 +5,7 @@ import type { AccountTransport, accountMachine } from "./account.machine.js";
 import type { DaemonMachine } from "./daemon.machine.js";
 import { type DaemonStatusView, toDaemonStatus } from "./daemon.status.js";
 import type { HandshakeSnapshot } from "./handshake.machine.js";
-import { handshakeId } from "./peers.js";
+import { peerEntries, peerKeyOfChild } from "./peers.js";
 import type { PollMachine } from "./poll.machine.js";
 import { type PollStatusView, toPollStatus } from "./poll.status.js";
 import type { PlainError } from "./types.js";
@@ -84,11 +84,18 @@ export function toMessagingStatus(snapshot: AccountSnapshot): MessagingStatus {
   const inboxSnapshot = childSnapshot<SnapshotFrom<PollMachine>>(snapshot, "inbox");
   const peersSnapshot = childSnapshot<SnapshotFrom<PollMachine>>(snapshot, "peers");
   const daemon = daemonSnapshot ? toDaemonStatus(daemonSnapshot) : null;
-  const records = Object.entries(context.peers);
+  // Only an awake handshake can hold an error (a resting one settled without one).
   const failing: MessagingStatus["peers"]["failing"] = [];
-  for (const [key] of records) {
-    const error = childSnapshot<HandshakeSnapshot>(snapshot, handshakeId(key))?.context.lastError;
-    if (error) failing.push({ peer: key, error });
+  for (const id of Object.keys(snapshot.children)) {
+    const key = peerKeyOfChild(id);
+    const error = key === null ? null : childSnapshot<HandshakeSnapshot>(snapshot, id)?.context.lastError;
+    if (key !== null && error) failing.push({ peer: key, error });
+  }
+  let trusted = 0;
+  let pending = 0;
+  for (const [, record] of peerEntries(context.peers)) {
+    if (record.state === "trusted") trusted++;
+    else if (record.state === "pendingApproval") pending++;
   }
   const loopError = context.loopErrors.inbox ?? context.loopErrors.peers ?? null;
   const ready =
@@ -104,9 +111,9 @@ export function toMessagingStatus(snapshot: AccountSnapshot): MessagingStatus {
     inbox: inboxSnapshot ? toPollStatus(inboxSnapshot) : null,
     peersLoop: peersSnapshot ? toPollStatus(peersSnapshot) : null,
     peers: {
-      total: records.length,
-      trusted: records.filter(([, record]) => record.state === "trusted").length,
-      pending: records.filter(([, record]) => record.state === "pendingApproval").length,
+      total: context.peers.size,
+      trusted,
+      pending,
       failing,
     },
   };

@@ -2,7 +2,15 @@
 // restarts), approval, rejection and revocation. The transport's trust list (Pilot's or the relay's) is the source
 // of truth for "trusted". Spawned by the account root as `handshake:<peer key>`; tagged `busy` while a transport
 // call is in flight and `settled` otherwise.
-import { assign, enqueueActions, fromPromise, type SnapshotFrom, setup } from "xstate";
+import {
+  assign,
+  enqueueActions,
+  fromPromise,
+  initialTransition,
+  type SnapshotFrom,
+  setup,
+  transition,
+} from "xstate";
 import { type PeerRef, type PlainError, toPlainError } from "./types.js";
 
 export type { PeerRef };
@@ -428,4 +436,28 @@ export function toPeerState(snapshot: HandshakeSnapshot): PeerState {
     assistantName: context.assistantName,
     humanName: context.humanName,
   };
+}
+
+/** The events that report what the transport shows about a peer (the peers loop's reading). */
+export type HandshakeObservation = Extract<
+  HandshakeEvent,
+  { type: "PEER.SEEN" | "PEER.PENDING" | "PEER.TRUSTED" | "PEER.UNTRUSTED" }
+>;
+
+/**
+ * An observation applied to a resting peer (one without an awake actor: its record is its snapshot) through the
+ * machine's own transition, without spawning it. Returns the record it leads to, or null when the transition
+ * would act (invoke a transport command, announce a request to the owner): then the peer's actor must be woken
+ * to do it. This is what lets an account hold 10,000 trusted peers as records, and re-read their trust list,
+ * without an actor each.
+ */
+export function observeResting(record: PeerState, event: HandshakeObservation): PeerState | null {
+  const peer = { hostname: record.hostname, nodeId: record.nodeId, installationId: record.installationId };
+  const [resting] = initialTransition(handshakeMachine, { peer, initial: record });
+  const [next, actions] = transition(handshakeMachine, resting, event);
+  // Announcing is sent to the parent, which a pure transition has not: `markAnnounced` is how it shows.
+  if (actions.length > 0 || !next.hasTag("settled") || next.context.announcedAt !== record.announcedAt) {
+    return null;
+  }
+  return toPeerState(next);
 }

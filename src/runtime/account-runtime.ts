@@ -34,9 +34,9 @@ import { type AccountStatus, toAccountStatus } from "../machines/account.status.
 import { fnv1a32 } from "../machines/backoff.js";
 import { DAEMON_DEFAULTS, type DaemonInput, daemonMachine } from "../machines/daemon.machine.js";
 import { handshakeMachine, type PeerState } from "../machines/handshake.machine.js";
-import type { PeerTable } from "../machines/peers.js";
+import { type PeerTable, peerRecords } from "../machines/peers.js";
 import { type PollInput, pollMachine } from "../machines/poll.machine.js";
-import type { AgentMetadata } from "../machines/types.js";
+import { type AgentMetadata, peerKey } from "../machines/types.js";
 import { type VisibilityReading, visibilityMachine } from "../machines/visibility.machine.js";
 import type { AccountNetwork, PeerView } from "./account-network.js";
 import type { InboundDeps } from "./inbound.js";
@@ -418,7 +418,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
       deregisterTimeoutMs: options.deregisterTimeoutMs ?? 5_000,
       transport: transportKind,
       children,
-      peers: savedPeers,
+      peers: savedPeers.map((record) => [peerKey(record), record] as const),
     },
     ...(options.inspect ? { inspect: options.inspect } : {}),
   });
@@ -440,7 +440,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     if (peers === savedTable) return;
     savedTable = peers;
     try {
-      writeJsonAtomic(peersFile, { peers: Object.values(peers) });
+      writeJsonAtomic(peersFile, { peers: peerRecords(peers) });
     } catch (error) {
       log.warn(`agent-registry: ${account.accountId}: cannot save peers: ${(error as Error).message}`);
     }
@@ -452,8 +452,9 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
   live.subscribe({
     next: (snapshot) => {
       persistPeers(snapshot.context.peers);
-      // A child's report that changed nothing here (a restored handshake actor's first snapshot, a loop's idle
-      // cycle) leaves status as it was: no recomputation over every peer for it.
+      // A child's report that changed nothing here (a loop's idle cycle, a resting peer's unchanged reading)
+      // leaves status as it was: no recomputation over every peer for it. Readings change the table once per
+      // cycle, not once per peer.
       const { peers, ...rest } = snapshot.context;
       const seen = { key: JSON.stringify([snapshot.value, rest]), peers };
       if (seen.key === lastSeen.key && seen.peers === lastSeen.peers) return;

@@ -15,9 +15,15 @@ import {
   type HandshakeMachine,
   PEER_STATES,
   type PeerState,
-  toPeerState,
 } from "../machines/handshake.machine.js";
-import { findPeerKey, handshakeId, type PeerTable } from "../machines/peers.js";
+import {
+  findPeerKey,
+  getPeer,
+  handshakeId,
+  type PeerTable,
+  peerEntries,
+  peerRecords,
+} from "../machines/peers.js";
 import type { PollMachine } from "../machines/poll.machine.js";
 import type { PeerRef, PeersObservation } from "../machines/types.js";
 import {
@@ -140,22 +146,31 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
     return transport;
   };
 
-  /** Sends a decision to the peer's handshake actor and waits until no transport call is in flight. */
+  /**
+   * Sends a decision to the peer's handshake (the root wakes it) and waits until no transport call is in flight:
+   * it rests again (settled without an error) or stays awake, settled, with the error of its last call.
+   */
   const decide = async (peer: PeerRef, command: HandshakeCommand) => {
     const root = options.root();
     root.send({ type: "PEER.COMMAND", peer, command });
     const key = findPeerKey(root.getSnapshot().context.peers, peer);
-    const child = key
-      ? (root.getSnapshot().children[handshakeId(key)] as ActorRefFrom<HandshakeMachine> | undefined)
-      : undefined;
-    if (!key || !child) throw new NetworkError("FAILED", `No handshake actor for "${peer.hostname}"`);
-    const snapshot = await waitFor(child, (s) => s.hasTag("settled"));
-    return { key, snapshot, record: table()[key] };
+    if (!key) throw new NetworkError("FAILED", `No handshake for "${peer.hostname}"`);
+    const awake = (snapshot: ReturnType<AccountRoot["getSnapshot"]>) =>
+      snapshot.children[handshakeId(key)] as ActorRefFrom<HandshakeMachine> | undefined;
+    const settled = await waitFor(
+      root as ActorRefFrom<AccountMachine>,
+      (snapshot) => awake(snapshot)?.getSnapshot().hasTag("settled") ?? true,
+    );
+    return {
+      key,
+      lastError: awake(settled)?.getSnapshot().context.lastError ?? null,
+      record: getPeer(table(), key),
+    };
   };
 
   const resolvePeerRef = async (hostname: string): Promise<PeerRef> => {
     const knownKey = findPeerKey(table(), { hostname, nodeId: null, installationId: null });
-    const known = knownKey ? refOf(table()[knownKey]!) : null;
+    const known = knownKey ? refOf(getPeer(table(), knownKey)!) : null;
     let record: AgentRecord | null = null;
     try {
       record = await registry.byHostname(hostname);
@@ -180,7 +195,7 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
   const findPeer = (ref: string): string | null => {
     const needle = ref.trim().toLowerCase();
     const asNumber = /^\d+$/.test(needle) ? Number(needle) : null;
-    for (const [key, record] of Object.entries(table())) {
+    for (const [key, record] of peerEntries(table())) {
       if (
         record.hostname?.toLowerCase() === needle ||
         (asNumber !== null && record.nodeId === asNumber) ||
@@ -193,12 +208,12 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
     return null;
   };
 
-  const stateOf = (key: string | null) => (key ? (table()[key]?.state ?? null) : null);
+  const stateOf = (key: string | null) => (key ? (getPeer(table(), key)?.state ?? null) : null);
 
   const knownHostname = (peer: PeerRef): string | null => {
     if (peer.hostname) return peer.hostname;
     const key = findPeerKey(table(), peer);
-    return key ? (table()[key]?.hostname ?? null) : null;
+    return key ? (getPeer(table(), key)?.hostname ?? null) : null;
   };
 
   const hostnameFor = async (peer: PeerRef): Promise<string | null> => {
@@ -228,9 +243,9 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
     unavailableReason: () => (options.transport() ? null : options.unavailableReason()),
     search: (query) => registry.search(query),
     getAgent: (hostname) => registry.byHostname(hostname),
-    peers: () => Object.values(table()).map(toPeerView),
+    peers: () => peerRecords(table()).map(toPeerView),
     view: (key) => {
-      const record = table()[key];
+      const record = getPeer(table(), key);
       return record ? toPeerView(record) : null;
     },
     async pending() {
@@ -246,15 +261,14 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
         `Hello, this is ${account.displayName ?? account.hostname}${
           account.ownerName ? `, the assistant of ${account.ownerName}` : ""
         }. I would like to connect so our assistants can exchange messages.`;
-      const { snapshot, record } = await decide(ref, {
+      const { lastError, record } = await decide(ref, {
         type: "HANDSHAKE.REQUEST",
         introduction: text,
         at: Date.now(),
       });
-      if (snapshot.context.lastError && record?.state === "requested") {
-        throw new NetworkError("FAILED", snapshot.context.lastError.message);
-      }
-      return toPeerView(record ?? toPeerState(snapshot));
+      if (lastError && record?.state === "requested") throw new NetworkError("FAILED", lastError.message);
+      if (!record) throw new NetworkError("FAILED", `No handshake for "${hostname}"`);
+      return toPeerView(record);
     },
     async approve(ref) {
       requireTransport();
@@ -270,9 +284,12 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
           `No pending handshake request from "${ref}"; list them with action "pending"`,
         );
       }
-      const { snapshot, record } = await decide(refOf(table()[key]!), { type: "APPROVE", at: Date.now() });
+      const { lastError, record } = await decide(refOf(getPeer(table(), key)!), {
+        type: "APPROVE",
+        at: Date.now(),
+      });
       if (record?.state !== "trusted") {
-        throw new NetworkError("FAILED", snapshot.context.lastError?.message ?? `Approving "${ref}" failed`);
+        throw new NetworkError("FAILED", lastError?.message ?? `Approving "${ref}" failed`);
       }
       log.info(`agent-registry: ${account.accountId} approved handshake with ${record.hostname ?? ref}`);
       return toPeerView(record);
@@ -290,13 +307,13 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
           `No pending handshake request from "${ref}"; see action "pending"`,
         );
       }
-      const { snapshot, record } = await decide(refOf(table()[key]!), {
+      const { lastError, record } = await decide(refOf(getPeer(table(), key)!), {
         type: "REJECT",
         ...(reason ? { reason } : {}),
         at: Date.now(),
       });
       if (record?.state !== "rejected") {
-        throw new NetworkError("FAILED", snapshot.context.lastError?.message ?? `Rejecting "${ref}" failed`);
+        throw new NetworkError("FAILED", lastError?.message ?? `Rejecting "${ref}" failed`);
       }
       return toPeerView(record);
     },
@@ -306,9 +323,12 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
       if (!key || stateOf(key) !== "trusted") {
         throw new NetworkError("NOT_TRUSTED", `"${ref}" is not a trusted peer; see action "peers"`);
       }
-      const { snapshot, record } = await decide(refOf(table()[key]!), { type: "UNTRUST", at: Date.now() });
+      const { lastError, record } = await decide(refOf(getPeer(table(), key)!), {
+        type: "UNTRUST",
+        at: Date.now(),
+      });
       if (record?.state !== "revoked") {
-        throw new NetworkError("FAILED", snapshot.context.lastError?.message ?? `Untrusting "${ref}" failed`);
+        throw new NetworkError("FAILED", lastError?.message ?? `Untrusting "${ref}" failed`);
       }
       return toPeerView(record);
     },
@@ -402,7 +422,7 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
     knownHostname,
     introductionFor(hostname) {
       const key = findPeerKey(table(), { hostname, nodeId: null, installationId: null });
-      return key ? (table()[key]?.justification ?? null) : null;
+      return key ? (getPeer(table(), key)?.justification ?? null) : null;
     },
   };
   return network;
