@@ -1,11 +1,10 @@
 // Relay latency bench: the reference registry on 127.0.0.1 (its own process, SQLite file in a temp dir), two installations with
 // approved trust, a relay receiver whose sink records arrival times, and 500 envelopes sent at a steady pace.
 // Reports send -> sink latency (p50, p99). Run alone: `npx tsx bench/relay.bench.ts` (prints one JSON line).
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import { createRegistryClient } from "../src/adapters/registry/client.js";
 import { createMemoryCursorStore } from "../src/adapters/relay/relay-inbox.js";
 import { createRelayTransport } from "../src/adapters/relay/relay-transport.js";
@@ -13,6 +12,7 @@ import { createEnvelope } from "../src/adapters/transport/envelope.js";
 import type { InboundOutcome, RawInbound } from "../src/adapters/transport/transport.js";
 import { startRegistryServer } from "../src/registry-server/server.js";
 import { startRelayReceiver } from "./support/receivers.js";
+import { startRegistryProcess } from "./support/registry-process.js";
 
 export interface RelayBenchResult {
   relay_latency_p50_ms: number;
@@ -30,67 +30,6 @@ export interface RelayBenchOptions {
   report?: (line: string) => void;
 }
 
-/**
- * The registry in its own process (`agent-registry serve`), as deployed: its synchronous SQLite commits then
- * do not stall the sender's and receiver's event loop. Stopped with SIGTERM by PID.
- */
-async function startRegistryProcess(db: string): Promise<{ url: string; close(): Promise<void> }> {
-  const bin = fileURLToPath(new URL("../bin/agent-registry.mjs", import.meta.url));
-  const child = spawn(
-    process.execPath,
-    // No send rate limit: the bench measures delivery latency at 50 sends a second from one sender, far above
-    // the default 120 a minute.
-    [
-      bin,
-      "serve",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--db",
-      db,
-      "--require-trust",
-      "on",
-      "--send-rate",
-      "0",
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let stderr = "";
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr = (stderr + chunk).slice(-2000);
-  });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => {
-      child.kill("SIGTERM");
-      reject(new Error(`agent-registry did not start within 20 s: ${stderr}`));
-    }, 20_000);
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      out += chunk;
-      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (match?.[1]) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`agent-registry exited with ${code} before listening: ${stderr}`));
-    });
-  });
-  return {
-    url,
-    async close() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      const force = setTimeout(() => child.kill("SIGKILL"), 5_000);
-      await exited;
-      clearTimeout(force);
-    },
-  };
-}
-
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
@@ -106,7 +45,8 @@ export async function runRelayBench(options: RelayBenchOptions = {}): Promise<Re
   const db = join(dir, "registry.db");
   const server =
     (options.registryProcess ?? true)
-      ? await startRegistryProcess(db)
+      ? // No send rate limit: the bench sends 50 a second from one sender, far above the default 120 a minute.
+        await startRegistryProcess(db, ["--require-trust", "on", "--send-rate", "0"])
       : await startRegistryServer({
           host: "127.0.0.1",
           port: 0,

@@ -1,0 +1,314 @@
+// Peers at scale (issue #16): one relay account ("hub") trusted by N peers, for N = 100, 1,000 and 10,000.
+// The reference registry runs in its own process on 127.0.0.1; the hub's account runtime runs in another (so its
+// CPU and memory are its own), talking to the registry through a counting proxy in this process. Peers are seeded
+// through the registry API: each registers, asks the hub for trust, and the hub approves.
+//
+// Per N it prints one JSON line: settle_s (start to every peer shown trusted), restore_s (a restart on the saved
+// state to the same), idle_registry_requests_per_min and idle_cpu_s_per_min (the hub doing nothing for a minute),
+// rss_mb (after GC), status_ms and peers_ms (p50 of the status and peer-list reads). The last line is N = 10,000.
+//
+// `npm run bench:peers` (all three sizes), or `npx tsx bench/peers.bench.ts 100 1000` for some; the idle window is
+// 60 s unless `BENCH_IDLE_SECONDS` says otherwise.
+import { type ChildProcess, fork } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, request as httpRequest, Agent as HttpAgent } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createRegistryClient } from "../src/adapters/registry/client.js";
+import { accountStateDir } from "../src/adapters/state/account-state.js";
+import { resolveAccounts } from "../src/config.js";
+import { startAccountRuntime } from "../src/runtime/account-runtime.js";
+import { startRegistryProcess } from "./support/registry-process.js";
+
+const SIZES = [100, 1_000, 10_000];
+const HUB = "hub";
+const HUB_INSTALLATION = "bench-hub-installation";
+const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 60);
+const SEED_CONCURRENCY = 16;
+
+export interface PeersBenchResult {
+  peers: number;
+  settle_s: number;
+  restore_s: number;
+  idle_registry_requests_per_min: number;
+  idle_cpu_s_per_min: number;
+  rss_mb: number;
+  status_ms: number;
+  peers_ms: number;
+}
+
+// ---- the hub's process ----------------------------------------------------------------------------------------
+
+type ToHub = { type: "idle-start" } | { type: "idle-end" } | { type: "measure" } | { type: "stop" };
+type FromHub =
+  | { type: "settled"; seconds: number }
+  | { type: "idle"; cpuSeconds: number }
+  | { type: "measured"; statusMs: number; peersMs: number; rssMb: number }
+  | { type: "stopped" }
+  | { type: "failed"; message: string };
+
+function p50(samples: number[]): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)] ?? Number.NaN;
+}
+
+async function runHub(): Promise<void> {
+  const { registryUrl, stateRoot, expected } = JSON.parse(process.env.BENCH_HUB ?? "{}") as {
+    registryUrl: string;
+    stateRoot: string;
+    expected: number;
+  };
+  const send = (message: FromHub) => process.send?.(message);
+  const [account] = resolveAccounts(
+    { registryUrl, transport: "relay", accounts: { [HUB]: { hostname: HUB } } },
+    {},
+  );
+  const quiet = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };
+  const started = performance.now();
+  const runtime = await startAccountRuntime({ account: account!, stateRoot, log: quiet });
+  const deadline = started + 600_000;
+  while (runtime.status().messaging.peers.trusted < expected) {
+    if (performance.now() > deadline) {
+      send({ type: "failed", message: `only ${runtime.status().messaging.peers.trusted} of ${expected} trusted` });
+      process.exit(1);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  send({ type: "settled", seconds: (performance.now() - started) / 1000 });
+
+  let idleFrom = process.cpuUsage();
+  process.on("message", async (message: ToHub) => {
+    if (message.type === "idle-start") idleFrom = process.cpuUsage();
+    if (message.type === "idle-end") {
+      const used = process.cpuUsage(idleFrom);
+      send({ type: "idle", cpuSeconds: (used.user + used.system) / 1e6 });
+    }
+    if (message.type === "measure") {
+      const timed = (read: () => unknown) =>
+        p50(
+          Array.from({ length: 51 }, () => {
+            const t = performance.now();
+            read();
+            return performance.now() - t;
+          }),
+        );
+      const statusMs = timed(() => runtime.status());
+      const peersMs = timed(() => runtime.network.peers());
+      (globalThis as { gc?: () => void }).gc?.();
+      send({ type: "measured", statusMs, peersMs, rssMb: process.memoryUsage().rss / 2 ** 20 });
+    }
+    if (message.type === "stop") {
+      await runtime.stop();
+      send({ type: "stopped" });
+      process.disconnect();
+    }
+  });
+}
+
+interface Hub {
+  next(type: FromHub["type"]): Promise<FromHub>;
+  send(message: ToHub): void;
+  child: ChildProcess;
+}
+
+function forkHub(config: { registryUrl: string; stateRoot: string; expected: number }): Hub {
+  const child = fork(fileURLToPath(import.meta.url), ["--hub"], {
+    execArgv: ["--import", "tsx", "--expose-gc"],
+    env: { ...process.env, BENCH_HUB: JSON.stringify(config) },
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const inbox: FromHub[] = [];
+  const waiting: Array<() => void> = [];
+  child.on("message", (message: FromHub) => {
+    inbox.push(message);
+    for (const wake of waiting.splice(0)) wake();
+  });
+  const exited = new Promise<never>((_, reject) =>
+    child.once("exit", (code) => reject(new Error(`the hub exited (${code})`))),
+  );
+  exited.catch(() => {});
+  return {
+    child,
+    send: (message) => child.send(message),
+    async next(type) {
+      for (;;) {
+        const index = inbox.findIndex((message) => message.type === type || message.type === "failed");
+        if (index >= 0) {
+          const [message] = inbox.splice(index, 1);
+          if (message?.type === "failed") throw new Error(`hub: ${message.message}`);
+          return message!;
+        }
+        await Promise.race([new Promise<void>((resolve) => waiting.push(resolve)), exited]);
+      }
+    },
+  };
+}
+
+// ---- the proxy that counts the hub's requests ------------------------------------------------------------------
+
+async function startCountingProxy(target: string) {
+  const upstream = new URL(target);
+  const agent = new HttpAgent({ keepAlive: true });
+  let count = 0;
+  const byRoute = new Map<string, number>();
+  const server = createServer((req, res) => {
+    count++;
+    const route = `${req.method} ${(req.url ?? "").split("?")[0]?.replace(/\/[^/]*[0-9][^/]*$/, "/:id")}`;
+    byRoute.set(route, (byRoute.get(route) ?? 0) + 1);
+    const forward = httpRequest(
+      {
+        host: upstream.hostname,
+        port: upstream.port,
+        method: req.method,
+        path: req.url,
+        headers: req.headers,
+        agent,
+      },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    forward.on("error", () => res.destroy());
+    req.pipe(forward);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    reset() {
+      count = 0;
+      byRoute.clear();
+    },
+    count: () => count,
+    routes: () => Object.fromEntries([...byRoute].sort((a, b) => b[1] - a[1])),
+    async close() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      agent.destroy();
+    },
+  };
+}
+
+// ---- seeding through the API -----------------------------------------------------------------------------------
+
+async function pool(total: number, concurrency: number, task: (i: number) => Promise<void>) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < total) await task(next++);
+    }),
+  );
+}
+
+/** Registers the hub (its identity written where its runtime finds it) and N peers that the hub trusts. */
+async function seed(registryUrl: string, accountUrl: string, stateRoot: string, n: number) {
+  const registry = createRegistryClient({ baseUrl: registryUrl });
+  const hub = await registry.register({ hostname: HUB, installationId: HUB_INSTALLATION, capabilities: [] });
+  const dir = accountStateDir(stateRoot, HUB);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    join(dir, "identity.json"),
+    JSON.stringify({
+      installationId: HUB_INSTALLATION,
+      agentId: hub.record.id,
+      agentToken: hub.agentToken,
+      peerId: hub.record.peerId,
+      registryUrl: accountUrl,
+    }),
+    { mode: 0o600 },
+  );
+  await pool(n, SEED_CONCURRENCY, async (i) => {
+    const installationId = `bench-peer-${i}`;
+    const peer = await registry.register({ hostname: `peer-${i}`, installationId, capabilities: [] });
+    await registry.requestTrust(
+      { fromId: installationId, toId: hub.record.peerId ?? HUB_INSTALLATION, introduction: `peer ${i}` },
+      { token: peer.agentToken },
+    );
+    await registry.approveTrust(
+      { fromId: peer.record.peerId ?? installationId, toId: HUB_INSTALLATION },
+      { token: hub.agentToken },
+    );
+  });
+}
+
+// ---- one size ----------------------------------------------------------------------------------------------------
+
+export async function runPeersBench(n: number, report: (line: string) => void): Promise<PeersBenchResult> {
+  const dir = mkdtempSync(join(tmpdir(), "peers-bench-"));
+  // Seeded peers never heartbeat: a long TTL keeps them listed for the whole run.
+  const registry = await startRegistryProcess(join(dir, "registry.db"), ["--ttl", "86400", "--send-rate", "0"]);
+  const proxy = await startCountingProxy(registry.url);
+  const stateRoot = join(dir, "state");
+  try {
+    const seedStart = performance.now();
+    await seed(registry.url, proxy.url, stateRoot, n);
+    report(`peers=${n}: seeded in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`);
+
+    const config = { registryUrl: proxy.url, stateRoot, expected: n };
+    let hub = forkHub(config);
+    const settled = (await hub.next("settled")) as Extract<FromHub, { type: "settled" }>;
+
+    // Idle: let the first cycles finish, then count a quiet window.
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    proxy.reset();
+    hub.send({ type: "idle-start" });
+    await new Promise((resolve) => setTimeout(resolve, IDLE_SECONDS * 1000));
+    hub.send({ type: "idle-end" });
+    const idle = (await hub.next("idle")) as Extract<FromHub, { type: "idle" }>;
+    const requests = proxy.count();
+    report(`peers=${n}: idle requests by route ${JSON.stringify(proxy.routes())}`);
+    hub.send({ type: "measure" });
+    const measured = (await hub.next("measured")) as Extract<FromHub, { type: "measured" }>;
+    hub.send({ type: "stop" });
+    await hub.next("stopped");
+
+    // Restart on the saved state.
+    hub = forkHub(config);
+    const restored = (await hub.next("settled")) as Extract<FromHub, { type: "settled" }>;
+    hub.send({ type: "stop" });
+    await hub.next("stopped");
+
+    const perMinute = 60 / IDLE_SECONDS;
+    const round = (value: number, digits = 2) => Math.round(value * 10 ** digits) / 10 ** digits;
+    return {
+      peers: n,
+      settle_s: round(settled.seconds),
+      restore_s: round(restored.seconds),
+      idle_registry_requests_per_min: round(requests * perMinute, 1),
+      idle_cpu_s_per_min: round(idle.cpuSeconds * perMinute, 3),
+      rss_mb: round(measured.rssMb, 1),
+      status_ms: round(measured.statusMs),
+      peers_ms: round(measured.peersMs),
+    };
+  } finally {
+    await proxy.close();
+    await registry.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function main() {
+  const sizes = process.argv.slice(2).map(Number).filter(Number.isFinite);
+  const results: PeersBenchResult[] = [];
+  for (const n of sizes.length > 0 ? sizes : SIZES) {
+    const result = await runPeersBench(n, (line) => process.stderr.write(`${line}\n`));
+    results.push(result);
+    console.log(JSON.stringify(result));
+  }
+  const [small, large] = [results.at(-2), results.at(-1)];
+  if (small && large && large.peers > small.peers) {
+    const scale = large.peers / small.peers;
+    const growth = Object.fromEntries(
+      (Object.keys(large) as Array<keyof PeersBenchResult>)
+        .filter((key) => key !== "peers")
+        .map((key) => [key, Math.round((large[key] / Math.max(small[key], 1e-9)) * 100) / 100]),
+    );
+    process.stderr.write(`growth ${small.peers} -> ${large.peers} (peers x${scale}): ${JSON.stringify(growth)}\n`);
+  }
+}
+
+if (process.argv.includes("--hub")) await runHub();
+else if (import.meta.url === `file://${process.argv[1]}`) await main();
