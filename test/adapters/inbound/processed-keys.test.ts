@@ -114,6 +114,20 @@ describe("processed keys", () => {
     ).toEqual(["alice"]);
   });
 
+  it("goes on recording while the WAL is synced in the background, and a close during a sync is harmless", async () => {
+    const db = openAccountDb(dir, { syncIntervalMs: 1 });
+    dbs.push(db);
+    const keys = db.processedKeys();
+    for (let i = 0; i < 5; i++) {
+      await keys.record(`env:${i}`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await keys.record("env:last");
+    db.close();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(rows()).toEqual(["env:0", "env:1", "env:2", "env:3", "env:4", "env:last"]);
+  });
+
   it("refuses to record once closed, by its own close or the database's", async () => {
     const db = open();
     const keys = db.processedKeys();
