@@ -12,6 +12,7 @@ import { execa } from "execa";
 import { createInboundPipeline, type InboundPipeline } from "../../src/adapters/inbound/pipeline.js";
 import { inboxDir } from "../../src/adapters/pilot/inbox.js";
 import { createPilotctl } from "../../src/adapters/pilot/pilotctl.js";
+import { openAccountDb } from "../../src/adapters/state/account-db.js";
 import { decodeMessage, isEnvelope } from "../../src/adapters/transport/envelope.js";
 import { fakePilotctlPath } from "../../test/fixtures/fake-pilot/network.js";
 import { inboxFileJson, inboxFileName, type WriterJob } from "./inbox-writer.js";
@@ -61,8 +62,9 @@ function startHarness(name: string): Harness {
   mkdirSync(inbox, { recursive: true });
   const latencies: number[] = [];
   const keys = new Set<string>();
+  const db = openAccountDb(join(root, "state"));
   const pipeline = createInboundPipeline({
-    stateDir: join(root, "state"),
+    processedKeys: db.processedKeys(),
     policy: { allowFrom: [], blockFrom: [], maxMessageBytes: 65_536, ratePerMinute: 10_000 },
     isTrusted: () => true,
     lookupHostname: async () => null,
@@ -82,6 +84,7 @@ function startHarness(name: string): Harness {
     async close() {
       await receiver.close();
       pipeline.close();
+      db.close();
       rmSync(root, { recursive: true, force: true });
     },
   };
@@ -213,8 +216,9 @@ function startHarnessLater(): { start(home: string): Harness; close(): Promise<v
       state = mkdtempSync(join(tmpdir(), "bench-inbox-backlog-state-"));
       const latencies: number[] = [];
       const keys = new Set<string>();
+      const db = openAccountDb(state);
       const pipeline = createInboundPipeline({
-        stateDir: state,
+        processedKeys: db.processedKeys(),
         policy: { allowFrom: [], blockFrom: [], maxMessageBytes: 65_536, ratePerMinute: 10_000 },
         isTrusted: () => true,
         lookupHostname: async () => null,
@@ -234,6 +238,7 @@ function startHarnessLater(): { start(home: string): Harness; close(): Promise<v
         async close() {
           await receiver.close();
           pipeline.close();
+          db.close();
         },
       };
       return harness;

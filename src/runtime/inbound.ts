@@ -1,6 +1,5 @@
 // The inbound side shared by both transports: the pipeline (dedupe, admission, dispatch) a transport's inbox
 // feeds, with trust as the handshake actors know it.
-import { join } from "node:path";
 import { createInboundPipeline, type InboundPipeline } from "../adapters/inbound/pipeline.js";
 import type { RegistryClient } from "../adapters/registry/client.js";
 import type { AccountStateStore } from "../adapters/state/account-state.js";
@@ -42,7 +41,7 @@ export function trustCheck(deps: InboundDeps): (peer: PeerRef) => Promise<boolea
 export function createPipeline(deps: InboundDeps): InboundPipeline {
   const { account } = deps;
   return createInboundPipeline({
-    stateDir: join(deps.state.dir, "inbound"),
+    processedKeys: deps.state.db.processedKeys(),
     policy: {
       allowFrom: account.inbound.allowFrom,
       blockFrom: account.inbound.blockFrom,

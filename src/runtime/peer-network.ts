@@ -2,7 +2,6 @@
 // root (which routes them to the peer's `handshake:<peer>` child), outbound messages, and reading the transport's
 // pending requests and trust list. Implements AccountNetwork for the agent_network tool and the gateway methods.
 import { type ActorRefFrom, waitFor } from "xstate";
-import { z } from "zod";
 import type { RegistryClient } from "../adapters/registry/client.js";
 import type { AgentRecord } from "../adapters/registry/types.js";
 import { createEnvelope } from "../adapters/transport/envelope.js";
@@ -13,7 +12,6 @@ import type { AccountMachine } from "../machines/account.machine.js";
 import {
   type HandshakeCommand,
   type HandshakeMachine,
-  PEER_STATES,
   type PeerState,
 } from "../machines/handshake.machine.js";
 import {
@@ -34,21 +32,8 @@ import {
   type PeerView,
 } from "./account-network.js";
 
-const peerRecordSchema = z.object({
-  hostname: z.string().nullable(),
-  nodeId: z.number().nullable(),
-  installationId: z.string().nullable().default(null),
-  state: z.enum(PEER_STATES),
-  introduction: z.string().nullable().default(null),
-  justification: z.string().nullable().default(null),
-  assistantName: z.string().nullable().default(null),
-  humanName: z.string().nullable().default(null),
-  announcedAt: z.number().nullable().default(null),
-  updatedAt: z.number().nullable().default(null),
-});
-
-/** peers.json: the peer table, one record per handshake actor (restored as the root's children). */
-export const peersFileSchema = z.object({ peers: z.array(peerRecordSchema).default([]) });
+// Moved to the state adapter with the account database; re-exported for callers that still read peers.json.
+export { peersFileSchema } from "../adapters/state/peer-records.js";
 
 /** The account root as the network uses it: its snapshot (peer table, children) and its events. */
 export type AccountRoot = Pick<ActorRefFrom<AccountMachine>, "getSnapshot" | "send">;

@@ -3,7 +3,7 @@
 import { join } from "node:path";
 import { isMissingRoute, type RegistryClient } from "../adapters/registry/client.js";
 import { RegistryError } from "../adapters/registry/errors.js";
-import { createFileCursorStore, createRelayInbox } from "../adapters/relay/relay-inbox.js";
+import { createRelayInbox } from "../adapters/relay/relay-inbox.js";
 import { createRelayTransport } from "../adapters/relay/relay-transport.js";
 import type { PlainError } from "../machines/types.js";
 import { createPipeline, type InboundDeps, inboundCounters } from "./inbound.js";
@@ -86,7 +86,7 @@ export function createRelayLink(deps: RelayLinkDeps): TransportLink {
     label: account.accountId,
     agentToken: () => state.identity().agentToken,
     sink: pipeline,
-    cursorStore: createFileCursorStore(join(state.dir, "relay-cursor.json")),
+    cursorStore: state.db.cursor("relay"),
     deadLetterDir: join(state.dir, "relay-dead-letter"),
     log,
   });

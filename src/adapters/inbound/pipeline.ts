@@ -13,7 +13,7 @@ import type {
   PeerRef,
   RawInbound,
 } from "../transport/transport.js";
-import { openProcessedKeys, type ProcessedKeys, type ProcessedKeysDurability } from "./processed-keys.js";
+import type { ProcessedKeys } from "./processed-keys.js";
 
 /** Why admission refused a message (counted per reason in status). */
 export type RefusalReason = "untrusted" | "blocked" | "not_allowed" | "too_large" | "rate_limited";
@@ -38,8 +38,11 @@ export interface InboundPolicy {
 export type InboundLog = Pick<Log, "info" | "warn" | "debug">;
 
 export interface InboundPipelineDeps {
-  /** This account's inbound state directory (processed keys live here). */
-  stateDir: string;
+  /**
+   * Keys of the messages already handled (dispatched or refused), e.g. the account database's
+   * `processedKeys()`. The pipeline owns the handle from here on: its `close()` closes it.
+   */
+  processedKeys: ProcessedKeys;
   policy: InboundPolicy;
   /** Whether the transport trusts this peer (Pilot trust list, relay: registry trust). May throw: retried. */
   isTrusted(peer: PeerRef): boolean | Promise<boolean>;
@@ -53,8 +56,6 @@ export interface InboundPipelineDeps {
   maxAttempts?: number;
   /** Wait before the next attempt of a failed message. Default 1 s doubling up to 60 s. */
   retryBackoff?: BackoffPolicy;
-  processedCapacity?: number;
-  durability?: ProcessedKeysDurability;
   /** How long a registry hostname lookup is reused. Default 10 min (1 min for "unknown"). */
   hostnameCacheTtlMs?: number;
 }
@@ -74,7 +75,7 @@ export interface InboundPipeline extends InboundSink {
   counters(): InboundCounters;
   /** Applies a new admission policy (config reload) without losing counters or processed keys. */
   setPolicy(policy: InboundPolicy): void;
-  /** Flushes the processed keys to disk and closes their file. */
+  /** Flushes the processed keys to disk and closes their handle. */
   close(): void;
 }
 
@@ -124,11 +125,7 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
   const backoff = deps.retryBackoff ?? DEFAULT_BACKOFF;
   const nameTtl = deps.hostnameCacheTtlMs ?? 600_000;
   let policy = normalize(deps.policy);
-  const processed: ProcessedKeys = openProcessedKeys({
-    dir: deps.stateDir,
-    ...(deps.processedCapacity === undefined ? {} : { capacity: deps.processedCapacity }),
-    ...(deps.durability === undefined ? {} : { durability: deps.durability }),
-  });
+  const processed = deps.processedKeys;
   const retryState = new Map<string, RetryState>();
   const rateWindows = new Map<string, number[]>();
   const names = new Map<string, CachedName>();

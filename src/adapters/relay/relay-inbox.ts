@@ -9,7 +9,6 @@
 // skipped by its cursor: content never stalls the inbox.
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { z } from "zod";
 import type { Log } from "../../log.js";
 import type { BackoffPolicy } from "../../machines/backoff.js";
 import { idleSummary, type PollSummary, type RunCycleInput } from "../../machines/poll.machine.js";
@@ -17,7 +16,6 @@ import { type PlainError, toPlainError } from "../../machines/types.js";
 import type { RegistryClient } from "../registry/client.js";
 import { RegistryError } from "../registry/errors.js";
 import type { CallOptions, InboxPage, UnreadableReason, UnreadableRelayMessage } from "../registry/types.js";
-import { readJsonFile, writeJsonAtomic } from "../state/json-file.js";
 import type { InboundOutcome, InboundSink, RawInbound } from "../transport/transport.js";
 
 /** Where the relay read position survives restarts. */
@@ -26,17 +24,7 @@ export interface RelayCursorStore {
   save(cursor: string | null): Promise<void> | void;
 }
 
-const cursorFileSchema = z.object({ v: z.literal(1), cursor: z.string().nullable() });
-
-/** The cursor as a small JSON file replaced atomically (temp file, fsync, rename). */
-export function createFileCursorStore(path: string): RelayCursorStore {
-  return {
-    load: () => readJsonFile(path, cursorFileSchema, { v: 1, cursor: null }).cursor,
-    save: (cursor) => writeJsonAtomic(path, { v: 1, cursor }),
-  };
-}
-
-/** An in-memory cursor (tests, or a caller that keeps it in its own state file). */
+/** An in-memory cursor (tests; the account keeps its cursor in its database, see AccountDb.cursor). */
 export function createMemoryCursorStore(initial: string | null = null): RelayCursorStore & {
   readonly current: string | null;
 } {

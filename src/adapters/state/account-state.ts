@@ -1,8 +1,11 @@
-// Persistent identity of one account: installation id (generated once), registered agent id and token.
-// Lives under OpenClaw's state dir so a reload or restart keeps the same registry record (no id churn).
+// Persistent state of one account, under OpenClaw's state dir so a reload or restart keeps the same registry
+// record (no id churn): its identity (installation id, generated once; registered agent id and token) in
+// identity.json, and everything that changes often (peers, cursors, processed keys) in its database.
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { z } from "zod";
+import type { Log } from "../../log.js";
+import { ACCOUNT_DB_FILE, type AccountDb, AccountDbError, openAccountDb } from "./account-db.js";
 import { readJsonFile, writeJsonAtomic } from "./json-file.js";
 
 const identitySchema = z.object({
@@ -38,13 +41,25 @@ export interface AccountStateStore {
   update(patch: Partial<AccountIdentity>): AccountIdentity;
   /** The configured id wins; else the persisted one; else a new one, persisted before first use. */
   ensureInstallationId(configured: string | null): string;
+  /**
+   * The account database (account.db in `dir`), opened on first use: a store used only for the identity creates
+   * no database and imports no legacy files. Throws once the store is closed.
+   */
+  readonly db: AccountDb;
+  /** Closes the database if it was opened; the identity stays readable. Safe to call twice. */
+  close(): void;
+}
+
+export interface AccountStateOptions {
+  /** For the database: its one-time import of the legacy files, and records it skips. */
+  log?: Pick<Log, "info" | "warn">;
 }
 
 export function accountStateDir(stateRoot: string, accountId: string): string {
   return join(stateRoot, "agent-registry", "accounts", encodeURIComponent(accountId));
 }
 
-export function createAccountStateStore(dir: string): AccountStateStore {
+export function createAccountStateStore(dir: string, options: AccountStateOptions = {}): AccountStateStore {
   const path = join(dir, "identity.json");
   const empty: AccountIdentity = {
     installationId: null,
@@ -56,8 +71,20 @@ export function createAccountStateStore(dir: string): AccountStateStore {
     discoverableOverride: null,
   };
   let current = readJsonFile(path, identitySchema, empty);
+  let db: AccountDb | null = null;
+  let closed = false;
   return {
     dir,
+    get db() {
+      if (closed)
+        throw new AccountDbError("open", join(dir, ACCOUNT_DB_FILE), `the account state in ${dir} is closed`);
+      db ??= openAccountDb(dir, options.log ? { log: options.log } : {});
+      return db;
+    },
+    close() {
+      closed = true;
+      db?.close();
+    },
     identity: () => ({ ...current }),
     update(patch) {
       current = { ...current, ...patch };

@@ -1,4 +1,4 @@
-// The inbound pipeline with real processed-key files in a temp dir and plain-function deps (the pipeline's
+// The inbound pipeline with processed keys in a real account database in a temp dir and plain-function deps (the pipeline's
 // deps are functions by design; the transports that feed it are tested against real fakes elsewhere).
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,6 +10,7 @@ import {
   type InboundPipelineDeps,
   type InboundPolicy,
 } from "../../../src/adapters/inbound/pipeline.js";
+import { type AccountDb, openAccountDb } from "../../../src/adapters/state/account-db.js";
 import { createEnvelope, encodeEnvelope } from "../../../src/adapters/transport/envelope.js";
 import type { AdmittedMessage, PeerRef, RawInbound } from "../../../src/adapters/transport/transport.js";
 
@@ -50,10 +51,14 @@ describe("inbound pipeline", () => {
   let clock: number;
   let dispatched: AdmittedMessage[];
   let pipelines: InboundPipeline[];
+  let dbs: AccountDb[];
 
   function make(overrides: Partial<InboundPipelineDeps> = {}): InboundPipeline {
+    // A database per pipeline, as a restarted process opens its own.
+    const db = openAccountDb(dir);
+    dbs.push(db);
     const p = createInboundPipeline({
-      stateDir: dir,
+      processedKeys: db.processedKeys(),
       policy: POLICY,
       isTrusted: () => true,
       lookupHostname: async () => null,
@@ -72,9 +77,11 @@ describe("inbound pipeline", () => {
     clock = 1_700_000_000_000;
     dispatched = [];
     pipelines = [];
+    dbs = [];
   });
   afterEach(() => {
     for (const p of pipelines) p.close();
+    for (const db of dbs) db.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -109,7 +116,7 @@ describe("inbound pipeline", () => {
     const first = make();
     await first.process(envelopeRaw(peer(7), "a", { id: "m-1" }));
     await first.process(plainRaw(peer(7), "plain", "TEXT-1.json"));
-    // No close(): a killed process never flushes; the keys must already be in the file.
+    // No close(): a killed process never flushes; the keys must already be committed.
     const second = make();
     expect(await second.process(envelopeRaw(peer(7), "a", { id: "m-1" }))).toBe("duplicate");
     expect(await second.process(plainRaw(peer(7), "plain", "TEXT-1.json"))).toBe("duplicate");

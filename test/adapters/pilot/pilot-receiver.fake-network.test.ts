@@ -9,6 +9,7 @@ import { createInboundPipeline, type InboundPipeline } from "../../../src/adapte
 import { inboxDir } from "../../../src/adapters/pilot/inbox.js";
 import { createPilotTransport } from "../../../src/adapters/pilot/pilot-transport.js";
 import { formatAddress } from "../../../src/adapters/pilot/pilotctl.js";
+import { type AccountDb, openAccountDb } from "../../../src/adapters/state/account-db.js";
 import { createEnvelope } from "../../../src/adapters/transport/envelope.js";
 import type { AdmittedMessage } from "../../../src/adapters/transport/transport.js";
 import type { FakePilotNetwork } from "../../fixtures/fake-pilot/network.js";
@@ -28,6 +29,7 @@ describe("pilot receiver on the fake Pilot network", () => {
   let aliceId: number;
   let state: string;
   let pipeline: InboundPipeline;
+  let db: AccountDb | undefined;
   let receiver: PilotReceiver;
   const dispatched: AdmittedMessage[] = [];
 
@@ -38,8 +40,9 @@ describe("pilot receiver on the fake Pilot network", () => {
     await trustEachOther(alice, bob);
     aliceId = (await alice.ctl.info()).nodeId;
     state = mkdtempSync(join(tmpdir(), "receiver-fake-net-"));
+    db = openAccountDb(state);
     pipeline = createInboundPipeline({
-      stateDir: state,
+      processedKeys: db.processedKeys(),
       policy: { allowFrom: [], blockFrom: [], maxMessageBytes: 65_536, ratePerMinute: 1_000 },
       // Bob's real trust list, read through pilotctl, as the lead wires it.
       isTrusted: async (peer) => (await bob.ctl.trust()).some((t) => t.nodeId === peer.nodeId),
@@ -55,6 +58,7 @@ describe("pilot receiver on the fake Pilot network", () => {
   afterAll(async () => {
     await receiver?.close();
     pipeline?.close();
+    db?.close();
     net?.close();
     if (state) rmSync(state, { recursive: true, force: true });
   });

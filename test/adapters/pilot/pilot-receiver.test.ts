@@ -23,6 +23,7 @@ import {
   readInboxFileSync,
 } from "../../../src/adapters/pilot/inbox.js";
 import { formatAddress } from "../../../src/adapters/pilot/pilotctl.js";
+import { type AccountDb, openAccountDb } from "../../../src/adapters/state/account-db.js";
 import { createEnvelope, encodeEnvelope } from "../../../src/adapters/transport/envelope.js";
 import type {
   AdmittedMessage,
@@ -64,6 +65,7 @@ describe("pilot receiver", () => {
   let inbox: string;
   let dispatched: AdmittedMessage[];
   let pipeline: InboundPipeline;
+  let db: AccountDb;
   let receivers: PilotReceiver[];
 
   function start(options: { watch?: boolean; sink?: InboundSink } = {}): PilotReceiver {
@@ -79,8 +81,9 @@ describe("pilot receiver", () => {
     mkdirSync(inbox, { recursive: true });
     dispatched = [];
     receivers = [];
+    db = openAccountDb(join(root, "state"));
     pipeline = createInboundPipeline({
-      stateDir: join(root, "state"),
+      processedKeys: db.processedKeys(),
       policy: { allowFrom: [], blockFrom: [], maxMessageBytes: 65_536, ratePerMinute: 10_000 },
       isTrusted: () => true,
       lookupHostname: async () => null,
@@ -93,6 +96,7 @@ describe("pilot receiver", () => {
   afterEach(async () => {
     for (const r of receivers) await r.close();
     pipeline.close();
+    db.close();
     rmSync(root, { recursive: true, force: true });
   });
 

@@ -1,10 +1,11 @@
 // The relay receiver against the reference registry (real HTTP on 127.0.0.1, SQLite file): long-poll delivery,
 // ack only after a final outcome, cursor persistence across restarts, and no loss through registry outages.
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { createFileCursorStore, createMemoryCursorStore } from "../../../src/adapters/relay/relay-inbox.js";
+import { createMemoryCursorStore } from "../../../src/adapters/relay/relay-inbox.js";
 import { createRelayTransport } from "../../../src/adapters/relay/relay-transport.js";
+import { openAccountDb } from "../../../src/adapters/state/account-db.js";
 import { createEnvelope, type Envelope } from "../../../src/adapters/transport/envelope.js";
 import { type Transport, TransportError } from "../../../src/adapters/transport/transport.js";
 import {
@@ -168,10 +169,11 @@ describe("relay receiver", () => {
 
   it("persists the cursor: a restarted receiver gets what arrived meanwhile, no loss and no duplicate", async () => {
     world = await startRelayWorld({ trusted: true });
-    const cursorPath = join(world.dir, "relay-cursor.json");
+    // The cursor where the account keeps it: a restart opens the database again.
+    const firstDb = openAccountDb(world.dir);
     const sink = new RecordingSink();
     const transport = alphaTransport(world);
-    const first = receiverFor(world, sink, { cursorStore: createFileCursorStore(cursorPath) });
+    const first = receiverFor(world, sink, { cursorStore: firstDb.cursor("relay") });
     const sent: Envelope[] = [];
     for (let i = 0; i < 3; i++) {
       const e = envelope(`before ${i}`);
@@ -182,20 +184,23 @@ describe("relay receiver", () => {
     await until(async () => (await betaInbox(world as RelayWorld)).length === 0);
     const cursor = first.status().cursor;
     await first.close();
-    expect(existsSync(cursorPath)).toBe(true);
-    expect(JSON.parse(readFileSync(cursorPath, "utf8")).cursor).toBe(cursor);
+    firstDb.close();
+    const secondDb = openAccountDb(world.dir);
+    expect(secondDb.cursor("relay").load()).toBe(cursor);
 
     for (let i = 0; i < 2; i++) {
       const e = envelope(`while stopped ${i}`);
       sent.push(e);
       await transport.send(toBeta, e);
     }
-    const second = receiverFor(world, sink, { cursorStore: createFileCursorStore(cursorPath) });
+    const second = receiverFor(world, sink, { cursorStore: secondDb.cursor("relay") });
     await sink.waitForDispatched(5);
     await until(async () => (await betaInbox(world as RelayWorld)).length === 0);
     expect(sink.dispatched.map((r) => r.ref)).toEqual(sent.map((e) => e.id));
     expect(sink.seen).toHaveLength(5);
     expect(Number(second.status().cursor)).toBeGreaterThan(Number(cursor));
+    await second.close();
+    secondDb.close();
   });
 
   it("a registry outage between dispatch and ack re-reads the message: the pipeline sees a duplicate, dispatch stays once", async () => {
@@ -314,20 +319,24 @@ describe("relay receiver", () => {
     expect(sink.dispatched.at(-1)?.ref).toBe(fresh.id);
   });
 
-  it("reads from the start when the cursor file is corrupt", async () => {
+  it("reads from the start when the cursor cannot be loaded", async () => {
     world = await startRelayWorld({ trusted: true });
-    const cursorPath = join(world.dir, "relay-cursor.json");
-    writeFileSync(cursorPath, "{not json");
+    const saved = createMemoryCursorStore();
     const warnings: string[] = [];
     const sink = new RecordingSink();
     receiverFor(world, sink, {
-      cursorStore: createFileCursorStore(cursorPath),
+      cursorStore: {
+        load: () => {
+          throw new Error("database is locked");
+        },
+        save: saved.save,
+      },
       log: { warn: (m) => warnings.push(m) },
     });
     await alphaTransport(world).send(toBeta, envelope("still delivered"));
     await sink.waitForDispatched(1);
     expect(warnings.join("\n")).toMatch(/cursor unreadable/);
-    await until(() => readFileSync(cursorPath, "utf8").includes('"cursor": "'));
+    await until(() => saved.current !== null);
   });
 
   it("close() aborts the in-flight long-poll at once", async () => {
