@@ -11,7 +11,7 @@
 // 60 s unless `BENCH_IDLE_SECONDS` says otherwise.
 import { type ChildProcess, fork } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, request as httpRequest, Agent as HttpAgent } from "node:http";
+import { createServer, Agent as HttpAgent, request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -71,7 +71,10 @@ async function runHub(): Promise<void> {
   const deadline = started + 600_000;
   while (runtime.status().messaging.peers.trusted < expected) {
     if (performance.now() > deadline) {
-      send({ type: "failed", message: `only ${runtime.status().messaging.peers.trusted} of ${expected} trusted` });
+      send({
+        type: "failed",
+        message: `only ${runtime.status().messaging.peers.trusted} of ${expected} trusted`,
+      });
       process.exit(1);
     }
     await new Promise((resolve) => setTimeout(resolve, 10));
@@ -239,7 +242,12 @@ async function seed(registryUrl: string, accountUrl: string, stateRoot: string, 
 export async function runPeersBench(n: number, report: (line: string) => void): Promise<PeersBenchResult> {
   const dir = mkdtempSync(join(tmpdir(), "peers-bench-"));
   // Seeded peers never heartbeat: a long TTL keeps them listed for the whole run.
-  const registry = await startRegistryProcess(join(dir, "registry.db"), ["--ttl", "86400", "--send-rate", "0"]);
+  const registry = await startRegistryProcess(join(dir, "registry.db"), [
+    "--ttl",
+    "86400",
+    "--send-rate",
+    "0",
+  ]);
   const proxy = await startCountingProxy(registry.url);
   const stateRoot = join(dir, "state");
   try {
@@ -306,7 +314,9 @@ async function main() {
         .filter((key) => key !== "peers")
         .map((key) => [key, Math.round((large[key] / Math.max(small[key], 1e-9)) * 100) / 100]),
     );
-    process.stderr.write(`growth ${small.peers} -> ${large.peers} (peers x${scale}): ${JSON.stringify(growth)}\n`);
+    process.stderr.write(
+      `growth ${small.peers} -> ${large.peers} (peers x${scale}): ${JSON.stringify(growth)}\n`,
+    );
   }
 }
 

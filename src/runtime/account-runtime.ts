@@ -16,7 +16,6 @@ import {
   accountStateDir,
   createAccountStateStore,
 } from "../adapters/state/account-state.js";
-import { readJsonFile, writeJsonAtomic } from "../adapters/state/json-file.js";
 import type { AdmittedMessage } from "../adapters/transport/transport.js";
 import { createConfigSource } from "../adapters/visibility/config.js";
 import { createConvexSource } from "../adapters/visibility/convex.js";
@@ -33,14 +32,14 @@ import {
 import { type AccountStatus, toAccountStatus } from "../machines/account.status.js";
 import { fnv1a32 } from "../machines/backoff.js";
 import { DAEMON_DEFAULTS, type DaemonInput, daemonMachine } from "../machines/daemon.machine.js";
-import { handshakeMachine, type PeerState } from "../machines/handshake.machine.js";
-import { type PeerTable, peerRecords } from "../machines/peers.js";
+import { handshakeMachine } from "../machines/handshake.machine.js";
+import { type PeerTable, peerChanges } from "../machines/peers.js";
 import { type PollInput, pollMachine } from "../machines/poll.machine.js";
-import { type AgentMetadata, peerKey } from "../machines/types.js";
+import type { AgentMetadata } from "../machines/types.js";
 import { type VisibilityReading, visibilityMachine } from "../machines/visibility.machine.js";
 import type { AccountNetwork, PeerView } from "./account-network.js";
 import type { InboundDeps } from "./inbound.js";
-import { createPeerNetwork, peersFileSchema } from "./peer-network.js";
+import { createPeerNetwork } from "./peer-network.js";
 import { createPilotLink, daemonActors } from "./pilot-link.js";
 import { registryActions, registryActors } from "./registry-actors.js";
 import { createRelayLink } from "./relay-link.js";
@@ -201,7 +200,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     );
   }
   const named = { ...account, hostname: account.hostname };
-  const state = createAccountStateStore(accountStateDir(options.stateRoot, account.accountId));
+  const state = createAccountStateStore(accountStateDir(options.stateRoot, account.accountId), { log });
   const installationId = state.ensureInstallationId(account.installationId);
   const registryUrl = account.registryUrl || DEFAULT_REGISTRY_URL;
   switchRegistry(state, registryUrl);
@@ -313,8 +312,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
   };
 
   const initialReading = await readVisibility();
-  const peersFile = `${state.dir}/peers.json`;
-  const savedPeers: PeerState[] = readJsonFile(peersFile, peersFileSchema, { peers: [] }).peers;
+  const savedPeers = state.db.loadPeers();
 
   const inboxLoop = link.inbox;
   const children: AccountChildrenInput = {};
@@ -418,7 +416,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
       deregisterTimeoutMs: options.deregisterTimeoutMs ?? 5_000,
       transport: transportKind,
       children,
-      peers: savedPeers.map((record) => [peerKey(record), record] as const),
+      peers: savedPeers.map(({ key, record }) => [key, record] as const),
     },
     ...(options.inspect ? { inspect: options.inspect } : {}),
   });
@@ -434,13 +432,14 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     visibilityError: visibility.source.lastError?.message ?? null,
   });
 
-  // Persist the peer table whenever a handshake actor changed (restored as children on the next start).
+  // Persist what changed in the peer table: one row per changed peer, never the whole table.
   let savedTable: PeerTable = live.getSnapshot().context.peers;
   const persistPeers = (peers: PeerTable) => {
     if (peers === savedTable) return;
+    const changes = peerChanges(savedTable, peers);
     savedTable = peers;
     try {
-      writeJsonAtomic(peersFile, { peers: peerRecords(peers) });
+      state.db.writePeers(changes);
     } catch (error) {
       log.warn(`agent-registry: ${account.accountId}: cannot save peers: ${(error as Error).message}`);
     }
@@ -481,7 +480,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     },
   });
 
-  // A peer asks for a handshake (announced once per peer, remembered in peers.json).
+  // A peer asks for a handshake (announced once per peer, remembered with its record).
   live.on("peer.announced", ({ key }) => {
     const peer = network.view(key);
     if (!peer) return;
@@ -552,7 +551,10 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     },
     async stop() {
       abort.abort();
-      if (live.getSnapshot().status !== "active") return;
+      if (live.getSnapshot().status !== "active") {
+        state.close();
+        return;
+      }
       // The transport first: a managed daemon is stopped gracefully (SIGTERM, then SIGKILL, bounded), the loops
       // end their cycle (a message in hand finishes), then the registry lifecycle deregisters (bounded).
       live.send({ type: "TRANSPORT.STOP" });
@@ -569,6 +571,8 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
         () => undefined,
       );
       live.stop();
+      persistPeers(live.getSnapshot().context.peers);
+      state.close();
     },
   };
 }

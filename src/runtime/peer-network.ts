@@ -9,11 +9,7 @@ import { type Transport, TransportError } from "../adapters/transport/transport.
 import type { ResolvedAccount } from "../config.js";
 import type { Log } from "../log.js";
 import type { AccountMachine } from "../machines/account.machine.js";
-import {
-  type HandshakeCommand,
-  type HandshakeMachine,
-  type PeerState,
-} from "../machines/handshake.machine.js";
+import type { HandshakeCommand, HandshakeMachine, PeerState } from "../machines/handshake.machine.js";
 import {
   findPeerKey,
   getPeer,
@@ -31,9 +27,6 @@ import {
   NetworkError,
   type PeerView,
 } from "./account-network.js";
-
-// Moved to the state adapter with the account database; re-exported for callers that still read peers.json.
-export { peersFileSchema } from "../adapters/state/peer-records.js";
 
 /** The account root as the network uses it: its snapshot (peer table, children) and its events. */
 export type AccountRoot = Pick<ActorRefFrom<AccountMachine>, "getSnapshot" | "send">;

@@ -1,12 +1,14 @@
 // The running account is one actor tree: the root `account:<id>` and its children (the inbox and peers loops, a
 // handshake actor per peer, the daemon for Pilot), all in one system, as the inspector sees them. A failing child
 // shows at the account's status. Real registry on 127.0.0.1; the peers talk over an in-memory network.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AnyActorRef, InspectionEvent } from "xstate";
+import { openAccountDb } from "../../src/adapters/state/account-db.js";
 import { resolveAccounts } from "../../src/config.js";
 import { type RegistryServerHandle, startRegistryServer } from "../../src/registry-server/server.js";
 import { NetworkError } from "../../src/runtime/account-network.js";
@@ -149,9 +151,15 @@ describe("restoring saved peers", () => {
       announcedAt: 1,
       updatedAt: 1,
     }));
-    const file = join(stateDir, "peers.json");
-    writeFileSync(file, JSON.stringify({ peers }));
-    const before = statSync(file).mtimeMs;
+    // Saved as the previous version did (peers.json): the first start imports it into the account database.
+    writeFileSync(join(stateDir, "peers.json"), JSON.stringify({ peers }));
+    const seeded = openAccountDb(stateDir);
+    seeded.close();
+    // Another connection sees the database's version change with every commit made by the runtime.
+    const watcher = new DatabaseSync(join(stateDir, "account.db"));
+    const version = () =>
+      (watcher.prepare("PRAGMA data_version").get() as { data_version: number }).data_version;
+    const before = version();
     const [account] = resolveAccounts(
       { registryUrl: registry.url, transport: "relay", accounts: { dora: { hostname: "dora" } } },
       {},
@@ -167,14 +175,15 @@ describe("restoring saved peers", () => {
       const children = Object.keys(runtime.actor.getSnapshot().children);
       expect(children.filter((id) => id.startsWith("handshake:"))).toEqual([]);
       expect(runtime.status().messaging.peers).toMatchObject({ total: 200, trusted: 100, pending: 100 });
-      // Restoring writes nothing: the table and the file stay as they were.
-      expect(statSync(file).mtimeMs).toBe(before);
+      // Restoring writes nothing: the database is as it was.
+      expect(version()).toBe(before);
       // Nothing is announced again.
       expect(runtime.network.peers().find((peer) => peer.hostname === "peer-1")).toMatchObject({
         state: "pendingApproval",
         introduction: "hello from 1",
       });
     } finally {
+      watcher.close();
       await runtime.stop();
       await registry.close();
       rmSync(dir, { recursive: true, force: true });
