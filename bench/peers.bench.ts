@@ -259,8 +259,8 @@ export async function runPeersBench(n: number, report: (line: string) => void): 
     let hub = forkHub(config);
     const settled = (await hub.next("settled")) as Extract<FromHub, { type: "settled" }>;
 
-    // Idle: let the first cycles finish, then count a quiet window.
-    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    // Idle: let the first cycles finish (and the JIT settle), then count a quiet window.
+    await new Promise((resolve) => setTimeout(resolve, 10_000));
     proxy.reset();
     hub.send({ type: "idle-start" });
     await new Promise((resolve) => setTimeout(resolve, IDLE_SECONDS * 1000));

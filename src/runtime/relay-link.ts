@@ -90,12 +90,21 @@ export function createRelayLink(deps: RelayLinkDeps): TransportLink {
     deadLetterDir: join(state.dir, "relay-dead-letter"),
     log,
   });
+  /**
+   * The relay is used with the agent token a registration returns: before the first one (a fresh install) there is
+   * none, and a call would only be refused. A registry that issues no tokens is usable once registered.
+   */
+  const linked = () => deps.registered() || state.identity().agentToken !== null;
   return {
-    // A registry without relay routes gives no usable transport; unavailableReason() says why.
-    transport: () => (missingRoute ? null : transport),
+    // A registry without relay routes, or no registration yet, gives no usable transport; unavailableReason() says
+    // why. The peers loop reads nothing until then; the registration wakes it (and the inbox loop).
+    transport: () => (missingRoute || !linked() ? null : transport),
     unavailableReason: () => {
       if (missingRoute) {
         return `The registry at ${deps.registry.url} has no relay (its ${missingRoute.route} route answered ${missingRoute.status}), so transport "relay" cannot work there; point registryUrl at a registry with relay support (e.g. \`npx agent-registry serve\`) or set transport to "pilot"`;
+      }
+      if (!linked()) {
+        return `Registering with the registry at ${deps.registry.url} first: the relay is used with the agent token the registration returns (messaging starts once this account is registered)`;
       }
       const error = deps.inboxError();
       return error
@@ -107,9 +116,7 @@ export function createRelayLink(deps: RelayLinkDeps): TransportLink {
       // the registration succeeds. A registry that issues no tokens is read then as well, so the link finds out
       // (and says) what that registry supports instead of "starting" for ever.
       runCycle: (input, signal) =>
-        deps.registered() || state.identity().agentToken
-          ? inbox.runCycle(input, signal)
-          : Promise.resolve(idleSummary(input.trigger)),
+        linked() ? inbox.runCycle(input, signal) : Promise.resolve(idleSummary(input.trigger)),
       close: () => inbox.close(),
     },
     report: () => {
