@@ -27,7 +27,9 @@ import {
   registrationSchema,
   searchQuerySchema,
   sendMessageSchema,
+  TRUST_PAGE_DEFAULT_LIMIT,
   trustDecisionSchema,
+  trustListQuerySchema,
   trustRequestSchema,
 } from "./schemas.js";
 import type { RegistryService } from "./service.js";
@@ -245,10 +247,17 @@ export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Ro
     body: service.pendingTrust(pathParam(ctx, "installation_id", "list pending trust requests"), caller(ctx)),
   });
 
-  const trustList: Handler = (ctx) => ({
-    status: 200,
-    body: service.trustList(pathParam(ctx, "installation_id", "list trust"), caller(ctx)),
-  });
+  const trustList: Handler = (ctx) => {
+    const op = "list trust";
+    const installationId = pathParam(ctx, "installation_id", op);
+    const q = validate(trustListQuerySchema, queryObject(ctx.url), "query", op);
+    // Either parameter asks for a page of changes; neither, for the whole list (what older clients read).
+    const changes =
+      q.after === undefined && q.limit === undefined
+        ? undefined
+        : { after: q.after ?? 0, limit: q.limit ?? TRUST_PAGE_DEFAULT_LIMIT };
+    return { status: 200, body: service.trustList(installationId, caller(ctx), changes) };
+  };
 
   const adminRelease: Handler = async (ctx) => {
     const op = "release hostname";

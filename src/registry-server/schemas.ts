@@ -179,6 +179,19 @@ export const inboxQuerySchema = z.object({
     .optional(),
 });
 
+/** Most trust records one page of changes holds; without `limit` a page holds TRUST_PAGE_DEFAULT_LIMIT. */
+export const TRUST_PAGE_MAX_LIMIT = 1000;
+export const TRUST_PAGE_DEFAULT_LIMIT = 500;
+
+export const trustListQuerySchema = z.object({
+  after: z
+    .string()
+    .regex(/^\d{1,15}$/, { message: "after must be a cursor returned as next_cursor (a whole number)" })
+    .transform(Number)
+    .optional(),
+  limit: intParam(1, TRUST_PAGE_MAX_LIMIT).optional(),
+});
+
 /** Maps a zod issue code to the `type` FastAPI/pydantic would report. */
 function issueType(issue: z.core.$ZodIssue): string {
   switch (issue.code) {

@@ -23,7 +23,14 @@ import {
   type RegistrationInput,
   type SendMessageInput,
 } from "./schemas.js";
-import type { RegistryStore, StoredAgent, StoredMessageHead, StoredTrust, TrustStatus } from "./store.js";
+import type {
+  ListedTrust,
+  RegistryStore,
+  StoredAgent,
+  StoredMessageHead,
+  TrustStatus,
+  TrustWrite,
+} from "./store.js";
 
 /** The public agent record (contract: "Agent record"). */
 export interface AgentRecord {
@@ -62,6 +69,27 @@ export interface TrustPeer {
   status: TrustStatus;
   created_at: string;
   approved_at?: string;
+  updated_at: string;
+  /** Hostname of the other side's agent; null when no agent has that peer id (purged or never registered). */
+  peer_hostname: string | null;
+  /** Only on pending records shown to their target: what the pending read shows of the request. */
+  introduction?: string | null;
+  assistant_name?: string | null;
+  human_name?: string | null;
+}
+
+/** The trust list: whole, or one page of changes (then with has_more). */
+export interface TrustList {
+  peers: TrustPeer[];
+  /** Continue reading changes after this (the highest change of the records returned, or the given cursor). */
+  next_cursor: string;
+  has_more?: boolean;
+}
+
+/** A page of trust changes after a cursor (a change sequence). */
+export interface TrustChangesQuery {
+  after: number;
+  limit: number;
 }
 
 /** Credentials a request presented for acting as an agent. */
@@ -794,7 +822,7 @@ export class RegistryService {
       const reverse = this.#store.getTrust(to, from);
       const status: TrustStatus =
         decision === "approve" ? "approved" : decision === "reject" ? "rejected" : "blocked";
-      const base: StoredTrust = record ?? {
+      const base: TrustWrite = record ?? {
         requesterId: from,
         targetId: to,
         status,
@@ -883,16 +911,33 @@ export class RegistryService {
     return { requests, relationships: requests };
   }
 
-  trustList(id: string, caller: Caller): { peers: TrustPeer[] } {
-    const self = this.#trustSelf(id, caller, "list trust", "");
+  /**
+   * The caller's trust records, both directions: all of them, or (with `changes`) those changed after a cursor,
+   * so a client that keeps a copy reads only what changed. Either way `next_cursor` is where to continue.
+   */
+  trustList(id: string, caller: Caller, changes?: TrustChangesQuery): TrustList {
+    const operation = "list trust";
+    const self = this.#trustSelf(id, caller, operation, "");
+    const show = (t: ListedTrust) => trustPeerOf(t, self);
+    if (!changes) {
+      const records = this.#store.listTrust(self);
+      const last = records.reduce((max, t) => Math.max(max, t.changeSeq), 0);
+      return { peers: records.map(show), next_cursor: String(last) };
+    }
+    if (changes.after > this.#store.lastTrustChange()) {
+      // Only a registry restored from an older copy can get here: the reader's copy holds changes this
+      // registry never made, so continuing from its cursor would miss the ones it makes next.
+      throw conflict(
+        operation,
+        `cursor ${changes.after} is ahead of this registry's trust changes (was it restored from a backup?); read the whole list again, without after`,
+      );
+    }
+    const records = this.#store.listTrustChanges(self, changes.after, changes.limit + 1);
+    const page = records.slice(0, changes.limit);
     return {
-      peers: this.#store.listTrust(self).map((t) => ({
-        requester_id: t.requesterId,
-        target_id: t.targetId,
-        status: t.status,
-        created_at: iso(t.createdAt),
-        ...(t.approvedAt !== null ? { approved_at: iso(t.approvedAt) } : {}),
-      })),
+      peers: page.map(show),
+      next_cursor: String(page.at(-1)?.changeSeq ?? changes.after),
+      has_more: records.length > changes.limit,
     };
   }
 
@@ -948,6 +993,24 @@ export class RegistryService {
       messages: this.#store.purgeMessages(now - this.options.messageRetentionSeconds * 1000),
     };
   }
+}
+
+/** A trust record as `self` sees it: the request's text only when self is its target and it is pending. */
+function trustPeerOf(t: ListedTrust, self: string): TrustPeer {
+  const request =
+    t.status === "pending" && t.targetId === self
+      ? { introduction: t.introduction, assistant_name: t.assistantName, human_name: t.humanName }
+      : {};
+  return {
+    requester_id: t.requesterId,
+    target_id: t.targetId,
+    status: t.status,
+    created_at: iso(t.createdAt),
+    ...(t.approvedAt !== null ? { approved_at: iso(t.approvedAt) } : {}),
+    updated_at: iso(t.updatedAt),
+    peer_hostname: t.peerHostname,
+    ...request,
+  };
 }
 
 /**

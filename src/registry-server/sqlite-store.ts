@@ -10,6 +10,7 @@ import type {
   AgentLiveness,
   AgentSearchQuery,
   InboxUsage,
+  ListedTrust,
   NewMessage,
   Page,
   RegistryStore,
@@ -18,6 +19,7 @@ import type {
   StoredMessageHead,
   StoredTrust,
   TrustStatus,
+  TrustWrite,
 } from "./store.js";
 
 const SCHEMA = `
@@ -62,9 +64,27 @@ CREATE TABLE IF NOT EXISTS trust (
   created_at INTEGER NOT NULL,
   approved_at INTEGER,
   updated_at INTEGER NOT NULL,
+  change_seq INTEGER,
   PRIMARY KEY (requester_id, target_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS trust_target ON trust(target_id, status);
+`;
+
+/**
+ * Trust change sequences (see StoredTrust.changeSeq): a counter bumped in the same transaction as every trust
+ * write, and indexes that read one peer's changes after a cursor in order from either side. Run after the
+ * trust table has its change_seq column. A counter rather than MAX(change_seq) + 1 so that a number, once
+ * given, is never given again whatever happens to the rows.
+ */
+const TRUST_CHANGES_SCHEMA = `
+CREATE TABLE IF NOT EXISTS counters (
+  name TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO counters (name, value)
+  VALUES ('trust_change', (SELECT COALESCE(MAX(change_seq), 0) FROM trust));
+CREATE INDEX IF NOT EXISTS trust_requester_change ON trust(requester_id, change_seq);
+CREATE INDEX IF NOT EXISTS trust_target_change ON trust(target_id, change_seq);
 `;
 
 /**
@@ -133,6 +153,7 @@ function toMessage(row: Row): StoredMessage {
 
 function toTrust(row: Row): StoredTrust {
   return {
+    changeSeq: Number(row.change_seq ?? 0),
     requesterId: String(row.requester_id),
     targetId: String(row.target_id),
     status: String(row.status) as TrustStatus,
@@ -144,6 +165,17 @@ function toTrust(row: Row): StoredTrust {
     updatedAt: Number(row.updated_at),
   };
 }
+
+function toListedTrust(row: Row): ListedTrust {
+  return { ...toTrust(row), peerHostname: str(row.peer_hostname) };
+}
+
+/**
+ * The SELECT of trust rows seen from one peer: `other_id` is the other side, whose agent names the peer's
+ * hostname (an indexed lookup by peer id per row). `rows` yields the caller's rows with `other_id`.
+ */
+const withPeerHostname = (rows: string) =>
+  `SELECT t.*, a.hostname AS peer_hostname FROM (${rows}) t LEFT JOIN agents a ON a.peer_id = t.other_id`;
 
 export interface SqliteStoreOptions {
   /** File path or ":memory:". */
@@ -223,6 +255,7 @@ export class SqliteRegistryStore implements RegistryStore {
       throw error;
     }
     this.#migratePeerIds();
+    this.#migrateTrustChanges();
     // Only the indexed columns: loading 100k rows should leave little garbage behind for the heap to keep.
     const rows = this.#db
       .prepare("SELECT seq, id, hostname, display_name, description, capabilities, last_seen FROM agents")
@@ -295,6 +328,31 @@ export class SqliteRegistryStore implements RegistryStore {
     }
     // Peer ids are looked up on every relay send and trust call: unique and indexed.
     this.#db.exec("CREATE UNIQUE INDEX IF NOT EXISTS agents_peer ON agents(peer_id)");
+  }
+
+  /**
+   * Databases written before trust change sequences: add the column and number the existing records in a
+   * stable order (oldest change first), then the counter and indexes. Runs after the peer id migration, which
+   * rewrites trust rows without the column.
+   */
+  #migrateTrustChanges(): void {
+    const columns = this.#db.prepare("PRAGMA table_info(trust)").all();
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      if (!columns.some((c) => c.name === "change_seq")) {
+        this.#db.exec("ALTER TABLE trust ADD COLUMN change_seq INTEGER");
+        this.#db.exec(
+          "UPDATE trust SET change_seq = n.seq FROM (SELECT requester_id, target_id, ROW_NUMBER() OVER " +
+            "(ORDER BY updated_at, created_at, requester_id, target_id) AS seq FROM trust) AS n " +
+            "WHERE trust.requester_id = n.requester_id AND trust.target_id = n.target_id",
+        );
+      }
+      this.#db.exec(TRUST_CHANGES_SCHEMA);
+      this.#db.exec("COMMIT");
+    } catch (error) {
+      this.#db.exec("ROLLBACK");
+      throw error;
+    }
   }
 
   #indexLater(update: () => void): void {
@@ -682,14 +740,18 @@ export class SqliteRegistryStore implements RegistryStore {
     return row ? toTrust(row) : undefined;
   }
 
-  putTrust(trust: StoredTrust): void {
+  putTrust(trust: TrustWrite): void {
     this.transaction(() => {
+      const changeSeq = this.#stmt(
+        "UPDATE counters SET value = value + 1 WHERE name = 'trust_change' RETURNING value",
+      ).get()?.value;
       this.#stmt(
         "INSERT INTO trust (requester_id, target_id, status, introduction, assistant_name, human_name, created_at, " +
-          "approved_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (requester_id, target_id) DO UPDATE " +
+          "approved_at, updated_at, change_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) " +
+          "ON CONFLICT (requester_id, target_id) DO UPDATE " +
           "SET status = excluded.status, introduction = excluded.introduction, assistant_name = excluded.assistant_name, " +
           "human_name = excluded.human_name, created_at = excluded.created_at, approved_at = excluded.approved_at, " +
-          "updated_at = excluded.updated_at",
+          "updated_at = excluded.updated_at, change_seq = excluded.change_seq",
       ).run(
         trust.requesterId,
         trust.targetId,
@@ -700,17 +762,39 @@ export class SqliteRegistryStore implements RegistryStore {
         trust.createdAt,
         trust.approvedAt,
         trust.updatedAt,
+        Number(changeSeq),
       );
     });
   }
 
-  listTrust(installationId: string): StoredTrust[] {
+  listTrust(peerId: string): ListedTrust[] {
     return this.#stmt(
-      "SELECT * FROM trust WHERE requester_id = ? UNION ALL SELECT * FROM trust WHERE target_id = ? AND requester_id <> ? " +
-        "ORDER BY created_at, requester_id, target_id",
+      `${withPeerHostname(
+        "SELECT *, target_id AS other_id FROM trust WHERE requester_id = ? UNION ALL " +
+          "SELECT *, requester_id AS other_id FROM trust WHERE target_id = ? AND requester_id <> ?",
+      )} ORDER BY t.created_at, t.requester_id, t.target_id`,
     )
-      .all(installationId, installationId, installationId)
-      .map(toTrust);
+      .all(peerId, peerId, peerId)
+      .map(toListedTrust);
+  }
+
+  listTrustChanges(peerId: string, afterSeq: number, limit: number): ListedTrust[] {
+    // Each side reads at most `limit` rows from its own (peer, change_seq) index; the merge keeps the first
+    // `limit` of both, so a page costs O(limit) whatever the peer's record count.
+    return this.#stmt(
+      `${withPeerHostname(
+        "SELECT * FROM (SELECT *, target_id AS other_id FROM trust WHERE requester_id = ? AND change_seq > ? " +
+          "ORDER BY change_seq LIMIT ?) UNION ALL " +
+          "SELECT * FROM (SELECT *, requester_id AS other_id FROM trust WHERE target_id = ? AND requester_id <> ? " +
+          "AND change_seq > ? ORDER BY change_seq LIMIT ?)",
+      )} ORDER BY t.change_seq LIMIT ?`,
+    )
+      .all(peerId, afterSeq, limit, peerId, peerId, afterSeq, limit, limit)
+      .map(toListedTrust);
+  }
+
+  lastTrustChange(): number {
+    return Number(this.#stmt("SELECT value FROM counters WHERE name = 'trust_change'").get()?.value ?? 0);
   }
 
   listPendingTrust(targetId: string): StoredTrust[] {

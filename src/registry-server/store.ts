@@ -91,8 +91,16 @@ export type TrustStatus = "pending" | "approved" | "rejected" | "blocked";
 /**
  * One directed trust record: `requesterId` asked `targetId`; the status is the target's decision. Both ids
  * are peer ids (public), so lists can be shown to either side without revealing installation ids.
+ *
+ * Records are never deleted: ending trust is a status change (rejected, blocked), so a reader that follows
+ * `changeSeq` sees every change, including the end of a relationship.
  */
 export interface StoredTrust {
+  /**
+   * Change sequence: registry-wide, strictly increasing, assigned by putTrust on every write of the record
+   * (never by the caller, never reused). Readers of changes continue from the highest one they saw.
+   */
+  changeSeq: number;
   requesterId: string;
   targetId: string;
   status: TrustStatus;
@@ -102,6 +110,14 @@ export interface StoredTrust {
   createdAt: number;
   approvedAt: number | null;
   updatedAt: number;
+}
+
+/** What putTrust writes: the store assigns the change sequence. */
+export type TrustWrite = Omit<StoredTrust, "changeSeq">;
+
+/** A trust record as listed to one side: with the hostname of the other side's agent (null when none). */
+export interface ListedTrust extends StoredTrust {
+  peerHostname: string | null;
 }
 
 export interface RegistryStore {
@@ -151,9 +167,17 @@ export interface RegistryStore {
   purgeMessages(createdBefore: number): number;
 
   getTrust(requesterId: string, targetId: string): StoredTrust | undefined;
-  putTrust(trust: StoredTrust): void;
-  /** Records where the installation is requester or target, oldest first. */
-  listTrust(installationId: string): StoredTrust[];
+  /** Inserts or replaces the record and gives it the next change sequence, in one transaction. */
+  putTrust(trust: TrustWrite): void;
+  /** Records where the peer is requester or target, oldest first. */
+  listTrust(peerId: string): ListedTrust[];
+  /**
+   * Records where the peer is requester or target whose changeSeq is above `afterSeq`, in changeSeq order, at
+   * most `limit`: a page of what changed for that peer since a reader's cursor.
+   */
+  listTrustChanges(peerId: string, afterSeq: number, limit: number): ListedTrust[];
+  /** The highest change sequence given so far, registry-wide (0 before the first trust write). */
+  lastTrustChange(): number;
   /** Pending records addressed to the installation, oldest first. */
   listPendingTrust(targetId: string): StoredTrust[];
 

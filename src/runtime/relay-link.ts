@@ -17,7 +17,14 @@ export interface RelayLinkDeps extends InboundDeps {
   registered(): boolean;
 }
 
-type RelayRoute = "readInbox" | "ack" | "sendMessage" | "requestTrust" | "pendingTrust" | "listTrust";
+type RelayRoute =
+  | "readInbox"
+  | "ack"
+  | "sendMessage"
+  | "requestTrust"
+  | "pendingTrust"
+  | "listTrust"
+  | "listTrustChanges";
 
 const RELAY_ROUTE_NAMES: Record<RelayRoute, string> = {
   readInbox: "relay inbox",
@@ -26,6 +33,7 @@ const RELAY_ROUTE_NAMES: Record<RelayRoute, string> = {
   requestTrust: "trust request",
   pendingTrust: "trust pending",
   listTrust: "trust list",
+  listTrustChanges: "trust list",
 };
 
 /**

@@ -12,6 +12,8 @@ import {
   INBOX_MIN_MAX_BYTES,
   MAX_MESSAGE_BODY_BYTES,
   MAX_QUERY_TERMS,
+  TRUST_PAGE_DEFAULT_LIMIT,
+  TRUST_PAGE_MAX_LIMIT,
 } from "../../src/registry-server/schemas.js";
 import {
   DEFAULT_HEADERS_TIMEOUT_MS,
@@ -67,6 +69,9 @@ describe("docs/registry-api.md", () => {
     expect(doc).toContain("| open connections | 1024");
     expect([DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS]).toEqual([20_000, 60_000]);
     expect(doc).toContain("| request headers / whole request | 20 s / 60 s");
+    expect([TRUST_PAGE_MAX_LIMIT, TRUST_PAGE_DEFAULT_LIMIT]).toEqual([1000, 500]);
+    expect(doc).toContain("`limit` 1-1000 (500, **extension**)");
+    expect(doc).toContain("| trust list page | `limit` 1-1,000 records (default 500) |");
     expect(MAX_QUERY_TERMS).toBe(32);
     expect(doc).toContain("(up to 16 KiB, 32 words)");
   });

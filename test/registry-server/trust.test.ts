@@ -4,6 +4,7 @@ import { type AgentWithToken, startTestRegistry, type TestRegistry } from "./hel
 
 type Peers = {
   peers: Array<{ requester_id: string; target_id: string; status: string; approved_at?: string }>;
+  next_cursor: string;
 };
 
 async function trio() {
@@ -79,8 +80,11 @@ describe("trust", () => {
         status: "approved",
         created_at: "2026-01-01T00:00:00.000Z",
         approved_at: "2026-01-01T00:00:10.000Z",
+        updated_at: "2026-01-01T00:00:10.000Z",
+        peer_hostname: "bob",
       },
     ]);
+    expect(list.body.next_cursor).toBe("2");
     expect((await post(r, "request", a, { from_id: "A", to_id: "B" })).body).toEqual({ status: "approved" });
   });
 

@@ -13,6 +13,7 @@ import {
   registerResponseSchema,
   sendMessageResponseSchema,
   singleAgentSchema,
+  trustChangesResponseSchema,
   trustListResponseSchema,
   trustStatusResponseSchema,
 } from "./schemas.js";
@@ -34,6 +35,8 @@ import type {
   RelayMessageToSend,
   SearchQuery,
   SendMessageResult,
+  TrustChangesPage,
+  TrustChangesQuery,
   TrustDecision,
   TrustPeer,
   TrustRequest,
@@ -54,6 +57,9 @@ export const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
 export const INBOX_LIMIT_MAX = 100;
 /** The largest `max_bytes` the reference registry takes; the client asks for at most its own response limit. */
 export const INBOX_MAX_BYTES_MAX = 4 * 1024 * 1024;
+/** Most trust records one page of changes asks for (the reference registry's cap), and the default. */
+export const TRUST_PAGE_LIMIT_MAX = 1000;
+export const TRUST_PAGE_LIMIT_DEFAULT = 500;
 
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 
@@ -110,6 +116,15 @@ export interface RegistryClient {
    */
   revokeTrust(revocation: TrustRevocation, opts?: CallOptions): Promise<TrustStatusResult>;
   listTrust(installationId: string, opts?: CallOptions): Promise<{ peers: TrustPeer[] }>;
+  /**
+   * The caller's trust records changed after `query.after` (from the start when null), one page (extension).
+   * `nextCursor` null: the registry does not read by change and `peers` is its whole list.
+   */
+  listTrustChanges(
+    installationId: string,
+    query?: TrustChangesQuery,
+    opts?: CallOptions,
+  ): Promise<TrustChangesPage>;
 }
 
 type Method = "GET" | "POST" | "PATCH" | "DELETE";
@@ -339,6 +354,8 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
    * over the response limit, and lifted again once a page comes back short (the big messages are read).
    */
   let inboxLimitCap = INBOX_LIMIT_MAX;
+  /** The same for pages of trust changes: a page of long introductions can pass the response limit. */
+  let trustLimitCap = TRUST_PAGE_LIMIT_MAX;
 
   /** Belt and braces: a server may echo a header back in an error detail. */
   function redact(text: string, token: string | null | undefined): string {
@@ -954,6 +971,36 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
         schema: trustListResponseSchema,
       });
       return { peers: data };
+    },
+
+    async listTrustChanges(installationId, q = {}, opts = {}) {
+      const wanted = clampInt(q.limit, 1, TRUST_PAGE_LIMIT_MAX, TRUST_PAGE_LIMIT_DEFAULT);
+      let limit = Math.min(wanted, trustLimitCap);
+      for (;;) {
+        const query = new URLSearchParams();
+        if (q.after) query.set("after", q.after);
+        query.set("limit", String(limit));
+        try {
+          const { data } = await request({
+            operation: "trust.list",
+            method: "GET",
+            path: `/api/v1/trust/list/${seg(installationId)}`,
+            query,
+            token: opts.token,
+            bearerFallbackToKey: true,
+            signal: opts.signal,
+            schema: trustChangesResponseSchema,
+          });
+          if (!data.hasMore) trustLimitCap = TRUST_PAGE_LIMIT_MAX;
+          return data;
+        } catch (err) {
+          // Over the response limit: ask for fewer records, down to one, rather than fail on this page forever.
+          if (!(err instanceof RegistryError && err.cause instanceof ResponseTooLarge) || limit <= 1)
+            throw err;
+          limit = Math.max(1, Math.floor(limit / 2));
+          trustLimitCap = limit;
+        }
+      }
     },
   };
 }

@@ -12,6 +12,7 @@ import type {
   PendingTrustRequest,
   RelayMessage,
   SendMessageResult,
+  TrustChangesPage,
   TrustPeer,
   TrustStatus,
   TrustStatusResult,
@@ -315,6 +316,11 @@ const wireTrustPeer = z
     status: trustStatus,
     created_at: optionalTime,
     approved_at: optionalTime,
+    updated_at: optionalTime,
+    peer_hostname: optionalText,
+    introduction: optionalText,
+    assistant_name: optionalText,
+    human_name: optionalText,
   })
   .refine((p) => (p.requester_id ?? p.from_id) !== null && (p.target_id ?? p.to_id) !== null, {
     message: "trust record without requester_id/target_id",
@@ -326,17 +332,49 @@ const wireTrustPeer = z
       status: p.status,
       createdAt: p.created_at,
       approvedAt: p.approved_at,
+      updatedAt: p.updated_at,
+      peerHostname: p.peer_hostname,
+      introduction: p.introduction,
+      assistantName: p.assistant_name,
+      humanName: p.human_name,
     }),
   );
 
-export const trustListResponseSchema: z.ZodType<TrustPeer[], unknown> = z.preprocess((value) => {
+const trustPeers = z.array(wireTrustPeer);
+
+/** The entries of a trust list: `{peers}`; original servers: `{relationships}` or a bare array. */
+function trustEntries(value: unknown): unknown {
   if (Array.isArray(value)) return value;
   if (value && typeof value === "object") {
     const v = value as { peers?: unknown; relationships?: unknown };
     return v.peers ?? v.relationships ?? [];
   }
   return value;
-}, z.array(wireTrustPeer));
+}
+
+export const trustListResponseSchema: z.ZodType<TrustPeer[], unknown> = z.preprocess(
+  trustEntries,
+  trustPeers,
+);
+
+/**
+ * A page of trust changes. A reply without `next_cursor` (a bare array, or an object without it) is from a
+ * registry that does not read by change: its entries are the whole list.
+ */
+export const trustChangesResponseSchema: z.ZodType<TrustChangesPage, unknown> = z
+  .preprocess(
+    (value) => {
+      const page =
+        value && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+      return { peers: trustEntries(value), next_cursor: page.next_cursor, has_more: page.has_more };
+    },
+    z.object({ peers: trustPeers, next_cursor: optionalId, has_more: z.boolean().nullish() }),
+  )
+  .transform((p) => ({
+    peers: p.peers,
+    nextCursor: p.next_cursor,
+    hasMore: p.next_cursor !== null && p.has_more === true,
+  }));
 
 /** FastAPI-style error bodies: `{detail: string|object}`, also `{error: ...}` or `{message: ...}`. */
 export const errorBodySchema = z

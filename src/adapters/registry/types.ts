@@ -202,6 +202,33 @@ export interface TrustPeer {
   status: TrustStatus;
   createdAt: string | null;
   approvedAt: string | null;
+  /** When the record last changed (null from registries that do not say). */
+  updatedAt: string | null;
+  /** Hostname of the other side's agent, as the registry names it (null: none, or the registry does not say). */
+  peerHostname: string | null;
+  /** A pending request's text, shown to its target only (null otherwise, or from registries without it). */
+  introduction: string | null;
+  assistantName: string | null;
+  humanName: string | null;
+}
+
+/** Where to read trust changes from, and how many records a page may hold at most. */
+export interface TrustChangesQuery {
+  /** A `nextCursor` from an earlier read; null or absent reads from the start. */
+  after?: string | null;
+  limit?: number;
+}
+
+/** One page of a caller's trust records changed after a cursor. */
+export interface TrustChangesPage {
+  peers: TrustPeer[];
+  /**
+   * Where the next read continues. Null when the registry does not read by change (the original ignores the
+   * parameters): `peers` is then the whole list, every time.
+   */
+  nextCursor: string | null;
+  /** Another page follows at once. */
+  hasMore: boolean;
 }
 
 /** Options every call accepts last. `token` is the agent token for calls that act as an agent. */

@@ -1,6 +1,7 @@
 // The registry's HTTP relay as a `Transport`: outbound envelopes are posted to the registry (the envelope id is
 // the relay message id, so a resend after a timeout is stored once) and trust runs through the registry's trust
-// endpoints. Used where the Pilot daemon is unusable; the inbound side is relay-inbox.ts.
+// endpoints; trust lists come from a copy kept in step by change (trust-mirror.ts). Used where the Pilot daemon
+// is unusable; the inbound side is relay-inbox.ts.
 
 import { isMissingRoute, type RegistryClient } from "../registry/client.js";
 import { RegistryError } from "../registry/errors.js";
@@ -13,6 +14,7 @@ import {
   TransportError,
   type TrustedPeer,
 } from "../transport/transport.js";
+import { createTrustMirror } from "./trust-mirror.js";
 
 /** Who this installation is on the relay. The token is read on every call: re-registration replaces it. */
 export interface RelaySelf {
@@ -39,8 +41,18 @@ export interface RelayTransportOptions {
   resolvePeer?: (hostname: string) => Promise<PeerRef | null>;
   /** How long a peer's hostname, once looked up, is reused (default 10 min; a miss is retried after 1 min). */
   hostnameTtlMs?: number;
+  /** How often the trust list is read from the start rather than by change (default 10 min). */
+  trustResyncMs?: number;
+  /** Trust records one page of changes asks for (default 500; the registry allows 1-1000). */
+  trustPageSize?: number;
+  /** Live trust records kept at most (default 200,000); an account with more gets an error, not unbounded memory. */
+  maxTrustRecords?: number;
   now?: () => number;
 }
+
+export const RELAY_TRUST_RESYNC_MS = 10 * 60_000;
+export const RELAY_TRUST_PAGE_SIZE = 500;
+export const RELAY_MAX_TRUST_RECORDS = 200_000;
 
 export const RELAY_HOSTNAME_TTL_MS = 10 * 60_000;
 /** A relay id the registry did not name (offline, unknown): asked again sooner than a known one. */
@@ -273,6 +285,74 @@ export function createRelayTransport(options: RelayTransportOptions): Transport 
     return out;
   }
 
+  const trust = createTrustMirror({
+    readPage: (after) =>
+      client.listTrustChanges(
+        self.installationId,
+        { after, limit: options.trustPageSize ?? RELAY_TRUST_PAGE_SIZE },
+        call(),
+      ),
+    now,
+    resyncMs: options.trustResyncMs ?? RELAY_TRUST_RESYNC_MS,
+    maxRecords: options.maxTrustRecords ?? RELAY_MAX_TRUST_RECORDS,
+  });
+
+  /** Our trust records, read by change (one shared read when listPending and listTrusted run together). */
+  async function trustSnapshot(operation: "listPending" | "listTrusted") {
+    try {
+      return await trust.sync();
+    } catch (err) {
+      throw toTransportError(operation, null, err);
+    }
+  }
+
+  /** Pending requests from the registry's pending route: for registries that do not read trust by change. */
+  async function pendingFromEndpoint(): Promise<PendingTrustRequest[]> {
+    let requests: Awaited<ReturnType<RegistryClient["pendingTrust"]>>["requests"];
+    try {
+      ({ requests } = await client.pendingTrust(self.installationId, call()));
+    } catch (err) {
+      throw toTransportError("listPending", null, err);
+    }
+    const names = await hostnamesOf(requests.map((r) => r.fromId));
+    return requests.map((r) => ({
+      peer: { hostname: names.get(r.fromId) ?? null, nodeId: null, installationId: r.fromId },
+      introduction: r.introduction,
+      assistantName: r.fromAssistantName,
+      humanName: r.fromHumanName,
+      receivedAt: r.createdAt ?? new Date().toISOString(),
+    }));
+  }
+
+  /**
+   * Trusted peers by relay id, with the earliest approval time and the registry's name for them. Trust is
+   * symmetric once approved, and the registry lists records in both directions: one entry per peer. A block in
+   * either direction wins over an approval (the registry refuses relay traffic then).
+   */
+  function trustedPeers(
+    records: readonly TrustPeer[],
+    own: string | null,
+  ): Map<string, { since: string | null; hostname: string | null }> {
+    const trusted = new Map<string, { since: string | null; hostname: string | null }>();
+    const blocked = new Set<string>();
+    for (const p of records) {
+      const other = isSelf(p.requesterId, own) ? p.targetId : p.requesterId;
+      if (isSelf(other, own)) continue;
+      if (p.status === "blocked") blocked.add(other);
+      if (p.status !== "approved") continue;
+      const at = p.approvedAt ?? p.createdAt;
+      const known = trusted.get(other);
+      if (!known) {
+        trusted.set(other, { since: at, hostname: p.peerHostname });
+        continue;
+      }
+      if (at !== null && (known.since === null || at < known.since)) known.since = at;
+      known.hostname ??= p.peerHostname;
+    }
+    for (const id of blocked) trusted.delete(id);
+    return trusted;
+  }
+
   const decide = async (operation: "approve" | "reject" | "block", peer: PeerRef): Promise<void> => {
     const fromId = await installationIdOf(operation, peer);
     const decision = { fromId, toId: self.installationId };
@@ -336,50 +416,36 @@ export function createRelayTransport(options: RelayTransportOptions): Transport 
     },
 
     async listPending(): Promise<PendingTrustRequest[]> {
-      let requests: Awaited<ReturnType<RegistryClient["pendingTrust"]>>["requests"];
-      try {
-        ({ requests } = await client.pendingTrust(self.installationId, call()));
-      } catch (err) {
-        throw toTransportError("listPending", null, err);
-      }
-      const names = await hostnamesOf(requests.map((r) => r.fromId));
-      return requests.map((r) => ({
-        peer: { hostname: names.get(r.fromId) ?? null, nodeId: null, installationId: r.fromId },
-        introduction: r.introduction,
-        assistantName: r.fromAssistantName,
-        humanName: r.fromHumanName,
-        receivedAt: r.createdAt ?? new Date().toISOString(),
-      }));
+      const snapshot = await trustSnapshot("listPending");
+      if (!snapshot.byChange) return pendingFromEndpoint();
+      const own = snapshot.records.length > 0 ? await ownPeerId() : null;
+      return snapshot.records
+        .filter((p) => p.status === "pending" && isSelf(p.targetId, own) && !isSelf(p.requesterId, own))
+        .sort(
+          (a, b) =>
+            (a.createdAt ?? "").localeCompare(b.createdAt ?? "") ||
+            a.requesterId.localeCompare(b.requesterId),
+        )
+        .map((p) => ({
+          peer: { hostname: p.peerHostname, nodeId: null, installationId: p.requesterId },
+          introduction: p.introduction,
+          assistantName: p.assistantName,
+          humanName: p.humanName,
+          receivedAt: p.createdAt ?? p.updatedAt ?? new Date(now()).toISOString(),
+        }));
     },
 
     async listTrusted(): Promise<TrustedPeer[]> {
-      let peers: TrustPeer[];
-      try {
-        ({ peers } = await client.listTrust(self.installationId, call()));
-      } catch (err) {
-        throw toTransportError("listTrusted", null, err);
-      }
-      const own = peers.length > 0 ? await ownPeerId() : null;
-      // Trust is symmetric once approved, and the registry lists records in both directions: one entry per peer.
-      // A block in either direction wins over an approval (the registry refuses relay traffic then).
-      const since = new Map<string, string | null>();
-      const blocked = new Set<string>();
-      for (const p of peers) {
-        const other = isSelf(p.requesterId, own) ? p.targetId : p.requesterId;
-        if (isSelf(other, own)) continue;
-        if (p.status === "blocked") blocked.add(other);
-        if (p.status !== "approved") continue;
-        const at = p.approvedAt ?? p.createdAt;
-        const known = since.get(other);
-        if (!since.has(other) || (at !== null && (known === null || known === undefined || at < known))) {
-          since.set(other, at);
-        }
-      }
-      for (const id of blocked) since.delete(id);
-      const names = await hostnamesOf([...since.keys()]);
-      return [...since.entries()].map(([id, at]) => ({
-        peer: { hostname: names.get(id) ?? null, nodeId: null, installationId: id },
-        since: at,
+      const snapshot = await trustSnapshot("listTrusted");
+      const own = snapshot.records.length > 0 ? await ownPeerId() : null;
+      const trusted = trustedPeers(snapshot.records, own);
+      // A registry that reads by change names each peer (null: no agent has that id now); others may not, and
+      // their peers are named by lookups (cached, see hostnamesOf).
+      const unnamed = snapshot.byChange ? [] : [...trusted].filter(([, t]) => t.hostname === null);
+      const names = await hostnamesOf(unnamed.map(([id]) => id));
+      return [...trusted.entries()].map(([id, t]) => ({
+        peer: { hostname: t.hostname ?? names.get(id) ?? null, nodeId: null, installationId: id },
+        since: t.since,
       }));
     },
 

@@ -274,8 +274,19 @@ describe("registry client against the original server", () => {
         status: "approved",
         createdAt: expect.any(String),
         approvedAt: null,
+        updatedAt: null,
+        peerHostname: null,
+        introduction: "hello",
+        assistantName: "Bob",
+        humanName: null,
       },
     ]);
+    // It ignores the paging parameters and answers the whole list: no cursor to continue from.
+    await expect(client.listTrustChanges("inst-alice", { after: null, limit: 1 })).resolves.toEqual({
+      peers,
+      nextCursor: null,
+      hasMore: false,
+    });
   });
 
   it("sends the deployment key as bearer on trust calls when it holds no agent token", async () => {

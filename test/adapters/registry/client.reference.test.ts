@@ -225,8 +225,73 @@ describe("registry client against the reference server", () => {
         requesterId: a.record.peerId,
         targetId: b.record.peerId,
         status: "approved",
+        peerHostname: "bob",
       }),
     );
+  });
+
+  it("reads trust by change: pages from the start, then only what changed after the cursor", async () => {
+    const a = await client.register(alice);
+    const b = await client.register(bob);
+    const carol = await client.register({ ...bob, hostname: "carol", installationId: "inst-carol" });
+    for (const [from, token] of [
+      ["inst-bob", b.agentToken],
+      ["inst-carol", carol.agentToken],
+    ] as const) {
+      await client.requestTrust(
+        { fromId: from, toId: a.record.peerId!, introduction: `from ${from}` },
+        { token },
+      );
+    }
+    const first = await client.listTrustChanges(
+      "inst-alice",
+      { after: null, limit: 1 },
+      { token: a.agentToken },
+    );
+    expect(first).toMatchObject({
+      hasMore: true,
+      peers: [{ peerHostname: "bob", introduction: "from inst-bob" }],
+    });
+    const second = await client.listTrustChanges(
+      "inst-alice",
+      { after: first.nextCursor },
+      { token: a.agentToken },
+    );
+    expect(second).toMatchObject({ hasMore: false, peers: [{ peerHostname: "carol", status: "pending" }] });
+    const idle = await client.listTrustChanges(
+      "inst-alice",
+      { after: second.nextCursor },
+      { token: a.agentToken },
+    );
+    expect(idle).toEqual({ peers: [], nextCursor: second.nextCursor, hasMore: false });
+    await client.approveTrust({ fromId: b.record.peerId!, toId: "inst-alice" }, { token: a.agentToken });
+    const changed = await client.listTrustChanges(
+      "inst-alice",
+      { after: idle.nextCursor },
+      { token: a.agentToken },
+    );
+    expect(changed.peers).toEqual([expect.objectContaining({ peerHostname: "bob", status: "approved" })]);
+  });
+
+  it("asks for smaller pages of trust changes when one is over its response limit", async () => {
+    const a = await client.register(alice);
+    const long = "x".repeat(1500);
+    for (const i of [1, 2, 3]) {
+      const peer = await client.register({ ...bob, hostname: `peer-${i}`, installationId: `inst-${i}` });
+      await client.requestTrust(
+        { fromId: `inst-${i}`, toId: a.record.peerId!, introduction: long },
+        { token: peer.agentToken },
+      );
+    }
+    const small = createRegistryClient({ baseUrl: server.url, apiKey: KEY, maxResponseBytes: 2500 });
+    const seen: string[] = [];
+    let after: string | null = null;
+    for (let more = true; more; ) {
+      const page = await small.listTrustChanges("inst-alice", { after }, { token: a.agentToken });
+      seen.push(...page.peers.map((p) => p.peerHostname ?? "?"));
+      ({ nextCursor: after, hasMore: more } = page);
+    }
+    expect(seen).toEqual(["peer-1", "peer-2", "peer-3"]);
   });
 
   it("refuses a trust decision made with someone else's token as forbidden", async () => {

@@ -6,6 +6,7 @@ import {
   inboxResponseSchema,
   pendingTrustResponseSchema,
   registerResponseSchema,
+  trustChangesResponseSchema,
   trustListResponseSchema,
 } from "../../../src/adapters/registry/schemas.js";
 
@@ -144,10 +145,52 @@ describe("registry wire schemas", () => {
 
   it("reads the trust list with from_id/to_id as well as requester_id/target_id", () => {
     expect(trustListResponseSchema.parse([{ from_id: "a", to_id: "b", status: "APPROVED" }])).toEqual([
-      { requesterId: "a", targetId: "b", status: "approved", createdAt: null, approvedAt: null },
+      {
+        requesterId: "a",
+        targetId: "b",
+        status: "approved",
+        createdAt: null,
+        approvedAt: null,
+        updatedAt: null,
+        peerHostname: null,
+        introduction: null,
+        assistantName: null,
+        humanName: null,
+      },
     ]);
     expect(
       trustListResponseSchema.safeParse({ peers: [{ requester_id: "a", status: "pending" }] }).success,
     ).toBe(false);
+  });
+
+  it("reads a page of trust changes, and a reply without next_cursor as a registry that does not page", () => {
+    const entry = {
+      requester_id: "a",
+      target_id: "b",
+      status: "pending",
+      updated_at: "2026-01-12T10:00:00Z",
+      peer_hostname: "bob",
+      introduction: "hi",
+      assistant_name: "Ann",
+    };
+    expect(trustChangesResponseSchema.parse({ peers: [entry], next_cursor: 7, has_more: true })).toEqual({
+      peers: [
+        expect.objectContaining({
+          updatedAt: "2026-01-12T10:00:00Z",
+          peerHostname: "bob",
+          introduction: "hi",
+          assistantName: "Ann",
+          humanName: null,
+        }),
+      ],
+      nextCursor: "7",
+      hasMore: true,
+    });
+    for (const legacy of [[entry], { relationships: [entry] }, { peers: [entry], has_more: true }]) {
+      expect(trustChangesResponseSchema.parse(legacy)).toMatchObject({ nextCursor: null, hasMore: false });
+    }
+    expect(trustChangesResponseSchema.safeParse({ peers: [{ status: "x" }], next_cursor: "1" }).success).toBe(
+      false,
+    );
   });
 });

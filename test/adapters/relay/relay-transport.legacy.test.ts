@@ -89,6 +89,34 @@ describe("relay transport against a registry with the original plugin's relay sh
     expect((await alpha.listTrusted()).map((t) => t.peer.installationId)).toEqual(["inst-beta"]);
   });
 
+  it("names trusted peers from a cache: one lookup per peer per TTL, not per poll", async () => {
+    const { alpha, beta } = await setup();
+    await alpha.requestTrust({ hostname: "beta", nodeId: null, installationId: null }, "hello");
+    const [request] = await beta.listPending();
+    await beta.approve(request!.peer);
+
+    const server = legacy!;
+    const client = createRegistryClient({ baseUrl: server.url });
+    let clock = 1_000_000;
+    const cached = createRelayTransport({
+      client,
+      self: { installationId: "inst-alpha", hostname: "alpha", agentToken: () => null },
+      hostnameTtlMs: 60_000,
+      now: () => clock,
+    });
+    const lookups = () => server.requests.filter((r) => r.path === "/api/v1/agents/").length;
+    const before = lookups();
+    const named = [{ hostname: "beta", nodeId: null, installationId: "inst-beta" }];
+    for (let poll = 0; poll < 5; poll++)
+      expect((await cached.listTrusted()).map((t) => t.peer)).toEqual(named);
+    expect(lookups() - before).toBe(1);
+    // Past the TTL the name is asked for again, once.
+    clock += 60_001;
+    expect((await cached.listTrusted()).map((t) => t.peer)).toEqual(named);
+    await cached.listTrusted();
+    expect(lookups() - before).toBe(2);
+  });
+
   it("untrust falls back to reject when the registry has no revoke route (404)", async () => {
     const { alpha, beta, server } = await setup();
     await alpha.requestTrust({ hostname: "beta", nodeId: null, installationId: null }, "hello");
