@@ -44,7 +44,7 @@ export type RouteMatch =
   | { kind: "not-found" };
 
 /** Segment names that are routes of their own under /agents/ and so can never be an agent id. */
-const RESERVED = new Set(["search", "messages", "by-hostname"]);
+const RESERVED = new Set(["search", "lookup", "messages", "by-hostname"]);
 
 export class Router {
   readonly #routes: Route[] = [];

@@ -1,5 +1,6 @@
 // The route table of the Agent Registry API: each route parses its input with zod, calls the service and
-// shapes the reply. Literal routes (/search, /by-hostname/, /messages/...) are never taken for an agent id.
+// shapes the reply. Literal routes (/search, /lookup, /by-hostname/, /messages/...) are never taken for an agent
+// id.
 import { z } from "zod";
 import { bearerOf } from "./auth.js";
 import { tooBusy, unprocessable } from "./errors.js";
@@ -20,7 +21,10 @@ import {
   hostnameSchema,
   INBOX_DEFAULT_MAX_BYTES,
   inboxQuerySchema,
+  LOOKUP_MAX_IDS,
+  LOOKUP_MAX_REQUEST_BYTES,
   listQuerySchema,
+  lookupSchema,
   MAX_MESSAGE_BODY_BYTES,
   MAX_QUERY_TERMS,
   patchSchema,
@@ -143,6 +147,24 @@ export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Ro
         offset: q.offset ?? 0,
       }),
     };
+  };
+
+  const lookup: Handler = async (ctx) => {
+    const op = "look up agents";
+    const input = validate(lookupSchema, await jsonBody(ctx, op, LOOKUP_MAX_REQUEST_BYTES), "body", op);
+    const pilotNodeIds = input.pilot_node_ids ?? [];
+    const peerIds = input.peer_ids ?? [];
+    // Each list is capped by the schema; the cap is on both together.
+    if (pilotNodeIds.length + peerIds.length > LOOKUP_MAX_IDS) {
+      throw unprocessable(op, [
+        {
+          loc: ["body"],
+          msg: `pilot_node_ids and peer_ids name ${pilotNodeIds.length + peerIds.length} ids together; send at most ${LOOKUP_MAX_IDS} per lookup and split the rest into further requests`,
+          type: "too_long",
+        },
+      ]);
+    }
+    return { status: 200, body: service.lookup({ pilotNodeIds, peerIds }) };
   };
 
   const byHostname: Handler = (ctx) => {
@@ -271,6 +293,7 @@ export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Ro
     .add("POST", AGENTS, "register agent", register)
     .add("GET", AGENTS, "list agents", list)
     .add("GET", `${AGENTS}/search`, "search agents", search)
+    .add("POST", `${AGENTS}/lookup`, "look up agents", lookup)
     .add("GET", `${AGENTS}/by-hostname/:hostname`, "get agent by hostname", byHostname)
     .add("POST", `${AGENTS}/messages/send`, "send relay message", send)
     .add("GET", `${AGENTS}/messages/inbox/:installation_id`, "read relay inbox", inbox)

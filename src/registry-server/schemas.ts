@@ -51,7 +51,7 @@ const capabilitiesSchema = z
   .max(50)
   .transform((caps) => [...new Set(caps.map((c) => c.toLowerCase()))]);
 
-const pilotNodeIdSchema = z.union([
+export const pilotNodeIdSchema = z.union([
   z.number().int().min(0).max(0xffffffff),
   z
     .string()
@@ -122,6 +122,25 @@ export const trustRequestSchema = z.object({
 });
 
 export const trustDecisionSchema = z.object({ from_id: clientId(200), to_id: clientId(200) });
+
+/** Most ids (node ids and peer ids together) one lookup may name; more is refused (422). */
+export const LOOKUP_MAX_IDS = 1000;
+/** Request cap of a lookup: 1,000 ids of up to 200 characters fit, with room for whitespace. */
+export const LOOKUP_MAX_REQUEST_BYTES = 256 * 1024;
+/**
+ * Most agents one lookup returns per node id. Node ids are announced by registrants, not proven, so any number
+ * of records may claim one; without a cap a few thousand of them would make every lookup of that id huge.
+ */
+export const LOOKUP_MAX_PER_NODE_ID = 10;
+
+const tooManyIds = `send at most ${LOOKUP_MAX_IDS} ids per lookup; split the ids into several requests`;
+
+// Strict: a misspelt field would otherwise be dropped and the lookup answer "no agents", which reads as
+// "these peers are unknown".
+export const lookupSchema = z.strictObject({
+  pilot_node_ids: z.array(pilotNodeIdSchema).max(LOOKUP_MAX_IDS, { message: tooManyIds }).optional(),
+  peer_ids: z.array(clientId(200)).max(LOOKUP_MAX_IDS, { message: tooManyIds }).optional(),
+});
 
 export const adminReleaseSchema = z.object({ hostname: hostnameSchema });
 

@@ -18,6 +18,7 @@ import { JsonStream } from "./json-text.js";
 import { isPeerId, peerIdOf } from "./peer-id.js";
 import { SendRateLimiter } from "./rate-limit.js";
 import {
+  LOOKUP_MAX_PER_NODE_ID,
   MAX_MESSAGE_BODY_BYTES,
   type PatchInput,
   type RegistrationInput,
@@ -497,6 +498,20 @@ export class RegistryService {
       offset: query.offset,
     });
     return { agents: page.items.map((a) => this.toRecord(a, now)), total: page.total };
+  }
+
+  /**
+   * Agents by node id or peer id, offline ones too, each once (ids that match nothing are left out). Peer ids
+   * match the public peer id only: a batched probe of installation ids would test guesses of secrets.
+   */
+  lookup(query: { pilotNodeIds: number[]; peerIds: string[] }): { agents: AgentRecord[] } {
+    const now = this.#now();
+    const agents = this.#store.lookupAgents({
+      pilotNodeIds: [...new Set(query.pilotNodeIds)],
+      peerIds: [...new Set(query.peerIds)],
+      perNodeId: LOOKUP_MAX_PER_NODE_ID,
+    });
+    return { agents: agents.map((a) => this.toRecord(a, now)) };
   }
 
   search(query: {

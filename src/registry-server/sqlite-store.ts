@@ -8,6 +8,7 @@ import { type IndexedAgent, SearchIndex } from "./search-index.js";
 import type {
   AgentListQuery,
   AgentLiveness,
+  AgentLookupQuery,
   AgentSearchQuery,
   InboxUsage,
   ListedTrust,
@@ -596,6 +597,20 @@ export class SqliteRegistryStore implements RegistryStore {
       `SELECT ${AGENT_COLUMNS} FROM agents a ${whereSql} ORDER BY a.created_at, a.id LIMIT ? OFFSET ?`,
     ).all(...params, query.limit, query.offset);
     return { items: rows.map(toAgent), total };
+  }
+
+  lookupAgents(query: AgentLookupQuery): StoredAgent[] {
+    this.#writeTouches();
+    // Each id is one probe of its index (agents_node, agents_peer): json_each feeds the IN lists, so the
+    // statement has one shape whatever the number of ids. The window keeps the freshest records of a node id.
+    const rows = this.#stmt(
+      `SELECT ${AGENT_COLUMNS} FROM agents a WHERE a.seq IN (` +
+        "SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (PARTITION BY pilot_node_id ORDER BY last_seen DESC, id) AS n " +
+        "FROM agents WHERE pilot_node_id IN (SELECT value FROM json_each(?))) WHERE n <= ? " +
+        "UNION SELECT seq FROM agents WHERE peer_id IN (SELECT value FROM json_each(?))" +
+        ") ORDER BY a.created_at, a.id",
+    ).all(JSON.stringify(query.pilotNodeIds), query.perNodeId, JSON.stringify(query.peerIds));
+    return rows.map(toAgent);
   }
 
   searchAgents(query: AgentSearchQuery): Page<StoredAgent> {

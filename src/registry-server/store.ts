@@ -36,6 +36,17 @@ export interface AgentListQuery {
   offset: number;
 }
 
+/** A batched lookup by ids: agents announcing any of the node ids, or holding any of the peer ids. */
+export interface AgentLookupQuery {
+  pilotNodeIds: number[];
+  peerIds: string[];
+  /**
+   * Most agents returned per node id (node ids are announced, not proven, so many records may claim one):
+   * those seen most recently.
+   */
+  perNodeId: number;
+}
+
 export interface AgentSearchQuery {
   /** Whole query, trimmed and lowercased ("" when absent): an exact hostname or capability hit ranks first. */
   phrase: string;
@@ -137,6 +148,8 @@ export interface RegistryStore {
   touchAgent(id: string, lastSeen: number): boolean;
   deleteAgent(id: string): boolean;
   listAgents(query: AgentListQuery): Page<StoredAgent>;
+  /** Agents matching a lookup, offline ones too, each once, oldest registration first (indexed reads only). */
+  lookupAgents(query: AgentLookupQuery): StoredAgent[];
   searchAgents(query: AgentSearchQuery): Page<StoredAgent>;
   /** Deletes agents last seen before `lastSeenBefore`, and their inboxes; returns how many agents. */
   purgeAgents(lastSeenBefore: number): number;

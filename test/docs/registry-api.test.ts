@@ -10,6 +10,9 @@ import {
   INBOX_MAX_BYTES,
   INBOX_MAX_LIMIT,
   INBOX_MIN_MAX_BYTES,
+  LOOKUP_MAX_IDS,
+  LOOKUP_MAX_PER_NODE_ID,
+  LOOKUP_MAX_REQUEST_BYTES,
   MAX_MESSAGE_BODY_BYTES,
   MAX_QUERY_TERMS,
   TRUST_PAGE_DEFAULT_LIMIT,
@@ -72,6 +75,9 @@ describe("docs/registry-api.md", () => {
     expect([TRUST_PAGE_MAX_LIMIT, TRUST_PAGE_DEFAULT_LIMIT]).toEqual([1000, 500]);
     expect(doc).toContain("`limit` 1-1000 (500, **extension**)");
     expect(doc).toContain("| trust list page | `limit` 1-1,000 records (default 500) |");
+    expect([LOOKUP_MAX_IDS, LOOKUP_MAX_REQUEST_BYTES, LOOKUP_MAX_PER_NODE_ID]).toEqual([1000, 256 * KIB, 10]);
+    expect(doc).toContain("| lookup request | 1,000 ids, 256 KiB | 422 / 413 |");
+    expect(doc).toContain("at most the 10 seen most\n  recently are returned per node id");
     expect(MAX_QUERY_TERMS).toBe(32);
     expect(doc).toContain("(up to 16 KiB, 32 words)");
   });
