@@ -5,6 +5,7 @@ import { z } from "zod";
 import { RegistryError, type RegistryErrorKind, type RegistryErrorOptions } from "./errors.js";
 import {
   ackResponseSchema,
+  agentLookupResponseSchema,
   agentPageSchema,
   errorBodySchema,
   heartbeatResponseSchema,
@@ -20,6 +21,7 @@ import {
 import type {
   AckRequest,
   AckResult,
+  AgentLookupQuery,
   AgentMetadata,
   AgentPage,
   AgentRecord,
@@ -60,6 +62,13 @@ export const INBOX_MAX_BYTES_MAX = 4 * 1024 * 1024;
 /** Most trust records one page of changes asks for (the reference registry's cap), and the default. */
 export const TRUST_PAGE_LIMIT_MAX = 1000;
 export const TRUST_PAGE_LIMIT_DEFAULT = 500;
+/**
+ * Most ids one lookup request names: half the reference registry's cap, so a chunk of ordinary records stays
+ * far below the response limit.
+ */
+export const LOOKUP_CHUNK_MAX = 500;
+/** Largest Pilot node id (32 bits); the reference registry refuses larger ones. */
+const PILOT_NODE_ID_MAX = 0xffffffff;
 
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 
@@ -101,6 +110,13 @@ export interface RegistryClient {
   ): Promise<AgentRecord | null>;
   /** The agent announcing this Pilot node id, or null. */
   byNodeId(pilotNodeId: string, opts?: CallOptions): Promise<AgentRecord | null>;
+  /**
+   * The agents announcing any of the node ids or holding any of the peer ids, offline ones too, each once, in
+   * requests of at most LOOKUP_CHUNK_MAX ids (extension). Ids that match nothing are left out, as are ids that
+   * cannot be node or peer ids. A registry without the route throws a RegistryError with status 404 or 405:
+   * callers then fall back to byNodeId and list, one peer at a time.
+   */
+  lookupAgents(query: AgentLookupQuery, opts?: CallOptions): Promise<AgentRecord[]>;
   search(query: SearchQuery, opts?: CallOptions): Promise<AgentPage>;
   sendMessage(message: RelayMessageToSend, opts?: CallOptions): Promise<SendMessageResult>;
   readInbox(query: InboxQuery, opts?: CallOptions): Promise<InboxPage>;
@@ -633,6 +649,92 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     return { record: page.agents[0] ?? null, hidesOffline: false };
   }
 
+  /** One lookup request; an answer over the response limit is asked again in halves, down to one id. */
+  async function lookupChunk(
+    nodeIds: readonly string[],
+    peerIds: readonly string[],
+    opts: CallOptions,
+  ): Promise<AgentRecord[]> {
+    const body: Record<string, string[]> = {};
+    if (nodeIds.length > 0) body.pilot_node_ids = [...nodeIds];
+    if (peerIds.length > 0) body.peer_ids = [...peerIds];
+    try {
+      const { data } = await request({
+        operation: "lookup",
+        method: "POST",
+        path: "/api/v1/agents/lookup",
+        body,
+        token: opts.token,
+        signal: opts.signal,
+        schema: agentLookupResponseSchema,
+      });
+      return data;
+    } catch (err) {
+      if (!(err instanceof RegistryError)) throw err;
+      if (err.status === 404 || err.status === 405) {
+        // The route never answers 404 itself: the registry predates it. Same kind and status, plainer words.
+        const missing: RegistryErrorOptions = {
+          operation: "lookup",
+          kind: err.kind,
+          status: err.status,
+          cause: err,
+        };
+        if (err.detail !== undefined) missing.detail = err.detail;
+        throw new RegistryError(
+          `Agent Registry at ${display} has no batched lookup (POST /api/v1/agents/lookup answered ${err.status}); look agents up one at a time`,
+          missing,
+        );
+      }
+      const ids = nodeIds.length + peerIds.length;
+      if (!(err.cause instanceof ResponseTooLarge) || ids <= 1) throw err;
+      const half = Math.ceil(ids / 2);
+      const first = await lookupChunk(
+        nodeIds.slice(0, half),
+        peerIds.slice(0, Math.max(0, half - nodeIds.length)),
+        opts,
+      );
+      const rest = await lookupChunk(
+        nodeIds.slice(half),
+        peerIds.slice(Math.max(0, half - nodeIds.length)),
+        opts,
+      );
+      return [...first, ...rest];
+    }
+  }
+
+  async function lookupAgents(q: AgentLookupQuery, opts: CallOptions = {}): Promise<AgentRecord[]> {
+    // Ids the registry would refuse (422) are dropped here: they name no agent, and one of them would sink the
+    // lookup of every other id in its request. Node ids are compared as numbers ("007" is node 7).
+    const nodeIds = new Set<string>();
+    for (const raw of q.pilotNodeIds ?? []) {
+      const id = raw.trim();
+      if (/^\d{1,10}$/.test(id) && Number(id) <= PILOT_NODE_ID_MAX) nodeIds.add(String(Number(id)));
+    }
+    const peerIds = new Set<string>();
+    for (const id of q.peerIds ?? []) {
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: the registry refuses ids with control characters
+      if (id.length > 0 && id.length <= 200 && !/[\u0000-\u001f\u007f-\u009f]/.test(id)) peerIds.add(id);
+    }
+    const nodes = [...nodeIds];
+    const peers = [...peerIds];
+    const found = new Map<string, AgentRecord>();
+    // Sequential on purpose: a client with 10,000 peers should not put 20 requests on the registry at once.
+    for (let start = 0; start < nodes.length + peers.length; start += LOOKUP_CHUNK_MAX) {
+      const end = start + LOOKUP_CHUNK_MAX;
+      const chunkNodes = nodes.slice(start, end);
+      const chunkPeers = peers.slice(Math.max(0, start - nodes.length), Math.max(0, end - nodes.length));
+      for (const record of await lookupChunk(chunkNodes, chunkPeers, opts)) {
+        // Kept only when it answers an id asked for, and once: an agent may match by node id in one request
+        // and by peer id in another, and a registry answering with other records must not name peers wrongly.
+        const asked =
+          (record.pilotNodeId !== null && nodeIds.has(String(Number(record.pilotNodeId)))) ||
+          (record.peerId !== null && peerIds.has(record.peerId));
+        if (asked && !found.has(record.id)) found.set(record.id, record);
+      }
+    }
+    return [...found.values()];
+  }
+
   function trustDecision(operation: "approve" | "reject" | "block") {
     return async (decision: TrustDecision, opts: CallOptions = {}): Promise<TrustStatusResult> => {
       const { data } = await request({
@@ -654,6 +756,7 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     register,
     get,
     list,
+    lookupAgents,
 
     async heartbeat(agentId, token, opts = {}) {
       const { data } = await request({

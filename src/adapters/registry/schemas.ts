@@ -91,6 +91,19 @@ function toAgentRecord(w: z.output<typeof wireAgentRecord>): AgentRecord {
 
 export const agentRecordSchema: z.ZodType<AgentRecord, unknown> = wireAgentRecord.transform(toAgentRecord);
 
+/**
+ * The batched lookup's `{agents}`. Records are read one by one and an unreadable one is left out: it names no
+ * peer usefully, and failing the answer would leave hundreds of others unresolved with it.
+ */
+export const agentLookupResponseSchema: z.ZodType<AgentRecord[], unknown> = z
+  .object({ agents: z.array(z.unknown()) })
+  .transform((p) =>
+    p.agents.flatMap((raw) => {
+      const read = agentRecordSchema.safeParse(raw);
+      return read.success ? [read.data] : [];
+    }),
+  );
+
 /** Some servers wrap the record as `{agent: {...}}`; unwrap it before validating. */
 function unwrapAgent(value: unknown): unknown {
   if (value && typeof value === "object" && !Array.isArray(value) && !("hostname" in value)) {

@@ -85,6 +85,12 @@ export interface ListFilters {
   offset?: number;
 }
 
+/** Agents to look up in one batch (extension): by Pilot node id (decimal) and by public peer id. */
+export interface AgentLookupQuery {
+  pilotNodeIds?: readonly string[];
+  peerIds?: readonly string[];
+}
+
 export interface SearchQuery {
   q?: string;
   capabilities?: string[];
