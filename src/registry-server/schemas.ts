@@ -51,7 +51,7 @@ const capabilitiesSchema = z
   .max(50)
   .transform((caps) => [...new Set(caps.map((c) => c.toLowerCase()))]);
 
-export const pilotNodeIdSchema = z.union([
+const pilotNodeIdSchema = z.union([
   z.number().int().min(0).max(0xffffffff),
   z
     .string()
