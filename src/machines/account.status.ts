@@ -5,7 +5,7 @@ import type { AccountTransport, accountMachine } from "./account.machine.js";
 import type { DaemonMachine } from "./daemon.machine.js";
 import { type DaemonStatusView, toDaemonStatus } from "./daemon.status.js";
 import type { HandshakeSnapshot } from "./handshake.machine.js";
-import { peerEntries, peerKeyOfChild } from "./peers.js";
+import { countPeers, peerKeyOfChild } from "./peers.js";
 import type { PollMachine } from "./poll.machine.js";
 import { type PollStatusView, toPollStatus } from "./poll.status.js";
 import type { PlainError } from "./types.js";
@@ -91,12 +91,7 @@ export function toMessagingStatus(snapshot: AccountSnapshot): MessagingStatus {
     const error = key === null ? null : childSnapshot<HandshakeSnapshot>(snapshot, id)?.context.lastError;
     if (key !== null && error) failing.push({ peer: key, error });
   }
-  let trusted = 0;
-  let pending = 0;
-  for (const [, record] of peerEntries(context.peers)) {
-    if (record.state === "trusted") trusted++;
-    else if (record.state === "pendingApproval") pending++;
-  }
+  const counts = countPeers(context.peers);
   const loopError = context.loopErrors.inbox ?? context.loopErrors.peers ?? null;
   const ready =
     context.transport === "pilot" ? daemon?.messagingAvailable === true : context.transport === "relay";
@@ -112,8 +107,8 @@ export function toMessagingStatus(snapshot: AccountSnapshot): MessagingStatus {
     peersLoop: peersSnapshot ? toPollStatus(peersSnapshot) : null,
     peers: {
       total: context.peers.size,
-      trusted,
-      pending,
+      trusted: counts.trusted,
+      pending: counts.pendingApproval,
       failing,
     },
   };

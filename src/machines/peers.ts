@@ -47,6 +47,19 @@ export function peerRecords(table: PeerTable): PeerState[] {
   return Object.values(table.buckets).flatMap((bucket) => Object.values(bucket));
 }
 
+const counted = new WeakMap<PeerTable, Record<PeerState["state"], number>>();
+
+/** How many peers are in each state; counted once per table (status reads it on every call). */
+export function countPeers(table: PeerTable): Readonly<Record<PeerState["state"], number>> {
+  let counts = counted.get(table);
+  if (!counts) {
+    counts = { unknown: 0, requested: 0, pendingApproval: 0, trusted: 0, rejected: 0, revoked: 0 };
+    for (const [, record] of peerEntries(table)) counts[record.state]++;
+    counted.set(table, counts);
+  }
+  return counts;
+}
+
 /** The table with these records set; each touched bucket is copied once however many records it receives. */
 export function withPeers(table: PeerTable, entries: Iterable<readonly [string, PeerState]>): PeerTable {
   let buckets: Record<string, Record<string, PeerState>> | null = null;

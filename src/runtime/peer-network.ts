@@ -14,6 +14,7 @@ import {
   findPeerKey,
   getPeer,
   handshakeId,
+  indexPeers,
   type PeerTable,
   peerEntries,
   peerRecords,
@@ -27,6 +28,7 @@ import {
   NetworkError,
   type PeerView,
 } from "./account-network.js";
+import { createPeerNames } from "./peer-names.js";
 
 /** The account root as the network uses it: its snapshot (peer table, children) and its events. */
 export type AccountRoot = Pick<ActorRefFrom<AccountMachine>, "getSnapshot" | "send">;
@@ -194,25 +196,19 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
     return key ? (getPeer(table(), key)?.hostname ?? null) : null;
   };
 
-  const hostnameFor = async (peer: PeerRef): Promise<string | null> => {
-    const known = knownHostname(peer);
-    if (known) return known;
-    try {
-      if (peer.nodeId !== null) return (await registry.byNodeId(String(peer.nodeId)))?.hostname ?? null;
-      if (peer.installationId) {
-        const page = await registry.list({ installationId: peer.installationId, includeOffline: true });
-        return page.agents[0]?.hostname ?? null;
-      }
-    } catch (error) {
-      log.debug?.(`agent-registry: hostname lookup failed: ${(error as Error).message}`);
-    }
-    return null;
-  };
+  const names = createPeerNames({ registry, log });
 
-  const withHostname = async (peer: PeerRef): Promise<PeerRef> => ({
-    ...peer,
-    hostname: (await hostnameFor(peer)) ?? peer.hostname,
-  });
+  /** The peer list as the tool shows it, built once per table (the gateway and tool read it far more often). */
+  const views = new WeakMap<PeerTable, PeerView[]>();
+  const viewsOf = (peers: PeerTable): PeerView[] => {
+    let list = views.get(peers);
+    if (!list) {
+      // Shared by every read until the table changes: frozen, so no reader can change another's copy.
+      list = peerRecords(peers).map((record) => Object.freeze(toPeerView(record)));
+      views.set(peers, list);
+    }
+    return list;
+  };
 
   const network: PeerNetwork = {
     get transport() {
@@ -221,7 +217,7 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
     unavailableReason: () => (options.transport() ? null : options.unavailableReason()),
     search: (query) => registry.search(query),
     getAgent: (hostname) => registry.byHostname(hostname),
-    peers: () => peerRecords(table()).map(toPeerView),
+    peers: () => viewsOf(table()).slice(),
     view: (key) => {
       const record = getPeer(table(), key);
       return record ? toPeerView(record) : null;
@@ -345,18 +341,25 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
       if (!transport) return null;
       const at = Date.now();
       const [pending, trusted] = await Promise.all([transport.listPending(), transport.listTrusted()]);
-      const observation: PeersObservation = { pending: [], trusted: [], at };
-      for (const request of pending) {
-        observation.pending.push({
-          peer: await withHostname(request.peer),
+      // Names the table knows first (one index for the whole reading), then the registry's for the rest.
+      const index = indexPeers(table());
+      const known = (peer: PeerRef): PeerRef => {
+        if (peer.hostname) return peer;
+        const key = index.find(peer);
+        return { ...peer, hostname: (key ? getPeer(table(), key)?.hostname : null) ?? null };
+      };
+      const named = await names.name([...pending, ...trusted].map((entry) => known(entry.peer)));
+      return {
+        pending: pending.map((request, i) => ({
+          peer: named[i]!,
           justification: request.introduction ?? "",
           receivedAt: Date.parse(request.receivedAt) || at,
           assistantName: request.assistantName,
           humanName: request.humanName,
-        });
-      }
-      for (const peer of trusted) observation.trusted?.push(await withHostname(peer.peer));
-      return observation;
+        })),
+        trusted: trusted.map((_, i) => named[pending.length + i]!),
+        at,
+      };
     },
     async reconcile() {
       const root = options.root();
