@@ -198,6 +198,22 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
 
   const names = createPeerNames({ registry, log });
 
+  /**
+   * The last reading and the table it was routed into. The same reading again, into the same table, would change
+   * nothing: it is not routed (an idle account with 10,000 peers then costs its poll, not 10,000 look-ups). A
+   * transport that hands back the same lists (the relay's copy, unchanged) is recognised without comparing them.
+   */
+  let lastReading: { pending: unknown; trusted: unknown; text: string | null; table: PeerTable } | null =
+    null;
+  const sameReading = (pending: unknown, trusted: unknown): boolean => {
+    const last = lastReading;
+    const sameLists = last !== null && last.pending === pending && last.trusted === trusted;
+    const text = sameLists ? last.text : JSON.stringify([pending, trusted]);
+    const same = last !== null && last.table === table() && (sameLists || last.text === text);
+    lastReading = { pending, trusted, text, table: table() };
+    return same;
+  };
+
   /** The peer list as the tool shows it, built once per table (the gateway and tool read it far more often). */
   const views = new WeakMap<PeerTable, PeerView[]>();
   const viewsOf = (peers: PeerTable): PeerView[] => {
@@ -341,6 +357,7 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
       if (!transport) return null;
       const at = Date.now();
       const [pending, trusted] = await Promise.all([transport.listPending(), transport.listTrusted()]);
+      if (sameReading(pending, trusted)) return null;
       // Names the table knows first (one index for the whole reading), then the registry's for the rest.
       const index = indexPeers(table());
       const known = (peer: PeerRef): PeerRef => {

@@ -353,6 +353,45 @@ export function createRelayTransport(options: RelayTransportOptions): Transport 
     return trusted;
   }
 
+  /** Requests made to us, oldest first. */
+  function pendingOf(records: readonly TrustPeer[], own: string | null): PendingTrustRequest[] {
+    return records
+      .filter((p) => p.status === "pending" && isSelf(p.targetId, own) && !isSelf(p.requesterId, own))
+      .sort(
+        (a, b) =>
+          (a.createdAt ?? "").localeCompare(b.createdAt ?? "") || a.requesterId.localeCompare(b.requesterId),
+      )
+      .map((p) => ({
+        peer: { hostname: p.peerHostname, nodeId: null, installationId: p.requesterId },
+        introduction: p.introduction,
+        assistantName: p.assistantName,
+        humanName: p.humanName,
+        receivedAt: p.createdAt ?? p.updatedAt ?? new Date(now()).toISOString(),
+      }));
+  }
+
+  /**
+   * The lists derived from one copy of the records, kept while the copy is the same array (nothing changed since
+   * the last read): an idle poll of 10,000 peers hands back the same lists, which the reader recognises.
+   */
+  let lists: {
+    records: readonly TrustPeer[];
+    own: string | null;
+    pending?: PendingTrustRequest[];
+    trusted?: TrustedPeer[];
+  } | null = null;
+  function derived<K extends "pending" | "trusted">(
+    records: readonly TrustPeer[],
+    own: string | null,
+    kind: K,
+    build: () => NonNullable<NonNullable<typeof lists>[K]>,
+  ): NonNullable<NonNullable<typeof lists>[K]> {
+    if (lists?.records !== records || lists.own !== own) lists = { records, own };
+    const list = lists[kind] ?? build();
+    lists[kind] = list;
+    return list;
+  }
+
   const decide = async (operation: "approve" | "reject" | "block", peer: PeerRef): Promise<void> => {
     const fromId = await installationIdOf(operation, peer);
     const decision = { fromId, toId: self.installationId };
@@ -419,29 +458,24 @@ export function createRelayTransport(options: RelayTransportOptions): Transport 
       const snapshot = await trustSnapshot("listPending");
       if (!snapshot.byChange) return pendingFromEndpoint();
       const own = snapshot.records.length > 0 ? await ownPeerId() : null;
-      return snapshot.records
-        .filter((p) => p.status === "pending" && isSelf(p.targetId, own) && !isSelf(p.requesterId, own))
-        .sort(
-          (a, b) =>
-            (a.createdAt ?? "").localeCompare(b.createdAt ?? "") ||
-            a.requesterId.localeCompare(b.requesterId),
-        )
-        .map((p) => ({
-          peer: { hostname: p.peerHostname, nodeId: null, installationId: p.requesterId },
-          introduction: p.introduction,
-          assistantName: p.assistantName,
-          humanName: p.humanName,
-          receivedAt: p.createdAt ?? p.updatedAt ?? new Date(now()).toISOString(),
-        }));
+      return derived(snapshot.records, own, "pending", () => pendingOf(snapshot.records, own));
     },
 
     async listTrusted(): Promise<TrustedPeer[]> {
       const snapshot = await trustSnapshot("listTrusted");
       const own = snapshot.records.length > 0 ? await ownPeerId() : null;
+      if (snapshot.byChange) {
+        return derived(snapshot.records, own, "trusted", () =>
+          [...trustedPeers(snapshot.records, own)].map(([id, t]) => ({
+            peer: { hostname: t.hostname, nodeId: null, installationId: id },
+            since: t.since,
+          })),
+        );
+      }
       const trusted = trustedPeers(snapshot.records, own);
-      // A registry that reads by change names each peer (null: no agent has that id now); others may not, and
-      // their peers are named by lookups (cached, see hostnamesOf).
-      const unnamed = snapshot.byChange ? [] : [...trusted].filter(([, t]) => t.hostname === null);
+      // A registry that does not read by change may not name its peers: they are named by lookups (cached, see
+      // hostnamesOf).
+      const unnamed = [...trusted].filter(([, t]) => t.hostname === null);
       const names = await hostnamesOf(unnamed.map(([id]) => id));
       return [...trusted.entries()].map(([id, t]) => ({
         peer: { hostname: t.hostname ?? names.get(id) ?? null, nodeId: null, installationId: id },

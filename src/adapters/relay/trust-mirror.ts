@@ -60,7 +60,13 @@ const cursorRefused = (err: unknown) =>
 
 export function createTrustMirror(options: TrustMirrorOptions): TrustMirror {
   /** The copy and where it continues; null until a read from the start completed. */
-  let copy: { records: Map<string, TrustPeer>; cursor: string; startedAt: number } | null = null;
+  let copy: {
+    records: Map<string, TrustPeer>;
+    cursor: string;
+    startedAt: number;
+    /** The records as last returned: the same array while nothing changed, so readers can skip re-deriving. */
+    view: TrustPeer[];
+  } | null = null;
   let inflight: Promise<TrustSnapshot> | null = null;
 
   function apply(records: Map<string, TrustPeer>, peers: readonly TrustPeer[]): void {
@@ -107,18 +113,20 @@ export function createTrustMirror(options: TrustMirrorOptions): TrustMirror {
     const records = new Map<string, TrustPeer>();
     const read = await readInto(records, null);
     if ("wholeList" in read) return wholeList(read.wholeList);
-    copy = { records, cursor: read.cursor, startedAt };
-    return { byChange: true, records: [...records.values()] };
+    copy = { records, cursor: read.cursor, startedAt, view: [...records.values()] };
+    return { byChange: true, records: copy.view };
   }
 
   /** Applies what changed after the copy's cursor. */
   async function readChanges(current: NonNullable<typeof copy>): Promise<TrustSnapshot> {
     // The cursor moves page by page, so a failure part-way leaves a copy that is current up to it.
+    const before = current.cursor;
     const read = await readInto(current.records, current.cursor, (cursor) => {
       current.cursor = cursor;
     });
     if ("wholeList" in read) return wholeList(read.wholeList);
-    return { byChange: true, records: [...current.records.values()] };
+    if (current.cursor !== before) current.view = [...current.records.values()];
+    return { byChange: true, records: current.view };
   }
 
   async function run(): Promise<TrustSnapshot> {

@@ -79,6 +79,18 @@ describe("trust mirror", () => {
     expect(registry.reads.slice(2)).toEqual(["3"]);
   });
 
+  it("hands back the same array while nothing changed, and a new one after a change", async () => {
+    const registry = new ScriptedRegistry();
+    registry.write("a", "approved");
+    const mirror = mirrorOf(registry);
+    const first = (await mirror.sync()).records;
+    expect((await mirror.sync()).records).toBe(first);
+    registry.write("b", "pending");
+    const changed = (await mirror.sync()).records;
+    expect(changed).not.toBe(first);
+    expect(changed).toHaveLength(2);
+  });
+
   it("starts over from the beginning when the registry refuses its cursor", async () => {
     const registry = new ScriptedRegistry();
     registry.write("a", "approved");
