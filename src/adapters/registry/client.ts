@@ -1,6 +1,7 @@
 // HTTP client of the Agent Registry (contracts/registry-api.md): fetch + zod, tolerant of the original
 // server (bare arrays, no tokens, no PATCH, HTML error pages), every failure a RegistryError naming the
 // operation. The base URL comes from config only; callers pass ids and filters, never URLs.
+import { Agent, fetch as undiciFetch } from "undici";
 import { z } from "zod";
 import { RegistryError, type RegistryErrorKind, type RegistryErrorOptions } from "./errors.js";
 import {
@@ -71,6 +72,15 @@ export const LOOKUP_CHUNK_MAX = 500;
 const PILOT_NODE_ID_MAX = 0xffffffff;
 
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
+
+/**
+ * One connection pool for every registry client, without undici's own header and body timers: each call is bounded
+ * by its own AbortSignal already, and those timers tick twice a second while any request is open. An idle account
+ * always has its inbox long-poll open, so they cost 120 wake-ups a minute for nothing (most of its idle CPU).
+ */
+const registryDispatcher = new Agent({ headersTimeout: 0, bodyTimeout: 0 });
+const registryFetch: FetchLike = (input, init) =>
+  undiciFetch(input, { ...(init as object), dispatcher: registryDispatcher }) as unknown as Promise<Response>;
 
 export interface RegistryClientOptions {
   baseUrl: string;
@@ -358,7 +368,7 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
       { operation: "configure", kind: "invalid" },
     );
   }
-  const doFetch: FetchLike = options.fetch ?? ((input, init) => fetch(input, init));
+  const doFetch: FetchLike = options.fetch ?? registryFetch;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const maxResponseBytes = options.maxResponseBytes ?? MAX_RESPONSE_BYTES;
   /** The search route's spelling this server answers to (learned on first use, see search()). */
