@@ -9,7 +9,7 @@
 //
 // `npm run bench:peers` (all three sizes), or `npx tsx bench/peers.bench.ts 100 1000` for some; the idle window is
 // 60 s unless `BENCH_IDLE_SECONDS` says otherwise.
-import { type ChildProcess, fork } from "node:child_process";
+import { type ChildProcess, fork, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, Agent as HttpAgent, request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -18,12 +18,11 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRegistryClient } from "../src/adapters/registry/client.js";
 import { accountStateDir } from "../src/adapters/state/account-state.js";
-import { resolveAccounts } from "../src/config.js";
-import { startAccountRuntime } from "../src/runtime/account-runtime.js";
+import { buildHub } from "./support/hub-build.js";
+import { type FromHub, HUB, type ToHub } from "./support/peers-hub.js";
 import { startRegistryProcess } from "./support/registry-process.js";
 
 const SIZES = [100, 1_000, 10_000];
-const HUB = "hub";
 const HUB_INSTALLATION = "bench-hub-installation";
 const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 60);
 const SEED_CONCURRENCY = 16;
@@ -34,84 +33,11 @@ export interface PeersBenchResult {
   restore_s: number;
   idle_registry_requests_per_min: number;
   idle_cpu_s_per_min: number;
+  /** An empty Node process (one timer) measured over the same window: this host's floor for idle CPU. */
+  idle_cpu_floor_s_per_min: number;
   rss_mb: number;
   status_ms: number;
   peers_ms: number;
-}
-
-// ---- the hub's process ----------------------------------------------------------------------------------------
-
-type ToHub = { type: "idle-start" } | { type: "idle-end" } | { type: "measure" } | { type: "stop" };
-type FromHub =
-  | { type: "settled"; seconds: number }
-  | { type: "idle"; cpuSeconds: number }
-  | { type: "measured"; statusMs: number; peersMs: number; rssMb: number }
-  | { type: "stopped" }
-  | { type: "failed"; message: string };
-
-function p50(samples: number[]): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.floor((sorted.length - 1) / 2)] ?? Number.NaN;
-}
-
-async function runHub(): Promise<void> {
-  const { registryUrl, stateRoot, expected } = JSON.parse(process.env.BENCH_HUB ?? "{}") as {
-    registryUrl: string;
-    stateRoot: string;
-    expected: number;
-  };
-  const send = (message: FromHub) => process.send?.(message);
-  const [account] = resolveAccounts(
-    { registryUrl, transport: "relay", accounts: { [HUB]: { hostname: HUB } } },
-    {},
-  );
-  const quiet = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };
-  const started = performance.now();
-  const runtime = await startAccountRuntime({ account: account!, stateRoot, log: quiet });
-  const deadline = started + 600_000;
-  while (runtime.status().messaging.peers.trusted < expected) {
-    if (performance.now() > deadline) {
-      send({
-        type: "failed",
-        message: `only ${runtime.status().messaging.peers.trusted} of ${expected} trusted`,
-      });
-      process.exit(1);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  send({ type: "settled", seconds: (performance.now() - started) / 1000 });
-
-  let idleFrom = process.cpuUsage();
-  process.on("message", async (message: ToHub) => {
-    if (message.type === "idle-start") idleFrom = process.cpuUsage();
-    if (message.type === "idle-end") {
-      const used = process.cpuUsage(idleFrom);
-      send({ type: "idle", cpuSeconds: (used.user + used.system) / 1e6 });
-    }
-    if (message.type === "measure") {
-      const timed = (read: () => unknown) =>
-        p50(
-          Array.from({ length: 51 }, () => {
-            const t = performance.now();
-            read();
-            return performance.now() - t;
-          }),
-        );
-      const statusMs = timed(() => runtime.status());
-      const peersMs = timed(() => runtime.network.peers());
-      // After GC: twice, a moment apart, so the heap V8 no longer needs is handed back before RSS is read.
-      const gc = (globalThis as { gc?: () => void }).gc;
-      gc?.();
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
-      gc?.();
-      send({ type: "measured", statusMs, peersMs, rssMb: process.memoryUsage().rss / 2 ** 20 });
-    }
-    if (message.type === "stop") {
-      await runtime.stop();
-      send({ type: "stopped" });
-      process.disconnect();
-    }
-  });
 }
 
 interface Hub {
@@ -120,9 +46,9 @@ interface Hub {
   child: ChildProcess;
 }
 
-function forkHub(config: { registryUrl: string; stateRoot: string; expected: number }): Hub {
-  const child = fork(fileURLToPath(import.meta.url), ["--hub"], {
-    execArgv: ["--import", "tsx", "--expose-gc"],
+function forkHub(entry: string, config: { registryUrl: string; stateRoot: string; expected: number }): Hub {
+  const child = fork(entry, ["--hub"], {
+    execArgv: ["--expose-gc"],
     env: { ...process.env, BENCH_HUB: JSON.stringify(config) },
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
@@ -151,6 +77,21 @@ function forkHub(config: { registryUrl: string; stateRoot: string; expected: num
       }
     },
   };
+}
+
+/**
+ * CPU an empty Node process spends over `ms` (after its start-up): on a virtual machine every wake-up can cost
+ * milliseconds of accounted CPU, so this is what "idle" costs here before any code of ours runs.
+ */
+async function idleFloor(ms: number): Promise<number> {
+  const script = `const t0 = process.cpuUsage(); setTimeout(() => { const u = process.cpuUsage(t0); console.log((u.user + u.system) / 1e6); }, ${ms});`;
+  const child = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
+    out += chunk;
+  });
+  await new Promise((resolve) => child.once("exit", resolve));
+  return Number(out.trim());
 }
 
 // ---- the proxy that counts the hub's requests ------------------------------------------------------------------
@@ -260,13 +201,15 @@ export async function runPeersBench(n: number, report: (line: string) => void): 
     report(`peers=${n}: seeded in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`);
 
     const config = { registryUrl: proxy.url, stateRoot, expected: n };
-    let hub = forkHub(config);
+    const entry = buildHub();
+    let hub = forkHub(entry, config);
     const settled = (await hub.next("settled")) as Extract<FromHub, { type: "settled" }>;
 
     // Idle: let the first cycles finish (and the JIT settle), then count a quiet window.
     await new Promise((resolve) => setTimeout(resolve, 10_000));
     proxy.reset();
     hub.send({ type: "idle-start" });
+    const floor = idleFloor(IDLE_SECONDS * 1000);
     await new Promise((resolve) => setTimeout(resolve, IDLE_SECONDS * 1000));
     hub.send({ type: "idle-end" });
     const idle = (await hub.next("idle")) as Extract<FromHub, { type: "idle" }>;
@@ -278,7 +221,7 @@ export async function runPeersBench(n: number, report: (line: string) => void): 
     await hub.next("stopped");
 
     // Restart on the saved state.
-    hub = forkHub(config);
+    hub = forkHub(entry, config);
     const restored = (await hub.next("settled")) as Extract<FromHub, { type: "settled" }>;
     hub.send({ type: "stop" });
     await hub.next("stopped");
@@ -291,6 +234,7 @@ export async function runPeersBench(n: number, report: (line: string) => void): 
       restore_s: round(restored.seconds),
       idle_registry_requests_per_min: round(requests * perMinute, 1),
       idle_cpu_s_per_min: round(idle.cpuSeconds * perMinute, 3),
+      idle_cpu_floor_s_per_min: round((await floor) * perMinute, 3),
       rss_mb: round(measured.rssMb, 1),
       status_ms: round(measured.statusMs),
       peers_ms: round(measured.peersMs),
@@ -324,5 +268,4 @@ async function main() {
   }
 }
 
-if (process.argv.includes("--hub")) await runHub();
-else if (import.meta.url === `file://${process.argv[1]}`) await main();
+if (import.meta.url === `file://${process.argv[1]}`) await main();
