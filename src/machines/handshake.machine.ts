@@ -452,6 +452,16 @@ export type HandshakeObservation = Extract<
  * without an actor each.
  */
 export function observeResting(record: PeerState, event: HandshakeObservation): PeerState | null {
+  // A peer first seen on the trust list (a cold start reads thousands at once): unknown + PEER.TRUSTED is trusted,
+  // stamped, as the transition below gives (a test holds them equal), without its ~25 KB of garbage per peer.
+  if (event.type === "PEER.TRUSTED" && record.state === "unknown" && record.updatedAt === null) {
+    return { ...record, state: "trusted", updatedAt: event.at ?? null };
+  }
+  return observeThroughMachine(record, event);
+}
+
+/** `observeResting` by the machine's own transition, always (see there). */
+export function observeThroughMachine(record: PeerState, event: HandshakeObservation): PeerState | null {
   const peer = { hostname: record.hostname, nodeId: record.nodeId, installationId: record.installationId };
   const [resting] = initialTransition(handshakeMachine, { peer, initial: record });
   const [next, actions] = transition(handshakeMachine, resting, event);

@@ -4,7 +4,12 @@
 import { describe, expect, it } from "vitest";
 import { createActor, fromPromise } from "xstate";
 import { type AccountMachineInput, accountMachine } from "../../src/machines/account.machine.js";
-import { handshakeMachine, type PeerState } from "../../src/machines/handshake.machine.js";
+import {
+  handshakeMachine,
+  observeResting,
+  observeThroughMachine,
+  type PeerState,
+} from "../../src/machines/handshake.machine.js";
 import { getPeer, peerEntries } from "../../src/machines/peers.js";
 import type { PeerRef, PeersObservation } from "../../src/machines/types.js";
 import { INPUT } from "./support/account-model.js";
@@ -141,5 +146,16 @@ describe("account root: resting handshakes", () => {
     await settled();
     expect(root.announced).toEqual(["peer-1"]);
     expect(root.awake()).toEqual([]);
+  });
+});
+
+describe("observeResting", () => {
+  it("takes a peer first seen on the trust list to what the machine's transition gives", () => {
+    const fresh = record(7, { assistantName: "Seven" });
+    const event = { type: "PEER.TRUSTED", at: 42 } as const;
+    expect(observeResting(fresh, event)).toEqual(observeThroughMachine(fresh, event));
+    expect(observeResting(fresh, { type: "PEER.TRUSTED" })).toEqual(
+      observeThroughMachine(fresh, { type: "PEER.TRUSTED" }),
+    );
   });
 });
