@@ -236,8 +236,8 @@ export async function runPeersBench(n: number, report: (line: string) => void): 
       idle_cpu_s_per_min: round(idle.cpuSeconds * perMinute, 3),
       idle_cpu_floor_s_per_min: round((await floor) * perMinute, 3),
       rss_mb: round(measured.rssMb, 1),
-      status_ms: round(measured.statusMs),
-      peers_ms: round(measured.peersMs),
+      status_ms: round(measured.statusMs, 3),
+      peers_ms: round(measured.peersMs, 3),
     };
   } finally {
     await proxy.close();
@@ -260,7 +260,11 @@ async function main() {
     const growth = Object.fromEntries(
       (Object.keys(large) as Array<keyof PeersBenchResult>)
         .filter((key) => key !== "peers")
-        .map((key) => [key, Math.round((large[key] / Math.max(small[key], 1e-9)) * 100) / 100]),
+        // Below 0.01 (ms or s) a ratio says nothing: both are at the resolution of the clock.
+        .map((key) => [
+          key,
+          Math.round((Math.max(large[key], 0.01) / Math.max(small[key], 0.01)) * 100) / 100,
+        ]),
     );
     process.stderr.write(
       `growth ${small.peers} -> ${large.peers} (peers x${scale}): ${JSON.stringify(growth)}\n`,
