@@ -15,7 +15,6 @@ import { createServer, Agent as HttpAgent, request as httpRequest } from "node:h
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { createRegistryClient } from "../src/adapters/registry/client.js";
 import { accountStateDir } from "../src/adapters/state/account-state.js";
 import { buildHub } from "./support/hub-build.js";
