@@ -10,7 +10,7 @@ import {
   observeThroughMachine,
   type PeerState,
 } from "../../src/machines/handshake.machine.js";
-import { getPeer, peerEntries } from "../../src/machines/peers.js";
+import { getPeer, newPeerRecord, peerEntries } from "../../src/machines/peers.js";
 import type { PeerRef, PeersObservation } from "../../src/machines/types.js";
 import { INPUT } from "./support/account-model.js";
 
@@ -19,17 +19,7 @@ function ref(i: number): PeerRef {
 }
 
 function record(i: number, patch: Partial<PeerState>): PeerState {
-  return {
-    ...ref(i),
-    state: "unknown",
-    introduction: null,
-    justification: null,
-    announcedAt: null,
-    updatedAt: null,
-    assistantName: null,
-    humanName: null,
-    ...patch,
-  };
+  return { ...newPeerRecord(ref(i)), ...patch };
 }
 
 function startRoot(options: { peers?: AccountMachineInput["peers"]; approve?: () => Promise<unknown> } = {}) {

@@ -14,6 +14,7 @@ import {
   type LegacyRegistryServer,
   startLegacyRegistryServer,
 } from "../../fixtures/legacy-registry-server.js";
+import { caught as caughtAs } from "../../support/caught.js";
 
 const KEY = "legacy-deployment-key-123";
 
@@ -54,15 +55,7 @@ afterEach(async () => {
   await Promise.all(extraServers.splice(0).map((s) => s.close()));
 });
 
-async function caught(promise: Promise<unknown>): Promise<RegistryError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof RegistryError) return err;
-    throw err;
-  }
-  throw new Error("expected a RegistryError");
-}
+const caught = (promise: Promise<unknown>) => caughtAs(promise, RegistryError);
 
 describe("registry client against the original server", () => {
   it("registers without a token, keeps the base path and sends the deployment key", async () => {

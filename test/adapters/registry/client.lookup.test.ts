@@ -15,6 +15,7 @@ import { RegistryError } from "../../../src/adapters/registry/errors.js";
 import type { AgentMetadata } from "../../../src/adapters/registry/types.js";
 import { type RegistryServerHandle, startRegistryServer } from "../../../src/registry-server/server.js";
 import { startLegacyRegistryServer } from "../../fixtures/legacy-registry-server.js";
+import { caught as caughtAs } from "../../support/caught.js";
 
 const KEY = "lookup-deployment-key";
 const LOOKUP_PATH = "/api/v1/agents/lookup";
@@ -68,15 +69,7 @@ async function answering(status: number, body: unknown): Promise<string> {
   return `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
 }
 
-async function caught(promise: Promise<unknown>): Promise<RegistryError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof RegistryError) return err;
-    throw err;
-  }
-  throw new Error("expected a RegistryError");
-}
+const caught = (promise: Promise<unknown>) => caughtAs(promise, RegistryError);
 
 describe("lookupAgents against the reference server", () => {
   it("finds agents by node id and by peer id in one request, offline ones too, each once", async () => {

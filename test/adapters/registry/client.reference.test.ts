@@ -5,6 +5,7 @@ import { createRegistryClient, type RegistryClient } from "../../../src/adapters
 import { RegistryError } from "../../../src/adapters/registry/errors.js";
 import type { AgentMetadata } from "../../../src/adapters/registry/types.js";
 import { type RegistryServerHandle, startRegistryServer } from "../../../src/registry-server/server.js";
+import { caught as caughtAs } from "../../support/caught.js";
 
 const KEY = "reference-deployment-key";
 
@@ -38,15 +39,7 @@ afterEach(async () => {
   await server.close();
 });
 
-async function caught(promise: Promise<unknown>): Promise<RegistryError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof RegistryError) return err;
-    throw err;
-  }
-  throw new Error("expected a RegistryError");
-}
+const caught = (promise: Promise<unknown>) => caughtAs(promise, RegistryError);
 
 describe("registry client against the reference server", () => {
   it("registers with a token, and re-registering with it keeps the id and the token", async () => {

@@ -12,25 +12,14 @@ import {
   openAccountDb,
 } from "../../../src/adapters/state/account-db.js";
 import type { PeerState } from "../../../src/machines/handshake.machine.js";
+import { newPeerRecord } from "../../../src/machines/peers.js";
 
 function peer(
   hostname: string,
   state: PeerState["state"] = "trusted",
   extra: Partial<PeerState> = {},
 ): PeerState {
-  return {
-    hostname,
-    nodeId: null,
-    installationId: null,
-    state,
-    introduction: null,
-    justification: null,
-    announcedAt: null,
-    updatedAt: null,
-    assistantName: null,
-    humanName: null,
-    ...extra,
-  };
+  return { ...newPeerRecord({ hostname, nodeId: null, installationId: null }), state, ...extra };
 }
 
 describe("account database", () => {

@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createConvexSource } from "../../../src/adapters/visibility/convex.js";
 import { VisibilityError } from "../../../src/adapters/visibility/types.js";
+import { caught as caughtAs } from "../../support/caught.js";
 
 interface Seen {
   method: string;
@@ -58,15 +59,7 @@ afterEach(async () => {
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });
 
-async function caught(promise: Promise<unknown>): Promise<VisibilityError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof VisibilityError) return err;
-    throw err;
-  }
-  throw new Error("expected a VisibilityError");
-}
+const caught = (promise: Promise<unknown>) => caughtAs(promise, VisibilityError);
 
 describe("convex visibility source", () => {
   it("queries installations:get with the installation id and reads networkDiscoverable and metadata", async () => {
