@@ -112,7 +112,7 @@ export function createRelayLink(deps: RelayLinkDeps): TransportLink {
         return `The registry at ${deps.registry.url} has no relay (its ${missingRoute.route} route answered ${missingRoute.status}), so transport "relay" cannot work there; point registryUrl at a registry with relay support (e.g. \`npx agent-registry serve\`) or set transport to "pilot"`;
       }
       if (!linked()) {
-        return `Registering with the registry at ${deps.registry.url} first: the relay is used with the agent token the registration returns (messaging starts once this account is registered)`;
+        return `This account has not registered with the registry at ${deps.registry.url} yet, and the relay is used with the agent token a registration returns: messaging starts once it has registered (it registers while discoverable)`;
       }
       const error = deps.inboxError();
       return error
