@@ -422,7 +422,14 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
       init.body = JSON.stringify(spec.body);
     }
     const budget = timeoutMs + (spec.extraTimeoutMs ?? 0);
-    const timeout = AbortSignal.timeout(budget);
+    // A deadline cleared once the answer is in: `AbortSignal.timeout` cannot be cleared, so each call would wake the
+    // process again when its budget ran out (up to 35 s later for a long-poll) and build an error nobody reads.
+    const deadline = new AbortController();
+    const deadlineTimer = setTimeout(
+      () => deadline.abort(new DOMException(`no answer within ${budget} ms`, "TimeoutError")),
+      budget,
+    );
+    const timeout = deadline.signal;
     init.signal = spec.signal ? AbortSignal.any([spec.signal, timeout]) : timeout;
 
     const spec0 = spec as RequestSpec<unknown>;
@@ -470,6 +477,8 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
         );
       }
       throw failAborted(cause);
+    } finally {
+      clearTimeout(deadlineTimer);
     }
 
     if (response.status >= 300 && response.status < 400) {
