@@ -1,20 +1,11 @@
 // The trust list read by change: pages of a caller's records after a cursor (change sequence order), the whole
 // list's cursor, what each entry shows to which side, and refused parameters.
 import { describe, expect, it } from "vitest";
+import type { TrustPeer } from "../../src/registry-server/service.js";
 import { type AgentWithToken, startTestRegistry, type TestRegistry } from "./helpers.js";
 
-interface Entry {
-  requester_id: string;
-  target_id: string;
-  status: string;
-  created_at: string;
-  approved_at?: string;
-  updated_at: string;
-  peer_hostname: string | null;
-  introduction?: string | null;
-  assistant_name?: string | null;
-  human_name?: string | null;
-}
+/** A trust-list entry as the server sends it. */
+type Entry = TrustPeer;
 interface Changes {
   peers: Entry[];
   next_cursor: string;
