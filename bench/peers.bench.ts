@@ -18,12 +18,11 @@
 // 60 s unless `BENCH_IDLE_SECONDS` says otherwise.
 import { type ChildProcess, fork, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, Agent as HttpAgent, request as httpRequest } from "node:http";
-import type { AddressInfo } from "node:net";
 import { availableParallelism, setPriority, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRegistryClient } from "../src/adapters/registry/client.js";
 import { accountStateDir } from "../src/adapters/state/account-state.js";
+import { startCountingProxy } from "../test/support/counting-proxy.js";
 import { buildHub } from "./support/hub-build.js";
 import { type FromHub, HUB, type ToHub } from "./support/peers-hub.js";
 import { startRegistryProcess } from "./support/registry-process.js";
@@ -117,50 +116,14 @@ async function idleWindow(hub: Hub): Promise<number> {
   return ((await hub.next("idle")) as Extract<FromHub, { type: "idle" }>).cpuSeconds;
 }
 
-// ---- the proxy that counts the hub's requests ------------------------------------------------------------------
-
-async function startCountingProxy(target: string) {
-  const upstream = new URL(target);
-  const agent = new HttpAgent({ keepAlive: true });
-  let count = 0;
-  const byRoute = new Map<string, number>();
-  const server = createServer((req, res) => {
-    count++;
-    const route = `${req.method} ${(req.url ?? "").split("?")[0]?.replace(/\/[^/]*[0-9][^/]*$/, "/:id")}`;
-    byRoute.set(route, (byRoute.get(route) ?? 0) + 1);
-    const forward = httpRequest(
-      {
-        host: upstream.hostname,
-        port: upstream.port,
-        method: req.method,
-        path: req.url,
-        headers: req.headers,
-        agent,
-      },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    forward.on("error", () => res.destroy());
-    req.pipe(forward);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    reset() {
-      count = 0;
-      byRoute.clear();
-    },
-    count: () => count,
-    routes: () => Object.fromEntries([...byRoute].sort((a, b) => b[1] - a[1])),
-    async close() {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-      agent.destroy();
-    },
-  };
+/** Requests by route (ids folded), most first: what an idle account asks the registry. */
+function byRoute(requests: readonly string[]): Record<string, number> {
+  const counts = new Map<string, number>();
+  for (const request of requests) {
+    const route = (request.split("?")[0] ?? "").replace(/\/[^/]*[0-9][^/]*$/, "/:id");
+    counts.set(route, (counts.get(route) ?? 0) + 1);
+  }
+  return Object.fromEntries([...counts].sort((a, b) => b[1] - a[1]));
 }
 
 // ---- seeding through the API -----------------------------------------------------------------------------------
@@ -230,11 +193,12 @@ export async function runPeersBench(n: number, report: (line: string) => void): 
 
     // Idle: let the first cycles finish (and the JIT settle), then count a quiet window.
     await new Promise((resolve) => setTimeout(resolve, 10_000));
-    proxy.reset();
+    proxy.take();
     const reference = reference1Hz(IDLE_SECONDS * 1000);
     const quietCpu = await idleWindow(hub);
-    const requests = proxy.count();
-    report(`peers=${n}: idle requests by route ${JSON.stringify(proxy.routes())}`);
+    const idleRequests = proxy.take();
+    const requests = idleRequests.length;
+    report(`peers=${n}: idle requests by route ${JSON.stringify(byRoute(idleRequests))}`);
     const stopSpinners = startSpinners();
     const busyCpu = await idleWindow(hub).finally(stopSpinners);
     hub.send({ type: "measure" });

@@ -32,7 +32,9 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
       },
     );
     forward.on("error", () => {
-      res.writeHead(502).end();
+      // Mid-answer the status is already sent: cut the connection so the client sees the failure.
+      if (res.headersSent) res.destroy();
+      else res.writeHead(502).end();
     });
     req.pipe(forward);
   });
