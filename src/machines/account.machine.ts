@@ -37,6 +37,7 @@ import {
   handshakeId,
   indexPeers,
   newPeerRecord,
+  type PeerIndex,
   type PeerTable,
   peerEntries,
   peerKeyOfChild,
@@ -304,7 +305,7 @@ export const accountMachine = setup({
     commandPeer: enqueueActions(({ context, event, enqueue, self }) => {
       if (event.type !== "PEER.COMMAND") return;
       const router = createPeerRouter(context, self.getSnapshot().children, enqueue);
-      const key = findPeerKey(context.peers, event.peer) ?? router.keyOf(event.peer);
+      const key = router.keyOf(event.peer);
       if (addsToRecord(router.record(key)!, event.peer)) {
         router.deliver(key, { type: "PEER.SEEN", peer: event.peer });
       }
@@ -751,7 +752,8 @@ interface PeerEnqueue {
  * from its record) and sends the event. `commit()` writes the records that changed or were added, once.
  */
 function createPeerRouter(context: AccountContext, children: Record<string, unknown>, enqueue: PeerEnqueue) {
-  const index = indexPeers(context.peers);
+  // Built on the first look-up (a command or a reading), once for all the peers it names.
+  let index: PeerIndex | null = null;
   const updates = new Map<string, PeerState>();
   const woken = new Set<string>();
   const record = (key: string) => updates.get(key) ?? getPeer(context.peers, key);
@@ -771,6 +773,7 @@ function createPeerRouter(context: AccountContext, children: Record<string, unkn
     wake,
     /** The peer's key; a peer not seen before gets a new record (with the names it gave). */
     keyOf(ref: PeerRef, names?: { assistantName: string | null; humanName: string | null }): string {
+      index ??= indexPeers(context.peers);
       const key = index.find(ref) ?? peerKey(ref);
       if (!record(key)) {
         const fresh = { ...newPeerRecord(ref), ...names };
