@@ -39,6 +39,7 @@ export interface PeersBenchResult {
   idle_registry_requests_per_min: number;
   idle_cpu_s_per_min: number;
   idle_cpu_quiet_vm_s_per_min: number;
+  idle_wake_ups_per_min: number;
   reference_1hz_quiet_vm_s_per_min: number;
   rss_mb: number;
   status_ms: number;
@@ -108,12 +109,12 @@ function startSpinners(): () => void {
   };
 }
 
-/** The hub's CPU over one idle window. */
-async function idleWindow(hub: Hub): Promise<number> {
+/** The hub's CPU and event-loop wake-ups over one idle window. */
+async function idleWindow(hub: Hub): Promise<{ cpuSeconds: number; wakeUps: number }> {
   hub.send({ type: "idle-start" });
   await new Promise((resolve) => setTimeout(resolve, IDLE_SECONDS * 1000));
   hub.send({ type: "idle-end" });
-  return ((await hub.next("idle")) as Extract<FromHub, { type: "idle" }>).cpuSeconds;
+  return (await hub.next("idle")) as Extract<FromHub, { type: "idle" }>;
 }
 
 /** Requests by route (ids folded), most first: what an idle account asks the registry. */
@@ -195,12 +196,12 @@ export async function runPeersBench(n: number, report: (line: string) => void): 
     await new Promise((resolve) => setTimeout(resolve, 10_000));
     proxy.take();
     const reference = reference1Hz(IDLE_SECONDS * 1000);
-    const quietCpu = await idleWindow(hub);
+    const quiet = await idleWindow(hub);
     const idleRequests = proxy.take();
     const requests = idleRequests.length;
     report(`peers=${n}: idle requests by route ${JSON.stringify(byRoute(idleRequests))}`);
     const stopSpinners = startSpinners();
-    const busyCpu = await idleWindow(hub).finally(stopSpinners);
+    const busy = await idleWindow(hub).finally(stopSpinners);
     hub.send({ type: "measure" });
     const measured = (await hub.next("measured")) as Extract<FromHub, { type: "measured" }>;
     hub.send({ type: "stop" });
@@ -219,8 +220,9 @@ export async function runPeersBench(n: number, report: (line: string) => void): 
       settle_s: round(settled.seconds),
       restore_s: round(restored.seconds),
       idle_registry_requests_per_min: round(requests * perMinute, 1),
-      idle_cpu_s_per_min: round(busyCpu * perMinute, 3),
-      idle_cpu_quiet_vm_s_per_min: round(quietCpu * perMinute, 3),
+      idle_cpu_s_per_min: round(busy.cpuSeconds * perMinute, 3),
+      idle_cpu_quiet_vm_s_per_min: round(quiet.cpuSeconds * perMinute, 3),
+      idle_wake_ups_per_min: round(((busy.wakeUps + quiet.wakeUps) / 2) * perMinute, 1),
       reference_1hz_quiet_vm_s_per_min: round((await reference) * perMinute, 3),
       rss_mb: round(measured.rssMb, 1),
       status_ms: round(measured.statusMs, 3),

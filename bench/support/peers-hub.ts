@@ -1,6 +1,7 @@
 // The hub's process for bench:peers: one relay account runtime that reports when every peer shows trusted, then
 // answers the orchestrator's requests (idle CPU window, read latencies, RSS, stop) over IPC. Run as plain
 // JavaScript built by hub-build.ts, so what it measures is the plugin's code, not a TypeScript loader's.
+import { readFileSync } from "node:fs";
 import { resolveAccounts } from "../../src/config.js";
 import { startAccountRuntime } from "../../src/runtime/account-runtime.js";
 
@@ -9,10 +10,20 @@ export const HUB = "hub";
 export type ToHub = { type: "idle-start" } | { type: "idle-end" } | { type: "measure" } | { type: "stop" };
 export type FromHub =
   | { type: "settled"; seconds: number }
-  | { type: "idle"; cpuSeconds: number }
+  | { type: "idle"; cpuSeconds: number; wakeUps: number }
   | { type: "measured"; statusMs: number; peersMs: number; rssMb: number }
   | { type: "stopped" }
   | { type: "failed"; message: string };
+
+/** How often this process's main thread (its event loop) has gone to sleep and been woken: voluntary switches. */
+export function wakeUpsSoFar(): number {
+  try {
+    const status = readFileSync("/proc/thread-self/status", "utf8");
+    return Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? Number.NaN);
+  } catch {
+    return Number.NaN;
+  }
+}
 
 function p50(samples: number[]): number {
   const sorted = [...samples].sort((a, b) => a - b);
@@ -47,11 +58,19 @@ export async function runHub(): Promise<void> {
   send({ type: "settled", seconds: (performance.now() - started) / 1000 });
 
   let idleFrom = process.cpuUsage();
+  let wakeUpsFrom = wakeUpsSoFar();
   process.on("message", async (message: ToHub) => {
-    if (message.type === "idle-start") idleFrom = process.cpuUsage();
+    if (message.type === "idle-start") {
+      idleFrom = process.cpuUsage();
+      wakeUpsFrom = wakeUpsSoFar();
+    }
     if (message.type === "idle-end") {
       const used = process.cpuUsage(idleFrom);
-      send({ type: "idle", cpuSeconds: (used.user + used.system) / 1e6 });
+      send({
+        type: "idle",
+        cpuSeconds: (used.user + used.system) / 1e6,
+        wakeUps: wakeUpsSoFar() - wakeUpsFrom,
+      });
     }
     if (message.type === "measure") {
       const timed = (read: () => unknown) =>
