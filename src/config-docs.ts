@@ -186,7 +186,7 @@ export function renderConfigDocs(): string {
     "",
     `Settings live under \`channels.${CHANNEL_ID}\` in the OpenClaw config. Every field except \`accounts\` can be`,
     "set at the top level, where it is the default for every account, or per account under",
-    "`accounts.<id>`. The nested objects (`visibility`, `pilot`, `handshake`, `inbound`) are merged field by field",
+    "`accounts.<id>`. The nested objects (`visibility`, `pilot`, `handshake`, `inbound`, `outbound`) are merged field by field",
     "(account over top level). Without `accounts`, a top-level `hostname` makes one account with id `default`.",
     "Unknown keys are rejected, with a message naming the field.",
     "",

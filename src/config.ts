@@ -76,6 +76,53 @@ export const handshakeSchema = z
   })
   .strict();
 
+export const outboundSchema = z
+  .object({
+    maxQueuedPerPeer: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000)
+      .default(100)
+      .describe("Undelivered messages to one peer before a send is refused (OUTBOX_FULL)"),
+    maxQueued: z
+      .number()
+      .int()
+      .min(1)
+      .max(100_000)
+      .default(1000)
+      .describe("Undelivered messages in all before a send is refused (OUTBOX_FULL)"),
+    receiptTimeoutSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(86_400)
+      .default(120)
+      .describe("Wait for the peer's receipt before resending with the same id (doubling per resend)"),
+    maxResends: z
+      .number()
+      .int()
+      .min(0)
+      .max(20)
+      .default(4)
+      .describe("Resends without a receipt; then the message stays sent (the peer may not send receipts)"),
+    notifyAfterMinutes: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_080)
+      .default(10)
+      .describe("Tell the writing session once when its message is still undelivered after this long"),
+    expireAfterHours: z
+      .number()
+      .int()
+      .min(1)
+      .max(720)
+      .default(168)
+      .describe("A message the transport never took fails after this long"),
+  })
+  .strict();
+
 export const inboundSchema = z
   .object({
     allowFrom: z
@@ -160,6 +207,7 @@ const accountFields = {
   pilot: overridesOf(pilotSchema).optional(),
   handshake: overridesOf(handshakeSchema).optional(),
   inbound: overridesOf(inboundSchema).optional(),
+  outbound: overridesOf(outboundSchema).optional(),
 };
 
 export const accountConfigSchema = z.object(accountFields).strict();
@@ -199,6 +247,7 @@ export interface ResolvedAccount {
   pilot: z.infer<typeof pilotSchema>;
   handshake: z.infer<typeof handshakeSchema>;
   inbound: z.infer<typeof inboundSchema>;
+  outbound: z.infer<typeof outboundSchema>;
 }
 
 export class ConfigError extends Error {
@@ -288,6 +337,7 @@ function resolveOne(
     pilot: pilotSchema.parse({ ...defaults.pilot, ...own.pilot }),
     handshake: handshakeSchema.parse({ ...defaults.handshake, ...own.handshake }),
     inbound: inboundSchema.parse({ ...defaults.inbound, ...own.inbound }),
+    outbound: outboundSchema.parse({ ...defaults.outbound, ...own.outbound }),
   };
 }
 

@@ -25,5 +25,9 @@ export default defineChannelPluginEntry({
   registerFull(api) {
     registerGatewayMethods(api, gatewayMethodSpecs(runtimes));
     registerAgentNetworkTool(api, runtimes);
+    // A message the agent sent that stays undelivered is told to its session once, as a system event.
+    runtimes.setSessionNotifier((sessionKey, text) => {
+      api.runtime.system.enqueueSystemEvent(text, { sessionKey });
+    });
   },
 });

@@ -4,6 +4,7 @@
 //   daemon            invoked for transport "pilot": finds, starts and watches the Pilot daemon
 //   inbox             the poll loop that reads the Pilot inbox files or the relay inbox
 //   peers             the poll loop that reads pending handshake requests and the trust list
+//   outbox            the poll loop that resends outgoing messages until the peer's receipt comes
 //   visibility        re-reads a remote or scheduled visibility source on its own clock
 //   handshake:<peer>  trust with that peer, awake while it has work (see below)
 // Children report with the events they declare (DAEMON.*, POLL.CYCLE.*, VISIBILITY.READ, HANDSHAKE.ANNOUNCE,
@@ -67,6 +68,8 @@ export interface AccountChildrenInput {
   inbox?: PollInput;
   /** The pending-requests and trust-list loop; absent for transport "none". */
   peers?: PollInput;
+  /** The outbox loop (retries and resends, next: "later"); absent for transport "none". */
+  outbox?: PollInput;
   /** A remote or scheduled visibility source; absent when visibility comes from the config. */
   visibility?: VisibilityInput;
 }
@@ -154,6 +157,8 @@ export type AccountEvent =
   | { type: "INBOX.WAKE" }
   /** Read pending requests and the trust list now (an unknown sender wrote, an operator asked). */
   | { type: "PEERS.WAKE" }
+  /** A message entered the outbox, or its next step moved earlier: run the outbox loop now. */
+  | { type: "OUTBOX.WAKE" }
   /** Try the transport again now (Pilot: look for pilotctl, restart a failed daemon). */
   | { type: "TRANSPORT.RETRY" }
   /** Stop the transport children first (a managed daemon is stopped gracefully), before STOP. */
@@ -229,6 +234,7 @@ export const accountMachine = setup({
     daemon: daemonMachine,
     inbox: pollMachine,
     peers: pollMachine,
+    outbox: pollMachine,
     visibility: visibilityMachine,
     handshake: handshakeMachine,
     registerAgent: fromPromise<RegisterAgentOutput, RegisterAgentInput>(notProvided("registerAgent")),
@@ -240,11 +246,13 @@ export const accountMachine = setup({
     // ---- the children ----
     spawnChildren: enqueueActions(({ context, enqueue }) => {
       const awake = createPeerRouter(context, {}, enqueue);
-      const { daemon, inbox, peers, visibility } = context.children;
+      const { daemon, inbox, peers, outbox, visibility } = context.children;
       if (daemon && hasChild(context, "daemon"))
         enqueue.spawnChild("daemon", { id: "daemon", input: daemon });
       if (inbox && hasChild(context, "inbox")) enqueue.spawnChild("inbox", { id: "inbox", input: inbox });
       if (peers && hasChild(context, "peers")) enqueue.spawnChild("peers", { id: "peers", input: peers });
+      if (outbox && hasChild(context, "outbox"))
+        enqueue.spawnChild("outbox", { id: "outbox", input: outbox });
       if (visibility) enqueue.spawnChild("visibility", { id: "visibility", input: visibility });
       // Resting peers stay records; a request persisted before its announcement wakes to announce it.
       for (const [key, record] of peerEntries(context.peers)) {
@@ -355,12 +363,16 @@ export const accountMachine = setup({
     wakePeers: enqueueActions(({ context, enqueue }) => {
       if (hasChild(context, "peers")) enqueue.sendTo("peers", { type: "INBOX.WAKE" });
     }),
+    wakeOutbox: enqueueActions(({ context, enqueue }) => {
+      if (hasChild(context, "outbox")) enqueue.sendTo("outbox", { type: "INBOX.WAKE" });
+    }),
     retryTransport: enqueueActions(({ context, enqueue }) => {
       if (hasChild(context, "daemon")) enqueue.sendTo("daemon", { type: "DAEMON.RETRY" });
     }),
     stopTransport: enqueueActions(({ context, enqueue }) => {
       if (hasChild(context, "inbox")) enqueue.sendTo("inbox", { type: "STOP" });
       if (hasChild(context, "peers")) enqueue.sendTo("peers", { type: "STOP" });
+      if (hasChild(context, "outbox")) enqueue.sendTo("outbox", { type: "STOP" });
       if (hasChild(context, "daemon")) enqueue.sendTo("daemon", { type: "STOP" });
     }),
     // Visibility read again on its own clock: the same events an operator's refresh sends.
@@ -460,6 +472,7 @@ export const accountMachine = setup({
     "VISIBILITY.READ": { actions: "applyVisibility" },
     "INBOX.WAKE": { actions: "wakeInbox" },
     "PEERS.WAKE": { actions: "wakePeers" },
+    "OUTBOX.WAKE": { actions: "wakeOutbox" },
     "TRANSPORT.RETRY": { actions: "retryTransport" },
     "TRANSPORT.STOP": { actions: "stopTransport" },
     // A child that failed in a way it does not handle itself (a bug): noted, never fatal to the account.
@@ -730,7 +743,7 @@ export const accountMachine = setup({
 });
 
 /** Is this transport child part of the tree (started with the account, by its input and the transport)? */
-function hasChild(context: AccountContext, id: "daemon" | "inbox" | "peers"): boolean {
+function hasChild(context: AccountContext, id: "daemon" | "inbox" | "peers" | "outbox"): boolean {
   if (context.transport === "none" || !context.children[id]) return false;
   return id !== "daemon" || context.transport === "pilot";
 }

@@ -42,6 +42,7 @@ export interface MessagingStatus {
   daemon: DaemonStatusView | null;
   inbox: PollStatusView | null;
   peersLoop: PollStatusView | null;
+  outboxLoop: PollStatusView | null;
   peers: {
     total: number;
     trusted: number;
@@ -83,6 +84,7 @@ export function toMessagingStatus(snapshot: AccountSnapshot): MessagingStatus {
   const daemonSnapshot = childSnapshot<SnapshotFrom<DaemonMachine>>(snapshot, "daemon");
   const inboxSnapshot = childSnapshot<SnapshotFrom<PollMachine>>(snapshot, "inbox");
   const peersSnapshot = childSnapshot<SnapshotFrom<PollMachine>>(snapshot, "peers");
+  const outboxSnapshot = childSnapshot<SnapshotFrom<PollMachine>>(snapshot, "outbox");
   const daemon = daemonSnapshot ? toDaemonStatus(daemonSnapshot) : null;
   // Only an awake handshake can hold an error (a resting one settled without one).
   const failing: MessagingStatus["peers"]["failing"] = [];
@@ -105,6 +107,7 @@ export function toMessagingStatus(snapshot: AccountSnapshot): MessagingStatus {
     daemon,
     inbox: inboxSnapshot ? toPollStatus(inboxSnapshot) : null,
     peersLoop: peersSnapshot ? toPollStatus(peersSnapshot) : null,
+    outboxLoop: outboxSnapshot ? toPollStatus(outboxSnapshot) : null,
     peers: {
       total: context.peers.size,
       trusted: counts.trusted,

@@ -49,8 +49,10 @@ export interface RunCycleInput {
  * - `idle`: nothing left; wait for the poll interval or a wake-up.
  * - `retry`: something was kept for a retry; run again after the retry backoff (a wake-up runs at once).
  * - `pause`: an answer came too early to be a real long-poll; wait `pauseMs`, then read from the start.
+ * - `later`: nothing is due now, the next thing is due in `laterMs` (the outbox's next resend): run then, or at
+ *   a wake-up if that comes first.
  */
-export type PollNext = "again" | "idle" | "retry" | "pause";
+export type PollNext = "again" | "idle" | "retry" | "pause" | "later";
 
 /** The plain result of one cycle. */
 export interface PollSummary {
@@ -64,6 +66,8 @@ export interface PollSummary {
   next: PollNext;
   /** With `next: "pause"`: how long. */
   pauseMs?: number;
+  /** With `next: "later"`: when the next cycle is due. */
+  laterMs?: number;
 }
 
 /** A cycle that did nothing and asks for nothing (the loop waits for its interval or a wake-up). */
@@ -102,6 +106,8 @@ export interface PollContext {
   retryAttempts: number;
   /** With `next: "pause"`: how long the current pause lasts. */
   pauseMs: number;
+  /** With `next: "later"`: how long until the next cycle. */
+  laterMs: number;
   lastSummary: PollSummary | null;
   lastError: PlainError | null;
 }
@@ -187,6 +193,9 @@ export const pollMachine = setup({
       pauseMs: Math.max(0, context.lastSummary?.pauseMs ?? 0),
       rescan: true,
     })),
+    scheduleLater: assign(({ context }) => ({
+      laterMs: Math.max(0, context.lastSummary?.laterMs ?? context.pollIntervalMs),
+    })),
     recordFailure: assign(({ context, event }) => ({
       lastError: toPlainError((event as unknown as { error: unknown }).error, "poll.cycle"),
       consecutiveErrors: Math.min(context.consecutiveErrors + 1, errorCountCap(context.errorBackoff)),
@@ -219,6 +228,7 @@ export const pollMachine = setup({
     cycleAskedAgain: ({ event }) => nextOf(event) === "again",
     wakePending: ({ context }) => context.wakePending,
     cycleKeptForRetry: ({ event }) => nextOf(event) === "retry",
+    cycleAskedLater: ({ event }) => nextOf(event) === "later",
   },
   delays: {
     pollInterval: ({ context }) => context.pollIntervalMs,
@@ -228,6 +238,7 @@ export const pollMachine = setup({
     retryBackoff: ({ context }) =>
       pollRetryDelayMs(context.retryBackoff, context.retryAttempts, context.jitterSeed),
     emptyPause: ({ context }) => context.pauseMs,
+    nextDue: ({ context }) => context.laterMs,
   },
 }).createMachine({
   id: "poll",
@@ -247,6 +258,7 @@ export const pollMachine = setup({
     consecutiveErrors: 0,
     retryAttempts: 0,
     pauseMs: 0,
+    laterMs: 0,
     lastSummary: null,
     lastError: null,
   }),
@@ -279,6 +291,7 @@ export const pollMachine = setup({
             actions: ["recordSummary", "reportCycleDone", assign({ trigger: "wake" })],
           },
           { guard: "cycleKeptForRetry", target: "retrying", actions: ["recordSummary", "reportCycleDone"] },
+          { guard: "cycleAskedLater", target: "scheduled", actions: ["recordSummary", "reportCycleDone"] },
           { target: "waiting", actions: ["recordSummary", "reportCycleDone"] },
         ],
         onError: { target: "backoff", actions: ["recordFailure", "reportCycleFailed"] },
@@ -304,6 +317,14 @@ export const pollMachine = setup({
       entry: "startPause",
       after: { emptyPause: { target: "polling", actions: assign({ trigger: "again" }) } },
       on: { "INBOX.WAKE": { actions: "rememberWake" } },
+    },
+
+    // Nothing is due before `laterMs`; new work (a wake-up) runs at once.
+    scheduled: {
+      tags: ["settled"],
+      entry: "scheduleLater",
+      after: { nextDue: { target: "polling", actions: assign({ trigger: "timer" }) } },
+      on: { "INBOX.WAKE": "waking" },
     },
 
     // Something was kept for a retry; new work (a wake-up) need not wait behind it.

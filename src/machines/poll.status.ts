@@ -8,6 +8,7 @@ export const POLL_PHASES = [
   "waking",
   "polling",
   "paused",
+  "scheduled",
   "retrying",
   "backoff",
   "stopped",

@@ -1,8 +1,10 @@
 // What one account can do on the agent network, whatever transport carries it: the surface the agent_network
 // tool and the operator's gateway methods call. Implemented by the account runtime (Pilot, relay or none).
 import type { AgentPage, AgentRecord, SearchQuery } from "../adapters/registry/types.js";
+import type { OutboxState } from "../adapters/state/outbox-table.js";
 import type { TransportKind } from "../adapters/transport/transport.js";
 import { PEER_STATES, type PeerTrustState } from "../machines/handshake.machine.js";
+import type { OutboxView } from "./outbox.js";
 
 /** A peer's trust state, as the handshake machine names it. */
 export type PeerState = PeerTrustState;
@@ -27,6 +29,20 @@ export interface InboxReport {
   deadLettered: Array<{ ref: string; from: string | null; reason: string; at: string | null }>;
 }
 
+export interface SendOptions {
+  /** Who writes: the agent's tool ("contact") or an operator ("send", the default). */
+  origin?: "contact" | "send";
+  /** The session that writes (told once if the message stays undelivered). */
+  sessionKey?: string | null;
+}
+
+export interface SendResult {
+  messageId: string;
+  state: OutboxState;
+  /** Why it is still queued, when it is. */
+  reason: string | null;
+}
+
 export interface NetworkCounters {
   dispatched: number;
   refused: Record<string, number>;
@@ -37,6 +53,8 @@ export interface NetworkCounters {
   sent: number;
   lastInboundAt: number | null;
   lastOutboundAt: number | null;
+  /** Outgoing messages by state. */
+  outbox?: Record<OutboxState, number>;
 }
 
 export type NetworkErrorCode =
@@ -47,6 +65,8 @@ export type NetworkErrorCode =
   | "NOT_PENDING"
   | "OWNER_APPROVAL_REQUIRED"
   | "INVALID"
+  /** The outbox is at its bound (per peer or in all): wait until messages are delivered. */
+  | "OUTBOX_FULL"
   | "FAILED";
 
 /** A failed network action; `message` tells the agent or operator what to do next. */
@@ -79,8 +99,14 @@ export interface AccountNetwork {
   approve(ref: string): Promise<PeerView>;
   reject(ref: string, reason?: string): Promise<PeerView>;
   untrust(ref: string): Promise<PeerView>;
-  /** Really sends a message to a trusted peer; NOT_TRUSTED when no handshake completed. */
-  send(hostname: string, text: string): Promise<{ messageId: string }>;
+  /**
+   * Writes a message to a trusted peer into the outbox and tries the transport once: `sent` (waiting for the
+   * peer's receipt) or `queued` (retried; `reason` says why). NOT_TRUSTED when no handshake completed,
+   * OUTBOX_FULL when too many messages are still undelivered.
+   */
+  send(hostname: string, text: string, options?: SendOptions): Promise<SendResult>;
+  /** Undelivered messages (queued, sent), oldest first; with `finished`, that many of the latest finished too. */
+  outbox(options?: { peer?: string; finished?: number }): OutboxView[];
   inbox(): InboxReport;
   counters(): NetworkCounters;
 }

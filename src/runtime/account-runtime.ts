@@ -41,6 +41,7 @@ import type { AccountNetwork, PeerView } from "./account-network.js";
 import type { InboundDeps } from "./inbound.js";
 import { createPeerNetwork } from "./peer-network.js";
 import { createPilotLink, daemonActors } from "./pilot-link.js";
+import { createReceiptSender } from "./receipt-sender.js";
 import { registryActions, registryActors } from "./registry-actors.js";
 import { createRelayLink } from "./relay-link.js";
 import { ReplyBudget, type ReplyOutcome } from "./reply-budget.js";
@@ -81,6 +82,8 @@ export interface AccountRuntimeOptions {
   }) => (message: AdmittedMessage) => Promise<void>;
   /** An incoming handshake request, announced once (operator log/status; agent session in agent mode). */
   onAnnounce?: (peer: PeerView) => void;
+  /** Tells an OpenClaw session something once (a message it wrote is still undelivered). */
+  notifySession?: (sessionKey: string, text: string) => void;
   /** Bounded time for deregistration on stop (default 5 s). */
   deregisterTimeoutMs?: number;
   /** Transport pilot: how soon the daemon actor retries by itself (defaults: DAEMON_DEFAULTS). */
@@ -174,6 +177,7 @@ function announcementText(peer: PeerView, hostname: string): string {
 }
 
 const STOP_TRANSPORT_BOUND_MS = 12_000;
+const OUTBOX_SAFETY_INTERVAL_MS = 300_000;
 
 /**
  * The inbox loop's timing. Relay: one long-poll after another, backing off while the registry fails (with a
@@ -234,16 +238,32 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     inbox: () => link.report(),
     inboundCounters: () => link.counters(),
     onDeliberateSend: (hostname) => budget.reset(hostname),
+    outboxTable: state.db.outbox(),
+    outboxPolicy: {
+      maxPerPeer: account.outbound.maxQueuedPerPeer,
+      maxTotal: account.outbound.maxQueued,
+      receiptTimeoutMs: account.outbound.receiptTimeoutSeconds * 1000,
+      maxResends: account.outbound.maxResends,
+      notifyAfterMs: account.outbound.notifyAfterMinutes * 60_000,
+      expireAfterMs: account.outbound.expireAfterHours * 3_600_000,
+    },
+    wakeOutbox: () => actor?.send({ type: "OUTBOX.WAKE" }),
+    ...(options.notifySession ? { notifySession: options.notifySession } : {}),
+  });
+  const receipts = createReceiptSender({
+    hostname: named.hostname,
+    transport: () => link.transport(),
+    log,
   });
 
   const dispatch =
     options.createDispatcher?.({
-      reply: async (hostname, text) => {
+      reply: async (hostname, text, replyTo) => {
         // Never auto-reply to a peer we do not trust (e.g. the agent answering a handshake announcement).
         if (!network.isTrusted({ hostname, nodeId: null, installationId: null })) return "untrusted";
         if (!budget.take(hostname)) return "budget_spent";
         try {
-          await network.sendReply(hostname, text);
+          await network.sendReply(hostname, text, replyTo);
         } catch (error) {
           // A reply that failed (peer daemon down, a pilotctl timeout on a busy host) must not shorten the
           // exchange the budget allows; the error still goes to OpenClaw's delivery as before.
@@ -267,6 +287,12 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     knownHostname: network.knownHostname,
     reconcile: () => network.reconcile(),
     dispatch,
+    receipts: {
+      send: (to, receipt) => receipts.send(to, receipt),
+      take: (receipt, from) => {
+        network.outboxQueue.onReceipt(receipt, from);
+      },
+    },
   };
   const absentRecheckMs = options.pilotDaemon?.absentRecheckMs ?? DAEMON_DEFAULTS.absentRecheckMs;
   const transportKind = options.link ? "relay" : account.transport;
@@ -326,7 +352,11 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
   }
   const pollIntervalMs = account.pilot.pollIntervalSeconds * 1000;
   if (inboxLoop) children.inbox = inboxInput(transportKind, pollIntervalMs, installationId);
-  if (options.link || account.transport !== "none") children.peers = { name: "peers", pollIntervalMs };
+  if (options.link || account.transport !== "none") {
+    children.peers = { name: "peers", pollIntervalMs };
+    // Driven by what is due (next: "later") and by new messages; the interval is only a safety net.
+    children.outbox = { name: "outbox", pollIntervalMs: OUTBOX_SAFETY_INTERVAL_MS };
+  }
   if (account.visibility.source !== "config") {
     const refreshMs = account.visibility.refreshSeconds * 1000;
     children.visibility = {
@@ -368,6 +398,9 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
         actors: {
           runCycle: fromPromise(async ({ input }) => idleSummary(input.trigger, await network.observe())),
         },
+      }),
+      outbox: pollMachine.provide({
+        actors: { runCycle: fromPromise(({ input }) => network.outboxQueue.runCycle(input)) },
       }),
       visibility: visibilityMachine.provide({
         actors: {

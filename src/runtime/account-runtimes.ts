@@ -9,6 +9,23 @@ export class NoAccountError extends Error {
 
 export class AccountRuntimes {
   readonly #byId = new Map<string, AccountRuntime>();
+  #notifier: ((sessionKey: string, text: string) => void) | null = null;
+
+  /** How to tell an OpenClaw session something (set where the plugin API is at hand: registerFull). */
+  setSessionNotifier(notifier: (sessionKey: string, text: string) => void): void {
+    this.#notifier = notifier;
+  }
+
+  /** Tells a session once (a system event on its next turn); false when no notifier is set or it refused. */
+  notifySession(sessionKey: string, text: string): boolean {
+    if (!this.#notifier) return false;
+    try {
+      this.#notifier(sessionKey, text);
+      return true;
+    } catch {
+      return false;
+    }
+  }
 
   add(runtime: AccountRuntime): void {
     this.#byId.set(runtime.accountId, runtime);

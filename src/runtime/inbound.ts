@@ -1,6 +1,10 @@
 // The inbound side shared by both transports: the pipeline (dedupe, admission, dispatch) a transport's inbox
 // feeds, with trust as the handshake actors know it.
-import { createInboundPipeline, type InboundPipeline } from "../adapters/inbound/pipeline.js";
+import {
+  createInboundPipeline,
+  type InboundPipeline,
+  type InboundPipelineDeps,
+} from "../adapters/inbound/pipeline.js";
 import type { RegistryClient } from "../adapters/registry/client.js";
 import type { AccountStateStore } from "../adapters/state/account-state.js";
 import type { AdmittedMessage, PeerRef } from "../adapters/transport/transport.js";
@@ -21,6 +25,8 @@ export interface InboundDeps {
   reconcile(): Promise<void>;
   /** Into the peer's OpenClaw session. */
   dispatch(message: AdmittedMessage): Promise<void>;
+  /** End-to-end receipts: answering peers' messages, and taking receipts for ours (the outbox). */
+  receipts?: InboundPipelineDeps["receipts"];
 }
 
 /**
@@ -61,6 +67,7 @@ export function createPipeline(deps: InboundDeps): InboundPipeline {
     },
     dispatch: deps.dispatch,
     log: deps.log,
+    ...(deps.receipts ? { receipts: deps.receipts } : {}),
   });
 }
 

@@ -4,7 +4,7 @@
 import { type ActorRefFrom, waitFor } from "xstate";
 import type { RegistryClient } from "../adapters/registry/client.js";
 import type { AgentRecord } from "../adapters/registry/types.js";
-import { createEnvelope } from "../adapters/transport/envelope.js";
+import type { OutboxTable } from "../adapters/state/outbox-table.js";
 import { type Transport, TransportError } from "../adapters/transport/transport.js";
 import type { ResolvedAccount } from "../config.js";
 import type { Log } from "../log.js";
@@ -27,7 +27,9 @@ import {
   type NetworkCounters,
   NetworkError,
   type PeerView,
+  type SendResult,
 } from "./account-network.js";
+import { createOutbox, type Outbox, type OutboxPolicy } from "./outbox.js";
 import { createPeerNames } from "./peer-names.js";
 
 /** The account root as the network uses it: its snapshot (peer table, children) and its events. */
@@ -45,6 +47,13 @@ export interface PeerNetworkOptions {
   inboundCounters?: () => Omit<NetworkCounters, "sent" | "lastOutboundAt">;
   /** A deliberate message (owner or tool) to this peer: resets its auto-reply budget. */
   onDeliberateSend?: (hostname: string) => void;
+  /** Where outgoing messages are kept until the peer's receipt (the account database's outbox). */
+  outboxTable: OutboxTable;
+  outboxPolicy?: Partial<OutboxPolicy>;
+  /** Tells a session once that its message is still undelivered. */
+  notifySession?: (sessionKey: string, text: string) => void;
+  /** Wakes the outbox loop. */
+  wakeOutbox?: () => void;
 }
 
 export interface PeerNetwork extends AccountNetwork {
@@ -61,7 +70,9 @@ export interface PeerNetwork extends AccountNetwork {
   /** Hostname of a peer known by node id or relay id, if any. */
   knownHostname(peer: PeerRef): string | null;
   /** The agent's automatic reply to a peer's message (does not reset the reply budget). */
-  sendReply(hostname: string, text: string): Promise<{ messageId: string }>;
+  sendReply(hostname: string, text: string, replyTo?: string | null): Promise<SendResult>;
+  /** The outbox itself: the loop's cycle and the receipts. */
+  readonly outboxQueue: Outbox;
   /** The peer's handshake introduction (their text, untrusted), if one is known. */
   introductionFor(hostname: string): string | null;
   /** The peer as the tool shows it, by its key in the peer table. */
@@ -226,6 +237,47 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
     return list;
   };
 
+  const outbox = createOutbox({
+    table: options.outboxTable,
+    hostname: account.hostname,
+    transport: options.transport,
+    unavailableReason: options.unavailableReason,
+    resolve: resolvePeerRef,
+    log,
+    ...(options.outboxPolicy ? { policy: options.outboxPolicy } : {}),
+    ...(options.wakeOutbox ? { wake: options.wakeOutbox } : {}),
+    ...(options.notifySession
+      ? {
+          notify: (entry, text) => {
+            if (entry.sessionKey) options.notifySession?.(entry.sessionKey, text);
+          },
+        }
+      : {}),
+  });
+
+  /**
+   * Into the outbox, then one attempt at once. A peer that is not trusted is refused here; a transport that is
+   * not up yet leaves the message queued (the outbox loop sends it once it is).
+   */
+  const submit = async (
+    hostname: string,
+    text: string,
+    message: { origin: "contact" | "send" | "reply"; sessionKey?: string | null; replyTo?: string | null },
+  ): Promise<SendResult> => {
+    if (account.transport === "none" && !options.transport()) requireTransport();
+    if (!text.trim()) throw new NetworkError("INVALID", "The message is empty; pass the text to send");
+    if (!options.transport() && !network.isTrusted({ hostname, nodeId: null, installationId: null })) {
+      throw new NetworkError(
+        "NOT_TRUSTED",
+        `"${hostname}" is not a trusted peer; complete a handshake first (action "handshake")`,
+      );
+    }
+    const result = await outbox.submit({ peer: hostname, body: text, ...message });
+    sent += 1;
+    lastOutboundAt = Date.now();
+    return result;
+  };
+
   const network: PeerNetwork = {
     get transport() {
       return account.transport;
@@ -322,25 +374,17 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
       }
       return toPeerView(record);
     },
-    async send(hostname, text) {
-      const result = await network.sendReply(hostname, text);
+    async send(hostname, text, sendOptions = {}) {
+      const result = await submit(hostname, text, {
+        origin: sendOptions.origin ?? "send",
+        sessionKey: sendOptions.sessionKey ?? null,
+      });
       options.onDeliberateSend?.(hostname);
       return result;
     },
-    async sendReply(hostname, text) {
-      const transport = requireTransport();
-      if (!text.trim()) throw new NetworkError("INVALID", "The message is empty; pass the text to send");
-      const ref = await resolvePeerRef(hostname);
-      const envelope = createEnvelope({ fromHostname: account.hostname, body: text });
-      try {
-        const result = await transport.send(ref, envelope);
-        sent += 1;
-        lastOutboundAt = Date.now();
-        return result;
-      } catch (error) {
-        return toNetworkError(error, "send");
-      }
-    },
+    sendReply: (hostname, text, replyTo = null) => submit(hostname, text, { origin: "reply", replyTo }),
+    outbox: (listOptions) => outbox.list(listOptions),
+    outboxQueue: outbox,
     inbox: () => options.inbox?.() ?? { undelivered: [], deadLettered: [] },
     counters: () => ({
       dispatched: 0,
@@ -351,6 +395,7 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
       ...options.inboundCounters?.(),
       sent,
       lastOutboundAt,
+      outbox: outbox.counts(),
     }),
     async observe() {
       const transport = options.transport();

@@ -23,6 +23,7 @@ const input = {
   waitSeconds: 25,
 };
 const PAUSE_MS = 300;
+const LATER_MS = 700;
 const summary = (next: PollNext): PollSummary => ({
   trigger: "start",
   dispatched: 1,
@@ -31,10 +32,11 @@ const summary = (next: PollNext): PollSummary => ({
   peers: { pending: [], trusted: [{ hostname: "bob", nodeId: 4, installationId: null }], at: 1_000 },
   next,
   ...(next === "pause" ? { pauseMs: PAUSE_MS } : {}),
+  ...(next === "later" ? { laterMs: LATER_MS } : {}),
 });
 
 const payloads = eventsWithPayloads([
-  ...(["again", "idle", "retry", "pause"] as const).map((next) => ({
+  ...(["again", "idle", "retry", "pause", "later"] as const).map((next) => ({
     type: "xstate.done.actor.runCycle",
     output: summary(next),
   })),
@@ -104,6 +106,7 @@ function invariants(seen: Array<{ type: string; output?: unknown }>) {
       backoff: ["errorBackoff"],
       retrying: ["retryBackoff"],
       paused: ["emptyPause"],
+      scheduled: ["nextDue"],
     };
     expect(timers).toEqual(expectedTimers[String(snapshot.value)] ?? []);
 
@@ -113,10 +116,11 @@ function invariants(seen: Array<{ type: string; output?: unknown }>) {
     if (snapshot.matches("waiting")) expect(last).toBe("idle");
     if (snapshot.matches("retrying")) expect(last).toBe("retry");
     if (snapshot.matches("paused")) expect(last).toBe("pause");
+    if (snapshot.matches("scheduled")) expect(last).toBe("later");
     if (snapshot.matches("backoff")) expect(last).toBe("error");
-    if (snapshot.matches("waking")) expect(["idle", "retry"]).toContain(last);
+    if (snapshot.matches("waking")) expect(["idle", "retry", "later"]).toContain(last);
     if (step.event.type === "INBOX.WAKE") callsAtLastWake = callsBeforeStep;
-    if (snapshot.matches("waiting") || snapshot.matches("retrying")) {
+    if (snapshot.matches("waiting") || snapshot.matches("retrying") || snapshot.matches("scheduled")) {
       expect(calls.length).toBeGreaterThan(callsAtLastWake);
     }
 
@@ -147,6 +151,7 @@ function expectedDelay(seen: Array<{ type: string; output?: unknown }>) {
     const delay = eventType.split(".")[2];
     if (delay === "pollInterval") return input.pollIntervalMs;
     if (delay === "emptyPause") return PAUSE_MS;
+    if (delay === "nextDue") return LATER_MS;
     if (delay === "wakeDelay") return input.wakeDelayMs;
     if (delay === "errorBackoff") return backoff(input.errorBackoff, trailing(answers, "error"));
     if (delay === "retryBackoff") return backoff(input.retryBackoff, trailing(answers, "retry", "error"));
@@ -172,7 +177,16 @@ describe("poll machine: shortest paths", () => {
   const paths = getShortestPaths(pollMachine, { input, events: payloads, limit: GRAPH_LIMIT } as never);
   it("reaches every state", () => {
     const values = new Set(paths.map((path) => JSON.stringify(path.state.value)));
-    for (const value of ["waiting", "waking", "polling", "paused", "retrying", "backoff", "stopped"])
+    for (const value of [
+      "waiting",
+      "waking",
+      "polling",
+      "paused",
+      "scheduled",
+      "retrying",
+      "backoff",
+      "stopped",
+    ])
       expect(values).toContain(JSON.stringify(value));
   });
   it(`replays all ${paths.length} shortest paths with the invariants holding at every step`, async () => {
@@ -209,13 +223,13 @@ describe("poll machine: random walks (self-loops included)", () => {
     length: 25,
     seed: 20_261_125,
   });
-  it("takes wake-ups during cycles, pauses, retries and backoff", () => {
+  it("takes wake-ups during cycles, pauses, scheduled runs, retries and backoff", () => {
     const types = walks.flatMap((walk) =>
       walk.steps
         .slice(1)
         .map((step, index) => `${JSON.stringify(walk.steps[index]!.state.value)}:${step.event.type}`),
     );
-    for (const state of ["polling", "paused", "retrying", "backoff"]) {
+    for (const state of ["polling", "paused", "scheduled", "retrying", "backoff"]) {
       expect(types).toContain(`"${state}":INBOX.WAKE`);
     }
   });

@@ -5,7 +5,8 @@
 
 import type { Log } from "../../log.js";
 import { type BackoffPolicy, baseDelay } from "../../machines/backoff.js";
-import { decodeMessage, isEnvelope, messageKey } from "../transport/envelope.js";
+import type { Envelope } from "../transport/envelope.js";
+import { decodeMessage, isEnvelope, messageKey, type Receipt } from "../transport/envelope.js";
 import type {
   AdmittedMessage,
   InboundOutcome,
@@ -58,6 +59,16 @@ export interface InboundPipelineDeps {
   retryBackoff?: BackoffPolicy;
   /** How long a registry hostname lookup is reused. Default 10 min (1 min for "unknown"). */
   hostnameCacheTtlMs?: number;
+  /**
+   * End-to-end receipts (see envelope.ts). Without it, receipts are neither sent nor taken (a receipt envelope is
+   * still never dispatched).
+   */
+  receipts?: {
+    /** Sends a receipt to the peer; best effort, never throws and never holds the pipeline. */
+    send(to: PeerRef, receipt: Receipt): void;
+    /** A receipt for one of our messages, from this trusted peer (its verified hostname). */
+    take(receipt: Receipt, from: string): void;
+  };
 }
 
 export interface InboundCounters {
@@ -67,6 +78,8 @@ export interface InboundCounters {
   deadLettered: number;
   /** Failed attempts that were kept for a later retry. */
   retries: number;
+  /** Receipts for our own messages, taken by the outbox. */
+  receipts: number;
   /** ms since the epoch of the last message that was not a duplicate. */
   lastInboundAt: number | null;
 }
@@ -135,6 +148,7 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
     refused: { untrusted: 0, blocked: 0, not_allowed: 0, too_large: 0, rate_limited: 0 },
     deadLettered: 0,
     retries: 0,
+    receipts: 0,
     lastInboundAt: null,
   };
 
@@ -242,19 +256,52 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
     return "retry";
   }
 
+  /** A refusal is remembered with its reason, so a resent copy gets the same refusal receipt. */
+  const refusalKey = (reason: RefusalReason, key: string) => `refused:${reason}:${key}`;
+
+  /** Answers a message that asked for a receipt (an older sender never asks). */
+  function answer(raw: RawInbound, envelope: Envelope | null, receipt: Omit<Receipt, "for">): void {
+    if (!envelope?.ack || !deps.receipts) return;
+    deps.receipts.send(raw.from, { for: envelope.id, ...receipt });
+  }
+
+  /** A receipt for one of ours: taken from a trusted peer only, never dispatched, never answered. */
+  async function takeReceipt(raw: RawInbound, envelope: Envelope, receipt: Receipt): Promise<InboundOutcome> {
+    counters.receipts++;
+    let trusted = false;
+    try {
+      trusted = await deps.isTrusted(raw.from);
+    } catch (err) {
+      log?.debug?.(`inbound: receipt for ${receipt.for} dropped: ${(err as Error).message}`);
+      return "receipt";
+    }
+    if (!trusted) {
+      log?.debug?.(
+        `inbound: receipt for ${receipt.for} from untrusted ${fallbackHostname(raw.from)} dropped`,
+      );
+      return "receipt";
+    }
+    deps.receipts?.take(receipt, await resolveHostname(raw, envelope.from_hostname));
+    return "receipt";
+  }
+
   return {
     async process(raw) {
       const decoded = decodeMessage(raw.data);
+      const envelope = isEnvelope(decoded) ? decoded.envelope : null;
+      if (envelope?.receipt) return takeReceipt(raw, envelope, envelope.receipt);
       const key = messageKey({ name: raw.name, data: raw.data }, decoded);
       if (processed.has(key)) {
         counters.duplicates++;
         log?.debug?.(`inbound: duplicate ${key} skipped`);
+        // A resend: our receipt was lost or late. Answer again, with what happened the first time.
+        const refused = REFUSAL_REASONS.find((reason) => processed.has(refusalKey(reason, key)));
+        answer(raw, envelope, refused ? { status: "refused", reason: refused } : { status: "delivered" });
         return "duplicate";
       }
       const retry = retryState.get(key);
       if (retry && retry.nextAt > now()) return "retry";
       counters.lastInboundAt = now();
-      const envelope = isEnvelope(decoded) ? decoded.envelope : null;
       const claimed = envelope?.from_hostname ?? null;
       const attempts = (retry?.attempts ?? 0) + 1;
 
@@ -273,6 +320,8 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
             `inbound: refused ${key} from ${fallbackHostname(raw.from)} (${claimed ?? "no hostname"}): ${refusal}`,
           );
           await remember(key);
+          if (envelope?.ack) await remember(refusalKey(refusal, key));
+          answer(raw, envelope, { status: "refused", reason: refusal });
           return "refused";
         }
       }
@@ -295,6 +344,7 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
       // Record before the caller deletes the source: a crash in between leaves a file we recognise as done.
       await remember(key);
       counters.dispatched++;
+      answer(raw, envelope, { status: "delivered" });
       return "dispatched";
     },
     counters: () => ({ ...counters, refused: { ...counters.refused } }),

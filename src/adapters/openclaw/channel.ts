@@ -194,6 +194,11 @@ export function createAgentRegistryChannel(runtimes: AccountRuntimes): ChannelPl
                 log,
               }),
             onStatus: (status) => ctx.setStatus({ ...ctx.getStatus(), ...toChannelSnapshot(status) }),
+            notifySession: (sessionKey, text) => {
+              if (!runtimes.notifySession(sessionKey, text)) {
+                log.warn(`agent-registry: could not tell session ${sessionKey}: ${text}`);
+              }
+            },
           });
         } catch (error) {
           // A configuration or state-file problem: restarting cannot fix it, so report it and stay down until

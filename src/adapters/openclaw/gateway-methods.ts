@@ -47,6 +47,7 @@ export const NETWORK_ERROR_CODES: Record<NetworkErrorCode, string> = {
   NOT_PENDING: "NOT_PENDING",
   OWNER_APPROVAL_REQUIRED: "FORBIDDEN",
   INVALID: "INVALID_PARAMS",
+  OUTBOX_FULL: "UNAVAILABLE",
   FAILED: "FAILED",
 };
 
@@ -178,9 +179,30 @@ export function gatewayMethodSpecs(runtimes: AccountRuntimes): GatewayMethodSpec
       run: async (params) => {
         const runtime = runtimes.get(params.accountId as string | undefined);
         const to = (params.to as string).toLowerCase();
-        const { messageId } = await runtime.network.send(to, params.text as string);
-        return { accountId: runtime.accountId, to, messageId };
+        const { messageId, state, reason } = await runtime.network.send(to, params.text as string);
+        return { accountId: runtime.accountId, to, messageId, state, reason };
       },
+    },
+    {
+      name: "agent-registry.outbox",
+      scope: "operator.read",
+      params: z
+        .object({
+          accountId,
+          peer: z.string().trim().min(1).max(253).optional(),
+          finished: z.number().int().min(0).max(200).default(0),
+        })
+        .strict(),
+      run: async (params) => ({
+        accounts: runtimes.select(params.accountId as string | undefined).map((runtime) => ({
+          accountId: runtime.accountId,
+          counts: runtime.network.counters().outbox ?? null,
+          messages: runtime.network.outbox({
+            ...(params.peer ? { peer: params.peer as string } : {}),
+            finished: params.finished as number,
+          }),
+        })),
+      }),
     },
     {
       name: "agent-registry.pending",

@@ -22,6 +22,7 @@ export const AGENT_NETWORK_ACTIONS = [
   "contact",
   "peers",
   "inbox",
+  "outbox",
 ] as const;
 export type AgentNetworkAction = (typeof AGENT_NETWORK_ACTIONS)[number];
 
@@ -116,6 +117,11 @@ export const agentNetworkParamsSchema = z.discriminatedUnion("action", [
   }),
   z.object({ action: z.literal("peers"), accountId }),
   z.object({ action: z.literal("inbox"), accountId }),
+  z.object({
+    action: z.literal("outbox"),
+    accountId,
+    hostname: hostname.optional(),
+  }),
 ]);
 
 export type AgentNetworkParams = z.infer<typeof agentNetworkParamsSchema>;
@@ -136,6 +142,7 @@ export const ACTION_EXAMPLES: Record<AgentNetworkAction, Record<string, unknown>
   contact: { action: "contact", hostname: "alice-assistant", message: "Hello!" },
   peers: { action: "peers" },
   inbox: { action: "inbox" },
+  outbox: { action: "outbox", hostname: "alice-assistant" },
 };
 
 type JsonObject = Record<string, unknown>;
@@ -177,7 +184,7 @@ export function agentNetworkParamsJsonSchema(): JsonObject {
         type: "string",
         enum: actions,
         description:
-          "search: find agents; get_agent: one agent's details; handshake: ask an agent to connect; pending: incoming requests; approve/reject: decide one; untrust: disconnect; contact: send a message; peers: your connections; inbox: undelivered messages",
+          "search: find agents; get_agent: one agent's details; handshake: ask an agent to connect; pending: incoming requests; approve/reject: decide one; untrust: disconnect; contact: send a message; peers: your connections; inbox: received messages not delivered to you yet; outbox: your messages the other agent has not received yet",
       },
       ...properties,
     },

@@ -44,6 +44,8 @@ export interface ScanSummary {
   files: number;
   dispatched: number;
   duplicates: number;
+  /** Receipts for our own messages (to the outbox, never to a session). */
+  receipts: number;
   refused: number;
   /** Kept for a later scan: a half-written file or a failed dispatch. */
   retried: number;
@@ -78,6 +80,7 @@ export function emptyScanSummary(): ScanSummary {
     files: 0,
     dispatched: 0,
     duplicates: 0,
+    receipts: 0,
     refused: 0,
     retried: 0,
     deadLettered: 0,
@@ -186,6 +189,11 @@ export function createPilotInbox(options: PilotInboxOptions): PilotInbox {
         return false;
       case "duplicate":
         summary.duplicates++;
+        deleteNow(path);
+        markHandled(path);
+        return false;
+      case "receipt":
+        summary.receipts++;
         deleteNow(path);
         markHandled(path);
         return false;

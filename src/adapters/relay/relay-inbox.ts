@@ -87,7 +87,15 @@ export interface RelayReceiverStatus {
   /** Cumulative, since start. `unreadable`: messages the client could not read (dead-lettered by id, or
    * `skipped` by cursor when they had no id); they are not among the pipeline's outcomes. */
   counts: Record<
-    "received" | "dispatched" | "duplicate" | "refused" | "retry" | "deadLettered" | "unreadable" | "skipped",
+    | "received"
+    | "dispatched"
+    | "duplicate"
+    | "receipt"
+    | "refused"
+    | "retry"
+    | "deadLettered"
+    | "unreadable"
+    | "skipped",
     number
   >;
   /** Unreadable messages per reason, since start. */
@@ -162,6 +170,7 @@ export function createRelayInbox(options: RelayInboxOptions): RelayInbox {
       received: 0,
       dispatched: 0,
       duplicate: 0,
+      receipt: 0,
       refused: 0,
       retry: 0,
       deadLettered: 0,
@@ -355,6 +364,7 @@ export function createRelayInbox(options: RelayInboxOptions): RelayInbox {
         status.counts.dispatched += 1;
         outcome.dispatched += 1;
       } else if (result === "duplicate") status.counts.duplicate += 1;
+      else if (result === "receipt") status.counts.receipt += 1;
       else if (result === "refused") {
         status.counts.refused += 1;
         outcome.refused += 1;

@@ -21,6 +21,7 @@ import {
 } from "../inbound/processed-keys.js";
 import type { RelayCursorStore } from "../relay/relay-inbox.js";
 import { type LegacyState, readLegacyState } from "./legacy-files.js";
+import { createOutboxTable, OUTBOX_MIGRATION, type OutboxTable } from "./outbox-table.js";
 import { peerRecordSchema } from "./peer-records.js";
 
 export const ACCOUNT_DB_FILE = "account.db";
@@ -36,6 +37,8 @@ const MIGRATIONS: readonly string[] = [
   `CREATE TABLE peers (key TEXT PRIMARY KEY, record TEXT NOT NULL);
    CREATE TABLE cursors (name TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
    CREATE TABLE processed_keys (seq INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);`,
+  // 2. The outbox: one row per outgoing message (see outbox-table.ts).
+  OUTBOX_MIGRATION,
 ];
 
 export interface AccountDbOptions {
@@ -64,11 +67,13 @@ export interface AccountDb {
    * pipeline: handles do not see each other's keys until reopened.
    */
   processedKeys(options?: ProcessedKeysOptions): ProcessedKeys;
+  /** The outgoing messages (one table per database, loaded on first use). */
+  outbox(): OutboxTable;
   /** Closes the database and every processed-keys handle; safe to call twice. */
   close(): void;
 }
 
-export type AccountDbOperation = "open" | "loadPeers" | "writePeers" | "cursor" | "processedKeys";
+export type AccountDbOperation = "open" | "loadPeers" | "writePeers" | "cursor" | "processedKeys" | "outbox";
 
 export class AccountDbError extends Error {
   override name = "AccountDbError";
@@ -205,8 +210,33 @@ export function openAccountDb(dir: string, options: AccountDbOptions = {}): Acco
     });
   };
 
+  let outbox: OutboxTable | null = null;
+
   return {
     path,
+    outbox() {
+      live("outbox");
+      if (outbox) return outbox;
+      const guarded = (fn: () => void) => {
+        live("outbox");
+        try {
+          write("process", fn);
+        } catch (err) {
+          failed("outbox", "write the outbox", err);
+        }
+      };
+      try {
+        outbox = createOutboxTable(db, guarded, {
+          onInvalid: (ids) =>
+            log?.warn(
+              `agent-registry: ${path}: skipped ${ids.length} invalid outbox row(s): ${ids.slice(0, 5).join(", ")}`,
+            ),
+        });
+      } catch (err) {
+        return failed("outbox", "read the outbox", err);
+      }
+      return outbox;
+    },
     loadPeers() {
       live("loadPeers");
       let rows: Array<Record<string, unknown>>;

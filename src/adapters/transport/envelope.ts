@@ -1,8 +1,22 @@
 // Our message envelope, shared by the Pilot and relay transports: a small versioned JSON object carried as the
 // message payload, so a receiver gets a sender-chosen id (for exactly-once dispatch) and the sender's hostname
 // (Pilot inbox files carry neither). Plain text from bare pilotctl users is accepted as is.
+//
+// Receipts (same version, optional fields, so an older plugin still reads our messages: zod drops what it does not
+// know). A sender that keeps an outbox sets `ack: true`; the receiver answers such a message with a receipt
+// envelope (`receipt: {for, status}`) once the message is in the peer's session, or refused. Receipts carry no
+// body, never reach a session and are never receipted. An older plugin never asks for one, so never gets one.
 import { createHash, randomUUID } from "node:crypto";
 import { z } from "zod";
+
+/** What the receiver did with a message: in the session, or refused by admission (with the reason). */
+export const ReceiptSchema = z.object({
+  for: z.string().min(1).max(128),
+  status: z.enum(["delivered", "refused"]),
+  reason: z.string().max(64).optional(),
+});
+
+export type Receipt = z.infer<typeof ReceiptSchema>;
 
 export const EnvelopeSchema = z.object({
   v: z.literal(1),
@@ -11,9 +25,25 @@ export const EnvelopeSchema = z.object({
   body: z.string(),
   reply_to: z.string().min(1).max(128).optional(),
   sent_at: z.string().min(1).max(64),
+  /** The sender asks for a receipt. */
+  ack: z.literal(true).optional(),
+  /** This envelope is a receipt for one of ours (body empty). */
+  receipt: ReceiptSchema.optional(),
 });
 
 export type Envelope = z.infer<typeof EnvelopeSchema>;
+
+/** A receipt's envelope: no body, no `ack` (receipts are never receipted). */
+export function createReceipt(input: { fromHostname: string; receipt: Receipt; now?: Date }): Envelope {
+  return EnvelopeSchema.parse({
+    v: 1,
+    id: randomUUID(),
+    from_hostname: input.fromHostname,
+    body: "",
+    sent_at: (input.now ?? new Date()).toISOString(),
+    receipt: input.receipt,
+  });
+}
 
 export function createEnvelope(input: {
   fromHostname: string;
@@ -21,6 +51,8 @@ export function createEnvelope(input: {
   replyTo?: string;
   id?: string;
   now?: Date;
+  /** Ask the receiver for a receipt (the sender keeps an outbox). */
+  ack?: boolean;
 }): Envelope {
   return EnvelopeSchema.parse({
     v: 1,
@@ -29,6 +61,7 @@ export function createEnvelope(input: {
     body: input.body,
     ...(input.replyTo === undefined ? {} : { reply_to: input.replyTo }),
     sent_at: (input.now ?? new Date()).toISOString(),
+    ...(input.ack ? { ack: true } : {}),
   });
 }
 

@@ -77,10 +77,11 @@ export interface RawInbound {
 }
 
 /**
- * What happened to a raw message. `dispatched`, `duplicate` and `refused` are final (the source deletes or acks
- * it); `retry` keeps it for a later attempt; `dead-lettered` means the source must move it aside.
+ * What happened to a raw message. `dispatched`, `duplicate`, `receipt` (a receipt for one of our messages, taken
+ * by the outbox) and `refused` are final (the source deletes or acks it); `retry` keeps it for a later attempt;
+ * `dead-lettered` means the source must move it aside.
  */
-export type InboundOutcome = "dispatched" | "duplicate" | "refused" | "retry" | "dead-lettered";
+export type InboundOutcome = "dispatched" | "duplicate" | "receipt" | "refused" | "retry" | "dead-lettered";
 
 export interface InboundSink {
   process(raw: RawInbound): Promise<InboundOutcome>;

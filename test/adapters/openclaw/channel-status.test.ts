@@ -20,6 +20,7 @@ function status(overrides: Partial<AccountRuntimeStatus> = {}): AccountRuntimeSt
       daemon: null,
       inbox: null,
       peersLoop: null,
+      outboxLoop: null,
       peers: { total: 3, trusted: 2, pending: 1, failing: [] },
     },
     accountId: "main",

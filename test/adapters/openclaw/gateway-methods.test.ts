@@ -326,12 +326,19 @@ describe("NetworkError codes", () => {
   /** Each code as the real network raises it, through the gateway method that meets it. */
   const cases: Record<
     Exclude<NetworkErrorCode, "OWNER_APPROVAL_REQUIRED">,
-    (a: TestAccount) => [string, Record<string, unknown>]
+    (a: TestAccount) => [string, Record<string, unknown>] | Promise<[string, Record<string, unknown>]>
   > = {
     NO_TRANSPORT: () => ["agent-registry.send", { to: "bob", text: "hi" }],
+    // A message is queued while the transport is down; a trust decision needs it now.
     TRANSPORT_UNAVAILABLE: (a) => {
       a.transportDown("Pilot daemon not running");
-      return ["agent-registry.send", { to: "bob", text: "hi" }];
+      return ["agent-registry.untrust", { peer: "bob" }];
+    },
+    // The account below allows one undelivered message per peer; the transport is down, so the first stays.
+    OUTBOX_FULL: async (a) => {
+      a.transportDown("Pilot daemon not running");
+      await a.network.send("bob", "first");
+      return ["agent-registry.send", { to: "bob", text: "second" }];
     },
     NOT_FOUND: () => ["agent-registry.send", { to: "nobody", text: "hi" }],
     NOT_TRUSTED: () => ["agent-registry.send", { to: "carol", text: "hi" }],
@@ -344,8 +351,9 @@ describe("NetworkError codes", () => {
   };
 
   it.each(Object.entries(cases))("%s becomes its method code", async (networkCode, setup) => {
-    const a = await account("a", {}, networkCode === "NO_TRANSPORT" ? { transport: "none" } : {});
-    const [method, params] = setup(a);
+    const config = networkCode === "OUTBOX_FULL" ? { outbound: { maxQueuedPerPeer: 1 } } : {};
+    const a = await account("a", config, networkCode === "NO_TRANSPORT" ? { transport: "none" } : {});
+    const [method, params] = await setup(a);
     const reply = await gateway(runtimesOf(a)).call(method, params);
     expect(reply).toMatchObject({
       ok: false,
