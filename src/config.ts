@@ -84,14 +84,14 @@ export const outboundSchema = z
       .min(1)
       .max(10_000)
       .default(100)
-      .describe("Undelivered messages to one peer before a send is refused (OUTBOX_FULL)"),
+      .describe("Undelivered messages to one peer before a send is refused (outbox full)"),
     maxQueued: z
       .number()
       .int()
       .min(1)
       .max(100_000)
       .default(1000)
-      .describe("Undelivered messages in all before a send is refused (OUTBOX_FULL)"),
+      .describe("Undelivered messages in all before a send is refused (outbox full)"),
     receiptTimeoutSeconds: z
       .number()
       .int()

@@ -128,6 +128,19 @@ export function toOutboxView(entry: OutboxEntry): OutboxView {
   };
 }
 
+/** A send failure as the network reports it (the code the tool and the gateway methods map). */
+function asNetworkError(error: unknown): NetworkError {
+  if (error instanceof NetworkError) return error;
+  if (error instanceof TransportError) {
+    const code =
+      error.code === "not_trusted" ? "NOT_TRUSTED" : error.code === "peer_unknown" ? "NOT_FOUND" : "FAILED";
+    return new NetworkError(code, error.message, { cause: error });
+  }
+  return new NetworkError("FAILED", `send failed: ${(error as Error)?.message ?? String(error)}`, {
+    cause: error,
+  });
+}
+
 const FINAL: ReadonlySet<OutboxState> = new Set(["delivered", "refused", "failed"]);
 
 export function createOutbox(options: OutboxOptions): Outbox {
@@ -157,13 +170,13 @@ export function createOutbox(options: OutboxOptions): Outbox {
   const receiptDue = (attempts: number) =>
     now() + policy.receiptTimeoutMs * 2 ** Math.max(0, Math.min(attempts - 1, 10));
 
-  /** One transport attempt; returns the entry as it stands afterwards. */
-  const attempt = async (entry: OutboxEntry): Promise<OutboxEntry> => {
-    if (inFlight.has(entry.id)) return entry;
+  /** One transport attempt; returns the entry as it stands afterwards, and why it failed when it did. */
+  const attempt = async (entry: OutboxEntry): Promise<{ entry: OutboxEntry; error?: NetworkError }> => {
+    if (inFlight.has(entry.id)) return { entry };
     const transport = options.transport();
     if (!transport) {
       const reason = options.unavailableReason() ?? "the transport is starting";
-      return change(entry, { reason, nextAt: now() + baseDelay(policy.retryBackoff, 1) });
+      return { entry: change(entry, { reason, nextAt: now() + baseDelay(policy.retryBackoff, 1) }) };
     }
     inFlight.add(entry.id);
     try {
@@ -177,21 +190,27 @@ export function createOutbox(options: OutboxOptions): Outbox {
       });
       await transport.send(ref, envelope);
       const attempts = entry.attempts + 1;
-      return change(entry, { state: "sent", attempts, nextAt: receiptDue(attempts), reason: null });
+      return {
+        entry: change(entry, { state: "sent", attempts, nextAt: receiptDue(attempts), reason: null }),
+      };
     } catch (error) {
       const attempts = entry.attempts + 1;
-      const reason = (error as Error).message ?? String(error);
+      const failure = asNetworkError(error);
       const permanent =
         (error instanceof TransportError && PERMANENT.has(error.code)) ||
         (error instanceof NetworkError && error.code !== "TRANSPORT_UNAVAILABLE" && error.code !== "FAILED");
-      if (permanent) return change(entry, { state: "failed", attempts, nextAt: null, reason });
+      if (permanent) {
+        const failed = change(entry, { state: "failed", attempts, nextAt: null, reason: failure.message });
+        return { entry: failed, error: failure };
+      }
       // A resend that failed keeps its `sent` state (the first copy may still arrive) and retries later.
       const failures = entry.state === "queued" ? attempts : Math.max(1, attempts - 1);
-      return change(entry, {
+      const retried = change(entry, {
         attempts,
-        reason,
+        reason: failure.message,
         nextAt: now() + baseDelay(policy.retryBackoff, failures),
       });
+      return { entry: retried, error: failure };
     } finally {
       inFlight.delete(entry.id);
     }
@@ -262,14 +281,13 @@ export function createOutbox(options: OutboxOptions): Outbox {
         notified: false,
       };
       save(entry);
-      const after = await attempt(entry);
+      const { entry: after, error } = await attempt(entry);
       // The loop owns what happens next: the receipt window, or the retry.
       options.wake?.();
       if (after.state === "failed") {
-        throw new NetworkError(
-          after.reason?.includes("not trusted") ? "NOT_TRUSTED" : "FAILED",
-          `Message ${after.id} to "${peer}" failed: ${after.reason}`,
-        );
+        throw new NetworkError(error?.code ?? "FAILED", error?.message ?? `Message ${after.id} failed`, {
+          cause: error,
+        });
       }
       return { messageId: after.id, state: after.state, reason: after.reason };
     },

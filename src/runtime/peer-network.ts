@@ -266,11 +266,9 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
   ): Promise<SendResult> => {
     if (account.transport === "none" && !options.transport()) requireTransport();
     if (!text.trim()) throw new NetworkError("INVALID", "The message is empty; pass the text to send");
+    // A known trusted peer's message waits in the outbox for the transport; anyone else's cannot be checked now.
     if (!options.transport() && !network.isTrusted({ hostname, nodeId: null, installationId: null })) {
-      throw new NetworkError(
-        "NOT_TRUSTED",
-        `"${hostname}" is not a trusted peer; complete a handshake first (action "handshake")`,
-      );
+      requireTransport();
     }
     const result = await outbox.submit({ peer: hostname, body: text, ...message });
     sent += 1;

@@ -64,7 +64,7 @@ describe("docs/configuration.md", () => {
     ]) {
       expect(byPath.has(path), path).toBe(true);
     }
-    const containers = new Set(["pilot", "handshake", "inbound", "visibility"]);
+    const containers = new Set(["pilot", "handshake", "inbound", "outbound", "visibility"]);
     const schema = channelConfigJsonSchema() as { properties: Record<string, unknown> };
     const missing = schemaPaths(schema.properties)
       .filter((path) => !containers.has(path))

@@ -396,6 +396,7 @@ describe("toAccountStatus", () => {
         daemon: null,
         inbox: null,
         peersLoop: null,
+        outboxLoop: null,
         peers: { total: 0, trusted: 0, pending: 0, failing: [] },
       },
     });

@@ -87,12 +87,26 @@ describe("two Pilot accounts talk through their actor trees", () => {
     await alice.network.send("bob", "pong");
     await until(() => toBob.length > 0, "bob's session gets the reply", 10_000);
     expect(toBob[0]?.text).toBe("pong");
+    // Each side's receipt comes back over Pilot: both messages show delivered in the sender's outbox.
+    for (const runtime of [alice, bob]) {
+      await until(
+        () => runtime.network.counters().outbox?.delivered === 1,
+        `${runtime.accountId}'s message shows delivered`,
+        10_000,
+      );
+      expect(runtime.network.outbox()).toEqual([]);
+    }
     // Each account is one tree with its daemon and loops; the peer's handshake, settled, rests as its record.
     for (const [runtime, peer] of [
       [alice, "bob"],
       [bob, "alice"],
     ] as const) {
-      expect(Object.keys(runtime.actor.getSnapshot().children).sort()).toEqual(["daemon", "inbox", "peers"]);
+      expect(Object.keys(runtime.actor.getSnapshot().children).sort()).toEqual([
+        "daemon",
+        "inbox",
+        "outbox",
+        "peers",
+      ]);
       expect(runtime.network.peers().find((p) => p.hostname === peer)?.state).toBe("trusted");
     }
   }, 90_000);

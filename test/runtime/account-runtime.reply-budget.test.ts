@@ -72,7 +72,7 @@ describe("auto-reply budget over Pilot", () => {
     world.pilot.run(nodes.bob!, ["handshake", "alice", "test"]);
   });
 
-  it("counts only replies that were sent: a failed send leaves the budget as it was", async () => {
+  it("counts a reply that waits in the outbox for a peer that is down: it will be delivered", async () => {
     const alice = await start("alice");
     await start("bob");
     await until(
@@ -82,11 +82,12 @@ describe("auto-reply budget over Pilot", () => {
     const reply = aliceReply!;
 
     world.pilot.run(nodes.bob!, ["daemon", "stop"]);
-    await expect(reply("bob", "ping 1 (bob is down)", null)).rejects.toThrow();
+    expect(await reply("bob", "ping 1 (bob is down)", null)).toBe("sent");
+    expect(alice.network.outbox()).toMatchObject([{ peer: "bob", state: "queued", origin: "reply" }]);
     world.pilot.run(nodes.bob!, ["daemon", "start", "--hostname", "bob"]);
 
     const outcomes: ReplyOutcome[] = [];
-    for (let i = 0; i < BUDGET + 1; i++) outcomes.push(await reply("bob", `ping ${i + 2}`, null));
-    expect(outcomes).toEqual([...Array.from({ length: BUDGET }, () => "sent"), "budget_spent"]);
+    for (let i = 0; i < BUDGET; i++) outcomes.push(await reply("bob", `ping ${i + 2}`, null));
+    expect(outcomes).toEqual([...Array.from({ length: BUDGET - 1 }, () => "sent"), "budget_spent"]);
   }, 90_000);
 });

@@ -49,6 +49,7 @@ const METHODS: Record<string, "operator.read" | "operator.write"> = {
   "agent-registry.peers": "operator.read",
   "agent-registry.search": "operator.read",
   "agent-registry.send": "operator.write",
+  "agent-registry.outbox": "operator.read",
   "agent-registry.pending": "operator.read",
   "agent-registry.approve": "operator.write",
   "agent-registry.reject": "operator.write",
@@ -97,7 +98,15 @@ describe("agent-registry.status", () => {
       transport: "relay",
       unavailableReason: "Pilot daemon not running",
       peers: { trusted: 2, pendingApproval: 1, requested: 0, rejected: 0, revoked: 0, unknown: 0 },
-      counters: { dispatched: 0, refused: {}, deadLettered: 0, duplicates: 0, sent: 1 },
+      counters: {
+        dispatched: 0,
+        refused: {},
+        deadLettered: 0,
+        duplicates: 0,
+        sent: 1,
+        // bob is a name on the trust list, not a running plugin: no receipt comes back.
+        outbox: { queued: 0, sent: 1, delivered: 0, refused: 0, failed: 0 },
+      },
     });
     expect(accounts[1]).toMatchObject({
       accountId: "b",
@@ -127,6 +136,37 @@ describe("agent-registry.status", () => {
     ).toEqual(["b"]);
     const unknown = await fake.call("agent-registry.status", { accountId: "zzz" });
     expect(unknown).toMatchObject({ ok: false, error: { code: "NO_ACCOUNT" } });
+  });
+});
+
+describe("agent-registry.outbox", () => {
+  it("lists the undelivered messages with their state and reason, by account", async () => {
+    const a = await account("a");
+    await a.trust("bob");
+    a.transportDown("Pilot daemon not running");
+    const fake = gateway(runtimesOf(a));
+    const sent = await fake.call("agent-registry.send", { to: "bob", text: "are you there?" });
+    expect(sent).toMatchObject({
+      ok: true,
+      payload: { state: "queued", reason: "Pilot daemon not running" },
+    });
+    const reply = await fake.call("agent-registry.outbox", { peer: "bob" });
+    expect(reply).toMatchObject({
+      ok: true,
+      payload: {
+        accounts: [
+          {
+            accountId: "a",
+            counts: { queued: 1 },
+            messages: [{ peer: "bob", state: "queued", preview: "are you there?", origin: "send" }],
+          },
+        ],
+      },
+    });
+    expect(await fake.call("agent-registry.outbox", { finished: 500 })).toMatchObject({
+      ok: false,
+      error: { code: "INVALID_PARAMS" },
+    });
   });
 });
 
@@ -329,13 +369,14 @@ describe("NetworkError codes", () => {
     (a: TestAccount) => [string, Record<string, unknown>] | Promise<[string, Record<string, unknown>]>
   > = {
     NO_TRANSPORT: () => ["agent-registry.send", { to: "bob", text: "hi" }],
-    // A message is queued while the transport is down; a trust decision needs it now.
+    // To a peer not known as trusted (a trusted one would be queued, see OUTBOX_FULL).
     TRANSPORT_UNAVAILABLE: (a) => {
       a.transportDown("Pilot daemon not running");
-      return ["agent-registry.untrust", { peer: "bob" }];
+      return ["agent-registry.send", { to: "bob", text: "hi" }];
     },
     // The account below allows one undelivered message per peer; the transport is down, so the first stays.
     OUTBOX_FULL: async (a) => {
+      await a.trust("bob");
       a.transportDown("Pilot daemon not running");
       await a.network.send("bob", "first");
       return ["agent-registry.send", { to: "bob", text: "second" }];

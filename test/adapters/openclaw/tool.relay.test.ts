@@ -143,7 +143,7 @@ describe("agent_network over the relay", () => {
     });
   });
 
-  it("contact tells the agent when the peer's relay inbox is full (registry 507)", async () => {
+  it("contact tells the agent when the peer's relay inbox is full (registry 507), and queues the message", async () => {
     const url = await startRegistry({ inboxMaxMessages: 1 });
     const alpha = await relayAccount(url, "alpha", async () => {});
     // Beta's session refuses what arrives: the first message stays in beta's relay inbox, which then is full.
@@ -159,8 +159,9 @@ describe("agent_network over the relay", () => {
 
     const first = await runTool(runtimes, { action: "contact", hostname: "beta", message: "one" }, asAlpha);
     expect(first.details, textOf(first)).toMatchObject({ ok: true });
+    // The second waits in alpha's outbox, retried later; the agent is told why.
     const second = await runTool(runtimes, { action: "contact", hostname: "beta", message: "two" }, asAlpha);
-    expect(second.details).toMatchObject({ ok: false });
+    expect(second.details).toMatchObject({ ok: true, data: { state: "queued" } });
     expect(textOf(second)).toContain("beta's inbox is full; try again later");
   });
 });

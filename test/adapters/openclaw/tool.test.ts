@@ -310,12 +310,20 @@ describe("agent_network contact", () => {
     expect(off.details).toMatchObject({ ok: false, error: { code: "NO_TRANSPORT" } });
     expect(textOf(off)).toContain("search and get_agent still work");
 
+    // To a trusted peer the message waits in the outbox, and the agent is told why.
     const down = await account();
     await down.trust("bob");
     down.transportDown("Pilot daemon not running");
-    const result = await runTool(runtimesOf(down), { action: "contact", hostname: "bob", message: "hi" });
-    expect(result.details).toMatchObject({ ok: false, error: { code: "TRANSPORT_UNAVAILABLE" } });
-    expect(textOf(result)).toContain("Pilot daemon not running");
+    const queued = await runTool(runtimesOf(down), { action: "contact", hostname: "bob", message: "hi" });
+    expect(queued.details).toMatchObject({ ok: true, data: { state: "queued" } });
+    expect(textOf(queued)).toContain("Pilot daemon not running");
+    expect(textOf(queued)).toContain("queued");
+    const outbox = await runTool(runtimesOf(down), { action: "outbox" });
+    expect(textOf(outbox)).toContain("1 message(s) not delivered yet");
+    // To anyone else it cannot be checked now: the transport's reason.
+    const unknown = await runTool(runtimesOf(down), { action: "contact", hostname: "carol", message: "hi" });
+    expect(unknown.details).toMatchObject({ ok: false, error: { code: "TRANSPORT_UNAVAILABLE" } });
+    expect(textOf(unknown)).toContain("Pilot daemon not running");
   });
 
   it("requires hostname and message, and caps the message", async () => {

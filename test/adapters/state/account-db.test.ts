@@ -167,7 +167,7 @@ describe("account database", () => {
     it("runs in WAL mode with a schema version", () => {
       open();
       expect(raw("PRAGMA journal_mode")).toEqual([{ journal_mode: "wal" }]);
-      expect(raw("SELECT value FROM meta WHERE key = 'schema_version'")).toEqual([{ value: "1" }]);
+      expect(raw("SELECT value FROM meta WHERE key = 'schema_version'")).toEqual([{ value: "2" }]);
     });
 
     it("reopens after close, with everything written before", async () => {
