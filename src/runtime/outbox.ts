@@ -190,9 +190,9 @@ export function createOutbox(options: OutboxOptions): Outbox {
       });
       await transport.send(ref, envelope);
       const attempts = entry.attempts + 1;
-      return {
-        entry: change(entry, { state: "sent", attempts, nextAt: receiptDue(attempts), reason: null }),
-      };
+      // The first send waits one receipt window; each resend twice as long as the one before.
+      const nextAt = entry.state === "queued" ? receiptDue(1) : receiptDue(attempts);
+      return { entry: change(entry, { state: "sent", attempts, nextAt, reason: null }) };
     } catch (error) {
       const attempts = entry.attempts + 1;
       const failure = asNetworkError(error);

@@ -11,7 +11,12 @@ import {
   type InboundPolicy,
 } from "../../../src/adapters/inbound/pipeline.js";
 import { type AccountDb, openAccountDb } from "../../../src/adapters/state/account-db.js";
-import { createEnvelope, encodeEnvelope } from "../../../src/adapters/transport/envelope.js";
+import {
+  createEnvelope,
+  createReceipt,
+  encodeEnvelope,
+  type Receipt,
+} from "../../../src/adapters/transport/envelope.js";
 import type { AdmittedMessage, PeerRef, RawInbound } from "../../../src/adapters/transport/transport.js";
 
 const POLICY: InboundPolicy = { allowFrom: [], blockFrom: [], maxMessageBytes: 65_536, ratePerMinute: 30 };
@@ -292,6 +297,106 @@ describe("inbound pipeline", () => {
       });
       await p.process({ ...raw, transport: "relay" });
       expect(dispatched[0]?.peer.hostname).toBe("erin");
+    });
+  });
+
+  describe("receipts", () => {
+    const bob: PeerRef = { hostname: "bob", nodeId: null, installationId: "inst-bob" };
+    function receiptsOf(overrides: Partial<InboundPipelineDeps> = {}) {
+      const sent: Array<{ to: PeerRef; receipt: Receipt }> = [];
+      const taken: Array<{ receipt: Receipt; from: string }> = [];
+      const p = make({
+        receipts: {
+          send: (to, receipt) => sent.push({ to, receipt }),
+          take: (receipt, from) => taken.push({ receipt, from }),
+        },
+        ...overrides,
+      });
+      return { p, sent, taken };
+    }
+    function asking(from: PeerRef, body: string, id = `m-${++seq}`): RawInbound {
+      const envelope = createEnvelope({ fromHostname: "bob", body, id, ack: true });
+      return {
+        transport: "relay",
+        ref: id,
+        name: id,
+        data: encodeEnvelope(envelope),
+        from,
+        receivedAt: 1_000,
+      };
+    }
+
+    it("answers a message that asks, once it is in the session, and again for a resent copy", async () => {
+      const { p, sent } = receiptsOf();
+      expect(await p.process(asking(bob, "hello", "m-1"))).toBe("dispatched");
+      expect(await p.process(asking(bob, "hello", "m-1"))).toBe("duplicate");
+      expect(dispatched).toHaveLength(1);
+      expect(sent).toEqual([
+        { to: bob, receipt: { for: "m-1", status: "delivered" } },
+        { to: bob, receipt: { for: "m-1", status: "delivered" } },
+      ]);
+    });
+
+    it("sends none to a sender that did not ask (an older plugin, or plain text)", async () => {
+      const { p, sent } = receiptsOf();
+      await p.process({ ...envelopeRaw(bob, "old plugin"), transport: "relay" });
+      await p.process(plainRaw(peer(7), "bare pilotctl"));
+      expect(dispatched).toHaveLength(2);
+      expect(sent).toEqual([]);
+    });
+
+    it("answers a refusal with its reason, the first time and for a resent copy", async () => {
+      const { p, sent } = receiptsOf({ isTrusted: () => false });
+      expect(await p.process(asking(bob, "let me in", "m-2"))).toBe("refused");
+      expect(await p.process(asking(bob, "let me in", "m-2"))).toBe("duplicate");
+      expect(sent.map((s) => s.receipt)).toEqual([
+        { for: "m-2", status: "refused", reason: "untrusted" },
+        { for: "m-2", status: "refused", reason: "untrusted" },
+      ]);
+    });
+
+    it("sends no receipt for a message that failed (its sender resends it)", async () => {
+      const { p, sent } = receiptsOf({
+        dispatch: async () => {
+          throw new Error("session busy");
+        },
+      });
+      expect(await p.process(asking(bob, "hi"))).toBe("retry");
+      expect(sent).toEqual([]);
+    });
+
+    it("takes a receipt from a trusted peer for the outbox: never dispatched, never answered", async () => {
+      const { p, sent, taken } = receiptsOf();
+      const receipt = createReceipt({ fromHostname: "bob", receipt: { for: "ours-1", status: "delivered" } });
+      const raw: RawInbound = {
+        transport: "relay",
+        ref: "r-1",
+        name: "r-1",
+        data: encodeEnvelope(receipt),
+        from: bob,
+        receivedAt: 1_000,
+      };
+      expect(await p.process(raw)).toBe("receipt");
+      expect(taken).toEqual([{ receipt: { for: "ours-1", status: "delivered" }, from: "bob" }]);
+      expect(dispatched).toEqual([]);
+      expect(sent).toEqual([]);
+      expect(p.counters()).toMatchObject({ receipts: 1, dispatched: 0, duplicates: 0 });
+    });
+
+    it("drops a receipt from a peer that is not trusted, and still never dispatches it", async () => {
+      const { p, taken } = receiptsOf({ isTrusted: () => false });
+      const receipt = createReceipt({ fromHostname: "bob", receipt: { for: "ours-2", status: "delivered" } });
+      const raw: RawInbound = {
+        transport: "relay",
+        ref: "r-2",
+        name: "r-2",
+        data: encodeEnvelope(receipt),
+        from: bob,
+        receivedAt: 1_000,
+      };
+      expect(await p.process(raw)).toBe("receipt");
+      expect(taken).toEqual([]);
+      expect(dispatched).toEqual([]);
     });
   });
 });
