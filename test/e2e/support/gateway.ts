@@ -47,6 +47,15 @@ export interface Gateway {
   ): Promise<{ stdout: string; stderr: string; exitCode: number }>;
   /** `openclaw gateway call <method> --params <json> --json`. */
   call<T = unknown>(method: string, params?: Record<string, unknown>): Promise<T>;
+  /**
+   * Many calls of one method from one CLI process (the CLI's own call path, `callGatewayFromCli`), a few at a
+   * time: hundreds of calls without hundreds of CLI start-ups. Each result, or the error it ended with.
+   */
+  callMany<T = unknown>(
+    method: string,
+    paramsList: Array<Record<string, unknown>>,
+    concurrency?: number,
+  ): Promise<Array<{ ok: true; result: T } | { ok: false; error: string }>>;
   readConfig(): Record<string, unknown>;
   writeConfig(config: Record<string, unknown>): void;
   /** SIGTERM, wait for exit (bounded), SIGKILL if needed. */
@@ -202,6 +211,38 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
         "--json",
       ]);
       return parseJsonOutput(stdout) as T;
+    },
+    async callMany<T>(method: string, paramsList: Array<Record<string, unknown>>, concurrency = 4) {
+      const script = join(baseDir, "call-many.mjs");
+      const sdk = join(repoRoot, "openclaw-host/node_modules/openclaw/dist/plugin-sdk/gateway-runtime.js");
+      writeFileSync(
+        script,
+        [
+          `import { callGatewayFromCli } from ${JSON.stringify(sdk)};`,
+          `import { readFileSync } from "node:fs";`,
+          `const { method, list, concurrency } = JSON.parse(readFileSync(0, "utf8"));`,
+          "const out = new Array(list.length);",
+          "let next = 0;",
+          "await Promise.all(Array.from({ length: concurrency }, async () => {",
+          "  while (next < list.length) {",
+          "    const i = next++;",
+          "    try { out[i] = { ok: true, result: await callGatewayFromCli(method, { json: true, timeout: '60000' }, list[i]) }; }",
+          "    catch (error) { out[i] = { ok: false, error: String(error?.message ?? error) }; }",
+          "  }",
+          "}));",
+          "process.stdout.write(`\n${JSON.stringify(out)}\n`);",
+          "process.exit(0);",
+        ].join("\n"),
+      );
+      const result = await execa(process.execPath, [script], {
+        env,
+        extendEnv: false,
+        input: JSON.stringify({ method, list: paramsList, concurrency }),
+        timeout: 30 * 60_000,
+        cwd: baseDir,
+      });
+      const line = String(result.stdout).trim().split("\n").at(-1) ?? "[]";
+      return JSON.parse(line) as Array<{ ok: true; result: T } | { ok: false; error: string }>;
     },
     readConfig: () => JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>,
     writeConfig: (config) => writeFileSync(configPath, JSON.stringify(config, null, 2)),
