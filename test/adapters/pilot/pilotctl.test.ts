@@ -79,7 +79,7 @@ describe.each(["old", "new"] as const)(
     afterAll(() => net.close());
 
     // One peer that alpha trusts but whose daemon is stopped: sends to it block (FAKE_PILOT_UNREACHABLE_MS).
-    let down: Promise<FakePilotNode> | undefined;
+    let down: Promise<FakePilotNode & { nodeId: number }> | undefined;
     const downPeer = () => {
       down ??= (async () => {
         const node = net.addNode(`down-${shape}`);
