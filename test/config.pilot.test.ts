@@ -13,7 +13,15 @@ describe("pilot.registry and pilot.beacon", () => {
   });
 
   it("refuse what the daemon's flags do not take, saying the expected form", () => {
-    for (const value of ["127.0.0.1", "http://127.0.0.1:9000", "host:0", "host:65536", ":9000", "a b:1", ""]) {
+    for (const value of [
+      "127.0.0.1",
+      "http://127.0.0.1:9000",
+      "host:0",
+      "host:65536",
+      ":9000",
+      "a b:1",
+      "",
+    ]) {
       const result = pilotSchema.safeParse({ registry: value });
       expect(result.success, value).toBe(false);
       expect(result.error?.issues[0]?.message).toMatch(/host:port/);

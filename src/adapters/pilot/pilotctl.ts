@@ -303,11 +303,25 @@ export interface CallOptions {
 
 export type MessageType = "text" | "json" | "binary";
 
+export interface DaemonStartArgs {
+  hostname?: string;
+  /**
+   * The identity key file (`--identity`). Without it the daemon uses `~/.pilot/identity.key` of whatever HOME it
+   * runs with, and a node started under another HOME comes back with another node id.
+   */
+  identityFile?: string;
+  /** Registry address host:port (`--registry`); else the daemon's env PILOT_REGISTRY, its config, the public one. */
+  registry?: string;
+  /** Beacon address host:port (`--beacon`); the daemon's default is 127.0.0.1:9001. */
+  beacon?: string;
+  extraArgs?: string[];
+}
+
 export interface Pilotctl {
   readonly home: string;
   info(opts?: CallOptions): Promise<PilotInfo>;
   daemonStatus(opts?: CallOptions): Promise<DaemonStatus>;
-  daemonStart(args?: { hostname?: string; extraArgs?: string[] }, opts?: CallOptions): Promise<DaemonStarted>;
+  daemonStart(args?: DaemonStartArgs, opts?: CallOptions): Promise<DaemonStarted>;
   daemonStop(opts?: CallOptions): Promise<DaemonStopped>;
   /** `target` = hostname, address or node id. Rejects with PilotError (an `ERR ` ack -> code `ack_error`). */
   sendMessage(
@@ -580,6 +594,9 @@ export function createPilotctl(options: PilotctlOptions): Pilotctl {
     async daemonStart(args = {}, opts) {
       const argv = ["daemon", "start"];
       if (args.hostname !== undefined) argv.push(`--hostname=${args.hostname}`);
+      if (args.identityFile !== undefined) argv.push(`--identity=${args.identityFile}`);
+      if (args.registry !== undefined) argv.push(`--registry=${args.registry}`);
+      if (args.beacon !== undefined) argv.push(`--beacon=${args.beacon}`);
       argv.push(...(args.extraArgs ?? []));
       const d = await call("daemon.start", argv, daemonStartSchema, opts, undefined, DAEMON_START_TIMEOUT_MS);
       return {
