@@ -366,7 +366,7 @@ function guidance(op: PilotOperation, code: PilotErrorCode, target?: string): st
         return `${peer} is not known to the Pilot registry: check the hostname or ask the peer to start its daemon`;
       }
       return op === "send-message" || op === "handshake"
-        ? `could not resolve ${peer}: check the hostname, or use its node id (a private peer's hostname may resolve only once trust exists)`
+        ? `could not resolve ${peer}: the Pilot registry does not list it now; check the hostname, or the peer is offline (try again later)`
         : `pilotctl ${op}: nothing found`;
     case "already_exists":
       return op === "daemon.start"
