@@ -19,7 +19,7 @@ import {
 const ACTORS = ["checkBinary", "startDaemon", "readStatus", "stopDaemon"] as const;
 const REPORTS = ["reportReady", "reportLost", "reportUnavailable"] as const;
 // The graph is finite (budget and backoff are bounded); an unbounded counter fails fast instead of hanging.
-const GRAPH_LIMIT = 50_000;
+const GRAPH_LIMIT = 5_000;
 const backoff = { initialMs: 1_000, maxMs: 4_000, factor: 2 };
 // A fixed hold of 4 s, before the first status read: a growing hold would make most paths to an armed daemon
 // impossible in time (its growth is checked in daemon.scenarios.test.ts).
