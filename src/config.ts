@@ -42,6 +42,14 @@ export const visibilitySchema = z
   })
   .strict();
 
+/** A Pilot registry or beacon address as the daemon's flags take it: host:port (a name, IPv4 or [IPv6]). */
+const PILOT_ENDPOINT_RE =
+  /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?):(\d{1,5})$/;
+const pilotEndpoint = z.string().refine((value) => {
+  const port = PILOT_ENDPOINT_RE.exec(value)?.[1];
+  return port !== undefined && Number(port) >= 1 && Number(port) <= 65_535;
+}, "expected host:port (e.g. 127.0.0.1:9000 or registry.example.org:9000), as Pilot's daemon flags take it");
+
 export const pilotSchema = z
   .object({
     pilotctl: z.string().min(1).default("pilotctl").describe("Path or name of the pilotctl binary"),
@@ -63,6 +71,16 @@ export const pilotSchema = z
       .default(15)
       .describe("Reconciliation interval (inbox file events wake the loop at once)"),
     sendTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
+    registry: pilotEndpoint
+      .optional()
+      .describe(
+        "Pilot registry (host:port) given to a managed daemon (`daemon start --registry`) and to pilotctl; unset: the daemon's own choice (its environment, then ~/.pilot/config.json, then Pilot's public registry)",
+      ),
+    beacon: pilotEndpoint
+      .optional()
+      .describe(
+        "Pilot beacon (host:port) for a managed daemon (`daemon start --beacon`); unset: the daemon's default 127.0.0.1:9001",
+      ),
   })
   .strict();
 

@@ -1,6 +1,8 @@
 // Pilot daemon supervision: find pilotctl, start (or attach to) the daemon, watch it by reading its status on the
 // machine's own timer, and restart it with backoff and a budget that refills only after the daemon stayed up, so
-// a crashing daemon cannot cause a storm.
+// a crashing daemon cannot cause a storm. A daemon that looks up but whose sends to trusted peers keep failing
+// (a restarted peer breaks the pair until both ends restart: docs/pilot.md) is restarted on DAEMON.SUSPECT, at
+// most once per hold that grows with each such restart, so suspicion cannot flap.
 import { assign, enqueueActions, fromPromise, setup } from "xstate";
 import { type BackoffPolicy, baseDelay } from "./backoff.js";
 import { type PlainError, toPlainError } from "./types.js";
@@ -26,6 +28,11 @@ export interface DaemonInput {
   absentRecheckMs?: number;
   /** Restart budget exhausted: how long until one more round of starts is tried. Default 300000. */
   failedRetryMs?: number;
+  /**
+   * How long a (re)started daemon must run before DAEMON.SUSPECT may restart it: `initialMs` at first, times
+   * `factor` after each restart for suspicion, up to `maxMs`. Default 60 s, x2, 30 min.
+   */
+  suspectBackoff?: Partial<BackoffPolicy>;
 }
 
 export interface BinaryCheck {
@@ -55,7 +62,11 @@ export interface StopDaemonInput {
   graceMs: number;
 }
 
-export type DaemonEvent = { type: "STOP" } | { type: "DAEMON.RETRY" };
+export type DaemonEvent =
+  | { type: "STOP" }
+  | { type: "DAEMON.RETRY" }
+  /** Sends to trusted, online peers keep failing although the daemon answers: restart it (managed only). */
+  | { type: "DAEMON.SUSPECT"; reason: string };
 
 /** What the daemon machine tells its parent. */
 export type DaemonParentEvent =
@@ -80,6 +91,11 @@ export interface DaemonContext {
   unreadableStatuses: number;
   absentRecheckMs: number;
   failedRetryMs: number;
+  suspectBackoff: BackoffPolicy;
+  /** Restarts for suspicion so far (stops growing once the hold reached its maximum): drives the hold. */
+  suspectRestarts: number;
+  /** The running daemon has run its hold: DAEMON.SUSPECT may restart it. */
+  suspectArmed: boolean;
   nodeId: number | null;
   address: string | null;
   /** Why the daemon is not usable right now (absent, crashed, failed, detached). */
@@ -106,7 +122,15 @@ export const DAEMON_DEFAULTS = {
   // A daemon that used its whole budget is broken for a reason (config, port, disk): try again rarely, so a
   // cause that goes away (a reboot of the peer, a freed port) heals without restarting the gateway.
   failedRetryMs: 300_000,
+  // Longer than the registry heartbeat (30 s) a fresh daemon needs to be reachable, and long enough that one
+  // restart per peer outage is all suspicion can cause.
+  suspectBackoff: { initialMs: 60_000, maxMs: 1_800_000, factor: 2 },
 } as const;
+
+/** The hold before DAEMON.SUSPECT may restart a daemon that was restarted for suspicion `restarts` times. */
+export function suspectHoldMs(policy: BackoffPolicy, restarts: number): number {
+  return baseDelay(policy, restarts + 1);
+}
 
 /** Delay before restart number `attempt` (1-based). No jitter: the daemon is local, there is no herd to spread. */
 export function restartDelayMs(policy: BackoffPolicy, attempt: number): number {
@@ -170,12 +194,28 @@ export const daemonMachine = setup({
       restartAttempt: ({ context }) => context.restartAttempt + 1,
     }),
     forgetUnreadableStatuses: assign({ unreadableStatuses: 0 }),
+    disarmSuspicion: assign({ suspectArmed: false }),
+    // Observe-only: suspicion never restarts a daemon we do not run.
+    armSuspicion: assign({ suspectArmed: ({ context }) => context.manageDaemon }),
+    // Bounded: once the hold reached its maximum the count stops, so the context (and the graph) stays finite.
+    countSuspectRestart: assign({
+      suspectRestarts: ({ context }) =>
+        suspectHoldMs(context.suspectBackoff, context.suspectRestarts) >= context.suspectBackoff.maxMs
+          ? context.suspectRestarts
+          : context.suspectRestarts + 1,
+    }),
+    forgetSuspectRestarts: assign({ suspectRestarts: 0 }),
   },
   // Guards that read an actor's output take it as params, so each stays named (and typed) in the diagram.
   guards: {
     managed: ({ context }) => context.manageDaemon,
     observeOnly: ({ context }) => !context.manageDaemon,
     hasBudget: ({ context }) => context.restartsLeft > 0,
+    /** A daemon we run, past its hold: suspicion restarts it. */
+    suspicionActs: ({ context }) => context.suspectArmed,
+    /** `daemon stop` found a daemon pilotctl did not start (no PID file): it keeps running whatever we do. */
+    foreignDaemon: (_, params: { error: unknown }) =>
+      toPlainError(params.error, "pilot.daemon.stop").kind === "conflict",
     budgetExhausted: ({ context }) => context.restartsLeft <= 0,
     binaryPresent: (_, params: { check: BinaryCheck }) => params.check.present,
     /** Up, answering, and with a node id: usable for messaging. */
@@ -209,6 +249,7 @@ export const daemonMachine = setup({
     stopDeadline: ({ context }) => context.stopTimeoutMs * 2,
     absentRecheck: ({ context }) => context.absentRecheckMs,
     failedRetry: ({ context }) => context.failedRetryMs,
+    suspectHold: ({ context }) => suspectHoldMs(context.suspectBackoff, context.suspectRestarts),
   },
 }).createMachine({
   id: "daemon",
@@ -227,6 +268,9 @@ export const daemonMachine = setup({
     unreadableStatuses: 0,
     absentRecheckMs: input.absentRecheckMs ?? DAEMON_DEFAULTS.absentRecheckMs,
     failedRetryMs: input.failedRetryMs ?? DAEMON_DEFAULTS.failedRetryMs,
+    suspectBackoff: { ...DAEMON_DEFAULTS.suspectBackoff, ...input.suspectBackoff },
+    suspectRestarts: 0,
+    suspectArmed: false,
     nodeId: null,
     address: null,
     reason: null,
@@ -348,10 +392,11 @@ export const daemonMachine = setup({
     // Liveness by `daemon status` on the machine's own timer: the daemon runs detached, so there is no child process
     // to wait on, and a timer here is visible in the graph, the diagram and the tests.
     running: {
-      entry: ["forgetUnreadableStatuses", "reportReady"],
+      entry: ["forgetUnreadableStatuses", "disarmSuspicion", "reportReady"],
       after: {
         // Refill only after the daemon stayed up: refilling on "ready" would restart a crashing daemon forever.
         stableAfter: { actions: "refillBudget" },
+        suspectHold: { actions: "armSuspicion" },
       },
       initial: "watching",
       states: {
@@ -448,6 +493,16 @@ export const daemonMachine = setup({
       },
       on: {
         STOP: [{ guard: "managed", target: "stopping" }, { target: "stopped" }],
+        // Within the hold (or observe-only) suspicion changes nothing: the sender reports its failure itself.
+        "DAEMON.SUSPECT": {
+          guard: "suspicionActs",
+          target: "#daemon.recycling",
+          actions: [
+            assign({ reason: ({ event }) => `${event.reason}; restarting the Pilot daemon` }),
+            "countSuspectRestart",
+            "reportLost",
+          ],
+        },
       },
     },
 
@@ -458,10 +513,22 @@ export const daemonMachine = setup({
         src: "stopDaemon",
         input: ({ context }) => ({ graceMs: context.stopTimeoutMs }),
         onDone: { target: "crashed" },
-        onError: {
-          target: "crashed",
-          actions: assign({ lastError: ({ event }) => toPlainError(event.error, "pilot.daemon.stop") }),
-        },
+        onError: [
+          {
+            // Not stopped: the start that follows attaches to it again (never a second daemon), and the reason
+            // says what the owner can do; the restart budget bounds the attempts.
+            guard: { type: "foreignDaemon", params: ({ event }) => ({ error: event.error }) },
+            target: "crashed",
+            actions: assign(({ event }) => {
+              const lastError = toPlainError(event.error, "pilot.daemon.stop");
+              return { lastError, reason: lastError.message };
+            }),
+          },
+          {
+            target: "crashed",
+            actions: assign({ lastError: ({ event }) => toPlainError(event.error, "pilot.daemon.stop") }),
+          },
+        ],
       },
       after: { stopDeadline: { target: "crashed" } },
       on: { STOP: "stopping" },
@@ -490,7 +557,7 @@ export const daemonMachine = setup({
       ],
       after: { failedRetry: { target: "starting", actions: "refillBudget" } },
       on: {
-        "DAEMON.RETRY": { target: "starting", actions: "refillBudget" },
+        "DAEMON.RETRY": { target: "starting", actions: ["refillBudget", "forgetSuspectRestarts"] },
         STOP: "stopping",
       },
     },

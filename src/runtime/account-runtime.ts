@@ -53,7 +53,7 @@ export type RefreshResult = "registered" | "deregistered" | "updated" | "no-chan
 
 export type PilotDaemonTiming = Pick<
   DaemonInput,
-  "absentRecheckMs" | "failedRetryMs" | "watchIntervalMs" | "restartBackoff"
+  "absentRecheckMs" | "failedRetryMs" | "watchIntervalMs" | "restartBackoff" | "suspectBackoff"
 >;
 
 export interface AccountRuntimeStatus extends AccountStatus {
@@ -301,6 +301,9 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
       ? createPilotLink({
           ...inboundDeps,
           daemon: () => (actor ? toAccountStatus(actor.getSnapshot()).messaging.daemon : null),
+          // Straight to the daemon child: the root has nothing to decide about it.
+          suspectDaemon: (reason) =>
+            actor?.getSnapshot().children.daemon?.send({ type: "DAEMON.SUSPECT", reason }),
         })
       : null;
   if (pilot) link = pilot;
@@ -380,7 +383,12 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
       ...(pilot
         ? {
             daemon: daemonMachine.provide({
-              actors: daemonActors(pilot.pilotctl, { pilotctlPath: account.pilot.pilotctl, absentRecheckMs }),
+              actors: daemonActors(pilot.pilotctl, {
+                pilotctlPath: account.pilot.pilotctl,
+                absentRecheckMs,
+                start: pilot.daemonStart,
+                log,
+              }),
             }),
           }
         : {}),

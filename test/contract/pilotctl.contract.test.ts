@@ -11,6 +11,7 @@ import {
 } from "../../src/adapters/pilot/inbox.js";
 import {
   createPilotctl,
+  formatAddress,
   type Pilotctl,
   type PilotError,
   type PilotInfo,
@@ -77,7 +78,13 @@ describe.each(targets)("pilotctl contract (%s)", { timeout: TEST_TIMEOUT_MS }, (
         }),
       );
     } else {
-      const fake = createFakePilotNetwork({ shape: target, handshakeDelayMs: 300, unreachableMs: 30_000 });
+      const fake = createFakePilotNetwork({
+        shape: target,
+        handshakeDelayMs: 300,
+        unreachableMs: 30_000,
+        // Real: ~39 s (a send to a peer that untrusted us hangs before failing).
+        untrustedBlockMs: 500,
+      });
       net = fake;
       specs = ["contract-a", "contract-b"].map((h) => fake.addNode(h));
       ctl = specs.map((s) =>
@@ -231,3 +238,147 @@ describe.each(targets)("pilotctl contract (%s)", { timeout: TEST_TIMEOUT_MS }, (
     expect(err.message).toMatch(/Pilot daemon not running/);
   });
 });
+
+// What real daemons were seen doing beyond the table above (docs/pilot.md, "Observed on real daemons"), as the fake
+// models it with its delays shortened by knobs. Fake only: on real nodes these take minutes and restart daemons.
+describe.runIf(!real).each(["old", "new"] as const)(
+  "pilotctl behaviours seen on real daemons (fake, %s)",
+  {
+    timeout: 120_000,
+  },
+  (shape) => {
+    const BLOCK_MS = 400;
+    let net: FakePilotNetwork;
+    const peer = (hostname: string, extraEnv: Record<string, string> = {}) => {
+      const node = net.addNode(hostname);
+      return {
+        node,
+        ctl: createPilotctl({
+          binary: net.pilotctlPath,
+          home: node.home,
+          socket: node.socket,
+          env: { ...net.env(node.home), ...extraEnv },
+          timeoutMs: 30_000,
+        }),
+      };
+    };
+    const trustBoth = async (x: ReturnType<typeof peer>, y: ReturnType<typeof peer>) => {
+      await x.ctl.handshake(y.node.hostname, "contract");
+      await y.ctl.handshake(x.node.hostname, "contract");
+    };
+    const timed = async <T>(p: Promise<T>) => {
+      const started = Date.now();
+      const settled = await p.then(
+        (value) => ({ value, error: undefined }),
+        (error: unknown) => ({ value: undefined, error: error as PilotError }),
+      );
+      return { ...settled, ms: Date.now() - started };
+    };
+
+    beforeAll(() => {
+      net = createFakePilotNetwork({
+        shape,
+        unreachableMs: 1_500,
+        brokenDialMs: BLOCK_MS,
+        untrustedBlockMs: BLOCK_MS,
+      });
+    });
+    afterAll(() => net.close());
+
+    it("a burst in one millisecond: every send is ACKed, but the old build keeps one file per name", async () => {
+      const a = peer(`burst-a-${shape}`);
+      const b = peer(`burst-b-${shape}`);
+      await trustBoth(a, b);
+      const colliding = createPilotctl({
+        binary: net.pilotctlPath,
+        home: a.node.home,
+        socket: a.node.socket,
+        env: { ...net.env(a.node.home), FAKE_PILOT_COLLIDE: "1", FAKE_PILOT_COLLIDE_MS: "60000" },
+      });
+      const acks = await Promise.all(
+        Array.from({ length: 5 }, (_, i) => colliding.sendMessage(b.node.hostname, `burst ${i}`)),
+      );
+      for (const ack of acks) expect(ack.ack).toMatch(/^ACK /);
+      const files = listInboxFilesSync(inboxDir(b.node.home));
+      if (shape === "old") expect(files.length).toBeLessThan(5);
+      else expect(files).toHaveLength(5);
+    });
+
+    it("FAKE_PILOT_DROP_PERCENT: that share of ACKed messages never reaches the inbox", async () => {
+      const a = peer(`drop-a-${shape}`, { FAKE_PILOT_DROP_PERCENT: "50" });
+      const b = peer(`drop-b-${shape}`);
+      await trustBoth(a, b);
+      for (let i = 0; i < 6; i++)
+        expect((await a.ctl.sendMessage(b.node.hostname, `m${i}`)).ack).toMatch(/^ACK /);
+      expect(listInboxFilesSync(inboxDir(b.node.home))).toHaveLength(3);
+    });
+
+    it("one daemon restarted: sends fail both ways (connection_failed, slow) until the other restarts too", async () => {
+      const a = peer(`pair-a-${shape}`);
+      const b = peer(`pair-b-${shape}`);
+      await trustBoth(a, b);
+      await a.ctl.sendMessage(b.node.hostname, "before");
+      net.restartDaemon(b.node);
+      for (const [from, to] of [
+        [a, b],
+        [b, a],
+      ] as const) {
+        const r = await timed(from.ctl.sendMessage(to.node.hostname, "after one restart"));
+        expect(r.error?.code).toBe("connection_failed");
+        expect(r.ms).toBeGreaterThanOrEqual(BLOCK_MS - 50);
+      }
+      // Trust is kept across the restart: only the tunnel is broken.
+      const bId = (await b.ctl.info()).nodeId;
+      expect((await a.ctl.trust()).some((t) => t.nodeId === bId)).toBe(true);
+      expect(parseAddress(formatAddress(bId))).toBe(bId);
+      net.restartDaemon(a.node);
+      expect((await a.ctl.sendMessage(b.node.hostname, "after both restarted")).ack).toMatch(/^ACK /);
+      expect((await b.ctl.sendMessage(a.node.hostname, "and back")).ack).toMatch(/^ACK /);
+    });
+
+    it("after the peer untrusted us, a send blocks, then fails (not a fast refusal)", async () => {
+      const a = peer(`left-a-${shape}`);
+      const b = peer(`left-b-${shape}`);
+      await trustBoth(a, b);
+      await b.ctl.untrust((await a.ctl.info()).nodeId);
+      const r = await timed(a.ctl.sendMessage(b.node.hostname, "still friends?"));
+      expect(r.error?.code).toBe("connection_failed");
+      expect(r.ms).toBeGreaterThanOrEqual(BLOCK_MS - 50);
+      // Our side still lists the peer (its list went stale); only `mutual` on our entry changed.
+      const bId = (await b.ctl.info()).nodeId;
+      expect((await a.ctl.trust()).find((t) => t.nodeId === bId)).toMatchObject({ mutual: false });
+    });
+
+    it("a peer offline: by hostname not_found at once, by node id a slow dial", async () => {
+      const a = peer(`off-a-${shape}`);
+      const b = peer(`off-b-${shape}`);
+      await trustBoth(a, b);
+      const bId = (await b.ctl.info()).nodeId;
+      await b.ctl.daemonStop();
+      const byName = await timed(a.ctl.sendMessage(b.node.hostname, "there?"));
+      expect(byName.error?.code).toBe("not_found");
+      expect(byName.ms).toBeLessThan(1_400);
+      expect((await failure(a.ctl.find(b.node.hostname))).code).toBe("not_found");
+      const byId = await timed(a.ctl.sendMessage(bId, "there?"));
+      expect(["connection_failed", "timeout"]).toContain(byId.error?.code);
+      expect(byId.ms).toBeGreaterThanOrEqual(1_400);
+    });
+
+    it("find resolves a hostname without any trust", async () => {
+      const a = peer(`find-a-${shape}`);
+      const b = peer(`find-b-${shape}`);
+      expect((await a.ctl.trust()).length).toBe(0);
+      expect((await a.ctl.find(b.node.hostname)).nodeId).toBe((await b.ctl.info()).nodeId);
+    });
+
+    it("daemon stop on a daemon pilotctl did not start: not_running, and the daemon keeps running", async () => {
+      const a = peer(`foreign-${shape}`);
+      net.forgetPidFile(a.node);
+      const err = await failure(a.ctl.daemonStop());
+      expect(err.code).toBe("not_running");
+      expect(err.detail).toMatch(/PID file is missing/);
+      expect((await a.ctl.daemonStatus()).running).toBe(true);
+      expect((await a.ctl.info()).hostname).toBe(a.node.hostname);
+    });
+  },
+);

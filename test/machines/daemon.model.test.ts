@@ -21,6 +21,12 @@ const REPORTS = ["reportReady", "reportLost", "reportUnavailable"] as const;
 // The graph is finite (budget and backoff are bounded); an unbounded counter fails fast instead of hanging.
 const GRAPH_LIMIT = 5_000;
 const backoff = { initialMs: 1_000, maxMs: 4_000, factor: 2 };
+// A fixed hold of 4 s, before the first status read: a growing hold would make most paths to an armed daemon
+// impossible in time (its growth is checked in daemon.scenarios.test.ts).
+const suspectBackoff = { initialMs: 4_000, maxMs: 4_000, factor: 1 };
+// The every-edge paths use a projection without suspectArmed (see `behaviour`), so there the hold never ends within
+// a path: suspicion is a no-op edge, and its restarts are covered by the shortest paths over full snapshots.
+const longHold = { initialMs: 3_600_000, maxMs: 3_600_000, factor: 1 };
 
 const err = (kind: string) => ({ kind, operation: "pilot", message: `${kind} from the fake` });
 const identity = { nodeId: 7, address: "0:0000.0000.0007" };
@@ -40,6 +46,9 @@ const payloads = eventsWithPayloads([
   { type: "xstate.error.actor.readStatus", error: err("not_running") },
   { type: "xstate.done.actor.stopDaemon", output: { pid: 42 } },
   { type: "xstate.error.actor.stopDaemon", error: err("not_running") },
+  // `daemon stop` on a daemon pilotctl did not start: it keeps running.
+  { type: "xstate.error.actor.stopDaemon", error: err("conflict") },
+  { type: "DAEMON.SUSPECT", reason: "sends to trusted peers keep failing" },
 ]);
 
 // Reason and error texts vary by path but no guard reads them: the lossy projection keeps simple paths finite.
@@ -50,6 +59,9 @@ const behaviour = (snapshot: AnyMachineSnapshot) => ({
   restartAttempt: snapshot.context.restartAttempt,
   nodeId: snapshot.context.nodeId,
   unreadableStatuses: snapshot.context.unreadableStatuses,
+  suspectRestarts: snapshot.context.suspectRestarts,
+  // Not suspectArmed: the hold ends before the first status read, so nearly every path through running would need
+  // it fired first; the shortest paths (full snapshots) cover the armed daemon and its restart for suspicion.
 });
 
 type Timing = Required<
@@ -64,7 +76,7 @@ type Timing = Required<
   >
 >;
 
-function expectedDelay(input: Timing & { manageDaemon: boolean }) {
+function expectedDelay(input: Timing & { manageDaemon: boolean; suspectBackoff: typeof suspectBackoff }) {
   return (eventType: string, before: AnyMachineSnapshot): number | undefined => {
     const delay = eventType.split(".")[2];
     if (delay === "restartBackoff") {
@@ -77,6 +89,12 @@ function expectedDelay(input: Timing & { manageDaemon: boolean }) {
     if (delay === "stopDeadline") return input.stopTimeoutMs * 2;
     if (delay === "absentRecheck") return input.absentRecheckMs;
     if (delay === "failedRetry") return input.failedRetryMs;
+    if (delay === "suspectHold") {
+      return Math.min(
+        input.suspectBackoff.maxMs,
+        input.suspectBackoff.initialMs * input.suspectBackoff.factor ** before.context.suspectRestarts,
+      );
+    }
     return undefined;
   };
 }
@@ -86,8 +104,31 @@ type DaemonHarness = Harness<typeof daemonMachine>;
 function invariants(input: DaemonInput & { restartBudget: number; unreadableStatusLimit: number }) {
   let startsAtLastRefill = 0;
   let wasRunning = false;
+  let armedBefore = false;
+  let lastSuspectRestartAt: number | null = null;
+  let restartsForSuspicion = 0;
   return (h: DaemonHarness, step: { event: { type: string } }) => {
     const snapshot = h.snapshot();
+    // Suspicion restarts a daemon we run only once it has run its hold; otherwise it changes nothing.
+    if (step.event.type === "DAEMON.SUSPECT" && wasRunning) {
+      if (input.manageDaemon && armedBefore) {
+        expect(snapshot.value).toBe("recycling");
+        const now = h.clock.now();
+        // Never two restarts for suspicion closer than the first hold.
+        if (lastSuspectRestartAt !== null) {
+          expect(now - lastSuspectRestartAt).toBeGreaterThanOrEqual(suspectBackoff.initialMs);
+        }
+        lastSuspectRestartAt = now;
+        restartsForSuspicion++;
+        expect(h.fakes.callsOf("stopDaemon").at(-1)).toBeDefined();
+      } else {
+        expect(snapshot.matches("running")).toBe(true);
+      }
+    }
+    // A daemon that was just (re)started is never restarted for suspicion before its hold.
+    if (snapshot.matches("running") && !wasRunning) expect(snapshot.context.suspectArmed).toBe(false);
+    armedBefore = snapshot.matches("running") && snapshot.context.suspectArmed;
+    if (!input.manageDaemon) expect(restartsForSuspicion).toBe(0);
     const readWhileRunning = wasRunning && step.event.type === "xstate.done.actor.readStatus";
     const readFailedWhileRunning = wasRunning && step.event.type === "xstate.error.actor.readStatus";
     const isRunning = snapshot.matches("running");
@@ -174,6 +215,12 @@ function invariants(input: DaemonInput & { restartBudget: number; unreadableStat
     }
     expect(starts - startsAtLastRefill).toBeLessThanOrEqual(input.restartBudget + 1);
 
+    // A stop that met a daemon pilotctl did not start leaves it running: status says why, in plain words.
+    if (step.event.type === "xstate.error.actor.stopDaemon" && snapshot.matches("crashed")) {
+      const error = (step.event as unknown as { error: { kind: string } }).error;
+      if (error.kind === "conflict") expect(snapshot.context.reason).toBe("conflict from the fake");
+    }
+
     // A daemon this plugin does not manage is never started or stopped.
     if (!input.manageDaemon) {
       expect(h.fakes.callsOf("startDaemon")).toHaveLength(0);
@@ -201,6 +248,7 @@ const modes = [
       hostname: "alice",
       restartBudget: 2,
       restartBackoff: backoff,
+      suspectBackoff,
       unreadableStatusLimit: 2,
     },
     // The refill falls between the first and the second status read, so paths cover a read before and after it.
@@ -221,6 +269,7 @@ const modes = [
       hostname: "alice",
       restartBudget: 2,
       restartBackoff: backoff,
+      suspectBackoff,
       unreadableStatusLimit: 2,
     },
     timing: {
@@ -243,10 +292,29 @@ const IMPOSSIBLE_ORDERS = new Set([
   // A refill with a full budget changes nothing: it already fired while the path waited for a later timer.
   "stableAfter already fired",
 ]);
+/** Orders of the suspicion hold (4 s after every start) that time rules out. */
+const IMPOSSIBLE_HOLD_ORDERS: Record<string, readonly string[]> = {
+  // Managed: the hold ends before the first status read (5 s) and the refill (6 s); a path that waited longer
+  // finds it already fired.
+  managed: [
+    "suspectHold before watchInterval",
+    "suspectHold before stableAfter",
+    "suspectHold already fired",
+  ],
+  // Observe-only: the same, and the hold arms nothing there, so a path may find it already fired.
+  "observe-only": [
+    "suspectHold before watchInterval",
+    "suspectHold before stableAfter",
+    "suspectHold already fired",
+  ],
+  // The long hold of the every-edge paths: anything else running schedules comes first.
+  long: ["watchInterval before suspectHold", "stableAfter before suspectHold"],
+};
 
 const delayName = (eventType: string) => eventType.split(".")[2];
 
-function expectOnlyImpossibleOrders(report: ReplayReport) {
+function expectOnlyImpossibleOrders(report: ReplayReport, hold: string) {
+  const impossible = new Set([...IMPOSSIBLE_ORDERS, ...(IMPOSSIBLE_HOLD_ORDERS[hold] ?? [])]);
   const orders = new Set(
     report.skipped.map((s) =>
       s.blockedBy === null
@@ -254,11 +322,12 @@ function expectOnlyImpossibleOrders(report: ReplayReport) {
         : `${delayName(s.blockedBy)} before ${delayName(s.fired)}`,
     ),
   );
-  for (const order of orders) expect(IMPOSSIBLE_ORDERS, `skipped paths: ${order}`).toContain(order);
+  for (const order of orders) expect(impossible, `skipped paths: ${order}`).toContain(order);
 }
 
 for (const mode of modes) {
   const input = { ...mode.input, ...mode.timing };
+  const edgeInput = { ...input, suspectBackoff: longHold };
   const traversal = { input, events: payloads, limit: GRAPH_LIMIT };
 
   const replayWith =
@@ -286,9 +355,16 @@ for (const mode of modes) {
       expect([...values].some((value) => value.includes("running"))).toBe(true);
       expect(paths).toHaveLength(graphSize(daemonMachine, traversal as never).states);
     });
+    it("reaches a restart for suspicion only when managed, and only from a daemon past its hold", () => {
+      const bySuspicion = paths.filter((path) => path.steps.at(-1)?.event.type === "DAEMON.SUSPECT");
+      const restarted = bySuspicion.filter((path) => path.state.matches("recycling"));
+      if (mode.input.manageDaemon) expect(restarted.length).toBeGreaterThan(0);
+      else expect(restarted).toEqual([]);
+      for (const path of restarted) expect(path.steps.at(-2)?.state.context.suspectArmed).toBe(true);
+    });
     it(`replays the shortest path to each of the ${paths.length} states`, async () => {
       const report = await replayEach(paths, replayWith({ input }));
-      expectOnlyImpossibleOrders(report);
+      expectOnlyImpossibleOrders(report, mode.name);
       expect(report.replayed + report.skipped.length).toBe(paths.length);
     });
   });
@@ -299,6 +375,7 @@ for (const mode of modes) {
   describe(`daemon machine (${mode.name}): every edge`, () => {
     const edges = {
       ...traversal,
+      input: edgeInput,
       serializeState: (snapshot: AnyMachineSnapshot) => JSON.stringify(behaviour(snapshot)),
     };
     const paths = getTransitionPaths(daemonMachine, edges as never);
@@ -317,11 +394,13 @@ for (const mode of modes) {
       if (mode.input.manageDaemon) expect(retries).toContain("xstate.after.failedRetry.daemon.failed");
     });
     it(`replays a path through each of the ${paths.length} edges with the invariants holding at every step`, async () => {
-      const report = await replayEach(paths, replayWith({ input, project: behaviour }));
-      expectOnlyImpossibleOrders(report);
+      const report = await replayEach(paths, replayWith({ input: edgeInput, project: behaviour }));
+      expectOnlyImpossibleOrders(report, "long");
       expect(report.replayed + report.skipped.length).toBe(paths.length);
-      // Most edges are possible in time; a drop here means the timers changed, not the behaviour.
-      expect(report.replayed).toBeGreaterThan(report.skipped.length * 4);
+      // Most edges are possible in time; a drop here means the timers changed, not the behaviour. The long hold's
+      // own edges are impossible by construction (see longHold) and do not count.
+      const otherSkips = report.skipped.filter((s) => delayName(s.fired) !== "suspectHold").length;
+      expect(report.replayed).toBeGreaterThan(otherSkips * 4);
     });
   });
 }

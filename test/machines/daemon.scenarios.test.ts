@@ -380,3 +380,102 @@ describe("daemon machine inside a parent", () => {
     actor.stop();
   });
 });
+
+describe("daemon supervision: sends that keep failing (DAEMON.SUSPECT)", () => {
+  const suspect = { type: "DAEMON.SUSPECT", reason: "3 sends to trusted peers failed" } as const;
+  const suspectBackoff = { initialMs: 60_000, maxMs: 240_000, factor: 2 };
+
+  async function running(h: ReturnType<typeof harness>) {
+    await h.start();
+    h.fakes.resolve("checkBinary", { present: true });
+    await h.flush();
+    h.fakes.resolve("startDaemon", identity);
+    await h.flush();
+    expect(h.snapshot().matches("running")).toBe(true);
+  }
+
+  /** Answers every status read with `up` while time passes, so the daemon stays running. */
+  async function keepUp(h: ReturnType<typeof harness>, ms: number) {
+    const end = h.clock.now() + ms;
+    while (h.clock.now() < end) {
+      const next = Math.min(5_000, end - h.clock.now());
+      await h.advance(next);
+      if (h.fakes.inFlight().some((call) => call.src === "readStatus")) {
+        h.fakes.resolve("readStatus", up);
+        await h.flush();
+      }
+    }
+  }
+
+  it("a managed daemon past its hold is restarted: stopped, then started again after the backoff", async () => {
+    const h = harness({ suspectBackoff });
+    await running(h);
+    await keepUp(h, 60_000);
+    await h.send(suspect);
+    expect(h.snapshot().value).toBe("recycling");
+    expect(h.snapshot().context.reason).toMatch(/3 sends to trusted peers failed; restarting/);
+    expect(h.effects.at(-1)?.name).toBe("reportLost");
+    h.fakes.resolve("stopDaemon", { pid: 42 });
+    await h.flush();
+    await h.advance(1_000);
+    expect(h.fakes.callsOf("startDaemon")).toHaveLength(2);
+    h.stop();
+  });
+
+  it("suspicion within the hold changes nothing, and the hold doubles after each restart for suspicion", async () => {
+    const h = harness({ suspectBackoff });
+    await running(h);
+    await keepUp(h, 59_000);
+    await h.send(suspect);
+    expect(h.snapshot().matches("running")).toBe(true);
+    await keepUp(h, 1_000);
+    await h.send(suspect);
+    expect(h.snapshot().value).toBe("recycling");
+    h.fakes.resolve("stopDaemon", { pid: 42 });
+    await h.flush();
+    await h.advance(1_000);
+    h.fakes.resolve("startDaemon", identity);
+    await h.flush();
+    // The second hold is 120 s: at 119 s suspicion is still ignored.
+    await keepUp(h, 119_000);
+    await h.send(suspect);
+    expect(h.snapshot().matches("running")).toBe(true);
+    await keepUp(h, 1_000);
+    await h.send(suspect);
+    expect(h.snapshot().value).toBe("recycling");
+    expect(h.snapshot().context.suspectRestarts).toBe(2);
+    h.stop();
+  });
+
+  it("a daemon this plugin only observes is never restarted for suspicion", async () => {
+    const h = harness({ manageDaemon: false, suspectBackoff, statusIntervalMs: 30_000 });
+    await h.start();
+    h.fakes.resolve("checkBinary", { present: true });
+    await h.flush();
+    h.fakes.resolve("readStatus", up);
+    await h.flush();
+    await keepUp(h, 600_000);
+    await h.send(suspect);
+    expect(h.snapshot().matches("running")).toBe(true);
+    expect(h.fakes.callsOf("stopDaemon")).toHaveLength(0);
+    h.stop();
+  });
+
+  it("a daemon pilotctl did not start cannot be stopped: status says so, and no second daemon is started", async () => {
+    const h = harness({ suspectBackoff, restartBudget: 1 });
+    await running(h);
+    await keepUp(h, 60_000);
+    await h.send(suspect);
+    const foreign = {
+      kind: "conflict",
+      operation: "pilot.daemon.stop",
+      message: "Pilot daemon is running but was not started by pilotctl",
+    };
+    h.fakes.reject("stopDaemon", foreign);
+    await h.flush();
+    expect(h.snapshot().value).toBe("crashed");
+    expect(h.snapshot().context.reason).toBe(foreign.message);
+    expect(h.snapshot().context.lastError).toEqual(foreign);
+    h.stop();
+  });
+});

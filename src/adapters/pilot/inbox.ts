@@ -170,7 +170,8 @@ export async function deleteInboxFile(path: string): Promise<void> {
  */
 export async function moveToDeadLetter(path: string, reason: string): Promise<string | undefined> {
   const dead = deadLetterDir(dirname(path));
-  await mkdir(dead, { recursive: true });
+  // Owner-only, like the daemon's own inbox: these are other people's messages.
+  await mkdir(dead, { recursive: true, mode: 0o700 });
   let target = join(dead, basename(path));
   for (let i = 1; i < 1000; i++) {
     try {
@@ -217,7 +218,8 @@ export function watchInbox(dir: string, onWake: (fileName?: string) => void): In
   const arm = () => {
     if (closed || watcher) return;
     try {
-      mkdirSync(dir, { recursive: true });
+      // 0700 as the daemon creates it (the messages are private); the daemon writes into it as the same user.
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
       watcher = watch(dir, { persistent: false }, (event, fileName) => {
         // inotify reports the watched directory's own removal as a rename and then goes silent.
         if (event === "rename" && !existsSync(dir)) {

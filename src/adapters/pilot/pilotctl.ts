@@ -303,11 +303,25 @@ export interface CallOptions {
 
 export type MessageType = "text" | "json" | "binary";
 
+export interface DaemonStartArgs {
+  hostname?: string;
+  /**
+   * The identity key file (`--identity`). Without it the daemon uses `~/.pilot/identity.key` of whatever HOME it
+   * runs with, and a node started under another HOME comes back with another node id.
+   */
+  identityFile?: string;
+  /** Registry address host:port (`--registry`); else the daemon's env PILOT_REGISTRY, its config, the public one. */
+  registry?: string;
+  /** Beacon address host:port (`--beacon`); the daemon's default is 127.0.0.1:9001. */
+  beacon?: string;
+  extraArgs?: string[];
+}
+
 export interface Pilotctl {
   readonly home: string;
   info(opts?: CallOptions): Promise<PilotInfo>;
   daemonStatus(opts?: CallOptions): Promise<DaemonStatus>;
-  daemonStart(args?: { hostname?: string; extraArgs?: string[] }, opts?: CallOptions): Promise<DaemonStarted>;
+  daemonStart(args?: DaemonStartArgs, opts?: CallOptions): Promise<DaemonStarted>;
   daemonStop(opts?: CallOptions): Promise<DaemonStopped>;
   /** `target` = hostname, address or node id. Rejects with PilotError (an `ERR ` ack -> code `ack_error`). */
   sendMessage(
@@ -352,7 +366,7 @@ function guidance(op: PilotOperation, code: PilotErrorCode, target?: string): st
         return `${peer} is not known to the Pilot registry: check the hostname or ask the peer to start its daemon`;
       }
       return op === "send-message" || op === "handshake"
-        ? `could not resolve ${peer}: check the hostname, or use its node id (a private peer's hostname may resolve only once trust exists)`
+        ? `could not resolve ${peer}: the Pilot registry does not list it now; check the hostname, or the peer is offline (try again later)`
         : `pilotctl ${op}: nothing found`;
     case "already_exists":
       return op === "daemon.start"
@@ -580,6 +594,9 @@ export function createPilotctl(options: PilotctlOptions): Pilotctl {
     async daemonStart(args = {}, opts) {
       const argv = ["daemon", "start"];
       if (args.hostname !== undefined) argv.push(`--hostname=${args.hostname}`);
+      if (args.identityFile !== undefined) argv.push(`--identity=${args.identityFile}`);
+      if (args.registry !== undefined) argv.push(`--registry=${args.registry}`);
+      if (args.beacon !== undefined) argv.push(`--beacon=${args.beacon}`);
       argv.push(...(args.extraArgs ?? []));
       const d = await call("daemon.start", argv, daemonStartSchema, opts, undefined, DAEMON_START_TIMEOUT_MS);
       return {

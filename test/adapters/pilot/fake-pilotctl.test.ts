@@ -1,7 +1,7 @@
 // The fake's quirks, checked directly (raw argv, no adapter): they are why the adapter passes `--data=<v>` as
 // one token, and the adapter tests only mean something if the fake really misbehaves like pilotctl.
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -232,6 +232,22 @@ describe.each(["old", "new"] as const)("fake pilotctl quirks (%s build)", { time
       await p.ctl.daemonStart({ hostname: p.node.hostname });
     }
     expect((await px.ctl.sendMessage(y.hostname, "after restarts")).ack).toMatch(/^ACK /);
+  });
+
+  it("FAKE_PILOT_NO_PID_FILE: a daemon started without a PID file cannot be stopped by pilotctl", () => {
+    const n = net.addNode(`nopid-${shape}`, { start: false });
+    const started = raw(net, n, ["--json", "daemon", "start", `--hostname=${n.hostname}`], {
+      FAKE_PILOT_NO_PID_FILE: "1",
+    });
+    expect(started.code).toBe(0);
+    const stop = raw(net, n, ["--json", "daemon", "stop"]);
+    expect(stop.code).toBe(1);
+    expect(JSON.parse(stop.stderr)).toMatchObject({ code: "not_running", message: /PID file is missing/ });
+    expect(raw(net, n, ["daemon", "status", "--check"]).code).toBe(0);
+  });
+
+  it("the inbox folder is created owner-only, as the real daemon does", () => {
+    expect(statSync(inboxDir(b.node.home)).mode & 0o777).toBe(0o700);
   });
 
   it("handshake requests show up only after the propagation delay", () => {

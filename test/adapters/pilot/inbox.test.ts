@@ -1,6 +1,15 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   deadLetterDir,
@@ -130,6 +139,7 @@ describe("listInboxFilesSync / deleteInboxFile / moveToDeadLetter", () => {
     const path = join(dir, "TEXT-20261125-100000.000.json");
     writeFileSync(path, message({ data: "first" }));
     const first = await moveToDeadLetter(path, "dispatch failed 5 times");
+    expect(statSync(deadLetterDir(dirname(path))).mode & 0o777).toBe(0o700);
     writeFileSync(path, message({ data: "second" }));
     const second = await moveToDeadLetter(path, "again");
     const dead = deadLetterDir(dir);
@@ -152,6 +162,8 @@ describe("watchInbox", () => {
     const w = watchInbox(dir, (f) => wakes.push(f));
     try {
       expect(existsSync(dir)).toBe(true);
+      // Owner-only, as the daemon creates it.
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
       writeFileSync(join(dir, "TEXT-1.json"), message());
       await waitFor(async () => wakes.includes("TEXT-1.json"), 3_000, 10);
     } finally {

@@ -2,7 +2,12 @@
 import { rmSync, writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inboxDir, listInboxFilesSync, readInboxFileSync } from "../../../src/adapters/pilot/inbox.js";
-import { createPilotTransport, HANDSHAKE_FIRST } from "../../../src/adapters/pilot/pilot-transport.js";
+import {
+  createPilotTransport,
+  HANDSHAKE_FIRST,
+  PEER_LEFT,
+  PEER_OFFLINE,
+} from "../../../src/adapters/pilot/pilot-transport.js";
 import { createEnvelope, decodeMessage } from "../../../src/adapters/transport/envelope.js";
 import { type PeerRef, TransportError } from "../../../src/adapters/transport/transport.js";
 import type { FakePilotNetwork } from "../../fixtures/fake-pilot/network.js";
@@ -127,22 +132,23 @@ for (const shape of ["old", "new"] as const) {
       }
     });
 
-    it("says the peer is offline (old: after the trust check; new: timeout) when a trusted peer's daemon is down", async () => {
+    it("says the peer is offline when a trusted peer's daemon is down (its hostname is not found), and fails fast the next time", async () => {
       net.run(carol.node, ["daemon", "stop"]);
       try {
         const t = createPilotTransport({ pilotctl: alice.ctl, sendTimeoutMs: 5_000 });
+        const carolRef = { hostname: "carol", nodeId: carolId, installationId: null };
         const err = await transportError(
-          t.send(
-            { hostname: "carol", nodeId: carolId, installationId: null },
-            createEnvelope({ fromHostname: "alice", body: "x" }),
-          ),
+          t.send(carolRef, createEnvelope({ fromHostname: "alice", body: "x" })),
         );
-        if (shape === "old") {
-          expect(err.code).toBe("unavailable");
-          expect(err.message).toMatch(/offline; try again later/);
-        } else {
-          expect(err.code).toBe("timeout");
-        }
+        expect(err.code).toBe("unavailable");
+        expect(err.message).toContain(PEER_OFFLINE);
+        // The peer failed lately: it is looked up first, and the send does not wait for the slow dial.
+        const started = Date.now();
+        const again = await transportError(
+          t.send(carolRef, createEnvelope({ fromHostname: "alice", body: "y" })),
+        );
+        expect(again.code).toBe("unavailable");
+        expect(Date.now() - started).toBeLessThan(250 + 2_000);
       } finally {
         net.run(carol.node, ["daemon", "start", "--hostname", "carol"]);
       }
@@ -161,9 +167,10 @@ for (const shape of ["old", "new"] as const) {
           slow.net.run(q.node, ["daemon", "stop"]);
           const t = createPilotTransport({ pilotctl: p.ctl, sendTimeoutMs: 500 });
           const started = Date.now();
+          // By node id only: nothing tells an offline peer from a slow one, so it stays a timeout.
           const err = await transportError(
             t.send(
-              { hostname: "q", nodeId: qId, installationId: null },
+              { hostname: null, nodeId: qId, installationId: null },
               createEnvelope({ fromHostname: "p", body: "x" }),
             ),
           );
@@ -207,3 +214,90 @@ for (const shape of ["old", "new"] as const) {
     });
   });
 }
+
+// The failures real daemons produce (docs/pilot.md), with the fake's delays shortened.
+describe("pilot transport: classifying what real daemons do", { timeout: 90_000 }, () => {
+  let net: FakePilotNetwork;
+  let p: Peer;
+  let q: Peer;
+  let r: Peer;
+  let qRef: PeerRef;
+  let rRef: PeerRef;
+  const envelope = (body: string) => createEnvelope({ fromHostname: "p", body });
+
+  beforeAll(async () => {
+    const setup = setupNetwork({ shape: "old", brokenDialMs: 300, untrustedBlockMs: 3_000 }, ["p", "q", "r"]);
+    net = setup.net;
+    [p, q, r] = setup.peers as [Peer, Peer, Peer];
+    await trustEachOther(p, q);
+    await trustEachOther(p, r);
+    qRef = { hostname: "q", nodeId: (await q.ctl.info()).nodeId, installationId: null };
+    rRef = { hostname: "r", nodeId: (await r.ctl.info()).nodeId, installationId: null };
+  });
+  afterAll(() => net?.close());
+
+  it("a send that hangs because the peer untrusted us is not_trusted, not a network fault", async () => {
+    const reports: string[] = [];
+    const t = createPilotTransport({
+      pilotctl: p.ctl,
+      sendTimeoutMs: 800,
+      suspicion: { after: 1, windowMs: 60_000, report: (reason) => reports.push(reason) },
+    });
+    // The peers loop reads the trust list regularly: the entry was mutual.
+    expect((await t.listTrusted()).some((x) => x.peer.nodeId === rRef.nodeId)).toBe(true);
+    await r.ctl.untrust((await p.ctl.info()).nodeId);
+    const err = await transportError(t.send(rRef, envelope("still there?")));
+    expect(err.code).toBe("not_trusted");
+    expect(err.message).toContain(PEER_LEFT);
+    expect(reports).toEqual([]);
+  });
+
+  it("sends to a trusted peer that is online keep failing (its daemon restarted): suspicion is reported once per streak", async () => {
+    const reports: string[] = [];
+    const t = createPilotTransport({
+      pilotctl: p.ctl,
+      sendTimeoutMs: 5_000,
+      suspicion: { after: 3, windowMs: 60_000, report: (reason) => reports.push(reason) },
+    });
+    await t.send(qRef, envelope("before the restart"));
+    net.restartDaemon(q.node);
+    for (let i = 0; i < 3; i++) {
+      const err = await transportError(t.send(qRef, envelope(`after ${i}`)));
+      expect(err.code).toBe("unavailable");
+    }
+    expect(reports).toHaveLength(1);
+    expect(reports[0]).toMatch(
+      /3 sends in a row to trusted peers that are online failed \(last: q, connection_failed\)/,
+    );
+    // Our side restarting too repairs the pair (what the daemon machine does on that report).
+    net.restartDaemon(p.node);
+    await t.send(qRef, envelope("after both restarted"));
+    expect(reports).toHaveLength(1);
+  });
+
+  it("a success between failures starts the count again", async () => {
+    const reports: string[] = [];
+    let clock = 0;
+    const t = createPilotTransport({
+      pilotctl: p.ctl,
+      sendTimeoutMs: 5_000,
+      now: () => clock,
+      suspicion: { after: 2, windowMs: 60_000, report: (reason) => reports.push(reason) },
+    });
+    net.restartDaemon(q.node);
+    await transportError(t.send(qRef, envelope("one")));
+    net.restartDaemon(p.node);
+    await t.send(qRef, envelope("ok"));
+    net.restartDaemon(q.node);
+    await transportError(t.send(qRef, envelope("two")));
+    expect(reports).toEqual([]);
+    // Failures further apart than the window do not add up either.
+    clock += 61_000;
+    await transportError(t.send(qRef, envelope("three")));
+    expect(reports).toEqual([]);
+    clock += 1_000;
+    await transportError(t.send(qRef, envelope("four")));
+    expect(reports).toHaveLength(1);
+    net.restartDaemon(p.node);
+  });
+});

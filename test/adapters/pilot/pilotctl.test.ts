@@ -79,14 +79,16 @@ describe.each(["old", "new"] as const)(
     afterAll(() => net.close());
 
     // One peer that alpha trusts but whose daemon is stopped: sends to it block (FAKE_PILOT_UNREACHABLE_MS).
-    let down: Promise<FakePilotNode> | undefined;
+    let down: Promise<FakePilotNode & { nodeId: number }> | undefined;
     const downPeer = () => {
       down ??= (async () => {
         const node = net.addNode(`down-${shape}`);
         const ctl = adapterFor(net, node);
         await trustEachOther({ node, ctl }, alpha);
+        const { nodeId } = await ctl.info();
         await ctl.daemonStop();
-        return node;
+        // By node id, as the plugin sends: an offline peer's hostname is a fast not_found instead of a slow dial.
+        return { ...node, nodeId };
       })();
       return down;
     };
@@ -256,21 +258,25 @@ describe.each(["old", "new"] as const)(
 
     it("untrust stops traffic in both directions and leaves the peer's list stale", async () => {
       const node = net.addNode(`leaver-${shape}`);
-      const ctl = adapterFor(net, node);
+      // The real dial to a peer that untrusted us hangs ~39 s; shortened here.
+      const ctl = adapterFor(net, node, {
+        env: { ...net.env(node.home), FAKE_PILOT_UNTRUSTED_BLOCK_MS: "200" },
+      });
       const peer = { node, ctl };
       await trustEachOther(peer, gamma);
       const id = (await ctl.info()).nodeId;
       const gammaId = (await gamma.ctl.info()).nodeId;
       expect(await gamma.ctl.untrust(id)).toEqual({ nodeId: id });
       expect((await ctl.trust()).map((t) => t.nodeId)).toContain(gammaId);
-      expect((await pilotError(ctl.sendMessage("gamma", "still there?"))).operation).toBe("send-message");
+      const blocked = await pilotError(ctl.sendMessage("gamma", "still there?"));
+      expect(blocked).toMatchObject({ operation: "send-message", code: "connection_failed" });
       expect((await pilotError(gamma.ctl.sendMessage(node.hostname, "bye"))).operation).toBe("send-message");
     });
 
     it("a call to a trusted peer that is down is killed at our timeout", async () => {
       const node = await downPeer();
       const started = Date.now();
-      const err = await pilotError(alpha.ctl.sendMessage(node.hostname, "anyone?", { timeoutMs: 600 }));
+      const err = await pilotError(alpha.ctl.sendMessage(node.nodeId, "anyone?", { timeoutMs: 600 }));
       expect(err.code).toBe("timeout");
       expect(err.message).toMatch(/timed out/);
       expect(Date.now() - started).toBeLessThan(5_000);
@@ -285,7 +291,7 @@ describe.each(["old", "new"] as const)(
         killGraceMs: 300,
       });
       const started = Date.now();
-      const err = await pilotError(stubborn.sendMessage(node.hostname, "hello?", { timeoutMs: 500 }));
+      const err = await pilotError(stubborn.sendMessage(node.nodeId, "hello?", { timeoutMs: 500 }));
       expect(err.code).toBe("timeout");
       expect(Date.now() - started).toBeLessThan(5_000);
       await waitFor(
@@ -301,7 +307,7 @@ describe.each(["old", "new"] as const)(
     it("an aborted signal cancels the call", async () => {
       const node = await downPeer();
       const controller = new AbortController();
-      const p = alpha.ctl.sendMessage(node.hostname, "x", { signal: controller.signal });
+      const p = alpha.ctl.sendMessage(node.nodeId, "x", { signal: controller.signal });
       setTimeout(() => controller.abort(), 300);
       expect((await pilotError(p)).code).toBe("aborted");
     });
