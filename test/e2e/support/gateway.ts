@@ -230,7 +230,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
           "    catch (error) { out[i] = { ok: false, error: String(error?.message ?? error) }; }",
           "  }",
           "}));",
-          "process.stdout.write(`\n${JSON.stringify(out)}\n`);",
+          'process.stdout.write("\\n" + JSON.stringify(out) + "\\n");',
           "process.exit(0);",
         ].join("\n"),
       );
