@@ -8,7 +8,9 @@
 // once: must be 0), lost (sent but never delivered: must be 0), delivery_p50_ms / delivery_p99_ms (from the send
 // call to alice's outbox taking bob's receipt), outbox_overhead_ms_p50 (what the outbox adds to a send on a
 // healthy path: the same submit with a transport that answers at once, on a real account database; target < 5 ms),
-// and the settings that shape the figures (receipt window, drop share).
+// the same for the messages sent before the kill, recovery_s (from the kill to the first delivery of a message
+// sent after it: bob's daemon restarts, alice's sends fail until her daemon is restarted for it, which waits
+// until it has run 60 s), and the settings that shape the figures (receipt window, drop share).
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -62,6 +64,7 @@ async function outboxOverheadMs(samples = 500): Promise<number> {
       transport: () => instant,
       unavailableReason: () => null,
       resolve: async (hostname) => ({ hostname, nodeId: 7, installationId: null }),
+      isTrusted: () => true,
       log: quiet,
       policy: { maxPerPeer: samples + 1, maxTotal: samples + 1 },
     });
@@ -160,9 +163,16 @@ async function main(): Promise<void> {
 
     const outbox = (alice.network as PeerNetwork).outboxQueue;
     const latencies: number[] = [];
+    /** Sends the outbox would not take (it fails only what a retry cannot fix): must stay empty. */
+    const refusedSends: string[] = [];
     const settled: Array<Promise<unknown>> = [];
     let next = 0;
     let killed = false;
+    let killedAt = Number.NaN;
+    /** Send-to-receipt of the messages sent before the kill (a healthy path but for the dropped files). */
+    const beforeKill: number[] = [];
+    /** When the first message sent after the kill was delivered. */
+    let firstAfterKill = Number.NaN;
     const benchStart = performance.now();
     await Promise.all(
       Array.from({ length: CONCURRENCY }, async () => {
@@ -171,14 +181,26 @@ async function main(): Promise<void> {
           if (!killed && i >= MESSAGES / 3) {
             // bob's daemon dies; bob's plugin restarts it, and the pair stays broken until alice's restarts too.
             killed = true;
+            killedAt = performance.now();
             const { pid } = pilot!.run(nodes.bob!, ["daemon", "status"]) as { pid: number };
             process.kill(pid, "SIGKILL");
           }
           const sentAt = performance.now();
-          const { messageId } = await alice.network.send("bob", `bench-${i}`);
+          let messageId: string;
+          try {
+            ({ messageId } = await alice.network.send("bob", `bench-${i}`));
+          } catch (error) {
+            refusedSends.push((error as Error).message);
+            continue;
+          }
+          const afterKill = killed;
           settled.push(
             outbox.settled(messageId).then((view) => {
-              if (view.state === "delivered") latencies.push(performance.now() - sentAt);
+              if (view.state !== "delivered") return;
+              const at = performance.now();
+              latencies.push(at - sentAt);
+              if (!afterKill) beforeKill.push(at - sentAt);
+              else if (!(firstAfterKill <= at)) firstAfterKill = at;
             }),
           );
         }
@@ -194,7 +216,11 @@ async function main(): Promise<void> {
         lost: MESSAGES - latencies.length,
         delivery_p50_ms: Math.round(percentile(latencies, 0.5)),
         delivery_p99_ms: Math.round(percentile(latencies, 0.99)),
+        before_restart_p50_ms: Math.round(percentile(beforeKill, 0.5)),
+        before_restart_p99_ms: Math.round(percentile(beforeKill, 0.99)),
+        recovery_s: Math.round((firstAfterKill - killedAt) / 100) / 10,
         outbox_overhead_ms_p50: Math.round(overhead * 1000) / 1000,
+        refused_sends: refusedSends.length,
         wall_s: Math.round((performance.now() - benchStart) / 100) / 10,
         receipt_timeout_s: RECEIPT_TIMEOUT_SECONDS,
         dropped_inbox_files_percent: DROP_PERCENT,

@@ -512,6 +512,8 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
           log.info(
             `agent-registry: ${account.accountId}: Pilot daemon up (node ${node}, ${current.messaging.daemon?.address})`,
           );
+          // What waited for the daemon (down, or restarted to repair a broken pair) goes now.
+          network.outboxQueue.retryNow();
         }
       }
       options.onStatus?.(current);

@@ -60,6 +60,12 @@ export interface OutboxOptions {
   unavailableReason: () => string | null;
   /** The peer's reference for the transport; throws NetworkError when it is not a trusted peer. */
   resolve: (hostname: string) => Promise<PeerRef>;
+  /**
+   * Whether this account trusts the peer (its handshake says so). A transport's "not trusted" is final only for
+   * a peer we do not trust either: old pilotctl builds say it for an offline peer too, and a broken pair says it
+   * until it is repaired. A peer we stop trusting fails its messages at their next attempt.
+   */
+  isTrusted: (hostname: string) => boolean;
   /** Tells a session once that its message is still undelivered. */
   notify?: (entry: OutboxEntry, text: string) => void;
   /** Wakes the outbox loop (new work or an earlier due time). */
@@ -109,6 +115,11 @@ export interface Outbox {
   list(options?: { peer?: string; finished?: number }): OutboxView[];
   get(id: string): OutboxView | null;
   counts(): Record<OutboxState, number>;
+  /**
+   * The transport is back (a daemon restarted, a registry answers again): queued messages are due now instead of
+   * at the end of their backoff. Wakes the loop.
+   */
+  retryNow(): void;
   /** Resolves when the message is delivered, refused or failed (tests and the delivery benchmark). */
   settled(id: string): Promise<OutboxView>;
 }
@@ -197,7 +208,9 @@ export function createOutbox(options: OutboxOptions): Outbox {
       const attempts = entry.attempts + 1;
       const failure = asNetworkError(error);
       const permanent =
-        (error instanceof TransportError && PERMANENT.has(error.code)) ||
+        (error instanceof TransportError &&
+          PERMANENT.has(error.code) &&
+          (error.code !== "not_trusted" || !options.isTrusted(entry.peer))) ||
         (error instanceof NetworkError && error.code !== "TRANSPORT_UNAVAILABLE" && error.code !== "FAILED");
       if (permanent) {
         const failed = change(entry, { state: "failed", attempts, nextAt: null, reason: failure.message });
@@ -230,6 +243,14 @@ export function createOutbox(options: OutboxOptions): Outbox {
         state: "failed",
         nextAt: null,
         reason: `not sent within ${Math.round(policy.expireAfterMs / 3_600_000)} h: ${entry.reason ?? "the peer stayed unreachable"}`,
+      });
+      return;
+    }
+    if (!options.isTrusted(entry.peer)) {
+      change(entry, {
+        state: "failed",
+        nextAt: null,
+        reason: `"${entry.peer}" is no longer a trusted peer; a new handshake is needed`,
       });
       return;
     }
@@ -381,6 +402,15 @@ export function createOutbox(options: OutboxOptions): Outbox {
     },
 
     counts: () => table.counts(),
+
+    retryNow() {
+      const t = now();
+      for (const entry of table.active()) {
+        if (entry.state === "queued" && entry.nextAt !== null && entry.nextAt > t)
+          change(entry, { nextAt: t });
+      }
+      options.wake?.();
+    },
 
     settled(id) {
       const entry = table.get(id);

@@ -243,6 +243,7 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
     transport: options.transport,
     unavailableReason: options.unavailableReason,
     resolve: resolvePeerRef,
+    isTrusted: (hostname) => network.isTrusted({ hostname, nodeId: null, installationId: null }),
     log,
     ...(options.outboxPolicy ? { policy: options.outboxPolicy } : {}),
     ...(options.wakeOutbox ? { wake: options.wakeOutbox } : {}),

@@ -37,6 +37,7 @@ describe("outbox", () => {
   let clock: number;
   let wire: ReturnType<typeof scriptedTransport>;
   let notes: Array<{ sessionKey: string | null; text: string }>;
+  let distrusted: Set<string>;
 
   const outboxOn = (database: AccountDb, extra: Partial<OutboxOptions> = {}) =>
     createOutbox({
@@ -48,6 +49,7 @@ describe("outbox", () => {
         if (hostname === "mallory") throw new NetworkError("NOT_TRUSTED", `"mallory" is not a trusted peer`);
         return { hostname, nodeId: null, installationId: `inst-${hostname}` };
       },
+      isTrusted: (hostname) => hostname !== "mallory" && !distrusted.has(hostname),
       notify: (entry, text) => notes.push({ sessionKey: entry.sessionKey, text }),
       log: quiet,
       now: () => clock,
@@ -70,6 +72,7 @@ describe("outbox", () => {
     clock = 1_000_000;
     wire = scriptedTransport();
     notes = [];
+    distrusted = new Set();
   });
   afterEach(() => {
     db.close();
@@ -111,6 +114,23 @@ describe("outbox", () => {
     expect(outbox.get(result.messageId)).toMatchObject({ state: "sent", attempts: 2, reason: null });
   });
 
+  it("sends what waited for the transport as soon as it is back, not at the end of the backoff", async () => {
+    const outbox = outboxOn(db);
+    wire.failNext(
+      ...Array.from({ length: 4 }, () => new TransportError("send", "unavailable", "daemon down")),
+    );
+    const { messageId } = await outbox.submit({ peer: "bob", body: "hi", origin: "send" });
+    for (const step of [1_000, 2_000, 4_000]) {
+      clock += step;
+      await cycle(outbox);
+    }
+    expect(outbox.get(messageId)).toMatchObject({ state: "queued", attempts: 4 });
+    expect((await cycle(outbox)).laterMs).toBe(8_000);
+    outbox.retryNow();
+    await cycle(outbox);
+    expect(outbox.get(messageId)?.state).toBe("sent");
+  });
+
   it("fails at once what a retry cannot fix, keeping the network's error code", async () => {
     const outbox = outboxOn(db);
     const untrusted = await caught(
@@ -118,11 +138,25 @@ describe("outbox", () => {
       NetworkError,
     );
     expect(untrusted.code).toBe("NOT_TRUSTED");
-    wire.failNext(new TransportError("send", "not_trusted", "bob does not trust you"));
-    const refused = await caught(outbox.submit({ peer: "bob", body: "hi", origin: "send" }), NetworkError);
+    // The transport's "not trusted" is final for a peer we do not trust either...
+    distrusted.add("carol");
+    wire.failNext(new TransportError("send", "not_trusted", "carol does not trust you"));
+    const refused = await caught(outbox.submit({ peer: "carol", body: "hi", origin: "send" }), NetworkError);
     expect(refused.code).toBe("NOT_TRUSTED");
     expect(outbox.counts()).toMatchObject({ failed: 2, queued: 0 });
-    expect(outbox.list({ finished: 5 }).map((m) => m.reason)).toContain("bob does not trust you");
+    expect(outbox.list({ finished: 5 }).map((m) => m.reason)).toContain("carol does not trust you");
+    // ...and for one we trust, retried (an old pilotctl says it for an offline peer, a broken pair until repaired).
+    wire.failNext(new TransportError("send", "not_trusted", "could not reach bob"));
+    const held = await outbox.submit({ peer: "bob", body: "hi", origin: "send" });
+    expect(held).toMatchObject({ state: "queued", reason: "could not reach bob" });
+    // Until we stop trusting bob: the next attempt fails it.
+    distrusted.add("bob");
+    clock += 1_000;
+    await cycle(outbox);
+    expect(outbox.get(held.messageId)).toMatchObject({
+      state: "failed",
+      reason: expect.stringContaining("no longer a trusted peer"),
+    });
   });
 
   it("resends with the same id while no receipt comes, then leaves it sent (an older peer)", async () => {
