@@ -15,7 +15,8 @@ import {
   type FakePilotNode,
 } from "../fixtures/fake-pilot/network.js";
 import { createGateway, type Gateway, waitUntil } from "./support/gateway.js";
-import { type ChatMessage, type ModelServer, messageText, startModelServer } from "./support/model-server.js";
+import { type ModelServer, startModelServer } from "./support/model-server.js";
+import { LEAN_AGENT, sessionMarkers } from "./support/turns.js";
 
 const MESSAGES = Number(process.env.E2E_DELIVERY_MESSAGES ?? 200);
 const MARKER = /\bdelivery-(\d+)\b/;
@@ -41,24 +42,8 @@ describe("Delivery over Pilot in a real OpenClaw gateway: outbox, receipts, reco
   const peers = async (accountId: string): Promise<string> =>
     JSON.stringify(await gateway.call("agent-registry.peers", { accountId }));
 
-  /** How often each `delivery-<n>` is among the user messages of bob's session with alice (chat.history). */
-  const bobsSession = async (): Promise<Map<number, number>> => {
-    const counts = new Map<number, number>();
-    const sessionKey = "agent:main:agent-registry:bob:direct:alice";
-    for (let offset = 0; ; ) {
-      const page = await gateway.call<{ messages: ChatMessage[]; hasMore?: boolean; nextOffset?: number }>(
-        "chat.history",
-        { sessionKey, limit: 1_000, offset, maxChars: 500_000, maxBytes: 64 * 1024 * 1024 },
-      );
-      for (const message of page.messages) {
-        if (message.role !== "user") continue;
-        const n = MARKER.exec(messageText(message).split("<<< message from").at(-1) ?? "")?.[1];
-        if (n !== undefined) counts.set(Number(n), (counts.get(Number(n)) ?? 0) + 1);
-      }
-      if (!page.hasMore || page.nextOffset === undefined || page.nextOffset <= offset) return counts;
-      offset = page.nextOffset;
-    }
-  };
+  /** How often each `delivery-<n>` is among the peer messages of bob's session with alice (chat.history). */
+  const bobsSession = () => sessionMarkers(gateway, "agent:main:agent-registry:bob:direct:alice", MARKER);
   /** Peer-message turns bob's agent ran so far. */
   const bobsTurns = () =>
     model.requests.filter((r) => JSON.stringify(r.messages).includes("delivery-")).length;
@@ -96,11 +81,7 @@ describe("Delivery over Pilot in a real OpenClaw gateway: outbox, receipts, reco
     gateway = await createGateway({
       modelBaseUrl: model.url,
       env: shared,
-      extraConfig: {
-        tools: { profile: "minimal" },
-        plugins: { slots: { memory: "none" } },
-        agents: { defaults: { skipBootstrap: true } },
-      },
+      extraConfig: LEAN_AGENT,
       channelConfig: {
         registryUrl: registry.url,
         transport: "pilot",

@@ -25,7 +25,7 @@ import {
   type ScriptedReply,
   startModelServer,
 } from "./support/model-server.js";
-import { lastOwnText, sessionOf } from "./support/turns.js";
+import { LEAN_AGENT, lastOwnText, sessionMarkers as markersIn, sessionOf } from "./support/turns.js";
 
 const PEER_FRAME = "[Agent Registry] Message from another AI agent";
 const REPLY_BUDGET = 2;
@@ -138,12 +138,8 @@ describe("Pilot transport in a real OpenClaw gateway", () => {
     gateway = await createGateway({
       modelBaseUrl: model.url,
       env: shared,
-      // A lean agent (no tool catalog, memory or bootstrap files): these tests run 1,200 turns.
-      extraConfig: {
-        tools: { profile: "minimal" },
-        plugins: { slots: { memory: "none" } },
-        agents: { defaults: { skipBootstrap: true } },
-      },
+      // A lean agent: these tests run 1,200 turns.
+      extraConfig: LEAN_AGENT,
       channelConfig: {
         registryUrl: registry.url,
         transport: "pilot",
@@ -190,28 +186,9 @@ describe("Pilot transport in a real OpenClaw gateway", () => {
     }
     return counts;
   };
-  /**
-   * How often each marker `<tag>-<n>` is among the user messages of a session, as OpenClaw stores it
-   * (`chat.history`, paged): the session itself, not only the model's view of it.
-   */
-  const sessionMarkers = async (sessionKey: string, tag: string): Promise<Map<number, number>> => {
-    const counts = new Map<number, number>();
-    const pattern = new RegExp(`\\b${tag}-(\\d+)\\b`);
-    for (let offset = 0; ; ) {
-      const page = await gateway.call<{
-        messages: ChatMessage[];
-        hasMore?: boolean;
-        nextOffset?: number;
-      }>("chat.history", { sessionKey, limit: 1_000, offset, maxChars: 500_000, maxBytes: 64 * 1024 * 1024 });
-      for (const message of page.messages) {
-        if (message.role !== "user") continue;
-        const n = pattern.exec(messageText(message).split("<<< message from").at(-1) ?? "")?.[1];
-        if (n !== undefined) counts.set(Number(n), (counts.get(Number(n)) ?? 0) + 1);
-      }
-      if (!page.hasMore || page.nextOffset === undefined || page.nextOffset <= offset) return counts;
-      offset = page.nextOffset;
-    }
-  };
+  /** How often each marker `<tag>-<n>` is among the peer messages of a session (chat.history). */
+  const sessionMarkers = (sessionKey: string, tag: string): Promise<Map<number, number>> =>
+    markersIn(gateway, sessionKey, new RegExp(`\\b${tag}-(\\d+)\\b`));
   /** alice's session for a test-driven node (named node-<id>: the registry does not know it). */
   const aliceSessionFor = (node: FakePilotNode): string => {
     const { node_id: id } = pilot.run(node, ["info"]) as { node_id: number };
