@@ -18,10 +18,8 @@ import {
 } from "../fixtures/fake-pilot/network.js";
 import { createGateway, type Gateway, waitUntil } from "./support/gateway.js";
 import {
-  type ChatMessage,
   type ChatRequest,
   type ModelServer,
-  messageText,
   type ScriptedReply,
   startModelServer,
 } from "./support/model-server.js";
