@@ -1,7 +1,9 @@
-// Sends receipts (see envelope.ts) without ever holding the inbox: the pipeline hands one over and goes on; a few
-// go out at a time, and a flood of them is bounded (the oldest waiting one is dropped: its sender resends the
-// message, and the resent copy is answered again). A receipt that fails is not retried for the same reason.
-import { createReceipt, type Receipt } from "../adapters/transport/envelope.js";
+// Sends receipts (see envelope.ts) without ever holding the inbox: the pipeline hands one over and goes on. A few
+// envelopes go out at a time; receipts for one peer that wait meanwhile leave together, up to MAX_RECEIPTS in one
+// envelope, so a burst of messages is answered in a few sends, not one per message (a relay sender's rate limit
+// counts every send). A flood is bounded: past MAX_WAITING the oldest waiting receipt is dropped (its sender
+// resends the message, and the copy is answered again). A failed send is not retried for the same reason.
+import { createReceipts, MAX_RECEIPTS, type Receipt } from "../adapters/transport/envelope.js";
 import type { PeerRef, Transport } from "../adapters/transport/transport.js";
 import type { Log } from "../log.js";
 
@@ -10,8 +12,15 @@ const MAX_WAITING = 1_000;
 
 export interface ReceiptSender {
   send(to: PeerRef, receipt: Receipt): void;
-  /** Receipts sent and lost (failed or dropped), since start. */
-  counters(): { sent: number; failed: number; dropped: number };
+  /** Receipt envelopes sent, receipts in them, and receipts lost (failed or dropped), since start. */
+  counters(): { envelopes: number; sent: number; failed: number; dropped: number };
+}
+
+/** One waiting batch per peer, by the peer's transport identity. */
+function peerKey(peer: PeerRef): string {
+  if (peer.nodeId !== null) return `node:${peer.nodeId}`;
+  if (peer.installationId !== null) return `inst:${peer.installationId}`;
+  return `host:${peer.hostname ?? "?"}`;
 }
 
 export function createReceiptSender(options: {
@@ -19,28 +28,34 @@ export function createReceiptSender(options: {
   transport: () => Transport | null;
   log: Pick<Log, "debug">;
 }): ReceiptSender {
-  const waiting: Array<{ to: PeerRef; receipt: Receipt }> = [];
-  const counts = { sent: 0, failed: 0, dropped: 0 };
+  /** Insertion order is the order batches leave in. */
+  const waiting = new Map<string, { to: PeerRef; receipts: Receipt[] }>();
+  const counts = { envelopes: 0, sent: 0, failed: 0, dropped: 0 };
+  let queued = 0;
   let running = 0;
 
   const pump = () => {
-    while (running < CONCURRENCY && waiting.length > 0) {
-      const next = waiting.shift()!;
+    while (running < CONCURRENCY && waiting.size > 0) {
+      const [key, batch] = waiting.entries().next().value as [string, { to: PeerRef; receipts: Receipt[] }];
+      const receipts = batch.receipts.splice(0, MAX_RECEIPTS);
+      if (batch.receipts.length === 0) waiting.delete(key);
+      queued -= receipts.length;
       const transport = options.transport();
       if (!transport) {
-        counts.failed += 1;
+        counts.failed += receipts.length;
         continue;
       }
       running += 1;
       transport
-        .send(next.to, createReceipt({ fromHostname: options.hostname, receipt: next.receipt }))
+        .send(batch.to, createReceipts({ fromHostname: options.hostname, receipts }))
         .then(
           () => {
-            counts.sent += 1;
+            counts.envelopes += 1;
+            counts.sent += receipts.length;
           },
           (error: unknown) => {
-            counts.failed += 1;
-            options.log.debug?.(`receipt for ${next.receipt.for} not sent: ${(error as Error).message}`);
+            counts.failed += receipts.length;
+            options.log.debug?.(`${receipts.length} receipt(s) not sent: ${(error as Error).message}`);
           },
         )
         .finally(() => {
@@ -52,9 +67,16 @@ export function createReceiptSender(options: {
 
   return {
     send(to, receipt) {
-      waiting.push({ to, receipt });
-      if (waiting.length > MAX_WAITING) {
-        waiting.shift();
+      const key = peerKey(to);
+      const batch = waiting.get(key);
+      if (batch) batch.receipts.push(receipt);
+      else waiting.set(key, { to, receipts: [receipt] });
+      queued += 1;
+      if (queued > MAX_WAITING) {
+        const [oldestKey, oldest] = waiting.entries().next().value as [string, { receipts: Receipt[] }];
+        oldest.receipts.shift();
+        if (oldest.receipts.length === 0) waiting.delete(oldestKey);
+        queued -= 1;
         counts.dropped += 1;
       }
       pump();

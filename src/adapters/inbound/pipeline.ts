@@ -265,23 +265,26 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
     deps.receipts.send(raw.from, { for: envelope.id, ...receipt });
   }
 
-  /** A receipt for one of ours: taken from a trusted peer only, never dispatched, never answered. */
-  async function takeReceipt(raw: RawInbound, envelope: Envelope, receipt: Receipt): Promise<InboundOutcome> {
-    counters.receipts++;
+  /** Receipts for ours: taken from a trusted peer only, never dispatched, never answered. */
+  async function takeReceipts(
+    raw: RawInbound,
+    envelope: Envelope,
+    receipts: readonly Receipt[],
+  ): Promise<InboundOutcome> {
+    counters.receipts += receipts.length;
     let trusted = false;
     try {
       trusted = await deps.isTrusted(raw.from);
     } catch (err) {
-      log?.debug?.(`inbound: receipt for ${receipt.for} dropped: ${(err as Error).message}`);
+      log?.debug?.(`inbound: ${receipts.length} receipt(s) dropped: ${(err as Error).message}`);
       return "receipt";
     }
     if (!trusted) {
-      log?.debug?.(
-        `inbound: receipt for ${receipt.for} from untrusted ${fallbackHostname(raw.from)} dropped`,
-      );
+      log?.debug?.(`inbound: receipts from untrusted ${fallbackHostname(raw.from)} dropped`);
       return "receipt";
     }
-    deps.receipts?.take(receipt, await resolveHostname(raw, envelope.from_hostname));
+    const from = await resolveHostname(raw, envelope.from_hostname);
+    for (const receipt of receipts) deps.receipts?.take(receipt, from);
     return "receipt";
   }
 
@@ -289,7 +292,7 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
     async process(raw) {
       const decoded = decodeMessage(raw.data);
       const envelope = isEnvelope(decoded) ? decoded.envelope : null;
-      if (envelope?.receipt) return takeReceipt(raw, envelope, envelope.receipt);
+      if (envelope?.receipts) return takeReceipts(raw, envelope, envelope.receipts);
       const key = messageKey({ name: raw.name, data: raw.data }, decoded);
       if (processed.has(key)) {
         counters.duplicates++;

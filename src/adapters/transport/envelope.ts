@@ -4,7 +4,8 @@
 //
 // Receipts (same version, optional fields, so an older plugin still reads our messages: zod drops what it does not
 // know). A sender that keeps an outbox sets `ack: true`; the receiver answers such a message with a receipt
-// envelope (`receipt: {for, status}`) once the message is in the peer's session, or refused. Receipts carry no
+// envelope (`receipts: [{for, status}, ...]`, up to 100 at once) once the message is in the peer's session, or
+// refused. Receipts carry no
 // body, never reach a session and are never receipted. An older plugin never asks for one, so never gets one.
 import { createHash, randomUUID } from "node:crypto";
 import { z } from "zod";
@@ -18,6 +19,9 @@ export const ReceiptSchema = z.object({
 
 export type Receipt = z.infer<typeof ReceiptSchema>;
 
+/** Receipts one envelope carries at most (a burst is answered in a few envelopes, not one per message). */
+export const MAX_RECEIPTS = 100;
+
 export const EnvelopeSchema = z.object({
   v: z.literal(1),
   id: z.string().min(1).max(128),
@@ -27,21 +31,25 @@ export const EnvelopeSchema = z.object({
   sent_at: z.string().min(1).max(64),
   /** The sender asks for a receipt. */
   ack: z.literal(true).optional(),
-  /** This envelope is a receipt for one of ours (body empty). */
-  receipt: ReceiptSchema.optional(),
+  /** This envelope carries receipts for messages of ours (body empty). */
+  receipts: z.array(ReceiptSchema).min(1).max(MAX_RECEIPTS).optional(),
 });
 
 export type Envelope = z.infer<typeof EnvelopeSchema>;
 
-/** A receipt's envelope: no body, no `ack` (receipts are never receipted). */
-export function createReceipt(input: { fromHostname: string; receipt: Receipt; now?: Date }): Envelope {
+/** An envelope of receipts: no body, no `ack` (receipts are never receipted). */
+export function createReceipts(input: {
+  fromHostname: string;
+  receipts: readonly Receipt[];
+  now?: Date;
+}): Envelope {
   return EnvelopeSchema.parse({
     v: 1,
     id: randomUUID(),
     from_hostname: input.fromHostname,
     body: "",
     sent_at: (input.now ?? new Date()).toISOString(),
-    receipt: input.receipt,
+    receipts: input.receipts,
   });
 }
 

@@ -13,7 +13,7 @@ import {
 import { type AccountDb, openAccountDb } from "../../../src/adapters/state/account-db.js";
 import {
   createEnvelope,
-  createReceipt,
+  createReceipts,
   encodeEnvelope,
   type Receipt,
 } from "../../../src/adapters/transport/envelope.js";
@@ -367,7 +367,13 @@ describe("inbound pipeline", () => {
 
     it("takes a receipt from a trusted peer for the outbox: never dispatched, never answered", async () => {
       const { p, sent, taken } = receiptsOf();
-      const receipt = createReceipt({ fromHostname: "bob", receipt: { for: "ours-1", status: "delivered" } });
+      const receipt = createReceipts({
+        fromHostname: "bob",
+        receipts: [
+          { for: "ours-1", status: "delivered" },
+          { for: "ours-2", status: "refused", reason: "too_large" },
+        ],
+      });
       const raw: RawInbound = {
         transport: "relay",
         ref: "r-1",
@@ -377,15 +383,21 @@ describe("inbound pipeline", () => {
         receivedAt: 1_000,
       };
       expect(await p.process(raw)).toBe("receipt");
-      expect(taken).toEqual([{ receipt: { for: "ours-1", status: "delivered" }, from: "bob" }]);
+      expect(taken).toEqual([
+        { receipt: { for: "ours-1", status: "delivered" }, from: "bob" },
+        { receipt: { for: "ours-2", status: "refused", reason: "too_large" }, from: "bob" },
+      ]);
       expect(dispatched).toEqual([]);
       expect(sent).toEqual([]);
-      expect(p.counters()).toMatchObject({ receipts: 1, dispatched: 0, duplicates: 0 });
+      expect(p.counters()).toMatchObject({ receipts: 2, dispatched: 0, duplicates: 0 });
     });
 
     it("drops a receipt from a peer that is not trusted, and still never dispatches it", async () => {
       const { p, taken } = receiptsOf({ isTrusted: () => false });
-      const receipt = createReceipt({ fromHostname: "bob", receipt: { for: "ours-2", status: "delivered" } });
+      const receipt = createReceipts({
+        fromHostname: "bob",
+        receipts: [{ for: "ours-3", status: "delivered" }],
+      });
       const raw: RawInbound = {
         transport: "relay",
         ref: "r-2",
