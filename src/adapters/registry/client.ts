@@ -78,7 +78,16 @@ export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
  * by its own AbortSignal already, and those timers tick twice a second while any request is open. An idle account
  * always has its inbox long-poll open, so they cost 120 wake-ups a minute for nothing (most of its idle CPU).
  */
-const registryDispatcher = new Agent({ headersTimeout: 0, bodyTimeout: 0 });
+// An idle connection is kept 1 s at most. undici runs a keep-alive over 1 s on its coarse timer, which ticks twice a
+// second while any such timer runs: an idle account polling every 15 s woke 30-40 times a minute for it. The long-
+// poll's next read follows at once and still reuses the connection; the rest reconnect (the reference registry
+// closes idle connections after 5 s anyway).
+const registryDispatcher = new Agent({
+  headersTimeout: 0,
+  bodyTimeout: 0,
+  keepAliveTimeout: 1_000,
+  keepAliveMaxTimeout: 1_000,
+});
 const registryFetch: FetchLike = (input, init) =>
   undiciFetch(input, { ...(init as object), dispatcher: registryDispatcher }) as unknown as Promise<Response>;
 
