@@ -143,23 +143,40 @@ export function createFallbackTransport(options: FallbackTransportOptions): Fall
     });
   }
 
-  /** Lists from both transports, merged; a transport that fails counts only when both do. */
+  /** Each path's last list, by operation: what a path that is down or failing contributes meanwhile. */
+  const lastLists = new Map<string, [unknown[] | null, unknown[] | null]>();
+
+  /**
+   * Lists from both transports, merged by hostname. A path that is down (daemon stopped) or fails now contributes
+   * its last list: a half reading would look like every peer trusted only over that path had left (and the
+   * account would mark them revoked). Fails only when neither path answers now.
+   */
   async function listBoth<T extends { peer: PeerRef }>(
     operation: string,
     call: (transport: Transport) => Promise<T[]>,
   ): Promise<T[]> {
-    const usable = [options.pilot(), options.relay()].filter((t): t is Transport => t !== null);
-    if (usable.length === 0) throw unavailable(operation);
-    const results = await Promise.allSettled(usable.map((transport) => call(transport)));
-    const lists = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
-    if (lists.length === 0) throw asTransportError(operation, (results[0] as PromiseRejectedResult).reason);
-    // A list that could not be read is not "nobody": a half reading would untrust the other path's peers.
-    if (lists.length < results.length) {
-      throw asTransportError(
-        operation,
-        (results.find((r) => r.status === "rejected") as PromiseRejectedResult).reason,
-      );
-    }
+    const paths = [options.pilot(), options.relay()] as const;
+    if (!paths[0] && !paths[1]) throw unavailable(operation);
+    const results = await Promise.allSettled(
+      paths.map((transport) => (transport ? call(transport) : Promise.resolve(null))),
+    );
+    const last = (lastLists.get(operation) ?? [null, null]) as [T[] | null, T[] | null];
+    const lists: T[][] = [];
+    let answered = false;
+    let failure: unknown = null;
+    results.forEach((result, i) => {
+      if (result.status === "fulfilled" && result.value !== null) {
+        last[i] = result.value;
+        answered = true;
+      } else if (result.status === "rejected") {
+        failure = result.reason;
+        options.log?.debug?.(`auto transport: ${operation}: one path failed, its last list stands in`);
+      }
+      const list = last[i];
+      if (list) lists.push(list);
+    });
+    lastLists.set(operation, last);
+    if (!answered) throw asTransportError(operation, failure);
     return mergeByHostname(lists);
   }
 

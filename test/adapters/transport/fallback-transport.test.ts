@@ -183,10 +183,27 @@ describe("transport auto: trust", () => {
     ]);
   });
 
-  it("fails a reading when one list cannot be read, rather than drop that path's peers", async () => {
-    const { relay, auto } = world();
+  it("keeps a path's last list while that path fails or is down, rather than drop its peers", async () => {
+    const { pilot, relay, auto } = world();
+    pilot.trusted = [{ hostname: "carol", nodeId: 8, installationId: null }];
+    relay.trusted = [{ hostname: "bob", nodeId: null, installationId: "peer-bob" }];
+    expect(await auto.listTrusted()).toHaveLength(2);
     relay.failTrust = "unavailable";
+    expect((await auto.listTrusted()).map((t) => t.peer.hostname)).toEqual(["carol", "bob"]);
+    pilot.failTrust = "unavailable";
     await expect(auto.listTrusted()).rejects.toMatchObject({ code: "unavailable" });
+  });
+
+  it("lists what the relay says, plus Pilot's last list, while the daemon is down", async () => {
+    const pilot = scripted("pilot");
+    const relay = scripted("relay");
+    let daemonUp = true;
+    const auto = createFallbackTransport({ pilot: () => (daemonUp ? pilot : null), relay: () => relay });
+    pilot.trusted = [{ hostname: "carol", nodeId: 8, installationId: null }];
+    await auto.listTrusted();
+    daemonUp = false;
+    relay.trusted = [{ hostname: "bob", nodeId: null, installationId: "peer-bob" }];
+    expect((await auto.listTrusted()).map((t) => t.peer.hostname)).toEqual(["carol", "bob"]);
   });
 
   it("keeps entries without a hostname apart (the registry names them later)", () => {
