@@ -25,7 +25,8 @@ export const FALLBACK_DESCRIPTIONS: Readonly<Record<string, string>> = {
     "Listed in the registry (visibility source `config`); `false` keeps the channel up but private",
   heartbeatIntervalSeconds: "Seconds between heartbeats while online (never overlapping)",
   maxHeartbeatFailures: "Consecutive failed heartbeats before the account registers again",
-  transport: "How messages travel: Pilot Protocol, the registry's HTTP relay, or none (discovery only)",
+  transport:
+    "How messages travel: Pilot Protocol, the registry's HTTP relay, `auto` (Pilot first, the relay when Pilot to a peer fails or it has no Pilot node), or none (discovery only)",
   "pilot.sendTimeoutMs": "Timeout of one `pilotctl send-message`",
   "inbound.maxMessageBytes": "Larger inbound messages are refused",
   "visibility.schedule.windows": "Weekly windows in which the agent is discoverable",

@@ -221,7 +221,7 @@ const accountFields = {
   visibility: visibilitySchema.optional(),
   heartbeatIntervalSeconds: z.number().int().min(5).max(3600).optional(),
   maxHeartbeatFailures: z.number().int().min(1).max(100).optional(),
-  transport: z.enum(["pilot", "relay", "none"]).optional(),
+  transport: z.enum(["pilot", "relay", "auto", "none"]).optional(),
   pilot: overridesOf(pilotSchema).optional(),
   handshake: overridesOf(handshakeSchema).optional(),
   inbound: overridesOf(inboundSchema).optional(),
@@ -261,7 +261,7 @@ export interface ResolvedAccount {
   visibility: z.infer<typeof visibilitySchema>;
   heartbeatIntervalSeconds: number;
   maxHeartbeatFailures: number;
-  transport: "pilot" | "relay" | "none";
+  transport: "pilot" | "relay" | "auto" | "none";
   pilot: z.infer<typeof pilotSchema>;
   handshake: z.infer<typeof handshakeSchema>;
   inbound: z.infer<typeof inboundSchema>;

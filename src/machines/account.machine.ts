@@ -3,6 +3,7 @@
 // when going private or stopping. Its children do the rest, each a machine of its own:
 //   daemon            invoked for transport "pilot": finds, starts and watches the Pilot daemon
 //   inbox             the poll loop that reads the Pilot inbox files or the relay inbox
+//   relayInbox        transport "auto" only: the poll loop that reads the relay inbox (inbox reads the Pilot files)
 //   peers             the poll loop that reads pending handshake requests and the trust list
 //   outbox            the poll loop that resends outgoing messages until the peer's receipt comes
 //   visibility        re-reads a remote or scheduled visibility source on its own clock
@@ -58,14 +59,17 @@ import {
 } from "./types.js";
 import { type VisibilityInput, type VisibilityParentEvent, visibilityMachine } from "./visibility.machine.js";
 
-export type AccountTransport = "pilot" | "relay" | "none";
+/** "auto": Pilot first, the registry relay when Pilot to a peer fails (both inboxes read, one pipeline). */
+export type AccountTransport = "pilot" | "relay" | "auto" | "none";
 
 /** What the children are started with; a child without input is not started. */
 export interface AccountChildrenInput {
-  /** Transport "pilot" only. */
+  /** Transports "pilot" and "auto". */
   daemon?: DaemonInput;
   /** The inbox loop (Pilot files or the relay inbox); absent for transport "none". */
   inbox?: PollInput;
+  /** Transport "auto" only: the relay inbox loop (`inbox` then reads the Pilot files). */
+  relayInbox?: PollInput;
   /** The pending-requests and trust-list loop; absent for transport "none". */
   peers?: PollInput;
   /** The outbox loop (retries and resends, next: "later"); absent for transport "none". */
@@ -233,6 +237,7 @@ export const accountMachine = setup({
     // The children: the real machines; the runtime provides their own actors (pilotctl, inbox readers).
     daemon: daemonMachine,
     inbox: pollMachine,
+    relayInbox: pollMachine,
     peers: pollMachine,
     outbox: pollMachine,
     visibility: visibilityMachine,
@@ -246,10 +251,12 @@ export const accountMachine = setup({
     // ---- the children ----
     spawnChildren: enqueueActions(({ context, enqueue }) => {
       const awake = createPeerRouter(context, {}, enqueue);
-      const { daemon, inbox, peers, outbox, visibility } = context.children;
+      const { daemon, inbox, relayInbox, peers, outbox, visibility } = context.children;
       if (daemon && hasChild(context, "daemon"))
         enqueue.spawnChild("daemon", { id: "daemon", input: daemon });
       if (inbox && hasChild(context, "inbox")) enqueue.spawnChild("inbox", { id: "inbox", input: inbox });
+      if (relayInbox && hasChild(context, "relayInbox"))
+        enqueue.spawnChild("relayInbox", { id: "relayInbox", input: relayInbox });
       if (peers && hasChild(context, "peers")) enqueue.spawnChild("peers", { id: "peers", input: peers });
       if (outbox && hasChild(context, "outbox"))
         enqueue.spawnChild("outbox", { id: "outbox", input: outbox });
@@ -358,6 +365,7 @@ export const accountMachine = setup({
     })),
     wakeInbox: enqueueActions(({ context, enqueue }) => {
       if (hasChild(context, "inbox")) enqueue.sendTo("inbox", { type: "INBOX.WAKE" });
+      if (hasChild(context, "relayInbox")) enqueue.sendTo("relayInbox", { type: "INBOX.WAKE" });
       if (hasChild(context, "peers")) enqueue.sendTo("peers", { type: "INBOX.WAKE" });
     }),
     wakePeers: enqueueActions(({ context, enqueue }) => {
@@ -371,6 +379,7 @@ export const accountMachine = setup({
     }),
     stopTransport: enqueueActions(({ context, enqueue }) => {
       if (hasChild(context, "inbox")) enqueue.sendTo("inbox", { type: "STOP" });
+      if (hasChild(context, "relayInbox")) enqueue.sendTo("relayInbox", { type: "STOP" });
       if (hasChild(context, "peers")) enqueue.sendTo("peers", { type: "STOP" });
       if (hasChild(context, "outbox")) enqueue.sendTo("outbox", { type: "STOP" });
       if (hasChild(context, "daemon")) enqueue.sendTo("daemon", { type: "STOP" });
@@ -743,9 +752,14 @@ export const accountMachine = setup({
 });
 
 /** Is this transport child part of the tree (started with the account, by its input and the transport)? */
-function hasChild(context: AccountContext, id: "daemon" | "inbox" | "peers" | "outbox"): boolean {
+function hasChild(
+  context: AccountContext,
+  id: "daemon" | "inbox" | "relayInbox" | "peers" | "outbox",
+): boolean {
   if (context.transport === "none" || !context.children[id]) return false;
-  return id !== "daemon" || context.transport === "pilot";
+  if (id === "daemon") return context.transport === "pilot" || context.transport === "auto";
+  if (id === "relayInbox") return context.transport === "auto";
+  return true;
 }
 
 function refOf(record: PeerState): PeerRef {

@@ -41,6 +41,8 @@ export interface MessagingStatus {
   reason: string | null;
   daemon: DaemonStatusView | null;
   inbox: PollStatusView | null;
+  /** Transport "auto": the relay inbox loop (`inbox` is then the Pilot files). */
+  relayInbox: PollStatusView | null;
   peersLoop: PollStatusView | null;
   outboxLoop: PollStatusView | null;
   peers: {
@@ -83,6 +85,7 @@ export function toMessagingStatus(snapshot: AccountSnapshot): MessagingStatus {
   const { context } = snapshot;
   const daemonSnapshot = childSnapshot<SnapshotFrom<DaemonMachine>>(snapshot, "daemon");
   const inboxSnapshot = childSnapshot<SnapshotFrom<PollMachine>>(snapshot, "inbox");
+  const relayInboxSnapshot = childSnapshot<SnapshotFrom<PollMachine>>(snapshot, "relayInbox");
   const peersSnapshot = childSnapshot<SnapshotFrom<PollMachine>>(snapshot, "peers");
   const outboxSnapshot = childSnapshot<SnapshotFrom<PollMachine>>(snapshot, "outbox");
   const daemon = daemonSnapshot ? toDaemonStatus(daemonSnapshot) : null;
@@ -94,18 +97,27 @@ export function toMessagingStatus(snapshot: AccountSnapshot): MessagingStatus {
     if (key !== null && error) failing.push({ peer: key, error });
   }
   const counts = countPeers(context.peers);
-  const loopError = context.loopErrors.inbox ?? context.loopErrors.peers ?? null;
+  const loopError =
+    context.loopErrors.inbox ?? context.loopErrors.relayInbox ?? context.loopErrors.peers ?? null;
+  const pilotUp = daemon?.messagingAvailable === true;
+  // "auto" works while either path does: the daemon with its inbox, or the relay inbox.
   const ready =
-    context.transport === "pilot" ? daemon?.messagingAvailable === true : context.transport === "relay";
+    context.transport === "pilot"
+      ? pilotUp && !context.loopErrors.inbox
+      : context.transport === "relay"
+        ? !context.loopErrors.inbox
+        : context.transport === "auto" &&
+          ((pilotUp && !context.loopErrors.inbox) || !context.loopErrors.relayInbox);
   return {
     transport: context.transport,
-    ready: ready && !context.loopErrors.inbox,
+    ready,
     reason:
       context.transport === "none"
         ? 'transport "none": discovery only'
         : (daemon?.reason ?? loopError?.message ?? null),
     daemon,
     inbox: inboxSnapshot ? toPollStatus(inboxSnapshot) : null,
+    relayInbox: relayInboxSnapshot ? toPollStatus(relayInboxSnapshot) : null,
     peersLoop: peersSnapshot ? toPollStatus(peersSnapshot) : null,
     outboxLoop: outboxSnapshot ? toPollStatus(outboxSnapshot) : null,
     peers: {

@@ -2,6 +2,7 @@
 // tool and the operator's gateway methods call. Implemented by the account runtime (Pilot, relay or none).
 import type { AgentPage, AgentRecord, SearchQuery } from "../adapters/registry/types.js";
 import type { OutboxState } from "../adapters/state/outbox-table.js";
+import type { PathCounters } from "../adapters/transport/fallback-transport.js";
 import type { TransportKind } from "../adapters/transport/transport.js";
 import { PEER_STATES, type PeerTrustState } from "../machines/handshake.machine.js";
 import type { OutboxView } from "./outbox.js";
@@ -55,6 +56,8 @@ export interface NetworkCounters {
   lastOutboundAt: number | null;
   /** Outgoing messages by state. */
   outbox?: Record<OutboxState, number>;
+  /** Transport "auto": which path the sends took (a fallback is a send that failed over Pilot, then went by relay). */
+  paths?: PathCounters;
 }
 
 export type NetworkErrorCode =
@@ -82,7 +85,7 @@ export class NetworkError extends Error {
 }
 
 export interface AccountNetwork {
-  readonly transport: TransportKind | "none";
+  readonly transport: TransportKind | "auto" | "none";
   /** Why messaging is unavailable (pilotctl missing, daemon down, transport none), or null when it works. */
   unavailableReason(): string | null;
   /** Registry search; the limit is clamped 1-50 and capabilities to 20 by the registry client. */

@@ -38,9 +38,10 @@ import { type PollInput, pollMachine } from "../machines/poll.machine.js";
 import type { AgentMetadata } from "../machines/types.js";
 import { type VisibilityReading, visibilityMachine } from "../machines/visibility.machine.js";
 import type { AccountNetwork, PeerView } from "./account-network.js";
+import { createAutoLink } from "./auto-link.js";
 import type { InboundDeps } from "./inbound.js";
 import { createPeerNetwork } from "./peer-network.js";
-import { createPilotLink, daemonActors } from "./pilot-link.js";
+import { createPilotLink, daemonActors, type PilotLink } from "./pilot-link.js";
 import { createReceiptSender } from "./receipt-sender.js";
 import { registryActions, registryActors } from "./registry-actors.js";
 import { createRelayLink } from "./relay-link.js";
@@ -184,10 +185,15 @@ const OUTBOX_SAFETY_INTERVAL_MS = 300_000;
  * jitter seeded by a hash of the installation id, so installations do not retry in lockstep). Pilot: a scan on
  * every watcher wake-up, and on the poll interval for anything the watcher missed.
  */
-function inboxInput(transport: AccountTransport, pollIntervalMs: number, installationId: string): PollInput {
-  if (transport !== "relay") return { name: "inbox", pollIntervalMs, retryBackoff: PILOT_RETRY_BACKOFF };
+function inboxInput(
+  transport: "pilot" | "relay",
+  pollIntervalMs: number,
+  installationId: string,
+  name = "inbox",
+): PollInput {
+  if (transport === "pilot") return { name, pollIntervalMs, retryBackoff: PILOT_RETRY_BACKOFF };
   return {
-    name: "inbox",
+    name,
     pollIntervalMs,
     waitSeconds: DEFAULT_RELAY_WAIT_SECONDS,
     errorBackoff: DEFAULT_RELAY_BACKOFF,
@@ -295,26 +301,26 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     },
   };
   const absentRecheckMs = options.pilotDaemon?.absentRecheckMs ?? DAEMON_DEFAULTS.absentRecheckMs;
-  const transportKind = options.link ? "relay" : account.transport;
-  const pilot =
-    !options.link && account.transport === "pilot"
-      ? createPilotLink({
-          ...inboundDeps,
-          daemon: () => (actor ? toAccountStatus(actor.getSnapshot()).messaging.daemon : null),
-          // Straight to the daemon child: the root has nothing to decide about it.
-          suspectDaemon: (reason) =>
-            actor?.getSnapshot().children.daemon?.send({ type: "DAEMON.SUSPECT", reason }),
-        })
-      : null;
-  if (pilot) link = pilot;
+  const transportKind: AccountTransport = options.link ? "relay" : account.transport;
+  const daemonDeps = {
+    daemon: () => (actor ? toAccountStatus(actor.getSnapshot()).messaging.daemon : null),
+    // Straight to the daemon child: the root has nothing to decide about it.
+    suspectDaemon: (reason: string) =>
+      actor?.getSnapshot().children.daemon?.send({ type: "DAEMON.SUSPECT", reason }),
+  };
+  /** What the relay link needs; `loop` is the root's loop that reads the relay inbox. */
+  const relayDeps = (loop: "inbox" | "relayInbox") => ({
+    installationId,
+    inboxError: () => actor?.getSnapshot().context.loopErrors[loop] ?? null,
+    registered: () => registered,
+  });
+  let pilot: PilotLink | null = null;
   if (options.link) link = options.link(inboundDeps);
-  else if (account.transport === "relay") {
-    link = createRelayLink({
-      ...inboundDeps,
-      installationId,
-      inboxError: () => actor?.getSnapshot().context.loopErrors.inbox ?? null,
-      registered: () => registered,
-    });
+  else if (account.transport === "pilot") link = pilot = createPilotLink({ ...inboundDeps, ...daemonDeps });
+  else if (account.transport === "auto") {
+    link = pilot = createAutoLink({ ...inboundDeps, ...daemonDeps, ...relayDeps("relayInbox") });
+  } else if (account.transport === "relay") {
+    link = createRelayLink({ ...inboundDeps, ...relayDeps("inbox") });
   }
 
   const buildMetadata = (reading: SourceReading): AgentMetadata => {
@@ -344,6 +350,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
   const savedPeers = state.db.loadPeers();
 
   const inboxLoop = link.inbox;
+  const relayInboxLoop = link.relayInbox ?? null;
   const children: AccountChildrenInput = {};
   if (pilot) {
     children.daemon = {
@@ -354,7 +361,16 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     };
   }
   const pollIntervalMs = account.pilot.pollIntervalSeconds * 1000;
-  if (inboxLoop) children.inbox = inboxInput(transportKind, pollIntervalMs, installationId);
+  if (inboxLoop) {
+    children.inbox = inboxInput(
+      transportKind === "relay" ? "relay" : "pilot",
+      pollIntervalMs,
+      installationId,
+    );
+  }
+  if (relayInboxLoop) {
+    children.relayInbox = inboxInput("relay", pollIntervalMs, installationId, "relayInbox");
+  }
   if (options.link || account.transport !== "none") {
     children.peers = { name: "peers", pollIntervalMs };
     // Driven by what is due (next: "later") and by new messages; the interval is only a safety net.
@@ -399,6 +415,15 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
           ),
           watchInbox: fromCallback(({ sendBack }) =>
             inboxLoop?.watch?.(() => sendBack({ type: "INBOX.WAKE" })),
+          ),
+        },
+      }),
+      relayInbox: pollMachine.provide({
+        actors: {
+          runCycle: fromPromise(({ input, signal }) =>
+            relayInboxLoop
+              ? relayInboxLoop.runCycle(input, signal)
+              : Promise.resolve(idleSummary(input.trigger)),
           ),
         },
       }),
@@ -539,7 +564,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     if (!hostname) return;
     void dispatch({
       key: `handshake:${hostname}:${peer.updatedAt ?? ""}`,
-      transport: account.transport === "pilot" ? "pilot" : "relay",
+      transport: account.transport === "pilot" || account.transport === "auto" ? "pilot" : "relay",
       peer: { hostname, nodeId: peer.nodeId, installationId: peer.installationId },
       text: announcementText(peer, hostname),
       envelope: null,
@@ -620,9 +645,9 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
   };
 }
 
-/** The transport children (daemon, inbox, peers) have all reached their final state (or were never started). */
+/** The transport children (daemon, the inbox loops, peers) have all reached their final state (or never started). */
 function transportStopped(children: Record<string, unknown>): boolean {
-  return ["daemon", "inbox", "peers"].every((id) => {
+  return ["daemon", "inbox", "relayInbox", "peers"].every((id) => {
     const child = children[id] as { getSnapshot(): { status: string } } | undefined;
     return child?.getSnapshot().status !== "active";
   });

@@ -27,6 +27,11 @@ export interface InboundDeps {
   dispatch(message: AdmittedMessage): Promise<void>;
   /** End-to-end receipts: answering peers' messages, and taking receipts for ours (the outbox). */
   receipts?: InboundPipelineDeps["receipts"];
+  /**
+   * A pipeline shared with another link (transport "auto": both inboxes feed one, so both see the same processed
+   * keys). Its owner closes it; without it a link builds and closes its own.
+   */
+  pipeline?: InboundPipeline;
 }
 
 /**

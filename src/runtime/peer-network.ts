@@ -5,6 +5,7 @@ import { type ActorRefFrom, waitFor } from "xstate";
 import type { RegistryClient } from "../adapters/registry/client.js";
 import type { AgentRecord } from "../adapters/registry/types.js";
 import type { OutboxTable } from "../adapters/state/outbox-table.js";
+import { mergeByHostname } from "../adapters/transport/fallback-transport.js";
 import { type Transport, TransportError } from "../adapters/transport/transport.js";
 import type { ResolvedAccount } from "../config.js";
 import type { Log } from "../log.js";
@@ -410,15 +411,21 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
         return { ...peer, hostname: (key ? getPeer(table(), key)?.hostname : null) ?? null };
       };
       const named = await names.name([...pending, ...trusted].map((entry) => known(entry.peer)));
+      // Transport "auto" lists a peer once per path (Pilot by node id, the relay by relay id): named, they merge
+      // into one entry with both ids.
       return {
-        pending: pending.map((request, i) => ({
-          peer: named[i]!,
-          justification: request.introduction ?? "",
-          receivedAt: Date.parse(request.receivedAt) || at,
-          assistantName: request.assistantName,
-          humanName: request.humanName,
-        })),
-        trusted: trusted.map((_, i) => named[pending.length + i]!),
+        pending: mergeByHostname([
+          pending.map((request, i) => ({
+            peer: named[i]!,
+            justification: request.introduction ?? "",
+            receivedAt: Date.parse(request.receivedAt) || at,
+            assistantName: request.assistantName,
+            humanName: request.humanName,
+          })),
+        ]),
+        trusted: mergeByHostname([trusted.map((_, i) => ({ peer: named[pending.length + i]! }))]).map(
+          (entry) => entry.peer,
+        ),
         at,
       };
     },

@@ -166,7 +166,7 @@ export function createPilotLink(deps: PilotLinkDeps): PilotLink {
     },
     log,
   });
-  const pipeline = createPipeline(deps);
+  const pipeline = deps.pipeline ?? createPipeline(deps);
   const inbox = createPilotInbox({ home, sink: pipeline, log });
   return {
     pilotctl,
@@ -187,7 +187,7 @@ export function createPilotLink(deps: PilotLinkDeps): PilotLink {
     counters: () => inboundCounters(pipeline),
     async close() {
       await inbox.close();
-      pipeline.close();
+      if (!deps.pipeline) pipeline.close();
     },
   };
 }

@@ -87,7 +87,7 @@ export function createRelayLink(deps: RelayLinkDeps): TransportLink {
       ...(account.ownerName ? { humanName: account.ownerName } : {}),
     },
   });
-  const pipeline = createPipeline({ ...deps, registry });
+  const pipeline = deps.pipeline ?? createPipeline({ ...deps, registry });
   const inbox = createRelayInbox({
     client: registry,
     installationId: deps.installationId,
@@ -150,7 +150,7 @@ export function createRelayLink(deps: RelayLinkDeps): TransportLink {
     },
     async close() {
       await inbox.close();
-      pipeline.close();
+      if (!deps.pipeline) pipeline.close();
     },
   };
 }

@@ -16,13 +16,15 @@ export interface TransportLink {
   transport(): Transport | null;
   unavailableReason(): string | null;
   inbox: InboxSource | null;
+  /** Transport "auto": the relay inbox, read by the root's `relayInbox` loop (the Pilot files are `inbox`). */
+  relayInbox?: InboxSource | null;
   report(): InboxReport;
   counters(): Omit<NetworkCounters, "sent" | "lastOutboundAt">;
   close(): Promise<void>;
 }
 
 export const NO_TRANSPORT_REASON =
-  'Messaging is off for this account (transport "none"); set transport to "pilot" or "relay"';
+  'Messaging is off for this account (transport "none"); set transport to "pilot", "relay" or "auto"';
 
 export function noneLink(): TransportLink {
   return {

@@ -395,6 +395,7 @@ describe("toAccountStatus", () => {
         reason: 'transport "none": discovery only',
         daemon: null,
         inbox: null,
+        relayInbox: null,
         peersLoop: null,
         outboxLoop: null,
         peers: { total: 0, trusted: 0, pending: 0, failing: [] },

@@ -196,13 +196,15 @@ describe("the README's tree", () => {
     const readme = readFileSync(fileURLToPath(new URL("../../README.md", import.meta.url)), "utf8");
     const block = /```text\naccount:<id>[\s\S]*?```/.exec(readme)?.[0] ?? "";
     const named = [...block.matchAll(/[├└]─ (\S+)/g)].map((match) => match[1]);
-    expect(named).toEqual(["daemon", "inbox", "peers", "visibility", "handshake:<peer>"]);
+    expect(named).toEqual(["daemon", "inbox", "relayInbox", "peers", "visibility", "handshake:<peer>"]);
     // The same ids the account machine spawns (handshake children are `handshake:<peer key>`).
     const machine = readFileSync(
       fileURLToPath(new URL("../../src/machines/account.machine.ts", import.meta.url)),
       "utf8",
     );
-    for (const id of ["daemon", "inbox", "peers", "visibility"]) expect(machine).toContain(`{ id: "${id}"`);
+    for (const id of ["daemon", "inbox", "relayInbox", "peers", "visibility"]) {
+      expect(machine).toContain(`{ id: "${id}"`);
+    }
     expect(machine).toContain("id: handshakeId(key)");
   });
 });

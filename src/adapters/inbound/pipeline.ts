@@ -288,67 +288,31 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
     return "receipt";
   }
 
-  return {
+  /**
+   * Keys being processed now. Two inboxes feed one pipeline (transport "auto"): a copy resent over the other path
+   * may arrive while the first is still in dispatch; it waits for that one, then meets its recorded key.
+   */
+  const inFlight = new Map<string, Promise<InboundOutcome>>();
+
+  const pipeline: InboundPipeline = {
     async process(raw) {
       const decoded = decodeMessage(raw.data);
       const envelope = isEnvelope(decoded) ? decoded.envelope : null;
       if (envelope?.receipts) return takeReceipts(raw, envelope, envelope.receipts);
       const key = messageKey({ name: raw.name, data: raw.data }, decoded);
-      if (processed.has(key)) {
-        counters.duplicates++;
-        log?.debug?.(`inbound: duplicate ${key} skipped`);
-        // A resend: our receipt was lost or late. Answer again, with what happened the first time.
-        const refused = REFUSAL_REASONS.find((reason) => processed.has(refusalKey(reason, key)));
-        answer(raw, envelope, refused ? { status: "refused", reason: refused } : { status: "delivered" });
-        return "duplicate";
+      const earlier = inFlight.get(key);
+      if (earlier) {
+        // Why safe: only the order matters here; the earlier copy's own caller handles its outcome.
+        await earlier.catch(() => undefined);
+        return pipeline.process(raw);
       }
-      const retry = retryState.get(key);
-      if (retry && retry.nextAt > now()) return "retry";
-      counters.lastInboundAt = now();
-      const claimed = envelope?.from_hostname ?? null;
-      const attempts = (retry?.attempts ?? 0) + 1;
-
-      // A message admitted once is not re-admitted on a retry (its rate-limit slot is already taken).
-      if (!retry) {
-        let refusal: RefusalReason | null;
-        try {
-          refusal = await admit(raw, claimed);
-        } catch (err) {
-          if (!(err instanceof TransientError)) throw err;
-          return failed(key, attempts, err.message);
-        }
-        if (refusal) {
-          counters.refused[refusal]++;
-          log?.info(
-            `inbound: refused ${key} from ${fallbackHostname(raw.from)} (${claimed ?? "no hostname"}): ${refusal}`,
-          );
-          await remember(key);
-          if (envelope?.ack) await remember(refusalKey(refusal, key));
-          answer(raw, envelope, { status: "refused", reason: refusal });
-          return "refused";
-        }
-      }
-
-      const hostname = await resolveHostname(raw, claimed);
-      const message: AdmittedMessage = {
-        key,
-        transport: raw.transport,
-        peer: { ...raw.from, hostname },
-        text: envelope ? envelope.body : raw.data,
-        envelope,
-        receivedAt: raw.receivedAt,
-      };
+      const outcome = processKey(raw, envelope, key);
+      inFlight.set(key, outcome);
       try {
-        await deps.dispatch(message);
-      } catch (err) {
-        return failed(key, attempts, `dispatch failed: ${(err as Error).message}`);
+        return await outcome;
+      } finally {
+        inFlight.delete(key);
       }
-      retryState.delete(key);
-      // Record before the caller deletes the source: a crash in between leaves a file we recognise as done.
-      await remember(key);
-      counters.dispatched++;
-      answer(raw, envelope, { status: "delivered" });
-      return "dispatched";
     },
     counters: () => ({ ...counters, refused: { ...counters.refused } }),
     setPolicy(next) {
@@ -356,6 +320,69 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
     },
     close: () => processed.close(),
   };
+  return pipeline;
+
+  async function processKey(
+    raw: RawInbound,
+    envelope: Envelope | null,
+    key: string,
+  ): Promise<InboundOutcome> {
+    if (processed.has(key)) {
+      counters.duplicates++;
+      log?.debug?.(`inbound: duplicate ${key} skipped`);
+      // A resend: our receipt was lost or late. Answer again, with what happened the first time.
+      const refused = REFUSAL_REASONS.find((reason) => processed.has(refusalKey(reason, key)));
+      answer(raw, envelope, refused ? { status: "refused", reason: refused } : { status: "delivered" });
+      return "duplicate";
+    }
+    const retry = retryState.get(key);
+    if (retry && retry.nextAt > now()) return "retry";
+    counters.lastInboundAt = now();
+    const claimed = envelope?.from_hostname ?? null;
+    const attempts = (retry?.attempts ?? 0) + 1;
+
+    // A message admitted once is not re-admitted on a retry (its rate-limit slot is already taken).
+    if (!retry) {
+      let refusal: RefusalReason | null;
+      try {
+        refusal = await admit(raw, claimed);
+      } catch (err) {
+        if (!(err instanceof TransientError)) throw err;
+        return failed(key, attempts, err.message);
+      }
+      if (refusal) {
+        counters.refused[refusal]++;
+        log?.info(
+          `inbound: refused ${key} from ${fallbackHostname(raw.from)} (${claimed ?? "no hostname"}): ${refusal}`,
+        );
+        await remember(key);
+        if (envelope?.ack) await remember(refusalKey(refusal, key));
+        answer(raw, envelope, { status: "refused", reason: refusal });
+        return "refused";
+      }
+    }
+
+    const hostname = await resolveHostname(raw, claimed);
+    const message: AdmittedMessage = {
+      key,
+      transport: raw.transport,
+      peer: { ...raw.from, hostname },
+      text: envelope ? envelope.body : raw.data,
+      envelope,
+      receivedAt: raw.receivedAt,
+    };
+    try {
+      await deps.dispatch(message);
+    } catch (err) {
+      return failed(key, attempts, `dispatch failed: ${(err as Error).message}`);
+    }
+    retryState.delete(key);
+    // Record before the caller deletes the source: a crash in between leaves a file we recognise as done.
+    await remember(key);
+    counters.dispatched++;
+    answer(raw, envelope, { status: "delivered" });
+    return "dispatched";
+  }
 }
 
 interface NormalizedPolicy {

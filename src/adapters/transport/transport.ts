@@ -52,9 +52,17 @@ export class TransportError extends Error {
 }
 
 export interface Transport {
-  readonly kind: TransportKind;
-  /** Sends one envelope; resolves with the message id once the transport (or peer) acknowledged it. */
-  send(to: PeerRef, envelope: Envelope, signal?: AbortSignal): Promise<{ messageId: string }>;
+  /** "auto": Pilot first, the relay as fallback (fallback-transport.ts). */
+  readonly kind: TransportKind | "auto";
+  /**
+   * Sends one envelope; resolves with the message id once the transport (or peer) acknowledged it, and (transport
+   * "auto") the path that carried it.
+   */
+  send(
+    to: PeerRef,
+    envelope: Envelope,
+    signal?: AbortSignal,
+  ): Promise<{ messageId: string; via?: TransportKind }>;
   /** Asks the peer for mutual trust (asynchronous: the peer approves later). */
   requestTrust(peer: PeerRef, introduction: string): Promise<void>;
   listPending(): Promise<PendingTrustRequest[]>;

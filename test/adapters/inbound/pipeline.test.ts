@@ -117,6 +117,26 @@ describe("inbound pipeline", () => {
     expect(p.counters().duplicates).toBe(1);
   });
 
+  it("dispatches once when a copy arrives over the other inbox while the first is still in dispatch", async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const p = make({
+      dispatch: async (m) => {
+        await gate;
+        dispatched.push(m);
+      },
+    });
+    const overPilot = envelopeRaw(peer(7), "once", { id: "m-both" });
+    const overRelay: RawInbound = { ...overPilot, transport: "relay", ref: "relay-1", name: "relay-1" };
+    const first = p.process(overPilot);
+    const second = p.process(overRelay);
+    release();
+    expect(await Promise.all([first, second])).toEqual(["dispatched", "duplicate"]);
+    expect(dispatched).toHaveLength(1);
+  });
+
   it("remembers processed keys across a restart with the same state dir", async () => {
     const first = make();
     await first.process(envelopeRaw(peer(7), "a", { id: "m-1" }));

@@ -19,6 +19,7 @@ function status(overrides: Partial<AccountRuntimeStatus> = {}): AccountRuntimeSt
       reason: "Pilot daemon exited",
       daemon: null,
       inbox: null,
+      relayInbox: null,
       peersLoop: null,
       outboxLoop: null,
       peers: { total: 3, trusted: 2, pending: 1, failing: [] },
