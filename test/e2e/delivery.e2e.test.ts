@@ -88,8 +88,8 @@ describe("Delivery over Pilot in a real OpenClaw gateway: outbox, receipts, reco
         heartbeatIntervalSeconds: 30,
         pilot: { pollIntervalSeconds: 2, manageDaemon: true },
         inbound: { autoReplyBudget: 0, ratePerMinute: 10_000 },
-        // A lost message is resent after 5 s without its receipt, as often as it takes in this test.
-        outbound: { receiptTimeoutSeconds: 5, maxResends: 20, maxQueuedPerPeer: 1_000 },
+        // A lost message is resent after 20 s without its receipt (doubling), as often as it takes in this test.
+        outbound: { receiptTimeoutSeconds: 20, maxResends: 20, maxQueuedPerPeer: 1_000 },
         accounts,
       },
     });
