@@ -177,6 +177,9 @@ export function createOutbox(options: OutboxOptions): Outbox {
     return next;
   };
 
+  /** The entry as the table holds it now (a receipt may have finished it meanwhile). */
+  const latest = (entry: OutboxEntry): OutboxEntry => table.get(entry.id) ?? entry;
+
   /** The end of a sent message's receipt window: doubling with each resend. */
   const receiptDue = (attempts: number) =>
     now() + policy.receiptTimeoutMs * 2 ** Math.max(0, Math.min(attempts - 1, 10));
@@ -200,11 +203,18 @@ export function createOutbox(options: OutboxOptions): Outbox {
         ...(entry.replyTo ? { replyTo: entry.replyTo } : {}),
       });
       await transport.send(ref, envelope);
-      const attempts = entry.attempts + 1;
+      // The receipt may have come while the send was on its way (a resend's first copy, a fast relay): a
+      // finished message stays finished.
+      const current = latest(entry);
+      if (FINAL.has(current.state)) return { entry: current };
+      const attempts = current.attempts + 1;
       // The first send waits one receipt window; each resend twice as long as the one before.
-      const nextAt = entry.state === "queued" ? receiptDue(1) : receiptDue(attempts);
-      return { entry: change(entry, { state: "sent", attempts, nextAt, reason: null }) };
+      const nextAt = current.state === "queued" ? receiptDue(1) : receiptDue(attempts);
+      return { entry: change(current, { state: "sent", attempts, nextAt, reason: null }) };
     } catch (error) {
+      const current = latest(entry);
+      if (FINAL.has(current.state)) return { entry: current };
+      entry = current;
       const attempts = entry.attempts + 1;
       const failure = asNetworkError(error);
       const permanent =

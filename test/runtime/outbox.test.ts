@@ -180,6 +180,25 @@ describe("outbox", () => {
     expect(outbox.get(messageId)?.state).toBe("delivered");
   });
 
+  it("keeps a message delivered when its receipt comes before the send returns", async () => {
+    let outbox: ReturnType<typeof outboxOn> | undefined;
+    const fast = {
+      kind: "relay",
+      async send(_to: PeerRef, envelope: Envelope) {
+        // A fast peer: its receipt is taken before the transport's answer.
+        outbox?.onReceipt({ for: envelope.id, status: "delivered" }, "bob");
+        return { messageId: envelope.id };
+      },
+    } as unknown as Transport;
+    outbox = outboxOn(db, { transport: () => fast });
+    const { messageId, state } = await outbox.submit({ peer: "bob", body: "hello", origin: "send" });
+    expect(state).toBe("delivered");
+    expect(outbox.get(messageId)?.state).toBe("delivered");
+    clock += 600_000;
+    expect((await cycle(outbox)).next).toBe("idle");
+    expect(outbox.counts()).toMatchObject({ queued: 0, sent: 0, delivered: 1 });
+  });
+
   it("takes a refusal receipt with its reason", async () => {
     const outbox = outboxOn(db);
     const { messageId } = await outbox.submit({ peer: "bob", body: "x".repeat(10), origin: "send" });
