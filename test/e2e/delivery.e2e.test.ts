@@ -135,7 +135,7 @@ describe("Delivery over Pilot in a real OpenClaw gateway: outbox, receipts, reco
     const final = await waitUntil(
       async () => {
         const box = await outbox("alice");
-        return box.counts.delivered >= MESSAGES ? box : false;
+        return box.messages.length === 0 && box.counts.delivered >= MESSAGES ? box : false;
       },
       600_000,
       `alice's ${MESSAGES} messages to show delivered`,
