@@ -137,7 +137,10 @@ export type ChildErrorEvent = { type: `xstate.error.actor.${string}`; error: unk
 export type HandshakeSnapshotEvent = { type: `xstate.snapshot.${string}`; snapshot: HandshakeSnapshot };
 
 /** Announced to the runtime (`actor.on("peer.announced", ...)`): a peer asks for a handshake, once per peer. */
-export type AccountEmitted = { type: "peer.announced"; key: string };
+export type AccountEmitted =
+  | { type: "peer.announced"; key: string }
+  /** The Pilot daemon is (again) ready: what waited for it (the outbox's queued messages) may go now. */
+  | { type: "transport.ready" };
 
 export type AccountEvent =
   | { type: "VISIBILITY.CHANGED"; discoverable: boolean }
@@ -266,6 +269,7 @@ export const accountMachine = setup({
         if (record.state === "pendingApproval" && record.announcedAt === null) awake.wake(key);
       }
     }),
+    announceTransportReady: emit({ type: "transport.ready" as const }),
     announceNodeInfo: enqueueActions(({ event, enqueue }) => {
       if (event.type !== "DAEMON.READY") return;
       enqueue.raise({ type: "TRANSPORT.READY", pilotNodeId: event.nodeId, pilotAddress: event.address });
@@ -471,7 +475,7 @@ export const accountMachine = setup({
   // The children's reports and the runtime's requests for them, whatever the lifecycle state.
   on: {
     // DAEMON.LOST and DAEMON.UNAVAILABLE need nothing here: status reads why from the daemon's own snapshot.
-    "DAEMON.READY": { actions: ["announceNodeInfo", "wakeInbox"] },
+    "DAEMON.READY": { actions: ["announceNodeInfo", "wakeInbox", "announceTransportReady"] },
     "POLL.CYCLE.DONE": { actions: ["recordLoop", "routePeers"] },
     "POLL.CYCLE.FAILED": { actions: "recordLoop" },
     "PEERS.OBSERVED": { actions: "routePeers" },

@@ -537,8 +537,6 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
           log.info(
             `agent-registry: ${account.accountId}: Pilot daemon up (node ${node}, ${current.messaging.daemon?.address})`,
           );
-          // What waited for the daemon (down, or restarted to repair a broken pair) goes now.
-          network.outboxQueue.retryNow();
         }
       }
       options.onStatus?.(current);
@@ -547,6 +545,9 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
       log.error(`agent-registry: ${account.accountId} account actor failed: ${String(error)}`);
     },
   });
+
+  // The daemon is ready again (started, or restarted to repair a broken pair): what waited for it goes now.
+  live.on("transport.ready", () => network.outboxQueue.retryNow());
 
   // A peer asks for a handshake (announced once per peer, remembered with its record).
   live.on("peer.announced", ({ key }) => {

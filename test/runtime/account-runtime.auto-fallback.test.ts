@@ -1,16 +1,9 @@
-// Transport "auto": two accounts in one process, each running its Pilot daemon and reading both its Pilot inbox and
-// its relay inbox into one pipeline. A message goes over Pilot; then a daemon restart breaks the Pilot pair (as real
-// daemons do, docs/pilot.md) and the next message goes over the relay, receipt and all; a copy of the first message
-// resent over the relay is recognised and not dispatched again. Real child processes: the fake pilotctl and its
-// daemons; the reference registry (with its relay) on 127.0.0.1.
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { createRelayTransport } from "../../src/adapters/relay/relay-transport.js";
 import type { AdmittedMessage } from "../../src/adapters/transport/transport.js";
-import { resolveAccounts } from "../../src/config.js";
-import { type AccountRuntime, startAccountRuntime } from "../../src/runtime/account-runtime.js";
+import type { AccountRuntime } from "../../src/runtime/account-runtime.js";
 import { usePilotWorld } from "./support/pilot-world.js";
-import { quiet, until } from "./support/until.js";
+import { until } from "./support/until.js";
 
 describe('transport "auto": Pilot first, the relay when Pilot to the peer fails', () => {
   // A restarted daemon breaks the pair; sends across it fail after half a second instead of ~39 s.
@@ -18,34 +11,15 @@ describe('transport "auto": Pilot first, the relay when Pilot to the peer fails'
 
   async function start(name: string, received: AdmittedMessage[]) {
     const node = world.pilot.addNode(name, { start: false });
-    const [account] = resolveAccounts(
-      {
-        registryUrl: world.registry.url,
-        transport: "auto",
-        accounts: {
-          [name]: {
-            hostname: name,
-            pilot: {
-              pilotctl: world.pilot.pilotctlPath,
-              home: node.home,
-              socket: node.socket,
-              manageDaemon: true,
-              pollIntervalSeconds: 30,
-            },
-          },
+    const runtime = await world.startAccount(name, node, {
+      transport: "auto",
+      pilot: { manageDaemon: true, pollIntervalSeconds: 30 },
+      runtime: {
+        createDispatcher: () => async (message) => {
+          received.push(message);
         },
       },
-      {},
-    );
-    const runtime = await startAccountRuntime({
-      account: account!,
-      stateRoot: join(world.dir, name, "state"),
-      log: quiet,
-      createDispatcher: () => async (message) => {
-        received.push(message);
-      },
     });
-    world.runtimes.push(runtime);
     await until(
       () => runtime.status().lifecycle === "online" && runtime.status().messaging.daemon?.messagingAvailable,
       `${name} online with its daemon`,

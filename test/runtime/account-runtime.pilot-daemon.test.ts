@@ -3,8 +3,7 @@
 // peer keep failing (a peer's restart broke the pair), and left alone when pilotctl cannot stop it.
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { resolveAccounts } from "../../src/config.js";
-import { type AccountRuntime, startAccountRuntime } from "../../src/runtime/account-runtime.js";
+import type { AccountRuntime } from "../../src/runtime/account-runtime.js";
 import type { FakePilotNode } from "../fixtures/fake-pilot/network.js";
 import { usePilotWorld } from "./support/pilot-world.js";
 import { until } from "./support/until.js";
@@ -13,46 +12,24 @@ describe("a managed Pilot daemon", () => {
   // A send across a pair broken by a restart fails after 200 ms here (real: ~39 s).
   const world = usePilotWorld("pilot-daemon", { brokenDialMs: 200 });
 
-  async function start(
+  const start = (
     name: string,
     node: FakePilotNode,
     pilot: Record<string, unknown>,
     warnings: string[] = [],
-  ): Promise<AccountRuntime> {
-    const [account] = resolveAccounts(
-      {
-        registryUrl: world.registry.url,
-        transport: "pilot",
-        accounts: {
-          [name]: {
-            hostname: name,
-            pilot: {
-              pilotctl: world.pilot.pilotctlPath,
-              home: node.home,
-              socket: node.socket,
-              pollIntervalSeconds: 1,
-              sendTimeoutMs: 5_000,
-              ...pilot,
-            },
-          },
+  ): Promise<AccountRuntime> =>
+    world.startAccount(name, node, {
+      pilot: { pollIntervalSeconds: 1, sendTimeoutMs: 5_000, ...pilot },
+      runtime: {
+        log: { info: () => {}, warn: (m) => warnings.push(m), error: () => {}, debug: () => {} },
+        createDispatcher: () => async () => {},
+        pilotDaemon: {
+          watchIntervalMs: 200,
+          restartBackoff: { initialMs: 100, maxMs: 100, factor: 1 },
+          suspectBackoff: { initialMs: 300, maxMs: 300, factor: 1 },
         },
       },
-      {},
-    );
-    const runtime = await startAccountRuntime({
-      account: account!,
-      stateRoot: join(world.dir, name),
-      log: { info: () => {}, warn: (m) => warnings.push(m), error: () => {}, debug: () => {} },
-      createDispatcher: () => async () => {},
-      pilotDaemon: {
-        watchIntervalMs: 200,
-        restartBackoff: { initialMs: 100, maxMs: 100, factor: 1 },
-        suspectBackoff: { initialMs: 300, maxMs: 300, factor: 1 },
-      },
     });
-    world.runtimes.push(runtime);
-    return runtime;
-  }
 
   const daemonOf = (runtime: AccountRuntime) => runtime.status().messaging.daemon;
   const runningNode = (runtime: AccountRuntime) =>

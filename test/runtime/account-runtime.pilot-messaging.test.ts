@@ -1,47 +1,21 @@
-// Two Pilot accounts in one process, each its own actor tree over the fake Pilot network: a handshake approved by
-// the owner, then a message that the inbox loop (woken by the directory watcher) puts into the peer's session,
-// and the reply back. Real child processes: the fake pilotctl and its daemons; the reference registry on 127.0.0.1.
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { AdmittedMessage } from "../../src/adapters/transport/transport.js";
-import { resolveAccounts } from "../../src/config.js";
-import { startAccountRuntime } from "../../src/runtime/account-runtime.js";
 import { usePilotWorld } from "./support/pilot-world.js";
-import { quiet, until } from "./support/until.js";
+import { until } from "./support/until.js";
 
 describe("two Pilot accounts talk through their actor trees", () => {
   const world = usePilotWorld("pilot-msg");
 
   async function start(name: string, received: AdmittedMessage[]) {
     const node = world.pilot.addNode(name, { start: false });
-    const [account] = resolveAccounts(
-      {
-        registryUrl: world.registry.url,
-        transport: "pilot",
-        accounts: {
-          [name]: {
-            hostname: name,
-            pilot: {
-              pilotctl: world.pilot.pilotctlPath,
-              home: node.home,
-              socket: node.socket,
-              manageDaemon: true,
-              pollIntervalSeconds: 30,
-            },
-          },
+    const runtime = await world.startAccount(name, node, {
+      pilot: { manageDaemon: true, pollIntervalSeconds: 30 },
+      runtime: {
+        createDispatcher: () => async (message) => {
+          received.push(message);
         },
       },
-      {},
-    );
-    const runtime = await startAccountRuntime({
-      account: account!,
-      stateRoot: join(world.dir, name, "state"),
-      log: quiet,
-      createDispatcher: () => async (message) => {
-        received.push(message);
-      },
     });
-    world.runtimes.push(runtime);
     await until(
       () => runtime.status().lifecycle === "online" && runtime.status().messaging.ready,
       `${name} online with its daemon`,

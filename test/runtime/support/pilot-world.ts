@@ -5,19 +5,39 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll } from "vitest";
+import { resolveAccounts } from "../../../src/config.js";
 import { type RegistryServerHandle, startRegistryServer } from "../../../src/registry-server/server.js";
-import type { AccountRuntime } from "../../../src/runtime/account-runtime.js";
+import {
+  type AccountRuntime,
+  type AccountRuntimeOptions,
+  startAccountRuntime,
+} from "../../../src/runtime/account-runtime.js";
 import {
   createFakePilotNetwork,
   type FakePilotNetwork,
   type FakePilotNetworkOptions,
+  type FakePilotNode,
 } from "../../fixtures/fake-pilot/network.js";
+import { quiet } from "./until.js";
 
 export interface PilotWorld {
   readonly registry: RegistryServerHandle;
   readonly pilot: FakePilotNetwork;
   readonly dir: string;
   readonly runtimes: AccountRuntime[];
+  /**
+   * Starts account `name` on `node` of this world (its pilotctl, HOME and socket; `pilot` adds or overrides
+   * fields), registered in this world's registry; stopped when the block ends. Does not wait for it to be online.
+   */
+  startAccount(
+    name: string,
+    node: FakePilotNode,
+    options?: {
+      transport?: "pilot" | "auto";
+      pilot?: Record<string, unknown>;
+      runtime?: Partial<Omit<AccountRuntimeOptions, "account" | "stateRoot">>;
+    },
+  ): Promise<AccountRuntime>;
 }
 
 export function usePilotWorld(prefix: string, options: Partial<FakePilotNetworkOptions> = {}): PilotWorld {
@@ -51,5 +71,33 @@ export function usePilotWorld(prefix: string, options: Partial<FakePilotNetworkO
     },
     dir,
     runtimes,
+    async startAccount(name, node, options = {}) {
+      const [account] = resolveAccounts(
+        {
+          registryUrl: this.registry.url,
+          transport: options.transport ?? "pilot",
+          accounts: {
+            [name]: {
+              hostname: name,
+              pilot: {
+                pilotctl: this.pilot.pilotctlPath,
+                home: node.home,
+                socket: node.socket,
+                ...options.pilot,
+              },
+            },
+          },
+        },
+        {},
+      );
+      const runtime = await startAccountRuntime({
+        log: quiet,
+        ...options.runtime,
+        account: account!,
+        stateRoot: join(dir, name, "state"),
+      });
+      runtimes.push(runtime);
+      return runtime;
+    },
   };
 }
