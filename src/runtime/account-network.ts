@@ -3,7 +3,7 @@
 import type { AgentPage, AgentRecord, SearchQuery } from "../adapters/registry/types.js";
 import type { OutboxState } from "../adapters/state/outbox-table.js";
 import type { PathCounters } from "../adapters/transport/fallback-transport.js";
-import type { TransportKind } from "../adapters/transport/transport.js";
+import { TransportError, type TransportKind } from "../adapters/transport/transport.js";
 import { PEER_STATES, type PeerTrustState } from "../machines/handshake.machine.js";
 import type { OutboxView } from "./outbox.js";
 
@@ -112,4 +112,17 @@ export interface AccountNetwork {
   outbox(options?: { peer?: string; finished?: number }): OutboxView[];
   inbox(): InboxReport;
   counters(): NetworkCounters;
+}
+
+/** Any failure as the network reports it: a transport's code mapped, anything else FAILED with what failed. */
+export function toNetworkError(error: unknown, operation: string): NetworkError {
+  if (error instanceof NetworkError) return error;
+  if (error instanceof TransportError) {
+    const code =
+      error.code === "not_trusted" ? "NOT_TRUSTED" : error.code === "peer_unknown" ? "NOT_FOUND" : "FAILED";
+    return new NetworkError(code, error.message, { cause: error });
+  }
+  return new NetworkError("FAILED", `${operation} failed: ${(error as Error)?.message ?? String(error)}`, {
+    cause: error,
+  });
 }

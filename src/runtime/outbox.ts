@@ -13,8 +13,8 @@ import { createEnvelope, type Receipt } from "../adapters/transport/envelope.js"
 import { type PeerRef, type Transport, TransportError } from "../adapters/transport/transport.js";
 import type { Log } from "../log.js";
 import { type BackoffPolicy, baseDelay } from "../machines/backoff.js";
-import type { PollSummary, RunCycleInput } from "../machines/poll.machine.js";
-import { NetworkError } from "./account-network.js";
+import { idleSummary, type PollSummary, type RunCycleInput } from "../machines/poll.machine.js";
+import { NetworkError, toNetworkError } from "./account-network.js";
 
 export interface OutboxPolicy {
   /** Undelivered messages (queued or sent) per peer. */
@@ -139,19 +139,6 @@ export function toOutboxView(entry: OutboxEntry): OutboxView {
   };
 }
 
-/** A send failure as the network reports it (the code the tool and the gateway methods map). */
-function asNetworkError(error: unknown): NetworkError {
-  if (error instanceof NetworkError) return error;
-  if (error instanceof TransportError) {
-    const code =
-      error.code === "not_trusted" ? "NOT_TRUSTED" : error.code === "peer_unknown" ? "NOT_FOUND" : "FAILED";
-    return new NetworkError(code, error.message, { cause: error });
-  }
-  return new NetworkError("FAILED", `send failed: ${(error as Error)?.message ?? String(error)}`, {
-    cause: error,
-  });
-}
-
 const FINAL: ReadonlySet<OutboxState> = new Set(["delivered", "refused", "failed"]);
 
 export function createOutbox(options: OutboxOptions): Outbox {
@@ -216,7 +203,7 @@ export function createOutbox(options: OutboxOptions): Outbox {
       if (FINAL.has(current.state)) return { entry: current };
       entry = current;
       const attempts = entry.attempts + 1;
-      const failure = asNetworkError(error);
+      const failure = toNetworkError(error, "send");
       const permanent =
         (error instanceof TransportError &&
           PERMANENT.has(error.code) &&
@@ -353,14 +340,7 @@ export function createOutbox(options: OutboxOptions): Outbox {
       };
       await Promise.all(Array.from({ length: Math.min(CYCLE_CONCURRENCY, lanes.length) }, runLane));
 
-      const summary: PollSummary = {
-        trigger: input.trigger,
-        dispatched: 0,
-        refused: 0,
-        deferred: 0,
-        peers: null,
-        next: "idle",
-      };
+      const summary = idleSummary(input.trigger);
       if (due.length > batch.length) return { ...summary, next: "again" };
       const later = table.active().flatMap((entry) => {
         const times = entry.nextAt === null ? [] : [entry.nextAt];
@@ -397,12 +377,7 @@ export function createOutbox(options: OutboxOptions): Outbox {
       const peer = listOptions.peer?.toLowerCase();
       const matches = (entry: OutboxEntry) => peer === undefined || entry.peer.toLowerCase() === peer;
       const active = table.active().filter(matches).map(toOutboxView);
-      const finished = listOptions.finished
-        ? table
-            .finished(listOptions.finished * (peer ? 10 : 1))
-            .filter(matches)
-            .slice(0, listOptions.finished)
-        : [];
+      const finished = listOptions.finished ? table.finished(listOptions.finished, listOptions.peer) : [];
       return [...active, ...finished.map(toOutboxView)];
     },
 

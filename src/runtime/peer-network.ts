@@ -6,7 +6,7 @@ import type { RegistryClient } from "../adapters/registry/client.js";
 import type { AgentRecord } from "../adapters/registry/types.js";
 import type { OutboxTable } from "../adapters/state/outbox-table.js";
 import { mergeByHostname } from "../adapters/transport/fallback-transport.js";
-import { type Transport, TransportError } from "../adapters/transport/transport.js";
+import type { Transport } from "../adapters/transport/transport.js";
 import type { ResolvedAccount } from "../config.js";
 import type { Log } from "../log.js";
 import type { AccountMachine } from "../machines/account.machine.js";
@@ -29,6 +29,7 @@ import {
   NetworkError,
   type PeerView,
   type SendResult,
+  toNetworkError,
 } from "./account-network.js";
 import { createOutbox, type Outbox, type OutboxPolicy } from "./outbox.js";
 import { createPeerNames } from "./peer-names.js";
@@ -105,18 +106,6 @@ export function toPeerView(record: PeerState): PeerView {
     humanName: record.humanName ?? null,
     updatedAt: record.updatedAt ? new Date(record.updatedAt).toISOString() : null,
   };
-}
-
-function toNetworkError(error: unknown, operation: string): never {
-  if (error instanceof NetworkError) throw error;
-  if (error instanceof TransportError) {
-    const code =
-      error.code === "not_trusted" ? "NOT_TRUSTED" : error.code === "peer_unknown" ? "NOT_FOUND" : "FAILED";
-    throw new NetworkError(code, error.message, { cause: error });
-  }
-  throw new NetworkError("FAILED", `${operation} failed: ${(error as Error)?.message ?? String(error)}`, {
-    cause: error,
-  });
 }
 
 export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
@@ -291,7 +280,9 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
       return record ? toPeerView(record) : null;
     },
     async pending() {
-      await network.reconcile().catch((error: unknown) => toNetworkError(error, "pending"));
+      await network.reconcile().catch((error: unknown) => {
+        throw toNetworkError(error, "pending");
+      });
       return network.peers().filter((peer) => peer.state === "pendingApproval");
     },
     async handshake(hostname, introduction) {

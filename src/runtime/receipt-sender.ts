@@ -3,6 +3,7 @@
 // envelope, so a burst of messages is answered in a few sends, not one per message (a relay sender's rate limit
 // counts every send). A flood is bounded: past MAX_WAITING the oldest waiting receipt is dropped (its sender
 // resends the message, and the copy is answered again). A failed send is not retried for the same reason.
+import { peerId } from "../adapters/inbound/pipeline.js";
 import { createReceipts, MAX_RECEIPTS, type Receipt } from "../adapters/transport/envelope.js";
 import type { PeerRef, Transport } from "../adapters/transport/transport.js";
 import type { Log } from "../log.js";
@@ -14,13 +15,6 @@ export interface ReceiptSender {
   send(to: PeerRef, receipt: Receipt): void;
   /** Receipt envelopes sent, receipts in them, and receipts lost (failed or dropped), since start. */
   counters(): { envelopes: number; sent: number; failed: number; dropped: number };
-}
-
-/** One waiting batch per peer, by the peer's transport identity. */
-function peerKey(peer: PeerRef): string {
-  if (peer.nodeId !== null) return `node:${peer.nodeId}`;
-  if (peer.installationId !== null) return `inst:${peer.installationId}`;
-  return `host:${peer.hostname ?? "?"}`;
 }
 
 export function createReceiptSender(options: {
@@ -67,7 +61,7 @@ export function createReceiptSender(options: {
 
   return {
     send(to, receipt) {
-      const key = peerKey(to);
+      const key = peerId(to);
       const batch = waiting.get(key);
       if (batch) batch.receipts.push(receipt);
       else waiting.set(key, { to, receipts: [receipt] });

@@ -94,6 +94,8 @@ describe("outbox", () => {
     expect(outbox.counts()).toMatchObject({ sent: 0, delivered: 1 });
     expect(outbox.list()).toEqual([]);
     expect(outbox.list({ finished: 5 })).toMatchObject([{ id: result.messageId, state: "delivered" }]);
+    expect(outbox.list({ peer: "BOB", finished: 5 })).toMatchObject([{ id: result.messageId }]);
+    expect(outbox.list({ peer: "carol", finished: 5 })).toEqual([]);
     // Nothing left to do: the loop waits for a wake-up.
     expect((await cycle(outbox)).next).toBe("idle");
   });

@@ -82,8 +82,8 @@ export interface OutboxTable {
   get(id: string): OutboxEntry | null;
   /** Inserts or replaces the row (one small transaction). */
   put(entry: OutboxEntry): void;
-  /** The most recent finished messages (delivered, refused, failed), newest first. */
-  finished(limit: number): OutboxEntry[];
+  /** The most recent finished messages (delivered, refused, failed), newest first; to one peer when given. */
+  finished(limit: number, peer?: string): OutboxEntry[];
   /** Messages by state, all of them (finished ones counted since the last prune). */
   counts(): Record<OutboxState, number>;
 }
@@ -108,6 +108,10 @@ export function createOutboxTable(
     ),
     selectFinished: db.prepare(
       "SELECT * FROM outbox WHERE state IN ('delivered', 'refused', 'failed') ORDER BY updated_at DESC, rowid DESC LIMIT ?",
+    ),
+    selectFinishedFor: db.prepare(
+      `SELECT * FROM outbox WHERE state IN ('delivered', 'refused', 'failed') AND peer = ? COLLATE NOCASE
+       ORDER BY updated_at DESC, rowid DESC LIMIT ?`,
     ),
     countFinished: db.prepare(
       "SELECT state, COUNT(*) AS n FROM outbox WHERE state IN ('delivered', 'refused', 'failed') GROUP BY state",
@@ -204,9 +208,8 @@ export function createOutboxTable(
         recount();
       }
     },
-    finished: (limit) =>
-      stmt.selectFinished
-        .all(limit)
+    finished: (limit, peer) =>
+      (peer === undefined ? stmt.selectFinished.all(limit) : stmt.selectFinishedFor.all(peer, limit))
         .map(toEntry)
         .filter((entry): entry is OutboxEntry => entry !== null),
     counts() {
