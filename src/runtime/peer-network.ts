@@ -247,8 +247,9 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
   });
 
   /**
-   * Into the outbox, then one attempt at once. A peer that is not trusted is refused here; a transport that is
-   * not up yet leaves the message queued (the outbox loop sends it once it is).
+   * Into the outbox, then one attempt at once (the transport refuses a peer that is not trusted). With no
+   * transport up yet, a message to a peer known as trusted waits queued (the outbox loop sends it once the
+   * transport is up); any other is refused with the transport's reason, since its trust cannot be checked now.
    */
   const submit = async (
     hostname: string,
