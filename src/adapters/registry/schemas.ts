@@ -68,6 +68,8 @@ const wireAgentRecord = z.object({
   last_seen: optionalTime,
   created_at: optionalTime,
   updated_at: optionalTime,
+  public_key: optionalText,
+  signed_record: optionalText,
 });
 
 function toAgentRecord(w: z.output<typeof wireAgentRecord>): AgentRecord {
@@ -86,6 +88,8 @@ function toAgentRecord(w: z.output<typeof wireAgentRecord>): AgentRecord {
     lastSeen: w.last_seen,
     createdAt: w.created_at,
     updatedAt: w.updated_at,
+    publicKey: w.public_key,
+    signedRecord: w.signed_record,
   };
 }
 

@@ -9,6 +9,10 @@ export interface AgentMetadata {
   displayName?: string | null;
   description?: string | null;
   capabilities: string[];
+  /** The installation's Ed25519 public key (base64url), bound to the record by the registry. */
+  publicKey?: string | null;
+  /** The agent's JWS over its public fields (src/identity/signed-record.ts). */
+  signedRecord?: string | null;
 }
 
 /**
@@ -36,6 +40,10 @@ export interface AgentRecord {
   lastSeen: string | null;
   createdAt: string | null;
   updatedAt: string | null;
+  /** The agent's public key, on registries with key support; untrusted until its signed record verifies. */
+  publicKey?: string | null;
+  /** The agent's JWS over its public fields; absent on registries without key support. */
+  signedRecord?: string | null;
 }
 
 export interface AgentPage {

@@ -36,6 +36,8 @@ describe("registry wire schemas", () => {
       lastSeen: "2026-01-12T10:00:00Z",
       createdAt: null,
       updatedAt: null,
+      publicKey: null,
+      signedRecord: null,
     });
   });
 
