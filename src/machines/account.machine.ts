@@ -139,6 +139,8 @@ export type HandshakeSnapshotEvent = { type: `xstate.snapshot.${string}`; snapsh
 /** Announced to the runtime (`actor.on("peer.announced", ...)`): a peer asks for a handshake, once per peer. */
 export type AccountEmitted =
   | { type: "peer.announced"; key: string }
+  /** A trusted peer was suspended: a message came signed by another key (once per suspension). */
+  | { type: "peer.key_changed"; key: string }
   /** The Pilot daemon is (again) ready: what waited for it (the outbox's queued messages) may go now. */
   | { type: "transport.ready" };
 
@@ -158,6 +160,11 @@ export type AccountEvent =
   // From the runtime, for the children:
   /** An owner's or the agent's decision about a peer, for its handshake actor (spawned if new). */
   | { type: "PEER.COMMAND"; peer: PeerRef; command: HandshakeCommand }
+  /**
+   * Keys seen for peers: offered by a verified registry record or an unpinned peer's signed message, or (`changed`)
+   * a message signed by another key than the pinned one.
+   */
+  | { type: "PEERS.KEYS"; keys: Array<{ peer: PeerRef; key: string; changed: boolean; at?: number }> }
   /** Pending requests and the trust list read outside the peers loop (an operator asked for them). */
   | { type: "PEERS.OBSERVED"; observation: PeersObservation }
   /** Something arrived or became readable: read the inbox now. */
@@ -314,10 +321,24 @@ export const accountMachine = setup({
           if (router.record(key)?.state !== "trusted") router.deliver(key, { type: "PEER.TRUSTED", at });
         }
         for (const [key, record] of peerEntries(context.peers)) {
-          if (record.state === "trusted" && !trusted.has(key)) {
+          if ((record.state === "trusted" || record.state === "suspended") && !trusted.has(key)) {
             router.deliver(key, { type: "PEER.UNTRUSTED", at });
           }
         }
+      }
+      router.commit();
+    }),
+    routeKeys: enqueueActions(({ context, event, enqueue, self }) => {
+      if (event.type !== "PEERS.KEYS") return;
+      const router = createPeerRouter(context, self.getSnapshot().children, enqueue);
+      for (const seen of event.keys) {
+        const key = router.keyOf(seen.peer);
+        router.deliver(
+          key,
+          seen.changed
+            ? { type: "PEER.KEY_CHANGED", key: seen.key, ...(seen.at === undefined ? {} : { at: seen.at }) }
+            : { type: "PEER.KEY", key: seen.key },
+        );
       }
       router.commit();
     }),
@@ -364,6 +385,13 @@ export const accountMachine = setup({
       type: "peer.announced" as const,
       key:
         event.type === "HANDSHAKE.ANNOUNCE"
+          ? (findPeerKey(context.peers, event.peer) ?? peerKey(event.peer))
+          : "",
+    })),
+    announceKeyChange: emit(({ context, event }) => ({
+      type: "peer.key_changed" as const,
+      key:
+        event.type === "HANDSHAKE.KEY_CHANGED"
           ? (findPeerKey(context.peers, event.peer) ?? peerKey(event.peer))
           : "",
     })),
@@ -481,6 +509,8 @@ export const accountMachine = setup({
     "PEERS.OBSERVED": { actions: "routePeers" },
     "PEER.COMMAND": { actions: "commandPeer" },
     "HANDSHAKE.ANNOUNCE": { actions: "announcePeer" },
+    "PEERS.KEYS": { actions: "routeKeys" },
+    "HANDSHAKE.KEY_CHANGED": { actions: "announceKeyChange" },
     "xstate.snapshot.*": { actions: "recordPeerSnapshot" },
     "VISIBILITY.READ": { actions: "applyVisibility" },
     "INBOX.WAKE": { actions: "wakeInbox" },

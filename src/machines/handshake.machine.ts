@@ -2,6 +2,11 @@
 // restarts), approval, rejection and revocation. The transport's trust list (Pilot's or the relay's) is the source
 // of truth for "trusted". Spawned by the account root as `handshake:<peer key>`; tagged `busy` while a transport
 // call is in flight and `settled` otherwise.
+//
+// The peer's key: the key a verified registry record (or the peer's own signed message) offers is remembered as
+// `offeredKey`; approving the peer pins it as `key` (like SSH's known hosts). A message signed by another key
+// suspends a trusted peer (the owner is told once) until the owner approves the new key or untrusts the peer.
+// Only the owner approves a key change: the agent's approval never replaces or changes a pinned key.
 import {
   assign,
   enqueueActions,
@@ -20,6 +25,7 @@ export const PEER_STATES = [
   "requested",
   "pendingApproval",
   "trusted",
+  "suspended",
   "rejected",
   "revoked",
 ] as const;
@@ -42,7 +48,14 @@ export interface PeerState {
   /** How the peer names itself and its human (from its request or the registry): untrusted text. */
   assistantName?: string | null;
   humanName?: string | null;
+  /** The peer's pinned public key (base64url Ed25519); null: not verified (an older peer, or not approved yet). */
+  key?: string | null;
+  /** A key seen for the peer and not pinned: awaiting approval, or the new key of a suspended peer. */
+  offeredKey?: string | null;
 }
+
+/** Who gives a command: the owner (gateway, operator) or the agent (its tool). Only the owner approves keys. */
+export type Decider = "owner" | "agent";
 
 export interface HandshakeInput {
   peer: PeerRef;
@@ -83,7 +96,11 @@ export type HandshakeEvent =
   | { type: "PEER.SEEN"; peer: PeerRef; assistantName?: string | null; humanName?: string | null }
   | { type: "PEER.TRUSTED"; at?: number }
   | { type: "PEER.UNTRUSTED"; at?: number }
-  | { type: "APPROVE"; at?: number }
+  | { type: "APPROVE"; at?: number; by?: Decider }
+  /** A key the peer offers: from its verified registry record, or its signed message while not pinned. */
+  | { type: "PEER.KEY"; key: string }
+  /** A message from the peer signed by another key than the pinned one. */
+  | { type: "PEER.KEY_CHANGED"; key: string; at?: number }
   | { type: "REJECT"; reason?: string; at?: number }
   | { type: "UNTRUST"; at?: number };
 
@@ -93,13 +110,16 @@ export type HandshakeCommand = Extract<
   { type: "HANDSHAKE.REQUEST" | "APPROVE" | "REJECT" | "UNTRUST" }
 >;
 
-/** What `announceRequest` tells the parent (the account root, which notifies the owner or the agent). */
-export type HandshakeParentEvent = {
-  type: "HANDSHAKE.ANNOUNCE";
-  peer: PeerRef;
-  justification: string;
-  receivedAt: number;
-};
+/** What the handshake tells the parent (the account root, which notifies the owner or the agent). */
+export type HandshakeParentEvent =
+  | {
+      type: "HANDSHAKE.ANNOUNCE";
+      peer: PeerRef;
+      justification: string;
+      receivedAt: number;
+    }
+  /** The peer was suspended: a message came signed by `key`, not the pinned key (told once per suspension). */
+  | { type: "HANDSHAKE.KEY_CHANGED"; peer: PeerRef; key: string };
 
 export interface HandshakeContext {
   peer: PeerRef;
@@ -115,6 +135,8 @@ export interface HandshakeContext {
   restoreTo: PeerTrustState | null;
   assistantName: string | null;
   humanName: string | null;
+  key: string | null;
+  offeredKey: string | null;
 }
 
 function notProvided(name: string): never {
@@ -195,6 +217,31 @@ export const handshakeMachine = setup({
         humanName: event.humanName ?? context.humanName,
       };
     }),
+    // A key offered for a peer whose key is not pinned (a pinned peer's key changes only by the owner's approval).
+    offerKey: assign({
+      offeredKey: ({ context, event }) =>
+        event.type === "PEER.KEY" || event.type === "PEER.KEY_CHANGED" ? event.key : context.offeredKey,
+    }),
+    // Approval pins what was offered; a peer that offered none stays unverified (key null). Guarded by
+    // `mayApprove`/`ownerPins`: only the owner's approval changes a pinned key.
+    pinOffered: assign({
+      key: ({ context }) => context.offeredKey ?? context.key,
+      offeredKey: null,
+    }),
+    // Trust that follows our own request pins the key the peer's record offered, never over a pinned one: a
+    // changed key waits on offer for the owner.
+    pinIfUnpinned: assign({
+      key: ({ context }) => context.key ?? context.offeredKey,
+      offeredKey: ({ context }) => (context.key === null ? null : context.offeredKey),
+    }),
+    announceKeyChange: enqueueActions(({ context, self, enqueue }) => {
+      if (!self._parent || context.offeredKey === null) return;
+      enqueue.sendParent({
+        type: "HANDSHAKE.KEY_CHANGED",
+        peer: context.peer,
+        key: context.offeredKey,
+      } satisfies HandshakeParentEvent);
+    }),
     recordIntroduction: assign({
       introduction: ({ context, event }) =>
         event.type === "HANDSHAKE.REQUEST" ? event.introduction : context.introduction,
@@ -207,6 +254,24 @@ export const handshakeMachine = setup({
       return at === undefined || context.updatedAt === null || at >= context.updatedAt;
     },
     resumes: ({ context }, params: { state: PeerTrustState }) => context.restoreTo === params.state,
+    // An offer worth remembering: the peer has no pinned key, and this one is news.
+    newOffer: ({ context, event }) =>
+      event.type === "PEER.KEY" && context.key === null && event.key !== context.offeredKey,
+    // A signed message under another key than the pinned one (a peer without a pinned key has none to change).
+    keyChanged: ({ context, event }) =>
+      event.type === "PEER.KEY_CHANGED" && context.key !== null && event.key !== context.key,
+    // Approving a request pins its offered key: a change of a pinned key needs the owner; the agent may approve a
+    // peer whose key is new to us or the same as pinned.
+    mayApprove: ({ context, event }) =>
+      event.type === "APPROVE" &&
+      (event.by !== "agent" ||
+        context.key === null ||
+        context.offeredKey === null ||
+        context.offeredKey === context.key),
+    // Pinning a trusted peer's key (verifying an unverified peer, or accepting a suspended peer's new key): the
+    // owner only, and only when a key is on offer.
+    ownerPins: ({ context, event }) =>
+      event.type === "APPROVE" && event.by !== "agent" && context.offeredKey !== null,
   },
 }).createMachine({
   id: "handshake",
@@ -226,9 +291,16 @@ export const handshakeMachine = setup({
     updatedAt: input.initial?.updatedAt ?? null,
     lastError: null,
     restoreTo: input.initial?.state ?? null,
+    key: input.initial?.key ?? null,
+    offeredKey: input.initial?.offeredKey ?? null,
   }),
   initial: "restoring",
-  on: { "PEER.SEEN": { actions: "mergePeer" } },
+  on: {
+    "PEER.SEEN": { actions: "mergePeer" },
+    "PEER.KEY": { guard: "newOffer", actions: "offerKey" },
+    // Outside `trusted` nothing flows to suspend: the new key waits as an offer for the owner's approval.
+    "PEER.KEY_CHANGED": { guard: "keyChanged", actions: "offerKey" },
+  },
   states: {
     // Resume the persisted top-level state; transient substates (a command in flight) are never persisted.
     restoring: {
@@ -247,6 +319,11 @@ export const handshakeMachine = setup({
         {
           guard: { type: "resumes", params: { state: "pendingApproval" } },
           target: "pendingApproval",
+          actions: "clearRestore",
+        },
+        {
+          guard: { type: "resumes", params: { state: "suspended" } },
+          target: "suspended",
           actions: "clearRestore",
         },
         {
@@ -307,8 +384,9 @@ export const handshakeMachine = setup({
         "HANDSHAKE.REQUEST": { target: ".sending", reenter: true, actions: ["recordIntroduction", "stamp"] },
         // Both sides asked: the transport trusts both (Pilot and the relay do), so nobody is asked; the trust list will show it.
         "PEER.PENDING": { actions: ["recordIncoming", "stamp"] },
-        "PEER.TRUSTED": { guard: "fresh", target: "trusted", actions: "stamp" },
-        APPROVE: { target: "pendingApproval.approving", actions: "stamp" },
+        // We asked them, with the key their record offered: it is pinned.
+        "PEER.TRUSTED": { guard: "fresh", target: "trusted", actions: ["pinIfUnpinned", "stamp"] },
+        APPROVE: { guard: "mayApprove", target: "pendingApproval.approving", actions: "stamp" },
       },
     },
 
@@ -331,7 +409,7 @@ export const handshakeMachine = setup({
             src: "approvePeer",
             input: ({ context }) => ({ peer: context.peer }),
             // approve adds them to our trust list: the next `trust` read confirms it.
-            onDone: { target: "#handshake.trusted", actions: assign({ lastError: null }) },
+            onDone: { target: "#handshake.trusted", actions: [assign({ lastError: null }), "pinOffered"] },
             onError: {
               target: "waiting",
               actions: assign({ lastError: ({ event }) => toPlainError(event.error, "trust.approve") }),
@@ -354,7 +432,7 @@ export const handshakeMachine = setup({
         },
       },
       on: {
-        APPROVE: { target: ".approving", actions: "stamp" },
+        APPROVE: { guard: "mayApprove", target: ".approving", actions: "stamp" },
         REJECT: {
           target: ".rejecting",
           actions: [assign({ rejectReason: ({ event }) => event.reason ?? null }), "stamp"],
@@ -386,6 +464,41 @@ export const handshakeMachine = setup({
         },
       },
       on: {
+        UNTRUST: { target: ".untrusting", actions: "stamp" },
+        "PEER.UNTRUSTED": { guard: "fresh", target: "revoked", actions: "stamp" },
+        // The owner verifies an unverified peer (or takes a key offered since): it is pinned.
+        APPROVE: { guard: "ownerPins", target: ".idle", actions: ["pinOffered", "stamp"] },
+        "PEER.KEY_CHANGED": {
+          guard: "keyChanged",
+          target: "suspended",
+          actions: ["offerKey", "announceKeyChange", "stamp"],
+        },
+      },
+    },
+
+    // A message came signed by another key: nothing from or to the peer until the owner approves the new key
+    // (pinning it) or untrusts the peer. The transport still trusts it; only we hold it back.
+    suspended: {
+      initial: "idle",
+      states: {
+        idle: { tags: ["settled"] },
+        untrusting: {
+          tags: ["busy"],
+          on: IGNORE_COMMANDS_WHILE_BUSY,
+          invoke: {
+            id: "untrustPeer",
+            src: "untrustPeer",
+            input: ({ context }) => ({ peer: context.peer }),
+            onDone: { target: "#handshake.revoked", actions: assign({ lastError: null }) },
+            onError: {
+              target: "idle",
+              actions: assign({ lastError: ({ event }) => toPlainError(event.error, "trust.untrust") }),
+            },
+          },
+        },
+      },
+      on: {
+        APPROVE: { guard: "ownerPins", target: "trusted", actions: ["pinOffered", "stamp"] },
         UNTRUST: { target: ".untrusting", actions: "stamp" },
         "PEER.UNTRUSTED": { guard: "fresh", target: "revoked", actions: "stamp" },
       },
@@ -435,13 +548,15 @@ export function toPeerState(snapshot: HandshakeSnapshot): PeerState {
     updatedAt: context.updatedAt,
     assistantName: context.assistantName,
     humanName: context.humanName,
+    key: context.key,
+    offeredKey: context.offeredKey,
   };
 }
 
 /** The events that report what the transport shows about a peer (the peers loop's reading). */
 export type HandshakeObservation = Extract<
   HandshakeEvent,
-  { type: "PEER.SEEN" | "PEER.PENDING" | "PEER.TRUSTED" | "PEER.UNTRUSTED" }
+  { type: "PEER.SEEN" | "PEER.PENDING" | "PEER.TRUSTED" | "PEER.UNTRUSTED" | "PEER.KEY" | "PEER.KEY_CHANGED" }
 >;
 
 /**
@@ -455,7 +570,13 @@ export function observeResting(record: PeerState, event: HandshakeObservation): 
   // A peer first seen on the trust list (a cold start reads thousands at once): unknown + PEER.TRUSTED is trusted,
   // stamped, as the transition below gives (a test holds them equal), without its ~25 KB of garbage per peer.
   if (event.type === "PEER.TRUSTED" && record.state === "unknown" && record.updatedAt === null) {
-    return { ...record, state: "trusted", updatedAt: event.at ?? null };
+    return {
+      ...record,
+      state: "trusted",
+      updatedAt: event.at ?? null,
+      key: record.key ?? null,
+      offeredKey: record.offeredKey ?? null,
+    };
   }
   return observeThroughMachine(record, event);
 }
@@ -464,6 +585,15 @@ export function observeResting(record: PeerState, event: HandshakeObservation): 
 export function observeThroughMachine(record: PeerState, event: HandshakeObservation): PeerState | null {
   const peer = { hostname: record.hostname, nodeId: record.nodeId, installationId: record.installationId };
   const [resting] = initialTransition(handshakeMachine, { peer, initial: record });
+  // Suspending announces to the parent, which a pure transition has not: the actor is woken to do it.
+  if (
+    event.type === "PEER.KEY_CHANGED" &&
+    resting.matches("trusted") &&
+    record.key != null &&
+    event.key !== record.key
+  ) {
+    return null;
+  }
   const [next, actions] = transition(handshakeMachine, resting, event);
   // Announcing is sent to the parent, which a pure transition has not: `markAnnounced` is how it shows.
   if (actions.length > 0 || !next.hasTag("settled") || next.context.announcedAt !== record.announcedAt) {

@@ -53,7 +53,15 @@ const counted = new WeakMap<PeerTable, Record<PeerState["state"], number>>();
 export function countPeers(table: PeerTable): Readonly<Record<PeerState["state"], number>> {
   let counts = counted.get(table);
   if (!counts) {
-    counts = { unknown: 0, requested: 0, pendingApproval: 0, trusted: 0, rejected: 0, revoked: 0 };
+    counts = {
+      unknown: 0,
+      requested: 0,
+      pendingApproval: 0,
+      trusted: 0,
+      suspended: 0,
+      rejected: 0,
+      revoked: 0,
+    };
     for (const [, record] of peerEntries(table)) counts[record.state]++;
     counted.set(table, counts);
   }
@@ -197,6 +205,8 @@ export function newPeerRecord(ref: PeerRef): PeerState {
     updatedAt: null,
     assistantName: null,
     humanName: null,
+    key: null,
+    offeredKey: null,
   };
 }
 

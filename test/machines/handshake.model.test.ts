@@ -21,7 +21,10 @@ import {
   replayPath,
 } from "./support/index.js";
 
-const GRAPH_LIMIT = 5_000;
+const GRAPH_LIMIT = 30_000;
+/** Two keys: one the registry offers (then pinned), one a message signs with later (a key change). */
+const KEY = "A".repeat(43);
+const OTHER_KEY = "B".repeat(43);
 const ACTORS = ["sendHandshake", "approvePeer", "rejectPeer", "untrustPeer"] as const;
 const input = { peer: { hostname: "bob", nodeId: null, installationId: null } };
 const err = (operation: string) => ({ kind: "timeout", operation, message: `${operation} timed out` });
@@ -41,6 +44,11 @@ const payloads = eventsWithPayloads([
   // Adds nothing the peer's record lacks: an edge in every state that must change nothing (the scenarios test
   // what a new node id or relay id does).
   { type: "PEER.SEEN", peer: { hostname: "bob", nodeId: null, installationId: null } },
+  // The owner's approval (the default) and the agent's, which must never change a pinned key.
+  { type: "APPROVE" },
+  { type: "APPROVE", by: "agent" },
+  { type: "PEER.KEY", key: KEY },
+  { type: "PEER.KEY_CHANGED", key: OTHER_KEY },
 ]);
 
 /** Which command may be in flight in which (sub)state. */
@@ -50,6 +58,7 @@ const COMMAND_STATE: Record<string, string> = {
   rejectPeer: "pendingApproval.rejecting",
   untrustPeer: "trusted.untrusting",
 };
+const UNTRUSTING = ["trusted.untrusting", "suspended.untrusting"];
 
 type HandshakeHarness = Harness<typeof handshakeMachine>;
 
@@ -73,7 +82,14 @@ function restore(snapshot: HandshakeSnapshot) {
 
 const COMMANDS = ["HANDSHAKE.REQUEST", "APPROVE", "REJECT", "UNTRUST"];
 
-function invariants(h: HandshakeHarness, step: { event: { type: string } }, abortedBefore: number) {
+function invariants(
+  h: HandshakeHarness,
+  step: { event: { type: string; by?: string } },
+  abortedBefore: number,
+  keyBefore: string | null,
+  approvedBy: string | undefined,
+  suspendedEntries: number,
+) {
   const snapshot = h.snapshot();
   const announces = h.effects.filter((effect) => effect.name === "announceRequest").length;
   const inFlight = h.fakes.inFlight();
@@ -86,11 +102,33 @@ function invariants(h: HandshakeHarness, step: { event: { type: string } }, abor
 
   // One pilotctl command at a time, and only in the state that owns it.
   expect(inFlight.length).toBeLessThanOrEqual(1);
-  for (const call of inFlight) expect(snapshot.matches(COMMAND_STATE[call.src] as never)).toBe(true);
+  for (const call of inFlight) {
+    const where = call.src === "untrustPeer" ? UNTRUSTING : [COMMAND_STATE[call.src]];
+    expect(where.some((state) => snapshot.matches(state as never))).toBe(true);
+  }
   // A decision never interrupts another one halfway (an aborted approve may already have taken effect).
   if (COMMANDS.includes(step.event.type)) {
     expect(h.fakes.calls.filter((call) => call.status === "aborted").length).toBe(abortedBefore);
   }
+
+  // Keys: a pinned key changes only by an approval the owner gave; the agent's approval never changes one. A
+  // suspended peer has a pinned key and another one on offer, and was announced once per suspension.
+  const { key, offeredKey } = snapshot.context;
+  if (keyBefore !== null && key !== keyBefore) {
+    expect(["APPROVE", "xstate.done.actor.approvePeer"]).toContain(step.event.type);
+    expect(approvedBy).not.toBe("agent");
+  }
+  if (keyBefore === null && key !== null) {
+    expect(["APPROVE", "PEER.TRUSTED", "xstate.done.actor.approvePeer"]).toContain(step.event.type);
+  }
+  if (snapshot.matches("suspended")) {
+    expect(key).not.toBeNull();
+    expect(offeredKey).not.toBeNull();
+    expect(offeredKey).not.toBe(key);
+  }
+  // Each suspension is announced once, when it begins (never again while it lasts, nor after a restore).
+  const suspensions = h.effects.filter((effect) => effect.name === "announceKeyChange").length;
+  expect(suspensions).toBe(suspendedEntries);
 
   // The persisted record round-trips: same trust state, no second announcement, ever.
   const state = peerTrustState(snapshot);
@@ -98,21 +136,33 @@ function invariants(h: HandshakeHarness, step: { event: { type: string } }, abor
   const restored = restore(snapshot);
   expect(peerTrustState(restored.snapshot)).toBe(state);
   expect(restored.snapshot.context.peer).toEqual(snapshot.context.peer);
+  expect([restored.snapshot.context.key, restored.snapshot.context.offeredKey]).toEqual([key, offeredKey]);
   if (announces === 1) expect(restored.announced).toBe(0);
+  expect(restored.snapshot.matches("suspended")).toBe(snapshot.matches("suspended"));
   // A restored request is not sent again.
   expect(restored.snapshot.matches({ requested: "sending" })).toBe(false);
 }
 
 async function replay(path: AnyPath) {
   let abortedBefore = 0;
+  let keyBefore: string | null = null;
+  let approvedBy: string | undefined;
+  let suspendedEntries = 0;
+  let wasSuspended = false;
   const harness = await replayPath(path, {
     machine: handshakeMachine,
     input,
     actors: ACTORS,
-    actions: ["announceRequest"],
+    actions: ["announceRequest", "announceKeyChange"],
     invariants: (h, step) => {
-      invariants(h, step, abortedBefore);
+      const event = step.event as { type: string; by?: string };
+      if (event.type === "APPROVE") approvedBy = event.by;
+      const suspended = h.snapshot().matches("suspended");
+      if (suspended && !wasSuspended) suspendedEntries++;
+      wasSuspended = suspended;
+      invariants(h, step, abortedBefore, keyBefore, approvedBy, suspendedEntries);
       abortedBefore = h.fakes.calls.filter((call) => call.status === "aborted").length;
+      keyBefore = h.snapshot().context.key;
     },
   });
   harness.stop();

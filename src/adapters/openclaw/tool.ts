@@ -70,6 +70,7 @@ function peerLabel(peer: PeerView): string {
 
 const STATE_LABEL: Record<PeerState, string> = {
   trusted: "trusted (you can contact them)",
+  suspended: "suspended: their messages come signed by a new key; only your owner can approve it",
   requested: "handshake sent, waiting for their approval",
   pendingApproval: "they asked to connect, waiting for a decision",
   rejected: "rejected",

@@ -2,6 +2,7 @@
 // it is read back: rows of the account database and the legacy peers.json. Text in a record came from disk and
 // partly from other agents, so nothing is trusted until it parses.
 import { z } from "zod";
+import { isPublicKey } from "../../identity/keys.js";
 import { PEER_STATES } from "../../machines/handshake.machine.js";
 
 export const peerRecordSchema = z.object({
@@ -15,6 +16,8 @@ export const peerRecordSchema = z.object({
   humanName: z.string().nullable().default(null),
   announcedAt: z.number().nullable().default(null),
   updatedAt: z.number().nullable().default(null),
+  key: z.string().refine(isPublicKey).nullable().default(null),
+  offeredKey: z.string().refine(isPublicKey).nullable().default(null),
 });
 
 /** peers.json (before the account database): the peer table, one record per handshake actor. */

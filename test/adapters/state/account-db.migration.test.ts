@@ -20,6 +20,8 @@ function legacyPeer(hostname: string | null, extra: Record<string, unknown> = {}
     updatedAt: 1_700_000_000_000,
     assistantName: null,
     humanName: null,
+    key: null,
+    offeredKey: null,
     ...extra,
   };
 }

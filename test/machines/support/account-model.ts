@@ -89,6 +89,8 @@ const COMPOSITION_EVENTS = new Set([
   "PEERS.OBSERVED",
   "PEER.COMMAND",
   "HANDSHAKE.ANNOUNCE",
+  "HANDSHAKE.KEY_CHANGED",
+  "PEERS.KEYS",
   "xstate.snapshot.*",
   "xstate.error.actor.*",
   "VISIBILITY.READ",
