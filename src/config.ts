@@ -162,6 +162,15 @@ export const inboundSchema = z
       .describe(
         "Agent replies to one peer without an owner-initiated message in between (stops agent ping-pong)",
       ),
+    maxMessageAgeMinutes: z
+      .number()
+      .int()
+      .min(5)
+      .max(10_080)
+      .default(60)
+      .describe(
+        "Signed messages older than this are refused as replays (the sender's outbox resends them signed afresh)",
+      ),
   })
   .strict();
 

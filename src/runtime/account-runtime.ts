@@ -16,6 +16,7 @@ import {
   accountStateDir,
   createAccountStateStore,
 } from "../adapters/state/account-state.js";
+import { signingTransports } from "../adapters/transport/signing-transport.js";
 import type { AdmittedMessage } from "../adapters/transport/transport.js";
 import { createConfigSource } from "../adapters/visibility/config.js";
 import { createConvexSource } from "../adapters/visibility/convex.js";
@@ -23,6 +24,7 @@ import { withLastKnown } from "../adapters/visibility/last-known.js";
 import { createScheduleSource, type ScheduleSource } from "../adapters/visibility/schedule.js";
 import type { VisibilityReading as SourceReading } from "../adapters/visibility/types.js";
 import { DEFAULT_REGISTRY_URL, type ResolvedAccount } from "../config.js";
+import { loadOrCreateIdentity } from "../identity/keys.js";
 import type { Log } from "../log.js";
 import {
   type AccountChildrenInput,
@@ -210,7 +212,10 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     );
   }
   const named = { ...account, hostname: account.hostname };
-  const state = createAccountStateStore(accountStateDir(options.stateRoot, account.accountId), { log });
+  const stateDir = accountStateDir(options.stateRoot, account.accountId);
+  const state = createAccountStateStore(stateDir, { log });
+  // The installation's key: what its record, its registry requests and every envelope it sends are signed with.
+  const identity = loadOrCreateIdentity(stateDir);
   const installationId = state.ensureInstallationId(account.installationId);
   const registryUrl = account.registryUrl || DEFAULT_REGISTRY_URL;
   switchRegistry(state, registryUrl);
@@ -232,12 +237,14 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
 
   const budget = new ReplyBudget(account.inbound.autoReplyBudget);
   let link: TransportLink = noneLink();
+  // Every envelope leaves signed, for the recipient's pinned key (or hostname): see signing-transport.ts.
+  const signed = signingTransports(identity, (to) => network.recipientOf(to));
   const network = createPeerNetwork({
     account: named,
     registry,
     log,
     root,
-    transport: () => link.transport(),
+    transport: () => signed(link.transport()),
     unavailableReason: () =>
       link.unavailableReason() ??
       `The ${account.transport} transport is starting; try again in a few seconds`,
@@ -258,7 +265,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
   });
   const receipts = createReceiptSender({
     hostname: named.hostname,
-    transport: () => link.transport(),
+    transport: () => signed(link.transport()),
     log,
   });
 
@@ -298,6 +305,14 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
       take: (receipt, from) => {
         network.outboxQueue.onReceipt(receipt, from);
       },
+    },
+    identity: {
+      publicKey: identity.publicKey,
+      hostname: named.hostname,
+      maxAgeMs: account.inbound.maxMessageAgeMinutes * 60_000,
+      lookup: (from, key) => network.identify(from, key),
+      keyChanged: (from, key) => network.noteKey(from, key, true),
+      offered: (from, key) => network.noteKey(from, key, false),
     },
   };
   const absentRecheckMs = options.pilotDaemon?.absentRecheckMs ?? DAEMON_DEFAULTS.absentRecheckMs;

@@ -2,6 +2,7 @@
 // feeds, with trust as the handshake actors know it.
 import {
   createInboundPipeline,
+  type InboundIdentity,
   type InboundPipeline,
   type InboundPipelineDeps,
 } from "../adapters/inbound/pipeline.js";
@@ -27,6 +28,8 @@ export interface InboundDeps {
   dispatch(message: AdmittedMessage): Promise<void>;
   /** End-to-end receipts: answering peers' messages, and taking receipts for ours (the outbox). */
   receipts?: InboundPipelineDeps["receipts"];
+  /** Message authentication against the account's key and its peers' pinned keys. */
+  identity?: InboundIdentity;
   /**
    * A pipeline shared with another link (transport "auto": both inboxes feed one, so both see the same processed
    * keys). Its owner closes it; without it a link builds and closes its own.
@@ -73,6 +76,7 @@ export function createPipeline(deps: InboundDeps): InboundPipeline {
     dispatch: deps.dispatch,
     log: deps.log,
     ...(deps.receipts ? { receipts: deps.receipts } : {}),
+    ...(deps.identity ? { identity: deps.identity } : {}),
   });
 }
 

@@ -365,7 +365,11 @@ export function createOutbox(options: OutboxOptions): Outbox {
       }
       if (FINAL.has(entry.state)) return true;
       if (receipt.status === "delivered") change(entry, { state: "delivered", nextAt: null, reason: null });
-      else {
+      else if (receipt.reason === "stale") {
+        // The copy it got was signed too long ago (it sat in an inbox): a fresh copy goes now.
+        change(entry, { nextAt: now(), reason: `${entry.peer} found the copy too old; resending` });
+        options.wake?.();
+      } else {
         const reason = `refused by ${entry.peer}: ${receipt.reason ?? "no reason given"}`;
         change(entry, { state: "refused", nextAt: null, reason });
         log.info(`outbox: message ${entry.id} ${reason}`);

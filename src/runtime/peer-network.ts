@@ -2,6 +2,7 @@
 // root (which routes them to the peer's `handshake:<peer>` child), outbound messages, and reading the transport's
 // pending requests and trust list. Implements AccountNetwork for the agent_network tool and the gateway methods.
 import { type ActorRefFrom, waitFor } from "xstate";
+import { fallbackHostname, type KeyLookup } from "../adapters/inbound/pipeline.js";
 import type { RegistryClient } from "../adapters/registry/client.js";
 import type { AgentRecord } from "../adapters/registry/types.js";
 import type { OutboxTable } from "../adapters/state/outbox-table.js";
@@ -79,6 +80,15 @@ export interface PeerNetwork extends AccountNetwork {
   introductionFor(hostname: string): string | null;
   /** The peer as the tool shows it, by its key in the peer table. */
   view(key: string): PeerView | null;
+  /** Whom a signed envelope names as its recipient: the peer's pinned key, else its hostname. */
+  recipientOf(peer: PeerRef): string;
+  /** The peer a key is pinned to, and the pinned key of the peer the transport names (inbound authentication). */
+  identify(from: PeerRef, key: string | null): KeyLookup;
+  /**
+   * A key seen for a peer: on offer (an unpinned peer's signed message, a verified registry record) or, `changed`,
+   * a pinned peer's message under another key (suspends it). Sent to the handshake only when it is news.
+   */
+  noteKey(peer: PeerRef, key: string, changed: boolean): void;
 }
 
 /** The longest a caller waits for the peers loop's reading (it may be backing off from a failing transport). */
@@ -114,6 +124,27 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
   let lastOutboundAt: number | null = null;
 
   const table = (): PeerTable => options.root().getSnapshot().context.peers;
+
+  /** Look-ups by id and by pinned key, built once per table (inbound authentication runs for every message). */
+  const indexes = new WeakMap<
+    PeerTable,
+    { peers: ReturnType<typeof indexPeers>; keys: Map<string, string> }
+  >();
+  const indexOf = (peers: PeerTable) => {
+    let index = indexes.get(peers);
+    if (!index) {
+      const keys = new Map<string, string>();
+      for (const [key, record] of peerEntries(peers)) if (record.key) keys.set(record.key, key);
+      index = { peers: indexPeers(peers), keys };
+      indexes.set(peers, index);
+    }
+    return index;
+  };
+  const recordOf = (peer: PeerRef): PeerState | null => {
+    const peers = table();
+    const key = indexOf(peers).peers.find(peer);
+    return key ? (getPeer(peers, key) ?? null) : null;
+  };
 
   const requireTransport = (): Transport => {
     const transport = options.transport();
@@ -459,6 +490,38 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
     },
     isTrusted(peer) {
       return stateOf(findPeerKey(table(), peer)) === "trusted";
+    },
+    recipientOf(peer) {
+      const record = recordOf(peer);
+      return record?.key ?? record?.hostname ?? peer.hostname ?? fallbackHostname(peer);
+    },
+    identify(from, key) {
+      const peers = table();
+      const pinnedKey = key ? indexOf(peers).keys.get(key) : undefined;
+      const pinned = pinnedKey ? getPeer(peers, pinnedKey) : undefined;
+      const transportPeer = recordOf(from);
+      return {
+        pinnedTo: pinned
+          ? {
+              hostname: pinned.hostname ?? fallbackHostname(refOf(pinned)),
+              suspended: pinned.state === "suspended",
+            }
+          : null,
+        transportPeer: transportPeer
+          ? { key: transportPeer.key ?? null, suspended: transportPeer.state === "suspended" }
+          : null,
+      };
+    },
+    noteKey(peer, key, changed) {
+      const record = recordOf(peer);
+      if (!record) return;
+      const news = changed
+        ? (record.key ?? null) !== null &&
+          record.key !== key &&
+          !(record.state === "suspended" && record.offeredKey === key)
+        : (record.key ?? null) === null && record.offeredKey !== key;
+      if (!news) return;
+      options.root().send({ type: "PEERS.KEYS", keys: [{ peer, key, changed, at: Date.now() }] });
     },
     knownHostname,
     introductionFor(hostname) {

@@ -203,7 +203,7 @@ describe.each(targets)("pilotctl contract (%s)", { timeout: TEST_TIMEOUT_MS }, (
       expect(file.name).toMatch(/^[A-Z]+-(\d{8}-\d{6}\.\d{3}|\d+-\d+)\.json$/);
       expect(file.type).toBe("TEXT");
       expect(file.fromNodeId).toBe(from.info.nodeId);
-      expect(decodeMessage(file.data)).toEqual({ envelope });
+      expect(decodeMessage(file.data)).toMatchObject({ envelope });
       if (file.bytes !== undefined) expect(file.bytes).toBe(Buffer.byteLength(file.data));
       expect(file.receivedAt).toBeDefined();
       const listed = await to.ctl.listInbox();

@@ -77,6 +77,12 @@ describe("a managed Pilot daemon", () => {
       20_000,
     );
     await alice.network.send("bob", "before bob's restart");
+    // Its receipt comes back before the pair breaks (else it is resent only after the receipt timeout).
+    await until(
+      () => alice.network.counters().outbox?.delivered === 1,
+      "the first message delivered",
+      10_000,
+    );
     const alicePid = pidOf(aliceNode);
 
     // Bob's daemon restarts (not by this plugin): the pair is broken both ways until alice's restarts too.

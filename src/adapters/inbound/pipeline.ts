@@ -1,12 +1,20 @@
-// The inbound pipeline shared by every transport: parse a raw message, drop what was already handled, admit it
-// (trusted, not blocked, allowed, small enough, within the per-peer rate), name the sender, dispatch it, and only
-// then record its key. Transport receivers act on the outcome (delete, keep for a retry, or dead-letter the
+// The inbound pipeline shared by every transport: parse a raw message, authenticate it (its signature, its
+// recipient, its age, the sender's key against the pinned one), drop what was already handled, admit it (trusted,
+// not blocked, allowed, small enough, within the per-peer rate), name the sender, dispatch it, and only then record
+// its key. Transport receivers act on the outcome (delete, keep for a retry, or dead-letter the
 // source). Deps are plain functions injected by the composition root; nothing here knows OpenClaw.
 
 import type { Log } from "../../log.js";
 import { type BackoffPolicy, baseDelay } from "../../machines/backoff.js";
 import type { Envelope } from "../transport/envelope.js";
-import { decodeMessage, isEnvelope, messageKey, type Receipt } from "../transport/envelope.js";
+import {
+  type DecodedMessage,
+  decodeMessage,
+  isEnvelope,
+  messageKey,
+  type Receipt,
+  verifyEnvelope,
+} from "../transport/envelope.js";
 import type {
   AdmittedMessage,
   InboundOutcome,
@@ -26,6 +34,57 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = [
   "too_large",
   "rate_limited",
 ];
+
+/**
+ * Why authentication refused a message (counted per reason in status, next to admission's). None of these is
+ * recorded as handled: a forged copy must not take the id of a real message.
+ * - `bad_signature`: `sig` is not `from_key`'s signature over the envelope (forged or altered on the way);
+ * - `wrong_recipient`: signed for someone else (`to` is neither our key nor our hostname);
+ * - `stale`: signed too long ago or in the future (a replay of an old message; the sender resends a fresh copy);
+ * - `unsigned`: no signature from a peer whose key is pinned (a downgrade);
+ * - `key_changed`: signed by another key than the one pinned for this peer (the peer is suspended);
+ * - `suspended`: from a peer suspended until the owner approves its new key.
+ */
+export type AuthRefusal =
+  | "bad_signature"
+  | "wrong_recipient"
+  | "stale"
+  | "unsigned"
+  | "key_changed"
+  | "suspended";
+
+export const AUTH_REFUSALS: readonly AuthRefusal[] = [
+  "bad_signature",
+  "wrong_recipient",
+  "stale",
+  "unsigned",
+  "key_changed",
+  "suspended",
+];
+
+/** What the account knows of the key a message was signed with, and of the peer the transport names. */
+export interface KeyLookup {
+  /** The peer this key is pinned to: the message is theirs whatever the transport says. */
+  pinnedTo: { hostname: string; suspended: boolean } | null;
+  /** The peer the transport names (node id, relay id), if known: its pinned key, if any. */
+  transportPeer: { key: string | null; suspended: boolean } | null;
+}
+
+/** Message authentication (src/identity): without it the pipeline takes envelopes on the transport's word. */
+export interface InboundIdentity {
+  /** Our public key and hostname: what `to` must name. */
+  publicKey: string;
+  hostname: string;
+  /** Oldest signature accepted (ms); a resend is signed afresh. Default 1 hour. */
+  maxAgeMs?: number;
+  /** How far ahead of our clock a signature may be (ms). Default 5 min. */
+  maxSkewMs?: number;
+  lookup(from: PeerRef, key: string | null): KeyLookup;
+  /** A pinned peer's message came under another key: suspend it and tell the owner. */
+  keyChanged(from: PeerRef, key: string): void;
+  /** An unpinned peer signs with this key: remember it on offer (pinned only by approval). */
+  offered(from: PeerRef, key: string): void;
+}
 
 /** The admission part of the account's `inbound` config (same field names as `inboundSchema`). */
 export interface InboundPolicy {
@@ -69,12 +128,13 @@ export interface InboundPipelineDeps {
     /** A receipt for one of our messages, from this trusted peer (its verified hostname). */
     take(receipt: Receipt, from: string): void;
   };
+  identity?: InboundIdentity;
 }
 
 export interface InboundCounters {
   dispatched: number;
   duplicates: number;
-  refused: Record<RefusalReason, number>;
+  refused: Record<RefusalReason | AuthRefusal, number>;
   deadLettered: number;
   /** Failed attempts that were kept for a later retry. */
   retries: number;
@@ -145,7 +205,19 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
   const counters: InboundCounters = {
     dispatched: 0,
     duplicates: 0,
-    refused: { untrusted: 0, blocked: 0, not_allowed: 0, too_large: 0, rate_limited: 0 },
+    refused: {
+      untrusted: 0,
+      blocked: 0,
+      not_allowed: 0,
+      too_large: 0,
+      rate_limited: 0,
+      bad_signature: 0,
+      wrong_recipient: 0,
+      stale: 0,
+      unsigned: 0,
+      key_changed: 0,
+      suspended: 0,
+    },
     deadLettered: 0,
     retries: 0,
     receipts: 0,
@@ -229,6 +301,53 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
     return verified ?? fallbackHostname(raw.from);
   }
 
+  type Authenticated = { ok: true; hostname: string | null } | { ok: false; reason: AuthRefusal };
+
+  /**
+   * Signature, recipient, age, then the key against the pinned ones. A message under a pinned key belongs to that
+   * peer, and takes its name (a Pilot node id that moved, or a registry that lies about names, cannot redirect
+   * it); one from a pinned peer under no key or another key is refused.
+   */
+  async function authenticate(raw: RawInbound, decoded: DecodedMessage): Promise<Authenticated> {
+    const identity = deps.identity;
+    if (!identity) return { ok: true, hostname: null };
+    const envelope = isEnvelope(decoded) ? decoded.envelope : null;
+    let key: string | null = null;
+    if (envelope?.sig !== undefined && isEnvelope(decoded)) {
+      if (!envelope.from_key || !(await verifyEnvelope(decoded.received))) {
+        return { ok: false, reason: "bad_signature" };
+      }
+      const to = envelope.to ?? "";
+      if (to !== identity.publicKey && to.toLowerCase() !== identity.hostname.toLowerCase()) {
+        return { ok: false, reason: "wrong_recipient" };
+      }
+      key = envelope.from_key;
+    }
+    const { pinnedTo, transportPeer } = identity.lookup(raw.from, key);
+    if (pinnedTo) {
+      if (pinnedTo.suspended) return { ok: false, reason: "suspended" };
+    } else if (transportPeer?.key) {
+      if (key === null) return { ok: false, reason: "unsigned" };
+      identity.keyChanged(raw.from, key);
+      return { ok: false, reason: "key_changed" };
+    } else if (transportPeer?.suspended) {
+      return { ok: false, reason: "suspended" };
+    }
+    if (key !== null && envelope) {
+      const sentAt = Date.parse(envelope.sent_at);
+      const t = now();
+      if (
+        !Number.isFinite(sentAt) ||
+        t - sentAt > (identity.maxAgeMs ?? 3_600_000) ||
+        sentAt - t > (identity.maxSkewMs ?? 300_000)
+      ) {
+        return { ok: false, reason: "stale" };
+      }
+      if (!pinnedTo) identity.offered(raw.from, key);
+    }
+    return { ok: true, hostname: pinnedTo?.hostname ?? null };
+  }
+
   async function remember(key: string): Promise<void> {
     try {
       await processed.record(key);
@@ -270,6 +389,7 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
     raw: RawInbound,
     envelope: Envelope,
     receipts: readonly Receipt[],
+    pinnedName: string | null,
   ): Promise<InboundOutcome> {
     counters.receipts += receipts.length;
     let trusted = false;
@@ -283,7 +403,7 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
       log?.debug?.(`inbound: receipts from untrusted ${fallbackHostname(raw.from)} dropped`);
       return "receipt";
     }
-    const from = await resolveHostname(raw, envelope.from_hostname);
+    const from = pinnedName ?? (await resolveHostname(raw, envelope.from_hostname));
     for (const receipt of receipts) deps.receipts?.take(receipt, from);
     return "receipt";
   }
@@ -298,7 +418,19 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
     async process(raw) {
       const decoded = decodeMessage(raw.data);
       const envelope = isEnvelope(decoded) ? decoded.envelope : null;
-      if (envelope?.receipts) return takeReceipts(raw, envelope, envelope.receipts);
+      const auth = await authenticate(raw, decoded);
+      if (!auth.ok) {
+        counters.refused[auth.reason]++;
+        log?.info(
+          `inbound: refused ${envelope ? `envelope ${envelope.id}` : "a plain message"} from ${fallbackHostname(raw.from)}: ${auth.reason}`,
+        );
+        // Only a genuine but old copy is answered: its sender resends the message signed afresh.
+        if (auth.reason === "stale" && !envelope?.receipts) {
+          answer(raw, envelope, { status: "refused", reason: "stale" });
+        }
+        return "refused";
+      }
+      if (envelope?.receipts) return takeReceipts(raw, envelope, envelope.receipts, auth.hostname);
       const key = messageKey({ name: raw.name, data: raw.data }, decoded);
       const earlier = inFlight.get(key);
       if (earlier) {
@@ -306,7 +438,7 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
         await earlier.catch(() => undefined);
         return pipeline.process(raw);
       }
-      const outcome = processKey(raw, envelope, key);
+      const outcome = processKey(raw, envelope, key, auth.hostname);
       inFlight.set(key, outcome);
       try {
         return await outcome;
@@ -326,6 +458,7 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
     raw: RawInbound,
     envelope: Envelope | null,
     key: string,
+    pinnedName: string | null,
   ): Promise<InboundOutcome> {
     if (processed.has(key)) {
       counters.duplicates++;
@@ -362,7 +495,7 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
       }
     }
 
-    const hostname = await resolveHostname(raw, claimed);
+    const hostname = pinnedName ?? (await resolveHostname(raw, claimed));
     const message: AdmittedMessage = {
       key,
       transport: raw.transport,

@@ -7,8 +7,18 @@
 // envelope (`receipts: [{for, status}, ...]`, up to 100 at once) once the message is in the peer's session, or
 // refused. Receipts carry no
 // body, never reach a session and are never receipted. An older plugin never asks for one, so never gets one.
+//
+// Signatures (same version, optional fields): the sender adds its public key (`from_key`), the recipient (`to`:
+// the recipient's pinned key, else its hostname) and `sig`, a detached JWS by that key over the canonical JSON of
+// every other field of the envelope as sent. The receiver verifies it over the object it received (not over what
+// its own schema kept, so fields added later still verify), then holds the key against the one it pinned.
 import { createHash, randomUUID } from "node:crypto";
 import { z } from "zod";
+import { signDetached, verifyDetached } from "../../identity/jws.js";
+import { type Identity, PUBLIC_KEY_PATTERN } from "../../identity/keys.js";
+
+/** The JWS `typ` of an envelope signature (a signature made for something else never verifies as one). */
+export const ENVELOPE_TYP = "agent-envelope+jws";
 
 /** What the receiver did with a message: in the session, or refused by admission (with the reason). */
 export const ReceiptSchema = z.object({
@@ -33,6 +43,12 @@ export const EnvelopeSchema = z.object({
   ack: z.literal(true).optional(),
   /** This envelope carries receipts for messages of ours (body empty). */
   receipts: z.array(ReceiptSchema).min(1).max(MAX_RECEIPTS).optional(),
+  /** The sender's public key (base64url Ed25519). */
+  from_key: z.string().regex(PUBLIC_KEY_PATTERN).optional(),
+  /** Whom it is for: the recipient's public key, or its hostname when the sender has no key pinned for it. */
+  to: z.string().min(1).max(253).optional(),
+  /** Detached JWS by `from_key` over the rest of the envelope. */
+  sig: z.string().min(1).max(1024).optional(),
 });
 
 export type Envelope = z.infer<typeof EnvelopeSchema>;
@@ -78,7 +94,8 @@ export function encodeEnvelope(envelope: Envelope): string {
   return JSON.stringify(EnvelopeSchema.parse(envelope));
 }
 
-export type DecodedMessage = { envelope: Envelope } | { plain: string };
+/** A decoded envelope keeps the object as received: its signature covers fields this version may not know. */
+export type DecodedMessage = { envelope: Envelope; received: Record<string, unknown> } | { plain: string };
 
 /** Our envelope when the payload is one, else the payload as plain text (never throws). */
 export function decodeMessage(data: string): DecodedMessage {
@@ -92,13 +109,30 @@ export function decodeMessage(data: string): DecodedMessage {
       return { plain: data };
     }
     const envelope = EnvelopeSchema.safeParse(parsed);
-    if (envelope.success) return { envelope: envelope.data };
+    if (envelope.success) return { envelope: envelope.data, received: parsed as Record<string, unknown> };
   }
   return { plain: data };
 }
 
-export function isEnvelope(decoded: DecodedMessage): decoded is { envelope: Envelope } {
+export function isEnvelope(
+  decoded: DecodedMessage,
+): decoded is { envelope: Envelope; received: Record<string, unknown> } {
   return "envelope" in decoded;
+}
+
+/** The envelope signed by `identity` for `to` (the recipient's pinned key, else its hostname). */
+export async function signEnvelope(envelope: Envelope, identity: Identity, to: string): Promise<Envelope> {
+  const { sig: _old, ...unsigned } = envelope;
+  const payload = EnvelopeSchema.parse({ ...unsigned, from_key: identity.publicKey, to });
+  return { ...payload, sig: await signDetached(identity, payload, ENVELOPE_TYP) };
+}
+
+/** Whether the received envelope's `sig` is its `from_key`'s signature over the rest of it (never throws). */
+export async function verifyEnvelope(received: Record<string, unknown>): Promise<boolean> {
+  const { sig, ...signed } = received;
+  const key = signed.from_key;
+  if (typeof key !== "string" || typeof sig !== "string") return false;
+  return verifyDetached(sig, signed, ENVELOPE_TYP, key);
 }
 
 /** Where a message came from: the inbox file name (or relay message id) and its payload. */

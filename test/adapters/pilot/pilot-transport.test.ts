@@ -73,7 +73,7 @@ for (const shape of ["old", "new"] as const) {
       expect(files).toHaveLength(1);
       const read = readInboxFileSync(files[0]?.path as string, { graceMs: 0 });
       if (!("ok" in read)) throw new Error(`unexpected ${JSON.stringify(read)}`);
-      expect(decodeMessage(read.ok.data)).toEqual({ envelope });
+      expect(decodeMessage(read.ok.data)).toMatchObject({ envelope });
     });
 
     it("resolves a hostname through the registry first, then pilotctl find", {

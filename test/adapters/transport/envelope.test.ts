@@ -2,9 +2,15 @@ import { describe, expect, it } from "vitest";
 import {
   createEnvelope,
   decodeMessage,
+  ENVELOPE_TYP,
   encodeEnvelope,
+  isEnvelope,
   messageKey,
+  signEnvelope,
+  verifyEnvelope,
 } from "../../../src/adapters/transport/envelope.js";
+import { signDetached } from "../../../src/identity/jws.js";
+import { generateIdentity } from "../../../src/identity/keys.js";
 
 describe("envelope", () => {
   const env = createEnvelope({
@@ -24,7 +30,7 @@ describe("envelope", () => {
       reply_to: "m-1",
       sent_at: "2026-11-25T10:00:00.000Z",
     });
-    expect(decodeMessage(encodeEnvelope(env))).toEqual({ envelope: env });
+    expect(decodeMessage(encodeEnvelope(env))).toEqual({ envelope: env, received: env });
   });
 
   it("gives each new envelope its own id", () => {
@@ -41,7 +47,8 @@ describe("envelope", () => {
 
   it("ignores unknown keys of a newer sender", () => {
     const decoded = decodeMessage(JSON.stringify({ ...env, extra: true }));
-    expect(decoded).toEqual({ envelope: env });
+    // What it says is read as this version knows it; what it was is kept, for its signature.
+    expect(decoded).toEqual({ envelope: env, received: { ...env, extra: true } });
   });
 
   it("refuses to encode an invalid envelope", () => {
@@ -61,5 +68,50 @@ describe("envelope", () => {
     expect(k1).toMatch(/^plain:TEXT-1\.json:[0-9a-f]{64}$/);
     expect(new Set([k1, k2, k3]).size).toBe(3);
     expect(messageKey({ name: "TEXT-1.json", data: "hi" }, decodeMessage("hi"))).toBe(k1);
+  });
+});
+
+describe("signed envelopes", () => {
+  const alice = generateIdentity();
+
+  it("verify over what was received, fields this version does not know included", async () => {
+    const signed = await signEnvelope(createEnvelope({ fromHostname: "alice", body: "hi" }), alice, "bob");
+    expect(signed).toMatchObject({ from_key: alice.publicKey, to: "bob", sig: expect.any(String) });
+    const decoded = decodeMessage(encodeEnvelope(signed));
+    expect(isEnvelope(decoded) && (await verifyEnvelope(decoded.received))).toBe(true);
+    // A newer sender signs a field we drop: still verifies, since the object as received is what was signed.
+    const { sig: _sig, ...unsigned } = signed;
+    const newer = { ...unsigned, extra: "x" };
+    const sig = await signDetached(alice, newer, ENVELOPE_TYP);
+    expect(await verifyEnvelope({ ...newer, sig })).toBe(true);
+  });
+
+  it("fail when any signed field changes, or the key is not the signer's", async () => {
+    const signed = await signEnvelope(createEnvelope({ fromHostname: "alice", body: "hi" }), alice, "bob");
+    for (const change of [
+      { body: "pay me" },
+      { to: "carol" },
+      { sent_at: new Date(0).toISOString() },
+      { id: "x" },
+    ]) {
+      expect(await verifyEnvelope({ ...signed, ...change })).toBe(false);
+    }
+    expect(await verifyEnvelope({ ...signed, from_key: generateIdentity().publicKey })).toBe(false);
+    expect(await verifyEnvelope({ ...signed, sig: undefined })).toBe(false);
+  });
+
+  it("re-signing replaces an old signature (a resend is signed afresh)", async () => {
+    const first = await signEnvelope(
+      createEnvelope({ fromHostname: "alice", body: "hi", id: "m" }),
+      alice,
+      "bob",
+    );
+    const again = await signEnvelope(
+      { ...first, sent_at: new Date(Date.now() + 1_000).toISOString() },
+      alice,
+      "bob",
+    );
+    expect(again.sig).not.toBe(first.sig);
+    expect(await verifyEnvelope(again)).toBe(true);
   });
 });
