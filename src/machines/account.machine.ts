@@ -312,6 +312,9 @@ export const accountMachine = setup({
           ...names,
         });
       }
+      for (const offer of observation.keys ?? []) {
+        router.deliver(router.keyOf(offer.peer), { type: "PEER.KEY", key: offer.key });
+      }
       if (observation.trusted !== null) {
         const trusted = new Set<string>();
         for (const ref of observation.trusted) {

@@ -124,5 +124,7 @@ export interface PeersObservation {
   pending: PendingPeer[];
   /** Peers in our trust list, or null when it could not be read. */
   trusted: PeerRef[] | null;
+  /** Keys offered by requesters' verified registry records (approving pins them). */
+  keys?: Array<{ peer: PeerRef; key: string }>;
   at: number;
 }

@@ -4,7 +4,7 @@ import type { AgentPage, AgentRecord, SearchQuery } from "../adapters/registry/t
 import type { OutboxState } from "../adapters/state/outbox-table.js";
 import type { PathCounters } from "../adapters/transport/fallback-transport.js";
 import { TransportError, type TransportKind } from "../adapters/transport/transport.js";
-import { PEER_STATES, type PeerTrustState } from "../machines/handshake.machine.js";
+import { type Decider, PEER_STATES, type PeerTrustState } from "../machines/handshake.machine.js";
 import type { OutboxView } from "./outbox.js";
 
 /** A peer's trust state, as the handshake machine names it. */
@@ -21,6 +21,10 @@ export interface PeerView {
   assistantName: string | null;
   humanName: string | null;
   updatedAt: string | null;
+  /** The pinned key's fingerprint (what the owners compare); null: unverified (no key pinned). */
+  fingerprint: string | null;
+  /** A key on offer, not pinned: the requester's (approving pins it) or a suspended peer's new one. */
+  offeredFingerprint: string | null;
 }
 
 export interface InboxReport {
@@ -67,6 +71,8 @@ export type NetworkErrorCode =
   | "NOT_TRUSTED"
   | "NOT_PENDING"
   | "OWNER_APPROVAL_REQUIRED"
+  /** The registry's record of the peer was ignored (forged, rewritten, older, or another key than pinned). */
+  | "UNVERIFIED"
   | "INVALID"
   /** The outbox is at its bound (per peer or in all): wait until messages are delivered. */
   | "OUTBOX_FULL"
@@ -98,8 +104,12 @@ export interface AccountNetwork {
   pending(): Promise<PeerView[]>;
   /** Sends a handshake request; `introduction` defaults to one built from the account's names. */
   handshake(hostname: string, introduction?: string): Promise<PeerView>;
-  /** `ref`: hostname, node id or assistant name (case-insensitive). */
-  approve(ref: string): Promise<PeerView>;
+  /**
+   * `ref`: hostname, node id or assistant name (case-insensitive). Approving pins the peer's offered key; for a
+   * trusted peer it pins its key (verifying it), for a suspended one its new key. A key change needs the owner:
+   * `by: "agent"` gets OWNER_APPROVAL_REQUIRED for it.
+   */
+  approve(ref: string, options?: { by?: Decider }): Promise<PeerView>;
   reject(ref: string, reason?: string): Promise<PeerView>;
   untrust(ref: string): Promise<PeerView>;
   /**
@@ -112,6 +122,21 @@ export interface AccountNetwork {
   outbox(options?: { peer?: string; finished?: number }): OutboxView[];
   inbox(): InboxReport;
   counters(): NetworkCounters;
+  /** This installation's key fingerprint, and what was made of registry records and peers' keys. */
+  identity(): IdentityReport;
+}
+
+export interface IdentityReport {
+  fingerprint: string;
+  /** Registry records seen per verdict (verified, unsigned, invalid, stale, key_mismatch). */
+  records: Record<string, number>;
+  /** Peers that need the owner: suspended (a new key signs their messages) or offered another key by the registry. */
+  alerts: Array<{
+    peer: string;
+    kind: "suspended" | "registry_key_mismatch";
+    fingerprint: string;
+    at: string;
+  }>;
 }
 
 /** Any failure as the network reports it: a transport's code mapped, anything else FAILED with what failed. */

@@ -39,7 +39,7 @@ import { type PeerTable, peerChanges } from "../machines/peers.js";
 import { type PollInput, pollMachine } from "../machines/poll.machine.js";
 import type { AgentMetadata } from "../machines/types.js";
 import { type VisibilityReading, visibilityMachine } from "../machines/visibility.machine.js";
-import type { AccountNetwork, PeerView } from "./account-network.js";
+import type { AccountNetwork, IdentityReport, PeerView } from "./account-network.js";
 import { createAutoLink } from "./auto-link.js";
 import type { InboundDeps } from "./inbound.js";
 import { createPeerNetwork } from "./peer-network.js";
@@ -65,6 +65,8 @@ export interface AccountRuntimeStatus extends AccountStatus {
   /** The public id peers know this account by (null until registered); the installation id stays secret. */
   peerId: string | null;
   registryUrl: string;
+  /** This installation's key fingerprint: what its peers' owners compare before approving it. */
+  fingerprint: string;
   visibilitySource: ResolvedAccount["visibility"]["source"];
   visibilityError: string | null;
 }
@@ -85,6 +87,8 @@ export interface AccountRuntimeOptions {
   }) => (message: AdmittedMessage) => Promise<void>;
   /** An incoming handshake request, announced once (operator log/status; agent session in agent mode). */
   onAnnounce?: (peer: PeerView) => void;
+  /** A peer needs the owner's decision about its key (already in the log and status; once per peer and key). */
+  onIdentityAlert?: (alert: IdentityReport["alerts"][number]) => void;
   /** Tells an OpenClaw session something once (a message it wrote is still undelivered). */
   notifySession?: (sessionKey: string, text: string) => void;
   /** Bounded time for deregistration on stop (default 5 s). */
@@ -261,6 +265,16 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
       expireAfterMs: account.outbound.expireAfterHours * 3_600_000,
     },
     wakeOutbox: () => actor?.send({ type: "OUTBOX.WAKE" }),
+    fingerprint: identity.fingerprint,
+    onIdentityAlert: (alert) => {
+      const approve = `openclaw gateway call agent-registry.approve --params '${JSON.stringify({ accountId: account.accountId, peer: alert.peer })}'`;
+      log.warn(
+        alert.kind === "suspended"
+          ? `agent-registry: ${account.accountId}: ${alert.peer} is suspended: its messages now come signed by another key (fingerprint ${alert.fingerprint}). Nothing from or to it passes until you decide. Compare the fingerprint with ${alert.peer}'s owner; if it matches, approve it: ${approve}; if not, untrust the peer`
+          : `agent-registry: ${account.accountId}: the registry offers another key for ${alert.peer} (fingerprint ${alert.fingerprint}) than the one you approved; its record is ignored and ${alert.peer}'s messages are still checked against the pinned key`,
+      );
+      options.onIdentityAlert?.(alert);
+    },
     ...(options.notifySession ? { notifySession: options.notifySession } : {}),
   });
   const receipts = createReceiptSender({
@@ -509,6 +523,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     hostname: named.hostname,
     peerId: state.identity().peerId ?? null,
     registryUrl,
+    fingerprint: identity.fingerprint,
     visibilitySource: account.visibility.source,
     visibilityError: visibility.source.lastError?.message ?? null,
   });
@@ -563,6 +578,9 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
 
   // The daemon is ready again (started, or restarted to repair a broken pair): what waited for it goes now.
   live.on("transport.ready", () => network.outboxQueue.retryNow());
+
+  // A trusted peer's message came under another key: it is suspended, and the owner is told.
+  live.on("peer.key_changed", ({ key }) => network.suspended(key));
 
   // A peer asks for a handshake (announced once per peer, remembered with its record).
   live.on("peer.announced", ({ key }) => {

@@ -9,6 +9,7 @@ import type { OutboxTable } from "../adapters/state/outbox-table.js";
 import { mergeByHostname } from "../adapters/transport/fallback-transport.js";
 import type { Transport } from "../adapters/transport/transport.js";
 import type { ResolvedAccount } from "../config.js";
+import { fingerprint } from "../identity/keys.js";
 import type { Log } from "../log.js";
 import type { AccountMachine } from "../machines/account.machine.js";
 import type { HandshakeCommand, HandshakeMachine, PeerState } from "../machines/handshake.machine.js";
@@ -25,6 +26,7 @@ import type { PollMachine } from "../machines/poll.machine.js";
 import type { PeerRef, PeersObservation } from "../machines/types.js";
 import {
   type AccountNetwork,
+  type IdentityReport,
   type InboxReport,
   type NetworkCounters,
   NetworkError,
@@ -34,6 +36,7 @@ import {
 } from "./account-network.js";
 import { createOutbox, type Outbox, type OutboxPolicy } from "./outbox.js";
 import { createPeerNames } from "./peer-names.js";
+import { createRecordCheck, IGNORED_VERDICTS } from "./record-check.js";
 
 /** The account root as the network uses it: its snapshot (peer table, children) and its events. */
 export type AccountRoot = Pick<ActorRefFrom<AccountMachine>, "getSnapshot" | "send">;
@@ -57,6 +60,10 @@ export interface PeerNetworkOptions {
   notifySession?: (sessionKey: string, text: string) => void;
   /** Wakes the outbox loop. */
   wakeOutbox?: () => void;
+  /** This installation's key fingerprint (status). */
+  fingerprint: string;
+  /** A peer needs the owner (suspended, or the registry offers another key): told once per peer and key. */
+  onIdentityAlert?: (alert: IdentityReport["alerts"][number]) => void;
 }
 
 export interface PeerNetwork extends AccountNetwork {
@@ -89,6 +96,8 @@ export interface PeerNetwork extends AccountNetwork {
    * a pinned peer's message under another key (suspends it). Sent to the handshake only when it is news.
    */
   noteKey(peer: PeerRef, key: string, changed: boolean): void;
+  /** The peer of this table key was suspended (its handshake said so): the owner is told, once per new key. */
+  suspended(key: string): void;
 }
 
 /** The longest a caller waits for the peers loop's reading (it may be backing off from a failing transport). */
@@ -106,6 +115,8 @@ function refOf(record: PeerState): PeerRef {
 
 export function toPeerView(record: PeerState): PeerView {
   return {
+    fingerprint: record.key ? fingerprint(record.key) : null,
+    offeredFingerprint: record.offeredKey ? fingerprint(record.offeredKey) : null,
     hostname: record.hostname,
     nodeId: record.nodeId,
     installationId: record.installationId,
@@ -144,6 +155,42 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
     const peers = table();
     const key = indexOf(peers).peers.find(peer);
     return key ? (getPeer(peers, key) ?? null) : null;
+  };
+
+  /** What needs the owner, once per peer and key (the owner is told once, not on every reading). */
+  const alerts = new Map<string, IdentityReport["alerts"][number]>();
+  const MAX_ALERTS = 1_000;
+  const alert = (peer: string, kind: IdentityReport["alerts"][number]["kind"], key: string) => {
+    const id = `${peer}\n${kind}\n${key}`;
+    if (alerts.has(id)) return;
+    const entry = { peer, kind, fingerprint: fingerprint(key), at: new Date().toISOString() };
+    alerts.set(id, entry);
+    if (alerts.size > MAX_ALERTS) alerts.delete(alerts.keys().next().value as string);
+    options.onIdentityAlert?.(entry);
+  };
+  const records = createRecordCheck({
+    pinnedKeyOf: (hostname) => recordOf({ hostname, nodeId: null, installationId: null })?.key ?? null,
+    onKeyMismatch: (hostname, offered) => alert(hostname, "registry_key_mismatch", offered),
+  });
+  /** Requesters' verified keys, looked up once per hostname for a while (a request waits for hours). */
+  const requesterKeys = new Map<string, { key: string | null; until: number }>();
+  const REQUESTER_KEY_TTL_MS = 10 * 60_000;
+  const requesterKey = async (hostname: string): Promise<string | null> => {
+    const cached = requesterKeys.get(hostname);
+    if (cached && cached.until > Date.now()) return cached.key;
+    let key: string | null = null;
+    try {
+      const record = await registry.byHostname(hostname);
+      if (record && record.hostname.toLowerCase() === hostname.toLowerCase()) {
+        const checked = await records.check(record);
+        if (checked.verification.status === "verified") key = checked.verification.key;
+      }
+    } catch (error) {
+      log.debug?.(`agent-registry: key of ${hostname}: ${(error as Error).message}`);
+    }
+    if (requesterKeys.size > 10_000) requesterKeys.clear();
+    requesterKeys.set(hostname, { key, until: Date.now() + REQUESTER_KEY_TTL_MS });
+    return key;
   };
 
   const requireTransport = (): Transport => {
@@ -200,7 +247,22 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
         `No online agent is registered as "${hostname}"; use action "search" to find the right hostname`,
       );
     }
-    return { hostname: record.hostname, nodeId: nodeIdOf(record), installationId: record.installationId };
+    const { verification } = await records.check(record);
+    if (IGNORED_VERDICTS.has(verification.status)) {
+      // What we know of a known peer stands; the registry's word about a new one is not taken.
+      if (known) return known;
+      throw new NetworkError(
+        "UNVERIFIED",
+        `The registry's record of "${hostname}" was ignored: ${verification.reason}. Ask ${hostname}'s owner for their fingerprint, or use another registry`,
+      );
+    }
+    const ref = {
+      hostname: record.hostname,
+      nodeId: nodeIdOf(record),
+      installationId: record.installationId,
+    };
+    if (verification.status === "verified" && verification.key) network.noteKey(ref, verification.key, false);
+    return ref;
   };
 
   /** hostname, node id, relay id or assistant name, case-insensitive: the key in the peer table. */
@@ -304,8 +366,39 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
       return account.transport;
     },
     unavailableReason: () => (options.transport() ? null : options.unavailableReason()),
-    search: (query) => registry.search(query),
-    getAgent: (hostname) => registry.byHostname(hostname),
+    async search(query) {
+      const page = await registry.search(query);
+      const checked = await Promise.all(page.agents.map((agent) => records.check(agent)));
+      const kept = checked.filter((agent) => !IGNORED_VERDICTS.has(agent.verification.status));
+      const caveats = [...(page.caveats ?? [])];
+      const left = checked.length - kept.length;
+      if (left > 0) {
+        const why = checked.find((agent) => IGNORED_VERDICTS.has(agent.verification.status))?.verification;
+        caveats.push(
+          `${left} record(s) left out because their signature did not hold up (${why?.status}: ${why?.reason})`,
+        );
+      }
+      if (kept.length > 0 && kept.every((agent) => agent.verification.status === "unsigned")) {
+        caveats.push(
+          "these records are unsigned (the registry or the agents have no keys): fingerprints cannot be shown",
+        );
+      }
+      return {
+        ...page,
+        agents: kept,
+        total: Math.max(0, page.total - left),
+        ...(caveats.length ? { caveats } : {}),
+      };
+    },
+    async getAgent(hostname) {
+      const record = await registry.byHostname(hostname);
+      return record ? records.check(record) : null;
+    },
+    identity: () => ({
+      fingerprint: options.fingerprint,
+      records: records.counts(),
+      alerts: [...alerts.values()],
+    }),
     peers: () => viewsOf(table()).slice(),
     view: (key) => {
       const record = getPeer(table(), key);
@@ -335,28 +428,44 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
       if (!record) throw new NetworkError("FAILED", `No handshake for "${hostname}"`);
       return toPeerView(record);
     },
-    async approve(ref) {
+    async approve(ref, approveOptions = {}) {
       requireTransport();
+      const by = approveOptions.by ?? "owner";
       let key = findPeer(ref);
       if (stateOf(key) !== "pendingApproval") {
         await network.reconcile();
         key = findPeer(ref);
       }
       const state = stateOf(key);
-      if (!key || (state !== "pendingApproval" && state !== "requested")) {
+      const before = key ? getPeer(table(), key) : undefined;
+      // A trusted peer's key on offer (an unverified peer's, a suspended peer's new one): approving pins it.
+      const pinsKey = (state === "trusted" || state === "suspended") && (before?.offeredKey ?? null) !== null;
+      if (!key || !before || (state !== "pendingApproval" && state !== "requested" && !pinsKey)) {
         throw new NetworkError(
           "NOT_PENDING",
-          `No pending handshake request from "${ref}"; list them with action "pending"`,
+          state === "trusted"
+            ? `"${ref}" is already trusted, and no new key of theirs is waiting for approval`
+            : `No pending handshake request from "${ref}"; list them with action "pending"`,
         );
       }
-      const { lastError, record } = await decide(refOf(getPeer(table(), key)!), {
-        type: "APPROVE",
-        at: Date.now(),
-      });
+      const keyChange =
+        (before.key ?? null) !== null &&
+        (before.offeredKey ?? null) !== null &&
+        before.key !== before.offeredKey;
+      if (by === "agent" && (keyChange || pinsKey)) {
+        throw new NetworkError(
+          "OWNER_APPROVAL_REQUIRED",
+          `"${ref}" offers a key you have not pinned (fingerprint ${fingerprint(before.offeredKey!)}); only your owner can approve a key, after comparing the fingerprint with ${ref}'s owner`,
+        );
+      }
+      const { lastError, record } = await decide(refOf(before), { type: "APPROVE", at: Date.now(), by });
       if (record?.state !== "trusted") {
         throw new NetworkError("FAILED", lastError?.message ?? `Approving "${ref}" failed`);
       }
-      log.info(`agent-registry: ${account.accountId} approved handshake with ${record.hostname ?? ref}`);
+      log.info(
+        `agent-registry: ${account.accountId} approved ${pinsKey ? "the key of" : "handshake with"} ${record.hostname ?? ref}` +
+          (record.key ? ` (key ${fingerprint(record.key)})` : " (no key: unverified)"),
+      );
       return toPeerView(record);
     },
     async reject(ref, reason) {
@@ -385,7 +494,7 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
     async untrust(ref) {
       requireTransport();
       const key = findPeer(ref);
-      if (!key || stateOf(key) !== "trusted") {
+      if (!key || (stateOf(key) !== "trusted" && stateOf(key) !== "suspended")) {
         throw new NetworkError("NOT_TRUSTED", `"${ref}" is not a trusted peer; see action "peers"`);
       }
       const { lastError, record } = await decide(refOf(getPeer(table(), key)!), {
@@ -434,6 +543,14 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
         return { ...peer, hostname: (key ? getPeer(table(), key)?.hostname : null) ?? null };
       };
       const named = await names.name([...pending, ...trusted].map((entry) => known(entry.peer)));
+      // A requester's key comes from its verified record (approving pins it); one already on offer is kept.
+      const keys: Array<{ peer: PeerRef; key: string }> = [];
+      for (const peer of named.slice(0, pending.length)) {
+        const record = recordOf(peer);
+        if (!peer.hostname || record?.key || record?.offeredKey) continue;
+        const key = await requesterKey(peer.hostname);
+        if (key) keys.push({ peer, key });
+      }
       // Transport "auto" lists a peer once per path (Pilot by node id, the relay by relay id): named, they merge
       // into one entry with both ids.
       return {
@@ -449,6 +566,7 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
         trusted: mergeByHostname([trusted.map((_, i) => ({ peer: named[pending.length + i]! }))]).map(
           (entry) => entry.peer,
         ),
+        ...(keys.length > 0 ? { keys } : {}),
         at,
       };
     },
@@ -511,6 +629,11 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
           ? { key: transportPeer.key ?? null, suspended: transportPeer.state === "suspended" }
           : null,
       };
+    },
+    suspended(key) {
+      const record = getPeer(table(), key);
+      if (record?.offeredKey)
+        alert(record.hostname ?? fallbackHostname(refOf(record)), "suspended", record.offeredKey);
     },
     noteKey(peer, key, changed) {
       const record = recordOf(peer);

@@ -60,6 +60,7 @@ export function toChannelSnapshot(status: AccountRuntimeStatus): AccountSnapshot
       agentId: status.agentId,
       hostname: status.hostname,
       peerId: status.peerId,
+      fingerprint: status.fingerprint,
       discoverable: status.discoverable,
       visibilitySource: status.visibilitySource,
       lastHeartbeatAt: status.lastHeartbeatAt,

@@ -46,6 +46,7 @@ export const NETWORK_ERROR_CODES: Record<NetworkErrorCode, string> = {
   NOT_TRUSTED: "NOT_TRUSTED",
   NOT_PENDING: "NOT_PENDING",
   OWNER_APPROVAL_REQUIRED: "FORBIDDEN",
+  UNVERIFIED: "NOT_FOUND",
   INVALID: "INVALID_PARAMS",
   OUTBOX_FULL: "UNAVAILABLE",
   FAILED: "FAILED",
@@ -76,6 +77,8 @@ function accountStatus(runtime: AccountRuntime) {
     unavailableReason: network.unavailableReason(),
     peers: peersByState(network),
     counters: network.counters(),
+    // This installation's fingerprint (what the owners of its peers compare), and peers that need the owner.
+    identity: network.identity(),
   };
 }
 

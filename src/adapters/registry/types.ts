@@ -44,6 +44,21 @@ export interface AgentRecord {
   publicKey?: string | null;
   /** The agent's JWS over its public fields; absent on registries without key support. */
   signedRecord?: string | null;
+  /** What the plugin made of the signature (src/runtime/record-check.ts); absent until checked. */
+  verification?: RecordVerification;
+}
+
+/**
+ * A record's signature as checked: `verified` (signed by the key it names, as served, not older than one seen,
+ * and the pinned key if the peer has one), `unsigned` (a registry or agent without keys), or ignored: `invalid`
+ * (forged or rewritten), `stale` (older than one seen), `key_mismatch` (another key than the pinned one).
+ */
+export interface RecordVerification {
+  status: "verified" | "unsigned" | "invalid" | "stale" | "key_mismatch";
+  key: string | null;
+  fingerprint: string | null;
+  /** Why it is ignored, in words. */
+  reason: string | null;
 }
 
 export interface AgentPage {

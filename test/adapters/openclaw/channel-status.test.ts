@@ -28,6 +28,7 @@ function status(overrides: Partial<AccountRuntimeStatus> = {}): AccountRuntimeSt
     hostname: "alice",
     peerId: "p_1",
     registryUrl: "http://127.0.0.1:1",
+    fingerprint: "12345 67890 12345 67890 12345 67890",
     visibilitySource: "config",
     visibilityError: null,
     ...overrides,

@@ -384,6 +384,13 @@ describe("NetworkError codes", () => {
     NOT_FOUND: () => ["agent-registry.send", { to: "nobody", text: "hi" }],
     NOT_TRUSTED: () => ["agent-registry.send", { to: "carol", text: "hi" }],
     NOT_PENDING: () => ["agent-registry.approve", { peer: "bob" }],
+    // The registry serves bob's record with a signature that does not verify: it is not taken.
+    UNVERIFIED: (a) => {
+      a.tamper((path, body) =>
+        path.endsWith("/by-hostname/bob") ? { ...(body as object), signed_record: "e30.e30.AAAA" } : body,
+      );
+      return ["agent-registry.send", { to: "bob", text: "hi" }];
+    },
     INVALID: () => ["agent-registry.send", { to: "bob", text: "   " }],
     FAILED: (a) => {
       a.memory.fail("a", "listPending", "pilotctl exited 1");

@@ -230,7 +230,9 @@ describe("search on the original registry", () => {
       const result = await runTool(runtimesOf(me), { action: "search", ...params });
       const data = (result.details as { data: SearchData & { caveats: string[] } }).data;
       expect(data.agents.map((a) => a.hostname)).toEqual(["alice"]);
-      expect(data.caveats).toHaveLength(1);
+      // What it could not do, and (it has no keys) that its records are unsigned.
+      expect(data.caveats).toHaveLength(2);
+      expect(data.caveats[1]).toMatch(/unsigned/);
       expect(textOf(result)).toMatch(/Note: This registry does not support match "all"/);
       // The records carry no status: shown as unknown, not online.
       expect(textOf(result)).toMatch(/alice \[unknown\]/);
@@ -238,7 +240,10 @@ describe("search on the original registry", () => {
       const fake = createFakeApi();
       registerGatewayMethods(fake.api, gatewayMethodSpecs(runtimesOf(me)));
       const reply = await fake.call("agent-registry.search", params);
-      expect(reply).toMatchObject({ ok: true, payload: { caveats: [expect.stringMatching(/match "all"/)] } });
+      expect(reply).toMatchObject({
+        ok: true,
+        payload: { caveats: [expect.stringMatching(/match "all"/), expect.stringMatching(/unsigned/)] },
+      });
       await me.stop();
     } finally {
       await legacy.close();

@@ -78,6 +78,11 @@ export interface TestAccount extends AccountRuntime {
   transportDown(reason: string | null): void;
   /** What the inbox reports from now on (the memory network's inbox never holds messages back). */
   reportInbox(report: InboxReport): void;
+  /**
+   * The registry turns malicious for this account: each JSON answer passes through `rewrite` (path, body) first;
+   * null restores honest answers.
+   */
+  tamper(rewrite: ((path: string, body: unknown) => unknown) | null): void;
   /** A handshake with this registered agent, approved by it: trusted both ways. */
   trust(hostname: string): Promise<void>;
   /** This remote agent asks to connect (and the account has read its pending requests). */
@@ -142,6 +147,7 @@ export async function startTestAccount(
   let registryDown = false;
   let transportDown: string | null = null;
   let inboxReport: InboxReport | null = null;
+  let rewrite: ((path: string, body: unknown) => unknown) | null = null;
   const runtime = await startAccountRuntime({
     account,
     stateRoot,
@@ -153,7 +159,10 @@ export async function startTestAccount(
           cause: Object.assign(new Error(`connect ECONNREFUSED ${registryUrl}`), { code: "ECONNREFUSED" }),
         });
       }
-      return fetch(input, init);
+      const response = await fetch(input, init);
+      if (!rewrite || !response.headers.get("content-type")?.includes("json")) return response;
+      const body = rewrite(new URL(input).pathname, await response.json());
+      return new Response(JSON.stringify(body), { status: response.status, headers: response.headers });
     },
     createDispatcher: () => async () => {},
     ...(options.transport === "none"
@@ -184,6 +193,9 @@ export async function startTestAccount(
     },
     reportInbox: (report) => {
       inboxReport = report;
+    },
+    tamper: (next) => {
+      rewrite = next;
     },
     async trust(peer) {
       const remote = memory.join(peer);
