@@ -23,6 +23,7 @@ import { withLastKnown } from "../adapters/visibility/last-known.js";
 import { createScheduleSource, type ScheduleSource } from "../adapters/visibility/schedule.js";
 import type { VisibilityReading as SourceReading } from "../adapters/visibility/types.js";
 import { DEFAULT_REGISTRY_URL, type ResolvedAccount } from "../config.js";
+import { loadOrCreateIdentity } from "../identity/keys.js";
 import type { Log } from "../log.js";
 import {
   type AccountChildrenInput,
@@ -214,8 +215,10 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
   const installationId = state.ensureInstallationId(account.installationId);
   const registryUrl = account.registryUrl || DEFAULT_REGISTRY_URL;
   switchRegistry(state, registryUrl);
+  const identity = loadOrCreateIdentity(state.dir);
   const registry = createRegistryClient({
     baseUrl: registryUrl,
+    identity,
     ...(account.registryApiKey ? { apiKey: account.registryApiKey } : {}),
     ...(options.fetch ? { fetch: options.fetch } : {}),
   });
@@ -392,6 +395,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
         registry,
         state,
         log,
+        identity,
         onRegistered: () => {
           registered = true;
         },
