@@ -179,6 +179,8 @@ export function seed(path: string): {
           description,
           capabilities,
           tokenHash: token?.hash ?? null,
+          publicKey: null,
+          signedRecord: null,
           lastSeen: now,
           createdAt: now,
           updatedAt: now,

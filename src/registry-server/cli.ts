@@ -1,6 +1,7 @@
 // Command line of the reference registry: `agent-registry serve [options]` prints one line with the URL when
 // ready; SIGTERM/SIGINT finish in-flight requests, close storage and exit 0. `agent-registry release` is the
-// operator's recovery for an agent that lost its token (admin key from the environment, never an argument).
+// operator's recovery for an agent that lost its token or its key (admin key from the environment, never an
+// argument).
 import { parseArgs } from "node:util";
 import {
   DEFAULT_HEADERS_TIMEOUT_MS,
@@ -17,7 +18,10 @@ const USAGE = `usage: agent-registry serve [--host 127.0.0.1] [--port 8001] [--d
                             [--inbox-max-messages N] [--inbox-max-bytes BYTES] [--send-rate PER_MINUTE]
                             [--send-burst N]
        agent-registry release --url URL --hostname HOSTNAME
-           (admin key from env AGENT_REGISTRY_ADMIN_KEY, deployment key from env AGENT_REGISTRY_API_KEY)
+           frees a hostname whose owner lost its agent token or its key: drops both, so the owner's next
+           registration gets a new token and may bind a new key (tell the owner's peers to expect a new
+           fingerprint). Admin key from env AGENT_REGISTRY_ADMIN_KEY, deployment key from env
+           AGENT_REGISTRY_API_KEY
   --host            interface to bind (default 127.0.0.1)
   --port            TCP port, 0 = ephemeral (default 8001)
   --db              SQLite file, or :memory: (default agent-registry.db)
@@ -216,7 +220,7 @@ async function runRelease(options: ReleaseOptions): Promise<number> {
     return 1;
   }
   process.stdout.write(
-    `released ${options.hostname}: its next registration gets a fresh agent_token (the old token is void)\n`,
+    `released ${options.hostname}: its key is unbound and its token void; its next registration gets a fresh agent_token and may bind a new key\n`,
   );
   return 0;
 }

@@ -2,6 +2,7 @@
 // shapes the reply. Literal routes (/search, /lookup, /by-hostname/, /messages/...) are never taken for an agent
 // id.
 import { z } from "zod";
+import { verifyRecord } from "../identity/signed-record.js";
 import { bearerOf } from "./auth.js";
 import { tooBusy, unprocessable } from "./errors.js";
 import {
@@ -14,6 +15,7 @@ import {
   validate,
 } from "./http.js";
 import type { InboxWaiters } from "./inbox-waiters.js";
+import { ProofChecker } from "./proofs.js";
 import {
   ackSchema,
   adminReleaseSchema,
@@ -99,13 +101,28 @@ function admitLongPoll(waiters: InboxWaiters, installationId: string, op: string
   );
 }
 
-export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Router {
+/** What verifyRecord makes of a request's signed_record (null when it sent none, or it did not verify). */
+const verifiedRecord = async (jws: string | null | undefined) => (jws ? await verifyRecord(jws) : null);
+
+/**
+ * `proofs` checks X-Agent-Proof headers and remembers their nonces (one per server). Registration, PATCH and
+ * DELETE check a proof here, over the raw body bytes, before the service's synchronous transaction; the service
+ * then only compares keys.
+ */
+export function buildRoutes(
+  service: RegistryService,
+  waiters: InboxWaiters,
+  proofs = new ProofChecker({ now: () => service.options.now() }),
+): Router {
   const router = new Router();
 
   const register: Handler = async (ctx) => {
     const op = "register agent";
-    const input = validate(registrationSchema, await jsonBody(ctx, op, 64 * 1024), "body", op);
-    const result = service.register(input, caller(ctx));
+    const raw = await readBody(ctx.req, op, 64 * 1024);
+    const input = validate(registrationSchema, parseJson(raw, op), "body", op);
+    const verified = await verifiedRecord(input.signed_record);
+    const proof = await proofs.check(ctx.req, raw, () => service.registrationKeys(input));
+    const result = service.register(input, { ...caller(ctx), proof }, verified);
     const body = result.token ? { ...result.record, agent_token: result.token } : result.record;
     return { status: result.created ? 201 : 200, body };
   };
@@ -182,15 +199,20 @@ export function buildRoutes(service: RegistryService, waiters: InboxWaiters): Ro
   const patchAgent: Handler = async (ctx) => {
     const op = "update agent";
     const id = pathParam(ctx, "id", op);
-    const input = validate(patchSchema, await jsonBody(ctx, op, 64 * 1024), "body", op);
-    return { status: 200, body: service.patch(id, input, caller(ctx)) };
+    const raw = await readBody(ctx.req, op, 64 * 1024);
+    const input = validate(patchSchema, parseJson(raw, op), "body", op);
+    const verified = await verifiedRecord(input.signed_record);
+    const proof = await proofs.check(ctx.req, raw, () => service.agentKeys(id, input.public_key));
+    return { status: 200, body: service.patch(id, input, { ...caller(ctx), proof }, verified) };
   };
 
   const deleteAgent: Handler = async (ctx) => {
     const op = "deregister agent";
     const id = pathParam(ctx, "id", op);
-    await ignoreBody(ctx, op);
-    service.remove(id, caller(ctx));
+    // Drained and ignored, but signed: a proof covers the body the request carried (normally none).
+    const raw = await readBody(ctx.req, op, 64 * 1024);
+    const proof = await proofs.check(ctx.req, raw, () => service.agentKeys(id));
+    service.remove(id, { ...caller(ctx), proof });
     return { status: 204 };
   };
 

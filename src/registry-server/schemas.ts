@@ -1,6 +1,8 @@
 // zod schemas of the registry API's requests (bodies and query strings), and the mapping of zod issues to
 // FastAPI-style 422 details `{loc, msg, type}` so clients written for the original server read them unchanged.
 import { z } from "zod";
+import { MAX_JWS_LENGTH } from "../identity/jws.js";
+import { PUBLIC_KEY_PATTERN } from "../identity/keys.js";
 import type { ValidationIssue } from "./errors.js";
 
 export const HOSTNAME_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -77,6 +79,20 @@ const registrationFields = {
     })
     .nullish(),
   capabilities: capabilitiesSchema.nullish(),
+  public_key: z
+    .string()
+    .regex(PUBLIC_KEY_PATTERN, {
+      message: "public_key must be an Ed25519 public key: its 32 raw bytes in base64url (43 characters)",
+    })
+    .nullish(),
+  // Only the shape here; the signature is checked by the route (verifyRecord) and the fields by the service.
+  signed_record: z
+    .string()
+    .max(MAX_JWS_LENGTH)
+    .regex(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/, {
+      message: "signed_record must be a compact JWS (three base64url parts joined by '.')",
+    })
+    .nullish(),
 };
 
 export const registrationSchema = z.object(registrationFields);

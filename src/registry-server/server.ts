@@ -7,6 +7,7 @@ import { bearerOf, matchesHash, registryKeyOf, sha256Hex } from "./auth.js";
 import { ClientGoneError, RegistryHttpError, unauthorized } from "./errors.js";
 import { errorReply, type RequestContext, sendJson } from "./http.js";
 import { InboxWaiters } from "./inbox-waiters.js";
+import { ProofChecker } from "./proofs.js";
 import { buildRoutes } from "./routes.js";
 import { RegistryService } from "./service.js";
 import { SqliteRegistryStore } from "./sqlite-store.js";
@@ -153,7 +154,7 @@ export async function startRegistryServer(
     sendRatePerMinute: options.sendRatePerMinute,
     sendBurst: options.sendBurst,
   });
-  const router = buildRoutes(service, waiters);
+  const router = buildRoutes(service, waiters, new ProofChecker({ now: service.options.now }));
   const keyHash = options.apiKey ? sha256Hex(options.apiKey) : undefined;
 
   const checkDeploymentKey = (req: IncomingMessage, path: string) => {

@@ -2,8 +2,15 @@
 // and the ttl, agent-token checks, relay messages with dedupe, and the trust handshake. Callers pass parsed,
 // validated input; every failure is a RegistryHttpError naming the operation and the next step.
 import { createHash, randomUUID } from "node:crypto";
+import {
+  normalizeRecordFields,
+  rewrittenField,
+  type ServedFields,
+  type SignedRecordFields,
+} from "../identity/signed-record.js";
 import { issueToken, matchesHash } from "./auth.js";
 import {
+  badRequest,
   conflict,
   forbidden,
   insufficientStorage,
@@ -16,6 +23,7 @@ import {
 import type { InboxWaiters } from "./inbox-waiters.js";
 import { JsonStream } from "./json-text.js";
 import { isPeerId, peerIdOf } from "./peer-id.js";
+import type { ProofResult } from "./proofs.js";
 import { SendRateLimiter } from "./rate-limit.js";
 import {
   LOOKUP_MAX_PER_NODE_ID,
@@ -50,6 +58,10 @@ export interface AgentRecord {
   last_seen: string;
   created_at: string;
   updated_at: string;
+  /** The Ed25519 key the record is bound to (base64url), or null for a record without one. */
+  public_key: string | null;
+  /** The agent's own JWS over the record's public fields (null exactly when public_key is). */
+  signed_record: string | null;
 }
 
 export interface RelayMessage {
@@ -96,6 +108,24 @@ export interface TrustChangesQuery {
 /** Credentials a request presented for acting as an agent. */
 export interface Caller {
   bearer: string | undefined;
+  /** What its X-Agent-Proof proved (checked by the route); absent on calls that take no proof. */
+  proof?: ProofResult;
+}
+
+/** The fields of a `signed_record` whose signature the route verified; null when it did not verify. */
+export type VerifiedRecord = SignedRecordFields | null;
+
+/** A record's fields as a signed record covers them (for rewrittenField). */
+function servedFields(agent: StoredAgent): ServedFields {
+  return {
+    hostname: agent.hostname,
+    displayName: agent.displayName,
+    description: agent.description,
+    capabilities: agent.capabilities,
+    pilotNodeId: agent.pilotNodeId === null ? null : String(agent.pilotNodeId),
+    pilotAddress: agent.pilotAddress,
+    publicKey: agent.publicKey,
+  };
 }
 
 export interface RegistryServiceOptions {
@@ -228,23 +258,105 @@ export class RegistryService {
     }
   }
 
+  /** The request is signed with the key this record is bound to (a fresh proof for exactly this request). */
+  #provesKey(agent: StoredAgent, caller: Caller): boolean {
+    return (
+      agent.publicKey !== null && caller.proof?.kind === "valid" && caller.proof.publicKey === agent.publicKey
+    );
+  }
+
+  /** What to do about a record bound to a key the caller cannot sign with (ends 401/409 details). */
+  #keyRecovery(agent: StoredAgent): string {
+    return (
+      `key lost? ask the operator to run 'agent-registry release --url <registry> --hostname ${agent.hostname}', ` +
+      "which unbinds it, or use another hostname"
+    );
+  }
+
+  /**
+   * A record bound to a key is changed only by requests signed with that key; its agent token alone is refused
+   * (401), so a stolen token cannot move, change or delete the record, and the key holder needs no token.
+   */
+  #requireKey(agent: StoredAgent, caller: Caller, operation: string): void {
+    if (this.#provesKey(agent, caller)) return;
+    const proof = caller.proof ?? { kind: "none" };
+    const bound = `hostname '${agent.hostname}' is bound to a key`;
+    const problem =
+      proof.kind === "none"
+        ? `${bound}: sign the request with that key (header X-Agent-Proof); the agent token alone is not enough`
+        : proof.kind === "invalid"
+          ? `X-Agent-Proof refused: ${proof.reason}; ${bound}: sign this exact request (method, path, body) with it`
+          : `X-Agent-Proof is signed by another key; ${bound}: sign with that one`;
+    throw unauthorized(operation, `${problem}; ${this.#keyRecovery(agent)}`, "Agent-Proof");
+  }
+
+  /**
+   * Binding a key to a record (new, or one without a key) needs a proof signed with that key: possession now, not
+   * just a signed record, which anyone may have copied from a registry's answers.
+   */
+  #requireNewKey(publicKey: string, caller: Caller, operation: string): void {
+    if (caller.proof?.kind === "valid" && caller.proof.publicKey === publicKey) return;
+    const why =
+      caller.proof?.kind === "invalid"
+        ? `X-Agent-Proof refused: ${caller.proof.reason}`
+        : "no X-Agent-Proof signed with it";
+    throw unauthorized(
+      operation,
+      `binding public_key to a record needs the request signed with that key (header X-Agent-Proof): ${why}`,
+      "Agent-Proof",
+    );
+  }
+
+  /**
+   * The signed record a write leaves on `next`: it verified (`verified` is what verifyRecord made of it), names the
+   * record's key and agrees with every field it covers. 400 naming what is wrong.
+   */
+  #checkSigned(operation: string, next: StoredAgent, verified: VerifiedRecord): void {
+    if (next.publicKey === null) {
+      throw badRequest(
+        operation,
+        "signed_record needs public_key: send the key it is signed with, or neither of the two",
+      );
+    }
+    if (!verified) {
+      throw badRequest(
+        operation,
+        "signed_record does not verify: send a compact JWS (alg EdDSA, typ agent-record+jws) over the record's fields, signed by the key it names",
+      );
+    }
+    if (verified.public_key !== next.publicKey) {
+      throw badRequest(
+        operation,
+        "signed_record names another key than public_key: sign the record with the key the request carries",
+      );
+    }
+    const field = rewrittenField(verified, servedFields(next));
+    if (field) {
+      throw badRequest(
+        operation,
+        `signed_record does not match the record: field ${field} differs; sign the fields as the record gets them (capabilities lowercase, without duplicates)`,
+      );
+    }
+  }
+
   /** 409 for a hostname held by another record, with the date it is released. */
   #held(operation: string, holder: StoredAgent, now: number) {
     const state = this.isOnline(holder, now) ? "online" : "offline or deregistered";
     return conflict(
       operation,
       `hostname '${holder.hostname}' is held by another registration (${state}) until at least ` +
-        `${iso(this.releaseAt(holder))}; use another hostname, or if it is yours and its token is lost, ask the operator to run ` +
+        `${iso(this.releaseAt(holder))}; use another hostname, or if it is yours and its token or key is lost, ask the operator to run ` +
         `'agent-registry release --url <registry> --hostname ${holder.hostname}'`,
     );
   }
 
   /**
-   * A hostname another record holds: the caller may take it only when that record is unowned and offline (or
-   * past its release period); the stale record then gives way with its inbox. Otherwise 409.
+   * A hostname another record holds: the caller may take it only when that record is unowned, unkeyed and offline
+   * (or past its release period); the stale record then gives way with its inbox. Otherwise 409.
    */
   #claimHostname(operation: string, holder: StoredAgent, now: number): void {
-    if (this.#isHeld(holder, now) && (this.#owned(holder) || this.isOnline(holder, now))) {
+    const claimed = this.#owned(holder) || holder.publicKey !== null || this.isOnline(holder, now);
+    if (this.#isHeld(holder, now) && claimed) {
       throw this.#held(operation, holder, now);
     }
     this.#purge(holder);
@@ -269,6 +381,8 @@ export class RegistryService {
       last_seen: iso(agent.lastSeen),
       created_at: iso(agent.createdAt),
       updated_at: iso(agent.updatedAt),
+      public_key: agent.publicKey,
+      signed_record: agent.signedRecord,
     };
   }
 
@@ -299,11 +413,39 @@ export class RegistryService {
 
   // ---- agents -------------------------------------------------------------------------------------------
 
+  /**
+   * The keys a registration's X-Agent-Proof may be signed with: those of the records it may replace (matched by
+   * hostname or installation id) and the one it asks to bind. The route checks the proof against them (async)
+   * before register(), which then compares keys inside its transaction.
+   */
+  registrationKeys(input: RegistrationInput): string[] {
+    const keys = [input.public_key, this.#store.getAgentByHostname(input.hostname)?.publicKey];
+    if (input.installation_id)
+      keys.push(this.#store.getAgentByInstallation(input.installation_id)?.publicKey);
+    return keys.filter((k): k is string => typeof k === "string");
+  }
+
+  /** The keys a PATCH or DELETE of agent `id` may be signed with: the record's, and one a PATCH binds. */
+  agentKeys(id: string, publicKey?: string | null): string[] {
+    return [this.#store.getAgentById(id)?.publicKey, publicKey].filter(
+      (k): k is string => typeof k === "string",
+    );
+  }
+
   register(
     input: RegistrationInput,
     caller: Caller,
+    verified: VerifiedRecord = null,
   ): { created: boolean; record: AgentRecord; token?: string } {
     const operation = "register agent";
+    const publicKey = input.public_key ?? null;
+    const signedRecord = input.signed_record ?? null;
+    if ((publicKey === null) !== (signedRecord === null)) {
+      throw badRequest(
+        operation,
+        "public_key and signed_record go together: send both (the key and the record signed with it) or neither",
+      );
+    }
     return this.#store.transaction(() => {
       const now = this.#now();
       const installationId = input.installation_id ?? null;
@@ -320,9 +462,13 @@ export class RegistryService {
         byInstallation = undefined;
       }
       if (byHostname && byHostname.installationId !== installationId) {
-        if (this.#owned(byHostname) && caller.bearer && matchesHash(caller.bearer, byHostname.tokenHash!)) {
-          // The owner itself (it proves the token) registering under a new installation id: allowed unless that
-          // installation already has a record of its own.
+        const owner =
+          byHostname.publicKey !== null
+            ? this.#provesKey(byHostname, caller)
+            : this.#owned(byHostname) && caller.bearer && matchesHash(caller.bearer, byHostname.tokenHash!);
+        if (owner) {
+          // The owner itself (it proves the key, or the token of an unkeyed record) registering under a new
+          // installation id: allowed unless that installation already has a record of its own.
           if (byInstallation && byInstallation.id !== byHostname.id) {
             throw conflict(
               operation,
@@ -336,11 +482,36 @@ export class RegistryService {
         }
       }
       const existing = byHostname ?? byInstallation;
-      // Matched by hostname or by installation id, an owned record needs its token: an installation id alone is
-      // no proof (older registries published it), and without this anyone could move or read the agent.
-      if (existing) this.#requireOwner(existing, caller, operation);
-      // The owner's valid token is kept, not rotated: a reply lost in transit must not lock the owner out.
-      const keep = existing && this.#owned(existing) && caller.bearer !== undefined;
+      if (existing?.publicKey) {
+        // A record bound to a key goes on only with a request signed by that key (the token is not needed: that
+        // is how a key holder that lost its token gets a new one). Another key without that signature is
+        // someone else asking for the hostname; with it, the holder rotating its key.
+        if (!this.#provesKey(existing, caller) && publicKey !== null && publicKey !== existing.publicKey) {
+          throw conflict(
+            operation,
+            `hostname '${existing.hostname}' is bound to another key; to move it to a new key, sign the registration (X-Agent-Proof) with the old one; ${this.#keyRecovery(existing)}`,
+          );
+        }
+        this.#requireKey(existing, caller, operation);
+        if (publicKey === null) {
+          throw badRequest(
+            operation,
+            `hostname '${existing.hostname}' is bound to a key: a registration must carry public_key and signed_record (a new key to rotate it); ${this.#keyRecovery(existing)}`,
+          );
+        }
+      } else {
+        // Matched by hostname or by installation id, an owned record needs its token: an installation id alone
+        // is no proof (older registries published it), and without this anyone could move or read the agent.
+        if (existing) this.#requireOwner(existing, caller, operation);
+        if (publicKey !== null) this.#requireNewKey(publicKey, caller, operation);
+      }
+      // The owner's valid token is kept, not rotated: a reply lost in transit must not lock the owner out. A key
+      // holder without it (or with a stale one) gets a new token.
+      const keep =
+        existing &&
+        this.#owned(existing) &&
+        caller.bearer !== undefined &&
+        matchesHash(caller.bearer, existing.tokenHash!);
       const token = !this.options.agentTokens
         ? undefined
         : keep
@@ -356,11 +527,14 @@ export class RegistryService {
         description: input.description ?? null,
         capabilities: input.capabilities ?? [],
         tokenHash: token?.hash ?? null,
+        publicKey,
+        signedRecord,
         lastSeen: now,
         updatedAt: now,
       };
       if (existing) {
         const agent: StoredAgent = { ...existing, ...fields };
+        if (signedRecord !== null) this.#checkSigned(operation, agent, verified);
         this.#store.updateAgent(agent);
         return { created: false, record: this.toRecord(agent, now, true), token: token?.token };
       }
@@ -369,6 +543,7 @@ export class RegistryService {
         createdAt: now,
         ...fields,
       };
+      if (signedRecord !== null) this.#checkSigned(operation, agent, verified);
       this.#store.insertAgent(agent);
       return { created: true, record: this.toRecord(agent, now, true), token: token?.token };
     });
@@ -385,13 +560,14 @@ export class RegistryService {
     return this.#store.getAgentById(id) ? randomUUID() : id;
   }
 
-  patch(id: string, input: PatchInput, caller: Caller): AgentRecord {
+  patch(id: string, input: PatchInput, caller: Caller, verified: VerifiedRecord = null): AgentRecord {
     const operation = "update agent";
     return this.#store.transaction(() => {
       const now = this.#now();
       const agent = this.#store.getAgentById(id);
       if (!agent) throw notFound(operation, `agent ${id} is unknown; register it with POST /api/v1/agents/`);
-      this.#requireAgent(agent, caller, operation, `agent ${id}`);
+      if (agent.publicKey !== null) this.#requireKey(agent, caller, operation);
+      else this.#requireAgent(agent, caller, operation, `agent ${id}`);
       const next: StoredAgent = { ...agent, updatedAt: now };
       if (input.hostname !== undefined && input.hostname !== agent.hostname) {
         const holder = this.#store.getAgentByHostname(input.hostname);
@@ -416,16 +592,63 @@ export class RegistryService {
       if (input.display_name !== undefined) next.displayName = input.display_name;
       if (input.description !== undefined) next.description = input.description;
       if (input.capabilities !== undefined) next.capabilities = input.capabilities ?? [];
+      this.#patchKey(operation, agent, next, input, caller, verified);
       this.#store.updateAgent(next);
       return this.toRecord(next, now, true);
     });
+  }
+
+  /**
+   * The key and signed record a PATCH leaves on `next`. A key is bound by its holder (a proof signed with it) or
+   * rotated by the old key's holder (proven already); it is never removed here (the operator's release does
+   * that). A signed record sent must match the result; one left out is kept only while the result still matches
+   * it, so a keyed record never serves fields its agent did not sign.
+   */
+  #patchKey(
+    operation: string,
+    agent: StoredAgent,
+    next: StoredAgent,
+    input: PatchInput,
+    caller: Caller,
+    verified: VerifiedRecord,
+  ): void {
+    if (input.public_key !== undefined && input.public_key !== agent.publicKey) {
+      if (input.public_key === null) {
+        throw badRequest(
+          operation,
+          `hostname '${agent.hostname}' is bound to a key and a PATCH cannot unbind it; send a new key to rotate it, or ${this.#keyRecovery(agent)}`,
+        );
+      }
+      if (agent.publicKey === null) this.#requireNewKey(input.public_key, caller, operation);
+      next.publicKey = input.public_key;
+    }
+    if (input.signed_record) {
+      this.#checkSigned(operation, next, verified);
+      next.signedRecord = input.signed_record;
+      return;
+    }
+    if (next.publicKey === null) return;
+    const before =
+      agent.publicKey === null
+        ? "public_key"
+        : rewrittenField(
+            normalizeRecordFields({ ...agent, publicKey: agent.publicKey, issuedAt: new Date(0) }),
+            servedFields(next),
+          );
+    if (before !== null) {
+      throw badRequest(
+        operation,
+        `this PATCH changes ${before}, which the record's signature covers: send a new signed_record matching the updated record`,
+      );
+    }
   }
 
   remove(id: string, caller: Caller): void {
     const operation = "deregister agent";
     const agent = this.#store.getAgentById(id);
     if (!agent) throw notFound(operation, `agent ${id} is unknown (already deregistered or purged)`);
-    this.#requireAgent(agent, caller, operation, `agent ${id}`);
+    if (agent.publicKey !== null) this.#requireKey(agent, caller, operation);
+    else this.#requireAgent(agent, caller, operation, `agent ${id}`);
     if (!this.options.agentTokens) {
       // No tokens, no owner to hold the hostname for: the original behaviour.
       this.#store.deleteAgent(id);
@@ -959,9 +1182,9 @@ export class RegistryService {
   // ---- operator ------------------------------------------------------------------------------------------
 
   /**
-   * Operator recovery for an owner that lost its token: drops the record's ownership and takes it offline, so
-   * the next registration of that hostname (by any installation) gets a fresh token; another installation
-   * replaces the record and its inbox.
+   * Operator recovery for an owner that lost its token or its key: drops the record's ownership (token and key)
+   * and takes it offline, so the next registration of that hostname (by any installation) gets a fresh token and
+   * may bind a new key; another installation replaces the record and its inbox.
    */
   adminRelease(
     hostname: string,
@@ -989,9 +1212,13 @@ export class RegistryService {
       const agent = this.#store.getAgentByHostname(hostname);
       if (!agent)
         throw notFound(operation, `no registration holds hostname '${hostname}'; it is free already`);
+      // The key goes with the token: an owner that lost its key registers again with a new one, and until then
+      // the record serves no signature (readers that pinned the old key see the change).
       this.#store.updateAgent({
         ...agent,
         tokenHash: null,
+        publicKey: null,
+        signedRecord: null,
         lastSeen: Math.min(agent.lastSeen, this.onlineSince(now) - 1),
         updatedAt: now,
       });

@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS agents (
   description TEXT,
   capabilities TEXT NOT NULL,
   token_hash TEXT,
+  public_key TEXT,
+  signed_record TEXT,
   last_seen INTEGER NOT NULL,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL
@@ -115,7 +117,8 @@ type Row = Record<string, SQLInputValue>;
 
 const AGENT_COLUMNS =
   "a.seq, a.id, a.hostname, a.installation_id, a.pilot_node_id, a.pilot_address, a.display_name, " +
-  "a.description, a.capabilities, a.token_hash, a.last_seen, a.created_at, a.updated_at, a.peer_id";
+  "a.description, a.capabilities, a.token_hash, a.last_seen, a.created_at, a.updated_at, a.peer_id, " +
+  "a.public_key, a.signed_record";
 
 const str = (v: SQLInputValue | undefined): string | null =>
   v === null || v === undefined ? null : String(v);
@@ -134,6 +137,8 @@ function toAgent(row: Row): StoredAgent {
     description: str(row.description),
     capabilities: JSON.parse(String(row.capabilities)) as string[],
     tokenHash: str(row.token_hash),
+    publicKey: str(row.public_key),
+    signedRecord: str(row.signed_record),
     lastSeen: Number(row.last_seen),
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
@@ -242,6 +247,13 @@ export class SqliteRegistryStore implements RegistryStore {
       const columns = this.#db.prepare("PRAGMA table_info(messages)").all();
       if (!columns.some((c) => c.name === "body_bytes")) {
         this.#db.exec("ALTER TABLE messages ADD COLUMN body_bytes INTEGER");
+      }
+      // Records bound to a key: databases from before keys get the two columns empty (no record is keyed).
+      const agentColumns = this.#db.prepare("PRAGMA table_info(agents)").all();
+      for (const column of ["public_key", "signed_record"]) {
+        if (!agentColumns.some((c) => c.name === column)) {
+          this.#db.exec(`ALTER TABLE agents ADD COLUMN ${column} TEXT`);
+        }
       }
       this.#db.exec(INBOX_USAGE_SCHEMA);
       if (!hadUsage) {
@@ -475,8 +487,8 @@ export class SqliteRegistryStore implements RegistryStore {
     this.transaction(() => {
       const result = this.#stmt(
         "INSERT INTO agents (id, hostname, installation_id, pilot_node_id, pilot_address, display_name, " +
-          "description, capabilities, token_hash, last_seen, created_at, updated_at, peer_id) " +
-          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          "description, capabilities, token_hash, last_seen, created_at, updated_at, peer_id, public_key, " +
+          "signed_record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
       ).run(
         agent.id,
         agent.hostname,
@@ -491,6 +503,8 @@ export class SqliteRegistryStore implements RegistryStore {
         agent.createdAt,
         agent.updatedAt,
         agent.peerId,
+        agent.publicKey,
+        agent.signedRecord,
       );
       const seq = Number(result.lastInsertRowid);
       this.#indexLater(() => this.#index.add(seq, agent));
@@ -506,7 +520,7 @@ export class SqliteRegistryStore implements RegistryStore {
       this.#stmt(
         "UPDATE agents SET hostname = ?, installation_id = ?, pilot_node_id = ?, pilot_address = ?, " +
           "display_name = ?, description = ?, capabilities = ?, token_hash = ?, last_seen = ?, " +
-          "created_at = ?, updated_at = ?, peer_id = ? WHERE seq = ?",
+          "created_at = ?, updated_at = ?, peer_id = ?, public_key = ?, signed_record = ? WHERE seq = ?",
       ).run(
         agent.hostname,
         agent.installationId,
@@ -520,6 +534,8 @@ export class SqliteRegistryStore implements RegistryStore {
         agent.createdAt,
         agent.updatedAt,
         agent.peerId,
+        agent.publicKey,
+        agent.signedRecord,
         seq,
       );
       this.#indexLater(() => this.#index.add(seq, agent));

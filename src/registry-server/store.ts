@@ -18,6 +18,13 @@ export interface StoredAgent {
   capabilities: string[];
   /** sha256 (hex) of the current agent token; null when none was issued. */
   tokenHash: string | null;
+  /**
+   * The Ed25519 public key the record is bound to (base64url), or null: once set, only requests signed with it
+   * may re-register, change or delete the record (the operator's release unbinds it).
+   */
+  publicKey: string | null;
+  /** The agent's JWS over the record's public fields, as it sent it; null exactly when publicKey is. */
+  signedRecord: string | null;
   lastSeen: number;
   createdAt: number;
   updatedAt: number;

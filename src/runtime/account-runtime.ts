@@ -223,8 +223,10 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
   const installationId = state.ensureInstallationId(account.installationId);
   const registryUrl = account.registryUrl || DEFAULT_REGISTRY_URL;
   switchRegistry(state, registryUrl);
+  const identity = loadOrCreateIdentity(state.dir);
   const registry = createRegistryClient({
     baseUrl: registryUrl,
+    identity,
     ...(account.registryApiKey ? { apiKey: account.registryApiKey } : {}),
     ...(options.fetch ? { fetch: options.fetch } : {}),
   });
@@ -421,6 +423,7 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
         registry,
         state,
         log,
+        identity,
         onRegistered: () => {
           registered = true;
         },

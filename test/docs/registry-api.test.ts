@@ -3,7 +3,10 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { MAX_JWS_LENGTH } from "../../src/identity/jws.js";
+import { PROOF_WINDOW_MS } from "../../src/identity/request-proof.js";
 import { InboxWaiters } from "../../src/registry-server/inbox-waiters.js";
+import { NONCE_CACHE_SIZE } from "../../src/registry-server/proofs.js";
 import { buildRoutes } from "../../src/registry-server/routes.js";
 import {
   INBOX_DEFAULT_MAX_BYTES,
@@ -80,5 +83,10 @@ describe("docs/registry-api.md", () => {
     expect(doc).toContain("at most the 10 seen most\n  recently are returned per node id");
     expect(MAX_QUERY_TERMS).toBe(32);
     expect(doc).toContain("(up to 16 KiB, 32 words)");
+    expect(MAX_JWS_LENGTH).toBe(16 * KIB);
+    expect(doc).toContain("| `signed_record`, `X-Agent-Proof` | 16 KiB | 422 / 401 |");
+    expect([PROOF_WINDOW_MS, NONCE_CACHE_SIZE]).toEqual([5 * 60_000, 100_000]);
+    expect(doc).toContain("`t` is within 5 minutes of the\nregistry's clock");
+    expect(doc).toContain("The registry remembers spent nonces for 10 minutes,\nat most the last 100,000");
   });
 });

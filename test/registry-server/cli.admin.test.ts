@@ -53,11 +53,19 @@ describe("agent-registry CLI (operator)", () => {
       AGENT_REGISTRY_ADMIN_KEY: "the-admin-key",
     });
     expect(ok.code).toBe(0);
-    expect(ok.stdout).toMatch(/released keeper/);
+    expect(ok.stdout).toMatch(/released keeper: its key is unbound and its token void/);
     expect(
       (await r.call("POST", "/api/v1/agents/", { body: { hostname: "keeper", installation_id: "inst-b" } }))
         .status,
     ).toBe(201);
+  }, 30_000);
+
+  it("says in its help that release unbinds a lost key too", async () => {
+    const help = await run(["--help"], {});
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(
+      /release --url URL --hostname HOSTNAME\s+frees a hostname whose owner lost its agent token or its key/,
+    );
   }, 30_000);
 
   it("serve --agent-tokens off warns that it is insecure", async () => {

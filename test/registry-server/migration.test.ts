@@ -1,6 +1,7 @@
 // A database written before peer ids existed: opening it adds the indexed peer_id column, fills it, and re-keys
 // message senders and trust records to peer ids, so no installation id is ever shown to another agent. One
-// written before trust change sequences gets them numbered, oldest change first.
+// written before trust change sequences gets them numbered, oldest change first. One written before keys gets
+// the key columns, empty.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -134,6 +135,33 @@ describe("trust change sequence migration", () => {
       );
     } finally {
       raw.close();
+    }
+  });
+});
+
+describe("key columns migration", () => {
+  it("adds public_key and signed_record to an older database, empty, and keeps what is written there", () => {
+    const path = join(dir, "before-keys.db");
+    const old = new DatabaseSync(path);
+    old.exec(BEFORE_CHANGES_SCHEMA);
+    old.close();
+    const store = new SqliteRegistryStore({ path });
+    try {
+      const alice = store.getAgentById("id-a")!;
+      expect(alice).toMatchObject({ publicKey: null, signedRecord: null });
+      store.updateAgent({ ...alice, publicKey: "k".repeat(43), signedRecord: "h.p.s" });
+    } finally {
+      store.close();
+    }
+    const again = new SqliteRegistryStore({ path });
+    try {
+      expect(again.getAgentByHostname("alice")).toMatchObject({
+        publicKey: "k".repeat(43),
+        signedRecord: "h.p.s",
+      });
+      expect(again.getAgentByHostname("bob")).toMatchObject({ publicKey: null, signedRecord: null });
+    } finally {
+      again.close();
     }
   });
 });

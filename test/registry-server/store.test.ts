@@ -21,6 +21,8 @@ const agent = (i: number, fields: Partial<StoredAgent> = {}): StoredAgent => ({
   description: null,
   capabilities: [],
   tokenHash: null,
+  publicKey: null,
+  signedRecord: null,
   lastSeen: 1000,
   createdAt: 1000,
   updatedAt: 1000,

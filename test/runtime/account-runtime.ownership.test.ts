@@ -1,12 +1,15 @@
 // An account runtime against the reference registry across restarts: with its state directory it presents
 // its saved agent token and gets its registration back (same id, also after a stop deregistered it); with
 // the state directory lost it cannot take its own hostname over, and its status says why and how to recover.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+// Its record is bound to the installation's key: the key alone recovers a lost token, a token alone is refused.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RegistryError } from "../../src/adapters/registry/errors.js";
 import { resolveAccounts } from "../../src/config.js";
+import { IDENTITY_FILE, loadOrCreateIdentity } from "../../src/identity/keys.js";
+import { verifyRecord } from "../../src/identity/signed-record.js";
 import { type RegistryServerHandle, startRegistryServer } from "../../src/registry-server/server.js";
 import {
   type AccountRuntime,
@@ -93,6 +96,51 @@ describe("registration ownership across restarts", () => {
     } finally {
       await other.close();
     }
+  });
+
+  it("binds its record to the installation's key, signed, and gets a new token with the key alone", async () => {
+    const stateRoot = join(dir, "keyed");
+    const first = await start(stateRoot, "signer");
+    const { agentId } = await until(() => first.status().lifecycle === "online" && first.status(), "online");
+    const key = loadOrCreateIdentity(first.state.dir).publicKey;
+    const record = (await (await fetch(`${registry.url}/api/v1/agents/${agentId}`)).json()) as Record<
+      string,
+      unknown
+    >;
+    expect(record.public_key).toBe(key);
+    expect(await verifyRecord(record.signed_record)).toMatchObject({ hostname: "signer", public_key: key });
+    const token = first.state.identity().agentToken;
+    await stop(first);
+    // The token is lost, the key is not.
+    const file = join(first.state.dir, "identity.json");
+    writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, "utf8")), agentToken: null }));
+    const second = await start(stateRoot, "signer");
+    const status = await until(
+      () => second.status().lifecycle === "online" && second.status(),
+      "online again",
+    );
+    expect(status.agentId).toBe(agentId);
+    expect(second.state.identity().agentToken).toEqual(expect.any(String));
+    expect(second.state.identity().agentToken).not.toBe(token);
+    await stop(second);
+  });
+
+  it("a runtime that kept its token but lost its key cannot move the record to a new key", async () => {
+    const stateRoot = join(dir, "keyless");
+    const first = await start(stateRoot, "keyless");
+    await until(() => first.status().lifecycle === "online", "online");
+    await stop(first);
+    rmSync(join(first.state.dir, IDENTITY_FILE));
+    const second = await start(stateRoot, "keyless");
+    const status = await until(() => second.status().lastError !== null && second.status(), "a refusal");
+    expect(status.lastError).toMatchObject({ kind: "conflict", status: 409 });
+    expect(status.lastError!.message).toMatch(
+      /bound to a key this gateway does not hold \(identity\.key lost/,
+    );
+    expect(status.lastError!.message).toContain(
+      `agent-registry release --url ${registry.url} --hostname keyless`,
+    );
+    await stop(second);
   });
 
   it("a runtime whose state dir was lost says the hostname is owned elsewhere and how to recover, with backoff", async () => {

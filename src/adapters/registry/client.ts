@@ -3,6 +3,8 @@
 // operation. The base URL comes from config only; callers pass ids and filters, never URLs.
 import { Agent, fetch as undiciFetch } from "undici";
 import { z } from "zod";
+import type { Identity } from "../../identity/keys.js";
+import { createRequestProof, PROOF_HEADER } from "../../identity/request-proof.js";
 import { RegistryError, type RegistryErrorKind, type RegistryErrorOptions } from "./errors.js";
 import {
   ackResponseSchema,
@@ -100,6 +102,12 @@ export interface RegistryClientOptions {
   timeoutMs?: number;
   /** Largest accepted response body (default MAX_RESPONSE_BYTES). */
   maxResponseBytes?: number;
+  /**
+   * The installation's key: registration, update and deregistration then carry `X-Agent-Proof`, which a registry
+   * with key support requires once the record is bound to the key (and accepts instead of a lost agent token).
+   * Registries without key support ignore the header.
+   */
+  identity?: Identity;
 }
 
 export interface PatchOptions extends CallOptions {
@@ -173,6 +181,8 @@ interface RequestSpec<T> {
   token?: string | null | undefined;
   /** Trust endpoints of the original server expected `Authorization: Bearer <deployment key>`. */
   bearerFallbackToKey?: boolean;
+  /** Sign the request with the client's identity (X-Agent-Proof), when it has one. */
+  prove?: boolean;
   signal?: AbortSignal | undefined;
   schema: z.ZodType<T, unknown>;
   /** Value for an empty 2xx body (204); without it an empty body is a bad response. */
@@ -224,6 +234,14 @@ function clampInt(value: number | undefined, min: number, max: number, fallback:
   return Math.min(max, Math.max(min, Math.trunc(value)));
 }
 
+/**
+ * Capabilities as the client sends them (trimmed, lowercase, non-empty, each once, at most 50): what a signed
+ * record must carry to match what the registry stores.
+ */
+export function wireCapabilities(list: readonly string[] | undefined): string[] {
+  return normalizeCapabilities(list, 50);
+}
+
 function normalizeCapabilities(list: readonly string[] | undefined, max: number): string[] {
   const out: string[] = [];
   for (const raw of list ?? []) {
@@ -242,7 +260,9 @@ function metadataToWire(meta: Partial<AgentMetadata>): Record<string, unknown> {
   if (meta.pilotAddress !== undefined) wire.pilot_address = meta.pilotAddress;
   if (meta.displayName !== undefined) wire.display_name = meta.displayName;
   if (meta.description !== undefined) wire.description = meta.description;
-  if (meta.capabilities !== undefined) wire.capabilities = normalizeCapabilities(meta.capabilities, 50);
+  if (meta.capabilities !== undefined) wire.capabilities = wireCapabilities(meta.capabilities);
+  if (meta.publicKey !== undefined) wire.public_key = meta.publicKey;
+  if (meta.signedRecord !== undefined) wire.signed_record = meta.signedRecord;
   return wire;
 }
 
@@ -378,6 +398,7 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     );
   }
   const doFetch: FetchLike = options.fetch ?? registryFetch;
+  const identity = options.identity;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const maxResponseBytes = options.maxResponseBytes ?? MAX_RESPONSE_BYTES;
   /** The search route's spelling this server answers to (learned on first use, see search()). */
@@ -393,9 +414,9 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
   let trustLimitCap = TRUST_PAGE_LIMIT_MAX;
 
   /** Belt and braces: a server may echo a header back in an error detail. */
-  function redact(text: string, token: string | null | undefined): string {
+  function redact(text: string, token: string | null | undefined, proof?: string): string {
     let out = text;
-    for (const secret of [apiKey, token]) {
+    for (const secret of [apiKey, token, proof]) {
       if (secret && secret.length >= 4) out = out.split(secret).join("***");
     }
     return out;
@@ -408,12 +429,13 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     status?: number,
     cause?: unknown,
     detail?: string | null,
+    proof?: string,
   ): RegistryError {
     const opts: RegistryErrorOptions = { operation: spec.operation, kind };
     if (status !== undefined) opts.status = status;
     if (cause !== undefined) opts.cause = cause;
-    if (detail !== undefined && detail !== null) opts.detail = redact(detail, spec.token);
-    return new RegistryError(redact(message, spec.token), opts);
+    if (detail !== undefined && detail !== null) opts.detail = redact(detail, spec.token, proof);
+    return new RegistryError(redact(message, spec.token, proof), opts);
   }
 
   async function request<T>(spec: RequestSpec<T>): Promise<Reply<T>> {
@@ -426,9 +448,20 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     else if (spec.bearerFallbackToKey && apiKey) headers.authorization = `Bearer ${apiKey}`;
     // Redirects are not followed: the deployment key would travel to wherever the Location points.
     const init: RequestInit = { method: spec.method, headers, redirect: "manual" };
+    const body = spec.body === undefined ? "" : JSON.stringify(spec.body);
     if (spec.body !== undefined) {
       headers["content-type"] = "application/json";
-      init.body = JSON.stringify(spec.body);
+      init.body = body;
+    }
+    if (spec.prove && identity) {
+      // Over the exact bytes sent and the request target as the registry receives it: the base path included,
+      // with URL's own encoding of the path (what fetch puts on the request line).
+      const target = new URL(url);
+      headers[PROOF_HEADER] = await createRequestProof(identity, {
+        method: spec.method,
+        path: `${target.pathname}${target.search}`,
+        body,
+      });
     }
     const budget = timeoutMs + (spec.extraTimeoutMs ?? 0);
     // A deadline cleared once the answer is in: `AbortSignal.timeout` cannot be cleared, so each call would wake the
@@ -538,6 +571,7 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
         response.status,
         undefined,
         detail,
+        headers[PROOF_HEADER],
       );
       const retryAfter = retryAfterSeconds(response.headers.get("retry-after"));
       if (retryAfter !== undefined) error.retryAfterSeconds = retryAfter;
@@ -615,6 +649,7 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
       method: "POST",
       path: "/api/v1/agents/",
       body: metadataToWire(meta),
+      prove: true,
       token: opts.token,
       signal: opts.signal,
       schema: registerResponseSchema,
@@ -806,6 +841,7 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
           method: "PATCH",
           path: `/api/v1/agents/${seg(agentId)}`,
           body: metadataToWire(partialMeta),
+          prove: true,
           token,
           signal: opts.signal,
           schema: singleAgentSchema,
@@ -840,6 +876,7 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
           operation: "deregister",
           method: "DELETE",
           path: `/api/v1/agents/${seg(agentId)}`,
+          prove: true,
           token,
           signal: opts.signal,
           schema: z.unknown(),
