@@ -223,7 +223,6 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
   const installationId = state.ensureInstallationId(account.installationId);
   const registryUrl = account.registryUrl || DEFAULT_REGISTRY_URL;
   switchRegistry(state, registryUrl);
-  const identity = loadOrCreateIdentity(state.dir);
   const registry = createRegistryClient({
     baseUrl: registryUrl,
     identity,
