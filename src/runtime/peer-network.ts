@@ -637,8 +637,11 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
     },
     noteKey(peer, key, changed) {
       const record = recordOf(peer);
-      if (!record) return;
-      const news = changed
+      // A peer not in the table yet (a first contact) gets its record with the key on offer.
+      if (!record && changed) return;
+      const news = !record
+        ? true
+        : changed
         ? (record.key ?? null) !== null &&
           record.key !== key &&
           !(record.state === "suspended" && record.offeredKey === key)

@@ -1,7 +1,9 @@
 // One relay account runtime against a registry, its dispatched messages recorded, started and waited for online.
 import { join } from "node:path";
+import type { FetchLike } from "../../../src/adapters/registry/client.js";
 import type { AdmittedMessage } from "../../../src/adapters/transport/transport.js";
 import { resolveAccounts } from "../../../src/config.js";
+import type { IdentityReport } from "../../../src/runtime/account-network.js";
 import { type AccountRuntime, startAccountRuntime } from "../../../src/runtime/account-runtime.js";
 import { quiet, until } from "./until.js";
 
@@ -9,6 +11,8 @@ export interface RelayAccount {
   runtime: AccountRuntime;
   /** What the runtime dispatched into sessions, in order. */
   received: AdmittedMessage[];
+  /** What the owner was told about peers' keys, in order. */
+  alerts: IdentityReport["alerts"];
 }
 
 /**
@@ -21,6 +25,8 @@ export async function startRelayAccount(options: {
   accountId: string;
   channel?: Record<string, unknown>;
   account?: Record<string, unknown>;
+  /** The account's registry connection (a test's malicious registry wraps it). */
+  fetch?: FetchLike;
 }): Promise<RelayAccount> {
   const { accountId } = options;
   const [account] = resolveAccounts(
@@ -33,10 +39,13 @@ export async function startRelayAccount(options: {
     {},
   );
   const received: AdmittedMessage[] = [];
+  const alerts: IdentityReport["alerts"] = [];
   const runtime = await startAccountRuntime({
     account: account!,
     stateRoot: join(options.stateDir, accountId),
     log: quiet,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+    onIdentityAlert: (alert) => alerts.push(alert),
     createDispatcher: () => async (message) => {
       received.push(message);
     },
@@ -45,5 +54,5 @@ export async function startRelayAccount(options: {
     () => runtime.status().lifecycle === "online" && runtime.network.unavailableReason() === null,
     `${accountId} online`,
   );
-  return { runtime, received };
+  return { runtime, received, alerts };
 }
