@@ -124,9 +124,24 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const status = async () =>
     (
       await gateway!.call<{
-        accounts: Array<{ accountId: string; lifecycle: string; agentId: string | null }>;
+        accounts: Array<{
+          accountId: string;
+          lifecycle: string;
+          agentId: string | null;
+          fingerprint: string;
+          counters: { verified?: number; refused: Record<string, number> } | null;
+        }>;
       }>("agent-registry.status")
     ).accounts;
+  /** Each account's key fingerprint, as its status shows it (what the owners would read to each other). */
+  const fingerprints: Record<string, string> = {};
+  /** The fingerprint `accountId` pinned for `peer`, or null (unverified). */
+  const pinned = async (accountId: string, peer: string): Promise<string | null> => {
+    const result = await gateway!.call<{
+      accounts: Array<{ peers: Array<{ hostname: string | null; fingerprint: string | null }> }>;
+    }>("agent-registry.peers", { accountId });
+    return result.accounts[0]?.peers.find((p) => p.hostname === peer)?.fingerprint ?? null;
+  };
   const registryJson = async (path: string) => {
     const response = await fetch(`${registry!.url}${path}`);
     return { status: response.status, body: (await response.json()) as Record<string, unknown> };
@@ -196,9 +211,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
           1_000,
         );
         const page = await registryJson("/api/v1/agents/?limit=10");
-        const names = (page.body.agents as Array<{ hostname: string }>).map((a) => a.hostname).sort();
+        const agents = page.body.agents as Array<{ hostname: string; signed_record: string | null }>;
+        const names = agents.map((a) => a.hostname).sort();
         if (names.join(",") !== "alice,bob") throw new Error(`registry lists ${names.join(",")}`);
-        return "alice and bob are online in the registry";
+        if (!agents.every((a) => a.signed_record)) throw new Error("a record is not signed by its agent");
+        for (const account of await status()) fingerprints[account.accountId] = account.fingerprint;
+        log(`       alice's key fingerprint: ${fingerprints.alice}`);
+        log(`       bob's key fingerprint:   ${fingerprints.bob}`);
+        return "alice and bob are online in the registry, each record signed by its agent's key";
       }))
     )
       return finish();
@@ -256,7 +276,15 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
           "bob to see alice as trusted",
           1_000,
         );
-        return "both sides trust each other";
+        // The approval pinned each side's key: the fingerprints the owners would compare.
+        const aliceHolds = await pinned("alice", "bob");
+        const bobHolds = await pinned("bob", "alice");
+        if (aliceHolds !== fingerprints.bob || bobHolds !== fingerprints.alice) {
+          throw new Error(
+            `pinned keys differ from the accounts' own: alice holds ${aliceHolds} for bob (${fingerprints.bob}), bob holds ${bobHolds} for alice (${fingerprints.alice})`,
+          );
+        }
+        return `both sides trust each other; alice pinned bob's key ${aliceHolds}, bob pinned alice's ${bobHolds}`;
       }))
     )
       return finish();
@@ -348,7 +376,17 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
           `the haiku in the history of ${session}`,
           1_000,
         );
-        return `${session}: "${HAIKU}"`;
+        // Both messages came signed by the pinned keys, and nothing was refused on the way.
+        const accounts = await status();
+        for (const account of accounts) {
+          const refused = Object.entries(account.counters?.refused ?? {}).filter(([, n]) => n > 0);
+          if ((account.counters?.verified ?? 0) < 1 || refused.length > 0) {
+            throw new Error(
+              `${account.accountId}: ${account.counters?.verified ?? 0} verified, refused ${JSON.stringify(refused)}`,
+            );
+          }
+        }
+        return `${session}: "${HAIKU}" (every message signed and verified against the pinned keys)`;
       }))
     )
       return finish();

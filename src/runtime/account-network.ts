@@ -55,6 +55,8 @@ export interface NetworkCounters {
   /** Relay only: messages the client could not read, per reason (those with an id are also in deadLettered). */
   unreadable?: Record<string, number>;
   duplicates: number;
+  /** Messages dispatched under the sender's pinned key (signature verified); the others came from unverified peers. */
+  verified?: number;
   sent: number;
   lastInboundAt: number | null;
   lastOutboundAt: number | null;

@@ -88,6 +88,7 @@ export function inboundCounters(pipeline: InboundPipeline): Omit<NetworkCounters
     refused: { ...c.refused },
     deadLettered: c.deadLettered,
     duplicates: c.duplicates,
+    verified: c.verified,
     lastInboundAt: c.lastInboundAt,
   };
 }

@@ -642,10 +642,10 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
       const news = !record
         ? true
         : changed
-        ? (record.key ?? null) !== null &&
-          record.key !== key &&
-          !(record.state === "suspended" && record.offeredKey === key)
-        : (record.key ?? null) === null && record.offeredKey !== key;
+          ? (record.key ?? null) !== null &&
+            record.key !== key &&
+            !(record.state === "suspended" && record.offeredKey === key)
+          : (record.key ?? null) === null && record.offeredKey !== key;
       if (!news) return;
       options.root().send({ type: "PEERS.KEYS", keys: [{ peer, key, changed, at: Date.now() }] });
     },

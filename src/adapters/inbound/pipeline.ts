@@ -140,6 +140,8 @@ export interface InboundCounters {
   retries: number;
   /** Receipts for our own messages, taken by the outbox. */
   receipts: number;
+  /** Dispatched messages signed by the sender's pinned key (the rest came from unverified peers). */
+  verified: number;
   /** ms since the epoch of the last message that was not a duplicate. */
   lastInboundAt: number | null;
 }
@@ -221,6 +223,7 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
     deadLettered: 0,
     retries: 0,
     receipts: 0,
+    verified: 0,
     lastInboundAt: null,
   };
 
@@ -513,6 +516,7 @@ export function createInboundPipeline(deps: InboundPipelineDeps): InboundPipelin
     // Record before the caller deletes the source: a crash in between leaves a file we recognise as done.
     await remember(key);
     counters.dispatched++;
+    if (pinnedName !== null) counters.verified++;
     answer(raw, envelope, { status: "delivered" });
     return "dispatched";
   }
