@@ -9,13 +9,18 @@ import { dirname, join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
-import { createInboundPipeline, type InboundPipeline } from "../../src/adapters/inbound/pipeline.js";
+import {
+  createInboundPipeline,
+  type InboundIdentity,
+  type InboundPipeline,
+} from "../../src/adapters/inbound/pipeline.js";
 import { inboxDir } from "../../src/adapters/pilot/inbox.js";
 import { createPilotctl } from "../../src/adapters/pilot/pilotctl.js";
 import { openAccountDb } from "../../src/adapters/state/account-db.js";
 import { decodeMessage, isEnvelope } from "../../src/adapters/transport/envelope.js";
+import { generateIdentity, type Identity } from "../../src/identity/keys.js";
 import { fakePilotctlPath } from "../../test/fixtures/fake-pilot/network.js";
-import { inboxFileJson, inboxFileName, type WriterJob } from "./inbox-writer.js";
+import { inboxFileJson, inboxFileName, senderKey, type WriterJob } from "./inbox-writer.js";
 import { type PilotReceiver, startPilotReceiver } from "./receivers.js";
 import { type BenchResult, type BenchSection, percentile, round } from "./section.js";
 
@@ -55,7 +60,14 @@ interface Harness {
   close(): Promise<void>;
 }
 
-function startHarness(name: string): Harness {
+/** Message authentication as an account runs it: each sender's key pinned to its node (bench "signed"). */
+interface SignedSetup {
+  keysDir: string;
+  self: Identity;
+  peers: number;
+}
+
+function startHarness(name: string, signed?: SignedSetup): Harness {
   const root = mkdtempSync(join(tmpdir(), `bench-inbox-${name}-`));
   const home = join(root, "home");
   const inbox = inboxDir(home);
@@ -72,6 +84,7 @@ function startHarness(name: string): Harness {
       latencies.push(msSince(message.text));
       keys.add(message.key);
     },
+    ...(signed ? { identity: pinnedIdentity(signed) } : {}),
   });
   const receiver = startPilotReceiver({ home, sink: pipeline });
   return {
@@ -90,6 +103,30 @@ function startHarness(name: string): Harness {
   };
 }
 
+/** The pipeline's identity dep over a fixed table: sender n is node n, its key pinned. */
+function pinnedIdentity(setup: SignedSetup): InboundIdentity {
+  const pinned = new Map<number, string>();
+  const byKey = new Map<string, string>();
+  for (let n = 1; n <= setup.peers; n++) {
+    const key = senderKey(setup.keysDir, n).publicKey;
+    pinned.set(n, key);
+    byKey.set(key, `peer-${n}`);
+  }
+  return {
+    publicKey: setup.self.publicKey,
+    hostname: "bench",
+    lookup: (from, key) => {
+      const hostname = key ? byKey.get(key) : undefined;
+      return {
+        pinnedTo: hostname ? { hostname, suspended: false } : null,
+        transportPeer: { key: pinned.get(from.nodeId ?? -1) ?? null, suspended: false },
+      };
+    },
+    keyChanged: () => undefined,
+    offered: () => undefined,
+  };
+}
+
 function startWriter(job: WriterJob): { child: ChildProcess; done: Promise<void> } {
   const child = fork(writerScript, [JSON.stringify(job)], {
     execArgv: ["--import", "tsx"],
@@ -103,65 +140,105 @@ function startWriter(job: WriterJob): { child: ChildProcess; done: Promise<void>
   return { child, done };
 }
 
-/** File written (non-atomically, by another process) -> dispatched, at a steady pace. */
-export const latencySection: BenchSection = {
-  name: "latency",
-  async run(): Promise<BenchResult> {
-    const count = envNumber("BENCH_LATENCY_MESSAGES", 1_000);
-    const intervalMs = envNumber("BENCH_LATENCY_INTERVAL_MS", 2);
-    const h = startHarness("latency");
-    try {
-      await h.receiver.scan();
-      const cpu0 = process.cpuUsage();
-      const loopDelay = monitorEventLoopDelay({ resolution: 5 });
-      loopDelay.enable();
-      const writer = startWriter({ dir: h.inbox, count, intervalMs, prefix: "lat", peers: 10 });
-      await writer.done;
-      await until(() => h.keys.size >= count, 30_000, `dispatch of ${count} messages`);
-      const cpu = process.cpuUsage(cpu0);
-      loopDelay.disable();
-      const cpuPerMessageMs = (cpu.user + cpu.system) / 1000 / count;
-      const totals = h.receiver.totals();
-      const sorted = [...h.latencies].sort((a, b) => a - b);
-      const p50 = percentile(sorted, 50);
-      const p99 = percentile(sorted, 99);
-      const left = readdirSync(h.inbox).length;
-      return {
-        rows: [
-          {
-            metric: `latency p50 (${count} msgs, 1 per ${intervalMs} ms)`,
-            value: `${round(p50)} ms`,
-            target: "< 20 ms",
-            ok: p50 < 20,
+/** The unsigned run's p50, for the signed run to report what signing adds (same process, same pace). */
+let unsignedP50: number | null = null;
+
+/**
+ * File written (non-atomically, by another process) -> dispatched, at a steady pace. `signed`: each envelope is
+ * signed by its sender (clock started before signing) and checked against the pinned key before dispatch.
+ */
+function latencyRun(signed: boolean): BenchSection {
+  const name = signed ? "signed" : "latency";
+  const prefix = signed ? "signed_" : "";
+  return {
+    name,
+    async run(): Promise<BenchResult> {
+      const count = envNumber("BENCH_LATENCY_MESSAGES", 1_000);
+      const intervalMs = envNumber("BENCH_LATENCY_INTERVAL_MS", 2);
+      const peers = 10;
+      const keysDir = mkdtempSync(join(tmpdir(), "bench-inbox-keys-"));
+      const self = generateIdentity();
+      const h = startHarness(name, signed ? { keysDir, self, peers } : undefined);
+      try {
+        await h.receiver.scan();
+        const cpu0 = process.cpuUsage();
+        const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+        loopDelay.enable();
+        const writer = startWriter({
+          dir: h.inbox,
+          count,
+          intervalMs,
+          prefix: "lat",
+          peers,
+          ...(signed ? { signed: { keysDir, to: self.publicKey } } : {}),
+        });
+        await writer.done;
+        await until(() => h.keys.size >= count, 30_000, `dispatch of ${count} messages`);
+        const cpu = process.cpuUsage(cpu0);
+        loopDelay.disable();
+        const cpuPerMessageMs = (cpu.user + cpu.system) / 1000 / count;
+        const totals = h.receiver.totals();
+        const sorted = [...h.latencies].sort((a, b) => a - b);
+        const p50 = percentile(sorted, 50);
+        const p99 = percentile(sorted, 99);
+        const left = readdirSync(h.inbox).length;
+        if (!signed) unsignedP50 = p50;
+        const overhead = signed && unsignedP50 !== null ? p50 - unsignedP50 : null;
+        return {
+          rows: [
+            ...(overhead === null
+              ? []
+              : [
+                  {
+                    metric: "signing + verification added to p50 (vs the unsigned run)",
+                    value: `${round(overhead)} ms`,
+                    target: "< 1 ms",
+                    ok: overhead < 1,
+                  },
+                ]),
+            {
+              metric: `${signed ? "signed " : ""}latency p50 (${count} msgs, 1 per ${intervalMs} ms)`,
+              value: `${round(p50)} ms`,
+              target: "< 20 ms",
+              ok: p50 < 20,
+            },
+            { metric: "latency p99", value: `${round(p99)} ms`, target: "< 100 ms", ok: p99 < 100 },
+            { metric: "latency max", value: `${round(sorted.at(-1) ?? Number.NaN)} ms` },
+            {
+              metric: "receiver CPU per message (watcher, read, pipeline, delete)",
+              value: `${round(cpuPerMessageMs, 3)} ms (${Math.round((cpu.system / Math.max(1, cpu.user + cpu.system)) * 100)} % in the kernel)`,
+            },
+            {
+              // A long stall here is this process (GC, a blocking syscall); stalls beyond it are the host's scheduler.
+              metric: "event loop delay p99 / max (this process)",
+              value: `${round(loopDelay.percentile(99) / 1e6)} / ${round(loopDelay.max / 1e6)} ms`,
+            },
+            {
+              metric: "scans / file reads per message",
+              value: `${round(totals.passes / count)} / ${round(totals.files / count)}`,
+            },
+            {
+              metric: "dispatched exactly once / files left",
+              value: `${h.latencies.length === count && h.keys.size === count ? "yes" : "NO"} / ${left}`,
+              ok: h.latencies.length === count && left === 0,
+            },
+          ],
+          json: {
+            [`${prefix}latency_p50_ms`]: round(p50),
+            [`${prefix}latency_p99_ms`]: round(p99),
+            ...(overhead === null ? {} : { signing_overhead_p50_ms: round(overhead) }),
           },
-          { metric: "latency p99", value: `${round(p99)} ms`, target: "< 100 ms", ok: p99 < 100 },
-          { metric: "latency max", value: `${round(sorted.at(-1) ?? Number.NaN)} ms` },
-          {
-            metric: "receiver CPU per message (watcher, read, pipeline, delete)",
-            value: `${round(cpuPerMessageMs, 3)} ms (${Math.round((cpu.system / Math.max(1, cpu.user + cpu.system)) * 100)} % in the kernel)`,
-          },
-          {
-            // A long stall here is this process (GC, a blocking syscall); stalls beyond it are the host's scheduler.
-            metric: "event loop delay p99 / max (this process)",
-            value: `${round(loopDelay.percentile(99) / 1e6)} / ${round(loopDelay.max / 1e6)} ms`,
-          },
-          {
-            metric: "scans / file reads per message",
-            value: `${round(totals.passes / count)} / ${round(totals.files / count)}`,
-          },
-          {
-            metric: "dispatched exactly once / files left",
-            value: `${h.latencies.length === count && h.keys.size === count ? "yes" : "NO"} / ${left}`,
-            ok: h.latencies.length === count && left === 0,
-          },
-        ],
-        json: { latency_p50_ms: round(p50), latency_p99_ms: round(p99) },
-      };
-    } finally {
-      await h.close();
-    }
-  },
-};
+        };
+      } finally {
+        await h.close();
+        rmSync(keysDir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+export const latencySection = latencyRun(false);
+export const signedLatencySection = latencyRun(true);
 
 /** A backlog already present when the receiver starts. */
 export const backlogSection: BenchSection = {
@@ -364,4 +441,10 @@ export const baselineSection: BenchSection = {
   },
 };
 
-export const inboxSections: BenchSection[] = [latencySection, backlogSection, idleSection, baselineSection];
+export const inboxSections: BenchSection[] = [
+  latencySection,
+  signedLatencySection,
+  backlogSection,
+  idleSection,
+  baselineSection,
+];
