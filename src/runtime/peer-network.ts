@@ -93,9 +93,10 @@ export interface PeerNetwork extends AccountNetwork {
   identify(from: PeerRef, key: string | null): KeyLookup;
   /**
    * A key seen for a peer: on offer (an unpinned peer's signed message, a verified registry record) or, `changed`,
-   * a pinned peer's message under another key (suspends it). Sent to the handshake only when it is news.
+   * a pinned peer's message under another key (suspends it). Sent to the handshake only when it is news, and
+   * only for a peer in the table unless `create` (our own first contact): a stranger's messages add no records.
    */
-  noteKey(peer: PeerRef, key: string, changed: boolean): void;
+  noteKey(peer: PeerRef, key: string, changed: boolean, options?: { create?: boolean }): void;
   /** The peer of this table key was suspended (its handshake said so): the owner is told, once per new key. */
   suspended(key: string): void;
 }
@@ -261,7 +262,9 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
       nodeId: nodeIdOf(record),
       installationId: record.installationId,
     };
-    if (verification.status === "verified" && verification.key) network.noteKey(ref, verification.key, false);
+    if (verification.status === "verified" && verification.key) {
+      network.noteKey(ref, verification.key, false, { create: true });
+    }
     return ref;
   };
 
@@ -635,10 +638,10 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
       if (record?.offeredKey)
         alert(record.hostname ?? fallbackHostname(refOf(record)), "suspended", record.offeredKey);
     },
-    noteKey(peer, key, changed) {
+    noteKey(peer, key, changed, noteOptions = {}) {
       const record = recordOf(peer);
-      // A peer not in the table yet (a first contact) gets its record with the key on offer.
-      if (!record && changed) return;
+      // A peer not in the table yet gets a record only on our own first contact, with the key on offer.
+      if (!record && (changed || !noteOptions.create)) return;
       const news = !record
         ? true
         : changed
