@@ -136,6 +136,7 @@ describe("inbound authentication", () => {
     const receipts = createReceipts({
       fromHostname: "alice",
       receipts: [{ for: "m-1", status: "delivered" }],
+      now: new Date(clock),
     });
     const good = await signEnvelope(receipts, alice, me.publicKey);
     expect(await pipeline.process(raw({ ...good, receipts: [{ for: "m-2", status: "delivered" }] }))).toBe(
