@@ -157,6 +157,19 @@ const IGNORE_COMMANDS_WHILE_BUSY = {
   UNTRUST: {},
 } as const;
 
+/** Untrusting a trusted or a suspended peer: the transport call, then revoked (or back to idle, with the error). */
+const UNTRUSTING = {
+  tags: ["busy"],
+  on: IGNORE_COMMANDS_WHILE_BUSY,
+  invoke: {
+    id: "untrustPeer",
+    src: "untrustPeer",
+    input: ({ context }: { context: HandshakeContext }) => ({ peer: context.peer }),
+    onDone: { target: "#handshake.revoked", actions: "clearError" },
+    onError: { target: "idle", actions: "recordUntrustError" },
+  },
+} as const;
+
 /** When the event happened (ms), if it says. */
 function eventAt(event: HandshakeEvent): number | undefined {
   return "at" in event ? event.at : undefined;
@@ -179,6 +192,10 @@ export const handshakeMachine = setup({
   actions: {
     stamp: assign({ updatedAt: ({ context, event }) => eventAt(event) ?? context.updatedAt }),
     clearRestore: assign({ restoreTo: null }),
+    clearError: assign({ lastError: null }),
+    recordUntrustError: assign({
+      lastError: ({ event }) => toPlainError((event as { error?: unknown }).error, "trust.untrust"),
+    }),
     // Once per peer, ever: the guard reads `announcedAt`, which is persisted with the peer.
     announceRequest: enqueueActions(({ context, self, enqueue }) => {
       if (!self._parent) return;
@@ -448,20 +465,7 @@ export const handshakeMachine = setup({
       initial: "idle",
       states: {
         idle: { tags: ["settled"] },
-        untrusting: {
-          tags: ["busy"],
-          on: IGNORE_COMMANDS_WHILE_BUSY,
-          invoke: {
-            id: "untrustPeer",
-            src: "untrustPeer",
-            input: ({ context }) => ({ peer: context.peer }),
-            onDone: { target: "#handshake.revoked", actions: assign({ lastError: null }) },
-            onError: {
-              target: "idle",
-              actions: assign({ lastError: ({ event }) => toPlainError(event.error, "trust.untrust") }),
-            },
-          },
-        },
+        untrusting: UNTRUSTING,
       },
       on: {
         UNTRUST: { target: ".untrusting", actions: "stamp" },
@@ -482,20 +486,7 @@ export const handshakeMachine = setup({
       initial: "idle",
       states: {
         idle: { tags: ["settled"] },
-        untrusting: {
-          tags: ["busy"],
-          on: IGNORE_COMMANDS_WHILE_BUSY,
-          invoke: {
-            id: "untrustPeer",
-            src: "untrustPeer",
-            input: ({ context }) => ({ peer: context.peer }),
-            onDone: { target: "#handshake.revoked", actions: assign({ lastError: null }) },
-            onError: {
-              target: "idle",
-              actions: assign({ lastError: ({ event }) => toPlainError(event.error, "trust.untrust") }),
-            },
-          },
-        },
+        untrusting: UNTRUSTING,
       },
       on: {
         APPROVE: { guard: "ownerPins", target: "trusted", actions: ["pinOffered", "stamp"] },
