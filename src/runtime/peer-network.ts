@@ -546,13 +546,14 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
         return { ...peer, hostname: (key ? getPeer(table(), key)?.hostname : null) ?? null };
       };
       const named = await names.name([...pending, ...trusted].map((entry) => known(entry.peer)));
-      // A requester's key comes from its verified record (approving pins it); one already on offer is kept.
+      // A requester's key comes from its verified record (approving pins it); one already on offer is kept. A
+      // pinned peer asking again is looked up too: a record under another key is ignored, counted and told.
       const keys: Array<{ peer: PeerRef; key: string }> = [];
       for (const peer of named.slice(0, pending.length)) {
         const record = recordOf(peer);
-        if (!peer.hostname || record?.key || record?.offeredKey) continue;
+        if (!peer.hostname || record?.offeredKey) continue;
         const key = await requesterKey(peer.hostname);
-        if (key) keys.push({ peer, key });
+        if (key && !record?.key) keys.push({ peer, key });
       }
       // Transport "auto" lists a peer once per path (Pilot by node id, the relay by relay id): named, they merge
       // into one entry with both ids.
