@@ -208,6 +208,19 @@ describe("outbox", () => {
     expect(outbox.get(messageId)).toMatchObject({ state: "refused", reason: "refused by bob: too_large" });
   });
 
+  it("resends at once, signed afresh, a message the peer found too old (not a refusal)", async () => {
+    const outbox = outboxOn(db);
+    const { messageId } = await outbox.submit({ peer: "bob", body: "sat in an inbox", origin: "send" });
+    expect(outbox.get(messageId)?.state).toBe("sent");
+    outbox.onReceipt({ for: messageId, status: "refused", reason: "stale" }, "bob");
+    expect(outbox.get(messageId)).toMatchObject({
+      state: "sent",
+      nextAttemptAt: new Date(clock).toISOString(),
+    });
+    await cycle(outbox);
+    expect(outbox.get(messageId)).toMatchObject({ state: "sent", attempts: 2 });
+  });
+
   it("is bounded per peer and in all, with an error that says what to do", async () => {
     const outbox = outboxOn(db);
     for (let i = 0; i < 3; i++) await outbox.submit({ peer: "bob", body: `m${i}`, origin: "send" });
