@@ -84,11 +84,14 @@ export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 // second while any such timer runs: an idle account polling every 15 s woke 30-40 times a minute for it. The long-
 // poll's next read follows at once and still reuses the connection; the rest reconnect (the reference registry
 // closes idle connections after 5 s anyway).
+// Its connect timeout is off for the same reason: it runs on that coarse timer too, which then ticks on after
+// every connect (7 connects a minute when idle); each request's own AbortSignal bounds a connect that hangs.
 const registryDispatcher = new Agent({
   headersTimeout: 0,
   bodyTimeout: 0,
   keepAliveTimeout: 1_000,
   keepAliveMaxTimeout: 1_000,
+  connect: { timeout: 0 },
 });
 const registryFetch: FetchLike = (input, init) =>
   undiciFetch(input, { ...(init as object), dispatcher: registryDispatcher }) as unknown as Promise<Response>;
