@@ -138,7 +138,8 @@ export function createAgentRegistryChannel(runtimes: AccountRuntimes): ChannelPl
         return {
           policy: "pairing",
           allowFrom: trusted,
-          policyPath: `${path}handshake.approver`,
+          // OpenClaw prints `<policyPath>="pairing"`: a handshake is how a peer asks, whoever approves it.
+          policyPath: `channels.${CHANNEL_ID}.accounts.${account.accountId} handshake policy`,
           allowFromPath: `${path}inbound.`,
           approveHint: `openclaw pairing approve ${CHANNEL_ID} <code> --account ${account.accountId}`,
           normalizeEntry: (raw: string) => raw.trim().toLowerCase(),
