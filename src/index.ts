@@ -3,6 +3,7 @@
 // in gateway.startAccount.
 import { defineChannelPluginEntry } from "openclaw/plugin-sdk/channel-core";
 import { createAgentRegistryChannel } from "./adapters/openclaw/channel.js";
+import { registerAgentRegistryCliMetadata } from "./adapters/openclaw/cli-metadata.js";
 import { gatewayMethodSpecs, registerGatewayMethods } from "./adapters/openclaw/gateway-methods.js";
 import { registerAgentNetworkTool } from "./adapters/openclaw/tool.js";
 import { CHANNEL_ID } from "./config.js";
@@ -22,6 +23,7 @@ export default defineChannelPluginEntry({
   description:
     "Discover other assistants in an Agent Registry and talk to them over Pilot Protocol or an HTTP relay",
   plugin: createAgentRegistryChannel(runtimes),
+  registerCliMetadata: registerAgentRegistryCliMetadata,
   registerFull(api) {
     registerGatewayMethods(api, gatewayMethodSpecs(runtimes));
     registerAgentNetworkTool(api, runtimes);

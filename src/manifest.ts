@@ -1,5 +1,6 @@
 // Builds openclaw.plugin.json from the zod config schema, so the manifest cannot drift from the code.
 // scripts/manifest.ts writes it; test/manifest.test.ts fails when the committed file is stale.
+import { CLI_DESCRIPTOR } from "./adapters/openclaw/cli-metadata.js";
 import { CHANNEL_ID, channelConfigJsonSchema } from "./config.js";
 
 export const TOOL_NAME = "agent_network";
@@ -10,7 +11,8 @@ export function buildManifest(): Record<string, unknown> {
     name: "Agent Registry",
     description:
       "Be discoverable by other assistants in an Agent Registry and talk to them peer-to-peer over Pilot Protocol or an HTTP relay, with mutual-approval handshakes.",
-    activation: { onStartup: true },
+    activation: { onStartup: true, onCommands: [CLI_DESCRIPTOR.name] },
+    cliCommands: [{ ...CLI_DESCRIPTOR }],
     channels: [CHANNEL_ID],
     channelConfigs: {
       [CHANNEL_ID]: {

@@ -16,6 +16,9 @@ import { startAccountRuntime } from "../../runtime/account-runtime.js";
 import type { AccountRuntimes } from "../../runtime/account-runtimes.js";
 import { createSessionDispatcher, type DispatchDirectDm } from "./inbound-dispatch.js";
 import { createInspect } from "./inspection.js";
+import { createPairingBridge, type PairingBridge, type PairingNetwork, pairingAdapter } from "./pairing.js";
+import { createPairingStore, isSdkPairing, stateDatabasePath } from "./pairing-store.js";
+import { collectGlobalFindings, collectSecurityFindings } from "./security.js";
 
 type OpenClawConfigLike = { channels?: Record<string, unknown> };
 type AccountSnapshot = Parameters<NonNullable<ChannelPlugin["gateway"]>["startAccount"] & object>[0] extends {
@@ -78,6 +81,9 @@ export function toChannelSnapshot(status: AccountRuntimeStatus): AccountSnapshot
   } as AccountSnapshot;
 }
 
+/** How often the gateway looks at OpenClaw's pairing allow list for approvals made in another process. */
+const PAIRING_TICK_MS = 2_000;
+
 function waitForAbort(signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
@@ -86,6 +92,8 @@ function waitForAbort(signal: AbortSignal): Promise<void> {
 }
 
 export function createAgentRegistryChannel(runtimes: AccountRuntimes): ChannelPlugin<ResolvedAccount> {
+  // The pairing bridges of the accounts this process runs (the gateway); a CLI process has none.
+  const bridges = new Map<string, PairingBridge>();
   return {
     id: CHANNEL_ID,
     meta: {
@@ -110,7 +118,53 @@ export function createAgentRegistryChannel(runtimes: AccountRuntimes): ChannelPl
           : { accountId: account.accountId, ...runtime };
       },
     },
+    pairing: pairingAdapter({
+      wake: (accountId) => {
+        for (const [id, bridge] of bridges) if (!accountId || id === accountId) void bridge.reconcile();
+      },
+    }),
     security: {
+      // Who may write: the peers whose handshake the owner approved (known where the account runs). The pairing
+      // allow list is not that: it only carries approvals to the gateway, which consumes them within seconds.
+      resolveDmPolicy: ({ account }) => {
+        const live = runtimes.list().find((r) => r.accountId === account.accountId);
+        const trusted = live?.network
+          ? live.network
+              .peers()
+              .filter((peer) => peer.state === "trusted" && peer.hostname)
+              .map((peer) => peer.hostname as string)
+          : null;
+        const path = `channels.${CHANNEL_ID}.accounts.${account.accountId}.`;
+        return {
+          policy: "pairing",
+          allowFrom: trusted,
+          // OpenClaw prints `<policyPath>="pairing"`: a handshake is how a peer asks, whoever approves it.
+          policyPath: `channels.${CHANNEL_ID}.accounts.${account.accountId} handshake policy`,
+          allowFromPath: `${path}inbound.`,
+          approveHint: `openclaw pairing approve ${CHANNEL_ID} <code> --account ${account.accountId}`,
+          normalizeEntry: (raw: string) => raw.trim().toLowerCase(),
+        };
+      },
+      collectWarnings: ({ cfg, account }) => {
+        const live = runtimes.list().find((r) => r.accountId === account.accountId);
+        const status = live?.status();
+        return [
+          ...collectSecurityFindings({
+            account,
+            cfg: cfg as Parameters<typeof collectSecurityFindings>[0]["cfg"],
+            env: process.env,
+            stateDir: resolveStateDir(process.env),
+            live: status
+              ? {
+                  registered: status.agentId !== null && status.lifecycle === "online",
+                  hasAgentToken: live?.state.identity().agentToken != null,
+                  daemon: status.messaging.daemon,
+                }
+              : null,
+          }),
+          ...collectGlobalFindings(cfg as Parameters<typeof collectGlobalFindings>[0]),
+        ];
+      },
       // Peer agents always get their own session per account and peer, whatever the global session.dmScope:
       // their text must never land in the owner's main session.
       dmRouting: { resolveDmScope: () => "per-account-channel-peer" },
@@ -175,7 +229,29 @@ export function createAgentRegistryChannel(runtimes: AccountRuntimes): ChannelPl
         };
         ctx.setStatus({ ...ctx.getStatus(), accountId: ctx.accountId, running: true, lifecycle: "starting" });
         const inspection = await createInspect(log);
-        let runtime: Awaited<ReturnType<typeof startAccountRuntime>>;
+        let runtime: Awaited<ReturnType<typeof startAccountRuntime>> | undefined;
+        const sdkPairing = (ctx.channelRuntime as { pairing?: unknown } | undefined)?.pairing;
+        const pairingStore = isSdkPairing(sdkPairing)
+          ? createPairingStore({
+              sdk: sdkPairing,
+              accountId: ctx.accountId,
+              databasePath: stateDatabasePath(resolveStateDir(process.env)),
+              log,
+            })
+          : null;
+        if (!pairingStore)
+          log.warn(
+            "agent-registry: this OpenClaw offers no pairing store: approve handshakes with `openclaw agent-registry approve`",
+          );
+        // A pairing approval is the owner's, whoever the configured approver is (the owner may always decide).
+        const bridge = pairingStore
+          ? createPairingBridge({
+              accountId: ctx.accountId,
+              store: pairingStore,
+              network: () => (runtime?.network as unknown as PairingNetwork | undefined) ?? null,
+              log,
+            })
+          : null;
         try {
           runtime = await startAccountRuntime({
             account: ctx.account,
@@ -195,6 +271,14 @@ export function createAgentRegistryChannel(runtimes: AccountRuntimes): ChannelPl
                 log,
               }),
             onStatus: (status) => ctx.setStatus({ ...ctx.getStatus(), ...toChannelSnapshot(status) }),
+            ...(bridge
+              ? {
+                  onAnnounce: (peer) => {
+                    const key = peer.hostname ?? (peer.nodeId !== null ? `node-${peer.nodeId}` : null);
+                    if (key) bridge.announce(key);
+                  },
+                }
+              : {}),
             notifySession: (sessionKey, text) => {
               if (!runtimes.notifySession(sessionKey, text)) {
                 log.warn(`agent-registry: could not tell session ${sessionKey}: ${text}`);
@@ -214,17 +298,39 @@ export function createAgentRegistryChannel(runtimes: AccountRuntimes): ChannelPl
             lastError: message,
           });
           inspection.stop();
+          pairingStore?.close();
           await waitForAbort(ctx.abortSignal);
           return;
         }
-        runtimes.add(runtime);
+        const started = runtime;
+        runtimes.add(started);
+        let tick: ReturnType<typeof setInterval> | null = null;
+        let peersSeen: unknown = null;
+        const watch = bridge
+          ? started.actor.subscribe((snapshot) => {
+              // A decision made elsewhere (gateway method, tool) withdraws its pairing request at once.
+              if (snapshot.context.peers === peersSeen) return;
+              peersSeen = snapshot.context.peers;
+              bridge.settle();
+            })
+          : null;
+        if (bridge) {
+          bridges.set(ctx.accountId, bridge);
+          void bridge.reconcile();
+          tick = setInterval(() => void bridge.reconcile(), PAIRING_TICK_MS);
+          tick.unref?.();
+        }
         try {
           await waitForAbort(ctx.abortSignal);
         } finally {
-          await runtime.stop();
-          runtimes.remove(runtime);
+          if (tick) clearInterval(tick);
+          watch?.unsubscribe();
+          if (bridges.get(ctx.accountId) === bridge) bridges.delete(ctx.accountId);
+          await started.stop();
+          pairingStore?.close();
+          runtimes.remove(started);
           inspection.stop();
-          ctx.setStatus({ ...ctx.getStatus(), ...toChannelSnapshot(runtime.status()), running: false });
+          ctx.setStatus({ ...ctx.getStatus(), ...toChannelSnapshot(started.status()), running: false });
         }
       },
     },

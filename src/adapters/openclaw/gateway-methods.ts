@@ -244,6 +244,22 @@ export function gatewayMethodSpecs(runtimes: AccountRuntimes): GatewayMethodSpec
       },
     },
     {
+      // The operator asks a peer to connect (what the agent's "handshake" action does), e.g. from the CLI.
+      name: "agent-registry.handshake",
+      scope: "operator.write",
+      params: z
+        .object({ accountId, peer: peerRef, introduction: z.string().trim().min(1).max(2000).optional() })
+        .strict(),
+      run: async (params) => {
+        const runtime = runtimes.get(params.accountId as string | undefined);
+        const peer = await runtime.network.handshake(
+          params.peer as string,
+          params.introduction as string | undefined,
+        );
+        return { accountId: runtime.accountId, peer };
+      },
+    },
+    {
       name: "agent-registry.untrust",
       scope: "operator.write",
       params: z.object({ accountId, peer: peerRef }).strict(),

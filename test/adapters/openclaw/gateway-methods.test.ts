@@ -53,6 +53,7 @@ const METHODS: Record<string, "operator.read" | "operator.write"> = {
   "agent-registry.pending": "operator.read",
   "agent-registry.approve": "operator.write",
   "agent-registry.reject": "operator.write",
+  "agent-registry.handshake": "operator.write",
   "agent-registry.untrust": "operator.write",
 };
 
