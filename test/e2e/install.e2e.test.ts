@@ -8,6 +8,7 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { validateOpenClawExternalCodePluginPackageContents } from "clawhub/dist/schema/openclawContract.js";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RegistryServerHandle, startRegistryServer } from "../../src/registry-server/server.js";
@@ -132,6 +133,8 @@ describe("the packed package, installed with `openclaw plugins install` into a f
     };
     for (const entry of manifest.openclaw.runtimeExtensions)
       expect(paths).toContain(entry.replace(/^\.\//, ""));
+    // What ClawHub checks before a real publish (its dry run stops short of it): the runtime entries are packed.
+    expect(validateOpenClawExternalCodePluginPackageContents(manifest, paths).issues).toEqual([]);
   });
 
   it("installs the runtime dependencies through npm, from the registry on 127.0.0.1 only", () => {
