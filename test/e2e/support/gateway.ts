@@ -1,5 +1,5 @@
-// Runs a real OpenClaw gateway (the pinned version in openclaw-host/) with this plugin loaded from the repo,
-// in isolated temp dirs, bound to 127.0.0.1. Used by the end-to-end tests and `npm run demo`.
+// Runs a real OpenClaw gateway (the pinned version in openclaw-host/) with this plugin loaded from the repo (or
+// installed from its packed tarball), in isolated temp dirs, bound to 127.0.0.1. Used by the end-to-end tests and `npm run demo`.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
@@ -30,6 +30,12 @@ export interface GatewayOptions {
   env?: Record<string, string>;
   /** Keep dirs across restarts (the same state dir). */
   baseDir?: string;
+  /**
+   * Install the plugin with `openclaw plugins install <install> --force --accept-capabilities`, as a user does,
+   * instead of loading a staged copy of src/ from `plugins.load.paths`: a packed tarball's path, or
+   * `npm-pack:<path>`. The install runs `npm install` for the plugin's dependencies: npm_config_* in `env` reach it.
+   */
+  install?: string;
 }
 
 export interface Gateway {
@@ -38,6 +44,8 @@ export interface Gateway {
   stateDir: string;
   configPath: string;
   env: Record<string, string>;
+  /** What `openclaw plugins install` printed, when the gateway got the plugin that way. */
+  installOutput?: string;
   pid(): number | undefined;
   logs(): string;
   /** Runs the openclaw CLI against this gateway; throws with its output when it exits non-zero. */
@@ -87,7 +95,14 @@ export function stagePlugin(baseDir: string): string {
   const dir = join(baseDir, "plugin");
   mkdirSync(dir, { recursive: true });
   cpSync(join(repoRoot, "src"), join(dir, "src"), { recursive: true });
-  for (const file of ["package.json", "openclaw.plugin.json"]) cpSync(join(repoRoot, file), join(dir, file));
+  cpSync(join(repoRoot, "openclaw.plugin.json"), join(dir, "openclaw.plugin.json"));
+  // A source checkout has no dist/: without runtimeExtensions OpenClaw loads src/index.ts (through jiti), while
+  // with it a missing dist/index.js is a packaging error. The packed package keeps it (test/e2e/install).
+  const pkg = JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")) as {
+    openclaw?: Record<string, unknown>;
+  };
+  if (pkg.openclaw) delete pkg.openclaw.runtimeExtensions;
+  writeFileSync(join(dir, "package.json"), JSON.stringify(pkg, null, 2));
   if (!existsSync(join(dir, "node_modules")))
     symlinkSync(join(repoRoot, "node_modules"), join(dir, "node_modules"), "dir");
   return dir;
@@ -97,12 +112,15 @@ function baseConfig(
   opts: GatewayOptions,
   port: number,
   token: string,
-  pluginDir: string,
+  pluginDir: string | null,
 ): Record<string, unknown> {
   return deepMerge(
     {
       gateway: { mode: "local", port, bind: "loopback", auth: { mode: "token", token } },
-      plugins: { load: { paths: [pluginDir] }, entries: { "agent-registry": { enabled: true } } },
+      plugins: {
+        ...(pluginDir ? { load: { paths: [pluginDir] } } : {}),
+        entries: { "agent-registry": { enabled: true } },
+      },
       models: {
         providers: {
           scripted: {
@@ -170,8 +188,12 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     ...(process.env.E2E_GATEWAY_LOG_LEVEL ? { OPENCLAW_LOG_LEVEL: process.env.E2E_GATEWAY_LOG_LEVEL } : {}),
     ...opts.env,
   };
-  const pluginDir = stagePlugin(baseDir);
-  writeFileSync(configPath, JSON.stringify(baseConfig(opts, port, token, pluginDir), null, 2));
+  const pluginDir = opts.install ? null : stagePlugin(baseDir);
+  const config = baseConfig(opts, port, token, pluginDir);
+  // OpenClaw refuses to install into a config it finds invalid, and `channels.agent-registry` is unknown until the
+  // plugin is installed: the channel's settings go in after the install, as a user adds them.
+  const { channels, ...beforeInstall } = config;
+  writeFileSync(configPath, JSON.stringify(opts.install ? beforeInstall : config, null, 2));
 
   let child: ChildProcess | undefined;
   let output = "";
@@ -298,6 +320,14 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       if (!opts.baseDir && !process.env.KEEP_E2E_DIRS) rmSync(baseDir, { recursive: true, force: true });
     },
   };
+  if (opts.install) {
+    const { stdout, stderr } = await gateway.cli(
+      ["plugins", "install", opts.install, "--force", "--accept-capabilities"],
+      { timeoutMs: 300_000 },
+    );
+    gateway.installOutput = `${stdout}${stderr}`;
+    gateway.writeConfig(deepMerge(gateway.readConfig(), { channels }));
+  }
   return gateway;
 }
 
