@@ -4,7 +4,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { assign, createActor, createMachine, setup } from "xstate";
+import { assign, createActor, createMachine, sendTo, setup, spawnChild, stopChild } from "xstate";
 import type { AccountView } from "../../../src/adapters/openclaw/network-page/projection.js";
 import {
   API_PATH,
@@ -15,6 +15,8 @@ import {
   handlePage,
   type PageRuntime,
 } from "../../../src/adapters/openclaw/network-page/routes.js";
+import type { PeerState } from "../../../src/machines/handshake.machine.js";
+import { peerTableOf } from "../../../src/machines/peers.js";
 import { NetworkError, type PeerView } from "../../../src/runtime/account-network.js";
 
 const HOSTILE = `<img src=x onerror="alert(1)">${"x".repeat(2_000)}`;
@@ -38,19 +40,32 @@ function peer(hostname: string, state: PeerView["state"], introduction: string |
 const childMachine = createMachine({
   id: "handshake",
   initial: "pendingApproval",
-  states: { pendingApproval: {} },
+  states: { pendingApproval: { on: { APPROVE: "approving" } }, approving: {} },
 });
+const bobRecord = (state: string) => ({ hostname: "bob", state }) as unknown as PeerState;
 const rootMachine = setup({
   actors: { handshake: childMachine },
 }).createMachine({
   id: "account",
-  context: { peers: { size: 1 }, n: 0 },
+  context: { peers: peerTableOf([["bob", bobRecord("pendingApproval")]]), n: 0 },
   initial: "online",
   states: {
     online: {
       on: {
         BUMP: { actions: assign({ n: ({ context }) => context.n + 1 }) },
-        WAKE: { actions: ({ self }) => self.send({ type: "noop" }) },
+        WAKE: {
+          actions: [
+            spawnChild("handshake", { id: "handshake:bob" }),
+            sendTo("handshake:bob", { type: "APPROVE" }),
+          ],
+        },
+        // The handshake settled: its record is written and the actor stops in the same step, as the root does.
+        REST: {
+          actions: [
+            assign({ peers: () => peerTableOf([["bob", bobRecord("trusted")]]) }),
+            stopChild("handshake:bob"),
+          ],
+        },
         GO: "private",
       },
     },
@@ -284,6 +299,23 @@ describe("the live feed", () => {
     const transitions = frames.filter((f) => f.event === "transitions").flatMap((f) => f.data);
     expect(transitions).toContainEqual(
       expect.objectContaining({ accountId: "alice", actor: "account:alice", from: "online", to: "private" }),
+    );
+  });
+
+  it("tells where a handshake that woke and rested between two sends ended: its record", async () => {
+    const { account, actor } = fakeAccount();
+    accounts = [account];
+    const response = await fetch(`${base}${API_PATH}/events`);
+    setTimeout(() => {
+      actor.send({ type: "WAKE" });
+      actor.send({ type: "REST" });
+    }, 50);
+    const frames = await readFrames(response, (f) =>
+      f.some((x) => x.event === "transitions" && x.data.some((t: Frame) => t.to.includes("rests"))),
+    );
+    const transitions = frames.filter((f) => f.event === "transitions").flatMap((f) => f.data);
+    expect(transitions).toContainEqual(
+      expect.objectContaining({ actor: "handshake:bob", from: "approving", to: "trusted (rests)" }),
     );
   });
 

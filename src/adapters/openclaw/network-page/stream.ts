@@ -4,6 +4,7 @@
 // A slow reader is not queued for: while the socket is full, changes are coalesced and the latest goes when it
 // drains. Each stream ends after a while, so a revoked credential stops reading; the browser reconnects.
 import type { ServerResponse } from "node:http";
+import { getPeer, type PeerTable, peerKeyOfChild } from "../../../machines/peers.js";
 import { activePaths } from "./diagram-layout.js";
 import { type AccountView, type PageAccount, projectAccount } from "./projection.js";
 
@@ -110,9 +111,15 @@ export function openAccountStream(
         if (isRoot && !closed) watchAccount(account);
         markDirty();
       };
+      // A handshake that settled is stopped by the root within the root's own reaction to its last snapshot, often
+      // before this observer hears of it: where it ended is its record in the root's table.
       const gone = () => {
-        if (id.startsWith("handshake:"))
-          note({ accountId, actor: id, from: last, to: "(rests)", at: Date.now() });
+        const key = peerKeyOfChild(id);
+        if (key === null) return;
+        const peers = (account.actor.getSnapshot().context as { peers?: PeerTable } | undefined)?.peers;
+        const record = peers?.buckets ? getPeer(peers, key) : undefined;
+        const to = record ? `${record.state} (rests)` : "(rests)";
+        note({ accountId, actor: id, from: last, to, at: Date.now() });
       };
       // An actor that already stopped cannot be subscribed to; it is gone from the next snapshot anyway.
       try {

@@ -421,8 +421,8 @@ function outboxPanel(view) {
 function refusalsPanel(view) {
   const section = el("section", { class: "panel", "aria-label": `Refusals of ${view.accountId}` });
   section.append(el("h3", { text: "Refusals and alerts" }));
-  const refused = Object.entries(view.refusals.refused);
-  const unreadable = Object.entries(view.refusals.unreadable);
+  const refused = Object.entries(view.refusals.refused).filter(([, n]) => n > 0);
+  const unreadable = Object.entries(view.refusals.unreadable).filter(([, n]) => n > 0);
   if (refused.length === 0 && unreadable.length === 0 && view.refusals.alerts.length === 0) {
     section.append(el("p", { class: "muted", text: "Nothing refused." }));
     return section;
