@@ -131,8 +131,12 @@ describe("the network page in a real browser", () => {
       .locator('section[data-account="bob"] tr[data-peer="alice"] [data-peer-state="trusted"]')
       .waitFor({ timeout: 30_000 });
 
+    await alice
+      .locator(".tree-panel")
+      .screenshot({ path: join(repoRoot, "docs/img/network-page-actors.png") });
+
     await page.setViewportSize({ width: 390, height: 844 });
-    await alice.scrollIntoViewIfNeeded();
+    await page.evaluate("window.scrollTo(0, 0)");
     await page.screenshot({ path: join(repoRoot, "docs/img/network-page-phone.png") });
     // Readable on a phone: nothing wider than the screen but what scrolls on purpose (tables, diagrams scale).
     const overflow = (await page.evaluate(

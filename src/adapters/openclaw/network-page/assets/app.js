@@ -29,6 +29,7 @@ const page = {
   machines: {},
   accounts: new Map(),
   recent: new Map(),
+  drawn: new Map(),
   canWrite: false,
   streamAbort: null,
   retryMs: 1000,
@@ -553,7 +554,21 @@ function render() {
     ),
   );
   const ids = [...page.accounts.keys()].sort();
-  const fresh = ids.map((accountId) => renderAccount(page.accounts.get(accountId)));
+  // Only accounts whose data changed are drawn again: a button the user is about to press stays in place.
+  const fresh = ids.map((accountId) => {
+    const view = page.accounts.get(accountId);
+    const recent = page.recent.get(accountId)?.version ?? 0;
+    const drawn = page.drawn.get(accountId);
+    if (drawn && drawn.view === view && drawn.recent === recent && drawn.canWrite === page.canWrite) {
+      return drawn.node;
+    }
+    const node = renderAccount(view);
+    page.drawn.set(accountId, { view, recent, canWrite: page.canWrite, node });
+    return node;
+  });
+  for (const accountId of [...page.drawn.keys()]) {
+    if (!page.accounts.has(accountId)) page.drawn.delete(accountId);
+  }
   container.replaceChildren(...fresh);
   if (ids.length === 0)
     container.append(
@@ -603,6 +618,7 @@ function applyFrame(event, data) {
       const list = page.recent.get(t.accountId) ?? [];
       list.push(t);
       while (list.length > RECENT_MAX) list.shift();
+      list.version = (list.version ?? 0) + 1;
       page.recent.set(t.accountId, list);
     }
     render();
