@@ -5,6 +5,7 @@ import { defineChannelPluginEntry } from "openclaw/plugin-sdk/channel-core";
 import { createAgentRegistryChannel } from "./adapters/openclaw/channel.js";
 import { registerAgentRegistryCliMetadata } from "./adapters/openclaw/cli-metadata.js";
 import { gatewayMethodSpecs, registerGatewayMethods } from "./adapters/openclaw/gateway-methods.js";
+import { registerNetworkPage } from "./adapters/openclaw/network-page/register.js";
 import { registerAgentNetworkTool } from "./adapters/openclaw/tool.js";
 import { CHANNEL_ID } from "./config.js";
 import { AccountRuntimes } from "./runtime/account-runtimes.js";
@@ -27,6 +28,8 @@ export default defineChannelPluginEntry({
   registerFull(api) {
     registerGatewayMethods(api, gatewayMethodSpecs(runtimes));
     registerAgentNetworkTool(api, runtimes);
+    // The network page: /plugins/agent-registry/ in the gateway (its API behind the gateway's auth).
+    registerNetworkPage(api, runtimes);
     // A message the agent sent that stays undelivered is told to its session once, as a system event.
     runtimes.setSessionNotifier((sessionKey, text) => {
       api.runtime.system.enqueueSystemEvent(text, { sessionKey });

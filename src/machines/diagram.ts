@@ -116,3 +116,57 @@ export function rootHandlers(machine: AnyStateMachine): RootHandler[] {
 export function rootEntry(machine: AnyStateMachine): string[] {
   return (((machine.root as AnyStateNode).entry ?? []) as unknown[]).map(actionName);
 }
+
+/** A state of a machine as plain data: `path` is its id within the machine ("" for the root), dot-joined. */
+export interface DiagramState {
+  path: string;
+  key: string;
+  parent: string | null;
+  type: "atomic" | "compound" | "parallel" | "final" | "history";
+  /** The child entered first (compound states), else null. */
+  initial: string | null;
+}
+
+export interface DiagramTransition {
+  from: string;
+  to: string;
+  label: string;
+}
+
+/** The same walk as the Mermaid rendering, as data: what the network page lays out and draws itself. */
+export interface DiagramGraph {
+  machine: string;
+  states: DiagramState[];
+  transitions: DiagramTransition[];
+}
+
+const pathOf = (node: AnyStateNode): string => node.path.join(".");
+
+export function toDiagramGraph(machine: AnyStateMachine): DiagramGraph {
+  const states: DiagramState[] = [];
+  const transitions: DiagramTransition[] = [];
+  const visit = (node: AnyStateNode): void => {
+    const initial = node.initial?.target?.[0] as AnyStateNode | undefined;
+    states.push({
+      path: pathOf(node),
+      key: node.key,
+      parent: node.parent ? pathOf(node.parent) : null,
+      type: node.type,
+      initial: initial ? pathOf(initial) : null,
+    });
+    if (node.parent) {
+      for (const transition of transitionsOf(node)) {
+        for (const target of (transition.target ?? []) as AnyStateNode[]) {
+          transitions.push({
+            from: pathOf(node),
+            to: pathOf(target),
+            label: `${eventLabel(transition.eventType)}${guardLabel(transition.guard)}`,
+          });
+        }
+      }
+    }
+    for (const child of childrenOf(node)) visit(child);
+  };
+  visit(machine.root as AnyStateNode);
+  return { machine: machine.id, states, transitions };
+}
