@@ -2,7 +2,7 @@
 // network page of a real OpenClaw gateway with two relay accounts on the reference registry. Bob asks alice for
 // a handshake (his agent's tool, invoked directly: no model turn); alice's section shows the request, with bob's
 // hostile introduction as plain text; a click on "Approve bob" makes bob trusted and alice's handshake actor
-// change state, all seen in the page through its live feed. Screenshots go to docs/img/.
+// change state, all seen in the page through its live feed. Screenshots go to docs/img/ with UPDATE_SCREENSHOTS=1.
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -114,8 +114,13 @@ describe("the network page in a real browser", () => {
     expect(await page.title()).toBe("Agent Registry network");
     await page.getByRole("status").filter({ hasText: "Live" }).waitFor();
     await alice.locator('li.actor[data-actor="account:alice"] svg[role="img"]').first().waitFor();
-    mkdirSync(join(repoRoot, "docs/img"), { recursive: true });
-    await page.screenshot({ path: join(repoRoot, "docs/img/network-page.png") });
+    // docs/img is rewritten only when asked (UPDATE_SCREENSHOTS=1): every run still takes them.
+    const shots =
+      process.env.UPDATE_SCREENSHOTS === "1"
+        ? join(repoRoot, "docs/img")
+        : mkdtempSync(join(tmpdir(), "network-page-shots-"));
+    mkdirSync(shots, { recursive: true });
+    await page.screenshot({ path: join(shots, "network-page.png") });
 
     await alice.getByRole("button", { name: "Approve bob" }).click();
 
@@ -131,13 +136,12 @@ describe("the network page in a real browser", () => {
       .locator('section[data-account="bob"] tr[data-peer="alice"] [data-peer-state="trusted"]')
       .waitFor({ timeout: 30_000 });
 
-    await alice
-      .locator(".tree-panel")
-      .screenshot({ path: join(repoRoot, "docs/img/network-page-actors.png") });
+    await alice.locator(".tree-panel").screenshot({ path: join(shots, "network-page-actors.png") });
 
     await page.setViewportSize({ width: 390, height: 844 });
     await page.evaluate("window.scrollTo(0, 0)");
-    await page.screenshot({ path: join(repoRoot, "docs/img/network-page-phone.png") });
+    await page.screenshot({ path: join(shots, "network-page-phone.png") });
+    if (process.env.UPDATE_SCREENSHOTS !== "1") rmSync(shots, { recursive: true, force: true });
     // Readable on a phone: nothing wider than the screen but what scrolls on purpose (tables, diagrams scale).
     const overflow = (await page.evaluate(
       "document.documentElement.scrollWidth - window.innerWidth",

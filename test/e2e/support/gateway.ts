@@ -96,12 +96,15 @@ export function stagePlugin(baseDir: string): string {
   mkdirSync(dir, { recursive: true });
   cpSync(join(repoRoot, "src"), join(dir, "src"), { recursive: true });
   cpSync(join(repoRoot, "openclaw.plugin.json"), join(dir, "openclaw.plugin.json"));
-  // A source checkout has no dist/: without runtimeExtensions OpenClaw loads src/index.ts (through jiti), while
-  // with it a missing dist/index.js is a packaging error. The packed package keeps it (test/e2e/install).
+  // A source checkout has no dist/: without runtimeExtensions (and runtimeSetupEntry) OpenClaw loads src/index.ts
+  // and src/setup-entry.ts (through jiti), while with them a missing dist/ file is a packaging error. The packed package keeps it (test/e2e/install).
   const pkg = JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")) as {
     openclaw?: Record<string, unknown>;
   };
-  if (pkg.openclaw) delete pkg.openclaw.runtimeExtensions;
+  if (pkg.openclaw) {
+    delete pkg.openclaw.runtimeExtensions;
+    delete pkg.openclaw.runtimeSetupEntry;
+  }
   writeFileSync(join(dir, "package.json"), JSON.stringify(pkg, null, 2));
   if (!existsSync(join(dir, "node_modules")))
     symlinkSync(join(repoRoot, "node_modules"), join(dir, "node_modules"), "dir");
