@@ -8,7 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { type RegistryServerHandle, startRegistryServer } from "../src/registry-server/server.js";
-import { createGateway, type Gateway, waitUntil } from "../test/e2e/support/gateway.js";
+import { approveInNetworkPage } from "../test/e2e/support/browser.js";
+import { createGateway, type Gateway, parseJsonOutput, waitUntil } from "../test/e2e/support/gateway.js";
 import {
   type ChatRequest,
   type ModelServer,
@@ -87,8 +88,13 @@ function demoTurn(request: ChatRequest, introduction: string): ScriptedReply {
   return { text: "Noted." };
 }
 
+/** How alice's operator approves bob: OpenClaw's pairing CLI, a click in the network page, or the gateway method. */
+export type DemoApproval = "pairing" | "page" | "gateway";
+
 interface DemoOptions {
   transport: DemoTransport;
+  /** Default "pairing". "page" needs Chromium (`.ci/run` installs it). */
+  approveVia?: DemoApproval;
   /** Bob's handshake introduction; the tests pass a hostile one and check it never acts as an instruction. */
   introduction?: string;
   log?: (line: string) => void;
@@ -97,6 +103,7 @@ interface DemoOptions {
 export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const log = options.log ?? ((line: string) => console.log(line));
   const introduction = options.introduction ?? FRIENDLY_INTRODUCTION;
+  const approveVia = options.approveVia ?? "pairing";
   const started = Date.now();
   const steps: DemoStep[] = [];
   const dbDir = mkdtempSync(join(tmpdir(), "agent-registry-demo-"));
@@ -265,8 +272,40 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       return finish();
 
     if (
-      !(await step("alice's operator approves bob", async () => {
-        await gateway!.call("agent-registry.approve", { accountId: "alice", peer: "bob" });
+      !(await step(`alice's operator approves bob (${approveVia})`, async () => {
+        if (approveVia === "gateway") {
+          await gateway!.call("agent-registry.approve", { accountId: "alice", peer: "bob" });
+        } else if (approveVia === "pairing") {
+          // OpenClaw's own habit: the request is a pairing request of the channel, approved by its code.
+          const request = await waitUntil(
+            async () => {
+              const { stdout } = await gateway!.cli([
+                "pairing",
+                "list",
+                "agent-registry",
+                "--account",
+                "alice",
+                "--json",
+              ]);
+              const { requests } = parseJsonOutput(stdout) as {
+                requests: Array<{ id: string; code: string; meta?: Record<string, string> }>;
+              };
+              return requests.find((r) => r.id === "bob");
+            },
+            60_000,
+            "bob's pairing request on alice",
+            1_000,
+          );
+          log(`       pairing request ${request.code}: ${JSON.stringify(request.meta ?? {})}`);
+          await gateway!.cli(["pairing", "approve", "agent-registry", request.code, "--account", "alice"]);
+        } else {
+          await approveInNetworkPage({
+            origin: `http://127.0.0.1:${gateway!.port}`,
+            token: gateway!.env.OPENCLAW_GATEWAY_TOKEN!,
+            account: "alice",
+            peer: "bob",
+          });
+        }
         await waitUntil(
           async () => {
             const peers = JSON.stringify(await gateway!.call("agent-registry.peers", { accountId: "bob" }));
@@ -432,6 +471,12 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
     console.error(`--transport must be relay or pilot, got ${transport}`);
     process.exit(2);
   }
-  const result = await runDemo({ transport });
+  const via = process.argv.indexOf("--approve-via");
+  const approveVia = (via >= 0 ? process.argv[via + 1] : "pairing") as DemoApproval;
+  if (!["pairing", "page", "gateway"].includes(approveVia)) {
+    console.error(`--approve-via must be pairing, page or gateway, got ${approveVia}`);
+    process.exit(2);
+  }
+  const result = await runDemo({ transport, approveVia });
   process.exit(result.ok ? 0 : 1);
 }
