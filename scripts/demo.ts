@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { type RegistryServerHandle, startRegistryServer } from "../src/registry-server/server.js";
 import { approveInNetworkPage } from "../test/e2e/support/browser.js";
-import { createGateway, type Gateway, parseJsonOutput, waitUntil } from "../test/e2e/support/gateway.js";
+import { createGateway, type Gateway, pairingRequests, waitUntil } from "../test/e2e/support/gateway.js";
 import {
   type ChatRequest,
   type ModelServer,
@@ -278,20 +278,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         } else if (approveVia === "pairing") {
           // OpenClaw's own habit: the request is a pairing request of the channel, approved by its code.
           const request = await waitUntil(
-            async () => {
-              const { stdout } = await gateway!.cli([
-                "pairing",
-                "list",
-                "agent-registry",
-                "--account",
-                "alice",
-                "--json",
-              ]);
-              const { requests } = parseJsonOutput(stdout) as {
-                requests: Array<{ id: string; code: string; meta?: Record<string, string> }>;
-              };
-              return requests.find((r) => r.id === "bob");
-            },
+            async () => (await pairingRequests(gateway!, "alice")).find((r) => r.id === "bob"),
             60_000,
             "bob's pairing request on alice",
             1_000,

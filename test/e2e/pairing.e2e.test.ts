@@ -9,7 +9,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RegistryServerHandle, startRegistryServer } from "../../src/registry-server/server.js";
-import { createGateway, type Gateway, parseJsonOutput, waitUntil } from "./support/gateway.js";
+import {
+  createGateway,
+  type Gateway,
+  pairingRequests,
+  parseJsonOutput,
+  waitUntil,
+} from "./support/gateway.js";
 import { type ModelServer, startModelServer } from "./support/model-server.js";
 
 interface StatusAccount {
@@ -21,11 +27,6 @@ interface Peer {
   hostname: string | null;
   state: string;
   fingerprint: string | null;
-}
-interface PairingRequest {
-  id: string;
-  code: string;
-  meta?: Record<string, string>;
 }
 
 // The reference registry refuses control characters; the cleaning of peer text is unit-tested (pairing.test.ts).
@@ -43,17 +44,7 @@ describe("handshake approval through OpenClaw pairing and the agent-registry CLI
   const peersOf = async (accountId: string) =>
     (await gateway.call<{ accounts: Array<{ peers: Peer[] }> }>("agent-registry.peers", { accountId }))
       .accounts[0]?.peers ?? [];
-  const pairingList = async () => {
-    const { stdout } = await gateway.cli([
-      "pairing",
-      "list",
-      "agent-registry",
-      "--account",
-      "alice",
-      "--json",
-    ]);
-    return (parseJsonOutput(stdout) as { requests: PairingRequest[] }).requests;
-  };
+  const pairingList = () => pairingRequests(gateway, "alice");
 
   beforeAll(async () => {
     registry = await startRegistryServer({ port: 0, db: join(dbDir, "registry.db") });

@@ -374,3 +374,23 @@ export async function waitUntil<T>(
     `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`,
   );
 }
+
+/** A pending OpenClaw pairing request of this channel, as `openclaw pairing list --json` shows it. */
+export interface PairingRequest {
+  id: string;
+  code: string;
+  meta?: Record<string, string>;
+}
+
+/** The account's pending pairing requests, read through OpenClaw's own CLI. */
+export async function pairingRequests(gateway: Gateway, accountId: string): Promise<PairingRequest[]> {
+  const { stdout } = await gateway.cli([
+    "pairing",
+    "list",
+    "agent-registry",
+    "--account",
+    accountId,
+    "--json",
+  ]);
+  return (parseJsonOutput(stdout) as { requests: PairingRequest[] }).requests;
+}
