@@ -10,8 +10,12 @@ import type { Log } from "../log.js";
 import type { PeerRef } from "../machines/types.js";
 
 export const PEER_NAME_TTL_MS = 10 * 60_000;
-/** An id the registry did not know is asked again sooner: the agent may be registering right now. */
-export const PEER_NAME_MISS_TTL_MS = 60_000;
+/**
+ * An id the registry did not know is asked again sooner: the agent may be registering right now (a peer's node id
+ * reaches the registry only once its daemon is up). 5 s after the first miss, doubling with each miss after it,
+ * up to the hit TTL: a node that never registers costs a few requests, then one each 10 minutes.
+ */
+export const PEER_NAME_MISS_TTL_MS = 5_000;
 /** Entries kept at most; beyond it the cache starts over (it only saves requests). */
 const MAX_NAMES = 100_000;
 /** Concurrent per-id requests against a registry without the batched route. */
@@ -42,12 +46,14 @@ export function createPeerNames(options: PeerNamesOptions): PeerNames {
   const now = options.now ?? Date.now;
   const ttlMs = options.ttlMs ?? PEER_NAME_TTL_MS;
   const missTtlMs = options.missTtlMs ?? PEER_NAME_MISS_TTL_MS;
-  const names = new Map<string, { hostname: string | null; until: number }>();
+  const names = new Map<string, { hostname: string | null; until: number; misses: number }>();
   let batched = true;
 
   const remember = (id: string, hostname: string | null) => {
     if (names.size >= MAX_NAMES) names.clear();
-    names.set(id, { hostname, until: now() + (hostname ? ttlMs : missTtlMs) });
+    const misses = hostname ? 0 : (names.get(id)?.misses ?? 0) + 1;
+    const ttl = hostname ? ttlMs : Math.min(ttlMs, missTtlMs * 2 ** Math.min(misses - 1, 20));
+    names.set(id, { hostname, until: now() + ttl, misses });
   };
 
   const lookUpBatched = async (ids: string[]): Promise<Map<string, string>> => {

@@ -35,7 +35,7 @@ import {
   toNetworkError,
 } from "./account-network.js";
 import { createOutbox, type Outbox, type OutboxPolicy } from "./outbox.js";
-import { createPeerNames } from "./peer-names.js";
+import { createPeerNames, PEER_NAME_MISS_TTL_MS, PEER_NAME_TTL_MS } from "./peer-names.js";
 import { createRecordCheck, IGNORED_VERDICTS } from "./record-check.js";
 
 /** The account root as the network uses it: its snapshot (peer table, children) and its events. */
@@ -311,6 +311,13 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
     return same;
   };
 
+  /**
+   * Peers of the routed reading that the registry could not name yet (a peer's node id reaches the registry only
+   * once its daemon is up): the same reading is routed again when their names are due to be asked again, so a
+   * name that appears later is taken even though the trust list did not change.
+   */
+  let unnamed: { retryAt: number; attempts: number } | null = null;
+
   /** The peer list as the tool shows it, built once per table (the gateway and tool read it far more often). */
   const views = new WeakMap<PeerTable, PeerView[]>();
   const viewsOf = (peers: PeerTable): PeerView[] => {
@@ -537,7 +544,7 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
       if (!transport) return null;
       const at = Date.now();
       const [pending, trusted] = await Promise.all([transport.listPending(), transport.listTrusted()]);
-      if (sameReading(pending, trusted)) return null;
+      if (sameReading(pending, trusted) && (unnamed === null || at < unnamed.retryAt)) return null;
       // Names the table knows first (one index for the whole reading), then the registry's for the rest.
       const index = indexPeers(table());
       const known = (peer: PeerRef): PeerRef => {
@@ -546,6 +553,13 @@ export function createPeerNetwork(options: PeerNetworkOptions): PeerNetwork {
         return { ...peer, hostname: (key ? getPeer(table(), key)?.hostname : null) ?? null };
       };
       const named = await names.name([...pending, ...trusted].map((entry) => known(entry.peer)));
+      if (named.some((ref) => !ref.hostname && (ref.nodeId !== null || ref.installationId !== null))) {
+        const attempts = (unnamed?.attempts ?? 0) + 1;
+        const wait = Math.min(PEER_NAME_TTL_MS, PEER_NAME_MISS_TTL_MS * 2 ** Math.min(attempts - 1, 20));
+        unnamed = { retryAt: at + wait, attempts };
+      } else {
+        unnamed = null;
+      }
       // A requester's key comes from its verified record (approving pins it); one already on offer is kept. A
       // pinned peer asking again is looked up too: a record under another key is ignored, counted and told.
       const keys: Array<{ peer: PeerRef; key: string }> = [];

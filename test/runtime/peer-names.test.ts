@@ -53,8 +53,14 @@ describe("peer names", () => {
     // Idle: the same reading again costs nothing.
     await names.name(refs);
     expect(proxy.take()).toEqual([]);
-    // A miss is asked again sooner than a name: only the unknown node after a minute.
+    // A miss is asked again sooner than a name (the agent may be registering right now), then less and less often.
     clock += PEER_NAME_MISS_TTL_MS + 1;
+    await names.name(refs);
+    expect(proxy.take()).toEqual(["POST /api/v1/agents/lookup"]);
+    clock += PEER_NAME_MISS_TTL_MS + 1;
+    await names.name(refs);
+    expect(proxy.take()).toEqual([]);
+    clock += PEER_NAME_MISS_TTL_MS;
     await names.name(refs);
     expect(proxy.take()).toEqual(["POST /api/v1/agents/lookup"]);
     clock += PEER_NAME_TTL_MS;
