@@ -271,10 +271,20 @@ export function gatewayMethodSpecs(runtimes: AccountRuntimes): GatewayMethodSpec
   ];
 }
 
+/**
+ * Errors are told apart by name, not by class: OpenClaw may load this plugin's modules more than once in one
+ * gateway (the runtimes are shared through globalThis), so an error thrown by one copy's class is not an instance
+ * of another copy's.
+ */
+const isNamed = (error: unknown, name: string): error is Error & { code: string } =>
+  error instanceof Error && error.name === name && typeof (error as { code?: unknown }).code === "string";
+
 function errorCode(error: unknown): string {
-  if (error instanceof NoAccountError) return "NO_ACCOUNT";
+  if (error instanceof NoAccountError || isNamed(error, "NoAccountError")) return "NO_ACCOUNT";
   if (error instanceof MethodError) return error.code;
-  if (error instanceof NetworkError) return NETWORK_ERROR_CODES[error.code] ?? "FAILED";
+  if (error instanceof NetworkError || isNamed(error, "NetworkError")) {
+    return NETWORK_ERROR_CODES[error.code as NetworkErrorCode] ?? "FAILED";
+  }
   return "FAILED";
 }
 
@@ -304,7 +314,10 @@ export function registerGatewayMethods(
         respond(true, await spec.run(parsed.data as Record<string, unknown>));
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
-        const details = error instanceof NetworkError ? { networkCode: error.code } : undefined;
+        const details =
+          error instanceof NetworkError || isNamed(error, "NetworkError")
+            ? { networkCode: error.code }
+            : undefined;
         respond(false, undefined, {
           code: errorCode(error),
           message,

@@ -518,7 +518,12 @@ export async function executeAgentNetwork(
   try {
     runtime = resolveRuntime(runtimes, ctx, params.accountId);
   } catch (error) {
-    const code = error instanceof ToolFailure || error instanceof NoAccountError ? error.code : "FAILED";
+    const code =
+      error instanceof ToolFailure || error instanceof NoAccountError
+        ? error.code
+        : error instanceof Error && error.name === "NoAccountError"
+          ? "NO_ACCOUNT"
+          : "FAILED";
     return fail(params.action, null, code, (error as Error).message);
   }
   try {
