@@ -186,6 +186,19 @@ export function collectSecurityFindings(ctx: SecurityContext): SecurityFinding[]
 export function collectGlobalFindings(cfg: SecurityContext["cfg"]): SecurityFinding[] {
   const owners = Array.isArray(cfg.commands?.ownerAllowFrom) ? cfg.commands.ownerAllowFrom : [];
   const peers = owners.map(String).filter((o) => o.toLowerCase().startsWith(`${CHANNEL_ID}:`));
+  if (owners.length === 0) {
+    return [
+      {
+        checkId: `channels.${CHANNEL_ID}.no_command_owner`,
+        severity: "warn",
+        title: "No command owner is configured",
+        detail:
+          "commands.ownerAllowFrom is empty: the first peer agent approved with `openclaw pairing approve` would become this installation's command owner, and that config write restarts the gateway.",
+        remediation:
+          "Make your own chat account the owner before approving a peer (`openclaw config set commands.ownerAllowFrom '[\"telegram:<your id>\"]'`), or approve peers with `openclaw agent-registry approve` or the network page, which write no config.",
+      },
+    ];
+  }
   if (peers.length === 0) return [];
   return [
     {

@@ -132,6 +132,12 @@ describe("security findings", () => {
 
   it("a peer agent made command owner (OpenClaw's pairing approve bootstraps the first owner)", () => {
     expect(collectGlobalFindings({ commands: { ownerAllowFrom: ["telegram:1"] } })).toEqual([]);
+    // No owner yet: the first approval through `openclaw pairing approve` would make the peer the owner.
+    for (const cfg of [{}, { commands: { ownerAllowFrom: [] } }]) {
+      expect(collectGlobalFindings(cfg)).toMatchObject([
+        { checkId: "channels.agent-registry.no_command_owner", severity: "warn" },
+      ]);
+    }
     const [finding] = collectGlobalFindings({ commands: { ownerAllowFrom: ["agent-registry:bob"] } });
     expect(finding).toMatchObject({
       checkId: "channels.agent-registry.peer_is_command_owner",
