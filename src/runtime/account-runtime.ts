@@ -164,7 +164,9 @@ function switchRegistry(state: AccountStateStore, registryUrls: readonly string[
   const saved = state.identity();
   if (saved.registryUrl === registryUrl) return;
   if (saved.registryUrl !== null && registryUrls.includes(saved.registryUrl)) {
-    state.update({ registryUrl });
+    // An older registration kept aside under the new preferred URL is superseded by this one (same registry).
+    const { [registryUrl]: _superseded, ...others } = saved.otherRegistries;
+    state.update({ registryUrl, otherRegistries: others });
     return;
   }
   const known = registryUrls.find((url) => saved.otherRegistries[url] !== undefined);
