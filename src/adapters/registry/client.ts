@@ -249,7 +249,10 @@ interface Reply<T> {
   data: T;
 }
 
-/** One registry URL: `base` is what requests go to (credentials included), `display` what messages show. */
+/**
+ * One registry URL: `base` is what requests go to, `display` what messages and status show. The same string now
+ * that URLs with credentials are refused; kept apart so that nothing shown can ever gain a secret.
+ */
 interface Endpoint {
   base: string;
   display: string;
@@ -539,7 +542,11 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     inUse = index;
     generation += 1;
     if (kind === "failover") lastFailover = { at: change.at, from: change.from, to: change.to, reason };
-    options.onSwitch?.(change);
+    try {
+      options.onSwitch?.(change);
+    } catch {
+      // A listener that throws (a broken log sink) must not fail the request that was just answered.
+    }
   }
 
   /**

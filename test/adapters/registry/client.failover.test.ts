@@ -187,6 +187,17 @@ describe("which answers move requests to the next URL", () => {
     expect(client.endpoints().lastFailover?.reason).toBe(`${a.url}: timeout`);
   });
 
+  it("a request its caller cancels does not, whatever its URL was doing", async () => {
+    const a = await startStub();
+    const b = await startStub();
+    a.answer = () => "hang";
+    const client = createRegistryClient({ baseUrl: [a.url, b.url], timeoutMs: 5_000 });
+    const err = await caught(client.heartbeat("a1", "t", { signal: AbortSignal.timeout(100) }));
+    expect(err.kind).toBe("aborted");
+    expect(b.seen).toHaveLength(0);
+    expect(client.url).toBe(a.url);
+  });
+
   it("when every URL fails, the error is the last one's and names what failed before it", async () => {
     const a = await deadUrl();
     const b = await startStub();
