@@ -195,6 +195,30 @@ function overridesOf<T extends z.ZodRawShape>(schema: z.ZodObject<T>): ReturnTyp
   return z.object(shape).strict() as unknown as ReturnType<z.ZodObject<T>["partial"]>;
 }
 
+const registryUrlSchema = z
+  .string()
+  .url()
+  .refine((url) => {
+    const parsed = URL.parse(url);
+    return parsed === null || (parsed.username === "" && parsed.password === "");
+  }, "no user name or password in the URL (requests cannot send them); set registryApiKey for the deployment key");
+
+/** Most registry URLs one account lists: replicas behind one name are a load balancer's job, not this list's. */
+export const REGISTRY_URLS_MAX = 8;
+/** While on a fallback registry URL, how often the first (preferred) one is asked whether it answers again. */
+export const PREFERRED_RETRY_MINUTES = 5;
+
+/** `https://host/prefix/` and `https://host/prefix` are one registry. */
+function trimBase(url: string): string {
+  return url.trim().replace(/\/+$/, "");
+}
+
+const registryUrlListSchema = z
+  .array(registryUrlSchema)
+  .min(1)
+  .max(REGISTRY_URLS_MAX)
+  .refine((urls) => new Set(urls.map(trimBase)).size === urls.length, "each registry URL once");
+
 /** Fields an account may set; the same fields at the top level are defaults for every account. */
 const accountFields = {
   enabled: z.boolean().optional(),
@@ -204,10 +228,11 @@ const accountFields = {
   description: z.string().max(2000).optional(),
   capabilities: z.array(capabilitySchema).max(50).optional(),
   registryUrl: z
-    .string()
-    .url()
+    .union([registryUrlSchema, registryUrlListSchema])
     .optional()
-    .describe(`Agent Registry base URL (default ${DEFAULT_REGISTRY_URL})`),
+    .describe(
+      `Agent Registry base URL (default ${DEFAULT_REGISTRY_URL}), or a list of base URLs of replicas of one registry (one database) for failover, preferred first: requests stay on the URL that last answered and go back to the first once it answers again (checked every ${PREFERRED_RETRY_MINUTES} min). The env takes several separated by commas`,
+    ),
   registryApiKey: z
     .string()
     .min(1)
@@ -262,7 +287,10 @@ export interface ResolvedAccount {
   displayName: string | null;
   description: string | null;
   capabilities: string[];
+  /** The preferred (first) registry URL: the key the account's registration is saved under. */
   registryUrl: string;
+  /** Every registry URL in failover order, the preferred first (one entry without failover). */
+  registryUrls: string[];
   registryApiKey: string | null;
   installationId: string | null;
   ownerName: string | null;
@@ -317,6 +345,24 @@ export function listAccountIds(raw: unknown): string[] {
   return accountEntries(parseChannelConfig(raw)).map(([id]) => id);
 }
 
+/**
+ * The configured URL or URLs, else the env's (several separated by commas), else the default: without trailing
+ * slashes, each once, in order.
+ */
+function resolveRegistryUrls(
+  configured: string | string[] | undefined,
+  fromEnv: string | undefined,
+): string[] {
+  const listed =
+    configured === undefined
+      ? (fromEnv?.split(",") ?? [DEFAULT_REGISTRY_URL])
+      : Array.isArray(configured)
+        ? configured
+        : [configured];
+  const urls = [...new Set(listed.map(trimBase).filter((url) => url.length > 0))];
+  return urls.length > 0 ? urls : [DEFAULT_REGISTRY_URL];
+}
+
 function resolveOne(
   accountId: string,
   defaults: ChannelConfig,
@@ -340,6 +386,7 @@ function resolveOne(
       `Account "${accountId}": visibility.source is "schedule" but visibility.schedule is missing`,
     );
   }
+  const registryUrls = resolveRegistryUrls(pick("registryUrl"), envValue(env, "AGENT_REGISTRY_URL"));
   return {
     accountId,
     enabled: pick("enabled") ?? true,
@@ -348,10 +395,8 @@ function resolveOne(
     displayName: pick("displayName") ?? null,
     description: pick("description") ?? null,
     capabilities: [...new Set((pick("capabilities") ?? []).map((c) => c.toLowerCase()))],
-    registryUrl: (pick("registryUrl") ?? envValue(env, "AGENT_REGISTRY_URL") ?? DEFAULT_REGISTRY_URL).replace(
-      /\/+$/,
-      "",
-    ),
+    registryUrl: registryUrls[0]!,
+    registryUrls,
     registryApiKey: pick("registryApiKey") ?? envValue(env, "AGENT_REGISTRY_API_KEY") ?? null,
     installationId:
       pick("installationId") ?? envValue(env, "BUTLEY_INSTALLATION_ID", "INSTALLATION_ID") ?? null,

@@ -5,7 +5,12 @@
 // `handshake:<peer>` are its children. Nothing here is shared between accounts.
 import { type Actor, createActor, fromCallback, fromPromise, type InspectionEvent, waitFor } from "xstate";
 import { PILOT_RETRY_BACKOFF } from "../adapters/pilot/pilot-inbox.js";
-import { createRegistryClient, type FetchLike, type RegistryClient } from "../adapters/registry/client.js";
+import {
+  createRegistryClient,
+  type FetchLike,
+  type RegistryClient,
+  type RegistryEndpointStatus,
+} from "../adapters/registry/client.js";
 import {
   DEFAULT_RELAY_BACKOFF,
   DEFAULT_RELAY_RETRY_BACKOFF,
@@ -23,7 +28,7 @@ import { createConvexSource } from "../adapters/visibility/convex.js";
 import { withLastKnown } from "../adapters/visibility/last-known.js";
 import { createScheduleSource, type ScheduleSource } from "../adapters/visibility/schedule.js";
 import type { VisibilityReading as SourceReading } from "../adapters/visibility/types.js";
-import { DEFAULT_REGISTRY_URL, type ResolvedAccount } from "../config.js";
+import { DEFAULT_REGISTRY_URL, PREFERRED_RETRY_MINUTES, type ResolvedAccount } from "../config.js";
 import { loadOrCreateIdentity } from "../identity/keys.js";
 import type { Log } from "../log.js";
 import {
@@ -64,7 +69,10 @@ export interface AccountRuntimeStatus extends AccountStatus {
   hostname: string | null;
   /** The public id peers know this account by (null until registered); the installation id stays secret. */
   peerId: string | null;
+  /** The registry URL requests go to now (failover may have moved them off the preferred one); no credentials. */
   registryUrl: string;
+  /** The URL in use, its place among the configured ones, and the last failover. */
+  registry: RegistryEndpointStatus;
   /** This installation's key fingerprint: what its peers' owners compare before approving it. */
   fingerprint: string;
   visibilitySource: ResolvedAccount["visibility"]["source"];
@@ -147,11 +155,25 @@ function createVisibility(account: ResolvedAccount, installationId: string, fetc
 }
 
 /** An agent id and token belong to the registry that issued them: a new registryUrl starts afresh, and the old
- * registration is kept aside, because that registry holds the hostname for its token if the account comes back. */
-function switchRegistry(state: AccountStateStore, registryUrl: string): void {
+ * registration is kept aside, because that registry holds the hostname for its token if the account comes back.
+ * A registration is saved under the preferred URL; the other URLs listed are replicas of the same registry (one
+ * database), so a registration saved under one of them (the preferred one before the list changed) is this
+ * registry's too and is kept. */
+function switchRegistry(state: AccountStateStore, registryUrls: readonly string[]): void {
+  const registryUrl = registryUrls[0]!;
   const saved = state.identity();
   if (saved.registryUrl === registryUrl) return;
-  const { [registryUrl]: earlier, ...others } = saved.otherRegistries;
+  if (saved.registryUrl !== null && registryUrls.includes(saved.registryUrl)) {
+    // An older registration kept aside under the new preferred URL is superseded by this one (same registry).
+    const { [registryUrl]: _superseded, ...others } = saved.otherRegistries;
+    state.update({ registryUrl, otherRegistries: others });
+    return;
+  }
+  const known = registryUrls.find((url) => saved.otherRegistries[url] !== undefined);
+  const earlier = known === undefined ? undefined : saved.otherRegistries[known];
+  const others = Object.fromEntries(
+    Object.entries(saved.otherRegistries).filter(([url]) => url !== known),
+  ) as typeof saved.otherRegistries;
   if (saved.registryUrl !== null && (saved.agentId !== null || saved.agentToken !== null)) {
     others[saved.registryUrl] = {
       agentId: saved.agentId,
@@ -221,11 +243,23 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
   // The installation's key: what its record, its registry requests and every envelope it sends are signed with.
   const identity = loadOrCreateIdentity(stateDir);
   const installationId = state.ensureInstallationId(account.installationId);
-  const registryUrl = account.registryUrl || DEFAULT_REGISTRY_URL;
-  switchRegistry(state, registryUrl);
+  const registryUrls = account.registryUrls.length > 0 ? account.registryUrls : [DEFAULT_REGISTRY_URL];
+  const registryUrl = registryUrls[0]!;
+  switchRegistry(state, registryUrls);
   const registry = createRegistryClient({
-    baseUrl: registryUrl,
+    baseUrl: registryUrls,
     identity,
+    preferredRetryMs: PREFERRED_RETRY_MINUTES * 60_000,
+    onSwitch: (change) => {
+      // Display URLs only (no credentials); the reason lists what failed where.
+      if (change.kind === "failover") {
+        log.warn(
+          `agent-registry: ${account.accountId}: registry ${change.from} failed (${change.reason}); now using ${change.to}`,
+        );
+      } else {
+        log.info(`agent-registry: ${account.accountId}: back on the preferred registry ${change.to}`);
+      }
+    },
     ...(account.registryApiKey ? { apiKey: account.registryApiKey } : {}),
     ...(options.fetch ? { fetch: options.fetch } : {}),
   });
@@ -524,7 +558,8 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     accountId: account.accountId,
     hostname: named.hostname,
     peerId: state.identity().peerId ?? null,
-    registryUrl,
+    registryUrl: registry.url,
+    registry: registry.endpoints(),
     fingerprint: identity.fingerprint,
     visibilitySource: account.visibility.source,
     visibilityError: visibility.source.lastError?.message ?? null,

@@ -125,8 +125,11 @@ export function registryActors(deps: RegistryActorDeps) {
         return { agentId: result.record.id };
       } catch (error) {
         throw (
-          ownershipRefusal(error, { hostname: input.metadata.hostname, accountId, registryUrl }) ??
-          toPlain(error, "register")
+          ownershipRefusal(error, {
+            hostname: input.metadata.hostname,
+            accountId,
+            registryUrl: registry.url,
+          }) ?? toPlain(error, "register")
         );
       }
     }),

@@ -47,6 +47,8 @@ function watchRelayRoutes(
   onChange: (missing: { route: string; status: number } | null) => void,
 ): RegistryClient {
   const watched = { ...registry };
+  // The URL in use changes on failover: read through, not copied.
+  Object.defineProperty(watched, "url", { get: () => registry.url, enumerable: true });
   for (const name of Object.keys(RELAY_ROUTE_NAMES) as RelayRoute[]) {
     const call = registry[name] as (...args: unknown[]) => Promise<unknown>;
     (watched as Record<RelayRoute, unknown>)[name] = async (...args: unknown[]) => {

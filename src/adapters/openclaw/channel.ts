@@ -69,6 +69,12 @@ export function toChannelSnapshot(status: AccountRuntimeStatus): AccountSnapshot
       lastHeartbeatAt: status.lastHeartbeatAt,
       heartbeatFailures: status.heartbeatFailures,
       nextRetryDelayMs: status.nextRetryDelayMs,
+      registry: {
+        url: status.registry.url,
+        configured: status.registry.configured,
+        lastFailoverAt: status.registry.lastFailover?.at ?? null,
+        lastFailoverFrom: status.registry.lastFailover?.from ?? null,
+      },
       messaging: {
         transport: status.messaging.transport,
         ready: status.messaging.ready,

@@ -83,6 +83,14 @@ function accountsOf(payload: unknown): Array<Record<string, unknown>> {
   return Array.isArray(accounts) ? (accounts as Array<Record<string, unknown>>) : [];
 }
 
+/** With several registry URLs: which of them is in use and the last failover (empty with one). */
+function registryFailover(registry: unknown): string {
+  const r = registry as { index?: unknown; configured?: unknown; lastFailover?: { at?: unknown } | null };
+  if (typeof r?.configured !== "number" || r.configured < 2) return "";
+  const which = `${typeof r.index === "number" ? r.index + 1 : "?"} of ${r.configured} configured`;
+  return ` (${which}; ${r.lastFailover ? `last failover ${safe(r.lastFailover.at)}` : "no failover"})`;
+}
+
 function peerDecision(verb: string) {
   return (payload: unknown) => {
     const p = payload as { accountId?: string; peer?: PeerRow };
@@ -109,7 +117,7 @@ export const CLI_COMMANDS: CliCommand[] = [
           .join(", ");
         return [
           `${safe(a.accountId)}: ${safe(a.lifecycle)}${a.agentId ? ` (agent ${safe(a.agentId)})` : ""}`,
-          `  hostname ${safe(a.hostname)}, registry ${safe(a.registryUrl, 200)}`,
+          `  hostname ${safe(a.hostname)}, registry ${safe(a.registryUrl, 200)}${registryFailover(a.registry)}`,
           `  fingerprint ${safe(a.fingerprint)}`,
           `  transport ${safe(a.transport)}${a.unavailableReason ? `: ${safe(a.unavailableReason, 200)}` : " ready"}`,
           `  peers: ${counts || "none"}`,

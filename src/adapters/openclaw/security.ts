@@ -117,19 +117,26 @@ export function collectSecurityFindings(ctx: SecurityContext): SecurityFinding[]
     });
   }
 
-  let registry: URL | null = null;
-  try {
-    registry = new URL(account.registryUrl);
-  } catch {
-    registry = null; // The config schema already refuses it; nothing to add here.
-  }
-  if (registry && registry.protocol !== "https:" && !isLoopback(registry.hostname)) {
+  // Every URL listed for failover carries the same key, token and messages when requests move to it.
+  const plain = account.registryUrls.flatMap((url) => {
+    let registry: URL;
+    try {
+      registry = new URL(url);
+    } catch {
+      return []; // The config schema already refuses it; nothing to add here.
+    }
+    if (registry.protocol === "https:" || isLoopback(registry.hostname)) return [];
+    // Shown without credentials: the audit's output is read and pasted elsewhere.
+    return [`${registry.protocol}//${registry.host}${registry.pathname.replace(/\/+$/, "")}`];
+  });
+  if (plain.length > 0) {
+    const several = plain.length > 1;
     findings.push({
       checkId: `channels.${CHANNEL_ID}.registry_not_https`,
       severity: account.registryApiKey ? "critical" : "warn",
       title: `${label}: the registry is reached over plain HTTP`,
-      detail: `${account.registryUrl} is neither https nor loopback: the registry key, the agent token and relayed messages cross the network readable and alterable by anyone on the path.`,
-      remediation: `Use an https:// registryUrl in ${path} (or a registry on 127.0.0.1).`,
+      detail: `${plain.join(", ")} ${several ? "are" : "is"} neither https nor loopback: the registry key, the agent token and relayed messages cross the network readable and alterable by anyone on the path.`,
+      remediation: `Use ${several ? "https:// URLs" : "an https:// URL"} for registryUrl in ${path} (or a registry on 127.0.0.1).`,
     });
   }
 

@@ -97,7 +97,11 @@ const registryFetch: FetchLike = (input, init) =>
   undiciFetch(input, { ...(init as object), dispatcher: registryDispatcher }) as unknown as Promise<Response>;
 
 export interface RegistryClientOptions {
-  baseUrl: string;
+  /**
+   * The registry's base URL, or the base URLs of replicas of one registry (one database) in failover order: the
+   * first is preferred.
+   */
+  baseUrl: string | readonly string[];
   /** Deployment key, sent as `X-Registry-Key`. */
   apiKey?: string | null;
   fetch?: FetchLike;
@@ -111,6 +115,46 @@ export interface RegistryClientOptions {
    * Registries without key support ignore the header.
    */
   identity?: Identity;
+  /**
+   * After a failover, how often the preferred (first) URL is probed to go back to it (default 5 min); 0: stay
+   * on the URL that answered.
+   */
+  preferredRetryMs?: number;
+  /** Told each time requests move to another URL (failover, or back to the preferred one). */
+  onSwitch?: (change: RegistrySwitch) => void;
+  /** Clock in epoch milliseconds (default Date.now). */
+  now?: () => number;
+}
+
+/** Requests moved from one registry URL to another (URLs without credentials). */
+export interface RegistrySwitch {
+  /** `failover`: a request failed at `from` and `to` answered; `preferred`: the preferred URL answers again. */
+  kind: "failover" | "preferred";
+  from: string;
+  to: string;
+  /** ISO time of the move. */
+  at: string;
+  /** What failed at the URLs tried before (`<url>: unreachable`, `<url>: 503`), or why it went back. */
+  reason: string;
+}
+
+/** The last failover of a client, as its status shows it. */
+export interface RegistryFailover {
+  at: string;
+  from: string;
+  to: string;
+  reason: string;
+}
+
+/** Which registry URL a client uses, for status (URLs without credentials). */
+export interface RegistryEndpointStatus {
+  /** The URL requests go to now. */
+  url: string;
+  /** Its position in the configured list, 0 for the preferred one. */
+  index: number;
+  /** How many URLs are configured (1: no failover). */
+  configured: number;
+  lastFailover: RegistryFailover | null;
 }
 
 export interface PatchOptions extends CallOptions {
@@ -119,8 +163,10 @@ export interface PatchOptions extends CallOptions {
 }
 
 export interface RegistryClient {
-  /** Base URL without credentials, for logs and status. */
+  /** The base URL in use, without credentials, for logs and status. */
   readonly url: string;
+  /** The URL in use, how many are configured, and the last failover. */
+  endpoints(): RegistryEndpointStatus;
   register(meta: AgentMetadata, opts?: CallOptions): Promise<RegisterResult>;
   heartbeat(agentId: string, token: string | null, opts?: CallOptions): Promise<HeartbeatResult>;
   patch(
@@ -186,6 +232,11 @@ interface RequestSpec<T> {
   bearerFallbackToKey?: boolean;
   /** Sign the request with the client's identity (X-Agent-Proof), when it has one. */
   prove?: boolean;
+  /**
+   * false: repeating the request could do its effect twice, so after a failure that may have reached the
+   * registry (timeout, lost connection, 5xx) it is not tried at the next URL; only a refused connection is.
+   */
+  repeatable?: boolean;
   signal?: AbortSignal | undefined;
   schema: z.ZodType<T, unknown>;
   /** Value for an empty 2xx body (204); without it an empty body is a bad response. */
@@ -198,8 +249,42 @@ interface Reply<T> {
   data: T;
 }
 
+/**
+ * One registry URL: `base` is what requests go to, `display` what messages and status show. The same string now
+ * that URLs with credentials are refused; kept apart so that nothing shown can ever gain a secret.
+ */
+interface Endpoint {
+  base: string;
+  display: string;
+}
+
+/** A response read from one URL, before it is interpreted. */
+interface Exchange {
+  response: Response;
+  text: string;
+  /** The full request URL (redirect targets resolve against it). */
+  url: string;
+  /** The request's proof, to redact should the server echo it. */
+  proof: string | undefined;
+}
+
+/** Answers that say this replica cannot serve now, not that the request is wrong: the next URL is tried. */
+const FAILOVER_STATUSES: ReadonlySet<number> = new Set([500, 502, 503, 504]);
+/** Connection failures before a byte of the request left: even a request that must not repeat is tried again. */
+const NOT_SENT_CODES: ReadonlySet<string> = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EADDRNOTAVAIL",
+]);
+export const DEFAULT_PREFERRED_RETRY_MS = 5 * 60_000;
+/** The probe of the preferred URL gets at most this long (or the client's timeout, when shorter). */
+const PROBE_TIMEOUT_MS = 5_000;
+
 /** `https://host/prefix/` -> `https://host/prefix`; a trailing `/api/v1` given by the user is tolerated. */
-function normalizeBase(baseUrl: string): { base: string; display: string } {
+function normalizeBase(baseUrl: string): Endpoint {
   let parsed: URL;
   try {
     parsed = new URL(baseUrl);
@@ -216,8 +301,15 @@ function normalizeBase(baseUrl: string): { base: string; display: string } {
     });
   }
   const path = parsed.pathname.replace(/\/+$/, "").replace(/\/api\/v1$/, "");
-  const base = `${parsed.protocol}//${parsed.username ? `${parsed.username}:${parsed.password}@` : ""}${parsed.host}${path}`;
-  return { base, display: `${parsed.protocol}//${parsed.host}${path}` };
+  const display = `${parsed.protocol}//${parsed.host}${path}`;
+  if (parsed.username || parsed.password) {
+    // fetch refuses such URLs outright, and its error would quote the password.
+    throw new RegistryError(
+      `registryUrl ${display} carries a user name or password, which requests cannot send; remove it and set registryApiKey to the registry's deployment key`,
+      { operation: "configure", kind: "invalid" },
+    );
+  }
+  return { base: display, display };
 }
 
 /** A 405, or a 404 that names no agent: the server lacks the route rather than the record. */
@@ -392,7 +484,14 @@ function nextStep(kind: RegistryErrorKind, operation: string): string {
 }
 
 export function createRegistryClient(options: RegistryClientOptions): RegistryClient {
-  const { base, display } = normalizeBase(options.baseUrl);
+  const baseUrls = typeof options.baseUrl === "string" ? [options.baseUrl] : [...options.baseUrl];
+  if (baseUrls.length === 0) {
+    throw new RegistryError("registryUrl lists no URL; give at least one, e.g. http://127.0.0.1:8001", {
+      operation: "configure",
+      kind: "invalid",
+    });
+  }
+  const endpoints: readonly Endpoint[] = baseUrls.map(normalizeBase);
   const apiKey = options.apiKey ?? null;
   if (apiKey !== null && !/^[\x21-\x7e]+$/.test(apiKey)) {
     throw new RegistryError(
@@ -404,6 +503,8 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
   const identity = options.identity;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const maxResponseBytes = options.maxResponseBytes ?? MAX_RESPONSE_BYTES;
+  const preferredRetryMs = options.preferredRetryMs ?? DEFAULT_PREFERRED_RETRY_MS;
+  const now = options.now ?? Date.now;
   /** The search route's spelling this server answers to (learned on first use, see search()). */
   let searchPath = SEARCH_PATH;
   /** Whether this server honours search `offset` (the original ignores it); learned on the first page > 1. */
@@ -415,6 +516,75 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
   let inboxLimitCap = INBOX_LIMIT_MAX;
   /** The same for pages of trust changes: a page of long introductions can pass the response limit. */
   let trustLimitCap = TRUST_PAGE_LIMIT_MAX;
+
+  // Failover. The URLs are replicas of one registry (one database): a token, key proof or cursor from one is good
+  // at every other, and the quirks learned above hold for all. Every request goes to the URL in use; it moves only
+  // when a request fails there and another URL answers. `generation` counts moves: a request that started before
+  // the latest move does not undo it (a long-poll parked on the old URL may finish long after the switch).
+  let inUse = 0;
+  let generation = 0;
+  let lastFailover: RegistryFailover | null = null;
+  /** When the preferred URL was last left or probed: the next probe is due preferredRetryMs after it. */
+  let preferredCheckedAt = 0;
+  let probing = false;
+  const inUseDisplay = () => endpoints[inUse]!.display;
+
+  function moveTo(index: number, startedAt: number, kind: RegistrySwitch["kind"], reason: string): void {
+    if (generation !== startedAt || index === inUse) return;
+    const change: RegistrySwitch = {
+      kind,
+      from: endpoints[inUse]!.display,
+      to: endpoints[index]!.display,
+      at: new Date(now()).toISOString(),
+      reason,
+    };
+    if (inUse === 0) preferredCheckedAt = now();
+    inUse = index;
+    generation += 1;
+    if (kind === "failover") lastFailover = { at: change.at, from: change.from, to: change.to, reason };
+    try {
+      options.onSwitch?.(change);
+    } catch {
+      // A listener that throws (a broken log sink) must not fail the request that was just answered.
+    }
+  }
+
+  /**
+   * While on a fallback URL, asks the preferred one every preferredRetryMs whether it answers again, beside the
+   * requests (which stay on the fallback meanwhile): a preferred URL that still hangs costs no request its
+   * timeout. Started by a request rather than a timer, so an idle client wakes nobody.
+   */
+  function maybeProbePreferred(): void {
+    if (inUse === 0 || probing || preferredRetryMs <= 0 || now() - preferredCheckedAt < preferredRetryMs)
+      return;
+    probing = true;
+    preferredCheckedAt = now();
+    const startedAt = generation;
+    void probe(endpoints[0]!)
+      .then((answered) => {
+        if (answered) moveTo(0, startedAt, "preferred", "the preferred registry URL answers again");
+      })
+      .finally(() => {
+        probing = false;
+      });
+  }
+
+  /** Any HTTP answer below 500 from `/readyz` (a registry without the route answers 404) means the URL is back. */
+  async function probe(endpoint: Endpoint): Promise<boolean> {
+    const deadline = AbortSignal.timeout(Math.min(timeoutMs, PROBE_TIMEOUT_MS));
+    try {
+      const response = await doFetch(`${endpoint.base}/readyz`, {
+        method: "GET",
+        headers: { accept: "application/json" },
+        redirect: "manual",
+        signal: deadline,
+      });
+      await response.body?.cancel();
+      return response.status < 500;
+    } catch {
+      return false; // Unreachable or too slow: still down, asked again after the next interval.
+    }
+  }
 
   /** Belt and braces: a server may echo a header back in an error detail. */
   function redact(text: string, token: string | null | undefined, proof?: string): string {
@@ -441,10 +611,69 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     return new RegistryError(redact(message, spec.token, proof), opts);
   }
 
+  /**
+   * Whether a failure at one URL may be tried at the next. Timeouts and lost connections may have reached the
+   * registry, so only requests that are safe to repeat go on after them; a refused connection never did.
+   */
+  function mayFailOver(spec: RequestSpec<unknown>, err: unknown): boolean {
+    if (!(err instanceof RegistryError)) return false;
+    if (err.kind !== "unreachable" && err.kind !== "timeout") return false;
+    if (spec.repeatable !== false) return true;
+    return err.kind === "unreachable" && NOT_SENT_CODES.has(networkCode(err.cause));
+  }
+
+  /** The last URL's error, saying what the URLs before it did (each already redacted). */
+  function afterFailures(err: unknown, failures: readonly string[]): unknown {
+    if (failures.length === 0 || !(err instanceof RegistryError)) return err;
+    const opts: RegistryErrorOptions = { operation: err.operation, kind: err.kind, cause: err.cause };
+    if (err.status !== undefined) opts.status = err.status;
+    if (err.detail !== undefined) opts.detail = err.detail;
+    const all = new RegistryError(`${err.message} (tried before: ${failures.join("; ")})`, opts);
+    if (err.retryAfterSeconds !== undefined) all.retryAfterSeconds = err.retryAfterSeconds;
+    return all;
+  }
+
   async function request<T>(spec: RequestSpec<T>): Promise<Reply<T>> {
+    maybeProbePreferred();
+    const startedAt = generation;
+    const first = inUse;
+    // The URL in use, then the others in their configured order (the preferred first).
+    const order = [first, ...[...endpoints.keys()].filter((i) => i !== first)];
+    const failures: string[] = [];
+    for (const [attempt, index] of order.entries()) {
+      const endpoint = endpoints[index]!;
+      const last = attempt === order.length - 1;
+      let exchange: Exchange;
+      try {
+        exchange = await send(spec, endpoint);
+      } catch (err) {
+        if (!last && mayFailOver(spec as RequestSpec<unknown>, err)) {
+          failures.push(`${endpoint.display}: ${(err as RegistryError).kind}`);
+          continue;
+        }
+        throw afterFailures(err, failures);
+      }
+      const unavailable = FAILOVER_STATUSES.has(exchange.response.status);
+      if (unavailable && !last && spec.repeatable !== false) {
+        failures.push(`${endpoint.display}: ${exchange.response.status}`);
+        continue;
+      }
+      if (!unavailable && index !== first) moveTo(index, startedAt, "failover", failures.join("; "));
+      try {
+        return interpret(spec, endpoint, exchange);
+      } catch (err) {
+        throw afterFailures(err, failures);
+      }
+    }
+    // Unreachable: the last URL's outcome always returns or throws above.
+    throw new Error("registry request without a URL");
+  }
+
+  /** One request to one URL: the response and its body, or a RegistryError (unreachable, timeout, aborted). */
+  async function send<T>(spec: RequestSpec<T>, at: Endpoint): Promise<Exchange> {
     const endpoint = `${spec.method} ${spec.path}`;
     const query = spec.query && [...spec.query.keys()].length > 0 ? `?${spec.query.toString()}` : "";
-    const url = `${base}${spec.path}${query}`;
+    const url = `${at.base}${spec.path}${query}`;
     const headers: Record<string, string> = { accept: "application/json" };
     if (apiKey) headers["x-registry-key"] = apiKey;
     if (spec.token) headers.authorization = `Bearer ${spec.token}`;
@@ -457,8 +686,9 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
       init.body = body;
     }
     if (spec.prove && identity) {
-      // Over the exact bytes sent and the request target as the registry receives it: the base path included,
-      // with URL's own encoding of the path (what fetch puts on the request line).
+      // Over the exact bytes sent and the request target as the registry receives it: this URL's base path
+      // included, with URL's own encoding of the path (what fetch puts on the request line). Signed afresh for
+      // each URL tried, with a fresh nonce, so a failover is never refused as a replay.
       const target = new URL(url);
       headers[PROOF_HEADER] = await createRequestProof(identity, {
         method: spec.method,
@@ -492,7 +722,7 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
         return fail(
           spec0,
           "timeout",
-          `Agent Registry at ${display} did not answer ${spec.operation} (${endpoint}) within ${budget} ms; it may be overloaded or a proxy stalled — retry later or raise the timeout`,
+          `Agent Registry at ${at.display} did not answer ${spec.operation} (${endpoint}) within ${budget} ms; it may be overloaded or a proxy stalled — retry later or raise the timeout`,
           undefined,
           cause,
         );
@@ -500,23 +730,22 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
       return fail(
         spec0,
         "unreachable",
-        `Agent Registry at ${display} is unreachable (${networkCode(cause)}); check registryUrl or start one with \`npx agent-registry serve\``,
+        `Agent Registry at ${at.display} is unreachable (${networkCode(cause)}); check registryUrl or start one with \`npx agent-registry serve\``,
         undefined,
         cause,
       );
     };
 
-    let response: Response;
-    let text: string;
     try {
-      response = await doFetch(url, init);
-      text = await readCapped(response, maxResponseBytes);
+      const response = await doFetch(url, init);
+      const text = await readCapped(response, maxResponseBytes);
+      return { response, text, url, proof: headers[PROOF_HEADER] };
     } catch (cause) {
       if (cause instanceof ResponseTooLarge) {
         throw fail(
           spec0,
           "bad_response",
-          `Agent Registry at ${display} sent more than ${maxResponseBytes} bytes for ${spec.operation} (${endpoint}); is registryUrl pointing at an Agent Registry? Use a smaller limit`,
+          `Agent Registry at ${at.display} sent more than ${maxResponseBytes} bytes for ${spec.operation} (${endpoint}); is registryUrl pointing at an Agent Registry? Use a smaller limit`,
           undefined,
           cause,
         );
@@ -525,6 +754,14 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
     } finally {
       clearTimeout(deadlineTimer);
     }
+  }
+
+  /** One URL's answer read as the request's result, or as a RegistryError saying what to do. */
+  function interpret<T>(spec: RequestSpec<T>, at: Endpoint, exchange: Exchange): Reply<T> {
+    const { response, text, url } = exchange;
+    const display = at.display;
+    const endpoint = `${spec.method} ${spec.path}`;
+    const spec0 = spec as RequestSpec<unknown>;
 
     if (response.status >= 300 && response.status < 400) {
       const location = response.headers.get("location");
@@ -574,7 +811,7 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
         response.status,
         undefined,
         detail,
-        headers[PROOF_HEADER],
+        exchange.proof,
       );
       const retryAfter = retryAfterSeconds(response.headers.get("retry-after"));
       if (retryAfter !== undefined) error.retryAfterSeconds = retryAfter;
@@ -653,6 +890,10 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
       path: "/api/v1/agents/",
       body: metadataToWire(meta),
       prove: true,
+      // An upsert by hostname: a repeat with the owner's token keeps the record and the token (the registry does
+      // not rotate a valid one), and a repeat signed by the record's key is accepted without it. A first
+      // registration with neither would be refused as someone else's once the lost reply's attempt was stored.
+      repeatable: Boolean(opts.token) || identity !== undefined,
       token: opts.token,
       signal: opts.signal,
       schema: registerResponseSchema,
@@ -747,7 +988,7 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
         };
         if (err.detail !== undefined) missing.detail = err.detail;
         throw new RegistryError(
-          `Agent Registry at ${display} has no batched lookup (POST /api/v1/agents/lookup answered ${err.status}); look agents up one at a time`,
+          `Agent Registry at ${inUseDisplay()} has no batched lookup (POST /api/v1/agents/lookup answered ${err.status}); look agents up one at a time`,
           missing,
         );
       }
@@ -818,7 +1059,15 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
   }
 
   return {
-    url: display,
+    get url() {
+      return inUseDisplay();
+    },
+    endpoints: () => ({
+      url: inUseDisplay(),
+      index: inUse,
+      configured: endpoints.length,
+      lastFailover,
+    }),
     register,
     get,
     list,
@@ -1017,6 +1266,9 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
         method: "POST",
         path: "/api/v1/agents/messages/send",
         body,
+        // The registry stores one message per message_id and inbox, so a repeat with the id is harmless; without
+        // one the registry picks an id per request, and a repeat could deliver the message twice.
+        repeatable: message.messageId !== undefined,
         token: opts.token,
         signal: opts.signal,
         schema: sendMessageResponseSchema,
@@ -1024,7 +1276,7 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
       });
       if (data.refused !== null) {
         throw new RegistryError(
-          `Agent Registry at ${display} refused the relay message (${data.refused}); check the recipient and that trust is approved`,
+          `Agent Registry at ${inUseDisplay()} refused the relay message (${data.refused}); check the recipient and that trust is approved`,
           { operation: "relay.send", kind: "http", status: 200 },
         );
       }

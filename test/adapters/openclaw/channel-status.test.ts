@@ -28,6 +28,7 @@ function status(overrides: Partial<AccountRuntimeStatus> = {}): AccountRuntimeSt
     hostname: "alice",
     peerId: "p_1",
     registryUrl: "http://127.0.0.1:1",
+    registry: { url: "http://127.0.0.1:1", index: 0, configured: 1, lastFailover: null },
     fingerprint: "12345 67890 12345 67890 12345 67890",
     visibilitySource: "config",
     visibilityError: null,
@@ -48,6 +49,34 @@ describe("the channel status of an account", () => {
         peers: 3,
         trusted: 2,
         pending: 1,
+      },
+    });
+  });
+
+  it("names the registry URL in use and, after a failover, when it happened and from where", () => {
+    const failedOver = status({
+      registryUrl: "https://b.example",
+      registry: {
+        url: "https://b.example",
+        index: 1,
+        configured: 2,
+        lastFailover: {
+          at: "2026-11-30T08:00:00.000Z",
+          from: "https://a.example",
+          to: "https://b.example",
+          reason: "https://a.example: unreachable",
+        },
+      },
+    });
+    expect(toChannelSnapshot(failedOver)).toMatchObject({
+      baseUrl: "https://b.example",
+      profile: {
+        registry: {
+          url: "https://b.example",
+          configured: 2,
+          lastFailoverAt: "2026-11-30T08:00:00.000Z",
+          lastFailoverFrom: "https://a.example",
+        },
       },
     });
   });

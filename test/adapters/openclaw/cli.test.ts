@@ -139,6 +139,41 @@ describe("running a command", () => {
   });
 });
 
+describe("the status for a person", () => {
+  const account = {
+    accountId: "main",
+    lifecycle: "online",
+    hostname: "alice",
+    registryUrl: "https://b.example",
+    fingerprint: "1 2 3",
+    transport: "relay",
+    peers: {},
+  };
+
+  it("names the registry URL in use; with several, which one and the last failover", () => {
+    const one = spec("status").render({
+      accounts: [{ ...account, registry: { url: "https://b.example", index: 0, configured: 1 } }],
+    });
+    expect(one).toContain("  hostname alice, registry https://b.example");
+    const several = spec("status").render({
+      accounts: [
+        {
+          ...account,
+          registry: {
+            url: "https://b.example",
+            index: 1,
+            configured: 3,
+            lastFailover: { at: "2026-11-30T08:00:00.000Z" },
+          },
+        },
+      ],
+    });
+    expect(several).toContain(
+      "  hostname alice, registry https://b.example (2 of 3 configured; last failover 2026-11-30T08:00:00.000Z)",
+    );
+  });
+});
+
 describe("registration on a commander program", () => {
   // The host's commander, as OpenClaw hands it to registerCli.
   const hostRequire = createRequire(

@@ -117,7 +117,18 @@ function fakeAccount(accountId = "alice") {
       accountId,
       hostname: accountId,
       peerId: "p_1",
-      registryUrl: "http://127.0.0.1:1",
+      registryUrl: "http://127.0.0.1:2",
+      registry: {
+        url: "http://127.0.0.1:2",
+        index: 1,
+        configured: 2,
+        lastFailover: {
+          at: "2026-11-30T08:00:00.000Z",
+          from: "http://127.0.0.1:1",
+          to: "http://127.0.0.1:2",
+          reason: "http://127.0.0.1:1: unreachable",
+        },
+      },
       fingerprint: "SHA256:self",
       visibilitySource: "config",
       visibilityError: null,
@@ -207,6 +218,16 @@ describe("the API", () => {
     const alice = body.accounts[0]!;
     expect(alice.lifecycle).toBe("online");
     expect(alice.registration).toMatchObject({ agentId: "agent-1", fingerprint: "SHA256:self" });
+    // The registry URL in use, and with several configured which one and the last failover.
+    expect(alice.registration).toMatchObject({
+      registryUrl: "http://127.0.0.1:2",
+      registryFailover: {
+        inUse: 2,
+        configured: 2,
+        lastAt: "2026-11-30T08:00:00.000Z",
+        lastFrom: "http://127.0.0.1:1",
+      },
+    });
     expect(alice.pending.map((p: PeerView) => p.hostname)).toEqual(["bob"]);
     // Hostile text is data, clipped to a bound; the browser inserts it as text.
     expect(alice.pending[0]!.introduction!.length).toBeLessThanOrEqual(501);

@@ -65,6 +65,30 @@ describe("security findings", () => {
     expect(keyed[0]?.severity).toBe("critical");
   });
 
+  it("checks every registry URL listed for failover, naming the plain ones without credentials", () => {
+    expect(
+      ids(context({ registryUrl: ["https://a.registry.example", "https://b.registry.example"] })),
+    ).toEqual([]);
+    const [finding, ...rest] = collectSecurityFindings(
+      context({
+        registryUrl: [
+          "https://a.registry.example",
+          "http://b.registry.example/reg/?token=secret",
+          "http://127.0.0.1:8001",
+        ],
+      }),
+    );
+    expect(rest).toEqual([]);
+    expect(finding).toMatchObject({
+      checkId: "channels.agent-registry.registry_not_https",
+      severity: "warn",
+    });
+    expect(finding?.detail).toContain("http://b.registry.example/reg is neither https nor loopback");
+    expect(finding?.detail).not.toContain("a.registry.example");
+    expect(finding?.detail).not.toContain("127.0.0.1");
+    expect(JSON.stringify(finding)).not.toContain("secret");
+  });
+
   it("the agent as handshake approver", () => {
     const [finding] = collectSecurityFindings(context({ handshake: { approver: "agent" } }));
     expect(finding?.checkId).toBe("channels.agent-registry.handshake_agent_approver");

@@ -20,7 +20,8 @@ export interface RelayAccount {
  * lives in `<stateDir>/<accountId>`.
  */
 export async function startRelayAccount(options: {
-  registryUrl: string;
+  /** One URL, or several for failover. */
+  registryUrl: string | string[];
   stateDir: string;
   accountId: string;
   channel?: Record<string, unknown>;

@@ -51,6 +51,13 @@ export interface AccountView {
     peerId: string | null;
     fingerprint: string;
     registryUrl: string;
+    /** With several registry URLs: which one is in use (1-based) of how many, and the last failover. */
+    registryFailover: {
+      inUse: number;
+      configured: number;
+      lastAt: string | null;
+      lastFrom: string | null;
+    } | null;
     discoverable: boolean;
     lastHeartbeatAt: string | null;
     lastError: string | null;
@@ -154,6 +161,15 @@ export function projectAccount(account: PageAccount): AccountView {
       peerId: status.peerId,
       fingerprint: status.fingerprint,
       registryUrl: status.registryUrl,
+      registryFailover:
+        status.registry.configured > 1
+          ? {
+              inUse: status.registry.index + 1,
+              configured: status.registry.configured,
+              lastAt: status.registry.lastFailover?.at ?? null,
+              lastFrom: status.registry.lastFailover?.from ?? null,
+            }
+          : null,
       discoverable: status.discoverable,
       lastHeartbeatAt: status.lastHeartbeatAt,
       lastError: status.lastError ? clip(status.lastError.message) : null,

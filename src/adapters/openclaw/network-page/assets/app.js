@@ -247,6 +247,14 @@ function actorItem(actor, children) {
 
 // ---------- one account ----------
 
+// The URL in use; with several configured, which one and the last failover.
+function registryText(r) {
+  const f = r.registryFailover;
+  if (!f) return r.registryUrl;
+  const last = f.lastAt ? `last failover ${f.lastAt} from ${f.lastFrom}` : "no failover";
+  return `${r.registryUrl} (${f.inUse} of ${f.configured} configured; ${last})`;
+}
+
 function registrationPanel(view) {
   const r = view.registration;
   const rows = [
@@ -255,7 +263,7 @@ function registrationPanel(view) {
     ["Agent id", r.agentId ?? "(not registered)"],
     ["Peer id", r.peerId ?? "(not registered)"],
     ["Key fingerprint", r.fingerprint],
-    ["Registry", r.registryUrl],
+    ["Registry", registryText(r)],
     ["Discoverable", r.discoverable ? "yes" : "no"],
     ["Last heartbeat", r.lastHeartbeatAt ?? "none yet"],
     ["Transport", view.transport ?? "(starting)"],
