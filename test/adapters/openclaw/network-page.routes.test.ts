@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { assign, createActor, createMachine, sendTo, setup, spawnChild, stopChild } from "xstate";
-import type { AccountView } from "../../../src/adapters/openclaw/network-page/projection.js";
+import { type AccountView, PEER_STATES } from "../../../src/adapters/openclaw/network-page/projection.js";
 import {
   API_PATH,
   ASSETS_PATH,
@@ -212,9 +212,13 @@ describe("the API", () => {
     accounts = [fakeAccount().account];
     const body = (await (await fetch(`${base}${API_PATH}/state`)).json()) as {
       canWrite: boolean;
+      peerStates: Array<{ state: string; name: string }>;
       accounts: Array<AccountView>;
     };
     expect(body.canWrite).toBe(false);
+    // The page's order and words for peer states come with the state: the browser keeps no copy of them.
+    expect(body.peerStates.map((entry) => entry.state)).toEqual(PEER_STATES.map((entry) => entry.state));
+    expect(body.peerStates.find((entry) => entry.state === "pendingApproval")?.name).toBe("pending approval");
     const alice = body.accounts[0]!;
     expect(alice.lifecycle).toBe("online");
     expect(alice.registration).toMatchObject({ agentId: "agent-1", fingerprint: "SHA256:self" });

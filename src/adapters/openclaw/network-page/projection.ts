@@ -79,15 +79,21 @@ export interface AccountView {
   actors: { root: ActorView; children: ActorView[]; awakePeers: number; restingPeers: number };
 }
 
-const STATE_ORDER = [
-  "pendingApproval",
-  "suspended",
-  "requested",
-  "trusted",
-  "rejected",
-  "revoked",
-  "unknown",
+/**
+ * Peer states in the order the page lists them, with the words it shows for each: sent to the browser with the
+ * state (`peerStates`), so the page holds no copy of either.
+ */
+export const PEER_STATES = [
+  { state: "pendingApproval", name: "pending approval" },
+  { state: "suspended", name: "suspended (new key)" },
+  { state: "requested", name: "requested" },
+  { state: "trusted", name: "trusted" },
+  { state: "rejected", name: "rejected" },
+  { state: "revoked", name: "revoked" },
+  { state: "unknown", name: "unknown" },
 ] as const;
+
+const STATE_ORDER: readonly string[] = PEER_STATES.map((entry) => entry.state);
 
 function clip(text: string | null, max: number = LIMITS.text): string | null {
   if (text === null) return null;
@@ -146,7 +152,7 @@ export function projectAccount(account: PageAccount): AccountView {
   const peers = network?.peers() ?? [];
   const counts: Record<string, number> = Object.fromEntries(STATE_ORDER.map((state) => [state, 0]));
   for (const peer of peers) counts[peer.state] = (counts[peer.state] ?? 0) + 1;
-  const rank = (peer: PeerView) => STATE_ORDER.indexOf(peer.state as (typeof STATE_ORDER)[number]);
+  const rank = (peer: PeerView) => STATE_ORDER.indexOf(peer.state);
   const ordered = [...peers].sort(
     (a, b) => rank(a) - rank(b) || (a.hostname ?? "").localeCompare(b.hostname ?? ""),
   );

@@ -18,7 +18,7 @@ import { visibilityMachine } from "../../../machines/visibility.machine.js";
 import { NetworkError, type PeerView } from "../../../runtime/account-network.js";
 import { NETWORK_ERROR_CODES } from "../gateway-methods.js";
 import { layoutMachine, type MachineLayout } from "./diagram-layout.js";
-import { type PageAccount, projectAccount } from "./projection.js";
+import { type PageAccount, PEER_STATES, projectAccount } from "./projection.js";
 import { openAccountStream, type StreamOptions } from "./stream.js";
 
 export const PAGE_PATH = "/plugins/agent-registry";
@@ -232,6 +232,7 @@ export function createApiHandler(deps: NetworkPageDeps) {
         return sendJson(res, 200, {
           ok: true,
           canWrite: canWrite(scopes),
+          peerStates: PEER_STATES,
           accounts: deps.accounts().map((account) => projectAccount(account)),
         });
       }

@@ -4,24 +4,6 @@
 
 const TOKEN_KEY = "agent-registry.network-page.token";
 const SVG_NS = "http://www.w3.org/2000/svg";
-const PEER_STATES = [
-  "pendingApproval",
-  "suspended",
-  "requested",
-  "trusted",
-  "rejected",
-  "revoked",
-  "unknown",
-];
-const STATE_NAMES = {
-  pendingApproval: "pending approval",
-  suspended: "suspended (new key)",
-  requested: "requested",
-  trusted: "trusted",
-  rejected: "rejected",
-  revoked: "revoked",
-  unknown: "unknown",
-};
 const RECENT_MAX = 30;
 
 const page = {
@@ -31,10 +13,17 @@ const page = {
   recent: new Map(),
   drawn: new Map(),
   canWrite: false,
+  /** Peer states in display order with their names, as the gateway sends them with the state. */
+  peerStates: [],
   streamAbort: null,
   retryMs: 1000,
   svgIds: 0,
 };
+
+/** The words the page shows for a peer state (the state itself when the gateway sent none). */
+function stateName(state) {
+  return page.peerStates.find((entry) => entry.state === state)?.name ?? state;
+}
 
 // ---------- small DOM helpers (text only, never HTML) ----------
 
@@ -374,9 +363,9 @@ function table(caption, headers, rows) {
 function peersPanel(view) {
   const section = el("section", { class: "panel", "aria-label": `Peers of ${view.accountId}` });
   section.append(el("h3", { text: `Peers (${view.peers.total})` }));
-  const counts = PEER_STATES.filter((s) => view.peers.counts[s]).map(
-    (s) => `${STATE_NAMES[s]}: ${view.peers.counts[s]}`,
-  );
+  const counts = page.peerStates
+    .filter(({ state }) => view.peers.counts[state])
+    .map(({ state, name }) => `${name}: ${view.peers.counts[state]}`);
   section.append(el("p", { class: "muted", text: counts.join(" · ") || "No peers yet." }));
   if (view.peers.shown.length > 0) {
     const rows = view.peers.shown.map((peer) => [
@@ -384,7 +373,7 @@ function peersPanel(view) {
       el("span", {
         class: `badge ${peer.state}`,
         "data-peer-state": peer.state,
-        text: STATE_NAMES[peer.state] ?? peer.state,
+        text: stateName(peer.state),
       }),
       el("span", {
         class: "mono",
@@ -602,9 +591,7 @@ async function decide(accountId, peer, action, buttons) {
     const response = await api(action, { method: "POST", body: { accountId, peer } });
     const body = await response.json();
     if (!body.ok) throw new Error(body.error?.message ?? `HTTP ${response.status}`);
-    announce(
-      `${peer} is now ${STATE_NAMES[body.peer?.state] ?? body.peer?.state ?? "updated"} for ${accountId}.`,
-    );
+    announce(`${peer} is now ${body.peer?.state ? stateName(body.peer.state) : "updated"} for ${accountId}.`);
   } catch (error) {
     if (error.message === "unauthorized") return;
     for (const b of buttons) b.disabled = !page.canWrite;
@@ -684,6 +671,7 @@ async function start() {
     page.machines = (await machines.json()).machines;
     const body = await state.json();
     page.canWrite = body.canWrite === true;
+    page.peerStates = Array.isArray(body.peerStates) ? body.peerStates : [];
     page.accounts = new Map(body.accounts.map((a) => [a.accountId, a]));
     render();
     follow();
