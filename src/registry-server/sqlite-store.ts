@@ -22,6 +22,7 @@ import type {
   TrustStatus,
   TrustWrite,
 } from "./store.js";
+import { StoreNotReadyError, type StoreOperationsHooks, type StoreTelemetry } from "./store-hooks.js";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS agents (
@@ -206,8 +207,9 @@ export interface SqliteStoreOptions {
 /** Agents whose heartbeat facts are kept in memory at most (a cache: cleared when full). */
 const HEARTBEAT_CACHE_SIZE = 50_000;
 
-export class SqliteRegistryStore implements RegistryStore {
+export class SqliteRegistryStore implements RegistryStore, StoreOperationsHooks {
   readonly #db: DatabaseSync;
+  #telemetry: StoreTelemetry | undefined;
   readonly #statements = new Map<string, StatementSync>();
   readonly #fastHeartbeats: boolean;
   readonly #heartbeatWriteDelayMs: number;
@@ -400,6 +402,7 @@ export class SqliteRegistryStore implements RegistryStore {
       try {
         for (const { seq, lastSeen } of this.#pendingTouches.values()) update.run(lastSeen, seq);
         this.#db.exec("COMMIT");
+        this.#telemetry?.heartbeatBatch(this.#pendingTouches.size);
       } catch (error) {
         this.#db.exec("ROLLBACK");
         throw error;
@@ -546,6 +549,7 @@ export class SqliteRegistryStore implements RegistryStore {
     if (!this.#fastHeartbeats || this.#depth > 0) {
       const row = this.#stmt("UPDATE agents SET last_seen = ? WHERE id = ? RETURNING seq").get(lastSeen, id);
       if (!row) return false;
+      this.#telemetry?.heartbeatBatch(1);
       const seq = Number(row.seq);
       this.#indexLater(() => this.#index.touch(seq, lastSeen));
       return true;
@@ -834,6 +838,23 @@ export class SqliteRegistryStore implements RegistryStore {
     )
       .all(targetId)
       .map(toTrust);
+  }
+
+  /** Ready while the database is open and answers (the schema is migrated at open, before this can run). */
+  ready(): void {
+    if (!this.#db.isOpen) throw new StoreNotReadyError("the database is closed");
+    this.#stmt("SELECT 1").get();
+  }
+
+  /** Unacknowledged relay messages in all inboxes, summed over the kept-up per-inbox counts (one row each). */
+  heldMessages(): number {
+    if (!this.#db.isOpen) throw new StoreNotReadyError("the database is closed");
+    return Number(this.#stmt("SELECT COALESCE(SUM(messages), 0) AS n FROM inbox_usage").get()?.n ?? 0);
+  }
+
+  /** Heartbeat writes are reported as batches: one per write-behind commit, or 1 for a direct write. */
+  attachTelemetry(telemetry: StoreTelemetry): void {
+    this.#telemetry = telemetry;
   }
 
   close(): void {
