@@ -41,20 +41,20 @@ const SECRET_FIELD =
 const TEXT_RULES: ReadonlyArray<readonly [RegExp, string]> = [
   // user:password@ in any URL (postgres://, http://): keep the user, mask the password.
   [/([a-z][a-z0-9+.-]*:\/\/[^\s:/?#@]*):[^\s@/?#]*@/gi, `$1:${MASK}@`],
-  // libpq key=value connection strings and similar settings.
+  // libpq key=value connection strings, similar settings and JSON members (`"agent_token":"..."`).
   [
-    /\b(password|passwd|pwd|secret|token|api[_-]?key|admin[_-]?key)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&,;]+)/gi,
+    /\b([\w-]*(?:password|passwd|pwd|secret|token|api[_-]?key|admin[_-]?key))("?\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&,;"]+)/gi,
     `$1$2${MASK}`,
   ],
   // Query parameters that carry credentials.
   [/([?&](?:token|key|api_key|access_token|password|secret|sslpassword)=)[^&\s#]+/gi, `$1${MASK}`],
-  // Authorization schemes.
-  [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/g, `$1 ${MASK}`],
-  // The registry's own credential headers, written as `name: value` or `name=value`.
+  // The registry's credential headers, written as `name: value` or `name=value` (a scheme goes with the value).
   [
-    /\b(x-registry-key|x-registry-admin-key|x-agent-proof|authorization)(\s*[:=]\s*)("[^"]*"|\S+)/gi,
+    /\b(x-registry-key|x-registry-admin-key|x-agent-proof|authorization)(\s*[:=]\s*)(?:(?:Bearer|Basic)\s+)?("[^"]*"|\S+)/gi,
     `$1$2${MASK}`,
   ],
+  // Authorization schemes anywhere else.
+  [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/g, `$1 ${MASK}`],
 ];
 
 /** `text` with credentials masked (connection-string passwords, bearer tokens, key headers, secret params). */
