@@ -284,7 +284,10 @@ export async function startRegistryServer(
         sendJson(res, status, body, headers);
         return;
       }
-      logger.error(`internal error in ${operation}`, error);
+      logger.error(`internal error in ${operation}`, error, {
+        method,
+        route: routeOf.get(res) ?? UNMATCHED_ROUTE,
+      });
       sendJson(res, 500, { detail: `internal error in ${operation}; the registry logged it, retry later` });
     }
   };

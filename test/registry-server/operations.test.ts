@@ -107,6 +107,27 @@ describe("probes", () => {
     );
   });
 
+  it("runs one store check for many concurrent probes", async () => {
+    let checks = 0;
+    let release = () => {};
+    const r = await startTestRegistry({
+      store: new CheckedStore(() => {
+        checks++;
+        return new Promise<void>((resolve) => {
+          release = resolve;
+        });
+      }),
+    });
+    const probes = Array.from({ length: 8 }, () => get(r, "/readyz"));
+    const deadline = Date.now() + 5000;
+    while (checks === 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+    // Let all eight arrive while the first check is still running.
+    await new Promise((res) => setTimeout(res, 300));
+    release();
+    expect((await Promise.all(probes)).map((p) => p.status)).toEqual(Array(8).fill(200));
+    expect(checks).toBe(1);
+  });
+
   it("refuses other methods than GET and HEAD with 405", async () => {
     const r = await startTestRegistry();
     const res = await fetch(`${r.url}/readyz`, { method: "POST" });
