@@ -84,9 +84,18 @@ function describeError(error: unknown): { error: string; stack?: string } {
 
 const TEXT_LEVEL: Record<LogLevel, string> = { debug: "DEBUG", info: "INFO ", warn: "WARN ", error: "ERROR" };
 
+/**
+ * Control characters written as escapes: text that came from a client (an error message quoting input) must
+ * not forge a line or drive the terminal that shows the log (ANSI escapes).
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
+const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g;
+const escapeControls = (text: string) =>
+  text.replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+
 function textValue(value: LogValue): string {
   const text = String(value);
-  return /^[^\s"=]+$/.test(text) ? text : JSON.stringify(text);
+  return /^[\x21-\x7e]+$/.test(text) && !/["=]/.test(text) ? text : JSON.stringify(text);
 }
 
 export function createLogger(options: LoggerOptions): StructuredLogger {
@@ -111,9 +120,11 @@ export function createLogger(options: LoggerOptions): StructuredLogger {
       write(`${JSON.stringify({ time, level, msg, ...clean, ...failure })}\n`);
       return;
     }
-    let line = `${time} ${TEXT_LEVEL[level]} ${msg.replace(/\n/g, "\\n")}`;
+    let line = `${time} ${TEXT_LEVEL[level]} ${escapeControls(msg).replace(/\n/g, "\\n")}`;
     for (const [name, value] of Object.entries(clean)) line += ` ${name}=${textValue(value)}`;
-    if (failure) line += ` error=${textValue(failure.error)}${failure.stack ? `\n${failure.stack}` : ""}`;
+    if (failure) {
+      line += ` error=${textValue(failure.error)}${failure.stack ? `\n${escapeControls(failure.stack)}` : ""}`;
+    }
     write(`${line}\n`);
   };
 

@@ -121,6 +121,14 @@ const json = (res: ServerResponse, status: number, body: unknown, extra = {}) =>
 /** Answers /livez, /readyz and /metrics; the caller checked that `path` is one of OPERATIONS_PATHS. */
 export function operationsHandler(options: OperationsOptions) {
   const tokenHash = options.metricsToken ? sha256Hex(options.metricsToken) : undefined;
+  // Scrapes that arrive together share one render (a few ms of CPU each): a burst costs one.
+  let rendering: ReturnType<RegistryMetrics["render"]> | undefined;
+  const render = () => {
+    rendering ??= options.metrics.render().finally(() => {
+      rendering = undefined;
+    });
+    return rendering;
+  };
   return async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
     const method = req.method ?? "GET";
     if (method !== "GET" && method !== "HEAD") {
@@ -156,7 +164,7 @@ export function operationsHandler(options: OperationsOptions) {
         return;
       }
     }
-    const { contentType, text } = await options.metrics.render();
+    const { contentType, text } = await render();
     reply(res, 200, contentType, text);
   };
 }

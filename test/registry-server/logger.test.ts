@@ -57,6 +57,17 @@ describe("log lines", () => {
     );
   });
 
+  it("escapes control characters in text lines, so input cannot forge a line or drive a terminal", () => {
+    const { logger, lines } = capture("text");
+    logger.warn("evil\r\u001b[31mred\nINFO forged", { value: "a\u001b[2Jb" });
+    logger.error("x", new Error("bad\u001b]0;title\u0007"));
+    const all = lines.join("");
+    for (const control of ["\u001b", "\u0007", "\r"]) expect(all).not.toContain(control);
+    expect(lines[0]).toBe(
+      '2026-11-30T08:00:00.000Z WARN  evil\\u000d\\u001b[31mred\\nINFO forged value="a\\u001b[2Jb"\n',
+    );
+  });
+
   it("drops records below the level", () => {
     const { logger, lines } = capture("json", "warn");
     logger.debug("d");
