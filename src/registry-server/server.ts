@@ -99,8 +99,9 @@ export interface RegistryServerHandle {
   url: string;
   port: number;
   /**
-   * Drains: /readyz fails at once, after drainDelayMs the listener stops accepting, parked long-polls answer at once with an empty
-   * page, in-flight requests finish (connections still open after drainTimeoutMs are cut), storage closes.
+   * Drains: /readyz fails at once; after drainDelayMs the listener stops accepting, parked long-polls answer at
+   * once with an empty page, in-flight requests finish (connections still open after drainTimeoutMs are cut);
+   * then storage closes.
    */
   close(): Promise<void>;
   /** Runs the purge sweep now; returns how many agents and messages were removed. */

@@ -201,6 +201,20 @@ describe("metrics", () => {
     expect(text).not.toMatch(/route="\/(livez|readyz|metrics)"/);
   });
 
+  it("keeps the series bounded whatever paths clients send", async () => {
+    const r = await startTestRegistry();
+    for (let i = 0; i < 40; i++) {
+      await fetch(`${r.url}/api/v1/${i}/x${"y".repeat(i)}?q=${i}`, { method: i % 2 ? "GET" : "DELETE" });
+    }
+    const series = (await metricsOf(r))
+      .split("\n")
+      .filter((l) => l.startsWith("agent_registry_http_requests_total{"));
+    expect(series).toEqual([
+      'agent_registry_http_requests_total{method="DELETE",route="(unmatched)",status="404"} 20',
+      'agent_registry_http_requests_total{method="GET",route="(unmatched)",status="404"} 20',
+    ]);
+  });
+
   it("labels a request refused for a missing key under its route", async () => {
     const r = await startTestRegistry({ apiKey: "deploy-key" });
     await r.call("GET", "/api/v1/agents/search?q=x");
