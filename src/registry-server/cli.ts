@@ -27,7 +27,7 @@ const USAGE = `usage: agent-registry serve [--host 127.0.0.1] [--port 8001] [--d
                             [--max-long-polls N] [--max-long-polls-per-inbox N]
                             [--inbox-max-messages N] [--inbox-max-bytes BYTES] [--send-rate PER_MINUTE]
                             [--send-burst N] [--drain-delay SECONDS] [--drain-timeout SECONDS]
-                            [--metrics-token TOKEN]
+                            [--metrics-token TOKEN] [--ops-port PORT] [--ops-host HOST]
                             [--log-format json|text] [--log-level debug|info|warn|error] [--access-log on|off]
        agent-registry release --url URL --hostname HOSTNAME
            frees a hostname whose owner lost its agent token or its key: drops both, so the owner's next
@@ -55,6 +55,8 @@ const USAGE = `usage: agent-registry serve [--host 127.0.0.1] [--port 8001] [--d
   --drain-delay     seconds SIGTERM keeps serving with /readyz failing before it stops accepting (default 0)
   --drain-timeout   seconds SIGTERM lets in-flight requests finish before cutting them (default 10)
   --metrics-token   bearer token GET /metrics then requires (or env AGENT_REGISTRY_METRICS_TOKEN; default none)
+  --ops-port        serve /livez, /readyz and /metrics on this port only, apart from the API (default: the API's port)
+  --ops-host        interface of --ops-port (default: --host)
   --log-format      json (one object a line) or text (default: text when stderr is a terminal, else json)
   --log-level       lowest level logged (default info)
   --access-log      log each API request: method, route pattern, status, duration (default off)`;
@@ -89,6 +91,8 @@ export interface ServeOptions {
   drainDelayMs: number;
   drainTimeoutMs: number;
   metricsToken: string | undefined;
+  opsPort: number | undefined;
+  opsHost: string | undefined;
   logFormat: LogFormat;
   logLevel: LogLevel;
   accessLog: boolean;
@@ -167,6 +171,8 @@ export function parseServeArgs(
         "drain-delay": { type: "string" },
         "drain-timeout": { type: "string" },
         "metrics-token": { type: "string" },
+        "ops-port": { type: "string" },
+        "ops-host": { type: "string" },
         "log-format": { type: "string" },
         "log-level": { type: "string" },
         "access-log": { type: "string" },
@@ -207,6 +213,8 @@ export function parseServeArgs(
     drainTimeoutMs:
       integer("drain-timeout", get("drain-timeout"), DEFAULT_DRAIN_TIMEOUT_MS / 1000, 0, 3600) * 1000,
     metricsToken: get("metrics-token") ?? (env.AGENT_REGISTRY_METRICS_TOKEN || undefined),
+    opsPort: get("ops-port") === undefined ? undefined : integer("ops-port", get("ops-port"), 0, 0, 65535),
+    opsHost: get("ops-host"),
     logFormat: oneOf("log-format", get("log-format"), LOG_FORMATS, stderrIsTty ? "text" : "json"),
     logLevel: oneOf("log-level", get("log-level"), LOG_LEVELS, "info"),
     accessLog: onOff("access-log", get("access-log"), false),
@@ -345,6 +353,11 @@ export async function runCli(args: string[]): Promise<number> {
     // Only now: a supervisor may signal as soon as it reads this line, and before the handlers are on, a
     // SIGTERM would kill the process without a drain.
     process.stdout.write(`agent-registry listening on ${server.url}\n`);
-    logger.info("listening", { url: server.url, db: options.db, log_format: options.logFormat });
+    logger.info("listening", {
+      url: server.url,
+      ops_url: server.opsUrl,
+      db: options.db,
+      log_format: options.logFormat,
+    });
   });
 }

@@ -11,6 +11,7 @@ import { errorReply, type RequestContext, sendJson } from "./http.js";
 import { InboxWaiters } from "./inbox-waiters.js";
 import { createLogger, type LogFields, type StructuredLogger } from "./logger.js";
 import { CLIENT_CLOSED_STATUS, RegistryMetrics, UNMATCHED_ROUTE } from "./metrics.js";
+import { type OperationsListener, startOperationsListener } from "./operations-listener.js";
 import { OPERATIONS_PATHS, operationsHandler, Readiness } from "./probes.js";
 import { ProofChecker } from "./proofs.js";
 import { buildRoutes } from "./routes.js";
@@ -93,6 +94,13 @@ export interface RegistryServerOptions {
   accessLog?: boolean;
   /** A readiness check that takes longer than this fails /readyz (default 2 s). */
   readyTimeoutMs?: number;
+  /**
+   * Serve /livez, /readyz and /metrics on this port instead of the API's (0 = ephemeral): probes then pass
+   * while the API is at its connection cap, and /metrics is not reachable through the API's port.
+   */
+  opsPort?: number;
+  /** Interface of the operations port (default: `host`). */
+  opsHost?: string;
 }
 
 export interface RegistryServerHandle {
@@ -110,6 +118,8 @@ export interface RegistryServerHandle {
   stats(): { connections: number; longPolls: number };
   /** This server's metrics (its own prom-client Registry); stores report into it through StoreTelemetry. */
   metrics: RegistryMetrics;
+  /** The operations port's base URL when `opsPort` was given. */
+  opsUrl?: string;
 }
 
 export const DEFAULT_MAX_CONNECTIONS = 1024;
@@ -196,6 +206,7 @@ export async function startRegistryServer(
   hooks.attachTelemetry?.(metrics);
   const operations = operationsHandler({ readiness, metrics, metricsToken: options.metricsToken });
   const accessLog = options.accessLog ?? false;
+  const separateOperations = options.opsPort !== undefined;
   const service = new RegistryService({
     store,
     waiters,
@@ -236,7 +247,7 @@ export async function startRegistryServer(
     try {
       const url = new URL(req.url ?? "/", "http://registry.invalid");
       const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, "") : url.pathname;
-      if (OPERATIONS_PATHS.has(path)) {
+      if (!separateOperations && OPERATIONS_PATHS.has(path)) {
         operation = `answer ${path}`;
         await operations(req, res, path);
         return;
@@ -404,6 +415,23 @@ export async function startRegistryServer(
     });
   });
 
+  let opsListener: OperationsListener | undefined;
+  if (options.opsPort !== undefined) {
+    try {
+      opsListener = await startOperationsListener({
+        host: options.opsHost ?? host,
+        port: options.opsPort,
+        handler: operations,
+        logger,
+      });
+    } catch (error) {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      store.close();
+      throw error;
+    }
+  }
+
   const sweep = () => service.sweep();
   const sweepMs = options.sweepIntervalMs ?? 60_000;
   const timer =
@@ -429,6 +457,7 @@ export async function startRegistryServer(
     sweep,
     stats: () => ({ connections, longPolls: waiters.admitted }),
     metrics,
+    opsUrl: opsListener?.url,
     close() {
       closing ??= (async () => {
         readiness.startDraining();
@@ -458,6 +487,8 @@ export async function startRegistryServer(
         });
         clearInterval(idle);
         clearTimeout(force);
+        // Last: probes on the operations port see /readyz fail for the whole drain.
+        await opsListener?.close();
         store.close();
       })();
       return closing;

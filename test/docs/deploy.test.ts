@@ -49,9 +49,9 @@ describe("docs/deploy/compose", () => {
       const replica = services[name];
       expect(replica.depends_on.migrate.condition).toBe("service_completed_successfully");
       expect(replica.environment.DATABASE_URL).toMatch(/^postgres:\/\/registry:\$\{POSTGRES_PASSWORD/);
-      expect(replica.healthcheck.test.join(" ")).toContain("/readyz");
       const options = parsedServe(replica.command);
       expect(options.host).toBe("0.0.0.0");
+      expect(replica.healthcheck.test.join(" ")).toContain(`127.0.0.1:${options.opsPort}/readyz`);
       // Docker's SIGKILL comes after stop_grace_period: the drain must fit in it.
       expect(options.drainDelayMs + options.drainTimeoutMs).toBeLessThan(
         Number.parseInt(replica.stop_grace_period, 10) * 1000,
@@ -59,14 +59,14 @@ describe("docs/deploy/compose", () => {
     }
   });
 
-  it("puts Caddy in front, health-checking /readyz on each replica and hiding the operations paths", () => {
+  it("puts Caddy in front, health-checking /readyz on each replica's operations port", () => {
     const proxy = services.proxy;
     expect(proxy.image).toMatch(/^caddy:/);
     expect(Object.keys(proxy.depends_on).sort()).toEqual(replicas.sort());
     const caddyfile = read("compose/Caddyfile");
     expect(caddyfile).toMatch(/reverse_proxy registry-1:8001 registry-2:8001 registry-3:8001/);
-    expect(caddyfile).toMatch(/health_uri \/readyz/);
-    expect(caddyfile).toMatch(/@operations path \/livez \/readyz \/metrics\n\s*respond @operations 404/);
+    expect(caddyfile).toMatch(/health_uri \/readyz\n\s*health_port 9090\n/);
+    for (const name of replicas) expect(parsedServe(services[name].command).opsPort).toBe(9090);
   });
 
   it("keeps secrets out of the file: they come from .env, and .env.example holds placeholders", () => {
@@ -101,11 +101,15 @@ describe("docs/deploy/kubernetes", () => {
     const pod = deployment.spec.template.spec;
     expect(pod.initContainers.map((c: Doc) => c.args)).toEqual([["migrate"]]);
     const [container] = pod.containers;
-    expect(container.livenessProbe.httpGet).toEqual({ path: "/livez", port: "http" });
-    expect(container.readinessProbe.httpGet).toEqual({ path: "/readyz", port: "http" });
-    expect(container.ports).toContainEqual(expect.objectContaining({ name: "http", containerPort: 8001 }));
+    expect(container.livenessProbe.httpGet).toEqual({ path: "/livez", port: "ops" });
+    expect(container.readinessProbe.httpGet).toEqual({ path: "/readyz", port: "ops" });
     const options = parsedServe(container.args);
-    expect(options.port).toBe(8001);
+    expect(container.ports).toContainEqual(
+      expect.objectContaining({ name: "http", containerPort: options.port }),
+    );
+    expect(container.ports).toContainEqual(
+      expect.objectContaining({ name: "ops", containerPort: options.opsPort }),
+    );
     expect(options.drainDelayMs + options.drainTimeoutMs).toBeLessThan(
       pod.terminationGracePeriodSeconds * 1000,
     );
@@ -129,7 +133,7 @@ describe("docs/deploy/kubernetes", () => {
     const labels = byKind("Deployment")[0].spec.template.metadata.labels;
     const [service] = byKind("Service");
     expect(service.spec.selector).toEqual(labels);
-    expect(service.spec.ports[0].targetPort).toBe("http");
+    expect(service.spec.ports.map((p: Doc) => p.targetPort)).toEqual(["http"]);
     const [pdb] = byKind("PodDisruptionBudget");
     expect(pdb.spec.selector.matchLabels).toEqual(labels);
     expect(pdb.spec.minAvailable).toBe(2);

@@ -197,5 +197,7 @@ describe("agent-registry serve logs", () => {
       drainTimeoutMs: 3000,
       drainDelayMs: 1000,
     });
+    expect(parseServeArgs(["serve"], {}, false).opsPort).toBeUndefined();
+    expect(parseServeArgs(["serve", "--ops-port", "9090"], {}, false).opsPort).toBe(9090);
   });
 });

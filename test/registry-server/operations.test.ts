@@ -1,6 +1,7 @@
 // Operations endpoints on a real server: /livez and /readyz (store answers, store closed or hanging, draining),
 // /metrics (route patterns never raw ids, long-poll waiters, held messages, heartbeat batches, pool use, its
 // optional token) and their independence from the deployment key and from the request figures.
+import { connect } from "node:net";
 import { describe, expect, it } from "vitest";
 import { SqliteRegistryStore } from "../../src/registry-server/index.js";
 import { StoreNotReadyError } from "../../src/registry-server/store-hooks.js";
@@ -292,5 +293,45 @@ describe("metrics", () => {
     const text = await metricsOf(r);
     expect(text).toMatch(/^agent_registry_process_resident_memory_bytes \d/m);
     expect(text).toMatch(/^agent_registry_nodejs_eventloop_lag_seconds /m);
+  });
+});
+
+describe("the operations port", () => {
+  it("serves the probes and metrics apart from the API, and only them", async () => {
+    const r = await startTestRegistry({ opsPort: 0 });
+    const ops = r.server.opsUrl!;
+    expect(ops).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    await r.register({ hostname: "alice", installation_id: "inst-alice" });
+    expect((await fetch(`${ops}/livez`)).status).toBe(200);
+    expect((await fetch(`${ops}/readyz`)).status).toBe(200);
+    const text = await (await fetch(`${ops}/metrics`)).text();
+    expect(
+      sample(text, 'agent_registry_http_requests_total{method="POST",route="/api/v1/agents",status="201"}'),
+    ).toBe(1);
+    expect((await fetch(`${ops}/api/v1/agents/`)).status).toBe(404);
+    // The API's port no longer answers them: /metrics is not public there.
+    for (const path of ["/livez", "/readyz", "/metrics"]) expect((await get(r, path)).status).toBe(404);
+  });
+
+  it("answers probes while the API is at its connection cap", async () => {
+    const r = await startTestRegistry({ opsPort: 0, maxConnections: 2 });
+    const held = [connect(r.server.port, "127.0.0.1"), connect(r.server.port, "127.0.0.1")];
+    await Promise.all(held.map((s) => new Promise((resolve) => s.once("connect", resolve))));
+    const deadline = Date.now() + 5000;
+    while (r.server.stats().connections < 2 && Date.now() < deadline)
+      await new Promise((res) => setTimeout(res, 10));
+    expect((await get(r, "/api/v1/agents/")).status).toBe(503);
+    expect((await fetch(`${r.server.opsUrl}/livez`)).status).toBe(200);
+    expect((await fetch(`${r.server.opsUrl}/readyz`)).status).toBe(200);
+    for (const socket of held) socket.destroy();
+  });
+
+  it("reports not ready for the whole drain and closes last", async () => {
+    const r = await startTestRegistry({ opsPort: 0, drainDelayMs: 300 });
+    const closed = r.server.close();
+    const ready = await fetch(`${r.server.opsUrl}/readyz`);
+    expect(ready.status).toBe(503);
+    await closed;
+    await expect(fetch(`${r.server.opsUrl}/livez`)).rejects.toThrow();
   });
 });
