@@ -20,7 +20,7 @@ export interface ReadinessOptions {
   /** The store's check: resolves when it can serve, throws (StoreNotReadyError for a public reason) if not. */
   check: () => Promise<unknown> | unknown;
   timeoutMs?: number;
-  logger: Pick<StructuredLogger, "warn">;
+  logger: Pick<StructuredLogger, "info" | "warn">;
 }
 
 export class Readiness {
@@ -89,7 +89,7 @@ export class Readiness {
     const failure = state.ready ? undefined : state.reason;
     if (failure !== this.#lastFailure) {
       if (failure) this.options.logger.warn("not ready", { reason: failure });
-      else this.options.logger.warn("ready again");
+      else this.options.logger.info("ready again");
       this.#lastFailure = failure;
     }
     return state;
