@@ -1,9 +1,19 @@
 // Command line of the reference registry: `agent-registry serve [options]` prints one line with the URL when
-// ready; SIGTERM/SIGINT finish in-flight requests, close storage and exit 0. `agent-registry release` is the
+// ready and logs to stderr (JSON lines or text); SIGTERM/SIGINT drain (readiness fails, long-polls answer,
+// in-flight requests finish up to --drain-timeout), close storage and exit 0. `agent-registry release` is the
 // operator's recovery for an agent that lost its token or its key (admin key from the environment, never an
 // argument).
 import { parseArgs } from "node:util";
 import {
+  createLogger,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type LogLevel,
+  redactText,
+} from "./logger.js";
+import {
+  DEFAULT_DRAIN_TIMEOUT_MS,
   DEFAULT_HEADERS_TIMEOUT_MS,
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_REQUEST_TIMEOUT_MS,
@@ -16,7 +26,9 @@ const USAGE = `usage: agent-registry serve [--host 127.0.0.1] [--port 8001] [--d
                             [--max-connections N] [--headers-timeout SECONDS] [--request-timeout SECONDS]
                             [--max-long-polls N] [--max-long-polls-per-inbox N]
                             [--inbox-max-messages N] [--inbox-max-bytes BYTES] [--send-rate PER_MINUTE]
-                            [--send-burst N]
+                            [--send-burst N] [--drain-delay SECONDS] [--drain-timeout SECONDS]
+                            [--metrics-token TOKEN] [--ops-port PORT] [--ops-host HOST]
+                            [--log-format json|text] [--log-level debug|info|warn|error] [--access-log on|off]
        agent-registry release --url URL --hostname HOSTNAME
            frees a hostname whose owner lost its agent token or its key: drops both, so the owner's next
            registration gets a new token and may bind a new key (tell the owner's peers to expect a new
@@ -39,7 +51,15 @@ const USAGE = `usage: agent-registry serve [--host 127.0.0.1] [--port 8001] [--d
   --inbox-max-messages  unacknowledged messages one relay inbox may hold, 0 = no limit (default 1000)
   --inbox-max-bytes     stored body bytes one relay inbox may hold, 0 = no limit (default 33554432 = 32 MiB)
   --send-rate       relay sends a minute per sender installation, 0 = no limit (default 120)
-  --send-burst      relay sends a sender may make at once (default 60)`;
+  --send-burst      relay sends a sender may make at once (default 60)
+  --drain-delay     seconds SIGTERM keeps serving with /readyz failing before it stops accepting (default 0)
+  --drain-timeout   seconds SIGTERM lets in-flight requests finish before cutting them (default 10)
+  --metrics-token   bearer token GET /metrics then requires (or env AGENT_REGISTRY_METRICS_TOKEN; default none)
+  --ops-port        serve /livez, /readyz and /metrics on this port only, apart from the API (default: the API's port)
+  --ops-host        interface of --ops-port (default: --host)
+  --log-format      json (one object a line) or text (default: text when stderr is a terminal, else json)
+  --log-level       lowest level logged (default info)
+  --access-log      log each API request: method, route pattern, status, duration (default off)`;
 
 const INSECURE_WARNING =
   "agent-registry: WARNING: INSECURE: --agent-tokens off: any client can re-register, move or delete any agent, " +
@@ -68,6 +88,14 @@ export interface ServeOptions {
   inboxMaxBytes: number;
   sendRatePerMinute: number;
   sendBurst: number;
+  drainDelayMs: number;
+  drainTimeoutMs: number;
+  metricsToken: string | undefined;
+  opsPort: number | undefined;
+  opsHost: string | undefined;
+  logFormat: LogFormat;
+  logLevel: LogLevel;
+  accessLog: boolean;
 }
 
 const onOff = (flag: string, value: string | undefined, fallback: boolean): boolean => {
@@ -92,7 +120,26 @@ const integer = (
   return n;
 };
 
-export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.env): ServeOptions {
+const oneOf = <T extends string>(
+  flag: string,
+  value: string | undefined,
+  allowed: readonly T[],
+  fallback: T,
+): T => {
+  if (value === undefined) return fallback;
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  throw new CliUsageError(`--${flag} takes ${allowed.join(" or ")}, not '${value}'`);
+};
+
+/**
+ * `stderrIsTty` picks the default log format: text for a person at a terminal, JSON lines for a log collector
+ * (a container runtime, systemd, a pipe).
+ */
+export function parseServeArgs(
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  stderrIsTty = process.stderr.isTTY === true,
+): ServeOptions {
   const [command, ...rest] = args;
   if (command !== "serve")
     throw new CliUsageError(command ? `unknown command '${command}'` : "missing command");
@@ -121,6 +168,14 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
         "inbox-max-bytes": { type: "string" },
         "send-rate": { type: "string" },
         "send-burst": { type: "string" },
+        "drain-delay": { type: "string" },
+        "drain-timeout": { type: "string" },
+        "metrics-token": { type: "string" },
+        "ops-port": { type: "string" },
+        "ops-host": { type: "string" },
+        "log-format": { type: "string" },
+        "log-level": { type: "string" },
+        "access-log": { type: "string" },
       },
     }));
   } catch (error) {
@@ -154,6 +209,15 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     inboxMaxBytes: integer("inbox-max-bytes", get("inbox-max-bytes"), 32 * 1024 * 1024, 0, 2 ** 42),
     sendRatePerMinute: integer("send-rate", get("send-rate"), 120, 0, 1_000_000),
     sendBurst: integer("send-burst", get("send-burst"), 60, 1, 1_000_000),
+    drainDelayMs: integer("drain-delay", get("drain-delay"), 0, 0, 3600) * 1000,
+    drainTimeoutMs:
+      integer("drain-timeout", get("drain-timeout"), DEFAULT_DRAIN_TIMEOUT_MS / 1000, 0, 3600) * 1000,
+    metricsToken: get("metrics-token") ?? (env.AGENT_REGISTRY_METRICS_TOKEN || undefined),
+    opsPort: get("ops-port") === undefined ? undefined : integer("ops-port", get("ops-port"), 0, 0, 65535),
+    opsHost: get("ops-host"),
+    logFormat: oneOf("log-format", get("log-format"), LOG_FORMATS, stderrIsTty ? "text" : "json"),
+    logLevel: oneOf("log-level", get("log-level"), LOG_LEVELS, "info"),
+    accessLog: onOff("access-log", get("access-log"), false),
   };
 }
 
@@ -250,32 +314,50 @@ export async function runCli(args: string[]): Promise<number> {
     process.stderr.write(`agent-registry: ${error.message}\n${USAGE}\n`);
     return 2;
   }
+  const logger = createLogger({ format: options.logFormat, level: options.logLevel });
   let server: Awaited<ReturnType<typeof startRegistryServer>>;
   try {
-    server = await startRegistryServer({ ...options, apiKey: options.apiKey });
+    server = await startRegistryServer({ ...options, processMetrics: true, logger });
   } catch (error) {
-    process.stderr.write(
-      `agent-registry: cannot start on ${options.host}:${options.port} with db ${options.db}: ${(error as Error).message}; pick another --port or --db\n`,
+    // The db may be a connection string: redactText masks its password, here and in the error's text.
+    logger.error(
+      `cannot start on ${options.host}:${options.port} with db ${redactText(options.db)}; pick another --port or --db`,
+      error,
     );
     return 1;
   }
-  if (!options.agentTokens) process.stderr.write(INSECURE_WARNING);
-  process.stdout.write(`agent-registry listening on ${server.url}\n`);
+  if (!options.agentTokens) logger.warn(INSECURE_WARNING.replace(/^agent-registry: /, "").trim());
   return await new Promise<number>((resolve) => {
     const stop = (signal: NodeJS.Signals) => {
       process.off("SIGTERM", stop);
       process.off("SIGINT", stop);
+      const started = Date.now();
+      logger.info("draining", {
+        signal,
+        drain_delay_ms: options.drainDelayMs,
+        drain_timeout_ms: options.drainTimeoutMs,
+      });
       server.close().then(
-        () => resolve(0),
+        () => {
+          logger.info("stopped", { signal, drain_ms: Date.now() - started });
+          resolve(0);
+        },
         (error: unknown) => {
-          process.stderr.write(
-            `agent-registry: error while stopping on ${signal}: ${(error as Error).message}\n`,
-          );
+          logger.error(`error while stopping on ${signal}`, error);
           resolve(1);
         },
       );
     };
     process.on("SIGTERM", stop);
     process.on("SIGINT", stop);
+    // Only now: a supervisor may signal as soon as it reads this line, and before the handlers are on, a
+    // SIGTERM would kill the process without a drain.
+    process.stdout.write(`agent-registry listening on ${server.url}\n`);
+    logger.info("listening", {
+      url: server.url,
+      ops_url: server.opsUrl,
+      db: options.db,
+      log_format: options.logFormat,
+    });
   });
 }

@@ -33,6 +33,8 @@ export type Handler = (ctx: RequestContext) => Reply | Promise<Reply>;
 
 interface Route {
   method: string;
+  /** The pattern as added (`/api/v1/agents/:id`): the route's label in metrics and access logs. */
+  pattern: string;
   segments: string[];
   operation: string;
   handler: Handler;
@@ -50,7 +52,7 @@ export class Router {
   readonly #routes: Route[] = [];
 
   add(method: string, pattern: string, operation: string, handler: Handler): this {
-    this.#routes.push({ method, segments: pattern.split("/").filter(Boolean), operation, handler });
+    this.#routes.push({ method, pattern, segments: pattern.split("/").filter(Boolean), operation, handler });
     return this;
   }
 

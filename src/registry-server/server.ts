@@ -1,23 +1,33 @@
 // Starts the reference Agent Registry HTTP server (node:http, no framework): auth by deployment key, routing,
-// JSON errors (a catch-all 500 for real bugs, logged), a periodic unref'd purge sweep, graceful close, and
-// limits against hostile or broken clients (connections, slow headers and bodies, long-polls).
+// JSON errors (a catch-all 500 for real bugs, logged), a periodic unref'd purge sweep, graceful drain, and
+// limits against hostile or broken clients (connections, slow headers and bodies, long-polls). Beside the API:
+// /livez, /readyz and /metrics (probes.ts, metrics.ts).
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import { performance } from "node:perf_hooks";
 import { bearerOf, matchesHash, registryKeyOf, sha256Hex } from "./auth.js";
 import { ClientGoneError, RegistryHttpError, unauthorized } from "./errors.js";
 import { errorReply, type RequestContext, sendJson } from "./http.js";
 import { InboxWaiters } from "./inbox-waiters.js";
+import { createLogger, type LogFields, type StructuredLogger } from "./logger.js";
+import { CLIENT_CLOSED_STATUS, RegistryMetrics, UNMATCHED_ROUTE } from "./metrics.js";
+import { type OperationsListener, startOperationsListener } from "./operations-listener.js";
+import { OPERATIONS_PATHS, operationsHandler, Readiness } from "./probes.js";
 import { ProofChecker } from "./proofs.js";
 import { buildRoutes } from "./routes.js";
 import { RegistryService } from "./service.js";
 import { SqliteRegistryStore } from "./sqlite-store.js";
 import type { RegistryStore } from "./store.js";
+import { storeHooks } from "./store-hooks.js";
 
+/** Where the server logs. `createLogger` (logger.ts) makes one that writes JSON or text lines, scrubbed. */
 export interface RegistryLogger {
-  info(message: string): void;
-  error(message: string, error?: unknown): void;
+  info(message: string, fields?: LogFields): void;
+  error(message: string, error?: unknown, fields?: LogFields): void;
   /** Client misbehaviour that is no server fault (a client leaving mid-upload, a refused connection). */
-  debug?(message: string): void;
+  debug?(message: string, fields?: LogFields): void;
+  /** Operational trouble that is no bug (readiness lost, a drain cut connections); info when absent. */
+  warn?(message: string, fields?: LogFields): void;
 }
 
 export interface RegistryServerOptions {
@@ -69,22 +79,53 @@ export interface RegistryServerOptions {
   /** Clock in epoch milliseconds (default Date.now); tests drive liveness with it. */
   now?: () => number;
   logger?: RegistryLogger;
+  /** How long close() lets in-flight requests finish before cutting their connections (default 10 s). */
+  drainTimeoutMs?: number;
+  /**
+   * How long close() keeps serving with /readyz failing before it stops accepting (default 0), so a load
+   * balancer that polls /readyz takes the server out before connections are refused.
+   */
+  drainDelayMs?: number;
+  /** When set, GET /metrics wants `Authorization: Bearer <metricsToken>` (default: open, like the probes). */
+  metricsToken?: string;
+  /** Also export Node process metrics (CPU, memory, event loop, GC) on /metrics (default false; the CLI: on). */
+  processMetrics?: boolean;
+  /** Log every API request at info level: method, route pattern, status, duration (default false). */
+  accessLog?: boolean;
+  /** A readiness check that takes longer than this fails /readyz (default 2 s). */
+  readyTimeoutMs?: number;
+  /**
+   * Serve /livez, /readyz and /metrics on this port instead of the API's (0 = ephemeral): probes then pass
+   * while the API is at its connection cap, and /metrics is not reachable through the API's port.
+   */
+  opsPort?: number;
+  /** Interface of the operations port (default: `host`). */
+  opsHost?: string;
 }
 
 export interface RegistryServerHandle {
   url: string;
   port: number;
-  /** Stops accepting, lets in-flight requests finish (long-polls answer at once), closes storage. */
+  /**
+   * Drains: /readyz fails at once; after drainDelayMs the listener stops accepting, parked long-polls answer at
+   * once with an empty page, in-flight requests finish (connections still open after drainTimeoutMs are cut);
+   * then storage closes.
+   */
   close(): Promise<void>;
   /** Runs the purge sweep now; returns how many agents and messages were removed. */
   sweep(): { agents: number; messages: number };
   /** What the server holds right now: accepted connections and parked long-polls (to watch the limits). */
   stats(): { connections: number; longPolls: number };
+  /** This server's metrics (its own prom-client Registry); stores report into it through StoreTelemetry. */
+  metrics: RegistryMetrics;
+  /** The operations port's base URL when `opsPort` was given. */
+  opsUrl?: string;
 }
 
 export const DEFAULT_MAX_CONNECTIONS = 1024;
 export const DEFAULT_HEADERS_TIMEOUT_MS = 20_000;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+export const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
 /** Seconds a client refused for lack of connections is asked to wait. */
 const CONNECTION_RETRY_AFTER_S = 5;
 /**
@@ -124,21 +165,48 @@ class Context implements RequestContext {
   }
 }
 
-const stderrLogger: RegistryLogger = {
-  info: () => {},
-  debug: () => {},
-  error: (message, error) => {
-    process.stderr.write(`agent-registry: ${message}${error instanceof Error ? `\n${error.stack}` : ""}\n`);
-  },
-};
+/** Without a logger: errors only, as text on stderr. */
+const defaultLogger = (): StructuredLogger => createLogger({ format: "text", level: "error" });
+
+function structured(logger: RegistryLogger): StructuredLogger {
+  return {
+    debug: (message, fields) => logger.debug?.(message, fields),
+    info: (message, fields) => logger.info(message, fields),
+    warn: (message, fields) => (logger.warn ? logger.warn(message, fields) : logger.info(message, fields)),
+    error: (message, error, fields) => logger.error(message, error, fields),
+  };
+}
 
 export async function startRegistryServer(
   options: RegistryServerOptions = {},
 ): Promise<RegistryServerHandle> {
   const host = options.host ?? "127.0.0.1";
-  const logger = options.logger ?? stderrLogger;
+  const logger = options.logger ? structured(options.logger) : defaultLogger();
   const store = options.store ?? new SqliteRegistryStore({ path: options.db ?? ":memory:" });
   const waiters = new InboxWaiters({ perInbox: options.maxLongPollsPerInbox, total: options.maxLongPolls });
+  const hooks = storeHooks(store);
+  const readiness = new Readiness({
+    // A store without its own check is ready when it answers a one-row read.
+    check: hooks.ready ?? (() => store.lastTrustChange()),
+    timeoutMs: options.readyTimeoutMs,
+    logger,
+  });
+  let connections = 0;
+  const metrics = new RegistryMetrics(
+    {
+      longPolls: () => waiters.admitted,
+      connections: () => connections,
+      draining: () => readiness.draining,
+      heldMessages: hooks.heldMessages,
+      onSourceError: (what, error) =>
+        logger.debug(`metrics: ${what} not available`, { error: String(error) }),
+    },
+    { processMetrics: options.processMetrics },
+  );
+  hooks.attachTelemetry?.(metrics);
+  const operations = operationsHandler({ readiness, metrics, metricsToken: options.metricsToken });
+  const accessLog = options.accessLog ?? false;
+  const separateOperations = options.opsPort !== undefined;
   const service = new RegistryService({
     store,
     waiters,
@@ -175,12 +243,20 @@ export async function startRegistryServer(
     // While stopping, answer and drop the connection so keep-alive clients do not hold the close open.
     if (stopping) res.setHeader("connection", "close");
     let operation = "route request";
+    const method = req.method ?? "GET";
     try {
       const url = new URL(req.url ?? "/", "http://registry.invalid");
       const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, "") : url.pathname;
-      const method = req.method ?? "GET";
-      checkDeploymentKey(req, path);
+      if (!separateOperations && OPERATIONS_PATHS.has(path)) {
+        operation = `answer ${path}`;
+        await operations(req, res, path);
+        return;
+      }
+      observe(req, res, method);
       const match = router.match(method, path);
+      // Labelled before the key check, so a 401 counts under the route it was refused on.
+      if (match.kind === "found") routeOf.set(res, match.route.pattern);
+      checkDeploymentKey(req, path);
       if (match.kind === "not-found") {
         sendJson(res, 404, { detail: `no route ${method} ${path}; see docs/registry-api.md for the API` });
         return;
@@ -220,9 +296,34 @@ export async function startRegistryServer(
         sendJson(res, status, body, headers);
         return;
       }
-      logger.error(`internal error in ${operation}`, error);
+      logger.error(`internal error in ${operation}`, error, {
+        method,
+        route: routeOf.get(res) ?? UNMATCHED_ROUTE,
+      });
       sendJson(res, 500, { detail: `internal error in ${operation}; the registry logged it, retry later` });
     }
+  };
+
+  // The matched route pattern of a response (a request that matched none is labelled UNMATCHED_ROUTE).
+  const routeOf = new WeakMap<ServerResponse, string>();
+  /** Counts the request once its response ends (or its client leaves), by route pattern, never raw path. */
+  const observe = (req: IncomingMessage, res: ServerResponse, method: string) => {
+    const started = performance.now();
+    res.once("close", () => {
+      const seconds = (performance.now() - started) / 1000;
+      const route = routeOf.get(res) ?? UNMATCHED_ROUTE;
+      const status = res.writableFinished ? String(res.statusCode) : CLIENT_CLOSED_STATUS;
+      metrics.observeRequest(method, route, status, seconds);
+      if (accessLog) {
+        logger.info("request", {
+          method,
+          route,
+          status: Number(status),
+          duration_ms: Math.round(seconds * 10_000) / 10,
+          http: req.httpVersion,
+        });
+      }
+    });
   };
 
   const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
@@ -230,7 +331,6 @@ export async function startRegistryServer(
   const requestTimeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   // Sockets over the cap: they get one 503 and are closed; their requests are never handled.
   const refused = new WeakSet<Socket>();
-  let connections = 0;
   // Open sockets, and those that have carried a request: at close, a socket that never sent one is cut at
   // once (node:http's closeIdleConnections leaves it to the headers timeout; HTTP clients open spare ones).
   const sockets = new Set<Socket>();
@@ -315,6 +415,23 @@ export async function startRegistryServer(
     });
   });
 
+  let opsListener: OperationsListener | undefined;
+  if (options.opsPort !== undefined) {
+    try {
+      opsListener = await startOperationsListener({
+        host: options.opsHost ?? host,
+        port: options.opsPort,
+        handler: operations,
+        logger,
+      });
+    } catch (error) {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      store.close();
+      throw error;
+    }
+  }
+
   const sweep = () => service.sweep();
   const sweepMs = options.sweepIntervalMs ?? 60_000;
   const timer =
@@ -332,30 +449,46 @@ export async function startRegistryServer(
   const port = (server.address() as AddressInfo).port;
   const urlHost = host.includes(":") ? `[${host}]` : host;
   let closing: Promise<void> | undefined;
+  const drainTimeoutMs = options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+  const drainDelayMs = options.drainDelayMs ?? 0;
   return {
     url: `http://${urlHost}:${port}`,
     port,
     sweep,
     stats: () => ({ connections, longPolls: waiters.admitted }),
+    metrics,
+    opsUrl: opsListener?.url,
     close() {
       closing ??= (async () => {
+        readiness.startDraining();
         stopping = true;
         if (timer) clearInterval(timer);
+        // The drain delay: still serving (long-polls too, or their clients would re-poll here in a loop) while
+        // load balancers see /readyz fail and stop sending new requests.
+        if (drainDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, drainDelayMs));
         waiters.close();
         // In-flight requests finish; connections that turn idle meanwhile are closed on the next tick of
-        // this bounded loop, and anything still open after 10 s is cut.
+        // this bounded loop, and anything still open after the drain timeout is cut.
         const closeIdle = () => {
           server.closeIdleConnections();
           for (const socket of sockets) if (!used.has(socket)) socket.destroy();
         };
         const idle = setInterval(closeIdle, 50);
-        const force = setTimeout(() => server.closeAllConnections(), 10_000);
+        const force = setTimeout(() => {
+          logger.warn("drain timeout reached: cutting the connections still open", {
+            connections,
+            drain_timeout_ms: drainTimeoutMs,
+          });
+          server.closeAllConnections();
+        }, drainTimeoutMs);
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           closeIdle();
         });
         clearInterval(idle);
         clearTimeout(force);
+        // Last: probes on the operations port see /readyz fail for the whole drain.
+        await opsListener?.close();
         store.close();
       })();
       return closing;

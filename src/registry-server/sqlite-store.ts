@@ -22,6 +22,7 @@ import type {
   TrustStatus,
   TrustWrite,
 } from "./store.js";
+import { StoreNotReadyError, type StoreOperationsHooks, type StoreTelemetry } from "./store-hooks.js";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS agents (
@@ -111,6 +112,22 @@ CREATE TRIGGER IF NOT EXISTS messages_usage_delete AFTER DELETE ON messages BEGI
   SET messages = messages - 1, bytes = bytes - COALESCE(OLD.body_bytes, length(CAST(OLD.body_json AS BLOB)))
   WHERE to_installation_id = OLD.to_installation_id;
 END;
+`;
+
+/**
+ * One row holding the number of stored relay messages, kept by triggers like inbox_usage: the metrics read it
+ * in O(1), where summing inbox_usage walks one row per inbox that ever held a message (about 220 ms, on the
+ * event loop, at 1,000,000 inboxes).
+ */
+const HELD_MESSAGES_SCHEMA = `
+CREATE TABLE held_messages (id INTEGER PRIMARY KEY CHECK (id = 1), messages INTEGER NOT NULL);
+CREATE TRIGGER held_messages_insert AFTER INSERT ON messages BEGIN
+  UPDATE held_messages SET messages = messages + 1 WHERE id = 1;
+END;
+CREATE TRIGGER held_messages_delete AFTER DELETE ON messages BEGIN
+  UPDATE held_messages SET messages = messages - 1 WHERE id = 1;
+END;
+INSERT INTO held_messages (id, messages) SELECT 1, COUNT(*) FROM messages;
 `;
 
 type Row = Record<string, SQLInputValue>;
@@ -206,8 +223,9 @@ export interface SqliteStoreOptions {
 /** Agents whose heartbeat facts are kept in memory at most (a cache: cleared when full). */
 const HEARTBEAT_CACHE_SIZE = 50_000;
 
-export class SqliteRegistryStore implements RegistryStore {
+export class SqliteRegistryStore implements RegistryStore, StoreOperationsHooks {
   readonly #db: DatabaseSync;
+  #telemetry: StoreTelemetry | undefined;
   readonly #statements = new Map<string, StatementSync>();
   readonly #fastHeartbeats: boolean;
   readonly #heartbeatWriteDelayMs: number;
@@ -261,6 +279,12 @@ export class SqliteRegistryStore implements RegistryStore {
           "INSERT INTO inbox_usage (to_installation_id, messages, bytes) SELECT to_installation_id, COUNT(*), " +
             "SUM(length(CAST(body_json AS BLOB))) FROM messages GROUP BY to_installation_id",
         );
+      }
+      // Created with its count in the same transaction, so no insert or delete is missed.
+      if (
+        !this.#db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'held_messages'").get()
+      ) {
+        this.#db.exec(HELD_MESSAGES_SCHEMA);
       }
       this.#db.exec("COMMIT");
     } catch (error) {
@@ -400,6 +424,7 @@ export class SqliteRegistryStore implements RegistryStore {
       try {
         for (const { seq, lastSeen } of this.#pendingTouches.values()) update.run(lastSeen, seq);
         this.#db.exec("COMMIT");
+        this.#telemetry?.heartbeatBatch(this.#pendingTouches.size);
       } catch (error) {
         this.#db.exec("ROLLBACK");
         throw error;
@@ -546,6 +571,7 @@ export class SqliteRegistryStore implements RegistryStore {
     if (!this.#fastHeartbeats || this.#depth > 0) {
       const row = this.#stmt("UPDATE agents SET last_seen = ? WHERE id = ? RETURNING seq").get(lastSeen, id);
       if (!row) return false;
+      this.#telemetry?.heartbeatBatch(1);
       const seq = Number(row.seq);
       this.#indexLater(() => this.#index.touch(seq, lastSeen));
       return true;
@@ -834,6 +860,23 @@ export class SqliteRegistryStore implements RegistryStore {
     )
       .all(targetId)
       .map(toTrust);
+  }
+
+  /** Ready while the database is open and answers (the schema is migrated at open, before this can run). */
+  ready(): void {
+    if (!this.#db.isOpen) throw new StoreNotReadyError("the database is closed");
+    this.#stmt("SELECT 1").get();
+  }
+
+  /** Unacknowledged relay messages in all inboxes: one row kept up by triggers (O(1), for the metrics). */
+  heldMessages(): number {
+    if (!this.#db.isOpen) throw new StoreNotReadyError("the database is closed");
+    return Number(this.#stmt("SELECT messages FROM held_messages WHERE id = 1").get()?.messages ?? 0);
+  }
+
+  /** Heartbeat writes are reported as batches: one per write-behind commit, or 1 for a direct write. */
+  attachTelemetry(telemetry: StoreTelemetry): void {
+    this.#telemetry = telemetry;
   }
 
   close(): void {
