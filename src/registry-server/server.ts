@@ -25,7 +25,10 @@ export interface RegistryServerOptions {
   host?: string;
   /** Port (default 0: ephemeral; the CLI defaults to 8001). */
   port?: number;
-  /** SQLite file path or ":memory:" (default). Ignored when `store` is given. */
+  /**
+   * SQLite file path or ":memory:" (default), or a PostgreSQL URL (postgres:// or postgresql://). Ignored when
+   * `store` is given.
+   */
   db?: string;
   /** A store to use instead of opening `db` (closed by close()). */
   store?: RegistryStore;
@@ -77,7 +80,7 @@ export interface RegistryServerHandle {
   /** Stops accepting, lets in-flight requests finish (long-polls answer at once), closes storage. */
   close(): Promise<void>;
   /** Runs the purge sweep now; returns how many agents and messages were removed. */
-  sweep(): { agents: number; messages: number };
+  sweep(): Promise<{ agents: number; messages: number }>;
   /** What the server holds right now: accepted connections and parked long-polls (to watch the limits). */
   stats(): { connections: number; longPolls: number };
 }
@@ -320,11 +323,9 @@ export async function startRegistryServer(
   const timer =
     sweepMs > 0
       ? setInterval(() => {
-          try {
-            sweep();
-          } catch (error) {
+          sweep().catch((error: unknown) => {
             logger.error("purge sweep failed (will retry on the next tick)", error);
-          }
+          });
         }, sweepMs)
       : undefined;
   timer?.unref();
@@ -356,7 +357,7 @@ export async function startRegistryServer(
         });
         clearInterval(idle);
         clearTimeout(force);
-        store.close();
+        await store.close();
       })();
       return closing;
     },
