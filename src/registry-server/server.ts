@@ -7,10 +7,10 @@ import { bearerOf, matchesHash, registryKeyOf, sha256Hex } from "./auth.js";
 import { ClientGoneError, RegistryHttpError, unauthorized } from "./errors.js";
 import { errorReply, type RequestContext, sendJson } from "./http.js";
 import { InboxWaiters } from "./inbox-waiters.js";
+import { openRegistryStore } from "./open-store.js";
 import { ProofChecker } from "./proofs.js";
 import { buildRoutes } from "./routes.js";
 import { RegistryService } from "./service.js";
-import { SqliteRegistryStore } from "./sqlite-store.js";
 import type { RegistryStore } from "./store.js";
 
 export interface RegistryLogger {
@@ -140,7 +140,7 @@ export async function startRegistryServer(
 ): Promise<RegistryServerHandle> {
   const host = options.host ?? "127.0.0.1";
   const logger = options.logger ?? stderrLogger;
-  const store = options.store ?? new SqliteRegistryStore({ path: options.db ?? ":memory:" });
+  const store = options.store ?? (await openRegistryStore(options.db ?? ":memory:"));
   const waiters = new InboxWaiters({ perInbox: options.maxLongPollsPerInbox, total: options.maxLongPolls });
   const service = new RegistryService({
     store,
@@ -316,6 +316,10 @@ export async function startRegistryServer(
       server.off("error", reject);
       resolve();
     });
+  }).catch(async (error: unknown) => {
+    // A store this call opened (a PostgreSQL pool keeps the process alive) goes with the failed start.
+    if (!options.store) await store.close();
+    throw error;
   });
 
   const sweep = () => service.sweep();
