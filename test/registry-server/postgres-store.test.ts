@@ -7,6 +7,8 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRegistryServer } from "../../src/registry-server/index.js";
 import { PostgresRegistryStore, redactConnectionString } from "../../src/registry-server/postgres-store.js";
+import { SqliteRegistryStore } from "../../src/registry-server/sqlite-store.js";
+import type { AgentSearchQuery, StoredAgent } from "../../src/registry-server/store.js";
 import { startTestPostgres, type TestPostgres } from "../support/postgres.js";
 
 const run = promisify(execFile);
@@ -169,6 +171,96 @@ describe("two replicas on one database", () => {
       expect(new Set(cursors).size).toBe(10);
     } finally {
       await r.close();
+    }
+  });
+});
+
+describe("PostgreSQL search", () => {
+  it("answers random queries exactly as the SQLite store does: matches, totals, ranking, paging, offline hidden", async () => {
+    // A small vocabulary so that words share prefixes and queries match many agents in different ways.
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+    const words = [
+      "alpha",
+      "alps",
+      "beta",
+      "bet",
+      "gamma",
+      "gam",
+      "delta",
+      "échec",
+      "c++",
+      "data-bot",
+      "100%",
+    ];
+    const caps = ["chat", "code", "search", "calendar", "mail", "code-review"];
+    const sqlite = new SqliteRegistryStore({ path: ":memory:" });
+    const postgres = await PostgresRegistryStore.open({ connectionString: await server.freshDatabase() });
+    try {
+      for (let i = 0; i < 150; i++) {
+        const text = (n: number) => Array.from({ length: n }, () => pick(words)).join(" ");
+        const agent: StoredAgent = {
+          id: `id-${(i * 7919) % 1000}-${i}`,
+          hostname: `${pick(["alpha", "beta", "gam", "chat"])}-${pick(words).replace(/[^a-z]/g, "")}-${i}`,
+          installationId: `inst-${i}`,
+          peerId: null,
+          pilotNodeId: null,
+          pilotAddress: null,
+          displayName: random() < 0.7 ? text(2) : null,
+          description: random() < 0.7 ? text(4) : null,
+          capabilities: [...new Set(Array.from({ length: Math.floor(random() * 4) }, () => pick(caps)))],
+          tokenHash: null,
+          publicKey: null,
+          signedRecord: null,
+          lastSeen: random() < 0.8 ? 10_000 : 1_000,
+          createdAt: i,
+          updatedAt: i,
+        };
+        await sqlite.insertAgent(agent);
+        await postgres.insertAgent(agent);
+      }
+      const phrases = [
+        "",
+        "al",
+        "alpha",
+        "alp be",
+        "bet",
+        "c++",
+        "data-bot",
+        "100%",
+        "éc",
+        "chat",
+        "code",
+        "gam 1",
+        "zzz",
+      ];
+      let matched = 0;
+      for (let n = 0; n < 120; n++) {
+        const phrase = pick(phrases);
+        const query: AgentSearchQuery = {
+          phrase,
+          terms: [...new Set(phrase.split(/\s+/).filter(Boolean))],
+          capabilities: random() < 0.5 ? [...new Set([pick(caps), pick(caps)])] : [],
+          match: random() < 0.5 ? "any" : "all",
+          seenSince: random() < 0.7 ? 5_000 : undefined,
+          limit: pick([1, 5, 20, 50]),
+          offset: pick([0, 0, 3, 40]),
+        };
+        const expected = await sqlite.searchAgents(query);
+        const actual = await postgres.searchAgents(query);
+        if (expected.items.length > 1) matched++;
+        expect({ total: actual.total, ids: actual.items.map((a) => a.id) }, JSON.stringify(query)).toEqual({
+          total: expected.total,
+          ids: expected.items.map((a) => a.id),
+        });
+      }
+    } finally {
+      await sqlite.close();
+      await postgres.close();
     }
   });
 });
