@@ -18,7 +18,7 @@ export default defineConfig({
     maxWorkers: 2,
     projects: [
       { extends: true, test: { name: "all", include: ["test/**/*.test.ts"] } },
-      // The registry suite once more on PostgreSQL (a server per file, see test/support/postgres.ts). Left out:
+      // The registry suite once more on PostgreSQL (one server for the run, see test/support/postgres.ts). Left out:
       // tests of SQLite itself (its files, migrations and in-memory index) and the PostgreSQL store's own tests.
       {
         extends: true,
@@ -33,6 +33,7 @@ export default defineConfig({
             "test/registry-server/postgres-store.test.ts",
           ],
           env: { REGISTRY_TEST_STORE: "postgres" },
+          globalSetup: ["test/support/postgres.global.ts"],
         },
       },
     ],

@@ -1,23 +1,23 @@
 // Test helpers: a real registry server on 127.0.0.1 (ephemeral port) with a hand-driven clock, and a small
 // fetch wrapper that returns status + parsed JSON. The store is SQLite in memory, or, when the vitest project
-// sets REGISTRY_TEST_STORE=postgres, a fresh database on a PostgreSQL server this file starts (one per test
-// file, stopped after it).
-import { afterAll, afterEach } from "vitest";
+// sets REGISTRY_TEST_STORE=postgres, a fresh database on the run's PostgreSQL server (test/support/postgres.ts).
+import { afterAll, afterEach, inject } from "vitest";
 import {
   type RegistryServerHandle,
   type RegistryServerOptions,
   startRegistryServer,
 } from "../../src/registry-server/index.js";
-import { startTestPostgres, type TestPostgres } from "../support/postgres.js";
+import { connectTestPostgres, startTestPostgres, type TestPostgres } from "../support/postgres.js";
 
 /** The store the registry tests run against: "sqlite" (default) or "postgres". */
 export const testStore = process.env.REGISTRY_TEST_STORE === "postgres" ? "postgres" : "sqlite";
 
 let postgres: Promise<TestPostgres> | undefined;
 
-/** This file's PostgreSQL server, started on first use. */
+/** The run's PostgreSQL server (postgres.global.ts), or else one of this file's, started on first use. */
 export function testPostgres(): Promise<TestPostgres> {
-  postgres ??= startTestPostgres();
+  const shared = inject("registryPostgresDir");
+  postgres ??= shared ? connectTestPostgres(shared) : startTestPostgres();
   return postgres;
 }
 

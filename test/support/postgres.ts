@@ -1,6 +1,7 @@
 // A real PostgreSQL server for tests: initdb in a temp dir, started with pg_ctl on a Unix socket in that dir
 // only (no TCP port), as an unprivileged user when the tests run as root (postgres refuses root), and stopped
-// and deleted afterwards. One server per test file; each test takes a fresh database cloned from a migrated
+// and deleted afterwards. One server per test run of the registry-postgres project (postgres.global.ts), or per
+// file for files that start their own; each test takes a fresh database cloned from a migrated
 // template (CREATE DATABASE ... TEMPLATE, no migration run), or one a finished test gave back, emptied with a few
 // DELETEs (a few ms where cloning costs a checkpoint, 300-800 ms on a busy machine).
 import { execFile } from "node:child_process";
@@ -51,7 +52,17 @@ export interface TestPostgres {
 
 let counter = 0;
 
-export async function startTestPostgres(): Promise<TestPostgres> {
+/** A running server: its directory (data, socket, log) and how to stop it. */
+export interface PostgresServer {
+  dir: string;
+  stop(): Promise<void>;
+}
+
+const urlIn = (dir: string, database: string) =>
+  `postgresql://postgres@localhost/${database}?host=${encodeURIComponent(dir)}`;
+
+/** Initialises and starts a server, with a migrated `registry_template` database to clone. */
+export async function startPostgresServer(): Promise<PostgresServer> {
   const bin = findPostgresBin();
   const dir = mkdtempSync(join(tmpdir(), "pg-"));
   const data = join(dir, "data");
@@ -121,47 +132,23 @@ export async function startTestPostgres(): Promise<TestPostgres> {
       const log = existsSync(join(dir, "log")) ? readFileSync(join(dir, "log"), "utf8").slice(-2000) : "";
       throw new Error(`PostgreSQL did not start: ${(error as Error).message}\n${log}`);
     }
-    const url = (database: string) =>
-      `postgresql://postgres@localhost/${database}?host=${encodeURIComponent(dir)}`;
-    const admin = new pg.Client({ connectionString: url("postgres") });
+    const admin = new pg.Client({ connectionString: urlIn(dir, "postgres") });
     await admin.connect();
-    // The template: migrated once, then cloned for every test.
-    await admin.query("CREATE DATABASE registry_template");
-    const templatePool = new pg.Pool({ connectionString: url("registry_template"), max: 1 });
+    try {
+      // The template: migrated once, then cloned for every test.
+      await admin.query("CREATE DATABASE registry_template");
+    } finally {
+      await admin.end();
+    }
+    const templatePool = new pg.Pool({ connectionString: urlIn(dir, "registry_template"), max: 1 });
     try {
       await applyPostgresMigrations(templatePool);
     } finally {
       await templatePool.end();
     }
-    const create = async (template: string) => {
-      const name = `t_${process.pid}_${++counter}`;
-      await admin.query(`CREATE DATABASE ${name} TEMPLATE ${template} STRATEGY FILE_COPY`);
-      return url(name);
-    };
-    const free: string[] = [];
     return {
-      url,
-      freshDatabase: async () => free.pop() ?? (await create("registry_template")),
-      async recycle(database) {
-        const client = new pg.Client({ connectionString: database });
-        await client.connect();
-        try {
-          await client.query(
-            // DELETE, not TRUNCATE: a test leaves a few rows, and TRUNCATE makes new files for every table.
-            "DELETE FROM agent_words; DELETE FROM agents; DELETE FROM messages; DELETE FROM inbox_usage; " +
-              "DELETE FROM trust; UPDATE counters SET value = 0; ALTER TABLE agents ALTER COLUMN seq RESTART; " +
-              "ALTER TABLE messages ALTER COLUMN seq RESTART",
-          );
-        } finally {
-          await client.end();
-        }
-        free.push(database);
-      },
-      emptyDatabase: () => create("template0"),
+      dir,
       async stop() {
-        await admin.end().catch(() => {
-          // Why safe: the server is stopped next anyway.
-        });
         await stopServer();
         rmSync(dir, { recursive: true, force: true });
       },
@@ -169,6 +156,62 @@ export async function startTestPostgres(): Promise<TestPostgres> {
   } catch (error) {
     await stopServer();
     rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/**
+ * Test databases on a running server (this process's or one a vitest globalSetup started); `stopServer`, when
+ * given, runs at stop() after this side's connection is closed.
+ */
+export async function connectTestPostgres(
+  dir: string,
+  stopServer: () => Promise<void> = async () => {},
+): Promise<TestPostgres> {
+  const url = (database: string) => urlIn(dir, database);
+  const admin = new pg.Client({ connectionString: url("postgres") });
+  await admin.connect();
+  const create = async (template: string) => {
+    const name = `t_${process.pid}_${++counter}`;
+    await admin.query(`CREATE DATABASE ${name} TEMPLATE ${template} STRATEGY FILE_COPY`);
+    return url(name);
+  };
+  const free: string[] = [];
+  return {
+    url,
+    freshDatabase: async () => free.pop() ?? (await create("registry_template")),
+    async recycle(database) {
+      const client = new pg.Client({ connectionString: database });
+      await client.connect();
+      try {
+        await client.query(
+          // DELETE, not TRUNCATE: a test leaves a few rows, and TRUNCATE makes new files for every table.
+          "DELETE FROM agent_words; DELETE FROM agents; DELETE FROM messages; DELETE FROM inbox_usage; " +
+            "DELETE FROM trust; UPDATE counters SET value = 0; ALTER TABLE agents ALTER COLUMN seq RESTART; " +
+            "ALTER TABLE messages ALTER COLUMN seq RESTART",
+        );
+      } finally {
+        await client.end();
+      }
+      free.push(database);
+    },
+    emptyDatabase: () => create("template0"),
+    async stop() {
+      await admin.end().catch(() => {
+        // Why safe: the server is stopped next anyway.
+      });
+      await stopServer();
+    },
+  };
+}
+
+/** A server of this test file's own, with its test databases. */
+export async function startTestPostgres(): Promise<TestPostgres> {
+  const server = await startPostgresServer();
+  try {
+    return await connectTestPostgres(server.dir, server.stop);
+  } catch (error) {
+    await server.stop();
     throw error;
   }
 }
