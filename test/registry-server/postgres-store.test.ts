@@ -266,3 +266,75 @@ describe("PostgreSQL search", () => {
     }
   });
 });
+
+describe("two replicas deciding trust", () => {
+  it("approve both ways when two agents request each other at once on different replicas", async () => {
+    const r = await replicas();
+    try {
+      for (let round = 0; round < 4; round++) {
+        const [a, b] = await Promise.all(
+          ["a", "b"].map((side, i) =>
+            r.call(i, "POST", "/api/v1/agents/", {
+              hostname: `${side}-${round}`,
+              installation_id: `inst-${side}-${round}`,
+            }),
+          ),
+        );
+        const requests = await Promise.all([
+          r.call(
+            0,
+            "POST",
+            "/api/v1/trust/request",
+            { from_id: a!.body.peer_id, to_id: b!.body.peer_id },
+            String(a!.body.agent_token),
+          ),
+          r.call(
+            1,
+            "POST",
+            "/api/v1/trust/request",
+            { from_id: b!.body.peer_id, to_id: a!.body.peer_id },
+            String(b!.body.agent_token),
+          ),
+        ]);
+        // As if one ran after the other: the first is pending, the second finds it and approves both.
+        expect(requests.map((x) => x.body.status).sort()).toEqual(["approved", "pending"]);
+        const list = await r.call(
+          1,
+          "GET",
+          `/api/v1/trust/list/${a!.body.peer_id}`,
+          undefined,
+          String(a!.body.agent_token),
+        );
+        const statuses = (list.body.peers as Array<{ status: string }>).map((p) => p.status);
+        expect(statuses).toEqual(["approved", "approved"]);
+      }
+    } finally {
+      await r.close();
+    }
+  });
+});
+
+describe("agent-registry serve --db postgres://...", () => {
+  it("never prints the connection string's password, even when it cannot connect", async () => {
+    const failed = await run(
+      process.execPath,
+      [
+        "bin/agent-registry.mjs",
+        "serve",
+        "--port",
+        "0",
+        "--db",
+        "postgres://registry:s3cret-word@127.0.0.1:1/registry",
+      ],
+      { timeout: 30_000 },
+    ).then(
+      () => undefined,
+      (error: { code?: number; stdout?: string; stderr?: string }) => error,
+    );
+    expect(failed?.code).toBe(1);
+    expect(failed?.stderr).toMatch(
+      /cannot start .* with db postgres:\/\/registry:\*\*\*@127\.0\.0\.1:1\/registry/,
+    );
+    expect(`${failed?.stdout}${failed?.stderr}`).not.toContain("s3cret-word");
+  });
+});
