@@ -139,6 +139,9 @@ export function redactConnectionString(url: string): string {
   }
 }
 
+const hasNul = (value: unknown): boolean =>
+  typeof value === "string" ? value.includes("\0") : Array.isArray(value) && value.some(hasNul);
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class PostgresRegistryStore implements RegistryStore {
@@ -178,6 +181,10 @@ export class PostgresRegistryStore implements RegistryStore {
   }
 
   async #rows(sql: string, params: unknown[] = []): Promise<Row[]> {
+    // PostgreSQL text cannot hold NUL, so no stored value has one (writes are validated or JSON-escaped); a read
+    // keyed by one (an id in a URL path, a search word) matches nothing, as on SQLite, instead of failing (and
+    // aborting the transaction it runs in).
+    if (params.some(hasNul) && sql.startsWith("SELECT")) return [];
     return (await this.#db().query(sql, params)).rows as Row[];
   }
 
@@ -502,9 +509,11 @@ export class PostgresRegistryStore implements RegistryStore {
   }
 
   async deleteMessages(toInstallationId: string, messageIds: string[]): Promise<number> {
+    const ids = [...new Set(messageIds)].filter((id) => !hasNul(id));
+    if (hasNul(toInstallationId) || ids.length === 0) return 0;
     return this.#count(
       "DELETE FROM messages WHERE to_installation_id = $1 AND message_id = ANY($2::text[])",
-      [toInstallationId, [...new Set(messageIds)]],
+      [toInstallationId, ids],
     );
   }
 
