@@ -6,6 +6,7 @@ import { promisify } from "node:util";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRegistryServer } from "../../src/registry-server/index.js";
+import { postgresSchemaIsCurrent } from "../../src/registry-server/postgres-migrations.js";
 import { PostgresRegistryStore, redactConnectionString } from "../../src/registry-server/postgres-store.js";
 import { SqliteRegistryStore } from "../../src/registry-server/sqlite-store.js";
 import type { AgentSearchQuery, StoredAgent } from "../../src/registry-server/store.js";
@@ -82,6 +83,18 @@ describe("PostgreSQL migrations", () => {
       for (const store of stores) expect(await store.lastTrustChange()).toBe(0);
     } finally {
       await Promise.all(stores.map((s) => s.close()));
+    }
+  });
+
+  it("leave the schema current, which a readiness check can ask without changing anything", async () => {
+    const url = await server.emptyDatabase();
+    const pool = new pg.Pool({ connectionString: url, max: 1 });
+    try {
+      expect(await postgresSchemaIsCurrent(pool)).toBe(false);
+      await (await PostgresRegistryStore.open({ connectionString: url })).close();
+      expect(await postgresSchemaIsCurrent(pool)).toBe(true);
+    } finally {
+      await pool.end();
     }
   });
 
