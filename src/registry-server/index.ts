@@ -1,5 +1,6 @@
 // Public surface of the reference Agent Registry server (bin `agent-registry`, tests, the plugin's e2e).
 export { RegistryHttpError, type ValidationIssue } from "./errors.js";
+export { PostgresRegistryStore, type PostgresStoreOptions } from "./postgres-store.js";
 export {
   type RegistryLogger,
   type RegistryServerHandle,
