@@ -2,6 +2,7 @@
 export { RegistryHttpError, type ValidationIssue } from "./errors.js";
 export { createLogger, type LogFormat, type LogLevel, type StructuredLogger } from "./logger.js";
 export { RegistryMetrics } from "./metrics.js";
+export { PostgresRegistryStore, type PostgresStoreOptions } from "./postgres-store.js";
 export {
   type RegistryLogger,
   type RegistryServerHandle,

@@ -11,12 +11,12 @@ import { errorReply, type RequestContext, sendJson } from "./http.js";
 import { InboxWaiters } from "./inbox-waiters.js";
 import { createLogger, type LogFields, type StructuredLogger } from "./logger.js";
 import { CLIENT_CLOSED_STATUS, RegistryMetrics, UNMATCHED_ROUTE } from "./metrics.js";
+import { openRegistryStore } from "./open-store.js";
 import { type OperationsListener, startOperationsListener } from "./operations-listener.js";
 import { OPERATIONS_PATHS, operationsHandler, Readiness } from "./probes.js";
 import { ProofChecker } from "./proofs.js";
 import { buildRoutes } from "./routes.js";
 import { RegistryService } from "./service.js";
-import { SqliteRegistryStore } from "./sqlite-store.js";
 import type { RegistryStore } from "./store.js";
 import { storeHooks } from "./store-hooks.js";
 
@@ -35,7 +35,10 @@ export interface RegistryServerOptions {
   host?: string;
   /** Port (default 0: ephemeral; the CLI defaults to 8001). */
   port?: number;
-  /** SQLite file path or ":memory:" (default). Ignored when `store` is given. */
+  /**
+   * SQLite file path or ":memory:" (default), or a PostgreSQL URL (postgres:// or postgresql://). Ignored when
+   * `store` is given.
+   */
   db?: string;
   /** A store to use instead of opening `db` (closed by close()). */
   store?: RegistryStore;
@@ -113,7 +116,7 @@ export interface RegistryServerHandle {
    */
   close(): Promise<void>;
   /** Runs the purge sweep now; returns how many agents and messages were removed. */
-  sweep(): { agents: number; messages: number };
+  sweep(): Promise<{ agents: number; messages: number }>;
   /** What the server holds right now: accepted connections and parked long-polls (to watch the limits). */
   stats(): { connections: number; longPolls: number };
   /** This server's metrics (its own prom-client Registry); stores report into it through StoreTelemetry. */
@@ -182,7 +185,7 @@ export async function startRegistryServer(
 ): Promise<RegistryServerHandle> {
   const host = options.host ?? "127.0.0.1";
   const logger = options.logger ? structured(options.logger) : defaultLogger();
-  const store = options.store ?? new SqliteRegistryStore({ path: options.db ?? ":memory:" });
+  const store = options.store ?? (await openRegistryStore(options.db ?? ":memory:"));
   const waiters = new InboxWaiters({ perInbox: options.maxLongPollsPerInbox, total: options.maxLongPolls });
   const hooks = storeHooks(store);
   const readiness = new Readiness({
@@ -413,6 +416,10 @@ export async function startRegistryServer(
       server.off("error", reject);
       resolve();
     });
+  }).catch(async (error: unknown) => {
+    // A store this call opened (a PostgreSQL pool keeps the process alive) goes with the failed start.
+    if (!options.store) await store.close();
+    throw error;
   });
 
   let opsListener: OperationsListener | undefined;
@@ -437,11 +444,9 @@ export async function startRegistryServer(
   const timer =
     sweepMs > 0
       ? setInterval(() => {
-          try {
-            sweep();
-          } catch (error) {
+          sweep().catch((error: unknown) => {
             logger.error("purge sweep failed (will retry on the next tick)", error);
-          }
+          });
         }, sweepMs)
       : undefined;
   timer?.unref();
@@ -489,7 +494,7 @@ export async function startRegistryServer(
         clearTimeout(force);
         // Last: probes on the operations port see /readyz fail for the whole drain.
         await opsListener?.close();
-        store.close();
+        await store.close();
       })();
       return closing;
     },

@@ -358,3 +358,36 @@ describe("limits on the command line", () => {
     expect(() => parseServeArgs(["serve", "--max-long-polls-per-inbox", "x"], {})).toThrow(CliUsageError);
   });
 });
+
+describe("NUL in ids and search words", () => {
+  it("matches nothing (404, 422 or an empty page), on either store, never a 500", async () => {
+    const r = await startTestRegistry();
+    const alice = await r.register({
+      hostname: "alice",
+      installation_id: "inst-alice",
+      capabilities: ["chat"],
+    });
+    const token = alice.agent_token;
+    const expectations: Array<[string, string, unknown?]> = [
+      ["GET", "/api/v1/agents/%00"],
+      ["GET", "/api/v1/agents/by-hostname/alice%00"],
+      ["PATCH", "/api/v1/agents/a%00b", { display_name: "x" }],
+      ["POST", "/api/v1/agents/%00/heartbeat"],
+      ["DELETE", "/api/v1/agents/%00"],
+    ];
+    for (const [method, path, body] of expectations) {
+      const res = await r.call(method, path, { token, ...(body ? { body } : {}) });
+      expect([404, 422], `${method} ${path}`).toContain(res.status);
+    }
+    for (const query of ["q=al%00", "q=%00", "capabilities=chat%00", "q=alice&capabilities=%00&match=all"]) {
+      const res = await r.call<{ agents: unknown[]; total: number }>("GET", `/api/v1/agents/search?${query}`);
+      expect(res.status, query).toBe(200);
+      expect(res.body.total, query).toBe(0);
+    }
+    const list = await r.call<{ agents: unknown[] }>("GET", "/api/v1/agents/?installation_id=inst-alice%00");
+    expect([list.status, list.body.agents]).toEqual([200, []]);
+    const inbox = await r.call("GET", "/api/v1/agents/messages/inbox/inst-alice%00", { token });
+    expect([401, 403, 404]).toContain(inbox.status);
+    expect((await r.call("GET", "/api/v1/agents/search?q=alice")).body.total).toBe(1);
+  });
+});

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { afterAll, describe, expect, it } from "vitest";
-import { SqliteRegistryStore } from "../../src/registry-server/sqlite-store.js";
+import { SqliteDatabaseStore } from "../../src/registry-server/sqlite-store.js";
 import { StoreNotReadyError } from "../../src/registry-server/store-hooks.js";
 
 const dir = mkdtempSync(join(tmpdir(), "agent-registry-store-ops-"));
@@ -21,9 +21,9 @@ const message = (to: string, id: string, createdAt = 1000) => ({
   createdAt,
 });
 
-describe("SqliteRegistryStore operations hooks", () => {
+describe("SqliteDatabaseStore operations hooks", () => {
   it("is ready while open and says why not once closed", () => {
-    const store = new SqliteRegistryStore({ path: ":memory:" });
+    const store = new SqliteDatabaseStore({ path: ":memory:" });
     expect(() => store.ready()).not.toThrow();
     store.close();
     expect(() => store.ready()).toThrow(StoreNotReadyError);
@@ -31,7 +31,7 @@ describe("SqliteRegistryStore operations hooks", () => {
   });
 
   it("counts held messages through inserts, duplicates, acks, inbox deletes and purges", () => {
-    const store = new SqliteRegistryStore({ path: ":memory:" });
+    const store = new SqliteDatabaseStore({ path: ":memory:" });
     store.insertMessage(message("bob", "m1"));
     store.insertMessage(message("bob", "m2"));
     store.insertMessage(message("bob", "m2"));
@@ -49,7 +49,7 @@ describe("SqliteRegistryStore operations hooks", () => {
 
   it("counts the messages of a database from before the count existed, once, at open", () => {
     const path = join(dir, "old.db");
-    const first = new SqliteRegistryStore({ path });
+    const first = new SqliteDatabaseStore({ path });
     first.insertMessage(message("bob", "m1"));
     first.insertMessage(message("bob", "m2"));
     first.close();
@@ -58,17 +58,17 @@ describe("SqliteRegistryStore operations hooks", () => {
       "DROP TRIGGER held_messages_insert; DROP TRIGGER held_messages_delete; DROP TABLE held_messages",
     );
     raw.close();
-    const reopened = new SqliteRegistryStore({ path });
+    const reopened = new SqliteDatabaseStore({ path });
     expect(reopened.heldMessages()).toBe(2);
     reopened.insertMessage(message("bob", "m3"));
     reopened.close();
-    const again = new SqliteRegistryStore({ path });
+    const again = new SqliteDatabaseStore({ path });
     expect(again.heldMessages()).toBe(3);
     again.close();
   });
 
   it("reports each write-behind heartbeat commit as one batch", async () => {
-    const store = new SqliteRegistryStore({ path: ":memory:", heartbeatWriteDelayMs: 0 });
+    const store = new SqliteDatabaseStore({ path: ":memory:", heartbeatWriteDelayMs: 0 });
     const batches: number[] = [];
     store.attachTelemetry({ heartbeatBatch: (n) => batches.push(n), poolUsage: () => {} });
     for (const [i, name] of ["a1", "a2", "a3"].entries()) {

@@ -1,0 +1,353 @@
+// The PostgreSQL store's own guarantees, on a real server: migrations that concurrent replicas apply once, the
+// migrate command, and the races two replicas on one database run into (one hostname, one inbox's quota, the
+// order of an inbox's seqs), which the service's transactions must settle as a single process would.
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startRegistryServer } from "../../src/registry-server/index.js";
+import { postgresSchemaIsCurrent } from "../../src/registry-server/postgres-migrations.js";
+import { PostgresRegistryStore, redactConnectionString } from "../../src/registry-server/postgres-store.js";
+import { SqliteRegistryStore } from "../../src/registry-server/sqlite-store.js";
+import type { AgentSearchQuery, StoredAgent } from "../../src/registry-server/store.js";
+import { startTestPostgres, type TestPostgres } from "../support/postgres.js";
+
+const run = promisify(execFile);
+
+let server: TestPostgres;
+beforeAll(async () => {
+  server = await startTestPostgres();
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+async function tables(url: string): Promise<string[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query(
+      "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
+    );
+    return rows.map((r) => String(r.tablename));
+  } finally {
+    await client.end();
+  }
+}
+
+async function versions(url: string): Promise<number[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query("SELECT version FROM schema_migrations ORDER BY version")).rows.map((r) =>
+      Number(r.version),
+    );
+  } finally {
+    await client.end();
+  }
+}
+
+/** Two registry replicas on one fresh database, as two processes would be (each its own pool). */
+async function replicas(count = 2, options: Parameters<typeof startRegistryServer>[0] = {}) {
+  const db = await server.freshDatabase();
+  const started = await Promise.all(
+    Array.from({ length: count }, () => startRegistryServer({ db, sweepIntervalMs: 0, ...options })),
+  );
+  const call = async (i: number, method: string, path: string, body?: unknown, token?: string) => {
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (token) headers.authorization = `Bearer ${token}`;
+    const res = await fetch(`${started[i % count]!.url}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+  return {
+    call,
+    close: () => Promise.all(started.map((s) => s.close())),
+  };
+}
+
+describe("PostgreSQL migrations", () => {
+  it("are applied once when three stores open an empty database at the same time", async () => {
+    const url = await server.emptyDatabase();
+    const stores = await Promise.all(
+      [1, 2, 3].map(() => PostgresRegistryStore.open({ connectionString: url })),
+    );
+    try {
+      expect(await versions(url)).toEqual([1]);
+      expect(await tables(url)).toEqual(
+        expect.arrayContaining(["agents", "agent_words", "messages", "inbox_usage", "trust", "counters"]),
+      );
+      for (const store of stores) expect(await store.lastTrustChange()).toBe(0);
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+    }
+  });
+
+  it("leave the schema current, which a readiness check can ask without changing anything", async () => {
+    const url = await server.emptyDatabase();
+    const pool = new pg.Pool({ connectionString: url, max: 1 });
+    try {
+      expect(await postgresSchemaIsCurrent(pool)).toBe(false);
+      await (await PostgresRegistryStore.open({ connectionString: url })).close();
+      expect(await postgresSchemaIsCurrent(pool)).toBe(true);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it("are applied by 'agent-registry migrate --db', which says so and then that the schema is current", async () => {
+    const url = await server.emptyDatabase();
+    const cli = ["bin/agent-registry.mjs"];
+    const first = await run(process.execPath, [...cli, "migrate", "--db", url]);
+    expect(first.stdout).toMatch(/applied migrations 1 to postgresql:/);
+    const again = await run(process.execPath, [...cli, "migrate"], {
+      env: { ...process.env, DATABASE_URL: url },
+    });
+    expect(again.stdout).toMatch(/is up to date/);
+    expect(await versions(url)).toEqual([1]);
+  });
+
+  it("never show a connection string's password", () => {
+    const shown = redactConnectionString(
+      "postgres://registry:s3cret@db.example:5432/registry?password=other",
+    );
+    expect(shown).not.toContain("s3cret");
+    expect(shown).not.toContain("other");
+    expect(shown).toContain("db.example");
+  });
+});
+
+describe("two replicas on one database", () => {
+  it("let exactly one of two concurrent registrations of one hostname win", async () => {
+    const r = await replicas();
+    try {
+      for (let round = 0; round < 5; round++) {
+        const hostname = `contested-${round}`;
+        const results = await Promise.all(
+          [0, 1].map((i) =>
+            r.call(i, "POST", "/api/v1/agents/", { hostname, installation_id: `inst-${round}-${i}` }),
+          ),
+        );
+        expect(results.map((x) => x.status).sort()).toEqual([201, 409]);
+      }
+    } finally {
+      await r.close();
+    }
+  });
+
+  it("keep an inbox within its quota when senders race on both replicas, with seqs increasing", async () => {
+    const r = await replicas(2, { inboxMaxMessages: 10, sendRatePerMinute: 0 });
+    try {
+      const bob = await r.call(0, "POST", "/api/v1/agents/", {
+        hostname: "bob",
+        installation_id: "inst-bob",
+      });
+      const senders = await Promise.all(
+        [0, 1, 2, 3].map((i) =>
+          r.call(i, "POST", "/api/v1/agents/", { hostname: `sender-${i}`, installation_id: `inst-s${i}` }),
+        ),
+      );
+      const sends = await Promise.all(
+        Array.from({ length: 24 }, (_, n) => {
+          const s = senders[n % 4]!.body;
+          return r.call(
+            n,
+            "POST",
+            "/api/v1/agents/messages/send",
+            {
+              from_installation_id: `inst-s${n % 4}`,
+              from_hostname: s.hostname,
+              to_hostname: "bob",
+              body: `message ${n}`,
+              message_id: `m-${n}`,
+            },
+            String(s.agent_token),
+          );
+        }),
+      );
+      const statuses = sends.map((s) => s.status);
+      expect(statuses.filter((s) => s === 200)).toHaveLength(10);
+      expect(statuses.filter((s) => s === 507)).toHaveLength(14);
+      const inbox = await r.call(
+        1,
+        "GET",
+        "/api/v1/agents/messages/inbox/inst-bob?limit=100",
+        undefined,
+        String(bob.body.agent_token),
+      );
+      const cursors = (inbox.body.messages as Array<{ cursor: string }>).map((m) => Number(m.cursor));
+      expect(cursors).toHaveLength(10);
+      expect(cursors).toEqual([...cursors].sort((a, b) => a - b));
+      expect(new Set(cursors).size).toBe(10);
+    } finally {
+      await r.close();
+    }
+  });
+});
+
+describe("PostgreSQL search", () => {
+  it("answers random queries exactly as the SQLite store does: matches, totals, ranking, paging, offline hidden", async () => {
+    // A small vocabulary so that words share prefixes and queries match many agents in different ways.
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+    const words = [
+      "alpha",
+      "alps",
+      "beta",
+      "bet",
+      "gamma",
+      "gam",
+      "delta",
+      "échec",
+      "c++",
+      "data-bot",
+      "100%",
+    ];
+    const caps = ["chat", "code", "search", "calendar", "mail", "code-review"];
+    const sqlite = new SqliteRegistryStore({ path: ":memory:" });
+    const postgres = await PostgresRegistryStore.open({ connectionString: await server.freshDatabase() });
+    try {
+      for (let i = 0; i < 150; i++) {
+        const text = (n: number) => Array.from({ length: n }, () => pick(words)).join(" ");
+        const agent: StoredAgent = {
+          id: `id-${(i * 7919) % 1000}-${i}`,
+          hostname: `${pick(["alpha", "beta", "gam", "chat"])}-${pick(words).replace(/[^a-z]/g, "")}-${i}`,
+          installationId: `inst-${i}`,
+          peerId: null,
+          pilotNodeId: null,
+          pilotAddress: null,
+          displayName: random() < 0.7 ? text(2) : null,
+          description: random() < 0.7 ? text(4) : null,
+          capabilities: [...new Set(Array.from({ length: Math.floor(random() * 4) }, () => pick(caps)))],
+          tokenHash: null,
+          publicKey: null,
+          signedRecord: null,
+          lastSeen: random() < 0.8 ? 10_000 : 1_000,
+          createdAt: i,
+          updatedAt: i,
+        };
+        await sqlite.insertAgent(agent);
+        await postgres.insertAgent(agent);
+      }
+      const phrases = [
+        "",
+        "al",
+        "alpha",
+        "alp be",
+        "bet",
+        "c++",
+        "data-bot",
+        "100%",
+        "éc",
+        "chat",
+        "code",
+        "gam 1",
+        "zzz",
+      ];
+      let matched = 0;
+      for (let n = 0; n < 120; n++) {
+        const phrase = pick(phrases);
+        const query: AgentSearchQuery = {
+          phrase,
+          terms: [...new Set(phrase.split(/\s+/).filter(Boolean))],
+          capabilities: random() < 0.5 ? [...new Set([pick(caps), pick(caps)])] : [],
+          match: random() < 0.5 ? "any" : "all",
+          seenSince: random() < 0.7 ? 5_000 : undefined,
+          limit: pick([1, 5, 20, 50]),
+          offset: pick([0, 0, 3, 40]),
+        };
+        const expected = await sqlite.searchAgents(query);
+        const actual = await postgres.searchAgents(query);
+        if (expected.items.length > 1) matched++;
+        expect({ total: actual.total, ids: actual.items.map((a) => a.id) }, JSON.stringify(query)).toEqual({
+          total: expected.total,
+          ids: expected.items.map((a) => a.id),
+        });
+      }
+      // The comparison means something only if many queries rank several agents.
+      expect(matched).toBeGreaterThan(40);
+    } finally {
+      await sqlite.close();
+      await postgres.close();
+    }
+  });
+});
+
+describe("two replicas deciding trust", () => {
+  it("approve both ways when two agents request each other at once on different replicas", async () => {
+    const r = await replicas();
+    try {
+      for (let round = 0; round < 4; round++) {
+        const [a, b] = await Promise.all(
+          ["a", "b"].map((side, i) =>
+            r.call(i, "POST", "/api/v1/agents/", {
+              hostname: `${side}-${round}`,
+              installation_id: `inst-${side}-${round}`,
+            }),
+          ),
+        );
+        const requests = await Promise.all([
+          r.call(
+            0,
+            "POST",
+            "/api/v1/trust/request",
+            { from_id: a!.body.peer_id, to_id: b!.body.peer_id },
+            String(a!.body.agent_token),
+          ),
+          r.call(
+            1,
+            "POST",
+            "/api/v1/trust/request",
+            { from_id: b!.body.peer_id, to_id: a!.body.peer_id },
+            String(b!.body.agent_token),
+          ),
+        ]);
+        // As if one ran after the other: the first is pending, the second finds it and approves both.
+        expect(requests.map((x) => x.body.status).sort()).toEqual(["approved", "pending"]);
+        const list = await r.call(
+          1,
+          "GET",
+          `/api/v1/trust/list/${a!.body.peer_id}`,
+          undefined,
+          String(a!.body.agent_token),
+        );
+        const statuses = (list.body.peers as Array<{ status: string }>).map((p) => p.status);
+        expect(statuses).toEqual(["approved", "approved"]);
+      }
+    } finally {
+      await r.close();
+    }
+  });
+});
+
+describe("agent-registry serve --db postgres://...", () => {
+  it("never prints the connection string's password, even when it cannot connect", async () => {
+    const failed = await run(
+      process.execPath,
+      [
+        "bin/agent-registry.mjs",
+        "serve",
+        "--port",
+        "0",
+        "--db",
+        "postgres://registry:s3cret-word@127.0.0.1:1/registry",
+      ],
+      { timeout: 30_000 },
+    ).then(
+      () => undefined,
+      (error: { code?: number; stdout?: string; stderr?: string }) => error,
+    );
+    expect(failed?.code).toBe(1);
+    expect(failed?.stderr).toMatch(
+      /cannot start .* with db postgres:\/\/registry:(\*\*\*|\[redacted\])@127\.0\.0\.1:1\/registry/,
+    );
+    expect(`${failed?.stdout}${failed?.stderr}`).not.toContain("s3cret-word");
+  });
+});
