@@ -19,7 +19,8 @@ export default defineConfig({
     projects: [
       { extends: true, test: { name: "all", include: ["test/**/*.test.ts"] } },
       // The registry suite once more on PostgreSQL (a server per file, see test/support/postgres.ts). Left out:
-      // tests of SQLite itself (its files, migrations and in-memory index) and the PostgreSQL store's own tests.
+      // tests of SQLite itself (its files, migrations and in-memory index) and the PostgreSQL store's own tests
+      // and the replica tests (which always run on PostgreSQL).
       {
         extends: true,
         test: {
@@ -31,6 +32,7 @@ export default defineConfig({
             "test/registry-server/search-index.test.ts",
             "test/registry-server/store.test.ts",
             "test/registry-server/postgres-store.test.ts",
+            "test/registry-server/replicas.test.ts",
           ],
           env: { REGISTRY_TEST_STORE: "postgres" },
         },

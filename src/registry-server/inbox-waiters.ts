@@ -8,6 +8,11 @@ export interface InboxWaiterLimits {
   perInbox?: number;
   /** Long-polls parked at once on the whole server (default 1,000). */
   total?: number;
+  /**
+   * The public key other replicas wake an inbox by (the peer id of its installation id): given, waiters can be
+   * woken with notifyWakeKey. Never the installation id itself, which is a secret.
+   */
+  wakeKeyOf?: (installationId: string) => string;
 }
 
 /** Why a long-poll was not admitted: its inbox already has `perInbox` of them, or the server has `total`. */
@@ -16,6 +21,9 @@ export type LongPollRefusal = "inbox-full" | "server-full";
 export class InboxWaiters {
   readonly #waiting = new Map<string, Set<() => void>>();
   readonly #admitted = new Map<string, number>();
+  readonly #wakeKeyOf: ((installationId: string) => string) | undefined;
+  /** Wake key -> installation ids with waiters (only with wakeKeyOf). */
+  readonly #byWakeKey = new Map<string, Set<string>>();
   #admittedTotal = 0;
   #closed = false;
   readonly perInbox: number;
@@ -24,6 +32,7 @@ export class InboxWaiters {
   constructor(limits: InboxWaiterLimits = {}) {
     this.perInbox = limits.perInbox ?? 4;
     this.total = limits.total ?? 1000;
+    this.#wakeKeyOf = limits.wakeKeyOf;
   }
 
   /**
@@ -60,19 +69,50 @@ export class InboxWaiters {
       if (!set) {
         set = new Set();
         this.#waiting.set(installationId, set);
+        this.#indexWakeKey(installationId, true);
       }
       const done = () => {
         clearTimeout(timer);
         signal?.removeEventListener("abort", done);
         const current = this.#waiting.get(installationId);
         current?.delete(done);
-        if (current?.size === 0) this.#waiting.delete(installationId);
+        if (current?.size === 0) {
+          this.#waiting.delete(installationId);
+          this.#indexWakeKey(installationId, false);
+        }
         resolve();
       };
       const timer = setTimeout(done, ms);
       signal?.addEventListener("abort", done, { once: true });
       set.add(done);
     });
+  }
+
+  #indexWakeKey(installationId: string, add: boolean): void {
+    if (!this.#wakeKeyOf) return;
+    const key = this.#wakeKeyOf(installationId);
+    let ids = this.#byWakeKey.get(key);
+    if (add) {
+      if (!ids) {
+        ids = new Set();
+        this.#byWakeKey.set(key, ids);
+      }
+      ids.add(installationId);
+    } else if (ids) {
+      ids.delete(installationId);
+      if (ids.size === 0) this.#byWakeKey.delete(key);
+    }
+  }
+
+  /** Wakes the inbox whose wake key is `key` (a message stored through another replica). */
+  notifyWakeKey(key: string): void {
+    const ids = this.#byWakeKey.get(key);
+    if (ids) for (const id of [...ids]) this.notify(id);
+  }
+
+  /** Wakes every waiter once without closing (wake-ups may have been missed: each re-reads its inbox). */
+  wakeAll(): void {
+    for (const set of [...this.#waiting.values()]) for (const done of [...set]) done();
   }
 
   notify(installationId: string): void {

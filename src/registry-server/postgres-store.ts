@@ -7,8 +7,13 @@
 // over a words table (prefix ranges on a btree) and a GIN index on capabilities, so no replica keeps an index
 // in memory and every replica sees every write at once.
 import { AsyncLocalStorage } from "node:async_hooks";
+import { createHash } from "node:crypto";
 import pg from "pg";
+import { HeartbeatBatcher } from "./heartbeat-batcher.js";
+import { peerIdOf } from "./peer-id.js";
 import { applyPostgresMigrations } from "./postgres-migrations.js";
+import type { SharedStore, SweepTurn } from "./replica.js";
+import { INBOX_CHANNEL, ReplicaBus } from "./replica-bus.js";
 import type {
   AgentListQuery,
   AgentLiveness,
@@ -34,7 +39,14 @@ export interface PostgresStoreOptions {
   maxConnections?: number;
   /** Apply pending migrations at open (default true); false expects `agent-registry migrate` to have run. */
   migrate?: boolean;
+  /** Heartbeats wait this long for others to share their write (default 0: only those arriving together). */
+  heartbeatLingerMs?: number;
+  /** Told the rows of every heartbeat write (metrics: heartbeat batch sizes). */
+  onHeartbeatBatch?: (rows: number) => void;
 }
+
+/** Advisory lock key of the purge sweep (arbitrary constant, distinct from the migrations' one). */
+const SWEEP_LOCK = "6947560263766345576";
 
 type Queryable = Pick<pg.PoolClient, "query">;
 type Row = Record<string, unknown>;
@@ -145,10 +157,36 @@ export class PostgresRegistryStore implements RegistryStore {
   readonly #pool: pg.Pool;
   /** The client of the transaction the current async context runs in (none outside transactions). */
   readonly #tx = new AsyncLocalStorage<pg.PoolClient>();
+  readonly #heartbeats: HeartbeatBatcher;
+  readonly #connectionString: string;
+  readonly #buses = new Set<ReplicaBus>();
   #closed = false;
+  /** What replicas share through this database besides rows (see replica.ts). */
+  readonly shared: SharedStore;
 
-  private constructor(pool: pg.Pool) {
+  private constructor(pool: pg.Pool, options: PostgresStoreOptions) {
     this.#pool = pool;
+    this.#connectionString = options.connectionString;
+    this.#heartbeats = new HeartbeatBatcher({
+      write: (ids, times) => this.#writeTouches(ids, times),
+      lingerMs: options.heartbeatLingerMs,
+      onBatch: options.onHeartbeatBatch,
+    });
+    this.shared = {
+      spend: (nonce, now, keepUntil) => this.#spendNonce(nonce, now, keepUntil),
+      purgeNonces: (now) => this.#count("DELETE FROM proof_nonces WHERE expires_at <= $1", [now]),
+      sweepTurn: (minIntervalMs, sweep) => this.#sweepTurn(minIntervalMs, sweep),
+      listenInboxes: async (handlers) => {
+        const bus = await ReplicaBus.start({ connectionString: this.#connectionString, ...handlers });
+        this.#buses.add(bus);
+        return bus;
+      },
+    };
+  }
+
+  /** Heartbeat writes so far: statements and the rows they carried. */
+  get heartbeatStats(): { batches: number; rows: number } {
+    return this.#heartbeats.stats;
   }
 
   /** Opens the pool and (unless told not to) brings the schema up to date under an advisory lock. */
@@ -169,7 +207,7 @@ export class PostgresRegistryStore implements RegistryStore {
       await pool.end();
       throw error;
     }
-    return new PostgresRegistryStore(pool);
+    return new PostgresRegistryStore(pool, options);
   }
 
   /** Where a statement runs: the transaction's client, or any pooled connection (autocommit). */
@@ -299,7 +337,74 @@ export class PostgresRegistryStore implements RegistryStore {
   }
 
   async touchAgent(id: string, lastSeen: number): Promise<boolean> {
-    return (await this.#count("UPDATE agents SET last_seen = $2 WHERE id = $1", [id, lastSeen])) > 0;
+    // Inside a transaction the write must be part of it; outside, heartbeats share one statement (group commit).
+    if (this.#tx.getStore()) {
+      const n = await this.#count("UPDATE agents SET last_seen = GREATEST(last_seen, $2) WHERE id = $1", [
+        id,
+        lastSeen,
+      ]);
+      return n > 0;
+    }
+    return this.#heartbeats.touch(id, lastSeen);
+  }
+
+  /**
+   * One statement for a batch of heartbeats. last_seen never moves back: two replicas' batches may commit in
+   * either order. A batch that loses a deadlock or serialization race with a transaction is written again.
+   */
+  async #writeTouches(ids: string[], times: number[]): Promise<Set<string>> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const rows = await this.#rows(
+          "UPDATE agents a SET last_seen = GREATEST(a.last_seen, v.t) " +
+            "FROM unnest($1::text[], $2::bigint[]) AS v(id, t) WHERE a.id = v.id RETURNING a.id",
+          [ids, times],
+        );
+        return new Set(rows.map((r) => String(r.id)));
+      } catch (error) {
+        const code = (error as { code?: unknown }).code;
+        if (attempt >= 3 || typeof code !== "string" || !RETRYABLE.has(code)) throw error;
+        await sleep(Math.random() * 10 * attempt);
+      }
+    }
+  }
+
+  /** Records a spent proof nonce (as a hash) unless it is recorded and unexpired; true when it was fresh. */
+  async #spendNonce(nonce: string, now: number, keepUntil: number): Promise<boolean> {
+    const hash = createHash("sha256").update(nonce, "utf8").digest("hex");
+    const n = await this.#count(
+      "INSERT INTO proof_nonces (nonce_hash, expires_at) VALUES ($1, $2) ON CONFLICT (nonce_hash) DO UPDATE " +
+        "SET expires_at = excluded.expires_at WHERE proof_nonces.expires_at <= $3",
+      [hash, keepUntil, now],
+    );
+    return n > 0;
+  }
+
+  async #sweepTurn<T>(minIntervalMs: number, sweep: () => Promise<T>): Promise<SweepTurn<T>> {
+    // The lock lives in this session: held on one pooled connection for the whole sweep, freed by the
+    // database if this process dies mid-sweep.
+    const client = await this.#pool.connect();
+    let broken: Error | undefined;
+    try {
+      const locked = await client.query("SELECT pg_try_advisory_lock($1::bigint) AS ok", [SWEEP_LOCK]);
+      if (!locked.rows[0]?.ok) return { ran: false, reason: "busy" };
+      try {
+        const due = await client.query(
+          "UPDATE registry_sweeps SET last_run = clock_timestamp(), runs = runs + 1 WHERE name = 'purge' " +
+            "AND last_run <= clock_timestamp() - make_interval(secs => $1::double precision / 1000)",
+          [minIntervalMs],
+        );
+        if (!due.rowCount) return { ran: false, reason: "not-due" };
+        return { ran: true, result: await sweep() };
+      } finally {
+        await client.query("SELECT pg_advisory_unlock($1::bigint)", [SWEEP_LOCK]).catch((error: Error) => {
+          // The session may still hold the lock: the pool must not hand this connection out again.
+          broken = error;
+        });
+      }
+    } finally {
+      client.release(broken);
+    }
   }
 
   async deleteAgent(id: string): Promise<boolean> {
@@ -439,6 +544,9 @@ export class PostgresRegistryStore implements RegistryStore {
           Buffer.byteLength(message.bodyJson),
         ],
       );
+      // Replicas listening wake their long-polls on this inbox when the transaction commits (never for one
+      // rolled back). The payload is the public peer id: the installation id is the recipient's secret.
+      await this.#db().query("SELECT pg_notify($1, $2)", [INBOX_CHANNEL, peerIdOf(message.toInstallationId)]);
       return { message: { ...message, seq: Number(row?.seq) }, duplicate: false };
     });
   }
@@ -596,6 +704,11 @@ export class PostgresRegistryStore implements RegistryStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Heartbeats waiting for their write get it before the pool goes.
+    await this.#heartbeats.drain().catch(() => {
+      // Why safe: each waiting heartbeat already got the error (answered 500); nothing is left to write.
+    });
+    await Promise.all([...this.#buses].map((bus) => bus.close()));
     await this.#pool.end();
   }
 }

@@ -8,10 +8,14 @@ import { ClientGoneError, RegistryHttpError, unauthorized } from "./errors.js";
 import { errorReply, type RequestContext, sendJson } from "./http.js";
 import { InboxWaiters } from "./inbox-waiters.js";
 import { openRegistryStore } from "./open-store.js";
+import { peerIdOf } from "./peer-id.js";
 import { ProofChecker } from "./proofs.js";
+import { sharedStoreOf } from "./replica.js";
+import type { ReplicaBus } from "./replica-bus.js";
 import { buildRoutes } from "./routes.js";
 import { RegistryService } from "./service.js";
 import type { RegistryStore } from "./store.js";
+import { startSweeper } from "./sweeper.js";
 
 export interface RegistryLogger {
   info(message: string): void;
@@ -57,8 +61,13 @@ export interface RegistryServerOptions {
   sendRatePerMinute?: number;
   /** Relay sends a sender may make at once before the rate applies (default 60). */
   sendBurst?: number;
-  /** Purge sweep period (default 60 s; 0 disables the timer). */
+  /**
+   * Purge sweep period (default 60 s; 0 disables the timer). Replicas on one PostgreSQL database sweep once per
+   * period between them, not once each.
+   */
   sweepIntervalMs?: number;
+  /** Told after every sweep tick whether this server swept (replicas: whether it was its turn). */
+  onSweepTick?: (ran: boolean) => void;
   /** Open connections at most (default 1,024); one more is answered 503 with Retry-After and closed. */
   maxConnections?: number;
   /** A client must send its request headers within this many ms of connecting or of its last request (default 20 s). */
@@ -141,7 +150,13 @@ export async function startRegistryServer(
   const host = options.host ?? "127.0.0.1";
   const logger = options.logger ?? stderrLogger;
   const store = options.store ?? (await openRegistryStore(options.db ?? ":memory:"));
-  const waiters = new InboxWaiters({ perInbox: options.maxLongPollsPerInbox, total: options.maxLongPolls });
+  // A store shared by replicas (PostgreSQL) also shares spent proof nonces, sweep turns and inbox wake-ups.
+  const shared = sharedStoreOf(store);
+  const waiters = new InboxWaiters({
+    perInbox: options.maxLongPollsPerInbox,
+    total: options.maxLongPolls,
+    wakeKeyOf: shared ? peerIdOf : undefined,
+  });
   const service = new RegistryService({
     store,
     waiters,
@@ -157,7 +172,11 @@ export async function startRegistryServer(
     sendRatePerMinute: options.sendRatePerMinute,
     sendBurst: options.sendBurst,
   });
-  const router = buildRoutes(service, waiters, new ProofChecker({ now: service.options.now }));
+  const router = buildRoutes(
+    service,
+    waiters,
+    new ProofChecker({ now: service.options.now, ledger: shared }),
+  );
   const keyHash = options.apiKey ? sha256Hex(options.apiKey) : undefined;
 
   const checkDeploymentKey = (req: IncomingMessage, path: string) => {
@@ -310,29 +329,43 @@ export async function startRegistryServer(
     );
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off("error", reject);
-      resolve();
+  let bus: ReplicaBus | undefined;
+  await (async () => {
+    if (shared) {
+      bus = await shared.listenInboxes({
+        onInbox: (peerId) => waiters.notifyWakeKey(peerId),
+        onResync: () => waiters.wakeAll(),
+        onError: (error) =>
+          logger.error("the inbox wake-up connection to PostgreSQL broke (reconnecting)", error),
+      });
+    }
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.port ?? 0, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
     });
-  }).catch(async (error: unknown) => {
+  })().catch(async (error: unknown) => {
+    await bus?.close();
     // A store this call opened (a PostgreSQL pool keeps the process alive) goes with the failed start.
     if (!options.store) await store.close();
     throw error;
   });
 
-  const sweep = () => service.sweep();
-  const sweepMs = options.sweepIntervalMs ?? 60_000;
-  const timer =
-    sweepMs > 0
-      ? setInterval(() => {
-          sweep().catch((error: unknown) => {
-            logger.error("purge sweep failed (will retry on the next tick)", error);
-          });
-        }, sweepMs)
-      : undefined;
-  timer?.unref();
+  const sweep = async () => {
+    const purged = await service.sweep();
+    // Spent proof nonces past their keep time (replicas keep them in the database).
+    if (shared) await shared.purgeNonces(service.options.now());
+    return purged;
+  };
+  const sweeper = startSweeper({
+    intervalMs: options.sweepIntervalMs ?? 60_000,
+    sweep,
+    shared,
+    onError: (error) => logger.error("purge sweep failed (will retry on the next tick)", error),
+    onTick: options.onSweepTick,
+  });
 
   const port = (server.address() as AddressInfo).port;
   const urlHost = host.includes(":") ? `[${host}]` : host;
@@ -345,7 +378,8 @@ export async function startRegistryServer(
     close() {
       closing ??= (async () => {
         stopping = true;
-        if (timer) clearInterval(timer);
+        await sweeper.stop();
+        await bus?.close();
         waiters.close();
         // In-flight requests finish; connections that turn idle meanwhile are closed on the next tick of
         // this bounded loop, and anything still open after 10 s is cut.

@@ -686,7 +686,11 @@ export class RegistryService {
       );
     }
     this.#requireAgent(agent, caller, operation, `agent ${id}`);
-    await this.#store.touchAgent(id, now);
+    // The write may be batched with other heartbeats (PostgreSQL): it is answered once written, and a record
+    // deleted meanwhile (on any replica) is reported as such instead of a heartbeat nobody stored.
+    if (!(await this.#store.touchAgent(id, now))) {
+      throw notFound(operation, `agent ${id} is unknown; register again at once with POST /api/v1/agents/`);
+    }
     return { ok: true, last_seen: iso(now), ttl_seconds: this.options.ttlSeconds };
   }
 
