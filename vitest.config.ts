@@ -33,6 +33,8 @@ export default defineConfig({
             "test/registry-server/store.test.ts",
             "test/registry-server/postgres-store.test.ts",
             "test/registry-server/replicas.test.ts",
+            "test/registry-server/inbox-waiters.test.ts",
+            "test/registry-server/heartbeat-batcher.test.ts",
           ],
           env: { REGISTRY_TEST_STORE: "postgres" },
         },

@@ -2,7 +2,9 @@
 // between them from call to call; tokens, keys, trust and proofs hold everywhere; a long-poll on one wakes on a
 // send through another (LISTEN/NOTIFY); the sweep runs once per interval between them; heartbeats share writes.
 // Always on a real PostgreSQL (test/support/postgres.ts), whatever store the project runs the rest on.
+import { type ChildProcess, spawn } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { PostgresRegistryStore } from "../../src/registry-server/postgres-store.js";
@@ -39,6 +41,47 @@ const inbox = (r: TestRegistry, who: AgentWithToken, query = "") =>
   r.call<Inbox>("GET", `/api/v1/agents/messages/inbox/${who.installation_id}${query}`, {
     token: who.agent_token,
   });
+
+const BIN = fileURLToPath(new URL("../../bin/agent-registry.mjs", import.meta.url));
+
+/** `agent-registry serve` in a process of its own, on an ephemeral loopback port; resolves once it listens. */
+function serveProcess(db: string): Promise<{ proc: ChildProcess; url: string }> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [BIN, "serve", "--db", db, "--port", "0", "--host", "127.0.0.1"], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, DATABASE_URL: "", AGENT_REGISTRY_API_KEY: "", AGENT_REGISTRY_ADMIN_KEY: "" },
+    });
+    let out = "";
+    let err = "";
+    proc.stdout!.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      const url = /listening on (http:\/\/\S+)/.exec(out)?.[1];
+      if (url) resolve({ proc, url });
+    });
+    proc.stderr!.on("data", (chunk: Buffer) => {
+      err += chunk.toString();
+    });
+    proc.once("exit", (code) => reject(new Error(`serve exited (${code}) before listening: ${err}`)));
+  });
+}
+
+async function http<T = Record<string, unknown>>(
+  url: string,
+  method: string,
+  path: string,
+  options: { body?: unknown; token?: string } = {},
+): Promise<{ status: number; body: T }> {
+  const headers: Record<string, string> = {};
+  if (options.body !== undefined) headers["content-type"] = "application/json";
+  if (options.token) headers.authorization = `Bearer ${options.token}`;
+  const res = await fetch(`${url}${path}`, {
+    method,
+    headers,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+}
 
 describe("replicas on one PostgreSQL database", () => {
   it("registers on A, takes heartbeats on B and finds the agent online on C", async () => {
@@ -220,5 +263,103 @@ describe("replicas on one PostgreSQL database", () => {
     console.info(
       `120 heartbeats of 60 agents: ${batches.length} UPDATE statements, rows ${batches.join(" ")}`,
     );
+  });
+
+  it("reconnects its wake-up connection after the database cuts it, and answers long-polls parked meanwhile", async () => {
+    const logged: string[] = [];
+    const logger = { info: () => {}, error: (message: string) => void logged.push(message) };
+    const { db, servers } = await replicas(2, { logger });
+    const [a, b] = servers as [TestRegistry, TestRegistry];
+    const alice = await a.register({ hostname: "alice", installation_id: "inst-alice" });
+    const bob = await a.register({ hostname: "bob", installation_id: "inst-bob" });
+    const polling = inbox(b, bob, "?wait=20");
+    while (b.server.stats().longPolls === 0) await sleep(5);
+    const admin = new pg.Client({ connectionString: db });
+    await admin.connect();
+    try {
+      // Both replicas' LISTEN connections go, as in a database restart or a network fault.
+      const cut = await admin.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity " +
+          "WHERE datname = current_database() AND query = 'LISTEN agent_registry_inbox'",
+      );
+      expect(cut.rowCount).toBe(2);
+      expect((await send(a, alice, { to_hostname: "bob", body: "while cut" })).status).toBe(200);
+      const started = performance.now();
+      const box = await polling;
+      expect(box.body.messages.map((m) => m.body)).toEqual(["while cut"]);
+      expect(performance.now() - started).toBeLessThan(10_000);
+      // Wake-ups flow again through the new connections.
+      const again = inbox(b, bob, `?wait=20&after=${box.body.next_cursor}`);
+      while (b.server.stats().longPolls === 0) await sleep(5);
+      await sleep(20);
+      await send(a, alice, { to_hostname: "bob", body: "after" });
+      const ackedAt = performance.now();
+      expect((await again).body.messages.map((m) => m.body)).toEqual(["after"]);
+      expect(performance.now() - ackedAt).toBeLessThan(1000);
+      const listening = await admin.query(
+        "SELECT COUNT(*) AS n FROM pg_stat_activity " +
+          "WHERE datname = current_database() AND query = 'LISTEN agent_registry_inbox'",
+      );
+      expect(Number(listening.rows[0].n)).toBe(2);
+      expect(logged).toContain("the inbox wake-up connection to PostgreSQL broke (reconnecting)");
+    } finally {
+      await admin.end();
+    }
+  });
+
+  it("keeps serving from one process when another is killed with SIGKILL", { timeout: 60_000 }, async () => {
+    const db = await (await testPostgres()).freshDatabase();
+    const procs: ChildProcess[] = [];
+    try {
+      const [one, two] = await Promise.all([serveProcess(db), serveProcess(db)]);
+      procs.push(one.proc, two.proc);
+      const alice = (
+        await http<AgentWithToken>(one.url, "POST", "/api/v1/agents/", {
+          body: { hostname: "alice", installation_id: "inst-alice" },
+        })
+      ).body;
+      const bob = (
+        await http<AgentWithToken>(two.url, "POST", "/api/v1/agents/", {
+          body: { hostname: "bob", installation_id: "inst-bob" },
+        })
+      ).body;
+      // A long-poll on process two, woken by a send through process one.
+      const polling = http<Inbox>(two.url, "GET", `/api/v1/agents/messages/inbox/inst-bob?wait=20`, {
+        token: bob.agent_token,
+      });
+      await sleep(300);
+      const sent = await http(one.url, "POST", "/api/v1/agents/messages/send", {
+        token: alice.agent_token,
+        body: { from_installation_id: "inst-alice", from_hostname: "alice", to_hostname: "bob", body: "hi" },
+      });
+      const ackedAt = performance.now();
+      expect(sent.status).toBe(200);
+      expect((await polling).body.messages.map((m) => m.body)).toEqual(["hi"]);
+      expect(performance.now() - ackedAt).toBeLessThan(1000);
+      one.proc.kill("SIGKILL");
+      await new Promise((resolve) => one.proc.once("exit", resolve));
+      // Everything acknowledged by the killed process is served by the survivor.
+      const beat = await http(two.url, "POST", `/api/v1/agents/${alice.id}/heartbeat`, {
+        token: alice.agent_token,
+      });
+      expect(beat.status).toBe(200);
+      const found = await http<{ agents: Array<{ hostname: string }> }>(
+        two.url,
+        "GET",
+        "/api/v1/agents/search?q=alice",
+      );
+      expect(found.body.agents.map((x) => x.hostname)).toEqual(["alice"]);
+      const box = await http<Inbox>(two.url, "GET", "/api/v1/agents/messages/inbox/inst-bob", {
+        token: bob.agent_token,
+      });
+      expect(box.body.messages.map((m) => m.body)).toEqual(["hi"]);
+    } finally {
+      for (const proc of procs) {
+        if (proc.exitCode === null && proc.signalCode === null) {
+          proc.kill("SIGTERM");
+          await new Promise((resolve) => proc.once("exit", resolve));
+        }
+      }
+    }
   });
 });
