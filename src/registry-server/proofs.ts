@@ -1,7 +1,9 @@
 // Proof of possession for records bound to a key: the `X-Agent-Proof` header of a request, checked (async, in the
-// route, before the service's synchronous transaction) against the keys the request could be speaking for, and a
-// bounded memory of the nonces already used. The service then only compares the key that signed with the key the
-// record holds, inside its transaction, so a key changed meanwhile is never taken for the old one.
+// route, before the service's transaction) against the keys the request could be speaking for, and a record of
+// the nonces already used: bounded memory in this process, and, on a store shared by replicas, a table in the
+// database too (a proof replayed at another replica is refused). The service then only compares the key that
+// signed with the key the record holds, inside its transaction, so a key changed meanwhile is never taken for
+// the old one.
 import type { IncomingMessage } from "node:http";
 import { PROOF_HEADER, PROOF_WINDOW_MS, verifyRequestProof } from "../identity/request-proof.js";
 
