@@ -4,8 +4,11 @@
 // and no heartbeat is ever acknowledged before it is durable: another replica read right after the answer sees
 // it, and a crash loses only heartbeats not yet answered (their clients retry).
 
-/** Writes lastSeen for the given agents (ids unique, in order) and returns the ids that exist. */
-export type TouchWriter = (ids: string[], lastSeen: number[]) => Promise<Set<string>>;
+/**
+ * Writes lastSeen for the given agents (ids unique, in order), each only where the row's lastSeen is still at
+ * least `seenSince` (what the heartbeat's check read), and returns the ids written.
+ */
+export type TouchWriter = (ids: string[], lastSeen: number[], seenSince: number[]) => Promise<Set<string>>;
 
 export interface HeartbeatBatcherOptions {
   write: TouchWriter;
@@ -26,6 +29,7 @@ export const DEFAULT_HEARTBEAT_LINGER_MS = 10;
 
 interface PendingTouch {
   lastSeen: number;
+  seenSince: number;
   settle: Array<{ resolve: (exists: boolean) => void; reject: (error: unknown) => void }>;
 }
 
@@ -55,16 +59,21 @@ export class HeartbeatBatcher {
     return { batches: this.#batches, rows: this.#rows };
   }
 
-  /** Resolves once lastSeen is written: true, or false when no agent has that id. */
-  touch(id: string, lastSeen: number): Promise<boolean> {
+  /**
+   * Resolves once lastSeen is written: true, or false when no agent has that id or its lastSeen went below
+   * `seenSince` meanwhile (default: no such condition).
+   */
+  touch(id: string, lastSeen: number, seenSince = Number.MIN_SAFE_INTEGER): Promise<boolean> {
     return new Promise((resolve, reject) => {
       if (this.#pending.size === 0) this.#oldestAt = performance.now();
       const pending = this.#pending.get(id);
       if (pending) {
         pending.lastSeen = Math.max(pending.lastSeen, lastSeen);
+        // Both heartbeats passed their checks; a row moved below the earlier one's reading was changed after both.
+        pending.seenSince = Math.min(pending.seenSince, seenSince);
         pending.settle.push({ resolve, reject });
       } else {
-        this.#pending.set(id, { lastSeen, settle: [{ resolve, reject }] });
+        this.#pending.set(id, { lastSeen, seenSince, settle: [{ resolve, reject }] });
       }
       this.#schedule();
     });
@@ -107,6 +116,7 @@ export class HeartbeatBatcher {
       const found = await this.#write(
         ids,
         batch.map((b) => b.lastSeen),
+        batch.map((b) => b.seenSince),
       );
       ids.forEach((id, i) => {
         for (const s of batch[i]!.settle) s.resolve(found.has(id));

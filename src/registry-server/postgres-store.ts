@@ -168,7 +168,7 @@ export class PostgresRegistryStore implements RegistryStore {
     this.#pool = pool;
     this.#connectionString = options.connectionString;
     this.#heartbeats = new HeartbeatBatcher({
-      write: (ids, times) => this.#writeTouches(ids, times),
+      write: (ids, times, since) => this.#writeTouches(ids, times, since),
       lingerMs: options.heartbeatLingerMs,
       onBatch: options.onHeartbeatBatch,
     });
@@ -336,29 +336,32 @@ export class PostgresRegistryStore implements RegistryStore {
     });
   }
 
-  async touchAgent(id: string, lastSeen: number): Promise<boolean> {
+  async touchAgent(id: string, lastSeen: number, ifSeenSince?: number): Promise<boolean> {
+    const since = ifSeenSince ?? Number.MIN_SAFE_INTEGER;
     // Inside a transaction the write must be part of it; outside, heartbeats share one statement (group commit).
     if (this.#tx.getStore()) {
-      const n = await this.#count("UPDATE agents SET last_seen = GREATEST(last_seen, $2) WHERE id = $1", [
-        id,
-        lastSeen,
-      ]);
+      const n = await this.#count(
+        "UPDATE agents SET last_seen = GREATEST(last_seen, $2) WHERE id = $1 AND last_seen >= $3",
+        [id, lastSeen, since],
+      );
       return n > 0;
     }
-    return this.#heartbeats.touch(id, lastSeen);
+    return this.#heartbeats.touch(id, lastSeen, since);
   }
 
   /**
-   * One statement for a batch of heartbeats. last_seen never moves back: two replicas' batches may commit in
-   * either order. A batch that loses a deadlock or serialization race with a transaction is written again.
+   * One statement for a batch of heartbeats. last_seen never moves back (two replicas' batches may commit in
+   * either order), and a row whose last_seen went below what its heartbeat's check read (deregistered or
+   * released since) is left alone. A batch that loses a deadlock or serialization race is written again.
    */
-  async #writeTouches(ids: string[], times: number[]): Promise<Set<string>> {
+  async #writeTouches(ids: string[], times: number[], since: number[]): Promise<Set<string>> {
     for (let attempt = 1; ; attempt++) {
       try {
         const rows = await this.#rows(
           "UPDATE agents a SET last_seen = GREATEST(a.last_seen, v.t) " +
-            "FROM unnest($1::text[], $2::bigint[]) AS v(id, t) WHERE a.id = v.id RETURNING a.id",
-          [ids, times],
+            "FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS v(id, t, since) " +
+            "WHERE a.id = v.id AND a.last_seen >= v.since RETURNING a.id",
+          [ids, times, since],
         );
         return new Set(rows.map((r) => String(r.id)));
       } catch (error) {

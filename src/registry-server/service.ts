@@ -686,10 +686,13 @@ export class RegistryService {
       );
     }
     this.#requireAgent(agent, caller, operation, `agent ${id}`);
-    // The write may be batched with other heartbeats (PostgreSQL): it is answered once written, and a record
-    // deleted meanwhile (on any replica) is reported as such instead of a heartbeat nobody stored.
-    if (!(await this.#store.touchAgent(id, now))) {
-      throw notFound(operation, `agent ${id} is unknown; register again at once with POST /api/v1/agents/`);
+    // The write may be batched with other heartbeats (PostgreSQL): it is answered once written. A record deleted,
+    // deregistered or released since the check above (on any replica) is not revived by it.
+    if (!(await this.#store.touchAgent(id, now, agent.lastSeen))) {
+      throw notFound(
+        operation,
+        `agent ${id} was deregistered or expired just now; register again at once with POST /api/v1/agents/`,
+      );
     }
     return { ok: true, last_seen: iso(now), ttl_seconds: this.options.ttlSeconds };
   }

@@ -265,6 +265,43 @@ describe("replicas on one PostgreSQL database", () => {
     );
   });
 
+  it("never revives a record deregistered between a heartbeat's check and its batched write", async () => {
+    const db = await (await testPostgres()).freshDatabase();
+    const store = await PostgresRegistryStore.open({ connectionString: db, heartbeatLingerMs: 200 });
+    try {
+      const agent = {
+        id: "agent-1",
+        hostname: "racer",
+        installationId: "inst-racer",
+        peerId: null,
+        pilotNodeId: null,
+        pilotAddress: null,
+        displayName: null,
+        description: null,
+        capabilities: [],
+        tokenHash: "00",
+        publicKey: null,
+        signedRecord: null,
+        lastSeen: 1000,
+        createdAt: 1000,
+        updatedAt: 1000,
+      };
+      await store.insertAgent(agent);
+      // The heartbeat read lastSeen 1000 and waits in its batch; another replica deregisters meanwhile.
+      const beat = store.touchAgent(agent.id, 2000, 1000);
+      await store.updateAgent({ ...agent, lastSeen: 500, updatedAt: 1500 });
+      expect(await beat).toBe(false);
+      expect((await store.getAgentLiveness(agent.id))?.lastSeen).toBe(500);
+      // A heartbeat that read the new value goes through; an older time never moves lastSeen back.
+      expect(await store.touchAgent(agent.id, 3000, 500)).toBe(true);
+      expect(await store.touchAgent(agent.id, 2500, 500)).toBe(true);
+      expect((await store.getAgentLiveness(agent.id))?.lastSeen).toBe(3000);
+      expect(await store.touchAgent("agent-unknown", 3000)).toBe(false);
+    } finally {
+      await store.close();
+    }
+  });
+
   it("reconnects its wake-up connection after the database cuts it, and answers long-polls parked meanwhile", async () => {
     const logged: string[] = [];
     const logger = { info: () => {}, error: (message: string) => void logged.push(message) };
