@@ -161,7 +161,7 @@ describe("replicas on one PostgreSQL database", () => {
     const bob = await a.register({ hostname: "bob", installation_id: "inst-bob" });
     const latencies: number[] = [];
     let cursor: string | null = null;
-    for (let round = 0; round < 5; round++) {
+    for (let round = 0; round < 20; round++) {
       const polling = inbox(b, bob, `?wait=10${cursor ? `&after=${cursor}` : ""}`);
       let answeredAt = 0;
       const answered = polling.then((box) => {
@@ -180,8 +180,10 @@ describe("replicas on one PostgreSQL database", () => {
       latencies.push(answeredAt - ackedAt);
     }
     latencies.sort((x, y) => x - y);
+    const at = (q: number) =>
+      latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!.toFixed(1);
     console.info(
-      `cross-replica wake latency (ms after the send's answer): ${latencies.map((l) => l.toFixed(1)).join(", ")}`,
+      `cross-replica wake latency over ${latencies.length} sends (ms after the send's answer): p50 ${at(0.5)}, p95 ${at(0.95)}, max ${at(1)}`,
     );
     // Generous for a loaded 2-core machine; the poll had 10 s left, so anything this quick was a wake-up.
     expect(latencies.at(-1)!).toBeLessThan(1000);
@@ -208,6 +210,9 @@ describe("replicas on one PostgreSQL database", () => {
     expect(ticks.ran).toBeGreaterThanOrEqual(4);
     expect(ticks.ran).toBeLessThanOrEqual(14);
     expect(runs).toBe(ticks.ran);
+    console.info(
+      `sweep ticks of 3 replicas in 1.6 s at 150 ms: ${ticks.ran} swept, ${ticks.skipped} skipped`,
+    );
   });
 
   it("purges spent proof nonces in the sweep once they expire", async () => {
