@@ -90,8 +90,16 @@ export interface RegistryServerHandle {
   close(): Promise<void>;
   /** Runs the purge sweep now; returns how many agents and messages were removed. */
   sweep(): Promise<{ agents: number; messages: number }>;
-  /** What the server holds right now: accepted connections and parked long-polls (to watch the limits). */
-  stats(): { connections: number; longPolls: number };
+  /**
+   * What the server holds right now: accepted connections and parked long-polls (to watch the limits), and on a
+   * store shared by replicas its wake-up connection (readiness: down means wake-ups from other replicas wait for
+   * the reconnect), else null.
+   */
+  stats(): {
+    connections: number;
+    longPolls: number;
+    replicaBus: { connected: boolean; reconnects: number } | null;
+  };
 }
 
 export const DEFAULT_MAX_CONNECTIONS = 1024;
@@ -374,7 +382,11 @@ export async function startRegistryServer(
     url: `http://${urlHost}:${port}`,
     port,
     sweep,
-    stats: () => ({ connections, longPolls: waiters.admitted }),
+    stats: () => ({
+      connections,
+      longPolls: waiters.admitted,
+      replicaBus: bus ? { connected: bus.connected, reconnects: bus.reconnects } : null,
+    }),
     close() {
       closing ??= (async () => {
         stopping = true;
