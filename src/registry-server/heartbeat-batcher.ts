@@ -25,7 +25,7 @@ export interface HeartbeatBatcherOptions {
   onBatch?: (rows: number) => void;
 }
 
-export const DEFAULT_HEARTBEAT_LINGER_MS = 10;
+export const DEFAULT_HEARTBEAT_LINGER_MS = 2;
 
 interface PendingTouch {
   lastSeen: number;

@@ -245,6 +245,8 @@ describe("replicas on one PostgreSQL database", () => {
     const batches: number[] = [];
     const store = await PostgresRegistryStore.open({
       connectionString: db,
+      // Longer than the default (2 ms), so the count does not depend on how fast this machine is right now.
+      heartbeatLingerMs: 10,
       onHeartbeatBatch: (rows) => batches.push(rows),
     });
     const clock = testClock();
