@@ -370,6 +370,7 @@ export async function startRegistryServer(
   const sweeper = startSweeper({
     intervalMs: options.sweepIntervalMs ?? 60_000,
     sweep,
+    local: () => service.sweepLocal(),
     shared,
     onError: (error) => logger.error("purge sweep failed (will retry on the next tick)", error),
     onTick: options.onSweepTick,

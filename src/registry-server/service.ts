@@ -1254,10 +1254,15 @@ export class RegistryService {
     });
   }
 
+  /** Forgets this process's idle rate-limit buckets (per replica: every replica does it on every tick). */
+  sweepLocal(): void {
+    this.#sendRate.sweep();
+  }
+
   /** Purges agents offline past the retention period and messages older than theirs. */
   async sweep(): Promise<{ agents: number; messages: number }> {
     const now = this.#now();
-    this.#sendRate.sweep();
+    this.sweepLocal();
     return {
       agents: await this.#store.purgeAgents(
         now - this.#ttlMs() - this.options.offlineRetentionSeconds * 1000,

@@ -6,6 +6,8 @@ import { type SharedStore, SWEEP_DUE_FRACTION } from "./replica.js";
 export interface SweeperOptions<T> {
   intervalMs: number;
   sweep: () => Promise<T>;
+  /** This process's own housekeeping, run on every tick whether or not it is this replica's turn to sweep. */
+  local?: () => void;
   /** The store's replica features; without them every tick sweeps (one process is the whole registry). */
   shared: SharedStore | undefined;
   onError: (error: unknown) => void;
@@ -24,6 +26,7 @@ export function startSweeper<T>(options: SweeperOptions<T>): Sweeper {
   let running: Promise<void> | undefined;
   const tick = async () => {
     try {
+      options.local?.();
       let ran = true;
       if (shared) ran = (await shared.sweepTurn(intervalMs * SWEEP_DUE_FRACTION, sweep)).ran;
       else await sweep();
