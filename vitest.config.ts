@@ -19,7 +19,8 @@ export default defineConfig({
     projects: [
       { extends: true, test: { name: "all", include: ["test/**/*.test.ts"] } },
       // The registry suite once more on PostgreSQL (one server for the run, see test/support/postgres.ts). Left out:
-      // tests of SQLite itself (its files, migrations and in-memory index) and the PostgreSQL store's own tests.
+      // tests of SQLite itself (its files, migrations and in-memory index), the PostgreSQL store's own tests and the
+      // replica tests (which always run on PostgreSQL).
       {
         extends: true,
         test: {
@@ -32,6 +33,9 @@ export default defineConfig({
             "test/registry-server/store.test.ts",
             "test/registry-server/store.operations.test.ts",
             "test/registry-server/postgres-store.test.ts",
+            "test/registry-server/replicas.test.ts",
+            "test/registry-server/inbox-waiters.test.ts",
+            "test/registry-server/heartbeat-batcher.test.ts",
           ],
           env: { REGISTRY_TEST_STORE: "postgres" },
           globalSetup: ["test/support/postgres.global.ts"],

@@ -6,7 +6,15 @@ import type { RegistryStore } from "./store.js";
 
 export const isPostgresUrl = (db: string): boolean => /^postgres(ql)?:\/\//i.test(db);
 
-export async function openRegistryStore(db: string): Promise<RegistryStore> {
-  if (isPostgresUrl(db)) return PostgresRegistryStore.open({ connectionString: db });
+/** What a caller may tell the store it opens (only the PostgreSQL store uses these). */
+export interface OpenStoreOptions {
+  /** Told the rows of every heartbeat write (metrics: heartbeat batch sizes). */
+  onHeartbeatBatch?: (rows: number) => void;
+  /** See PostgresStoreOptions.heartbeatLingerMs. */
+  heartbeatLingerMs?: number;
+}
+
+export async function openRegistryStore(db: string, options: OpenStoreOptions = {}): Promise<RegistryStore> {
+  if (isPostgresUrl(db)) return PostgresRegistryStore.open({ connectionString: db, ...options });
   return new SqliteRegistryStore({ path: db });
 }

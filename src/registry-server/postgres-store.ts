@@ -7,8 +7,13 @@
 // over a words table (prefix ranges on a btree) and a GIN index on capabilities, so no replica keeps an index
 // in memory and every replica sees every write at once.
 import { AsyncLocalStorage } from "node:async_hooks";
+import { createHash } from "node:crypto";
 import pg from "pg";
-import { applyPostgresMigrations } from "./postgres-migrations.js";
+import { HeartbeatBatcher } from "./heartbeat-batcher.js";
+import { peerIdOf } from "./peer-id.js";
+import { applyPostgresMigrations, postgresSchemaIsCurrent } from "./postgres-migrations.js";
+import type { SharedStore, SweepTurn } from "./replica.js";
+import { INBOX_CHANNEL, ReplicaBus } from "./replica-bus.js";
 import type {
   AgentListQuery,
   AgentLiveness,
@@ -26,6 +31,7 @@ import type {
   TrustStatus,
   TrustWrite,
 } from "./store.js";
+import { StoreNotReadyError, type StoreOperationsHooks, type StoreTelemetry } from "./store-hooks.js";
 
 export interface PostgresStoreOptions {
   /** postgres:// or postgresql:// URL (or anything `pg` takes as a connection string). */
@@ -34,7 +40,14 @@ export interface PostgresStoreOptions {
   maxConnections?: number;
   /** Apply pending migrations at open (default true); false expects `agent-registry migrate` to have run. */
   migrate?: boolean;
+  /** Heartbeats wait this long for others to share their write (default 0: only those arriving together). */
+  heartbeatLingerMs?: number;
+  /** Told the rows of every heartbeat write (metrics: heartbeat batch sizes). */
+  onHeartbeatBatch?: (rows: number) => void;
 }
+
+/** Advisory lock key of the purge sweep (arbitrary constant, distinct from the migrations' one). */
+const SWEEP_LOCK = "6947560263766345576";
 
 type Queryable = Pick<pg.PoolClient, "query">;
 type Row = Record<string, unknown>;
@@ -144,14 +157,46 @@ const hasNul = (value: unknown): boolean =>
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-export class PostgresRegistryStore implements RegistryStore {
+export class PostgresRegistryStore implements RegistryStore, StoreOperationsHooks {
   readonly #pool: pg.Pool;
   /** The client of the transaction the current async context runs in (none outside transactions). */
   readonly #tx = new AsyncLocalStorage<pg.PoolClient>();
+  readonly #heartbeats: HeartbeatBatcher;
+  readonly #connectionString: string;
+  readonly #buses = new Set<ReplicaBus>();
   #closed = false;
+  /** Where heartbeat batches and pool use are reported (the server's metrics), once attached. */
+  #telemetry: StoreTelemetry | undefined;
+  #schemaCurrent = false;
+  /** What replicas share through this database besides rows (see replica.ts). */
+  readonly shared: SharedStore;
 
-  private constructor(pool: pg.Pool) {
+  private constructor(pool: pg.Pool, options: PostgresStoreOptions) {
     this.#pool = pool;
+    this.#connectionString = options.connectionString;
+    this.#heartbeats = new HeartbeatBatcher({
+      write: (ids, times, since) => this.#writeTouches(ids, times, since),
+      lingerMs: options.heartbeatLingerMs,
+      onBatch: (rows) => {
+        options.onHeartbeatBatch?.(rows);
+        this.#telemetry?.heartbeatBatch(rows);
+      },
+    });
+    this.shared = {
+      spend: (nonce, now, keepUntil) => this.#spendNonce(nonce, now, keepUntil),
+      purgeNonces: (now) => this.#count("DELETE FROM proof_nonces WHERE expires_at <= $1", [now]),
+      sweepTurn: (minIntervalMs, sweep) => this.#sweepTurn(minIntervalMs, sweep),
+      listenInboxes: async (handlers) => {
+        const bus = await ReplicaBus.start({ connectionString: this.#connectionString, ...handlers });
+        this.#buses.add(bus);
+        return bus;
+      },
+    };
+  }
+
+  /** Heartbeat writes so far: statements and the rows they carried. */
+  get heartbeatStats(): { batches: number; rows: number } {
+    return this.#heartbeats.stats;
   }
 
   /** Opens the pool and (unless told not to) brings the schema up to date under an advisory lock. */
@@ -172,7 +217,7 @@ export class PostgresRegistryStore implements RegistryStore {
       await pool.end();
       throw error;
     }
-    return new PostgresRegistryStore(pool);
+    return new PostgresRegistryStore(pool, options);
   }
 
   /** Where a statement runs: the transaction's client, or any pooled connection (autocommit). */
@@ -305,8 +350,78 @@ export class PostgresRegistryStore implements RegistryStore {
     });
   }
 
-  async touchAgent(id: string, lastSeen: number): Promise<boolean> {
-    return (await this.#count("UPDATE agents SET last_seen = $2 WHERE id = $1", [id, lastSeen])) > 0;
+  async touchAgent(id: string, lastSeen: number, ifSeenSince?: number): Promise<boolean> {
+    const since = ifSeenSince ?? Number.MIN_SAFE_INTEGER;
+    // Inside a transaction the write must be part of it; outside, heartbeats share one statement (group commit).
+    if (this.#tx.getStore()) {
+      const n = await this.#count(
+        "UPDATE agents SET last_seen = GREATEST(last_seen, $2) WHERE id = $1 AND last_seen >= $3",
+        [id, lastSeen, since],
+      );
+      return n > 0;
+    }
+    return this.#heartbeats.touch(id, lastSeen, since);
+  }
+
+  /**
+   * One statement for a batch of heartbeats. last_seen never moves back (two replicas' batches may commit in
+   * either order), and a row whose last_seen went below what its heartbeat's check read (deregistered or
+   * released since) is left alone. A batch that loses a deadlock or serialization race is written again.
+   */
+  async #writeTouches(ids: string[], times: number[], since: number[]): Promise<Set<string>> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const rows = await this.#rows(
+          "UPDATE agents a SET last_seen = GREATEST(a.last_seen, v.t) " +
+            "FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS v(id, t, since) " +
+            "WHERE a.id = v.id AND a.last_seen >= v.since RETURNING a.id",
+          [ids, times, since],
+        );
+        return new Set(rows.map((r) => String(r.id)));
+      } catch (error) {
+        const code = (error as { code?: unknown }).code;
+        if (attempt >= 3 || typeof code !== "string" || !RETRYABLE.has(code)) throw error;
+        await sleep(Math.random() * 10 * attempt);
+      }
+    }
+  }
+
+  /** Records a spent proof nonce (as a hash) unless it is recorded and unexpired; true when it was fresh. */
+  async #spendNonce(nonce: string, now: number, keepUntil: number): Promise<boolean> {
+    const hash = createHash("sha256").update(nonce, "utf8").digest("hex");
+    const n = await this.#count(
+      "INSERT INTO proof_nonces (nonce_hash, expires_at) VALUES ($1, $2) ON CONFLICT (nonce_hash) DO UPDATE " +
+        "SET expires_at = excluded.expires_at WHERE proof_nonces.expires_at <= $3",
+      [hash, keepUntil, now],
+    );
+    return n > 0;
+  }
+
+  async #sweepTurn<T>(minIntervalMs: number, sweep: () => Promise<T>): Promise<SweepTurn<T>> {
+    // The lock lives in this session: held on one pooled connection for the whole sweep, freed by the
+    // database if this process dies mid-sweep.
+    const client = await this.#pool.connect();
+    let broken: Error | undefined;
+    try {
+      const locked = await client.query("SELECT pg_try_advisory_lock($1::bigint) AS ok", [SWEEP_LOCK]);
+      if (!locked.rows[0]?.ok) return { ran: false, reason: "busy" };
+      try {
+        const due = await client.query(
+          "UPDATE registry_sweeps SET last_run = clock_timestamp(), runs = runs + 1 WHERE name = 'purge' " +
+            "AND last_run <= clock_timestamp() - make_interval(secs => $1::double precision / 1000)",
+          [minIntervalMs],
+        );
+        if (!due.rowCount) return { ran: false, reason: "not-due" };
+        return { ran: true, result: await sweep() };
+      } finally {
+        await client.query("SELECT pg_advisory_unlock($1::bigint)", [SWEEP_LOCK]).catch((error: Error) => {
+          // The session may still hold the lock: the pool must not hand this connection out again.
+          broken = error;
+        });
+      }
+    } finally {
+      client.release(broken);
+    }
   }
 
   async deleteAgent(id: string): Promise<boolean> {
@@ -446,6 +561,9 @@ export class PostgresRegistryStore implements RegistryStore {
           Buffer.byteLength(message.bodyJson),
         ],
       );
+      // Replicas listening wake their long-polls on this inbox when the transaction commits (never for one
+      // rolled back). The payload is the public peer id: the installation id is the recipient's secret.
+      await this.#db().query("SELECT pg_notify($1, $2)", [INBOX_CHANNEL, peerIdOf(message.toInstallationId)]);
       return { message: { ...message, seq: Number(row?.seq) }, duplicate: false };
     });
   }
@@ -602,9 +720,47 @@ export class PostgresRegistryStore implements RegistryStore {
     return rows.map(toTrust);
   }
 
+  /** Ready when the database answers and carries every migration this code ships (see /readyz). */
+  async ready(): Promise<void> {
+    if (this.#closed) throw new StoreNotReadyError("the database is closed");
+    // Once current the schema stays so (a newer server only adds to it): later probes just ask the database.
+    if (this.#schemaCurrent) {
+      await this.#pool.query("SELECT 1");
+      return;
+    }
+    if (!(await postgresSchemaIsCurrent(this.#pool))) {
+      throw new StoreNotReadyError("the database schema is behind this server: run agent-registry migrate");
+    }
+    this.#schemaCurrent = true;
+  }
+
+  /** Unacknowledged relay messages in all inboxes: the sum of the per-inbox counts kept with every write. */
+  async heldMessages(): Promise<number> {
+    const row = await this.#row("SELECT COALESCE(SUM(messages), 0)::bigint AS n FROM inbox_usage", []);
+    return Number(row?.n ?? 0);
+  }
+
+  /** Reports heartbeat batches as they are written, and the pool's use on every checkout and release. */
+  attachTelemetry(telemetry: StoreTelemetry): void {
+    this.#telemetry = telemetry;
+    const report = () =>
+      telemetry.poolUsage({
+        total: this.#pool.totalCount,
+        idle: this.#pool.idleCount,
+        waiting: this.#pool.waitingCount,
+      });
+    for (const event of ["connect", "acquire", "release", "remove"] as const) this.#pool.on(event, report);
+    report();
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Heartbeats waiting for their write get it before the pool goes.
+    await this.#heartbeats.drain().catch(() => {
+      // Why safe: each waiting heartbeat already got the error (answered 500); nothing is left to write.
+    });
+    await Promise.all([...this.#buses].map((bus) => bus.close()));
     await this.#pool.end();
   }
 }

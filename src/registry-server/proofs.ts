@@ -1,7 +1,9 @@
 // Proof of possession for records bound to a key: the `X-Agent-Proof` header of a request, checked (async, in the
-// route, before the service's synchronous transaction) against the keys the request could be speaking for, and a
-// bounded memory of the nonces already used. The service then only compares the key that signed with the key the
-// record holds, inside its transaction, so a key changed meanwhile is never taken for the old one.
+// route, before the service's transaction) against the keys the request could be speaking for, and a record of
+// the nonces already used: bounded memory in this process, and, on a store shared by replicas, a table in the
+// database too (a proof replayed at another replica is refused). The service then only compares the key that
+// signed with the key the record holds, inside its transaction, so a key changed meanwhile is never taken for
+// the old one.
 import type { IncomingMessage } from "node:http";
 import { PROOF_HEADER, PROOF_WINDOW_MS, verifyRequestProof } from "../identity/request-proof.js";
 
@@ -30,8 +32,19 @@ export const NONCE_CACHE_SIZE = 100_000;
  */
 const NONCE_KEEP_MS = 2 * PROOF_WINDOW_MS;
 
+/**
+ * Spent nonces shared by every replica of a registry (PostgreSQL): spend() records a nonce until `keepUntil` and
+ * answers false when any replica recorded it before and it has not expired, so a proof captured at one replica
+ * cannot be replayed at another.
+ */
+export interface NonceLedger {
+  spend(nonce: string, now: number, keepUntil: number): Promise<boolean>;
+}
+
 export interface ProofCheckerOptions {
   now: () => number;
+  /** Shared spent nonces (replicas); without it this process's memory is the only record (one server). */
+  ledger?: NonceLedger | undefined;
   /** Nonces remembered at most (default NONCE_CACHE_SIZE). */
   maxNonces?: number;
 }
@@ -41,9 +54,11 @@ export class ProofChecker {
   readonly #seen = new Map<string, number>();
   readonly #now: () => number;
   readonly #max: number;
+  readonly #ledger: NonceLedger | undefined;
 
   constructor(options: ProofCheckerOptions) {
     this.#now = options.now;
+    this.#ledger = options.ledger;
     this.#max = options.maxNonces ?? NONCE_CACHE_SIZE;
   }
 
@@ -104,8 +119,13 @@ export class ProofChecker {
         nonceSeen: (nonce) => this.#seenBefore(nonce, now),
       });
       if (checked.ok) {
-        if (!this.#spend(checked.nonce, this.#now()))
-          return { kind: "invalid", reason: "the proof was used before" };
+        // This process's memory first (synchronous: two requests here carrying one proof cannot both pass),
+        // then the replicas' shared ledger.
+        const spentAt = this.#now();
+        const fresh =
+          this.#spend(checked.nonce, spentAt) &&
+          (!this.#ledger || (await this.#ledger.spend(checked.nonce, spentAt, spentAt + NONCE_KEEP_MS)));
+        if (!fresh) return { kind: "invalid", reason: "the proof was used before" };
         return { kind: "valid", publicKey: key };
       }
       // A reason past the signature (another request, too old, used before) says more than "not this key".

@@ -238,25 +238,30 @@ export function buildRoutes(
     const maxBytes = q.max_bytes ?? INBOX_DEFAULT_MAX_BYTES;
     const who = caller(ctx);
     await service.authorizeInbox(installationId, who);
-    // Long-poll: bounded by `wait` (<= 30 s); each wake-up re-reads, so a message stored between the
-    // read and the wait is never missed (the notifier fires after the insert commits).
+    // Long-poll: bounded by `wait` (<= 30 s); each wake-up re-reads. The inbox is watched from before the
+    // first read, so a message stored while a read is under way (a database round trip) is never missed: the
+    // next wait returns at once (the notifier fires after the insert commits, on this replica or another).
     const deadline = Date.now() + (q.wait ?? 0) * 1000;
-    let page = await service.inbox(installationId, after, limit, maxBytes, who);
-    // Only a read that will actually park takes a long-poll slot; one that has messages answers at once.
-    const release =
-      page.count === 0 && deadline > Date.now() ? admitLongPoll(waiters, installationId, op) : null;
+    const watch = deadline > Date.now() ? waiters.watch(installationId) : undefined;
+    let release: (() => void) | null = null;
     try {
-      while (page.count === 0 && !ctx.signal.aborted) {
+      let page = await service.inbox(installationId, after, limit, maxBytes, who);
+      // Only a read that will actually park takes a long-poll slot; one that has messages answers at once.
+      if (watch && page.count === 0 && deadline > Date.now()) {
+        release = admitLongPoll(waiters, installationId, op);
+      }
+      while (watch && page.count === 0 && !ctx.signal.aborted) {
         const left = deadline - Date.now();
         if (left <= 0) break;
-        await waiters.wait(installationId, left, ctx.signal);
+        await watch.wait(left, ctx.signal);
         page = await service.inbox(installationId, after, limit, maxBytes, who);
         if (waiters.closed) break;
       }
+      return { status: 200, body: page.body };
     } finally {
       release?.();
+      watch?.close();
     }
-    return { status: 200, body: page.body };
   };
 
   const ack: Handler = async (ctx) => {

@@ -13,12 +13,16 @@ import { createLogger, type LogFields, type StructuredLogger } from "./logger.js
 import { CLIENT_CLOSED_STATUS, RegistryMetrics, UNMATCHED_ROUTE } from "./metrics.js";
 import { openRegistryStore } from "./open-store.js";
 import { type OperationsListener, startOperationsListener } from "./operations-listener.js";
+import { peerIdOf } from "./peer-id.js";
 import { OPERATIONS_PATHS, operationsHandler, Readiness } from "./probes.js";
 import { ProofChecker } from "./proofs.js";
+import { sharedStoreOf } from "./replica.js";
+import type { ReplicaBus } from "./replica-bus.js";
 import { buildRoutes } from "./routes.js";
 import { RegistryService } from "./service.js";
 import type { RegistryStore } from "./store.js";
 import { storeHooks } from "./store-hooks.js";
+import { startSweeper } from "./sweeper.js";
 
 /** Where the server logs. `createLogger` (logger.ts) makes one that writes JSON or text lines, scrubbed. */
 export interface RegistryLogger {
@@ -67,8 +71,13 @@ export interface RegistryServerOptions {
   sendRatePerMinute?: number;
   /** Relay sends a sender may make at once before the rate applies (default 60). */
   sendBurst?: number;
-  /** Purge sweep period (default 60 s; 0 disables the timer). */
+  /**
+   * Purge sweep period (default 60 s; 0 disables the timer). Replicas on one PostgreSQL database sweep once per
+   * period between them, not once each.
+   */
   sweepIntervalMs?: number;
+  /** Told after every sweep tick whether this server swept (replicas: whether it was its turn). */
+  onSweepTick?: (ran: boolean) => void;
   /** Open connections at most (default 1,024); one more is answered 503 with Retry-After and closed. */
   maxConnections?: number;
   /** A client must send its request headers within this many ms of connecting or of its last request (default 20 s). */
@@ -117,8 +126,16 @@ export interface RegistryServerHandle {
   close(): Promise<void>;
   /** Runs the purge sweep now; returns how many agents and messages were removed. */
   sweep(): Promise<{ agents: number; messages: number }>;
-  /** What the server holds right now: accepted connections and parked long-polls (to watch the limits). */
-  stats(): { connections: number; longPolls: number };
+  /**
+   * What the server holds right now: accepted connections and parked long-polls (to watch the limits), and on a
+   * store shared by replicas its wake-up connection (readiness: down means wake-ups from other replicas wait for
+   * the reconnect), else null.
+   */
+  stats(): {
+    connections: number;
+    longPolls: number;
+    replicaBus: { connected: boolean; reconnects: number } | null;
+  };
   /** This server's metrics (its own prom-client Registry); stores report into it through StoreTelemetry. */
   metrics: RegistryMetrics;
   /** The operations port's base URL when `opsPort` was given. */
@@ -186,7 +203,13 @@ export async function startRegistryServer(
   const host = options.host ?? "127.0.0.1";
   const logger = options.logger ? structured(options.logger) : defaultLogger();
   const store = options.store ?? (await openRegistryStore(options.db ?? ":memory:"));
-  const waiters = new InboxWaiters({ perInbox: options.maxLongPollsPerInbox, total: options.maxLongPolls });
+  // A store shared by replicas (PostgreSQL) also shares spent proof nonces, sweep turns and inbox wake-ups.
+  const shared = sharedStoreOf(store);
+  const waiters = new InboxWaiters({
+    perInbox: options.maxLongPollsPerInbox,
+    total: options.maxLongPolls,
+    wakeKeyOf: shared ? peerIdOf : undefined,
+  });
   const hooks = storeHooks(store);
   const readiness = new Readiness({
     // A store without its own check is ready when it answers a one-row read.
@@ -225,7 +248,11 @@ export async function startRegistryServer(
     sendRatePerMinute: options.sendRatePerMinute,
     sendBurst: options.sendBurst,
   });
-  const router = buildRoutes(service, waiters, new ProofChecker({ now: service.options.now }));
+  const router = buildRoutes(
+    service,
+    waiters,
+    new ProofChecker({ now: service.options.now, ledger: shared }),
+  );
   const keyHash = options.apiKey ? sha256Hex(options.apiKey) : undefined;
 
   const checkDeploymentKey = (req: IncomingMessage, path: string) => {
@@ -410,13 +437,25 @@ export async function startRegistryServer(
     );
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off("error", reject);
-      resolve();
+  let bus: ReplicaBus | undefined;
+  await (async () => {
+    if (shared) {
+      bus = await shared.listenInboxes({
+        onInbox: (peerId) => waiters.notifyWakeKey(peerId),
+        onResync: () => waiters.wakeAll(),
+        onError: (error) =>
+          logger.error("the inbox wake-up connection to PostgreSQL broke (reconnecting)", error),
+      });
+    }
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.port ?? 0, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
     });
-  }).catch(async (error: unknown) => {
+  })().catch(async (error: unknown) => {
+    await bus?.close();
     // A store this call opened (a PostgreSQL pool keeps the process alive) goes with the failed start.
     if (!options.store) await store.close();
     throw error;
@@ -434,22 +473,26 @@ export async function startRegistryServer(
     } catch (error) {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
-      store.close();
+      await bus?.close();
+      await store.close();
       throw error;
     }
   }
 
-  const sweep = () => service.sweep();
-  const sweepMs = options.sweepIntervalMs ?? 60_000;
-  const timer =
-    sweepMs > 0
-      ? setInterval(() => {
-          sweep().catch((error: unknown) => {
-            logger.error("purge sweep failed (will retry on the next tick)", error);
-          });
-        }, sweepMs)
-      : undefined;
-  timer?.unref();
+  const sweep = async () => {
+    const purged = await service.sweep();
+    // Spent proof nonces past their keep time (replicas keep them in the database).
+    if (shared) await shared.purgeNonces(service.options.now());
+    return purged;
+  };
+  const sweeper = startSweeper({
+    intervalMs: options.sweepIntervalMs ?? 60_000,
+    sweep,
+    local: () => service.sweepLocal(),
+    shared,
+    onError: (error) => logger.error("purge sweep failed (will retry on the next tick)", error),
+    onTick: options.onSweepTick,
+  });
 
   const port = (server.address() as AddressInfo).port;
   const urlHost = host.includes(":") ? `[${host}]` : host;
@@ -460,17 +503,22 @@ export async function startRegistryServer(
     url: `http://${urlHost}:${port}`,
     port,
     sweep,
-    stats: () => ({ connections, longPolls: waiters.admitted }),
+    stats: () => ({
+      connections,
+      longPolls: waiters.admitted,
+      replicaBus: bus ? { connected: bus.connected, reconnects: bus.reconnects } : null,
+    }),
     metrics,
     opsUrl: opsListener?.url,
     close() {
       closing ??= (async () => {
         readiness.startDraining();
         stopping = true;
-        if (timer) clearInterval(timer);
+        await sweeper.stop();
         // The drain delay: still serving (long-polls too, or their clients would re-poll here in a loop) while
         // load balancers see /readyz fail and stop sending new requests.
         if (drainDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, drainDelayMs));
+        await bus?.close();
         waiters.close();
         // In-flight requests finish; connections that turn idle meanwhile are closed on the next tick of
         // this bounded loop, and anything still open after the drain timeout is cut.

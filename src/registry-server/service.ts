@@ -686,7 +686,14 @@ export class RegistryService {
       );
     }
     this.#requireAgent(agent, caller, operation, `agent ${id}`);
-    await this.#store.touchAgent(id, now);
+    // The write may be batched with other heartbeats (PostgreSQL): it is answered once written. A record deleted,
+    // deregistered or released since the check above (on any replica) is not revived by it.
+    if (!(await this.#store.touchAgent(id, now, agent.lastSeen))) {
+      throw notFound(
+        operation,
+        `agent ${id} was deregistered or expired just now; register again at once with POST /api/v1/agents/`,
+      );
+    }
     return { ok: true, last_seen: iso(now), ttl_seconds: this.options.ttlSeconds };
   }
 
@@ -1247,10 +1254,15 @@ export class RegistryService {
     });
   }
 
+  /** Forgets this process's idle rate-limit buckets (per replica: every replica does it on every tick). */
+  sweepLocal(): void {
+    this.#sendRate.sweep();
+  }
+
   /** Purges agents offline past the retention period and messages older than theirs. */
   async sweep(): Promise<{ agents: number; messages: number }> {
     const now = this.#now();
-    this.#sendRate.sweep();
+    this.sweepLocal();
     return {
       agents: await this.#store.purgeAgents(
         now - this.#ttlMs() - this.options.offlineRetentionSeconds * 1000,

@@ -157,8 +157,12 @@ export interface RegistryStore {
   insertAgent(agent: StoredAgent): Promise<void>;
   /** Replaces every column of the row with `agent.id`. */
   updateAgent(agent: StoredAgent): Promise<void>;
-  /** Updates only lastSeen (the hot path of heartbeats). Returns false when the id is unknown. */
-  touchAgent(id: string, lastSeen: number): Promise<boolean>;
+  /**
+   * Updates only lastSeen (the hot path of heartbeats). Returns false when the id is unknown, or (when
+   * `ifSeenSince` is given and the store honours it) when the row's lastSeen moved below it since the caller read
+   * it: a deregistration or release on another replica, which a heartbeat checked before it must not undo.
+   */
+  touchAgent(id: string, lastSeen: number, ifSeenSince?: number): Promise<boolean>;
   deleteAgent(id: string): Promise<boolean>;
   listAgents(query: AgentListQuery): Promise<Page<StoredAgent>>;
   /** Agents matching a lookup, offline ones too, each once, oldest registration first (indexed reads only). */

@@ -6,7 +6,10 @@ import { promisify } from "node:util";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRegistryServer } from "../../src/registry-server/index.js";
-import { postgresSchemaIsCurrent } from "../../src/registry-server/postgres-migrations.js";
+import {
+  loadPostgresMigrations,
+  postgresSchemaIsCurrent,
+} from "../../src/registry-server/postgres-migrations.js";
 import { PostgresRegistryStore, redactConnectionString } from "../../src/registry-server/postgres-store.js";
 import { SqliteRegistryStore } from "../../src/registry-server/sqlite-store.js";
 import type { AgentSearchQuery, StoredAgent } from "../../src/registry-server/store.js";
@@ -69,6 +72,9 @@ async function replicas(count = 2, options: Parameters<typeof startRegistryServe
   };
 }
 
+/** The versions of the migrations this checkout ships, in order. */
+const shippedVersions = async () => (await loadPostgresMigrations()).map((m) => m.version);
+
 describe("PostgreSQL migrations", () => {
   it("are applied once when three stores open an empty database at the same time", async () => {
     const url = await server.emptyDatabase();
@@ -76,7 +82,7 @@ describe("PostgreSQL migrations", () => {
       [1, 2, 3].map(() => PostgresRegistryStore.open({ connectionString: url })),
     );
     try {
-      expect(await versions(url)).toEqual([1]);
+      expect(await versions(url)).toEqual(await shippedVersions());
       expect(await tables(url)).toEqual(
         expect.arrayContaining(["agents", "agent_words", "messages", "inbox_usage", "trust", "counters"]),
       );
@@ -102,12 +108,13 @@ describe("PostgreSQL migrations", () => {
     const url = await server.emptyDatabase();
     const cli = ["bin/agent-registry.mjs"];
     const first = await run(process.execPath, [...cli, "migrate", "--db", url]);
-    expect(first.stdout).toMatch(/applied migrations 1 to postgresql:/);
+    const shipped = await shippedVersions();
+    expect(first.stdout).toMatch(new RegExp(`applied migrations ${shipped.join(", ")} to postgresql:`));
     const again = await run(process.execPath, [...cli, "migrate"], {
       env: { ...process.env, DATABASE_URL: url },
     });
     expect(again.stdout).toMatch(/is up to date/);
-    expect(await versions(url)).toEqual([1]);
+    expect(await versions(url)).toEqual(shipped);
   });
 
   it("never show a connection string's password", () => {

@@ -188,6 +188,7 @@ export async function connectTestPostgres(
           // DELETE, not TRUNCATE: a test leaves a few rows, and TRUNCATE makes new files for every table.
           "DELETE FROM agent_words; DELETE FROM agents; DELETE FROM messages; DELETE FROM inbox_usage; " +
             "DELETE FROM trust; UPDATE counters SET value = 0; ALTER TABLE agents ALTER COLUMN seq RESTART; " +
+            "DELETE FROM proof_nonces; UPDATE registry_sweeps SET last_run = '-infinity', runs = 0; " +
             "ALTER TABLE messages ALTER COLUMN seq RESTART",
         );
       } finally {
