@@ -7,6 +7,7 @@
 // description, capabilities, split at punctuation); a word with punctuation must also appear verbatim, so
 // `alpha-bot`, `100%`, `c++` are text.
 
+import { SortedWords } from "./sorted-words.js";
 import type { AgentSearchQuery } from "./store.js";
 
 export interface IndexedAgent {
@@ -37,18 +38,6 @@ export const searchTextOf = (agent: IndexedAgent): string =>
   [agent.hostname, agent.displayName ?? "", agent.description ?? "", ...agent.capabilities]
     .join("\n")
     .toLowerCase();
-
-/** Index of the first element >= key in a sorted string array. */
-function lowerBound(sorted: string[], key: string): number {
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (sorted[mid]! < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
 
 /**
  * A number ordered like the first three UTF-16 units of `id` (17 bits each, 0 = no unit), so the ranking's
@@ -82,6 +71,16 @@ function pairMask(text: string, out: Uint32Array, at: number): void {
 function packNames(names: readonly string[]): string {
   // join, not +=: concatenation would keep a rope of small strings per agent.
   return names.map((name) => String.fromCharCode(name.length >>> 16, name.length & 0xffff) + name).join("");
+}
+
+/** Whether packNames' string holds `name`, read in place. */
+function packedHas(packed: string, name: string): boolean {
+  for (let at = 0; at < packed.length; ) {
+    const length = packed.charCodeAt(at) * 0x10000 + packed.charCodeAt(at + 1);
+    if (length === name.length && packed.startsWith(name, at + 2)) return true;
+    at += 2 + length;
+  }
+  return false;
 }
 
 function unpackNames(packed: string): string[] {
@@ -281,6 +280,40 @@ interface QueryWord {
   size: number;
 }
 
+/**
+ * Postings a query may walk for an exact answer (its words' and capabilities' list lengths summed); a broader
+ * one is answered from a sample (see SearchIndex.search). At 1,000,000 agents a common word holds ~190,000
+ * postings, ~100 ms to walk in full; 8 clients at once on one event loop need ~1 ms per query for a 10 ms p50.
+ */
+const EXACT_WORK = 20_000;
+/** Candidates a sampled query examines (more while its page is not full, up to SAMPLE_MAX_FACTOR times). */
+const SAMPLE = 2_048;
+const SAMPLE_MAX_FACTOR = 16;
+
+export interface SearchIndexOptions {
+  /** See EXACT_WORK (tests make it small). */
+  exactWork?: number;
+  /** See SAMPLE. */
+  sample?: number;
+}
+
+/** What the store knows cheaply and the index does not keep: the seq of the agent named by the phrase. */
+export interface SearchHint {
+  hostnameSeq?: number;
+}
+
+export interface IndexPage {
+  /** One page of matching seqs, best first. */
+  seqs: number[];
+  /** How many agents match: exact when `exact`, else estimated from a sample. */
+  total: number;
+  /**
+   * False when the query was too broad to walk in full: the total is an estimate, and the page ranks the
+   * sampled candidates (plus every exact hostname and the first SAMPLE holders of an exact capability).
+   */
+  exact: boolean;
+}
+
 export class SearchIndex {
   // Columns by seq (seqs are the store's dense row ids).
   /**
@@ -295,8 +328,8 @@ export class SearchIndex {
   #end = 0;
 
   readonly #postings = new Map<string, Posting>();
-  /** Every token, sorted, for prefix ranges; kept sorted by binary insertion (new tokens are rare). */
-  readonly #vocabulary: string[] = [];
+  /** Every token in order, for prefix ranges (chunked, so a new token costs O(log V), not O(V)). */
+  readonly #vocabulary = new SortedWords();
   readonly #byCapability = new Map<string, SeqList>();
   #size = 0;
   #bulk = false;
@@ -314,9 +347,17 @@ export class SearchIndex {
     return this.#size;
   }
 
+  readonly #exactWork: number;
+  readonly #sample: number;
+
+  constructor(options: SearchIndexOptions = {}) {
+    this.#exactWork = options.exactWork ?? EXACT_WORK;
+    this.#sample = options.sample ?? SAMPLE;
+  }
+
   /**
-   * Adds many agents at once (loading at start): the vocabulary is sorted once at the end instead of by
-   * one insertion per new word, which would be quadratic in the number of distinct words.
+   * Adds many agents at once (loading at start, one slice at a time): their strings are joined into shared
+   * chunks. Entries may repeat a seq or overlap earlier adds (the last one counts).
    */
   load(entries: Iterable<[number, IndexedAgent]>): void {
     this.#bulk = true;
@@ -325,10 +366,6 @@ export class SearchIndex {
     } finally {
       this.#bulk = false;
       this.#strings.flushShared();
-      // A loop, not a spread: 100k+ words would overflow the argument limit of splice().
-      this.#vocabulary.length = 0;
-      for (const token of this.#postings.keys()) this.#vocabulary.push(token);
-      this.#vocabulary.sort();
     }
   }
 
@@ -383,7 +420,7 @@ export class SearchIndex {
       const posting = this.#postings.get(token);
       if (posting === undefined) {
         this.#postings.set(token, seq);
-        if (!this.#bulk) this.#vocabulary.splice(lowerBound(this.#vocabulary, token), 0, token);
+        this.#vocabulary.add(token);
       } else if (typeof posting === "number") {
         const list = new SeqList();
         list.push(posting);
@@ -409,8 +446,7 @@ export class SearchIndex {
         if (posting.length > 0) continue;
       } else if (posting !== seq) continue;
       this.#postings.delete(token);
-      const at = lowerBound(this.#vocabulary, token);
-      if (this.#vocabulary[at] === token) this.#vocabulary.splice(at, 1);
+      this.#vocabulary.delete(token);
     }
     for (const name of capabilities) {
       const list = this.#byCapability.get(name);
@@ -434,9 +470,7 @@ export class SearchIndex {
     const lists: SeqList[] = [];
     let singles: SeqList | undefined;
     let size = 0;
-    for (let i = lowerBound(this.#vocabulary, token); i < this.#vocabulary.length; i++) {
-      const word = this.#vocabulary[i]!;
-      if (!word.startsWith(token)) break;
+    this.#vocabulary.withPrefix(token, (word) => {
       const posting = this.#postings.get(word)!;
       if (typeof posting === "number") {
         singles ??= new SeqList(16);
@@ -446,19 +480,23 @@ export class SearchIndex {
         lists.push(posting);
         size += posting.length;
       }
-    }
+    });
     if (singles) lists.push(singles);
     return { token, lists, size };
   }
 
-  /** Matching agents' seqs for one page, best first, and the exact total. */
-  search(query: IndexQuery): { seqs: number[]; total: number } {
+  /**
+   * Matching agents' seqs for one page, best first, and the total. A query whose postings sum to at most
+   * `exactWork` walks them all: exact page, exact total. A broader one examines its candidates in posting
+   * order and stops after `sample` of them once its page is full (see #sampled).
+   */
+  search(query: IndexQuery, hint: SearchHint = {}): IndexPage {
     // Each q word: its word-tokens must prefix-match agent tokens; punctuation means a verbatim check too.
     const verbatim = query.terms.filter((term) => !isPlainWord(term));
     const words: QueryWord[] = [];
     for (const token of new Set(query.terms.flatMap((term) => term.match(WORD) ?? []))) {
       const word = this.#word(token);
-      if (word.size === 0) return { seqs: [], total: 0 };
+      if (word.size === 0) return { seqs: [], total: 0, exact: true };
       words.push(word);
     }
     words.sort((a, b) => a.size - b.size);
@@ -472,9 +510,13 @@ export class SearchIndex {
       if (list) {
         capLists.push(list);
         capSize += list.length;
-      } else if (query.match === "all") return { seqs: [], total: 0 };
+      } else if (query.match === "all") return { seqs: [], total: 0, exact: true };
     }
-    if (caps.length && capLists.length === 0) return { seqs: [], total: 0 };
+    if (caps.length && capLists.length === 0) return { seqs: [], total: 0, exact: true };
+    let work = capSize;
+    for (const word of words) work += word.size;
+    if (words.length === 0 && caps.length === 0) work = this.#size;
+    if (work > this.#exactWork) return this.#sampled(query, words, capLists, verbatim, hint);
     const capNeed = query.match === "all" ? caps.length : 1;
     const capBase = caps.length ? this.#capMarks.take(caps.length + 1) : 0;
     const capTop = capBase + caps.length;
@@ -609,7 +651,133 @@ export class SearchIndex {
     } else {
       for (let seq = 0; seq < this.#end; seq++) if (strings.has(seq)) consider(seq);
     }
-    return { seqs: heap.sortedSeqs().slice(query.offset), total };
+    return { seqs: heap.sortedSeqs().slice(query.offset), total, exact: true };
+  }
+
+  /**
+   * A broad query: candidates come from its most selective source (the rarest word, the smallest capability
+   * list for `all`, every capability list for `any`, else every agent), examined one by one in posting order
+   * (each checked against the other words through its text and the capabilities through its packed names,
+   * instead of stamping whole lists) until `sample` were examined and the page is full, or
+   * SAMPLE_MAX_FACTOR * `sample` were. The exact hostname (from the hint) and the first `sample` holders of
+   * a capability equal to the phrase or a word (ranking tiers 0 and 1) are considered first, so a broad
+   * query still finds what it names. A walk that reaches the end of the source is exact; otherwise the
+   * total is the sample's match rate times the source's length.
+   */
+  #sampled(
+    query: IndexQuery,
+    words: QueryWord[],
+    capLists: SeqList[],
+    verbatim: string[],
+    hint: SearchHint,
+  ): IndexPage {
+    const caps = query.capabilities;
+    const all = query.match === "all";
+    const capNeed = all ? caps.length : 1;
+    const countHits = caps.length > 1 && !all;
+    let source: SeqList[] | undefined;
+    let sourceSize = 0;
+    let sourceWord: QueryWord | undefined;
+    if (caps.length && all) {
+      const smallest = capLists.reduce((a, b) => (b.length < a.length ? b : a));
+      source = [smallest];
+      sourceSize = smallest.length;
+    } else if (caps.length) {
+      source = capLists;
+      for (const list of capLists) sourceSize += list.length;
+    }
+    if (words.length && (!source || words[0]!.size < sourceSize)) {
+      sourceWord = words[0]!;
+      source = sourceWord.lists;
+      sourceSize = sourceWord.size;
+    }
+    // Candidates of the walk hold the source word; those considered first are checked against every word.
+    const otherWords = words.filter((word) => word !== sourceWord).map((word) => word.token);
+    const allWords = words.map((word) => word.token);
+    const phrase = query.phrase;
+    const tierWords = phrase ? [...new Set([phrase, ...query.terms])] : [];
+    const since = query.seenSince ?? Number.NEGATIVE_INFINITY;
+    const strings = this.#strings;
+    const lastSeen = this.#lastSeen;
+    const heap = new TopK(query.offset + query.limit, strings, this.#idKeys);
+
+    /** The agent's capability hits when it matches the query (given it holds `checked`), else -1. */
+    const hitsOf = (seq: number, checked: string[]): number => {
+      if (lastSeen[seq]! < since) return -1;
+      let hits = 0;
+      if (caps.length) {
+        const packed = strings.capabilities(seq);
+        for (const capability of caps) if (packedHas(packed, capability)) hits++;
+        if (hits < capNeed) return -1;
+      }
+      if (checked.length || verbatim.length) {
+        const text = strings.text(seq);
+        for (const token of checked) if (!hasWordStartingWith(text, token)) return -1;
+        for (const term of verbatim) if (!text.includes(term)) return -1;
+      }
+      return hits;
+    };
+    const offer = (seq: number, hits: number): void => {
+      let tier = 3;
+      if (phrase) {
+        const packed = strings.capabilities(seq);
+        if (strings.hostnameIs(seq, phrase)) tier = 0;
+        else if (tierWords.some((word) => packedHas(packed, word))) tier = 1;
+        else if (strings.hostname(seq).includes(phrase)) tier = 2;
+      }
+      heap.offer(tier, countHits ? hits : 0, seq);
+    };
+
+    // Tiers 0 and 1 first: each such agent is offered once, and marked so the walk below does not offer it
+    // again (the walk still counts it).
+    const offered = this.#tierMarks.take(1);
+    const offeredValues = this.#tierMarks.values;
+    const early: number[] = [];
+    if (hint.hostnameSeq !== undefined && strings.has(hint.hostnameSeq)) early.push(hint.hostnameSeq);
+    for (const word of tierWords) {
+      const list = this.#byCapability.get(word);
+      if (!list) continue;
+      for (let i = 0; i < list.length && i < this.#sample; i++) early.push(list.seqs[i]!);
+    }
+    for (const seq of early) {
+      if (offeredValues[seq] === offered) continue;
+      offeredValues[seq] = offered;
+      const hits = hitsOf(seq, allWords);
+      if (hits >= 0) offer(seq, hits);
+    }
+
+    const seen = this.#wordMarks.take(1);
+    const seenValues = this.#wordMarks.values;
+    const stopAt = this.#sample;
+    const hardStop = this.#sample * SAMPLE_MAX_FACTOR;
+    let examined = 0;
+    let matched = 0;
+    let complete = true;
+    const visit = (seq: number): boolean => {
+      if (examined >= stopAt && (heap.full || examined >= hardStop)) {
+        complete = false;
+        return false;
+      }
+      examined++;
+      if (seenValues[seq] === seen) return true;
+      seenValues[seq] = seen;
+      const hits = hitsOf(seq, otherWords);
+      if (hits < 0) return true;
+      matched++;
+      if (offeredValues[seq] !== offered) offer(seq, hits);
+      return true;
+    };
+    if (source) {
+      walk: for (const list of source) {
+        const seqs = list.seqs;
+        for (let i = 0; i < list.length; i++) if (!visit(seqs[i]!)) break walk;
+      }
+    } else {
+      sourceSize = this.#size;
+      for (let seq = 0; seq < this.#end; seq++) if (strings.has(seq) && !visit(seq)) break;
+    }
+    const total = complete ? matched : Math.round((matched * sourceSize) / examined);
+    return { seqs: heap.sortedSeqs().slice(query.offset), total, exact: complete };
   }
 }
 
