@@ -456,6 +456,11 @@ export class SearchIndex {
     }
   }
 
+  /** Whether the agent at `seq` is in the index. */
+  has(seq: number): boolean {
+    return this.#strings.has(seq);
+  }
+
   lastSeenOf(seq: number): number {
     return this.#lastSeen[seq]!;
   }

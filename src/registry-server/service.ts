@@ -744,7 +744,7 @@ export class RegistryService {
     includeOffline: boolean;
     limit: number;
     offset: number;
-  }): { agents: AgentRecord[]; total: number } {
+  }): { agents: AgentRecord[]; total: number; total_exact: boolean } {
     const now = this.#now();
     const phrase = query.q.trim().toLowerCase();
     const terms = [...new Set(phrase.split(/\s+/).filter(Boolean))];
@@ -757,7 +757,11 @@ export class RegistryService {
       limit: query.limit,
       offset: query.offset,
     });
-    return { agents: page.items.map((a) => this.toRecord(a, now)), total: page.total };
+    return {
+      agents: page.items.map((a) => this.toRecord(a, now)),
+      total: page.total,
+      total_exact: page.totalExact ?? true,
+    };
   }
 
   // ---- relay --------------------------------------------------------------------------------------------
