@@ -66,31 +66,18 @@ function pairMask(text: string, out: Uint32Array, at: number): void {
   out[at + 1] = hi;
 }
 
-/** An agent's capability names in one string (each after its length in two UTF-16 units): one small
- * string per agent instead of an array, read back only when the agent leaves the index. */
-function packNames(names: readonly string[]): string {
-  // join, not +=: concatenation would keep a rope of small strings per agent.
-  return names.map((name) => String.fromCharCode(name.length >>> 16, name.length & 0xffff) + name).join("");
-}
-
-/** Whether packNames' string holds `name`, read in place. */
-function packedHas(packed: string, name: string): boolean {
-  for (let at = 0; at < packed.length; ) {
-    const length = packed.charCodeAt(at) * 0x10000 + packed.charCodeAt(at + 1);
-    if (length === name.length && packed.startsWith(name, at + 2)) return true;
-    at += 2 + length;
+/** Whether `joined` (names joined by line feeds) holds `name` as one of its lines, read in place. */
+function joinedHas(joined: string, name: string): boolean {
+  for (let at = joined.indexOf(name); at >= 0; at = joined.indexOf(name, at + 1)) {
+    const end = at + name.length;
+    if (
+      (at === 0 || joined.charCodeAt(at - 1) === 10) &&
+      (end === joined.length || joined.charCodeAt(end) === 10)
+    ) {
+      return true;
+    }
   }
   return false;
-}
-
-function unpackNames(packed: string): string[] {
-  const names: string[] = [];
-  for (let at = 0; at < packed.length; ) {
-    const length = packed.charCodeAt(at) * 0x10000 + packed.charCodeAt(at + 1);
-    names.push(packed.slice(at + 2, at + 2 + length));
-    at += 2 + length;
-  }
-  return names;
 }
 
 /** A growable list of seqs in an Int32Array: 4 bytes an entry, read by plain indexed loops. */
@@ -166,8 +153,10 @@ class Marks {
 const CHUNK_UNITS = 1 << 17;
 
 /**
- * The strings of every agent (id, hostname, packed capability names, search text) as one record each, read
- * back as slices. While loading, records are joined into shared chunks of at least CHUNK_UNITS: loading 100k
+ * The strings of every agent as one record each, read back as slices: the id, then the searchable text,
+ * which is the lowercase hostname, a line feed, the capability names joined by line feeds, a line feed, and
+ * the lowercase display name and description. Hostname and capabilities are slices of the text, so no
+ * string is held twice (about 80 bytes an agent, 80 MiB at 1,000,000 agents). While loading, records are joined into shared chunks of at least CHUNK_UNITS: loading 100k
  * agents as ~400 bytes of small strings each made V8 promote them all through the young generation, which
  * grew it to its maximum (128 MiB) and kept it so for the life of the process. A chunk lives while any of its
  * agents is unchanged; agents added or changed later get a record of their own.
@@ -176,7 +165,7 @@ class AgentStrings {
   /** Record or chunk holding seq's strings; undefined when seq is absent. */
   readonly #chunks: (string | undefined)[] = [];
   #start = new Int32Array(1024);
-  /** Lengths of id, hostname, capabilities and text: seq's four at 4 * seq. */
+  /** Lengths of id, hostname, capabilities and the rest: seq's four at 4 * seq. */
   #lengths = new Int32Array(4096);
   #pending: number[] = [];
   #pendingUnits = 0;
@@ -192,15 +181,15 @@ class AgentStrings {
     this.#lengths = lengths;
   }
 
-  set(seq: number, fields: [id: string, hostname: string, capabilities: string, text: string]): void {
-    // join, not +: concatenation would keep a rope of the four strings.
-    this.#chunks[seq] = fields.join("");
+  set(seq: number, fields: [id: string, hostname: string, capabilities: string, rest: string]): void {
+    // join, not +: concatenation would keep a rope of the strings.
+    this.#chunks[seq] = [fields[0], fields[1], "\n", fields[2], "\n", fields[3]].join("");
     this.#start[seq] = 0;
     for (let i = 0; i < 4; i++) this.#lengths[4 * seq + i] = fields[i]!.length;
   }
 
   /** Like set, and the record joins the next shared chunk (bulk loading). */
-  setShared(seq: number, fields: [id: string, hostname: string, capabilities: string, text: string]): void {
+  setShared(seq: number, fields: [id: string, hostname: string, capabilities: string, rest: string]): void {
     this.set(seq, fields);
     this.#pending.push(seq);
     this.#pendingUnits += this.#chunks[seq]!.length;
@@ -231,7 +220,8 @@ class AgentStrings {
   }
 
   #field(seq: number, field: number): string {
-    let from = this.#start[seq]!;
+    // Fields after the hostname come after a line feed each.
+    let from = this.#start[seq]! + (field >= 2 ? field - 1 : 0);
     for (let i = 0; i < field; i++) from += this.#lengths[4 * seq + i]!;
     return this.#chunks[seq]!.slice(from, from + this.#lengths[4 * seq + field]!);
   }
@@ -244,12 +234,19 @@ class AgentStrings {
     return this.#field(seq, 1);
   }
 
+  /** The capability names joined by line feeds. */
   capabilities(seq: number): string {
     return this.#field(seq, 2);
   }
 
+  /** The whole searchable text (hostname, capabilities, display name, description), lowercase. */
   text(seq: number): string {
-    return this.#field(seq, 3);
+    const at = 4 * seq;
+    const from = this.#start[seq]! + this.#lengths[at]!;
+    return this.#chunks[seq]!.slice(
+      from,
+      from + this.#lengths[at + 1]! + this.#lengths[at + 2]! + this.#lengths[at + 3]! + 2,
+    );
   }
 
   hostnameIs(seq: number, hostname: string): boolean {
@@ -320,8 +317,8 @@ export interface IndexPage {
 export class SearchIndex {
   // Columns by seq (seqs are the store's dense row ids).
   /**
-   * Id, hostname, packNames of the capabilities, and the lowercase searchable text (for verbatim terms,
-   * per-agent word checks when cheaper, and the words to unindex).
+   * Id and the lowercase searchable text (hostname and capabilities first, as slices of their own; for
+   * ranking, verbatim terms, per-agent word checks when cheaper, and the words to unindex).
    */
   readonly #strings = new AgentStrings();
   #lastSeen = new Float64Array(1024);
@@ -397,8 +394,8 @@ export class SearchIndex {
   add(seq: number, agent: IndexedAgent): void {
     this.remove(seq);
     this.#grow(seq);
-    const text = searchTextOf(agent);
-    const capabilities = [...new Set(agent.capabilities)];
+    // Capability names can hold no line feed (control characters are refused), so the joined list is exact.
+    const capabilities = [...new Set(agent.capabilities.map((name) => name.toLowerCase()))].filter(Boolean);
     for (const name of capabilities) {
       let list = this.#byCapability.get(name);
       if (!list) {
@@ -409,12 +406,13 @@ export class SearchIndex {
     }
     const fields: [string, string, string, string] = [
       agent.id,
-      agent.hostname,
-      packNames(capabilities),
-      text,
+      agent.hostname.toLowerCase(),
+      capabilities.join("\n"),
+      [agent.displayName ?? "", agent.description ?? ""].join("\n").toLowerCase(),
     ];
     if (this.#bulk) this.#strings.setShared(seq, fields);
     else this.#strings.set(seq, fields);
+    const text = this.#strings.text(seq);
     this.#lastSeen[seq] = agent.lastSeen;
     this.#idKeys[seq] = idKeyOf(agent.id);
     pairMask(agent.hostname, this.#hostnameMasks, 2 * seq);
@@ -437,7 +435,8 @@ export class SearchIndex {
     const strings = this.#strings;
     if (!strings.has(seq)) return;
     const text = strings.text(seq);
-    const capabilities = unpackNames(strings.capabilities(seq));
+    const joined = strings.capabilities(seq);
+    const capabilities = joined ? joined.split("\n") : [];
     strings.delete(seq);
     this.#size--;
     for (const token of tokensOf(text)) {
@@ -714,8 +713,8 @@ export class SearchIndex {
       if (lastSeen[seq]! < since) return -1;
       let hits = 0;
       if (caps.length) {
-        const packed = strings.capabilities(seq);
-        for (const capability of caps) if (packedHas(packed, capability)) hits++;
+        const joined = strings.capabilities(seq);
+        for (const capability of caps) if (joinedHas(joined, capability)) hits++;
         if (hits < capNeed) return -1;
       }
       if (checked.length || verbatim.length) {
