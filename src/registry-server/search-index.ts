@@ -287,7 +287,7 @@ interface QueryWord {
  */
 const EXACT_WORK = 20_000;
 /** Candidates a sampled query examines (more while its page is not full, up to SAMPLE_MAX_FACTOR times). */
-const SAMPLE = 1_024;
+const SAMPLE = 512;
 const SAMPLE_MAX_FACTOR = 16;
 
 export interface SearchIndexOptions {
@@ -813,10 +813,17 @@ export class SearchIndex {
 
 const WORD_CHAR = /[\p{L}\p{N}]/u;
 
+/** Whether the UTF-16 unit at `at` is a letter or digit (ASCII by comparisons, the rest by the regex). */
+function isWordUnit(text: string, at: number): boolean {
+  const unit = text.charCodeAt(at);
+  if (unit < 0x80) return (unit >= 0x30 && unit <= 0x39) || ((unit | 0x20) >= 0x61 && (unit | 0x20) <= 0x7a);
+  return WORD_CHAR.test(text[at]!);
+}
+
 /** Whether some word of `text` starts with `prefix` (an occurrence not preceded by a word character). */
 function hasWordStartingWith(text: string, prefix: string): boolean {
   for (let at = text.indexOf(prefix); at >= 0; at = text.indexOf(prefix, at + 1)) {
-    if (at === 0 || !WORD_CHAR.test(text[at - 1]!)) return true;
+    if (at === 0 || !isWordUnit(text, at - 1)) return true;
   }
   return false;
 }
