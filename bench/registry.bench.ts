@@ -651,6 +651,10 @@ async function main(config: BenchConfig) {
     const byHost = Array.from({ length: n }, () => `/api/v1/agents/by-hostname/${pick(hostnames)}`);
 
     const clients = config.searchClients;
+    // Warm-up, not measured: the first seconds after the load are spent collecting its garbage, and the
+    // figures are meant for a server in its steady state (startup is measured above).
+    const warmUp = searchPaths(100);
+    await latencies(base, [...warmUp.text, ...warmUp.caps, ...warmUp.both], clients);
     const rText = await latencies(base, text, clients);
     const rCaps = await latencies(base, caps, clients);
     const rBoth = await latencies(base, both, clients);
