@@ -247,7 +247,7 @@ export class SqliteRegistryStore implements RegistryStore {
   /** Highest seq at open: how far the load has to go (for Retry-After). */
   #loadTarget = 0;
   #loadTimer: NodeJS.Immediate | undefined;
-  readonly #loadWaiters: Array<() => void> = [];
+  readonly #loadWaiters: Array<{ resolve: () => void; reject: (error: Error) => void }> = [];
   readonly #loadSliceMs: number;
   readonly #loadBatchRows: number;
 
@@ -310,10 +310,10 @@ export class SqliteRegistryStore implements RegistryStore {
     return this.#loadedThrough === Number.POSITIVE_INFINITY;
   }
 
-  /** Resolves once the search index holds every agent (at once when it does). */
+  /** Resolves once the search index holds every agent (at once when it does); rejects if closed first. */
   whenSearchReady(): Promise<void> {
     if (this.searchReady) return Promise.resolve();
-    return new Promise((resolve) => this.#loadWaiters.push(resolve));
+    return new Promise((resolve, reject) => this.#loadWaiters.push({ resolve, reject }));
   }
 
   #scheduleIndexSlice(): void {
@@ -355,7 +355,7 @@ export class SqliteRegistryStore implements RegistryStore {
       );
       if (rows.length < this.#loadBatchRows) {
         this.#loadedThrough = Number.POSITIVE_INFINITY;
-        for (const resolve of this.#loadWaiters.splice(0)) resolve();
+        for (const waiter of this.#loadWaiters.splice(0)) waiter.resolve();
         return true;
       }
       this.#loadedThrough = Number(rows.at(-1)!.seq);
@@ -943,6 +943,9 @@ export class SqliteRegistryStore implements RegistryStore {
   close(): void {
     if (this.#loadTimer) clearImmediate(this.#loadTimer);
     this.#loadTimer = undefined;
+    for (const waiter of this.#loadWaiters.splice(0)) {
+      waiter.reject(new Error("load the search index: the store was closed before the index was complete"));
+    }
     if (!this.#db.isOpen) return;
     this.#writeTouches();
     this.#statements.clear();

@@ -115,6 +115,17 @@ describe("search while the index loads", () => {
     expect(loaded[2]!.items[0]!.id).toBe("id-02999");
   });
 
+  it("tells a waiter when the store closes before the index is complete", async () => {
+    const store = new SqliteRegistryStore({
+      path: seededFile("closed.db", 500),
+      indexLoadSyncMs: 0,
+      indexLoadBatchRows: 10,
+    });
+    const ready = store.whenSearchReady();
+    store.close();
+    await expect(ready).rejects.toThrow(/closed before the index was complete/);
+  });
+
   it("serves other routes at once and searches with 503 + Retry-After over HTTP while loading", async () => {
     const store = new SqliteRegistryStore({
       path: seededFile("http.db", 3000),
