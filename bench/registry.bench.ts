@@ -1,29 +1,94 @@
-// Benchmark of the reference Agent Registry: seeds 100,000 agents straight through the store (file db in a temp
-// dir), starts the registry's CLI as a child process from a fresh JavaScript build of src/registry-server/ (as
-// bin/agent-registry.mjs runs dist/ in a deployment; see support/registry-build.ts), and measures over loopback
-// with keep-alive node:http clients: search p50/p99 (text, capability, both), by-hostname p50/p99,
-// heartbeats/s with 50 concurrent clients, and the server's RSS; then fills one relay inbox to its quota with
-// worst-case bodies (control characters, escaped 6x) and samples the server's RSS while 8 clients read it with
-// maximal pages at once. Last line: one JSON object with the figures.
+// Benchmark of the reference Agent Registry: seeds 1,000,000 agents (--agents N) straight through the store
+// (file db in a temp dir, 10,000 per transaction), starts the registry's CLI as a child process from a fresh
+// JavaScript build of src/registry-server/ (as bin/agent-registry.mjs runs dist/ in a deployment; see
+// support/registry-build.ts) and times it from spawn to listening (startup_s) and to its first answered search
+// (index_ready_s), then measures over loopback with keep-alive node:http clients: search p50/p99 with 8
+// concurrent clients (text, capability, both), by-hostname p50/p99, heartbeats/s with 50 concurrent clients,
+// and the server's RSS; then fills one relay inbox to its quota with worst-case bodies (control characters,
+// escaped 6x) and samples the server's RSS while 8 clients read it with maximal pages at once. Last line: one
+// JSON object with the figures. The store and the number of server processes are parameters (--store,
+// --replicas); only the SQLite store with one process exists so far.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
 import { issueToken } from "../src/registry-server/auth.js";
 import { peerIdOf } from "../src/registry-server/peer-id.js";
 import { SqliteDatabaseStore } from "../src/registry-server/sqlite-store.js";
 import type { StoredAgent } from "../src/registry-server/store.js";
 import { buildRegistryServer } from "./support/registry-build.js";
 
-const AGENTS = Number(process.env.BENCH_AGENTS ?? 100_000);
-const SEARCHES_PER_KIND = Number(process.env.BENCH_SEARCHES ?? 400);
-const HEARTBEAT_SECONDS = Number(process.env.BENCH_HEARTBEAT_SECONDS ?? 10);
+/** What one run measures: which store, how many server processes, how much data and load. */
+export interface BenchConfig {
+  store: "sqlite" | "postgres";
+  replicas: number;
+  agents: number;
+  searchesPerKind: number;
+  searchClients: number;
+  heartbeatSeconds: number;
+}
+
+const USAGE =
+  "usage: npm run bench:registry -- [--agents N] [--store sqlite|postgres] [--replicas N] [--searches N] " +
+  "[--search-clients N] [--heartbeat-seconds N]";
+
+/** The command line (environment variables BENCH_AGENTS, BENCH_SEARCHES, BENCH_HEARTBEAT_SECONDS as defaults). */
+export function parseBenchArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): BenchConfig {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      agents: { type: "string" },
+      store: { type: "string", default: "sqlite" },
+      replicas: { type: "string", default: "1" },
+      searches: { type: "string" },
+      "search-clients": { type: "string", default: "8" },
+      "heartbeat-seconds": { type: "string" },
+    },
+    strict: true,
+  });
+  const count = (name: string, text: string | undefined, fallback: number, min: number): number => {
+    const n = text === undefined ? fallback : Number(text);
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}; ${USAGE}`);
+    return n;
+  };
+  const store = values.store;
+  if (store !== "sqlite" && store !== "postgres")
+    throw new Error(`--store must be sqlite or postgres; ${USAGE}`);
+  const config: BenchConfig = {
+    store,
+    replicas: count("replicas", values.replicas, 1, 1),
+    agents: count("agents", values.agents ?? env.BENCH_AGENTS, 1_000_000, 1_000),
+    searchesPerKind: count("searches", values.searches ?? env.BENCH_SEARCHES, 800, 10),
+    searchClients: count("search-clients", values["search-clients"], 8, 1),
+    heartbeatSeconds: count(
+      "heartbeat-seconds",
+      values["heartbeat-seconds"] ?? env.BENCH_HEARTBEAT_SECONDS,
+      10,
+      1,
+    ),
+  };
+  if (config.store === "postgres") {
+    throw new Error(
+      "--store postgres: not yet (the PostgreSQL store is being built; this bench will start it and its replicas once it exists)",
+    );
+  }
+  if (config.replicas !== 1) {
+    throw new Error(
+      "--replicas: the SQLite store serves from one process; use --replicas 1 (or --store postgres, not yet)",
+    );
+  }
+  return config;
+}
+
 const HEARTBEAT_CLIENTS = 50;
 const TOKENED_AGENTS = 2_000;
+/** Agents per seeding transaction. */
+const SEED_BATCH = 10_000;
 
 // A small deterministic PRNG so every run seeds the same data.
 let state = 0x9e3779b9;
@@ -150,54 +215,115 @@ const WORDS = [
   "kotlin",
 ];
 
-export function seed(path: string): {
+export interface Seeded {
   heartbeatAgents: Array<{ id: string; token: string; installationId: string; hostname: string }>;
   hostnames: string[];
-} {
-  const store = new SqliteDatabaseStore({ path });
+  /** Microseconds per agent of the first and the last transaction: registration cost as the table grows. */
+  firstBatchUs: number;
+  lastBatchUs: number;
+}
+
+/** The i-th agent of the seeding (deterministic but for its random id): words drawn from the lists above. */
+export function benchAgent(i: number, now: number, tokenHash: string | null = null): StoredAgent {
+  const hostname = `${pick(ADJECTIVES)}-${pick(NOUNS)}-${i}`;
+  const capabilities = [
+    ...new Set(Array.from({ length: 2 + Math.floor(rand() * 5) }, () => pick(CAPABILITIES))),
+  ];
+  const description = Array.from({ length: 10 + Math.floor(rand() * 16) }, () => pick(WORDS)).join(" ");
+  return {
+    id: randomUUID(),
+    hostname,
+    installationId: `inst-${i}`,
+    peerId: peerIdOf(`inst-${i}`),
+    pilotNodeId: 1000 + i,
+    pilotAddress: null,
+    displayName: `${pick(ADJECTIVES)} ${pick(NOUNS)}`,
+    description,
+    capabilities,
+    tokenHash,
+    publicKey: null,
+    signedRecord: null,
+    lastSeen: now,
+    createdAt: now,
+    updatedAt: now,
+  };
+}
+
+/** Search paths of each kind the bench measures, drawn from the seeding's word lists. */
+export function searchPaths(n: number): { text: string[]; caps: string[]; both: string[] } {
+  return {
+    text: Array.from({ length: n }, () => `/api/v1/agents/search?q=${pick(WORDS)}`),
+    caps: Array.from(
+      { length: n },
+      () => `/api/v1/agents/search?capabilities=${pick(CAPABILITIES)}&capabilities=${pick(CAPABILITIES)}`,
+    ),
+    both: Array.from(
+      { length: n },
+      () => `/api/v1/agents/search?q=${pick(WORDS)}&capabilities=${pick(DOMAINS)}`,
+    ),
+  };
+}
+
+export function seed(path: string, agents: number): Seeded {
+  // A page cache the size of the table: the unique indexes (random ids, peer ids) are written at random
+  // places, and with the default 16 MiB every insert past a few hundred thousand agents read pages from disk.
+  const store = new SqliteDatabaseStore({ path, cacheMiB: 1024 });
   const now = Date.now();
   const heartbeatAgents: Array<{ id: string; token: string; installationId: string; hostname: string }> = [];
   const hostnames: string[] = [];
-  const batch = 5_000;
-  for (let start = 0; start < AGENTS; start += batch) {
+  let firstBatchUs = 0;
+  let lastBatchUs = 0;
+  for (let start = 0; start < agents; start += SEED_BATCH) {
+    const end = Math.min(start + SEED_BATCH, agents);
+    const t0 = performance.now();
     store.transaction(() => {
-      for (let i = start; i < Math.min(start + batch, AGENTS); i++) {
-        const hostname = `${pick(ADJECTIVES)}-${pick(NOUNS)}-${i}`;
-        const capabilities = [
-          ...new Set(Array.from({ length: 2 + Math.floor(rand() * 5) }, () => pick(CAPABILITIES))),
-        ];
-        const description = Array.from({ length: 10 + Math.floor(rand() * 16) }, () => pick(WORDS)).join(" ");
+      for (let i = start; i < end; i++) {
         const token = i < TOKENED_AGENTS ? issueToken() : undefined;
-        const agent: StoredAgent = {
-          id: randomUUID(),
-          hostname,
-          installationId: `inst-${i}`,
-          peerId: peerIdOf(`inst-${i}`),
-          pilotNodeId: 1000 + i,
-          pilotAddress: null,
-          displayName: `${pick(ADJECTIVES)} ${pick(NOUNS)}`,
-          description,
-          capabilities,
-          tokenHash: token?.hash ?? null,
-          publicKey: null,
-          signedRecord: null,
-          lastSeen: now,
-          createdAt: now,
-          updatedAt: now,
-        };
+        const agent = benchAgent(i, now, token?.hash ?? null);
+        const hostname = agent.hostname;
         store.insertAgent(agent);
         if (token)
           heartbeatAgents.push({ id: agent.id, token: token.token, installationId: `inst-${i}`, hostname });
-        if (i % 50 === 0) hostnames.push(hostname);
+        if (i % 50 === 0 && hostnames.length < 20_000) hostnames.push(hostname);
       }
     });
+    lastBatchUs = ((performance.now() - t0) * 1000) / (end - start);
+    if (start === 0) firstBatchUs = lastBatchUs;
   }
   store.close();
-  return { heartbeatAgents, hostnames };
+  return { heartbeatAgents, hostnames, firstBatchUs, lastBatchUs };
+}
+
+interface Replica {
+  proc: ChildProcess;
+  url: string;
+  /** Seconds from spawn to the "listening" line. */
+  startupSeconds: number;
+}
+
+/** The registry's server processes for `config` on the seeded database: one for SQLite. */
+async function startReplicas(config: BenchConfig, entry: string, db: string): Promise<Replica[]> {
+  if (config.store !== "sqlite" || config.replicas !== 1)
+    throw new Error("only one SQLite replica exists yet");
+  const t0 = performance.now();
+  const child = await startChild(entry, db);
+  return [{ ...child, startupSeconds: (performance.now() - t0) / 1000 }];
+}
+
+/** Seconds until a search is answered 200 (searches answer 503 while the index loads after a restart). */
+async function untilSearchable(base: URL, deadlineMs = 600_000): Promise<void> {
+  const deadline = performance.now() + deadlineMs;
+  while (performance.now() < deadline) {
+    if ((await call(base, "GET", "/api/v1/agents/search?q=zz&limit=1")) === 200) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error("the registry did not answer a search within 10 minutes of starting");
 }
 
 async function startChild(entry: string, db: string): Promise<{ proc: ChildProcess; url: string }> {
-  const proc = spawn(process.execPath, [entry, "serve", "--port", "0", "--db", db], {
+  // A day's ttl: seeding 1,000,000 agents takes minutes, and with the default 180 s they would all be
+  // offline by the time they are searched.
+  const proc = spawn(process.execPath, [entry, "serve", "--port", "0", "--db", db, "--ttl", "86400"], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const url = await new Promise<string>((resolve, reject) => {
@@ -210,6 +336,10 @@ async function startChild(entry: string, db: string): Promise<{ proc: ChildProce
       const url = /listening on (\S+)/.exec(line)?.[1];
       if (url) resolve(url);
       else reject(new Error(`unexpected line: ${line}`));
+    });
+    proc.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`registry exited with ${code} before listening (its stderr is above)`));
     });
   });
   return { proc, url };
@@ -239,18 +369,26 @@ function call(
 const percentile = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
 
+/** Latency of each GET with `clients` clients at once, each sending its share of `paths` one after another. */
 async function latencies(
   base: URL,
   paths: string[],
+  clients: number,
 ): Promise<{ p50: number; p99: number; statuses: Set<number> }> {
   const times: number[] = [];
   const statuses = new Set<number>();
   for (const path of paths.slice(0, 20)) await call(base, "GET", path); // warm-up
-  for (const path of paths) {
-    const t0 = performance.now();
-    statuses.add(await call(base, "GET", path));
-    times.push(performance.now() - t0);
-  }
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (next < paths.length) {
+        const path = paths[next++]!;
+        const t0 = performance.now();
+        statuses.add(await call(base, "GET", path));
+        times.push(performance.now() - t0);
+      }
+    }),
+  );
   times.sort((a, b) => a - b);
   return { p50: percentile(times, 0.5), p99: percentile(times, 0.99), statuses };
 }
@@ -258,8 +396,9 @@ async function latencies(
 async function heartbeats(
   base: URL,
   agents: Array<{ id: string; token: string }>,
+  seconds: number,
 ): Promise<{ perSecond: number; errors: number }> {
-  const deadline = performance.now() + HEARTBEAT_SECONDS * 1000;
+  const deadline = performance.now() + seconds * 1000;
   let ok = 0;
   let errors = 0;
   const t0 = performance.now();
@@ -473,39 +612,54 @@ function calibrationMs(): number {
   return n > 0 ? performance.now() - t0 : 0;
 }
 
-async function main() {
+/** Size of the database file and its WAL, in MiB. */
+function dbSizeMiB(db: string): number {
+  let bytes = 0;
+  for (const path of [db, `${db}-wal`]) {
+    try {
+      bytes += statSync(path).size;
+    } catch {
+      // No WAL file (checkpointed at close): nothing to add.
+    }
+  }
+  return bytes / (1024 * 1024);
+}
+
+async function main(config: BenchConfig) {
   const dir = mkdtempSync(join(tmpdir(), "agent-registry-bench-"));
   let child: ChildProcess | undefined;
   try {
     const db = join(dir, "registry.db");
+    // Built first, so the server measured is the source as it was when the run started.
+    const entry = buildRegistryServer();
     const s0 = performance.now();
-    const { heartbeatAgents, hostnames } = seed(db);
+    const seeded = seed(db, config.agents);
+    const { heartbeatAgents, hostnames } = seeded;
     const seedSeconds = (performance.now() - s0) / 1000;
+    const dbSize = dbSizeMiB(db);
     const recipient = heartbeatAgents[0]!;
     const inboxMessages = fillInbox(db, recipient.installationId);
-    const started = await startChild(buildRegistryServer(), db);
-    child = started.proc;
-    const base = new URL(started.url);
+    const [replica] = await startReplicas(config, entry, db);
+    child = replica!.proc;
+    const base = new URL(replica!.url);
+    const r0 = performance.now();
+    await untilSearchable(base);
+    const indexReadySeconds = replica!.startupSeconds + (performance.now() - r0) / 1000;
 
-    const text = Array.from({ length: SEARCHES_PER_KIND }, () => `/api/v1/agents/search?q=${pick(WORDS)}`);
-    const caps = Array.from(
-      { length: SEARCHES_PER_KIND },
-      () => `/api/v1/agents/search?capabilities=${pick(CAPABILITIES)}&capabilities=${pick(CAPABILITIES)}`,
-    );
-    const both = Array.from(
-      { length: SEARCHES_PER_KIND },
-      () => `/api/v1/agents/search?q=${pick(WORDS)}&capabilities=${pick(DOMAINS)}`,
-    );
-    const byHost = Array.from(
-      { length: SEARCHES_PER_KIND },
-      () => `/api/v1/agents/by-hostname/${pick(hostnames)}`,
-    );
+    const n = config.searchesPerKind;
+    const { text, caps, both } = searchPaths(n);
+    const byHost = Array.from({ length: n }, () => `/api/v1/agents/by-hostname/${pick(hostnames)}`);
 
-    const rText = await latencies(base, text);
-    const rCaps = await latencies(base, caps);
-    const rBoth = await latencies(base, both);
-    const rHost = await latencies(base, byHost);
-    const hb = await heartbeats(base, heartbeatAgents);
+    const clients = config.searchClients;
+    // Warm-up, not measured: the first seconds after the load are spent collecting its garbage, and the
+    // figures are meant for a server in its steady state (startup is measured above).
+    const warmUp = searchPaths(100);
+    await latencies(base, [...warmUp.text, ...warmUp.caps, ...warmUp.both], clients);
+    const rText = await latencies(base, text, clients);
+    const rCaps = await latencies(base, caps, clients);
+    const rBoth = await latencies(base, both, clients);
+    const rHost = await latencies(base, byHost, clients);
+    const hb = await heartbeats(base, heartbeatAgents, config.heartbeatSeconds);
     const mem = rssMiB(child.pid!);
     const full = await sendsToFullInbox(base, heartbeatAgents.slice(1, 201), recipient.installationId);
     const reads = await inboxReads(base, child.pid!, recipient);
@@ -517,8 +671,15 @@ async function main() {
     const searchP99 = Math.max(...allSearch.map((r) => r.p99));
     const row = (name: string, r: { p50: number; p99: number; statuses: Set<number> }) =>
       `${name.padEnd(28)} ${r.p50.toFixed(2).padStart(8)} ${r.p99.toFixed(2).padStart(8)}   ${[...r.statuses].join(",")}`;
-    console.log(`agents seeded: ${AGENTS} in ${seedSeconds.toFixed(1)} s (file db, WAL)`);
-    console.log(`${"measure".padEnd(28)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)}   statuses`);
+    console.log(
+      `agents seeded: ${config.agents} in ${seedSeconds.toFixed(1)} s (file db, WAL; ${seeded.firstBatchUs.toFixed(1)} us/agent in the first transaction, ${seeded.lastBatchUs.toFixed(1)} in the last); db ${dbSize.toFixed(0)} MiB`,
+    );
+    console.log(
+      `restart: listening after ${replica!.startupSeconds.toFixed(2)} s, searches answered after ${indexReadySeconds.toFixed(2)} s`,
+    );
+    console.log(
+      `${"measure".padEnd(28)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)}   statuses (${clients} clients at once)`,
+    );
     console.log(row("search q (1 word)", rText));
     console.log(row("search capabilities (2, any)", rCaps));
     console.log(row("search q + capability", rBoth));
@@ -537,7 +698,10 @@ async function main() {
     const round = (n: number) => Math.round(n * 100) / 100;
     console.log(
       JSON.stringify({
-        agents: AGENTS,
+        store: config.store,
+        replicas: config.replicas,
+        agents: config.agents,
+        search_clients: clients,
         search_p50_ms: round(searchP50),
         search_p99_ms: round(searchP99),
         search_text_p50_ms: round(rText.p50),
@@ -551,12 +715,18 @@ async function main() {
         heartbeats_per_s: Math.round(hb.perSecond),
         heartbeat_errors: hb.errors,
         rss_mb: Math.round(mem.rss),
+        replica_rss_mb: Math.round(mem.rss),
         rss_peak_mb: Math.round(mem.hwm),
         inbox_read_peak_rss_mb: Math.round(reads.peakRss),
         inbox_read_largest_page_bytes: reads.largestPage,
         inbox_messages_at_quota: inboxMessages,
         send_to_full_inbox_p50_ms: round(full.p50),
         seed_s: round(seedSeconds),
+        seed_first_batch_us_per_agent: round(seeded.firstBatchUs),
+        seed_last_batch_us_per_agent: round(seeded.lastBatchUs),
+        db_size_mb: Math.round(dbSize),
+        startup_s: round(replica!.startupSeconds),
+        index_ready_s: round(indexReadySeconds),
         load_avg_1m: round(load),
         cpu_calibration_ms: round(calibration),
       }),
@@ -573,4 +743,13 @@ async function main() {
 }
 
 // Run only when executed directly (the seeding is importable for profiling scripts).
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await main();
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  let config: BenchConfig | undefined;
+  try {
+    config = parseBenchArgs(process.argv.slice(2));
+  } catch (error) {
+    console.error(`bench:registry: ${(error as Error).message}`);
+    process.exitCode = 2;
+  }
+  if (config) await main(config);
+}

@@ -6,19 +6,32 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "nod
 import { join } from "node:path";
 import ts from "typescript";
 
-const SOURCE = new URL("../../src/registry-server/", import.meta.url);
+const SOURCE = new URL("../../src/", import.meta.url);
+/** The folders of src/ the server imports (registry-server/ reaches ../identity/), built side by side. */
+const FOLDERS = ["registry-server", "identity"];
 /** Inside the repo (git-ignored) so that the built files resolve `zod` from the repo's node_modules. */
-const OUT = new URL("../../.tmp/bench-registry-server/", import.meta.url);
+const OUT = new URL("../../.tmp/bench-registry/", import.meta.url);
 
 /** Builds the registry server and returns the path of an entry script taking the CLI's arguments. */
 export function buildRegistryServer(): string {
   const out = OUT.pathname;
   rmSync(out, { recursive: true, force: true });
+  for (const folder of FOLDERS) build(new URL(`${folder}/`, SOURCE), join(out, folder));
+  // The same two lines as bin/agent-registry.mjs once it has found a build.
+  const entry = join(out, "registry-server", "serve.mjs");
+  writeFileSync(
+    entry,
+    'import { runCli } from "./cli.js";\nprocess.exitCode = await runCli(process.argv.slice(2));\n',
+  );
+  return entry;
+}
+
+function build(source: URL, out: string): void {
   mkdirSync(out, { recursive: true });
-  for (const name of readdirSync(SOURCE)) {
+  for (const name of readdirSync(source)) {
     if (!name.endsWith(".ts") || name.endsWith(".d.ts")) continue;
-    const source = readFileSync(new URL(name, SOURCE), "utf8");
-    const { outputText } = ts.transpileModule(source, {
+    const text = readFileSync(new URL(name, source), "utf8");
+    const { outputText } = ts.transpileModule(text, {
       fileName: name,
       compilerOptions: {
         target: ts.ScriptTarget.ES2023,
@@ -29,11 +42,4 @@ export function buildRegistryServer(): string {
     });
     writeFileSync(join(out, name.replace(/\.ts$/, ".js")), outputText);
   }
-  // The same two lines as bin/agent-registry.mjs once it has found a build.
-  const entry = join(out, "serve.mjs");
-  writeFileSync(
-    entry,
-    'import { runCli } from "./cli.js";\nprocess.exitCode = await runCli(process.argv.slice(2));\n',
-  );
-  return entry;
 }

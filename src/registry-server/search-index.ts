@@ -7,6 +7,7 @@
 // description, capabilities, split at punctuation); a word with punctuation must also appear verbatim, so
 // `alpha-bot`, `100%`, `c++` are text.
 
+import { SortedWords } from "./sorted-words.js";
 import type { AgentSearchQuery } from "./store.js";
 
 export interface IndexedAgent {
@@ -38,18 +39,6 @@ export const searchTextOf = (agent: IndexedAgent): string =>
     .join("\n")
     .toLowerCase();
 
-/** Index of the first element >= key in a sorted string array. */
-function lowerBound(sorted: string[], key: string): number {
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (sorted[mid]! < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
 /**
  * A number ordered like the first three UTF-16 units of `id` (17 bits each, 0 = no unit), so the ranking's
  * id tie-break compares numbers and reads the id strings only on equal keys.
@@ -77,21 +66,18 @@ function pairMask(text: string, out: Uint32Array, at: number): void {
   out[at + 1] = hi;
 }
 
-/** An agent's capability names in one string (each after its length in two UTF-16 units): one small
- * string per agent instead of an array, read back only when the agent leaves the index. */
-function packNames(names: readonly string[]): string {
-  // join, not +=: concatenation would keep a rope of small strings per agent.
-  return names.map((name) => String.fromCharCode(name.length >>> 16, name.length & 0xffff) + name).join("");
-}
-
-function unpackNames(packed: string): string[] {
-  const names: string[] = [];
-  for (let at = 0; at < packed.length; ) {
-    const length = packed.charCodeAt(at) * 0x10000 + packed.charCodeAt(at + 1);
-    names.push(packed.slice(at + 2, at + 2 + length));
-    at += 2 + length;
+/** Whether `joined` (names joined by line feeds) holds `name` as one of its lines, read in place. */
+function joinedHas(joined: string, name: string): boolean {
+  for (let at = joined.indexOf(name); at >= 0; at = joined.indexOf(name, at + 1)) {
+    const end = at + name.length;
+    if (
+      (at === 0 || joined.charCodeAt(at - 1) === 10) &&
+      (end === joined.length || joined.charCodeAt(end) === 10)
+    ) {
+      return true;
+    }
   }
-  return names;
+  return false;
 }
 
 /** A growable list of seqs in an Int32Array: 4 bytes an entry, read by plain indexed loops. */
@@ -105,7 +91,10 @@ class SeqList {
 
   push(seq: number): void {
     if (this.length === this.seqs.length) {
-      const seqs = new Int32Array(this.seqs.length * 2);
+      // Long lists (a common word holds a fifth of all agents) grow by a quarter: doubling would leave up to
+      // half of each unused, tens of MiB at 1,000,000 agents.
+      const room = this.seqs.length;
+      const seqs = new Int32Array(room < 4096 ? room * 2 : room + (room >>> 2));
       seqs.set(this.seqs);
       this.seqs = seqs;
     }
@@ -164,8 +153,10 @@ class Marks {
 const CHUNK_UNITS = 1 << 17;
 
 /**
- * The strings of every agent (id, hostname, packed capability names, search text) as one record each, read
- * back as slices. While loading, records are joined into shared chunks of at least CHUNK_UNITS: loading 100k
+ * The strings of every agent as one record each, read back as slices: the id, then the searchable text,
+ * which is the lowercase hostname, a line feed, the capability names joined by line feeds, a line feed, and
+ * the lowercase display name and description. Hostname and capabilities are slices of the text, so no
+ * string is held twice (about 80 bytes an agent, 80 MiB at 1,000,000 agents). While loading, records are joined into shared chunks of at least CHUNK_UNITS: loading 100k
  * agents as ~400 bytes of small strings each made V8 promote them all through the young generation, which
  * grew it to its maximum (128 MiB) and kept it so for the life of the process. A chunk lives while any of its
  * agents is unchanged; agents added or changed later get a record of their own.
@@ -174,7 +165,7 @@ class AgentStrings {
   /** Record or chunk holding seq's strings; undefined when seq is absent. */
   readonly #chunks: (string | undefined)[] = [];
   #start = new Int32Array(1024);
-  /** Lengths of id, hostname, capabilities and text: seq's four at 4 * seq. */
+  /** Lengths of id, hostname, capabilities and the rest: seq's four at 4 * seq. */
   #lengths = new Int32Array(4096);
   #pending: number[] = [];
   #pendingUnits = 0;
@@ -190,15 +181,15 @@ class AgentStrings {
     this.#lengths = lengths;
   }
 
-  set(seq: number, fields: [id: string, hostname: string, capabilities: string, text: string]): void {
-    // join, not +: concatenation would keep a rope of the four strings.
-    this.#chunks[seq] = fields.join("");
+  set(seq: number, fields: [id: string, hostname: string, capabilities: string, rest: string]): void {
+    // join, not +: concatenation would keep a rope of the strings.
+    this.#chunks[seq] = [fields[0], fields[1], "\n", fields[2], "\n", fields[3]].join("");
     this.#start[seq] = 0;
     for (let i = 0; i < 4; i++) this.#lengths[4 * seq + i] = fields[i]!.length;
   }
 
   /** Like set, and the record joins the next shared chunk (bulk loading). */
-  setShared(seq: number, fields: [id: string, hostname: string, capabilities: string, text: string]): void {
+  setShared(seq: number, fields: [id: string, hostname: string, capabilities: string, rest: string]): void {
     this.set(seq, fields);
     this.#pending.push(seq);
     this.#pendingUnits += this.#chunks[seq]!.length;
@@ -229,7 +220,8 @@ class AgentStrings {
   }
 
   #field(seq: number, field: number): string {
-    let from = this.#start[seq]!;
+    // Fields after the hostname come after a line feed each.
+    let from = this.#start[seq]! + (field >= 2 ? field - 1 : 0);
     for (let i = 0; i < field; i++) from += this.#lengths[4 * seq + i]!;
     return this.#chunks[seq]!.slice(from, from + this.#lengths[4 * seq + field]!);
   }
@@ -242,12 +234,19 @@ class AgentStrings {
     return this.#field(seq, 1);
   }
 
+  /** The capability names joined by line feeds. */
   capabilities(seq: number): string {
     return this.#field(seq, 2);
   }
 
+  /** The whole searchable text (hostname, capabilities, display name, description), lowercase. */
   text(seq: number): string {
-    return this.#field(seq, 3);
+    const at = 4 * seq;
+    const from = this.#start[seq]! + this.#lengths[at]!;
+    return this.#chunks[seq]!.slice(
+      from,
+      from + this.#lengths[at + 1]! + this.#lengths[at + 2]! + this.#lengths[at + 3]! + 2,
+    );
   }
 
   hostnameIs(seq: number, hostname: string): boolean {
@@ -281,11 +280,45 @@ interface QueryWord {
   size: number;
 }
 
+/**
+ * Postings a query may walk for an exact answer (its words' and capabilities' list lengths summed); a broader
+ * one is answered from a sample (see SearchIndex.search). At 1,000,000 agents a common word holds ~190,000
+ * postings, ~100 ms to walk in full; 8 clients at once on one event loop need ~1 ms per query for a 10 ms p50.
+ */
+const EXACT_WORK = 20_000;
+/** Candidates a sampled query examines (more while its page is not full, up to SAMPLE_MAX_FACTOR times). */
+const SAMPLE = 512;
+const SAMPLE_MAX_FACTOR = 16;
+
+export interface SearchIndexOptions {
+  /** See EXACT_WORK (tests make it small). */
+  exactWork?: number;
+  /** See SAMPLE. */
+  sample?: number;
+}
+
+/** What the store knows cheaply and the index does not keep: the seq of the agent named by the phrase. */
+export interface SearchHint {
+  hostnameSeq?: number;
+}
+
+export interface IndexPage {
+  /** One page of matching seqs, best first. */
+  seqs: number[];
+  /** How many agents match: exact when `exact`, else estimated from a sample. */
+  total: number;
+  /**
+   * False when the query was too broad to walk in full: the total is an estimate, and the page ranks the
+   * sampled candidates (plus every exact hostname and the first SAMPLE holders of an exact capability).
+   */
+  exact: boolean;
+}
+
 export class SearchIndex {
   // Columns by seq (seqs are the store's dense row ids).
   /**
-   * Id, hostname, packNames of the capabilities, and the lowercase searchable text (for verbatim terms,
-   * per-agent word checks when cheaper, and the words to unindex).
+   * Id and the lowercase searchable text (hostname and capabilities first, as slices of their own; for
+   * ranking, verbatim terms, per-agent word checks when cheaper, and the words to unindex).
    */
   readonly #strings = new AgentStrings();
   #lastSeen = new Float64Array(1024);
@@ -295,8 +328,8 @@ export class SearchIndex {
   #end = 0;
 
   readonly #postings = new Map<string, Posting>();
-  /** Every token, sorted, for prefix ranges; kept sorted by binary insertion (new tokens are rare). */
-  readonly #vocabulary: string[] = [];
+  /** Every token in order, for prefix ranges (chunked, so a new token costs O(log V), not O(V)). */
+  readonly #vocabulary = new SortedWords();
   readonly #byCapability = new Map<string, SeqList>();
   #size = 0;
   #bulk = false;
@@ -314,9 +347,17 @@ export class SearchIndex {
     return this.#size;
   }
 
+  readonly #exactWork: number;
+  readonly #sample: number;
+
+  constructor(options: SearchIndexOptions = {}) {
+    this.#exactWork = options.exactWork ?? EXACT_WORK;
+    this.#sample = options.sample ?? SAMPLE;
+  }
+
   /**
-   * Adds many agents at once (loading at start): the vocabulary is sorted once at the end instead of by
-   * one insertion per new word, which would be quadratic in the number of distinct words.
+   * Adds many agents at once (loading at start, one slice at a time): their strings are joined into shared
+   * chunks. Entries may repeat a seq or overlap earlier adds (the last one counts).
    */
   load(entries: Iterable<[number, IndexedAgent]>): void {
     this.#bulk = true;
@@ -325,10 +366,6 @@ export class SearchIndex {
     } finally {
       this.#bulk = false;
       this.#strings.flushShared();
-      // A loop, not a spread: 100k+ words would overflow the argument limit of splice().
-      this.#vocabulary.length = 0;
-      for (const token of this.#postings.keys()) this.#vocabulary.push(token);
-      this.#vocabulary.sort();
     }
   }
 
@@ -357,8 +394,8 @@ export class SearchIndex {
   add(seq: number, agent: IndexedAgent): void {
     this.remove(seq);
     this.#grow(seq);
-    const text = searchTextOf(agent);
-    const capabilities = [...new Set(agent.capabilities)];
+    // Capability names can hold no line feed (control characters are refused), so the joined list is exact.
+    const capabilities = [...new Set(agent.capabilities.map((name) => name.toLowerCase()))].filter(Boolean);
     for (const name of capabilities) {
       let list = this.#byCapability.get(name);
       if (!list) {
@@ -369,12 +406,13 @@ export class SearchIndex {
     }
     const fields: [string, string, string, string] = [
       agent.id,
-      agent.hostname,
-      packNames(capabilities),
-      text,
+      agent.hostname.toLowerCase(),
+      capabilities.join("\n"),
+      [agent.displayName ?? "", agent.description ?? ""].join("\n").toLowerCase(),
     ];
     if (this.#bulk) this.#strings.setShared(seq, fields);
     else this.#strings.set(seq, fields);
+    const text = this.#strings.text(seq);
     this.#lastSeen[seq] = agent.lastSeen;
     this.#idKeys[seq] = idKeyOf(agent.id);
     pairMask(agent.hostname, this.#hostnameMasks, 2 * seq);
@@ -383,7 +421,7 @@ export class SearchIndex {
       const posting = this.#postings.get(token);
       if (posting === undefined) {
         this.#postings.set(token, seq);
-        if (!this.#bulk) this.#vocabulary.splice(lowerBound(this.#vocabulary, token), 0, token);
+        this.#vocabulary.add(token);
       } else if (typeof posting === "number") {
         const list = new SeqList();
         list.push(posting);
@@ -397,7 +435,8 @@ export class SearchIndex {
     const strings = this.#strings;
     if (!strings.has(seq)) return;
     const text = strings.text(seq);
-    const capabilities = unpackNames(strings.capabilities(seq));
+    const joined = strings.capabilities(seq);
+    const capabilities = joined ? joined.split("\n") : [];
     strings.delete(seq);
     this.#size--;
     for (const token of tokensOf(text)) {
@@ -409,8 +448,7 @@ export class SearchIndex {
         if (posting.length > 0) continue;
       } else if (posting !== seq) continue;
       this.#postings.delete(token);
-      const at = lowerBound(this.#vocabulary, token);
-      if (this.#vocabulary[at] === token) this.#vocabulary.splice(at, 1);
+      this.#vocabulary.delete(token);
     }
     for (const name of capabilities) {
       const list = this.#byCapability.get(name);
@@ -418,6 +456,11 @@ export class SearchIndex {
       list.remove(seq);
       if (list.length === 0) this.#byCapability.delete(name);
     }
+  }
+
+  /** Whether the agent at `seq` is in the index. */
+  has(seq: number): boolean {
+    return this.#strings.has(seq);
   }
 
   lastSeenOf(seq: number): number {
@@ -434,9 +477,7 @@ export class SearchIndex {
     const lists: SeqList[] = [];
     let singles: SeqList | undefined;
     let size = 0;
-    for (let i = lowerBound(this.#vocabulary, token); i < this.#vocabulary.length; i++) {
-      const word = this.#vocabulary[i]!;
-      if (!word.startsWith(token)) break;
+    this.#vocabulary.withPrefix(token, (word) => {
       const posting = this.#postings.get(word)!;
       if (typeof posting === "number") {
         singles ??= new SeqList(16);
@@ -446,19 +487,23 @@ export class SearchIndex {
         lists.push(posting);
         size += posting.length;
       }
-    }
+    });
     if (singles) lists.push(singles);
     return { token, lists, size };
   }
 
-  /** Matching agents' seqs for one page, best first, and the exact total. */
-  search(query: IndexQuery): { seqs: number[]; total: number } {
+  /**
+   * Matching agents' seqs for one page, best first, and the total. A query whose postings sum to at most
+   * `exactWork` walks them all: exact page, exact total. A broader one examines its candidates in posting
+   * order and stops after `sample` of them once its page is full (see #sampled).
+   */
+  search(query: IndexQuery, hint: SearchHint = {}): IndexPage {
     // Each q word: its word-tokens must prefix-match agent tokens; punctuation means a verbatim check too.
     const verbatim = query.terms.filter((term) => !isPlainWord(term));
     const words: QueryWord[] = [];
     for (const token of new Set(query.terms.flatMap((term) => term.match(WORD) ?? []))) {
       const word = this.#word(token);
-      if (word.size === 0) return { seqs: [], total: 0 };
+      if (word.size === 0) return { seqs: [], total: 0, exact: true };
       words.push(word);
     }
     words.sort((a, b) => a.size - b.size);
@@ -472,9 +517,13 @@ export class SearchIndex {
       if (list) {
         capLists.push(list);
         capSize += list.length;
-      } else if (query.match === "all") return { seqs: [], total: 0 };
+      } else if (query.match === "all") return { seqs: [], total: 0, exact: true };
     }
-    if (caps.length && capLists.length === 0) return { seqs: [], total: 0 };
+    if (caps.length && capLists.length === 0) return { seqs: [], total: 0, exact: true };
+    let work = capSize;
+    for (const word of words) work += word.size;
+    if (words.length === 0 && caps.length === 0) work = this.#size;
+    if (work > this.#exactWork) return this.#sampled(query, words, capLists, verbatim, hint);
     const capNeed = query.match === "all" ? caps.length : 1;
     const capBase = caps.length ? this.#capMarks.take(caps.length + 1) : 0;
     const capTop = capBase + caps.length;
@@ -609,16 +658,172 @@ export class SearchIndex {
     } else {
       for (let seq = 0; seq < this.#end; seq++) if (strings.has(seq)) consider(seq);
     }
-    return { seqs: heap.sortedSeqs().slice(query.offset), total };
+    return { seqs: heap.sortedSeqs().slice(query.offset), total, exact: true };
+  }
+
+  /**
+   * A broad query: candidates come from its most selective source (the rarest word, the smallest capability
+   * list for `all`, every capability list for `any`, else every agent), examined one by one in posting order
+   * (each checked against the other words through its text and the capabilities through its packed names,
+   * instead of stamping whole lists) until `sample` were examined and the page is full, or
+   * SAMPLE_MAX_FACTOR * `sample` were. The exact hostname (from the hint) and the first `sample` holders of
+   * a capability equal to the phrase or a word (ranking tiers 0 and 1) are considered first, so a broad
+   * query still finds what it names. A walk that reaches the end of the source is exact; otherwise the
+   * total is the sample's match rate times the source's length.
+   */
+  #sampled(
+    query: IndexQuery,
+    words: QueryWord[],
+    capLists: SeqList[],
+    verbatim: string[],
+    hint: SearchHint,
+  ): IndexPage {
+    const caps = query.capabilities;
+    const all = query.match === "all";
+    const capNeed = all ? caps.length : 1;
+    const countHits = caps.length > 1 && !all;
+    let source: SeqList[] | undefined;
+    let sourceSize = 0;
+    let sourceWord: QueryWord | undefined;
+    if (caps.length && all) {
+      const smallest = capLists.reduce((a, b) => (b.length < a.length ? b : a));
+      source = [smallest];
+      sourceSize = smallest.length;
+    } else if (caps.length) {
+      source = capLists;
+      for (const list of capLists) sourceSize += list.length;
+    }
+    if (words.length && (!source || words[0]!.size < sourceSize)) {
+      sourceWord = words[0]!;
+      source = sourceWord.lists;
+      sourceSize = sourceWord.size;
+    }
+    // Candidates of the walk hold the source word; those considered first are checked against every word.
+    const otherWords = words.filter((word) => word !== sourceWord).map((word) => word.token);
+    const allWords = words.map((word) => word.token);
+    const phrase = query.phrase;
+    const tierWords = phrase ? [...new Set([phrase, ...query.terms])] : [];
+    const since = query.seenSince ?? Number.NEGATIVE_INFINITY;
+    const strings = this.#strings;
+    const lastSeen = this.#lastSeen;
+    const heap = new TopK(query.offset + query.limit, strings, this.#idKeys);
+
+    /** The agent's capability hits when it matches the query (given it holds `checked`), else -1. */
+    const hitsOf = (seq: number, checked: string[]): number => {
+      if (lastSeen[seq]! < since) return -1;
+      let hits = 0;
+      if (caps.length) {
+        const joined = strings.capabilities(seq);
+        for (const capability of caps) if (joinedHas(joined, capability)) hits++;
+        if (hits < capNeed) return -1;
+      }
+      if (checked.length || verbatim.length) {
+        const text = strings.text(seq);
+        for (const token of checked) if (!hasWordStartingWith(text, token)) return -1;
+        for (const term of verbatim) if (!text.includes(term)) return -1;
+      }
+      return hits;
+    };
+    // Ranking lookups as in search(): holders of an exact capability stamped once (a sequential pass over
+    // their lists), hostnames read only when their pair mask allows the phrase.
+    const tierMark = this.#capMarks.take(1);
+    const tierValues = this.#capMarks.values;
+    for (const word of tierWords) {
+      const list = this.#byCapability.get(word);
+      if (list) for (let i = 0; i < list.length; i++) tierValues[list.seqs[i]!] = tierMark;
+    }
+    const phraseMask = new Uint32Array(2);
+    pairMask(phrase, phraseMask, 0);
+    const [maskLo, maskHi] = phraseMask as unknown as [number, number];
+    const hostnameMasks = this.#hostnameMasks;
+    const idKeys = this.#idKeys;
+    const offer = (seq: number, hits: number): void => {
+      let tier = 3;
+      if (phrase) {
+        const inHostname =
+          (maskLo & ~hostnameMasks[2 * seq]!) === 0 && (maskHi & ~hostnameMasks[2 * seq + 1]!) === 0;
+        if (inHostname && strings.hostnameIs(seq, phrase)) tier = 0;
+        else if (tierValues[seq] === tierMark) tier = 1;
+        else if (inHostname && strings.hostname(seq).includes(phrase)) tier = 2;
+      }
+      const rank = countHits ? hits : 0;
+      if (
+        heap.full &&
+        (tier > heap.worstTier ||
+          (tier === heap.worstTier &&
+            (rank < heap.worstHits || (rank === heap.worstHits && idKeys[seq]! > heap.worstKey))))
+      ) {
+        return;
+      }
+      heap.offer(tier, rank, seq);
+    };
+
+    // Tiers 0 and 1 first: each such agent is offered once, and marked so the walk below does not offer it
+    // again (the walk still counts it).
+    const offered = this.#tierMarks.take(1);
+    const offeredValues = this.#tierMarks.values;
+    const early: number[] = [];
+    if (hint.hostnameSeq !== undefined && strings.has(hint.hostnameSeq)) early.push(hint.hostnameSeq);
+    for (const word of tierWords) {
+      const list = this.#byCapability.get(word);
+      if (!list) continue;
+      for (let i = 0; i < list.length && i < this.#sample; i++) early.push(list.seqs[i]!);
+    }
+    for (const seq of early) {
+      if (offeredValues[seq] === offered) continue;
+      offeredValues[seq] = offered;
+      const hits = hitsOf(seq, allWords);
+      if (hits >= 0) offer(seq, hits);
+    }
+
+    const seen = this.#wordMarks.take(1);
+    const seenValues = this.#wordMarks.values;
+    const stopAt = this.#sample;
+    const hardStop = this.#sample * SAMPLE_MAX_FACTOR;
+    let examined = 0;
+    let matched = 0;
+    let complete = true;
+    const visit = (seq: number): boolean => {
+      if (examined >= stopAt && (heap.full || examined >= hardStop)) {
+        complete = false;
+        return false;
+      }
+      examined++;
+      if (seenValues[seq] === seen) return true;
+      seenValues[seq] = seen;
+      const hits = hitsOf(seq, otherWords);
+      if (hits < 0) return true;
+      matched++;
+      if (offeredValues[seq] !== offered) offer(seq, hits);
+      return true;
+    };
+    if (source) {
+      walk: for (const list of source) {
+        const seqs = list.seqs;
+        for (let i = 0; i < list.length; i++) if (!visit(seqs[i]!)) break walk;
+      }
+    } else {
+      sourceSize = this.#size;
+      for (let seq = 0; seq < this.#end; seq++) if (strings.has(seq) && !visit(seq)) break;
+    }
+    const total = complete ? matched : Math.round((matched * sourceSize) / examined);
+    return { seqs: heap.sortedSeqs().slice(query.offset), total, exact: complete };
   }
 }
 
 const WORD_CHAR = /[\p{L}\p{N}]/u;
 
+/** Whether the UTF-16 unit at `at` is a letter or digit (ASCII by comparisons, the rest by the regex). */
+function isWordUnit(text: string, at: number): boolean {
+  const unit = text.charCodeAt(at);
+  if (unit < 0x80) return (unit >= 0x30 && unit <= 0x39) || ((unit | 0x20) >= 0x61 && (unit | 0x20) <= 0x7a);
+  return WORD_CHAR.test(text[at]!);
+}
+
 /** Whether some word of `text` starts with `prefix` (an occurrence not preceded by a word character). */
 function hasWordStartingWith(text: string, prefix: string): boolean {
   for (let at = text.indexOf(prefix); at >= 0; at = text.indexOf(prefix, at + 1)) {
-    if (at === 0 || !WORD_CHAR.test(text[at - 1]!)) return true;
+    if (at === 0 || !isWordUnit(text, at - 1)) return true;
   }
   return false;
 }

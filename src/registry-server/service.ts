@@ -761,7 +761,7 @@ export class RegistryService {
     includeOffline: boolean;
     limit: number;
     offset: number;
-  }): Promise<{ agents: AgentRecord[]; total: number }> {
+  }): Promise<{ agents: AgentRecord[]; total: number; total_exact: boolean }> {
     const now = this.#now();
     const phrase = query.q.trim().toLowerCase();
     const terms = [...new Set(phrase.split(/\s+/).filter(Boolean))];
@@ -774,7 +774,11 @@ export class RegistryService {
       limit: query.limit,
       offset: query.offset,
     });
-    return { agents: page.items.map((a) => this.toRecord(a, now)), total: page.total };
+    return {
+      agents: page.items.map((a) => this.toRecord(a, now)),
+      total: page.total,
+      total_exact: page.totalExact ?? true,
+    };
   }
 
   // ---- relay --------------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 // Default RegistryStore on node:sqlite (DatabaseSync). WAL with synchronous=FULL so that a write acknowledged
 // with a 2xx survives kill -9; heartbeats (last_seen only) may opt into unsynced commits written behind,
 // several per commit, because losing the last one is harmless. Search runs on an in-memory SearchIndex loaded
-// from the rows at open and kept in step with every committed write.
+// from the rows at open (in slices between requests once the table is large, see #loadIndexSlice) and kept in
+// step with every committed write.
 import { AsyncLocalStorage } from "node:async_hooks";
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { tooBusy } from "./errors.js";
 import { isPeerId, peerIdOf } from "./peer-id.js";
 import { type IndexedAgent, SearchIndex } from "./search-index.js";
 import type {
@@ -219,7 +221,23 @@ export interface SqliteStoreOptions {
    * a crash loses at most this much of them, which only makes agents look older by one interval.
    */
   heartbeatWriteDelayMs?: number;
+  /**
+   * How long opening may spend loading the search index before it returns (default 500 ms): a small table
+   * is loaded at once, a larger one (19 s at 1,000,000 agents) goes on in slices of INDEX_SLICE_MS between
+   * requests, and searches answer 503 with Retry-After until it is complete (everything else answers from
+   * the rows meanwhile). See searchReady / whenSearchReady.
+   */
+  indexLoadSyncMs?: number;
+  /** Longest slice of the background load (default INDEX_SLICE_MS; tests make it 0: one batch a turn). */
+  indexLoadSliceMs?: number;
+  /** Rows per batch of the load (default INDEX_BATCH_ROWS; tests make it small). */
+  indexLoadBatchRows?: number;
 }
+
+/** Longest run of index loading between two turns of the event loop (requests wait at most about this). */
+const INDEX_SLICE_MS = 20;
+/** Rows read per statement while loading (by seq ranges, so writes in between are never missed). */
+const INDEX_BATCH_ROWS = 1_000;
 
 /** Agents whose heartbeat facts are kept in memory at most (a cache: cleared when full). */
 const HEARTBEAT_CACHE_SIZE = 50_000;
@@ -243,6 +261,15 @@ export class SqliteDatabaseStore {
    */
   readonly #heartbeatCache = new Map<string, { seq: number; tokenHash: string | null }>();
   #touchWriteScheduled = false;
+  /** Highest seq loaded into the index so far; Infinity once the load is complete. */
+  #loadedThrough = -1;
+  #loadStartedAt = 0;
+  /** Highest seq at open: how far the load has to go (for Retry-After). */
+  #loadTarget = 0;
+  #loadTimer: NodeJS.Immediate | undefined;
+  readonly #loadWaiters: Array<{ resolve: () => void; reject: (error: Error) => void }> = [];
+  readonly #loadSliceMs: number;
+  readonly #loadBatchRows: number;
 
   constructor(options: SqliteStoreOptions) {
     this.#db = new DatabaseSync(options.path);
@@ -295,27 +322,79 @@ export class SqliteDatabaseStore {
     }
     this.#migratePeerIds();
     this.#migrateTrustChanges();
-    // Only the indexed columns: loading 100k rows should leave little garbage behind for the heap to keep.
-    const rows = this.#db
-      .prepare("SELECT seq, id, hostname, display_name, description, capabilities, last_seen FROM agents")
-      .iterate();
-    this.#index.load(
-      (function* (): Generator<[number, IndexedAgent]> {
-        for (const row of rows) {
-          yield [
-            Number(row.seq),
-            {
-              id: String(row.id),
-              hostname: String(row.hostname),
-              displayName: str(row.display_name),
-              description: str(row.description),
-              capabilities: JSON.parse(String(row.capabilities)) as string[],
-              lastSeen: Number(row.last_seen),
-            },
-          ];
-        }
-      })(),
+    this.#loadSliceMs = options.indexLoadSliceMs ?? INDEX_SLICE_MS;
+    this.#loadBatchRows = Math.max(1, options.indexLoadBatchRows ?? INDEX_BATCH_ROWS);
+    this.#loadStartedAt = performance.now();
+    this.#loadTarget = Number(
+      this.#db.prepare("SELECT COALESCE(MAX(seq), -1) AS m FROM agents").get()?.m ?? -1,
     );
+    if (!this.#loadIndexSlice(options.indexLoadSyncMs ?? 500)) this.#scheduleIndexSlice();
+  }
+
+  /** Whether the search index holds every agent (searches answer 503 until then). */
+  get searchReady(): boolean {
+    return this.#loadedThrough === Number.POSITIVE_INFINITY;
+  }
+
+  /** Resolves once the search index holds every agent (at once when it does); rejects if closed first. */
+  whenSearchReady(): Promise<void> {
+    if (this.searchReady) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#loadWaiters.push({ resolve, reject }));
+  }
+
+  #scheduleIndexSlice(): void {
+    this.#loadTimer = setImmediate(() => {
+      this.#loadTimer = undefined;
+      if (!this.#db.isOpen) return;
+      if (!this.#loadIndexSlice(this.#loadSliceMs)) this.#scheduleIndexSlice();
+    });
+  }
+
+  /**
+   * Loads agents into the index in seq order for about `budgetMs`; returns true once every agent is in.
+   * Writes between slices keep the index current for every seq, loaded or not (an add is a replace, a remove
+   * of an absent seq does nothing), so a row read later only re-adds what the index may already hold;
+   * pending heartbeats are written first so that the rows read carry the latest last_seen.
+   */
+  #loadIndexSlice(budgetMs: number): boolean {
+    const deadline = performance.now() + budgetMs;
+    this.#writeTouches();
+    // Only the indexed columns: loading many rows should leave little garbage behind for the heap to keep.
+    const batch = this.#stmt(
+      "SELECT seq, id, hostname, display_name, description, capabilities, last_seen FROM agents " +
+        "WHERE seq > ? ORDER BY seq LIMIT ?",
+    );
+    for (;;) {
+      const rows = batch.all(this.#loadedThrough, this.#loadBatchRows);
+      this.#index.load(
+        rows.map((row): [number, IndexedAgent] => [
+          Number(row.seq),
+          {
+            id: String(row.id),
+            hostname: String(row.hostname),
+            displayName: str(row.display_name),
+            description: str(row.description),
+            capabilities: JSON.parse(String(row.capabilities)) as string[],
+            lastSeen: Number(row.last_seen),
+          },
+        ]),
+      );
+      if (rows.length < this.#loadBatchRows) {
+        this.#loadedThrough = Number.POSITIVE_INFINITY;
+        for (const waiter of this.#loadWaiters.splice(0)) waiter.resolve();
+        return true;
+      }
+      this.#loadedThrough = Number(rows.at(-1)!.seq);
+      if (performance.now() >= deadline) return false;
+    }
+  }
+
+  /** Seconds the index load probably still needs, from its pace so far (at least 1). */
+  #loadSecondsLeft(): number {
+    const elapsed = (performance.now() - this.#loadStartedAt) / 1000;
+    const done = Math.max(1, this.#loadedThrough + 1);
+    const left = Math.max(0, this.#loadTarget - this.#loadedThrough);
+    return Math.min(60, Math.max(1, Math.ceil((elapsed * left) / done)));
   }
 
   /**
@@ -497,6 +576,15 @@ export class SqliteDatabaseStore {
     }
     const cached = this.#cachedForHeartbeat(id);
     if (!cached) return undefined;
+    if (!this.#index.has(cached.seq)) {
+      // The index is still loading and has not reached this agent: a pending heartbeat, else the row.
+      const pending = this.#pendingTouches.get(id);
+      const row = pending
+        ? undefined
+        : this.#stmt("SELECT last_seen FROM agents WHERE seq = ?").get(cached.seq);
+      if (!pending && !row) return undefined;
+      return { tokenHash: cached.tokenHash, lastSeen: pending ? pending.lastSeen : Number(row!.last_seen) };
+    }
     return { tokenHash: cached.tokenHash, lastSeen: this.#index.lastSeenOf(cached.seq) };
   }
 
@@ -680,14 +768,30 @@ export class SqliteDatabaseStore {
   }
 
   searchAgents(query: AgentSearchQuery): Page<StoredAgent> {
+    if (!this.searchReady) {
+      throw tooBusy(
+        503,
+        "search agents",
+        "the registry is loading its search index after a restart; retry after the time in Retry-After",
+        this.#loadSecondsLeft(),
+      );
+    }
     this.#writeTouches();
-    const { seqs, total } = this.#index.search(query);
-    if (seqs.length === 0) return { items: [], total };
+    // The agent the whole query names, if any: ranked first even when the query is too broad to walk.
+    const named = query.phrase
+      ? this.#stmt("SELECT seq FROM agents WHERE hostname = ?").get(query.phrase)
+      : undefined;
+    const { seqs, total, exact } = this.#index.search(query, named ? { hostnameSeq: Number(named.seq) } : {});
+    if (seqs.length === 0) return { items: [], total, totalExact: exact };
     const rows = this.#stmt(
       `SELECT ${AGENT_COLUMNS} FROM agents a WHERE a.seq IN (SELECT value FROM json_each(?))`,
     ).all(JSON.stringify(seqs));
     const bySeq = new Map(rows.map((row) => [Number(row.seq), toAgent(row)]));
-    return { items: seqs.map((seq) => bySeq.get(seq)).filter((a) => a !== undefined), total };
+    return {
+      items: seqs.map((seq) => bySeq.get(seq)).filter((a) => a !== undefined),
+      total,
+      totalExact: exact,
+    };
   }
 
   purgeAgents(lastSeenBefore: number): number {
@@ -904,6 +1008,11 @@ export class SqliteDatabaseStore {
   }
 
   close(): void {
+    if (this.#loadTimer) clearImmediate(this.#loadTimer);
+    this.#loadTimer = undefined;
+    for (const waiter of this.#loadWaiters.splice(0)) {
+      waiter.reject(new Error("load the search index: the store was closed before the index was complete"));
+    }
     if (!this.#db.isOpen) return;
     this.#writeTouches();
     this.#statements.clear();
@@ -1049,6 +1158,14 @@ export class SqliteRegistryStore implements RegistryStore, StoreOperationsHooks 
   }
   ready(): Promise<void> | void {
     return this.#run((core) => core.ready());
+  }
+  /** Whether the search index is complete (it loads in slices after a large database opens). */
+  get searchReady(): boolean {
+    return this.#core.searchReady;
+  }
+  /** Resolves once the search index is complete; rejects when the store closes first. */
+  whenSearchReady(): Promise<void> {
+    return this.#core.whenSearchReady();
   }
   heldMessages(): Promise<number> | number {
     return this.#run((core) => core.heldMessages());

@@ -75,6 +75,8 @@ export interface AgentSearchQuery {
 export interface Page<T> {
   items: T[];
   total: number;
+  /** False when `total` is an estimate (a search too broad to count in full); absent or true: exact. */
+  totalExact?: boolean;
 }
 
 /**

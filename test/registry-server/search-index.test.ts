@@ -9,7 +9,10 @@ import {
 } from "../../src/registry-server/search-index.js";
 
 /** The rules as the docs state them, with no index: what SearchIndex must agree with. */
-function reference(agents: Map<number, IndexedAgent>, q: IndexQuery): { seqs: number[]; total: number } {
+function reference(
+  agents: Map<number, IndexedAgent>,
+  q: IndexQuery,
+): { seqs: number[]; total: number; exact: boolean } {
   const word = /[\p{L}\p{N}]+/gu;
   const countHits = q.capabilities.length > 1 && q.match === "any";
   const ranked: Array<{ seq: number; tier: number; hits: number; id: string }> = [];
@@ -34,7 +37,11 @@ function reference(agents: Map<number, IndexedAgent>, q: IndexQuery): { seqs: nu
     ranked.push({ seq, tier, hits: countHits ? hits : 0, id: agent.id });
   }
   ranked.sort((a, b) => a.tier - b.tier || b.hits - a.hits || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  return { seqs: ranked.slice(q.offset, q.offset + q.limit).map((r) => r.seq), total: ranked.length };
+  return {
+    seqs: ranked.slice(q.offset, q.offset + q.limit).map((r) => r.seq),
+    total: ranked.length,
+    exact: true,
+  };
 }
 
 /** A small deterministic PRNG, so a failure replays. */
@@ -157,5 +164,100 @@ describe("SearchIndex", () => {
       const q = randomQuery(r, agents);
       expect(bulk.search(q), JSON.stringify(q)).toEqual(reference(agents, q));
     }
+  });
+
+  it("walks a broad query's candidates one by one to the same answers when the walk reaches the end", () => {
+    // exactWork 0 sends every query down the sampled path; a sample larger than any list lets it finish.
+    const r = prng(5);
+    const index = new SearchIndex({ exactWork: 0, sample: 1_000_000 });
+    const agents = new Map<number, IndexedAgent>();
+    for (let seq = 1; seq <= 800; seq++) {
+      const agent = randomAgent(r, seq);
+      agents.set(seq, agent);
+      index.add(seq, agent);
+    }
+    for (let seq = 1; seq <= 800; seq += 7) {
+      index.remove(seq);
+      agents.delete(seq);
+    }
+    for (let n = 0; n < 400; n++) {
+      const q = randomQuery(r, agents);
+      const hostnameSeq = [...agents].find(([, agent]) => agent.hostname === q.phrase)?.[0];
+      expect(index.search(q, { hostnameSeq }), JSON.stringify(q)).toEqual(reference(agents, q));
+    }
+  });
+
+  describe("past the bound", () => {
+    const r = prng(9);
+    const agents = new Map<number, IndexedAgent>();
+    const index = new SearchIndex({ exactWork: 100, sample: 50 });
+    for (let seq = 1; seq <= 4000; seq++) {
+      const agent = randomAgent(r, seq);
+      agents.set(seq, agent);
+      index.add(seq, agent);
+    }
+    const broad = (over: Partial<IndexQuery>): IndexQuery => ({
+      phrase: "",
+      terms: [],
+      capabilities: [],
+      match: "any",
+      limit: 10,
+      offset: 0,
+      ...over,
+    });
+
+    it("estimates the total, says so, and pages only agents that match, in ranking order", () => {
+      for (const q of [
+        broad({ phrase: "alpha", terms: ["alpha"] }),
+        broad({ capabilities: ["code", "beta"] }),
+        broad({ phrase: "al", terms: ["al"], capabilities: ["x"], match: "any" }),
+        broad({}),
+      ]) {
+        const page = index.search(q);
+        const full = reference(agents, { ...q, limit: agents.size, offset: 0 });
+        expect(page.exact, JSON.stringify(q)).toBe(false);
+        expect(page.seqs).toHaveLength(10);
+        // Every agent on the page matches, and they come in the order the full ranking puts them.
+        const rank = new Map(full.seqs.map((seq, at) => [seq, at]));
+        const ranks = page.seqs.map((seq) => rank.get(seq));
+        expect(ranks.every((at) => at !== undefined)).toBe(true);
+        expect([...ranks].sort((a, b) => a! - b!)).toEqual(ranks);
+        // A sample of 50 of several hundred: within a third of the truth.
+        expect(Math.abs(page.total - full.total)).toBeLessThan(full.total / 3);
+      }
+    });
+
+    it("keeps exact totals for narrow queries and for walks that reach the end of their source", () => {
+      // One agent's number: a handful of postings.
+      const narrow = broad({ phrase: "3999", terms: ["3999"], capabilities: ["c++"], match: "any" });
+      expect(index.search(narrow)).toEqual(reference(agents, narrow));
+      // Broad words that rarely meet, and a page they do not fill: the walk goes on to the end of its
+      // source (under 16 samples), so it is exact.
+      const rare = broad({
+        phrase: "zeta 100%",
+        terms: ["zeta", "100%"],
+        capabilities: ["bot"],
+        match: "all",
+        limit: 50,
+      });
+      const page = index.search(rare);
+      expect(page).toEqual(reference(agents, rare));
+    });
+
+    it("still ranks the exact hostname and exact capability holders first", () => {
+      const [seq, named] = [...agents].find(([, agent]) => agent.hostname.startsWith("alpha-"))!;
+      const byName = broad({ phrase: named.hostname, terms: [named.hostname] });
+      expect(index.search(byName, { hostnameSeq: seq }).seqs[0]).toBe(seq);
+      // "beta" is a capability of hundreds of agents: the page is those holding it, best ids first.
+      const q = broad({ phrase: "beta", terms: ["beta"] });
+      const page = index.search(q);
+      expect(page.exact).toBe(false);
+      for (const s of page.seqs) expect(agents.get(s)!.capabilities).toContain("beta");
+    });
+
+    it("answers the same page twice (a stable order while nothing changes)", () => {
+      const q = broad({ phrase: "code", terms: ["code"], offset: 5 });
+      expect(index.search(q)).toEqual(index.search(q));
+    });
   });
 });

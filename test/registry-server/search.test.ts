@@ -140,7 +140,7 @@ describe("search", () => {
     const q = "x".repeat(10 * 1024);
     const res = await r.call<Page>("GET", `/api/v1/agents/search?q=${q}`);
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ agents: [], total: 0 });
+    expect(res.body).toEqual({ agents: [], total: 0, total_exact: true });
     const unicode = "é".repeat(5000);
     expect((await r.call("GET", `/api/v1/agents/search?q=${encodeURIComponent(unicode)}`)).status).toBe(200);
   });
