@@ -12,10 +12,29 @@ export default defineConfig({
     alias: [{ find: /^openclaw\/plugin-sdk\/(.*)$/, replacement: `${sdkDir}$1.js` }],
   },
   test: {
-    include: ["test/**/*.test.ts"],
     testTimeout: 20_000,
     hookTimeout: 120_000,
     pool: "forks",
     maxWorkers: 2,
+    projects: [
+      { extends: true, test: { name: "all", include: ["test/**/*.test.ts"] } },
+      // The registry suite once more on PostgreSQL (a server per file, see test/support/postgres.ts). Left out:
+      // tests of SQLite itself (its files, migrations and in-memory index) and the PostgreSQL store's own tests.
+      {
+        extends: true,
+        test: {
+          name: "registry-postgres",
+          include: ["test/registry-server/**/*.test.ts"],
+          exclude: [
+            "test/registry-server/durability.test.ts",
+            "test/registry-server/migration.test.ts",
+            "test/registry-server/search-index.test.ts",
+            "test/registry-server/store.test.ts",
+            "test/registry-server/postgres-store.test.ts",
+          ],
+          env: { REGISTRY_TEST_STORE: "postgres" },
+        },
+      },
+    ],
   },
 });

@@ -15,7 +15,7 @@ import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { issueToken } from "../src/registry-server/auth.js";
 import { peerIdOf } from "../src/registry-server/peer-id.js";
-import { SqliteRegistryStore } from "../src/registry-server/sqlite-store.js";
+import { SqliteDatabaseStore } from "../src/registry-server/sqlite-store.js";
 import type { StoredAgent } from "../src/registry-server/store.js";
 import { buildRegistryServer } from "./support/registry-build.js";
 
@@ -154,7 +154,7 @@ export function seed(path: string): {
   heartbeatAgents: Array<{ id: string; token: string; installationId: string; hostname: string }>;
   hostnames: string[];
 } {
-  const store = new SqliteRegistryStore({ path });
+  const store = new SqliteDatabaseStore({ path });
   const now = Date.now();
   const heartbeatAgents: Array<{ id: string; token: string; installationId: string; hostname: string }> = [];
   const hostnames: string[] = [];
@@ -290,7 +290,7 @@ const INBOX_MAX_BYTES = Number(process.env.BENCH_INBOX_MAX_BYTES ?? 4 * 1024 * 1
  * Returns how many messages it stored.
  */
 function fillInbox(path: string, installationId: string): number {
-  const store = new SqliteRegistryStore({ path });
+  const store = new SqliteDatabaseStore({ path });
   const body = `${"\u0001".repeat(10_900)}${"x".repeat(130)}`;
   const bodyJson = JSON.stringify(body);
   let stored = 0;

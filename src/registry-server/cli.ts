@@ -3,6 +3,9 @@
 // operator's recovery for an agent that lost its token or its key (admin key from the environment, never an
 // argument).
 import { parseArgs } from "node:util";
+import { isPostgresUrl } from "./open-store.js";
+import { runMigrate } from "./postgres-migrations.js";
+import { redactConnectionString } from "./postgres-store.js";
 import {
   DEFAULT_HEADERS_TIMEOUT_MS,
   DEFAULT_MAX_CONNECTIONS,
@@ -10,13 +13,15 @@ import {
   startRegistryServer,
 } from "./server.js";
 
-const USAGE = `usage: agent-registry serve [--host 127.0.0.1] [--port 8001] [--db PATH|:memory:] [--api-key KEY]
+const USAGE = `usage: agent-registry serve [--host 127.0.0.1] [--port 8001] [--db PATH|:memory:|postgres://...] [--api-key KEY]
                             [--ttl SECONDS] [--agent-tokens on|off] [--require-trust on|off]
                             [--release-after SECONDS] [--admin-key KEY]
                             [--max-connections N] [--headers-timeout SECONDS] [--request-timeout SECONDS]
                             [--max-long-polls N] [--max-long-polls-per-inbox N]
                             [--inbox-max-messages N] [--inbox-max-bytes BYTES] [--send-rate PER_MINUTE]
                             [--send-burst N]
+       agent-registry migrate --db postgres://...
+           applies the PostgreSQL store's pending schema migrations and exits (serve also does at start)
        agent-registry release --url URL --hostname HOSTNAME
            frees a hostname whose owner lost its agent token or its key: drops both, so the owner's next
            registration gets a new token and may bind a new key (tell the owner's peers to expect a new
@@ -24,7 +29,7 @@ const USAGE = `usage: agent-registry serve [--host 127.0.0.1] [--port 8001] [--d
            AGENT_REGISTRY_API_KEY
   --host            interface to bind (default 127.0.0.1)
   --port            TCP port, 0 = ephemeral (default 8001)
-  --db              SQLite file, or :memory: (default agent-registry.db)
+  --db              SQLite file, :memory:, or a postgres:// URL (default env DATABASE_URL, else agent-registry.db)
   --api-key         deployment key required as X-Registry-Key (or env AGENT_REGISTRY_API_KEY)
   --ttl             seconds without heartbeat before an agent is offline (default 180)
   --agent-tokens    issue agent tokens and require them to act as an agent (default on)
@@ -130,7 +135,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
   return {
     host: get("host") ?? "127.0.0.1",
     port: integer("port", get("port"), 8001, 0, 65535),
-    db: get("db") ?? "agent-registry.db",
+    db: get("db") ?? (env.DATABASE_URL || "agent-registry.db"),
     apiKey: get("api-key") ?? (env.AGENT_REGISTRY_API_KEY || undefined),
     ttlSeconds: integer("ttl", get("ttl"), 180, 1, 7 * 24 * 3600),
     agentTokens: onOff("agent-tokens", get("agent-tokens"), true),
@@ -225,12 +230,49 @@ async function runRelease(options: ReleaseOptions): Promise<number> {
   return 0;
 }
 
+/** The db setting as it may be shown: a PostgreSQL URL without its password. */
+const describeDb = (db: string) => (isPostgresUrl(db) ? redactConnectionString(db) : db);
+
+async function migrate(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  let db: string | undefined;
+  try {
+    const { values } = parseArgs({
+      args: args.slice(1),
+      strict: true,
+      allowPositionals: false,
+      options: { db: { type: "string" } },
+    });
+    db = values.db ?? (env.DATABASE_URL || undefined);
+    if (!db || !isPostgresUrl(db)) {
+      throw new CliUsageError(
+        "migrate needs --db postgres://... (or env DATABASE_URL); SQLite files migrate on open",
+      );
+    }
+  } catch (error) {
+    process.stderr.write(`agent-registry: ${(error as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  try {
+    const applied = await runMigrate(db);
+    process.stdout.write(
+      applied.length
+        ? `applied migrations ${applied.join(", ")} to ${describeDb(db)}\n`
+        : `${describeDb(db)} is up to date\n`,
+    );
+    return 0;
+  } catch (error) {
+    process.stderr.write(`agent-registry: cannot migrate ${describeDb(db)}: ${(error as Error).message}\n`);
+    return 1;
+  }
+}
+
 /** Runs the CLI; resolves with the exit code once the server has stopped (or at once on a usage error). */
 export async function runCli(args: string[]): Promise<number> {
   if (args.includes("--help") || args.includes("-h")) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  if (args[0] === "migrate") return migrate(args);
   if (args[0] === "release") {
     let release: ReleaseOptions;
     try {
@@ -255,7 +297,7 @@ export async function runCli(args: string[]): Promise<number> {
     server = await startRegistryServer({ ...options, apiKey: options.apiKey });
   } catch (error) {
     process.stderr.write(
-      `agent-registry: cannot start on ${options.host}:${options.port} with db ${options.db}: ${(error as Error).message}; pick another --port or --db\n`,
+      `agent-registry: cannot start on ${options.host}:${options.port} with db ${describeDb(options.db)}: ${(error as Error).message}; pick another --port or --db\n`,
     );
     return 1;
   }

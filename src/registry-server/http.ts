@@ -268,9 +268,9 @@ export function sendJson(
  * Writes the pieces as the socket takes them: the next piece is produced only after a drain, so a slow reader
  * costs about one piece of memory. A client that goes away stops the producer.
  */
-async function pump(res: ServerResponse, chunks: Iterator<string>): Promise<void> {
+async function pump(res: ServerResponse, chunks: Iterator<string> | AsyncIterator<string>): Promise<void> {
   try {
-    for (let next = chunks.next(); !next.done; next = chunks.next()) {
+    for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
       if (res.destroyed) return;
       if (!res.write(next.value)) {
         await new Promise<void>((resolve) => {
@@ -291,7 +291,7 @@ async function pump(res: ServerResponse, chunks: Iterator<string>): Promise<void
     res.destroy();
     process.emitWarning(`agent-registry: a streamed reply failed (${(error as Error)?.message ?? error})`);
   } finally {
-    chunks.return?.();
+    await chunks.return?.();
   }
 }
 

@@ -3,5 +3,5 @@
 
 export class JsonStream {
   /** `chunks` is read lazily, one piece per socket write; it may end early (see the producer). */
-  constructor(readonly chunks: () => Iterator<string>) {}
+  constructor(readonly chunks: () => Iterator<string> | AsyncIterator<string>) {}
 }

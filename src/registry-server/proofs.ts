@@ -89,14 +89,14 @@ export class ProofChecker {
   async check(
     req: IncomingMessage,
     body: Uint8Array,
-    keys: () => ReadonlyArray<string | null | undefined>,
+    keys: () => ReadonlyArray<string | null | undefined> | Promise<ReadonlyArray<string | null | undefined>>,
   ): Promise<ProofResult> {
     const proof = proofHeader(req);
     // Requests without a proof (every client without a key) cost no key lookups.
     if (proof === undefined) return { kind: "none" };
     const target = { method: req.method ?? "GET", path: req.url ?? "/", body };
     let reason = NOT_SIGNED;
-    for (const key of new Set(keys())) {
+    for (const key of new Set(await keys())) {
       if (!key) continue;
       const now = this.#now();
       const checked = await verifyRequestProof(proof, key, target, {

@@ -122,17 +122,17 @@ export function buildRoutes(
     const input = validate(registrationSchema, parseJson(raw, op), "body", op);
     const verified = await verifiedRecord(input.signed_record);
     const proof = await proofs.check(ctx.req, raw, () => service.registrationKeys(input));
-    const result = service.register(input, { ...caller(ctx), proof }, verified);
+    const result = await service.register(input, { ...caller(ctx), proof }, verified);
     const body = result.token ? { ...result.record, agent_token: result.token } : result.record;
     return { status: result.created ? 201 : 200, body };
   };
 
-  const list: Handler = (ctx) => {
+  const list: Handler = async (ctx) => {
     const op = "list agents";
     const q = validate(listQuerySchema, queryObject(ctx.url), "query", op);
     return {
       status: 200,
-      body: service.list({
+      body: await service.list({
         hostname: q.hostname,
         installationId: q.installation_id,
         peerId: q.peer_id,
@@ -144,7 +144,7 @@ export function buildRoutes(
     };
   };
 
-  const search: Handler = (ctx) => {
+  const search: Handler = async (ctx) => {
     const op = "search agents";
     const q = validate(searchQuerySchema, queryObject(ctx.url, ["capabilities"]), "query", op);
     const words = new Set((q.q ?? "").toLowerCase().split(/\s+/).filter(Boolean));
@@ -155,7 +155,7 @@ export function buildRoutes(
     }
     return {
       status: 200,
-      body: service.search({
+      body: await service.search({
         q: q.q ?? "",
         capabilities: q.capabilities ?? [],
         match: q.match ?? "any",
@@ -181,19 +181,19 @@ export function buildRoutes(
         },
       ]);
     }
-    return { status: 200, body: service.lookup({ pilotNodeIds, peerIds }) };
+    return { status: 200, body: await service.lookup({ pilotNodeIds, peerIds }) };
   };
 
-  const byHostname: Handler = (ctx) => {
+  const byHostname: Handler = async (ctx) => {
     const op = "get agent by hostname";
     const hostname = pathParam(ctx, "hostname", op);
     const q = validate(byHostnameQuerySchema, queryObject(ctx.url), "query", op);
-    return { status: 200, body: service.byHostname(hostname, q.include_offline ?? false) };
+    return { status: 200, body: await service.byHostname(hostname, q.include_offline ?? false) };
   };
 
-  const getAgent: Handler = (ctx) => ({
+  const getAgent: Handler = async (ctx) => ({
     status: 200,
-    body: service.get(pathParam(ctx, "id", "get agent")),
+    body: await service.get(pathParam(ctx, "id", "get agent")),
   });
 
   const patchAgent: Handler = async (ctx) => {
@@ -203,7 +203,7 @@ export function buildRoutes(
     const input = validate(patchSchema, parseJson(raw, op), "body", op);
     const verified = await verifiedRecord(input.signed_record);
     const proof = await proofs.check(ctx.req, raw, () => service.agentKeys(id, input.public_key));
-    return { status: 200, body: service.patch(id, input, { ...caller(ctx), proof }, verified) };
+    return { status: 200, body: await service.patch(id, input, { ...caller(ctx), proof }, verified) };
   };
 
   const deleteAgent: Handler = async (ctx) => {
@@ -212,7 +212,7 @@ export function buildRoutes(
     // Drained and ignored, but signed: a proof covers the body the request carried (normally none).
     const raw = await readBody(ctx.req, op, 64 * 1024);
     const proof = await proofs.check(ctx.req, raw, () => service.agentKeys(id));
-    service.remove(id, { ...caller(ctx), proof });
+    await service.remove(id, { ...caller(ctx), proof });
     return { status: 204 };
   };
 
@@ -220,13 +220,13 @@ export function buildRoutes(
     const op = "heartbeat";
     const id = pathParam(ctx, "id", op);
     await ignoreBody(ctx, op);
-    return { status: 200, body: service.heartbeat(id, caller(ctx)) };
+    return { status: 200, body: await service.heartbeat(id, caller(ctx)) };
   };
 
   const send: Handler = async (ctx) => {
     const op = "send relay message";
     const input = validate(sendMessageSchema, await jsonBody(ctx, op, SEND_MAX_REQUEST_BYTES), "body", op);
-    return { status: 200, body: service.sendMessage(input, caller(ctx)) };
+    return { status: 200, body: await service.sendMessage(input, caller(ctx)) };
   };
 
   const inbox: Handler = async (ctx) => {
@@ -237,11 +237,11 @@ export function buildRoutes(
     const limit = q.limit ?? 100;
     const maxBytes = q.max_bytes ?? INBOX_DEFAULT_MAX_BYTES;
     const who = caller(ctx);
-    service.authorizeInbox(installationId, who);
+    await service.authorizeInbox(installationId, who);
     // Long-poll: bounded by `wait` (<= 30 s); each wake-up re-reads, so a message stored between the
     // read and the wait is never missed (the notifier fires after the insert commits).
     const deadline = Date.now() + (q.wait ?? 0) * 1000;
-    let page = service.inbox(installationId, after, limit, maxBytes, who);
+    let page = await service.inbox(installationId, after, limit, maxBytes, who);
     // Only a read that will actually park takes a long-poll slot; one that has messages answers at once.
     const release =
       page.count === 0 && deadline > Date.now() ? admitLongPoll(waiters, installationId, op) : null;
@@ -250,7 +250,7 @@ export function buildRoutes(
         const left = deadline - Date.now();
         if (left <= 0) break;
         await waiters.wait(installationId, left, ctx.signal);
-        page = service.inbox(installationId, after, limit, maxBytes, who);
+        page = await service.inbox(installationId, after, limit, maxBytes, who);
         if (waiters.closed) break;
       }
     } finally {
@@ -262,13 +262,13 @@ export function buildRoutes(
   const ack: Handler = async (ctx) => {
     const op = "acknowledge relay messages";
     const input = validate(ackSchema, await jsonBody(ctx, op, 256 * 1024), "body", op);
-    return { status: 200, body: service.ack(input, caller(ctx)) };
+    return { status: 200, body: await service.ack(input, caller(ctx)) };
   };
 
   const trustRequest: Handler = async (ctx) => {
     const op = "request trust";
     const input = validate(trustRequestSchema, await jsonBody(ctx, op, 64 * 1024), "body", op);
-    const result = service.trustRequest(input, caller(ctx));
+    const result = await service.trustRequest(input, caller(ctx));
     return { status: result.created ? 201 : 200, body: { status: result.status } };
   };
 
@@ -277,21 +277,24 @@ export function buildRoutes(
     async (ctx) => {
       const op = `${kind} trust`;
       const input = validate(trustDecisionSchema, await jsonBody(ctx, op, 64 * 1024), "body", op);
-      return { status: 200, body: service.trustDecision(kind, input, caller(ctx)) };
+      return { status: 200, body: await service.trustDecision(kind, input, caller(ctx)) };
     };
 
   const revoke: Handler = async (ctx) => {
     const op = "revoke trust";
     const input = validate(trustDecisionSchema, await jsonBody(ctx, op, 64 * 1024), "body", op);
-    return { status: 200, body: service.trustRevoke(input, caller(ctx)) };
+    return { status: 200, body: await service.trustRevoke(input, caller(ctx)) };
   };
 
-  const pending: Handler = (ctx) => ({
+  const pending: Handler = async (ctx) => ({
     status: 200,
-    body: service.pendingTrust(pathParam(ctx, "installation_id", "list pending trust requests"), caller(ctx)),
+    body: await service.pendingTrust(
+      pathParam(ctx, "installation_id", "list pending trust requests"),
+      caller(ctx),
+    ),
   });
 
-  const trustList: Handler = (ctx) => {
+  const trustList: Handler = async (ctx) => {
     const op = "list trust";
     const installationId = pathParam(ctx, "installation_id", op);
     const q = validate(trustListQuerySchema, queryObject(ctx.url), "query", op);
@@ -300,14 +303,17 @@ export function buildRoutes(
       q.after === undefined && q.limit === undefined
         ? undefined
         : { after: q.after ?? 0, limit: q.limit ?? TRUST_PAGE_DEFAULT_LIMIT };
-    return { status: 200, body: service.trustList(installationId, caller(ctx), changes) };
+    return { status: 200, body: await service.trustList(installationId, caller(ctx), changes) };
   };
 
   const adminRelease: Handler = async (ctx) => {
     const op = "release hostname";
     const input = validate(adminReleaseSchema, await jsonBody(ctx, op, 64 * 1024), "body", op);
     const key = ctx.req.headers["x-registry-admin-key"];
-    return { status: 200, body: service.adminRelease(input.hostname, Array.isArray(key) ? key[0] : key) };
+    return {
+      status: 200,
+      body: await service.adminRelease(input.hostname, Array.isArray(key) ? key[0] : key),
+    };
   };
 
   return router

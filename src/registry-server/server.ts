@@ -7,10 +7,10 @@ import { bearerOf, matchesHash, registryKeyOf, sha256Hex } from "./auth.js";
 import { ClientGoneError, RegistryHttpError, unauthorized } from "./errors.js";
 import { errorReply, type RequestContext, sendJson } from "./http.js";
 import { InboxWaiters } from "./inbox-waiters.js";
+import { openRegistryStore } from "./open-store.js";
 import { ProofChecker } from "./proofs.js";
 import { buildRoutes } from "./routes.js";
 import { RegistryService } from "./service.js";
-import { SqliteRegistryStore } from "./sqlite-store.js";
 import type { RegistryStore } from "./store.js";
 
 export interface RegistryLogger {
@@ -25,7 +25,10 @@ export interface RegistryServerOptions {
   host?: string;
   /** Port (default 0: ephemeral; the CLI defaults to 8001). */
   port?: number;
-  /** SQLite file path or ":memory:" (default). Ignored when `store` is given. */
+  /**
+   * SQLite file path or ":memory:" (default), or a PostgreSQL URL (postgres:// or postgresql://). Ignored when
+   * `store` is given.
+   */
   db?: string;
   /** A store to use instead of opening `db` (closed by close()). */
   store?: RegistryStore;
@@ -77,7 +80,7 @@ export interface RegistryServerHandle {
   /** Stops accepting, lets in-flight requests finish (long-polls answer at once), closes storage. */
   close(): Promise<void>;
   /** Runs the purge sweep now; returns how many agents and messages were removed. */
-  sweep(): { agents: number; messages: number };
+  sweep(): Promise<{ agents: number; messages: number }>;
   /** What the server holds right now: accepted connections and parked long-polls (to watch the limits). */
   stats(): { connections: number; longPolls: number };
 }
@@ -137,7 +140,7 @@ export async function startRegistryServer(
 ): Promise<RegistryServerHandle> {
   const host = options.host ?? "127.0.0.1";
   const logger = options.logger ?? stderrLogger;
-  const store = options.store ?? new SqliteRegistryStore({ path: options.db ?? ":memory:" });
+  const store = options.store ?? (await openRegistryStore(options.db ?? ":memory:"));
   const waiters = new InboxWaiters({ perInbox: options.maxLongPollsPerInbox, total: options.maxLongPolls });
   const service = new RegistryService({
     store,
@@ -313,6 +316,10 @@ export async function startRegistryServer(
       server.off("error", reject);
       resolve();
     });
+  }).catch(async (error: unknown) => {
+    // A store this call opened (a PostgreSQL pool keeps the process alive) goes with the failed start.
+    if (!options.store) await store.close();
+    throw error;
   });
 
   const sweep = () => service.sweep();
@@ -320,11 +327,9 @@ export async function startRegistryServer(
   const timer =
     sweepMs > 0
       ? setInterval(() => {
-          try {
-            sweep();
-          } catch (error) {
+          sweep().catch((error: unknown) => {
             logger.error("purge sweep failed (will retry on the next tick)", error);
-          }
+          });
         }, sweepMs)
       : undefined;
   timer?.unref();
@@ -356,7 +361,7 @@ export async function startRegistryServer(
         });
         clearInterval(idle);
         clearTimeout(force);
-        store.close();
+        await store.close();
       })();
       return closing;
     },

@@ -211,16 +211,16 @@ export class RegistryService {
   }
 
   /** A record past its release period goes at once, with its inbox (the sweep would do the same later). */
-  #purge(agent: StoredAgent): void {
-    this.#store.deleteAgent(agent.id);
-    if (agent.installationId) this.#store.deleteInbox(agent.installationId);
+  async #purge(agent: StoredAgent): Promise<void> {
+    await this.#store.deleteAgent(agent.id);
+    if (agent.installationId) await this.#store.deleteInbox(agent.installationId);
   }
 
   /** An agent by peer id or installation id (older clients send installation ids; both are indexed). */
-  #agentByAnyId(id: string): StoredAgent | undefined {
+  async #agentByAnyId(id: string): Promise<StoredAgent | undefined> {
     return isPeerId(id)
-      ? (this.#store.getAgentByPeerId(id) ?? this.#store.getAgentByInstallation(id))
-      : this.#store.getAgentByInstallation(id);
+      ? ((await this.#store.getAgentByPeerId(id)) ?? (await this.#store.getAgentByInstallation(id)))
+      : await this.#store.getAgentByInstallation(id);
   }
 
   /** Ownership checks are on: records that hold a token hash can only be changed with that token. */
@@ -354,12 +354,12 @@ export class RegistryService {
    * A hostname another record holds: the caller may take it only when that record is unowned, unkeyed and offline
    * (or past its release period); the stale record then gives way with its inbox. Otherwise 409.
    */
-  #claimHostname(operation: string, holder: StoredAgent, now: number): void {
+  async #claimHostname(operation: string, holder: StoredAgent, now: number): Promise<void> {
     const claimed = this.#owned(holder) || holder.publicKey !== null || this.isOnline(holder, now);
     if (this.#isHeld(holder, now) && claimed) {
       throw this.#held(operation, holder, now);
     }
-    this.#purge(holder);
+    await this.#purge(holder);
   }
 
   /**
@@ -418,25 +418,25 @@ export class RegistryService {
    * hostname or installation id) and the one it asks to bind. The route checks the proof against them (async)
    * before register(), which then compares keys inside its transaction.
    */
-  registrationKeys(input: RegistrationInput): string[] {
-    const keys = [input.public_key, this.#store.getAgentByHostname(input.hostname)?.publicKey];
+  async registrationKeys(input: RegistrationInput): Promise<string[]> {
+    const keys = [input.public_key, (await this.#store.getAgentByHostname(input.hostname))?.publicKey];
     if (input.installation_id)
-      keys.push(this.#store.getAgentByInstallation(input.installation_id)?.publicKey);
+      keys.push((await this.#store.getAgentByInstallation(input.installation_id))?.publicKey);
     return keys.filter((k): k is string => typeof k === "string");
   }
 
   /** The keys a PATCH or DELETE of agent `id` may be signed with: the record's, and one a PATCH binds. */
-  agentKeys(id: string, publicKey?: string | null): string[] {
-    return [this.#store.getAgentById(id)?.publicKey, publicKey].filter(
+  async agentKeys(id: string, publicKey?: string | null): Promise<string[]> {
+    return [(await this.#store.getAgentById(id))?.publicKey, publicKey].filter(
       (k): k is string => typeof k === "string",
     );
   }
 
-  register(
+  async register(
     input: RegistrationInput,
     caller: Caller,
     verified: VerifiedRecord = null,
-  ): { created: boolean; record: AgentRecord; token?: string } {
+  ): Promise<{ created: boolean; record: AgentRecord; token?: string }> {
     const operation = "register agent";
     const publicKey = input.public_key ?? null;
     const signedRecord = input.signed_record ?? null;
@@ -446,19 +446,21 @@ export class RegistryService {
         "public_key and signed_record go together: send both (the key and the record signed with it) or neither",
       );
     }
-    return this.#store.transaction(() => {
+    return await this.#store.transaction(async () => {
       const now = this.#now();
       const installationId = input.installation_id ?? null;
-      let byHostname = this.#store.getAgentByHostname(input.hostname);
-      let byInstallation = installationId ? this.#store.getAgentByInstallation(installationId) : undefined;
+      let byHostname = await this.#store.getAgentByHostname(input.hostname);
+      let byInstallation = installationId
+        ? await this.#store.getAgentByInstallation(installationId)
+        : undefined;
       // Records past their release period are as good as purged: the sweep may just not have run yet.
       if (byHostname && !this.#isHeld(byHostname, now)) {
-        this.#purge(byHostname);
+        await this.#purge(byHostname);
         if (byInstallation?.id === byHostname.id) byInstallation = undefined;
         byHostname = undefined;
       }
       if (byInstallation && !this.#isHeld(byInstallation, now)) {
-        this.#purge(byInstallation);
+        await this.#purge(byInstallation);
         byInstallation = undefined;
       }
       if (byHostname && byHostname.installationId !== installationId) {
@@ -477,7 +479,7 @@ export class RegistryService {
           }
           byInstallation = byHostname;
         } else {
-          this.#claimHostname(operation, byHostname, now);
+          await this.#claimHostname(operation, byHostname, now);
           byHostname = undefined;
         }
       }
@@ -535,16 +537,16 @@ export class RegistryService {
       if (existing) {
         const agent: StoredAgent = { ...existing, ...fields };
         if (signedRecord !== null) this.#checkSigned(operation, agent, verified);
-        this.#store.updateAgent(agent);
+        await this.#store.updateAgent(agent);
         return { created: false, record: this.toRecord(agent, now, true), token: token?.token };
       }
       const agent: StoredAgent = {
-        id: this.#newAgentId(installationId, fields.hostname),
+        id: await this.#newAgentId(installationId, fields.hostname),
         createdAt: now,
         ...fields,
       };
       if (signedRecord !== null) this.#checkSigned(operation, agent, verified);
-      this.#store.insertAgent(agent);
+      await this.#store.insertAgent(agent);
       return { created: true, record: this.toRecord(agent, now, true), token: token?.token };
     });
   }
@@ -553,30 +555,35 @@ export class RegistryService {
    * The same installation under the same hostname always gets the same id, even after it deregistered (a
    * plugin reload deletes and re-creates the record): ids do not churn. Anonymous registrations get a random id.
    */
-  #newAgentId(installationId: string | null, hostname: string): string {
+  async #newAgentId(installationId: string | null, hostname: string): Promise<string> {
     if (!installationId) return randomUUID();
     const hex = createHash("sha256").update(`agent:${installationId}:${hostname}`).digest("hex");
     const id = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
-    return this.#store.getAgentById(id) ? randomUUID() : id;
+    return (await this.#store.getAgentById(id)) ? randomUUID() : id;
   }
 
-  patch(id: string, input: PatchInput, caller: Caller, verified: VerifiedRecord = null): AgentRecord {
+  async patch(
+    id: string,
+    input: PatchInput,
+    caller: Caller,
+    verified: VerifiedRecord = null,
+  ): Promise<AgentRecord> {
     const operation = "update agent";
-    return this.#store.transaction(() => {
+    return await this.#store.transaction(async () => {
       const now = this.#now();
-      const agent = this.#store.getAgentById(id);
+      const agent = await this.#store.getAgentById(id);
       if (!agent) throw notFound(operation, `agent ${id} is unknown; register it with POST /api/v1/agents/`);
       if (agent.publicKey !== null) this.#requireKey(agent, caller, operation);
       else this.#requireAgent(agent, caller, operation, `agent ${id}`);
       const next: StoredAgent = { ...agent, updatedAt: now };
       if (input.hostname !== undefined && input.hostname !== agent.hostname) {
-        const holder = this.#store.getAgentByHostname(input.hostname);
-        if (holder && holder.id !== id) this.#claimHostname(operation, holder, now);
+        const holder = await this.#store.getAgentByHostname(input.hostname);
+        if (holder && holder.id !== id) await this.#claimHostname(operation, holder, now);
         next.hostname = input.hostname;
       }
       if (input.installation_id !== undefined && input.installation_id !== agent.installationId) {
         const holder = input.installation_id
-          ? this.#store.getAgentByInstallation(input.installation_id)
+          ? await this.#store.getAgentByInstallation(input.installation_id)
           : undefined;
         if (holder && holder.id !== id) {
           throw conflict(
@@ -593,7 +600,7 @@ export class RegistryService {
       if (input.description !== undefined) next.description = input.description;
       if (input.capabilities !== undefined) next.capabilities = input.capabilities ?? [];
       this.#patchKey(operation, agent, next, input, caller, verified);
-      this.#store.updateAgent(next);
+      await this.#store.updateAgent(next);
       return this.toRecord(next, now, true);
     });
   }
@@ -643,32 +650,35 @@ export class RegistryService {
     }
   }
 
-  remove(id: string, caller: Caller): void {
+  async remove(id: string, caller: Caller): Promise<void> {
     const operation = "deregister agent";
-    const agent = this.#store.getAgentById(id);
-    if (!agent) throw notFound(operation, `agent ${id} is unknown (already deregistered or purged)`);
-    if (agent.publicKey !== null) this.#requireKey(agent, caller, operation);
-    else this.#requireAgent(agent, caller, operation, `agent ${id}`);
-    if (!this.options.agentTokens) {
-      // No tokens, no owner to hold the hostname for: the original behaviour.
-      this.#store.deleteAgent(id);
-      return;
-    }
-    // Deregistering keeps the claim: the record goes offline at once (its last_seen moves back by the ttl, so
-    // search, by-hostname and heartbeats treat it as offline) and keeps its hostname, token and inbox for the
-    // release period; the owner re-registering with its token revives the same id.
-    const now = this.#now();
-    this.#store.updateAgent({
-      ...agent,
-      lastSeen: Math.min(agent.lastSeen, this.onlineSince(now) - 1),
-      updatedAt: now,
+    // One transaction: a concurrent PATCH (on this or another replica) must not be undone by this write.
+    await this.#store.transaction(async () => {
+      const agent = await this.#store.getAgentById(id);
+      if (!agent) throw notFound(operation, `agent ${id} is unknown (already deregistered or purged)`);
+      if (agent.publicKey !== null) this.#requireKey(agent, caller, operation);
+      else this.#requireAgent(agent, caller, operation, `agent ${id}`);
+      if (!this.options.agentTokens) {
+        // No tokens, no owner to hold the hostname for: the original behaviour.
+        await this.#store.deleteAgent(id);
+        return;
+      }
+      // Deregistering keeps the claim: the record goes offline at once (its last_seen moves back by the ttl, so
+      // search, by-hostname and heartbeats treat it as offline) and keeps its hostname, token and inbox for the
+      // release period; the owner re-registering with its token revives the same id.
+      const now = this.#now();
+      await this.#store.updateAgent({
+        ...agent,
+        lastSeen: Math.min(agent.lastSeen, this.onlineSince(now) - 1),
+        updatedAt: now,
+      });
     });
   }
 
-  heartbeat(id: string, caller: Caller): { ok: true; last_seen: string; ttl_seconds: number } {
+  async heartbeat(id: string, caller: Caller): Promise<{ ok: true; last_seen: string; ttl_seconds: number }> {
     const operation = "heartbeat";
     const now = this.#now();
-    const agent = this.#store.getAgentLiveness(id);
+    const agent = await this.#store.getAgentLiveness(id);
     if (!agent || !this.isOnline(agent, now)) {
       throw notFound(
         operation,
@@ -676,19 +686,19 @@ export class RegistryService {
       );
     }
     this.#requireAgent(agent, caller, operation, `agent ${id}`);
-    this.#store.touchAgent(id, now);
+    await this.#store.touchAgent(id, now);
     return { ok: true, last_seen: iso(now), ttl_seconds: this.options.ttlSeconds };
   }
 
-  get(id: string): AgentRecord {
-    const agent = this.#store.getAgentById(id);
+  async get(id: string): Promise<AgentRecord> {
+    const agent = await this.#store.getAgentById(id);
     if (!agent) throw notFound("get agent", `agent ${id} is unknown`);
     return this.toRecord(agent);
   }
 
-  byHostname(hostname: string, includeOffline: boolean): AgentRecord {
+  async byHostname(hostname: string, includeOffline: boolean): Promise<AgentRecord> {
     const now = this.#now();
-    const agent = this.#store.getAgentByHostname(hostname);
+    const agent = await this.#store.getAgentByHostname(hostname);
     if (!agent || (!includeOffline && !this.isOnline(agent, now))) {
       throw notFound(
         "get agent by hostname",
@@ -698,7 +708,7 @@ export class RegistryService {
     return this.toRecord(agent, now);
   }
 
-  list(query: {
+  async list(query: {
     hostname?: string;
     installationId?: string;
     peerId?: string;
@@ -706,9 +716,9 @@ export class RegistryService {
     includeOffline: boolean;
     limit: number;
     offset: number;
-  }): { agents: AgentRecord[]; total: number } {
+  }): Promise<{ agents: AgentRecord[]; total: number }> {
     const now = this.#now();
-    const page = this.#store.listAgents({
+    const page = await this.#store.listAgents({
       hostname: query.hostname,
       // An older client filters by the id it saw in records, which is now a peer id.
       ...(query.installationId !== undefined && isPeerId(query.installationId)
@@ -727,9 +737,9 @@ export class RegistryService {
    * Agents by node id or peer id, offline ones too, each once (ids that match nothing are left out). Peer ids
    * match the public peer id only: a batched probe of installation ids would test guesses of secrets.
    */
-  lookup(query: { pilotNodeIds: number[]; peerIds: string[] }): { agents: AgentRecord[] } {
+  async lookup(query: { pilotNodeIds: number[]; peerIds: string[] }): Promise<{ agents: AgentRecord[] }> {
     const now = this.#now();
-    const agents = this.#store.lookupAgents({
+    const agents = await this.#store.lookupAgents({
       pilotNodeIds: [...new Set(query.pilotNodeIds)],
       peerIds: [...new Set(query.peerIds)],
       perNodeId: LOOKUP_MAX_PER_NODE_ID,
@@ -737,18 +747,18 @@ export class RegistryService {
     return { agents: agents.map((a) => this.toRecord(a, now)) };
   }
 
-  search(query: {
+  async search(query: {
     q: string;
     capabilities: string[];
     match: "any" | "all";
     includeOffline: boolean;
     limit: number;
     offset: number;
-  }): { agents: AgentRecord[]; total: number } {
+  }): Promise<{ agents: AgentRecord[]; total: number }> {
     const now = this.#now();
     const phrase = query.q.trim().toLowerCase();
     const terms = [...new Set(phrase.split(/\s+/).filter(Boolean))];
-    const page = this.#store.searchAgents({
+    const page = await this.#store.searchAgents({
       phrase,
       terms,
       capabilities: [...new Set(query.capabilities.map((c) => c.toLowerCase()))],
@@ -762,14 +772,14 @@ export class RegistryService {
 
   // ---- relay --------------------------------------------------------------------------------------------
 
-  #trusted(a: string, b: string): boolean {
-    const ab = this.#store.getTrust(a, b)?.status;
-    const ba = this.#store.getTrust(b, a)?.status;
+  async #trusted(a: string, b: string): Promise<boolean> {
+    const ab = (await this.#store.getTrust(a, b))?.status;
+    const ba = (await this.#store.getTrust(b, a))?.status;
     if (ab === "blocked" || ba === "blocked") return false;
     return ab === "approved" || ba === "approved";
   }
 
-  sendMessage(input: SendMessageInput, caller: Caller): { ok: true; message_id: string } {
+  async sendMessage(input: SendMessageInput, caller: Caller): Promise<{ ok: true; message_id: string }> {
     const operation = "send relay message";
     // Measured as stored (escaped JSON text without its quotes): what inbox pages and quotas are made of.
     const bodyJson = JSON.stringify(input.body);
@@ -780,7 +790,7 @@ export class RegistryService {
         `message body is ${bytes} bytes as stored (JSON-escaped: a control character takes 6 bytes, a quote or backslash 2); the relay carries at most ${MAX_MESSAGE_BODY_BYTES} bytes, split or shorten it`,
       );
     }
-    const sender = this.#agentByAnyId(input.from_installation_id);
+    const sender = await this.#agentByAnyId(input.from_installation_id);
     this.#requireAgent(sender, caller, operation, `installation ${input.from_installation_id}`);
     if (this.options.agentTokens && sender && sender.hostname !== input.from_hostname) {
       throw forbidden(
@@ -799,11 +809,13 @@ export class RegistryService {
     // The recipient by peer id (new), hostname, or to_installation_id (which also takes a peer id: older
     // clients put the id they saw in records there). A hostname held after deregistration still names its
     // owner, so its messages wait in the owner's inbox and never reach a newcomer.
-    const byPeer = input.to_peer_id ? this.#store.getAgentByPeerId(input.to_peer_id) : undefined;
+    const byPeer = input.to_peer_id ? await this.#store.getAgentByPeerId(input.to_peer_id) : undefined;
     const byInstallation = input.to_installation_id
-      ? this.#agentByAnyId(input.to_installation_id)
+      ? await this.#agentByAnyId(input.to_installation_id)
       : undefined;
-    const byHostname = input.to_hostname ? this.#store.getAgentByHostname(input.to_hostname) : undefined;
+    const byHostname = input.to_hostname
+      ? await this.#store.getAgentByHostname(input.to_hostname)
+      : undefined;
     const named = [byPeer, byInstallation, byHostname].filter((a) => a !== undefined);
     if (named.some((a) => a.id !== named[0]!.id)) {
       throw unprocessable(operation, [
@@ -831,16 +843,16 @@ export class RegistryService {
     const to = recipient.installationId;
     // Messages and trust name the sender by its peer id: the installation id is the sender's secret.
     const fromPeer = sender?.peerId ?? this.#peerOf(input.from_installation_id);
-    if (this.options.requireTrust && !this.#trusted(fromPeer, recipient.peerId ?? "")) {
+    if (this.options.requireTrust && !(await this.#trusted(fromPeer, recipient.peerId ?? ""))) {
       throw forbidden(
         operation,
         `no approved trust between ${fromPeer} and ${recipient.peerId} ('${recipient.hostname}'); request it with POST /api/v1/trust/request and wait for approval`,
       );
     }
     const messageId = input.message_id ?? randomUUID();
-    const { message, duplicate } = this.#store.transaction(() => {
-      this.#checkQuota(operation, recipient.hostname, to, messageId, bytes + 2);
-      return this.#store.insertMessage({
+    const { message, duplicate } = await this.#store.transaction(async () => {
+      await this.#checkQuota(operation, recipient.hostname, to, messageId, bytes + 2);
+      return await this.#store.insertMessage({
         messageId,
         toInstallationId: to,
         fromInstallationId: fromPeer,
@@ -860,14 +872,20 @@ export class RegistryService {
   }
 
   /** 507 when the message would take the inbox past its quota; a resend of a stored message always passes. */
-  #checkQuota(operation: string, hostname: string, to: string, messageId: string, storedBytes: number): void {
+  async #checkQuota(
+    operation: string,
+    hostname: string,
+    to: string,
+    messageId: string,
+    storedBytes: number,
+  ): Promise<void> {
     const maxMessages = this.options.inboxMaxMessages ?? DEFAULT_INBOX_MAX_MESSAGES;
     const maxBytes = this.options.inboxMaxBytes ?? DEFAULT_INBOX_MAX_BYTES;
     if (maxMessages <= 0 && maxBytes <= 0) return;
-    const usage = this.#store.inboxUsage(to);
+    const usage = await this.#store.inboxUsage(to);
     const overCount = maxMessages > 0 && usage.messages + 1 > maxMessages;
     const overBytes = maxBytes > 0 && usage.bytes + storedBytes > maxBytes;
-    if ((overCount || overBytes) && !this.#store.hasMessage(to, messageId)) {
+    if ((overCount || overBytes) && !(await this.#store.hasMessage(to, messageId))) {
       throw insufficientStorage(
         operation,
         `the relay inbox of ${hostname} is full (${usage.messages} unacknowledged messages, ${usage.bytes} bytes; at most ${maxMessages} messages and ${maxBytes} bytes); try again later, once it has read its messages`,
@@ -875,15 +893,15 @@ export class RegistryService {
     }
   }
 
-  #requireInbox(installationId: string, caller: Caller, operation: string): void {
+  async #requireInbox(installationId: string, caller: Caller, operation: string): Promise<void> {
     if (!this.options.agentTokens) return;
-    const agent = this.#store.getAgentByInstallation(installationId);
+    const agent = await this.#store.getAgentByInstallation(installationId);
     this.#requireAgent(agent, caller, operation, `installation ${installationId}`);
   }
 
   /** Checks that the caller may read the inbox (so long-polls fail fast instead of waiting). */
-  authorizeInbox(installationId: string, caller: Caller): void {
-    this.#requireInbox(installationId, caller, "read relay inbox");
+  async authorizeInbox(installationId: string, caller: Caller): Promise<void> {
+    await this.#requireInbox(installationId, caller, "read relay inbox");
   }
 
   /**
@@ -892,18 +910,18 @@ export class RegistryService {
    * without reading bodies; the bodies are then read one at a time as the socket drains and placed in the text
    * as stored (no parse, no second escaping). A read so holds about one message in memory, not one page.
    */
-  inbox(
+  async inbox(
     installationId: string,
     after: number,
     limit: number,
     maxBytes: number,
     caller: Caller,
-  ): InboxPageText {
-    this.#requireInbox(installationId, caller, "read relay inbox");
+  ): Promise<InboxPageText> {
+    await this.#requireInbox(installationId, caller, "read relay inbox");
     const since = this.#now() - this.options.messageRetentionSeconds * 1000;
     const planned: Array<{ head: StoredMessageHead; text: [string, string] }> = [];
     let size = PAGE_OVERHEAD_BYTES;
-    for (const head of this.#store.listMessageHeads(installationId, after, since, limit)) {
+    for (const head of await this.#store.listMessageHeads(installationId, after, since, limit)) {
       const text = relayMessageText(head, planned.length > 0);
       const bytes = Buffer.byteLength(text[0]) + head.bodyBytes + Buffer.byteLength(text[1]);
       if (planned.length > 0 && size + bytes > maxBytes) break;
@@ -913,12 +931,12 @@ export class RegistryService {
     const last = planned.at(-1)?.head.seq;
     const nextCursor = last !== undefined ? String(last) : after > 0 ? String(after) : null;
     const store = this.#store;
-    function* chunks(): Generator<string> {
+    async function* chunks(): AsyncGenerator<string> {
       yield '{"messages":[';
       let first = true;
       for (const { head, text } of planned) {
         // Acknowledged (or purged) since the page was planned: left out; next_cursor still passes it.
-        const body = store.getMessageBody(installationId, head.seq);
+        const body = await store.getMessageBody(installationId, head.seq);
         if (body === undefined) continue;
         yield first ? relayMessageText(head, false)[0] : text[0];
         yield body;
@@ -930,9 +948,12 @@ export class RegistryService {
     return { count: planned.length, body: new JsonStream(chunks) };
   }
 
-  ack(input: { installation_id: string; message_ids: string[] }, caller: Caller): { acked: number } {
-    this.#requireInbox(input.installation_id, caller, "acknowledge relay messages");
-    return { acked: this.#store.deleteMessages(input.installation_id, input.message_ids) };
+  async ack(
+    input: { installation_id: string; message_ids: string[] },
+    caller: Caller,
+  ): Promise<{ acked: number }> {
+    await this.#requireInbox(input.installation_id, caller, "acknowledge relay messages");
+    return { acked: await this.#store.deleteMessages(input.installation_id, input.message_ids) };
   }
 
   // ---- trust --------------------------------------------------------------------------------------------
@@ -946,19 +967,19 @@ export class RegistryService {
    * The caller's own side of a trust call: its installation id or peer id, proven by its token. Returns the
    * peer id trust records are keyed by.
    */
-  #trustSelf(id: string, caller: Caller, operation: string, role: string): string {
-    const agent = this.#agentByAnyId(id);
+  async #trustSelf(id: string, caller: Caller, operation: string, role: string): Promise<string> {
+    const agent = await this.#agentByAnyId(id);
     this.#requireAgent(agent, caller, operation, `installation ${id}${role}`);
     return agent?.peerId ?? this.#peerOf(id);
   }
 
   /** The other side of a trust call: by peer id (or, for older clients, installation id). */
-  #trustOther(id: string): { peerId: string; agent: StoredAgent | undefined } {
-    const agent = this.#agentByAnyId(id);
+  async #trustOther(id: string): Promise<{ peerId: string; agent: StoredAgent | undefined }> {
+    const agent = await this.#agentByAnyId(id);
     return { peerId: agent?.peerId ?? this.#peerOf(id), agent };
   }
 
-  trustRequest(
+  async trustRequest(
     input: {
       from_id: string;
       to_id: string;
@@ -967,7 +988,7 @@ export class RegistryService {
       human_name?: string | null;
     },
     caller: Caller,
-  ): { created: boolean; status: "pending" | "approved" } {
+  ): Promise<{ created: boolean; status: "pending" | "approved" }> {
     const operation = "request trust";
     const selfRequest = () =>
       unprocessable(operation, [
@@ -978,10 +999,10 @@ export class RegistryService {
         },
       ]);
     if (input.from_id === input.to_id) throw selfRequest();
-    return this.#store.transaction(() => {
+    return await this.#store.transaction(async () => {
       const now = this.#now();
-      const from = this.#trustSelf(input.from_id, caller, operation, "");
-      const other = this.#trustOther(input.to_id);
+      const from = await this.#trustSelf(input.from_id, caller, operation, "");
+      const other = await this.#trustOther(input.to_id);
       if (!other.agent) {
         throw notFound(
           operation,
@@ -990,8 +1011,8 @@ export class RegistryService {
       }
       const to = other.peerId;
       if (from === to) throw selfRequest();
-      const own = this.#store.getTrust(from, to);
-      const reverse = this.#store.getTrust(to, from);
+      const own = await this.#store.getTrust(from, to);
+      const reverse = await this.#store.getTrust(to, from);
       if (own?.status === "blocked") {
         throw forbidden(operation, `${input.to_id} does not accept trust requests from you`);
       }
@@ -1003,8 +1024,8 @@ export class RegistryService {
       };
       if (reverse && (reverse.status === "pending" || reverse.status === "approved")) {
         // Both sides asked for each other: that is consent from both, so trust is approved at once.
-        this.#store.putTrust({ ...reverse, status: "approved", approvedAt: now, updatedAt: now });
-        this.#store.putTrust({
+        await this.#store.putTrust({ ...reverse, status: "approved", approvedAt: now, updatedAt: now });
+        await this.#store.putTrust({
           requesterId: from,
           targetId: to,
           status: "approved",
@@ -1016,10 +1037,10 @@ export class RegistryService {
         return { created: true, status: "approved" as const };
       }
       if (own?.status === "pending") {
-        this.#store.putTrust({ ...own, ...text, updatedAt: now });
+        await this.#store.putTrust({ ...own, ...text, updatedAt: now });
         return { created: false, status: "pending" as const };
       }
-      this.#store.putTrust({
+      await this.#store.putTrust({
         requesterId: from,
         targetId: to,
         status: "pending",
@@ -1032,18 +1053,18 @@ export class RegistryService {
     });
   }
 
-  trustDecision(
+  async trustDecision(
     decision: "approve" | "reject" | "block",
     input: { from_id: string; to_id: string },
     caller: Caller,
-  ): { status: TrustStatus } {
+  ): Promise<{ status: TrustStatus }> {
     const operation = `${decision} trust`;
-    return this.#store.transaction(() => {
+    return await this.#store.transaction(async () => {
       const now = this.#now();
-      const to = this.#trustSelf(input.to_id, caller, operation, " (to_id is the deciding side)");
-      const other = this.#trustOther(input.from_id);
+      const to = await this.#trustSelf(input.to_id, caller, operation, " (to_id is the deciding side)");
+      const other = await this.#trustOther(input.from_id);
       const from = other.peerId;
-      const record = this.#store.getTrust(from, to);
+      const record = await this.#store.getTrust(from, to);
       if (!record && decision !== "block") {
         throw notFound(
           operation,
@@ -1057,7 +1078,7 @@ export class RegistryService {
           `${input.from_id} is not a registered agent; block a peer_id from a record or from your trust list`,
         );
       }
-      const reverse = this.#store.getTrust(to, from);
+      const reverse = await this.#store.getTrust(to, from);
       const status: TrustStatus =
         decision === "approve" ? "approved" : decision === "reject" ? "rejected" : "blocked";
       const base: TrustWrite = record ?? {
@@ -1071,7 +1092,7 @@ export class RegistryService {
         approvedAt: null,
         updatedAt: now,
       };
-      this.#store.putTrust({
+      await this.#store.putTrust({
         ...base,
         status,
         approvedAt: status === "approved" ? now : null,
@@ -1081,9 +1102,9 @@ export class RegistryService {
         // Trust is symmetric: approving also settles the other direction, and rejecting or blocking
         // revokes it both ways.
         if (status === "approved" && reverse.status === "pending") {
-          this.#store.putTrust({ ...reverse, status: "approved", approvedAt: now, updatedAt: now });
+          await this.#store.putTrust({ ...reverse, status: "approved", approvedAt: now, updatedAt: now });
         } else if (status !== "approved" && (reverse.status === "approved" || reverse.status === "pending")) {
-          this.#store.putTrust({ ...reverse, status: "rejected", approvedAt: null, updatedAt: now });
+          await this.#store.putTrust({ ...reverse, status: "rejected", approvedAt: null, updatedAt: now });
         }
       }
       return { status };
@@ -1094,15 +1115,15 @@ export class RegistryService {
    * Either side ends a trust relationship: approved or pending records become rejected in both directions
    * (blocks stay). The caller is whichever side its token proves; a new request and approval can restore it.
    */
-  trustRevoke(
+  async trustRevoke(
     input: { from_id: string; to_id: string },
     caller: Caller,
-  ): { status: "revoked"; changed: number } {
+  ): Promise<{ status: "revoked"; changed: number }> {
     const operation = "revoke trust";
-    return this.#store.transaction(() => {
+    return await this.#store.transaction(async () => {
       const now = this.#now();
-      const a = this.#trustOther(input.from_id);
-      const b = this.#trustOther(input.to_id);
+      const a = await this.#trustOther(input.from_id);
+      const b = await this.#trustOther(input.to_id);
       if (this.options.agentTokens) {
         if (!caller.bearer) {
           throw unauthorized(
@@ -1124,9 +1145,9 @@ export class RegistryService {
         [a.peerId, b.peerId],
         [b.peerId, a.peerId],
       ] as const) {
-        const record = this.#store.getTrust(x, y);
+        const record = await this.#store.getTrust(x, y);
         if (record && (record.status === "approved" || record.status === "pending")) {
-          this.#store.putTrust({ ...record, status: "rejected", approvedAt: null, updatedAt: now });
+          await this.#store.putTrust({ ...record, status: "rejected", approvedAt: null, updatedAt: now });
           changed++;
         }
       }
@@ -1135,9 +1156,9 @@ export class RegistryService {
   }
 
   /** Trust reads show who asked an agent for what: only that agent (its token) may read them. */
-  pendingTrust(id: string, caller: Caller) {
-    const self = this.#trustSelf(id, caller, "list pending trust requests", "");
-    const requests = this.#store.listPendingTrust(self).map((t) => ({
+  async pendingTrust(id: string, caller: Caller) {
+    const self = await this.#trustSelf(id, caller, "list pending trust requests", "");
+    const requests = (await this.#store.listPendingTrust(self)).map((t) => ({
       from_id: t.requesterId,
       requester_id: t.requesterId,
       to_id: t.targetId,
@@ -1153,16 +1174,16 @@ export class RegistryService {
    * The caller's trust records, both directions: all of them, or (with `changes`) those changed after a cursor,
    * so a client that keeps a copy reads only what changed. Either way `next_cursor` is where to continue.
    */
-  trustList(id: string, caller: Caller, changes?: TrustChangesQuery): TrustList {
+  async trustList(id: string, caller: Caller, changes?: TrustChangesQuery): Promise<TrustList> {
     const operation = "list trust";
-    const self = this.#trustSelf(id, caller, operation, "");
+    const self = await this.#trustSelf(id, caller, operation, "");
     const show = (t: ListedTrust) => trustPeerOf(t, self);
     if (!changes) {
-      const records = this.#store.listTrust(self);
+      const records = await this.#store.listTrust(self);
       const last = records.reduce((max, t) => Math.max(max, t.changeSeq), 0);
       return { peers: records.map(show), next_cursor: String(last) };
     }
-    if (changes.after > this.#store.lastTrustChange()) {
+    if (changes.after > (await this.#store.lastTrustChange())) {
       // Only a registry restored from an older copy can get here: the reader's copy holds changes this
       // registry never made, so continuing from its cursor would miss the ones it makes next.
       throw conflict(
@@ -1170,7 +1191,7 @@ export class RegistryService {
         `cursor ${changes.after} is ahead of this registry's trust changes (was it restored from a backup?); read the whole list again, without after`,
       );
     }
-    const records = this.#store.listTrustChanges(self, changes.after, changes.limit + 1);
+    const records = await this.#store.listTrustChanges(self, changes.after, changes.limit + 1);
     const page = records.slice(0, changes.limit);
     return {
       peers: page.map(show),
@@ -1186,10 +1207,10 @@ export class RegistryService {
    * and takes it offline, so the next registration of that hostname (by any installation) gets a fresh token and
    * may bind a new key; another installation replaces the record and its inbox.
    */
-  adminRelease(
+  async adminRelease(
     hostname: string,
     adminKey: string | undefined,
-  ): { released: true; id: string; hostname: string } {
+  ): Promise<{ released: true; id: string; hostname: string }> {
     const operation = "release hostname";
     if (!this.options.adminKeyHash) {
       throw forbidden(
@@ -1207,14 +1228,14 @@ export class RegistryService {
     if (!matchesHash(adminKey, this.options.adminKeyHash)) {
       throw forbidden(operation, "wrong X-Registry-Admin-Key; use the key the registry was started with");
     }
-    return this.#store.transaction(() => {
+    return await this.#store.transaction(async () => {
       const now = this.#now();
-      const agent = this.#store.getAgentByHostname(hostname);
+      const agent = await this.#store.getAgentByHostname(hostname);
       if (!agent)
         throw notFound(operation, `no registration holds hostname '${hostname}'; it is free already`);
       // The key goes with the token: an owner that lost its key registers again with a new one, and until then
       // the record serves no signature (readers that pinned the old key see the change).
-      this.#store.updateAgent({
+      await this.#store.updateAgent({
         ...agent,
         tokenHash: null,
         publicKey: null,
@@ -1227,12 +1248,14 @@ export class RegistryService {
   }
 
   /** Purges agents offline past the retention period and messages older than theirs. */
-  sweep(): { agents: number; messages: number } {
+  async sweep(): Promise<{ agents: number; messages: number }> {
     const now = this.#now();
     this.#sendRate.sweep();
     return {
-      agents: this.#store.purgeAgents(now - this.#ttlMs() - this.options.offlineRetentionSeconds * 1000),
-      messages: this.#store.purgeMessages(now - this.options.messageRetentionSeconds * 1000),
+      agents: await this.#store.purgeAgents(
+        now - this.#ttlMs() - this.options.offlineRetentionSeconds * 1000,
+      ),
+      messages: await this.#store.purgeMessages(now - this.options.messageRetentionSeconds * 1000),
     };
   }
 }

@@ -2,6 +2,7 @@
 // with a 2xx survives kill -9; heartbeats (last_seen only) may opt into unsynced commits written behind,
 // several per commit, because losing the last one is harmless. Search runs on an in-memory SearchIndex loaded
 // from the rows at open and kept in step with every committed write.
+import { AsyncLocalStorage } from "node:async_hooks";
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { isPeerId, peerIdOf } from "./peer-id.js";
 import { type IndexedAgent, SearchIndex } from "./search-index.js";
@@ -206,7 +207,8 @@ export interface SqliteStoreOptions {
 /** Agents whose heartbeat facts are kept in memory at most (a cache: cleared when full). */
 const HEARTBEAT_CACHE_SIZE = 50_000;
 
-export class SqliteRegistryStore implements RegistryStore {
+/** The store's synchronous core: every call answers at once, on the one connection. */
+export class SqliteDatabaseStore {
   readonly #db: DatabaseSync;
   readonly #statements = new Map<string, StatementSync>();
   readonly #fastHeartbeats: boolean;
@@ -412,22 +414,44 @@ export class SqliteRegistryStore implements RegistryStore {
 
   transaction<T>(fn: () => T): T {
     if (this.#depth > 0) return fn();
+    this.begin();
+    let result: T;
+    try {
+      result = fn();
+    } catch (error) {
+      this.rollback();
+      throw error;
+    }
+    this.commit();
+    return result;
+  }
+
+  /** Opens the outermost transaction (the async store's transaction spans awaits, so it cannot pass a fn). */
+  begin(): void {
     this.#writeTouches();
     this.#db.exec("BEGIN IMMEDIATE");
     this.#depth++;
+  }
+
+  /** Commits the outermost transaction, then applies its index updates; a failed commit rolls back. */
+  commit(): void {
+    const updates = this.#pendingIndex;
+    this.#pendingIndex = [];
     try {
-      const result = fn();
-      this.#depth--;
       this.#db.exec("COMMIT");
-      for (const update of this.#pendingIndex) update();
-      return result;
     } catch (error) {
-      this.#depth--;
-      this.#db.exec("ROLLBACK");
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       throw error;
     } finally {
-      this.#pendingIndex = [];
+      this.#depth--;
     }
+    for (const update of updates) update();
+  }
+
+  rollback(): void {
+    this.#depth--;
+    this.#pendingIndex = [];
+    this.#db.exec("ROLLBACK");
   }
 
   /** Reads the row and lays a pending heartbeat over it (the heartbeat path reads by id: no write here). */
@@ -841,5 +865,147 @@ export class SqliteRegistryStore implements RegistryStore {
     this.#writeTouches();
     this.#statements.clear();
     this.#db.close();
+  }
+}
+
+/**
+ * The RegistryStore on SQLite: the synchronous core behind the asynchronous interface. A transaction spans
+ * awaits, and every request shares the one connection, so a transaction holds the store: calls from outside it
+ * wait until it ends (nested calls and calls made inside it, found through AsyncLocalStorage, go on). When no
+ * transaction is open, which is nearly always (their callbacks only touch the store, so they end within one
+ * turn of the event loop), a call costs one check and a resolved promise.
+ */
+export class SqliteRegistryStore implements RegistryStore {
+  readonly #core: SqliteDatabaseStore;
+  readonly #inside = new AsyncLocalStorage<object>();
+  /** The open transaction: its token (held in #inside by the calls it makes) and its end. */
+  #open: { token: object; ended: Promise<void> } | undefined;
+
+  constructor(options: SqliteStoreOptions) {
+    this.#core = new SqliteDatabaseStore(options);
+  }
+
+  /** Runs `op` now, or once the transaction another caller holds has ended. */
+  #run<T>(op: (core: SqliteDatabaseStore) => T): Promise<T> {
+    const open = this.#open;
+    if (open && this.#inside.getStore() !== open.token) return open.ended.then(() => this.#run(op));
+    try {
+      return Promise.resolve(op(this.#core));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  async transaction<T>(fn: () => Promise<T>): Promise<T> {
+    const open = this.#open;
+    if (open && this.#inside.getStore() === open.token) return fn();
+    while (this.#open) await this.#open.ended;
+    let end!: () => void;
+    const token = {};
+    this.#open = { token, ended: new Promise<void>((resolve) => (end = resolve)) };
+    try {
+      this.#core.begin();
+      let result: T;
+      try {
+        result = await this.#inside.run(token, fn);
+      } catch (error) {
+        this.#core.rollback();
+        throw error;
+      }
+      this.#core.commit();
+      return result;
+    } finally {
+      this.#open = undefined;
+      end();
+    }
+  }
+
+  getAgentById(id: string) {
+    return this.#run((core) => core.getAgentById(id));
+  }
+  getAgentLiveness(id: string) {
+    return this.#run((core) => core.getAgentLiveness(id));
+  }
+  getAgentByHostname(hostname: string) {
+    return this.#run((core) => core.getAgentByHostname(hostname));
+  }
+  getAgentByInstallation(installationId: string) {
+    return this.#run((core) => core.getAgentByInstallation(installationId));
+  }
+  getAgentByPeerId(peerId: string) {
+    return this.#run((core) => core.getAgentByPeerId(peerId));
+  }
+  insertAgent(agent: StoredAgent) {
+    return this.#run((core) => core.insertAgent(agent));
+  }
+  updateAgent(agent: StoredAgent) {
+    return this.#run((core) => core.updateAgent(agent));
+  }
+  touchAgent(id: string, lastSeen: number) {
+    return this.#run((core) => core.touchAgent(id, lastSeen));
+  }
+  deleteAgent(id: string) {
+    return this.#run((core) => core.deleteAgent(id));
+  }
+  listAgents(query: AgentListQuery) {
+    return this.#run((core) => core.listAgents(query));
+  }
+  lookupAgents(query: AgentLookupQuery) {
+    return this.#run((core) => core.lookupAgents(query));
+  }
+  searchAgents(query: AgentSearchQuery) {
+    return this.#run((core) => core.searchAgents(query));
+  }
+  purgeAgents(lastSeenBefore: number) {
+    return this.#run((core) => core.purgeAgents(lastSeenBefore));
+  }
+  insertMessage(message: NewMessage) {
+    return this.#run((core) => core.insertMessage(message));
+  }
+  listMessages(toInstallationId: string, afterSeq: number, createdSince: number, limit: number) {
+    return this.#run((core) => core.listMessages(toInstallationId, afterSeq, createdSince, limit));
+  }
+  listMessageHeads(toInstallationId: string, afterSeq: number, createdSince: number, limit: number) {
+    return this.#run((core) => core.listMessageHeads(toInstallationId, afterSeq, createdSince, limit));
+  }
+  getMessageBody(toInstallationId: string, seq: number) {
+    return this.#run((core) => core.getMessageBody(toInstallationId, seq));
+  }
+  inboxUsage(toInstallationId: string) {
+    return this.#run((core) => core.inboxUsage(toInstallationId));
+  }
+  hasMessage(toInstallationId: string, messageId: string) {
+    return this.#run((core) => core.hasMessage(toInstallationId, messageId));
+  }
+  deleteMessages(toInstallationId: string, messageIds: string[]) {
+    return this.#run((core) => core.deleteMessages(toInstallationId, messageIds));
+  }
+  deleteInbox(toInstallationId: string) {
+    return this.#run((core) => core.deleteInbox(toInstallationId));
+  }
+  purgeMessages(createdBefore: number) {
+    return this.#run((core) => core.purgeMessages(createdBefore));
+  }
+  getTrust(requesterId: string, targetId: string) {
+    return this.#run((core) => core.getTrust(requesterId, targetId));
+  }
+  putTrust(trust: TrustWrite) {
+    return this.#run((core) => core.putTrust(trust));
+  }
+  listTrust(peerId: string) {
+    return this.#run((core) => core.listTrust(peerId));
+  }
+  listTrustChanges(peerId: string, afterSeq: number, limit: number) {
+    return this.#run((core) => core.listTrustChanges(peerId, afterSeq, limit));
+  }
+  lastTrustChange() {
+    return this.#run((core) => core.lastTrustChange());
+  }
+  listPendingTrust(targetId: string) {
+    return this.#run((core) => core.listPendingTrust(targetId));
+  }
+  async close(): Promise<void> {
+    while (this.#open) await this.#open.ended;
+    this.#core.close();
   }
 }

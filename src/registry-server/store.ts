@@ -1,6 +1,8 @@
 // Storage interface of the reference registry server. The service holds the rules (upsert, liveness, trust,
-// tokens); a store only persists rows. Calls are synchronous on purpose: the default store is node:sqlite's
-// DatabaseSync, and synchronous calls make every request's read-modify-write atomic without locks.
+// tokens); a store only persists rows. Calls are asynchronous because PostgreSQL is (a network round trip);
+// the SQLite store answers at once. A read-modify-write is atomic only inside transaction(): each store makes
+// a transaction behave as if transactions ran one at a time (SQLite: one at a time; PostgreSQL: SERIALIZABLE
+// with retries), so the service's rules hold with any number of concurrent requests and replicas.
 
 /** An agent row as stored. Times are epoch milliseconds. */
 export interface StoredAgent {
@@ -139,67 +141,71 @@ export interface ListedTrust extends StoredTrust {
 }
 
 export interface RegistryStore {
-  /** Runs `fn` atomically (all or nothing, durable on return). Nested calls join the outer transaction. */
-  transaction<T>(fn: () => T): T;
+  /**
+   * Runs `fn` atomically (all or nothing, durable on return), isolated from concurrent transactions as if they
+   * ran one after the other. Nested calls join the outer transaction. `fn` may run more than once (PostgreSQL
+   * retries a transaction that lost a race), so it must only touch the store.
+   */
+  transaction<T>(fn: () => Promise<T>): Promise<T>;
 
-  getAgentById(id: string): StoredAgent | undefined;
+  getAgentById(id: string): Promise<StoredAgent | undefined>;
   /** Just what a heartbeat checks (the hot path: no full row). */
-  getAgentLiveness(id: string): AgentLiveness | undefined;
-  getAgentByHostname(hostname: string): StoredAgent | undefined;
-  getAgentByInstallation(installationId: string): StoredAgent | undefined;
-  getAgentByPeerId(peerId: string): StoredAgent | undefined;
-  insertAgent(agent: StoredAgent): void;
+  getAgentLiveness(id: string): Promise<AgentLiveness | undefined>;
+  getAgentByHostname(hostname: string): Promise<StoredAgent | undefined>;
+  getAgentByInstallation(installationId: string): Promise<StoredAgent | undefined>;
+  getAgentByPeerId(peerId: string): Promise<StoredAgent | undefined>;
+  insertAgent(agent: StoredAgent): Promise<void>;
   /** Replaces every column of the row with `agent.id`. */
-  updateAgent(agent: StoredAgent): void;
+  updateAgent(agent: StoredAgent): Promise<void>;
   /** Updates only lastSeen (the hot path of heartbeats). Returns false when the id is unknown. */
-  touchAgent(id: string, lastSeen: number): boolean;
-  deleteAgent(id: string): boolean;
-  listAgents(query: AgentListQuery): Page<StoredAgent>;
+  touchAgent(id: string, lastSeen: number): Promise<boolean>;
+  deleteAgent(id: string): Promise<boolean>;
+  listAgents(query: AgentListQuery): Promise<Page<StoredAgent>>;
   /** Agents matching a lookup, offline ones too, each once, oldest registration first (indexed reads only). */
-  lookupAgents(query: AgentLookupQuery): StoredAgent[];
-  searchAgents(query: AgentSearchQuery): Page<StoredAgent>;
+  lookupAgents(query: AgentLookupQuery): Promise<StoredAgent[]>;
+  searchAgents(query: AgentSearchQuery): Promise<Page<StoredAgent>>;
   /** Deletes agents last seen before `lastSeenBefore`, and their inboxes; returns how many agents. */
-  purgeAgents(lastSeenBefore: number): number;
+  purgeAgents(lastSeenBefore: number): Promise<number>;
 
   /** Stores a message unless (toInstallationId, messageId) exists; returns the stored or the existing row. */
-  insertMessage(message: NewMessage): { message: StoredMessage; duplicate: boolean };
+  insertMessage(message: NewMessage): Promise<{ message: StoredMessage; duplicate: boolean }>;
   listMessages(
     toInstallationId: string,
     afterSeq: number,
     createdSince: number,
     limit: number,
-  ): StoredMessage[];
+  ): Promise<StoredMessage[]>;
   /** The rows listMessages returns without their bodies: enough to plan an inbox page in bytes. */
   listMessageHeads(
     toInstallationId: string,
     afterSeq: number,
     createdSince: number,
     limit: number,
-  ): StoredMessageHead[];
+  ): Promise<StoredMessageHead[]>;
   /** One stored body (`bodyJson`); undefined when the message is gone (acknowledged or purged meanwhile). */
-  getMessageBody(toInstallationId: string, seq: number): string | undefined;
+  getMessageBody(toInstallationId: string, seq: number): Promise<string | undefined>;
   /** Unacknowledged messages held for one installation and their stored body bytes (a cheap, kept-up count). */
-  inboxUsage(toInstallationId: string): InboxUsage;
-  hasMessage(toInstallationId: string, messageId: string): boolean;
-  deleteMessages(toInstallationId: string, messageIds: string[]): number;
+  inboxUsage(toInstallationId: string): Promise<InboxUsage>;
+  hasMessage(toInstallationId: string, messageId: string): Promise<boolean>;
+  deleteMessages(toInstallationId: string, messageIds: string[]): Promise<number>;
   /** Deletes a whole inbox (its agent was purged or gave way); returns how many messages. */
-  deleteInbox(toInstallationId: string): number;
-  purgeMessages(createdBefore: number): number;
+  deleteInbox(toInstallationId: string): Promise<number>;
+  purgeMessages(createdBefore: number): Promise<number>;
 
-  getTrust(requesterId: string, targetId: string): StoredTrust | undefined;
+  getTrust(requesterId: string, targetId: string): Promise<StoredTrust | undefined>;
   /** Inserts or replaces the record and gives it the next change sequence, in one transaction. */
-  putTrust(trust: TrustWrite): void;
+  putTrust(trust: TrustWrite): Promise<void>;
   /** Records where the peer is requester or target, oldest first. */
-  listTrust(peerId: string): ListedTrust[];
+  listTrust(peerId: string): Promise<ListedTrust[]>;
   /**
    * Records where the peer is requester or target whose changeSeq is above `afterSeq`, in changeSeq order, at
    * most `limit`: a page of what changed for that peer since a reader's cursor.
    */
-  listTrustChanges(peerId: string, afterSeq: number, limit: number): ListedTrust[];
+  listTrustChanges(peerId: string, afterSeq: number, limit: number): Promise<ListedTrust[]>;
   /** The highest change sequence given so far, registry-wide (0 before the first trust write). */
-  lastTrustChange(): number;
+  lastTrustChange(): Promise<number>;
   /** Pending records addressed to the installation, oldest first. */
-  listPendingTrust(targetId: string): StoredTrust[];
+  listPendingTrust(targetId: string): Promise<StoredTrust[]>;
 
-  close(): void;
+  close(): Promise<void>;
 }

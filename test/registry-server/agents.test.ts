@@ -170,9 +170,9 @@ describe("heartbeat and liveness", () => {
     const r = await startTestRegistry({ ttlSeconds: 180, offlineRetentionSeconds: 3600 });
     const a = await r.register({ hostname: "alpha", installation_id: "inst-a" });
     r.clock.advance(180 + 3599);
-    expect(r.server.sweep().agents).toBe(0);
+    expect((await r.server.sweep()).agents).toBe(0);
     r.clock.advance(2);
-    expect(r.server.sweep().agents).toBe(1);
+    expect((await r.server.sweep()).agents).toBe(1);
     expect((await r.call("GET", `/api/v1/agents/${a.id}`)).status).toBe(404);
   });
 });

@@ -1,11 +1,33 @@
 // Test helpers: a real registry server on 127.0.0.1 (ephemeral port) with a hand-driven clock, and a small
-// fetch wrapper that returns status + parsed JSON.
-import { afterEach } from "vitest";
+// fetch wrapper that returns status + parsed JSON. The store is SQLite in memory, or, when the vitest project
+// sets REGISTRY_TEST_STORE=postgres, a fresh database on a PostgreSQL server this file starts (one per test
+// file, stopped after it).
+import { afterAll, afterEach } from "vitest";
 import {
   type RegistryServerHandle,
   type RegistryServerOptions,
   startRegistryServer,
 } from "../../src/registry-server/index.js";
+import { startTestPostgres, type TestPostgres } from "../support/postgres.js";
+
+/** The store the registry tests run against: "sqlite" (default) or "postgres". */
+export const testStore = process.env.REGISTRY_TEST_STORE === "postgres" ? "postgres" : "sqlite";
+
+let postgres: Promise<TestPostgres> | undefined;
+
+/** This file's PostgreSQL server, started on first use. */
+export function testPostgres(): Promise<TestPostgres> {
+  postgres ??= startTestPostgres();
+  return postgres;
+}
+
+/**
+ * The `db` a test registry opens when the test names none: in-memory SQLite, or a new PostgreSQL database
+ * (migrated, empty).
+ */
+export async function testDb(): Promise<string> {
+  return testStore === "postgres" ? (await testPostgres()).freshDatabase() : ":memory:";
+}
 
 export interface TestClock {
   now: () => number;
@@ -53,9 +75,22 @@ export interface AgentWithToken {
 }
 
 const running: RegistryServerHandle[] = [];
+/** PostgreSQL databases the running servers use: emptied for the next test once their servers closed. */
+const databases: string[] = [];
 
 afterEach(async () => {
   await Promise.all(running.splice(0).map((s) => s.close()));
+  const used = databases.splice(0);
+  if (used.length) {
+    const server = await testPostgres();
+    await Promise.all(used.map((db) => server.recycle(db)));
+  }
+});
+
+afterAll(async () => {
+  const server = postgres;
+  postgres = undefined;
+  if (server) await (await server).stop();
 });
 
 export async function startTestRegistry(
@@ -63,7 +98,12 @@ export async function startTestRegistry(
 ): Promise<TestRegistry> {
   const clock = testClock();
   const { defaultHeaders = {}, ...serverOptions } = options;
-  const server = await startRegistryServer({ now: clock.now, sweepIntervalMs: 0, ...serverOptions });
+  let db = serverOptions.db;
+  if (!serverOptions.store && !db) {
+    db = await testDb();
+    if (testStore === "postgres") databases.push(db);
+  }
+  const server = await startRegistryServer({ now: clock.now, sweepIntervalMs: 0, ...serverOptions, db });
   running.push(server);
   const call: TestRegistry["call"] = async (method, path, opts = {}) => {
     const headers: Record<string, string> = { ...defaultHeaders, ...opts.headers };

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { afterAll, describe, expect, it } from "vitest";
 import { peerIdOf } from "../../src/registry-server/peer-id.js";
-import { SqliteRegistryStore } from "../../src/registry-server/sqlite-store.js";
+import { SqliteDatabaseStore } from "../../src/registry-server/sqlite-store.js";
 
 const dir = mkdtempSync(join(tmpdir(), "agent-registry-migration-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -38,7 +38,7 @@ describe("peer id migration", () => {
     old.exec(OLD_SCHEMA);
     old.close();
 
-    const store = new SqliteRegistryStore({ path });
+    const store = new SqliteDatabaseStore({ path });
     try {
       const a = peerIdOf("inst-a");
       const b = peerIdOf("inst-b");
@@ -52,7 +52,7 @@ describe("peer id migration", () => {
       store.close();
     }
     // Opening again changes nothing (the column marks a migrated database).
-    const again = new SqliteRegistryStore({ path });
+    const again = new SqliteDatabaseStore({ path });
     try {
       expect(again.getTrust(peerIdOf("inst-a"), peerIdOf("inst-b"))?.status).toBe("approved");
       const raw = new DatabaseSync(path);
@@ -93,7 +93,7 @@ describe("trust change sequence migration", () => {
     old.exec(BEFORE_CHANGES_SCHEMA);
     old.close();
 
-    const store = new SqliteRegistryStore({ path });
+    const store = new SqliteDatabaseStore({ path });
     try {
       // Same updated_at: by requester, then target.
       expect(store.listTrustChanges("p_a", 0, 10).map((t) => [t.requesterId, t.changeSeq])).toEqual([
@@ -112,7 +112,7 @@ describe("trust change sequence migration", () => {
       store.close();
     }
     // Opening again keeps the numbers and the count.
-    const again = new SqliteRegistryStore({ path });
+    const again = new SqliteDatabaseStore({ path });
     try {
       expect(again.lastTrustChange()).toBe(4);
       expect(again.getTrust("p_a", "p_b")?.changeSeq).toBe(1);
@@ -145,7 +145,7 @@ describe("key columns migration", () => {
     const old = new DatabaseSync(path);
     old.exec(BEFORE_CHANGES_SCHEMA);
     old.close();
-    const store = new SqliteRegistryStore({ path });
+    const store = new SqliteDatabaseStore({ path });
     try {
       const alice = store.getAgentById("id-a")!;
       expect(alice).toMatchObject({ publicKey: null, signedRecord: null });
@@ -153,7 +153,7 @@ describe("key columns migration", () => {
     } finally {
       store.close();
     }
-    const again = new SqliteRegistryStore({ path });
+    const again = new SqliteDatabaseStore({ path });
     try {
       expect(again.getAgentByHostname("alice")).toMatchObject({
         publicKey: "k".repeat(43),

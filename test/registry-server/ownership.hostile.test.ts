@@ -180,13 +180,13 @@ describe("deregistration keeps the claim for the release period", () => {
     await r.call("DELETE", `/api/v1/agents/${victim.id}`, { token: victim.agent_token });
     await send(r, friend, { to_hostname: "victim", body: "never read" });
     r.clock.advance(3599);
-    expect(r.server.sweep().agents).toBe(0);
+    expect((await r.server.sweep()).agents).toBe(0);
     expect(
       (await r.call("POST", "/api/v1/agents/", { body: { hostname: "victim", installation_id: "inst-new" } }))
         .status,
     ).toBe(409);
     r.clock.advance(2);
-    expect(r.server.sweep().agents).toBe(1);
+    expect((await r.server.sweep()).agents).toBe(1);
     const taken = await r.register({ hostname: "victim", installation_id: "inst-new" });
     expect(taken.id).not.toBe(victim.id);
     expect((await inboxOf(r, "inst-new", taken.agent_token)).body.messages).toEqual([]);

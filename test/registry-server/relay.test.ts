@@ -103,7 +103,7 @@ describe("relay messages", () => {
     expect((await inbox(r, keeper)).body.messages).toHaveLength(1);
     r.clock.advance(2);
     expect((await inbox(r, keeper)).body.messages).toHaveLength(0);
-    expect(r.server.sweep().messages).toBe(1);
+    expect((await r.server.sweep()).messages).toBe(1);
   });
 
   it("answers a long-poll within 100 ms of a send", async () => {

@@ -1,10 +1,10 @@
-// SqliteRegistryStore and its in-memory search index: the index follows committed writes only, is rebuilt
+// SqliteDatabaseStore and its in-memory search index: the index follows committed writes only, is rebuilt
 // from the file on open, and ranks with a bounded heap that agrees with a full sort.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { SqliteRegistryStore } from "../../src/registry-server/sqlite-store.js";
+import { SqliteDatabaseStore } from "../../src/registry-server/sqlite-store.js";
 import type { AgentSearchQuery, StoredAgent } from "../../src/registry-server/store.js";
 
 const dir = mkdtempSync(join(tmpdir(), "agent-registry-store-"));
@@ -42,9 +42,9 @@ const query = (q: string, extra: Partial<AgentSearchQuery> = {}): AgentSearchQue
   };
 };
 
-describe("SqliteRegistryStore search index", () => {
+describe("SqliteDatabaseStore search index", () => {
   it("drops index updates of a rolled-back transaction", () => {
-    const store = new SqliteRegistryStore({ path: ":memory:" });
+    const store = new SqliteDatabaseStore({ path: ":memory:" });
     expect(() =>
       store.transaction(() => {
         store.insertAgent(agent(1, { description: "ghost writer" }));
@@ -57,7 +57,7 @@ describe("SqliteRegistryStore search index", () => {
   });
 
   it("follows updates and deletes", () => {
-    const store = new SqliteRegistryStore({ path: ":memory:" });
+    const store = new SqliteDatabaseStore({ path: ":memory:" });
     store.insertAgent(agent(1, { description: "old words" }));
     store.updateAgent(agent(1, { description: "new words" }));
     expect(store.searchAgents(query("old")).total).toBe(0);
@@ -69,17 +69,17 @@ describe("SqliteRegistryStore search index", () => {
 
   it("rebuilds the index from the file when reopened", () => {
     const path = join(dir, "reopen.db");
-    const first = new SqliteRegistryStore({ path });
+    const first = new SqliteDatabaseStore({ path });
     first.insertAgent(agent(1, { description: "persistent cartographer", capabilities: ["maps"] }));
     first.close();
-    const second = new SqliteRegistryStore({ path });
+    const second = new SqliteDatabaseStore({ path });
     expect(second.searchAgents(query("cartog")).items.map((a) => a.hostname)).toEqual(["agent-1"]);
     expect(second.searchAgents(query("", { capabilities: ["maps"] })).total).toBe(1);
     second.close();
   });
 
   it("pages through a broad match in the same order as a full sort by id", () => {
-    const store = new SqliteRegistryStore({ path: ":memory:" });
+    const store = new SqliteDatabaseStore({ path: ":memory:" });
     const ids: string[] = [];
     for (let i = 0; i < 300; i++) {
       const a = agent((i * 7919) % 1000, { description: "common word" });
@@ -97,7 +97,7 @@ describe("SqliteRegistryStore search index", () => {
   });
 
   it("hides agents last seen before the cut-off", () => {
-    const store = new SqliteRegistryStore({ path: ":memory:" });
+    const store = new SqliteDatabaseStore({ path: ":memory:" });
     store.insertAgent(agent(1, { description: "alpha" }));
     store.insertAgent(agent(2, { description: "alpha" }));
     store.touchAgent("id-0002", 5000);
@@ -108,9 +108,9 @@ describe("SqliteRegistryStore search index", () => {
   });
 });
 
-describe("SqliteRegistryStore heartbeats written behind", () => {
+describe("SqliteDatabaseStore heartbeats written behind", () => {
   it("answers a heartbeat's liveness read from memory, and sees a new token after an update", () => {
-    const store = new SqliteRegistryStore({ path: ":memory:" });
+    const store = new SqliteDatabaseStore({ path: ":memory:" });
     store.insertAgent(agent(1, { tokenHash: "aa" }));
     expect(store.getAgentLiveness("id-0001")).toEqual({ tokenHash: "aa", lastSeen: 1000 });
     store.touchAgent("id-0001", 2000);
@@ -124,7 +124,7 @@ describe("SqliteRegistryStore heartbeats written behind", () => {
   });
 
   it("shows a heartbeat to every read before it is written", () => {
-    const store = new SqliteRegistryStore({ path: ":memory:" });
+    const store = new SqliteDatabaseStore({ path: ":memory:" });
     store.insertAgent(agent(1));
     expect(store.touchAgent("id-0001", 9000)).toBe(true);
     expect(store.touchAgent("id-unknown", 9000)).toBe(false);
@@ -140,10 +140,10 @@ describe("SqliteRegistryStore heartbeats written behind", () => {
 
   it("writes heartbeats to the file after the delay, and on close", async () => {
     const path = join(dir, "heartbeats-delay.db");
-    const store = new SqliteRegistryStore({ path, heartbeatWriteDelayMs: 50 });
+    const store = new SqliteDatabaseStore({ path, heartbeatWriteDelayMs: 50 });
     store.insertAgent(agent(1));
     store.touchAgent("id-0001", 7000);
-    const reader = new SqliteRegistryStore({ path });
+    const reader = new SqliteDatabaseStore({ path });
     expect(reader.getAgentById("id-0001")?.lastSeen).toBe(1000);
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(reader.getAgentById("id-0001")?.lastSeen).toBe(7000);
@@ -153,23 +153,23 @@ describe("SqliteRegistryStore heartbeats written behind", () => {
 
   it("with no delay, writes heartbeats by the next turn of the event loop, and on close", async () => {
     const path = join(dir, "heartbeats.db");
-    const store = new SqliteRegistryStore({ path, heartbeatWriteDelayMs: 0 });
+    const store = new SqliteDatabaseStore({ path, heartbeatWriteDelayMs: 0 });
     store.insertAgent(agent(1));
     store.insertAgent(agent(2));
     store.touchAgent("id-0001", 7000);
     await new Promise((resolve) => setImmediate(resolve));
-    const reader = new SqliteRegistryStore({ path });
+    const reader = new SqliteDatabaseStore({ path });
     expect(reader.getAgentById("id-0001")?.lastSeen).toBe(7000);
     reader.close();
     store.touchAgent("id-0002", 8000);
     store.close();
-    const reopened = new SqliteRegistryStore({ path });
+    const reopened = new SqliteDatabaseStore({ path });
     expect(reopened.getAgentById("id-0002")?.lastSeen).toBe(8000);
     reopened.close();
   });
 
   it("writes pending heartbeats before a transaction, so a rollback keeps them", () => {
-    const store = new SqliteRegistryStore({ path: ":memory:" });
+    const store = new SqliteDatabaseStore({ path: ":memory:" });
     store.insertAgent(agent(1));
     store.touchAgent("id-0001", 6000);
     expect(() =>

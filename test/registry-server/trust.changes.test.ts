@@ -147,7 +147,7 @@ describe("trust list by change", () => {
     r.clock.advance(365 * 24 * 3600);
     // Alice comes back (re-registers with her token); her peer, gone as long, is purged.
     const back = await r.register({ hostname: "alice", installation_id: "A" }, alice.agent_token);
-    expect(r.server.sweep().agents).toBe(1);
+    expect((await r.server.sweep()).agents).toBe(1);
     expect((await changes(r, back, "0")).peers[0]?.peer_hostname).toBeNull();
   });
 

@@ -226,8 +226,8 @@ export async function startToolFixture(): Promise<ToolFixture> {
       displayName: agent.displayName?.replace(/\n/g, " "),
     });
     if (record.displayName !== agent.displayName) {
-      const stored = store.getAgentById(record.id);
-      if (stored) store.updateAgent({ ...stored, displayName: agent.displayName ?? null });
+      const stored = await store.getAgentById(record.id);
+      if (stored) await store.updateAgent({ ...stored, displayName: agent.displayName ?? null });
     }
   }
   for (let i = 0; i < FILLER_COUNT; i++) {

@@ -1,0 +1,601 @@
+// RegistryStore on PostgreSQL, for registries that outgrow one machine: any number of server processes
+// (replicas) share one database. Driver: `pg` (node-postgres), because it is pure JavaScript (no native build
+// on install), has a pool whose clients can be held for a whole transaction, and speaks LISTEN/NOTIFY on a
+// dedicated client, which cross-replica wake-ups of long-polls will use. Transactions run SERIALIZABLE and are
+// retried when they lose a race (two replicas registering one hostname, two sends into one inbox): the service's
+// read-modify-write rules then hold as if requests ran one at a time, as they do on SQLite. Search runs in SQL
+// over a words table (prefix ranges on a btree) and a GIN index on capabilities, so no replica keeps an index
+// in memory and every replica sees every write at once.
+import { AsyncLocalStorage } from "node:async_hooks";
+import pg from "pg";
+import { applyPostgresMigrations } from "./postgres-migrations.js";
+import type {
+  AgentListQuery,
+  AgentLiveness,
+  AgentLookupQuery,
+  AgentSearchQuery,
+  InboxUsage,
+  ListedTrust,
+  NewMessage,
+  Page,
+  RegistryStore,
+  StoredAgent,
+  StoredMessage,
+  StoredMessageHead,
+  StoredTrust,
+  TrustStatus,
+  TrustWrite,
+} from "./store.js";
+
+export interface PostgresStoreOptions {
+  /** postgres:// or postgresql:// URL (or anything `pg` takes as a connection string). */
+  connectionString: string;
+  /** Pooled connections at most (default 10). */
+  maxConnections?: number;
+  /** Apply pending migrations at open (default true); false expects `agent-registry migrate` to have run. */
+  migrate?: boolean;
+}
+
+type Queryable = Pick<pg.PoolClient, "query">;
+type Row = Record<string, unknown>;
+
+/** How often a transaction that lost a race is run again before its error reaches the caller. */
+const MAX_ATTEMPTS = 12;
+/**
+ * SQLSTATEs of a lost race, after which running the transaction again gives the answer a sequential run would:
+ * serialization_failure, deadlock_detected, and unique_violation (a concurrent insert of the same key that
+ * committed first; the next attempt sees it).
+ */
+const RETRYABLE = new Set(["40001", "40P01", "23505"]);
+
+/** Same word definition as the in-memory index (search-index.ts): runs of letters and digits. */
+const WORD = /[\p{L}\p{N}]+/gu;
+const isPlainWord = (term: string) => /^[\p{L}\p{N}]+$/u.test(term);
+/** Above every character of a word in byte order: `w <= word < w + PREFIX_END` holds the words starting with w. */
+const PREFIX_END = "\u{10FFFF}";
+
+const AGENT_COLUMNS =
+  "a.id, a.hostname, a.installation_id, a.peer_id, a.pilot_node_id, a.pilot_address, a.display_name, " +
+  "a.description, a.capabilities, a.token_hash, a.public_key, a.signed_record, a.last_seen, a.created_at, " +
+  "a.updated_at";
+
+const str = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+
+function toAgent(row: Row): StoredAgent {
+  return {
+    id: String(row.id),
+    hostname: String(row.hostname),
+    installationId: str(row.installation_id),
+    peerId: str(row.peer_id),
+    pilotNodeId: num(row.pilot_node_id),
+    pilotAddress: str(row.pilot_address),
+    displayName: str(row.display_name),
+    description: str(row.description),
+    capabilities: (row.capabilities as string[]) ?? [],
+    tokenHash: str(row.token_hash),
+    publicKey: str(row.public_key),
+    signedRecord: str(row.signed_record),
+    lastSeen: Number(row.last_seen),
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+  };
+}
+
+function toMessage(row: Row): StoredMessage {
+  return {
+    seq: Number(row.seq),
+    messageId: String(row.message_id),
+    toInstallationId: String(row.to_installation_id),
+    fromInstallationId: String(row.from_installation_id),
+    fromHostname: String(row.from_hostname),
+    bodyJson: String(row.body_json),
+    createdAt: Number(row.created_at),
+  };
+}
+
+function toTrust(row: Row): StoredTrust {
+  return {
+    changeSeq: Number(row.change_seq),
+    requesterId: String(row.requester_id),
+    targetId: String(row.target_id),
+    status: String(row.status) as TrustStatus,
+    introduction: str(row.introduction),
+    assistantName: str(row.assistant_name),
+    humanName: str(row.human_name),
+    createdAt: Number(row.created_at),
+    approvedAt: num(row.approved_at),
+    updatedAt: Number(row.updated_at),
+  };
+}
+
+const toListedTrust = (row: Row): ListedTrust => ({ ...toTrust(row), peerHostname: str(row.peer_hostname) });
+
+const TRUST_COLUMNS =
+  "requester_id, target_id, status, introduction, assistant_name, human_name, created_at, approved_at, " +
+  "updated_at, change_seq";
+
+/** The search text and words of an agent, as the in-memory index makes them. */
+function searchTextOf(agent: StoredAgent): string {
+  return [agent.hostname, agent.displayName ?? "", agent.description ?? "", ...agent.capabilities]
+    .join("\n")
+    .toLowerCase();
+}
+
+const wordsOf = (text: string): string[] => [...new Set(text.match(WORD) ?? [])];
+
+/** The connection string with its password (and any password parameter) replaced, for logs and errors. */
+export function redactConnectionString(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    for (const key of [...parsed.searchParams.keys()]) {
+      if (/pass/i.test(key)) parsed.searchParams.set(key, "***");
+    }
+    return parsed.toString();
+  } catch {
+    // Why safe: not a URL (a libpq keyword string); say nothing of it rather than risk printing a secret.
+    return "postgres (connection string not shown)";
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class PostgresRegistryStore implements RegistryStore {
+  readonly #pool: pg.Pool;
+  /** The client of the transaction the current async context runs in (none outside transactions). */
+  readonly #tx = new AsyncLocalStorage<pg.PoolClient>();
+  #closed = false;
+
+  private constructor(pool: pg.Pool) {
+    this.#pool = pool;
+  }
+
+  /** Opens the pool and (unless told not to) brings the schema up to date under an advisory lock. */
+  static async open(options: PostgresStoreOptions): Promise<PostgresRegistryStore> {
+    const pool = new pg.Pool({
+      connectionString: options.connectionString,
+      max: options.maxConnections ?? 10,
+      // Bigints (seq, times) come back as strings; the store converts them to numbers (all fit in 2^53).
+    });
+    // An idle client that loses its connection (a database restart) must not crash the process; the pool
+    // drops it and the next query opens a new one.
+    pool.on("error", () => {
+      // Why safe: the pool drops a client whose idle connection broke; the next query opens a new one.
+    });
+    try {
+      if (options.migrate ?? true) await applyPostgresMigrations(pool);
+    } catch (error) {
+      await pool.end();
+      throw error;
+    }
+    return new PostgresRegistryStore(pool);
+  }
+
+  /** Where a statement runs: the transaction's client, or any pooled connection (autocommit). */
+  #db(): Queryable {
+    return this.#tx.getStore() ?? this.#pool;
+  }
+
+  async #rows(sql: string, params: unknown[] = []): Promise<Row[]> {
+    return (await this.#db().query(sql, params)).rows as Row[];
+  }
+
+  async #row(sql: string, params: unknown[] = []): Promise<Row | undefined> {
+    return (await this.#rows(sql, params))[0];
+  }
+
+  async #count(sql: string, params: unknown[] = []): Promise<number> {
+    return (await this.#db().query(sql, params)).rowCount ?? 0;
+  }
+
+  async transaction<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#tx.getStore()) return fn();
+    for (let attempt = 1; ; attempt++) {
+      const client = await this.#pool.connect();
+      let broken: Error | undefined;
+      try {
+        await client.query("BEGIN ISOLATION LEVEL SERIALIZABLE");
+        const result = await this.#tx.run(client, fn);
+        await client.query("COMMIT");
+        return result;
+      } catch (error) {
+        try {
+          await client.query("ROLLBACK");
+        } catch (rollbackError) {
+          broken = rollbackError as Error;
+        }
+        const code = (error as { code?: unknown }).code;
+        if (attempt >= MAX_ATTEMPTS || typeof code !== "string" || !RETRYABLE.has(code)) throw error;
+      } finally {
+        // A client whose rollback failed is in an unknown state: the pool closes it instead of reusing it.
+        client.release(broken);
+      }
+      // Losers of a race back off a little, at random, so they do not collide again in step.
+      await sleep(Math.random() * Math.min(50, 2 ** attempt));
+    }
+  }
+
+  async getAgentById(id: string): Promise<StoredAgent | undefined> {
+    const row = await this.#row(`SELECT ${AGENT_COLUMNS} FROM agents a WHERE a.id = $1`, [id]);
+    return row ? toAgent(row) : undefined;
+  }
+
+  async getAgentLiveness(id: string): Promise<AgentLiveness | undefined> {
+    const row = await this.#row("SELECT token_hash, last_seen FROM agents WHERE id = $1", [id]);
+    return row ? { tokenHash: str(row.token_hash), lastSeen: Number(row.last_seen) } : undefined;
+  }
+
+  async getAgentByHostname(hostname: string): Promise<StoredAgent | undefined> {
+    const row = await this.#row(`SELECT ${AGENT_COLUMNS} FROM agents a WHERE a.hostname = $1`, [hostname]);
+    return row ? toAgent(row) : undefined;
+  }
+
+  async getAgentByInstallation(installationId: string): Promise<StoredAgent | undefined> {
+    const row = await this.#row(`SELECT ${AGENT_COLUMNS} FROM agents a WHERE a.installation_id = $1`, [
+      installationId,
+    ]);
+    return row ? toAgent(row) : undefined;
+  }
+
+  async getAgentByPeerId(peerId: string): Promise<StoredAgent | undefined> {
+    const row = await this.#row(`SELECT ${AGENT_COLUMNS} FROM agents a WHERE a.peer_id = $1`, [peerId]);
+    return row ? toAgent(row) : undefined;
+  }
+
+  #agentParams(agent: StoredAgent): unknown[] {
+    return [
+      agent.id,
+      agent.hostname,
+      agent.installationId,
+      agent.peerId,
+      agent.pilotNodeId,
+      agent.pilotAddress,
+      agent.displayName,
+      agent.description,
+      agent.capabilities,
+      agent.tokenHash,
+      agent.publicKey,
+      agent.signedRecord,
+      agent.lastSeen,
+      agent.createdAt,
+      agent.updatedAt,
+      searchTextOf(agent),
+    ];
+  }
+
+  async #setWords(seq: number, agent: StoredAgent): Promise<void> {
+    await this.#db().query("DELETE FROM agent_words WHERE seq = $1", [seq]);
+    await this.#db().query(
+      "INSERT INTO agent_words (word, seq) SELECT w, $2 FROM unnest($1::text[]) AS w ON CONFLICT DO NOTHING",
+      [wordsOf(searchTextOf(agent)), seq],
+    );
+  }
+
+  insertAgent(agent: StoredAgent): Promise<void> {
+    return this.transaction(async () => {
+      const row = await this.#row(
+        "INSERT INTO agents (id, hostname, installation_id, peer_id, pilot_node_id, pilot_address, display_name, " +
+          "description, capabilities, token_hash, public_key, signed_record, last_seen, created_at, updated_at, " +
+          "search_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING seq",
+        this.#agentParams(agent),
+      );
+      await this.#setWords(Number(row?.seq), agent);
+    });
+  }
+
+  updateAgent(agent: StoredAgent): Promise<void> {
+    return this.transaction(async () => {
+      const row = await this.#row(
+        "UPDATE agents SET hostname = $2, installation_id = $3, peer_id = $4, pilot_node_id = $5, " +
+          "pilot_address = $6, display_name = $7, description = $8, capabilities = $9, token_hash = $10, " +
+          "public_key = $11, signed_record = $12, last_seen = $13, created_at = $14, updated_at = $15, " +
+          "search_text = $16 WHERE id = $1 RETURNING seq",
+        this.#agentParams(agent),
+      );
+      if (!row) throw new Error(`updateAgent: unknown agent id ${agent.id}`);
+      await this.#setWords(Number(row.seq), agent);
+    });
+  }
+
+  async touchAgent(id: string, lastSeen: number): Promise<boolean> {
+    return (await this.#count("UPDATE agents SET last_seen = $2 WHERE id = $1", [id, lastSeen])) > 0;
+  }
+
+  async deleteAgent(id: string): Promise<boolean> {
+    // agent_words go with the row (ON DELETE CASCADE).
+    return (await this.#count("DELETE FROM agents WHERE id = $1", [id])) > 0;
+  }
+
+  async listAgents(query: AgentListQuery): Promise<Page<StoredAgent>> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (sql: string, value: unknown) => {
+      params.push(value);
+      where.push(sql.replace("?", `$${params.length}`));
+    };
+    if (query.hostname !== undefined) add("a.hostname = ?", query.hostname);
+    if (query.installationId !== undefined) add("a.installation_id = ?", query.installationId);
+    if (query.peerId !== undefined) add("a.peer_id = ?", query.peerId);
+    if (query.pilotNodeId !== undefined) add("a.pilot_node_id = ?", query.pilotNodeId);
+    if (query.seenSince !== undefined) add("a.last_seen >= ?", query.seenSince);
+    const whereSql = where.length ? `WHERE ${where.join(" AND ")}` : "";
+    const total = Number((await this.#row(`SELECT COUNT(*) AS n FROM agents a ${whereSql}`, params))?.n ?? 0);
+    const rows = await this.#rows(
+      `SELECT ${AGENT_COLUMNS} FROM agents a ${whereSql} ORDER BY a.created_at, a.id ` +
+        `LIMIT $${params.length + 1} OFFSET $${params.length + 2}`,
+      [...params, query.limit, query.offset],
+    );
+    return { items: rows.map(toAgent), total };
+  }
+
+  async lookupAgents(query: AgentLookupQuery): Promise<StoredAgent[]> {
+    // Each node id reads its freshest records from agents_node (a lateral probe per id); peer ids probe the
+    // unique index. Ids are bounded by the route's validation.
+    const rows = await this.#rows(
+      `SELECT ${AGENT_COLUMNS} FROM agents a WHERE a.seq IN (` +
+        "SELECT n.seq FROM unnest($1::bigint[]) AS node(id) CROSS JOIN LATERAL (" +
+        "SELECT seq FROM agents WHERE pilot_node_id = node.id ORDER BY last_seen DESC, id LIMIT $2) n " +
+        "UNION SELECT seq FROM agents WHERE peer_id = ANY($3::text[])" +
+        ") ORDER BY a.created_at, a.id",
+      [query.pilotNodeIds, query.perNodeId, query.peerIds],
+    );
+    return rows.map(toAgent);
+  }
+
+  async searchAgents(query: AgentSearchQuery): Promise<Page<StoredAgent>> {
+    const params: unknown[] = [];
+    const param = (value: unknown) => {
+      params.push(value);
+      return `$${params.length}`;
+    };
+    const where: string[] = [];
+    if (query.seenSince !== undefined) where.push(`a.last_seen >= ${param(query.seenSince)}`);
+    // Every word of the query must start a word of the agent: one prefix range of agent_words each.
+    const words = [...new Set(query.terms.flatMap((term) => term.match(WORD) ?? []))];
+    for (const word of words) {
+      where.push(
+        `a.seq IN (SELECT w.seq FROM agent_words w WHERE w.word >= ${param(word)} ` +
+          `AND w.word < ${param(word + PREFIX_END)})`,
+      );
+    }
+    // A term with punctuation (alpha-bot, c++) must also occur verbatim.
+    for (const term of query.terms.filter((t) => !isPlainWord(t))) {
+      where.push(`strpos(a.search_text, ${param(term)}) > 0`);
+    }
+    const caps = query.capabilities;
+    if (caps.length) {
+      where.push(`a.capabilities ${query.match === "all" ? "@>" : "&&"} ${param(caps)}::text[]`);
+    }
+    const whereSql = where.length ? `WHERE ${where.join(" AND ")}` : "";
+    const total = Number((await this.#row(`SELECT COUNT(*) AS n FROM agents a ${whereSql}`, params))?.n ?? 0);
+    if (total === 0 || query.offset >= total) return { items: [], total };
+    // Ranking, as the in-memory index: the exact hostname (tier 0), an exact capability equal to the phrase or a
+    // word of it (1), the phrase within the hostname (2), the rest (3); then more of the asked capabilities
+    // (match=any with several); then id, a stable tie-break.
+    const phrase = query.phrase;
+    const order: string[] = [];
+    if (phrase) {
+      order.push(
+        `CASE WHEN a.hostname = ${param(phrase)} THEN 0 ` +
+          `WHEN a.capabilities && ${param([...new Set([phrase, ...query.terms])])}::text[] THEN 1 ` +
+          `WHEN strpos(a.hostname, ${param(phrase)}) > 0 THEN 2 ELSE 3 END`,
+      );
+    }
+    if (caps.length > 1 && query.match === "any") {
+      order.push(
+        `(SELECT COUNT(*) FROM unnest(a.capabilities) AS c WHERE c = ANY(${param(caps)}::text[])) DESC`,
+      );
+    }
+    order.push("a.id");
+    const rows = await this.#rows(
+      `SELECT ${AGENT_COLUMNS} FROM agents a ${whereSql} ORDER BY ${order.join(", ")} ` +
+        `LIMIT ${param(query.limit)} OFFSET ${param(query.offset)}`,
+      params,
+    );
+    return { items: rows.map(toAgent), total };
+  }
+
+  purgeAgents(lastSeenBefore: number): Promise<number> {
+    return this.transaction(async () => {
+      const rows = await this.#rows(
+        "DELETE FROM agents WHERE seq IN (SELECT seq FROM agents WHERE last_seen < $1 LIMIT 10000) " +
+          "RETURNING installation_id",
+        [lastSeenBefore],
+      );
+      // Messages held for a purged agent go with it: its hostname is free now, and a newcomer under it must
+      // never read them.
+      const inboxes = rows.map((r) => r.installation_id).filter((id) => id !== null);
+      if (inboxes.length) {
+        await this.#db().query("DELETE FROM messages WHERE to_installation_id = ANY($1::text[])", [inboxes]);
+      }
+      return rows.length;
+    });
+  }
+
+  insertMessage(message: NewMessage): Promise<{ message: StoredMessage; duplicate: boolean }> {
+    return this.transaction(async () => {
+      // Lock the inbox first, so this message's seq is taken (and committed) after every earlier one's.
+      await this.#db().query(
+        "INSERT INTO inbox_usage (to_installation_id, messages, bytes) VALUES ($1, 0, 0) " +
+          "ON CONFLICT (to_installation_id) DO UPDATE SET messages = inbox_usage.messages",
+        [message.toInstallationId],
+      );
+      const existing = await this.#row(
+        "SELECT * FROM messages WHERE to_installation_id = $1 AND message_id = $2",
+        [message.toInstallationId, message.messageId],
+      );
+      if (existing) return { message: toMessage(existing), duplicate: true };
+      const row = await this.#row(
+        "INSERT INTO messages (message_id, to_installation_id, from_installation_id, from_hostname, body_json, " +
+          "created_at, body_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
+        [
+          message.messageId,
+          message.toInstallationId,
+          message.fromInstallationId,
+          message.fromHostname,
+          message.bodyJson,
+          message.createdAt,
+          Buffer.byteLength(message.bodyJson),
+        ],
+      );
+      return { message: { ...message, seq: Number(row?.seq) }, duplicate: false };
+    });
+  }
+
+  async listMessages(
+    toInstallationId: string,
+    afterSeq: number,
+    createdSince: number,
+    limit: number,
+  ): Promise<StoredMessage[]> {
+    const rows = await this.#rows(
+      "SELECT * FROM messages WHERE to_installation_id = $1 AND seq > $2 AND created_at >= $3 ORDER BY seq LIMIT $4",
+      [toInstallationId, afterSeq, createdSince, limit],
+    );
+    return rows.map(toMessage);
+  }
+
+  async listMessageHeads(
+    toInstallationId: string,
+    afterSeq: number,
+    createdSince: number,
+    limit: number,
+  ): Promise<StoredMessageHead[]> {
+    const rows = await this.#rows(
+      "SELECT seq, message_id, to_installation_id, from_installation_id, from_hostname, created_at, body_bytes " +
+        "FROM messages WHERE to_installation_id = $1 AND seq > $2 AND created_at >= $3 ORDER BY seq LIMIT $4",
+      [toInstallationId, afterSeq, createdSince, limit],
+    );
+    return rows.map((row) => ({
+      seq: Number(row.seq),
+      messageId: String(row.message_id),
+      toInstallationId: String(row.to_installation_id),
+      fromInstallationId: String(row.from_installation_id),
+      fromHostname: String(row.from_hostname),
+      createdAt: Number(row.created_at),
+      bodyBytes: Number(row.body_bytes),
+    }));
+  }
+
+  async getMessageBody(toInstallationId: string, seq: number): Promise<string | undefined> {
+    const row = await this.#row("SELECT body_json FROM messages WHERE seq = $1 AND to_installation_id = $2", [
+      seq,
+      toInstallationId,
+    ]);
+    return row ? String(row.body_json) : undefined;
+  }
+
+  async inboxUsage(toInstallationId: string): Promise<InboxUsage> {
+    const row = await this.#row("SELECT messages, bytes FROM inbox_usage WHERE to_installation_id = $1", [
+      toInstallationId,
+    ]);
+    return row ? { messages: Number(row.messages), bytes: Number(row.bytes) } : { messages: 0, bytes: 0 };
+  }
+
+  async hasMessage(toInstallationId: string, messageId: string): Promise<boolean> {
+    const row = await this.#row("SELECT 1 FROM messages WHERE to_installation_id = $1 AND message_id = $2", [
+      toInstallationId,
+      messageId,
+    ]);
+    return row !== undefined;
+  }
+
+  async deleteMessages(toInstallationId: string, messageIds: string[]): Promise<number> {
+    return this.#count(
+      "DELETE FROM messages WHERE to_installation_id = $1 AND message_id = ANY($2::text[])",
+      [toInstallationId, [...new Set(messageIds)]],
+    );
+  }
+
+  async deleteInbox(toInstallationId: string): Promise<number> {
+    return this.#count("DELETE FROM messages WHERE to_installation_id = $1", [toInstallationId]);
+  }
+
+  purgeMessages(createdBefore: number): Promise<number> {
+    return this.transaction(async () => {
+      const purged = await this.#count("DELETE FROM messages WHERE created_at < $1", [createdBefore]);
+      // Empty inboxes' counters go too, so the table stays as small as the set of inboxes holding messages.
+      await this.#db().query("DELETE FROM inbox_usage WHERE messages <= 0");
+      return purged;
+    });
+  }
+
+  async getTrust(requesterId: string, targetId: string): Promise<StoredTrust | undefined> {
+    const row = await this.#row(
+      `SELECT ${TRUST_COLUMNS} FROM trust WHERE requester_id = $1 AND target_id = $2`,
+      [requesterId, targetId],
+    );
+    return row ? toTrust(row) : undefined;
+  }
+
+  putTrust(trust: TrustWrite): Promise<void> {
+    return this.transaction(async () => {
+      await this.#db().query(
+        "WITH counter AS (UPDATE counters SET value = value + 1 WHERE name = 'trust_change' RETURNING value) " +
+          `INSERT INTO trust (${TRUST_COLUMNS}) SELECT $1::text, $2::text, $3::text, $4::text, $5::text, ` +
+          "$6::text, $7::bigint, $8::bigint, $9::bigint, counter.value FROM counter " +
+          "ON CONFLICT (requester_id, target_id) DO UPDATE SET status = excluded.status, " +
+          "introduction = excluded.introduction, assistant_name = excluded.assistant_name, " +
+          "human_name = excluded.human_name, created_at = excluded.created_at, " +
+          "approved_at = excluded.approved_at, updated_at = excluded.updated_at, change_seq = excluded.change_seq",
+        [
+          trust.requesterId,
+          trust.targetId,
+          trust.status,
+          trust.introduction,
+          trust.assistantName,
+          trust.humanName,
+          trust.createdAt,
+          trust.approvedAt,
+          trust.updatedAt,
+        ],
+      );
+    });
+  }
+
+  async listTrust(peerId: string): Promise<ListedTrust[]> {
+    const rows = await this.#rows(
+      `SELECT t.*, a.hostname AS peer_hostname FROM (` +
+        `SELECT ${TRUST_COLUMNS}, target_id AS other_id FROM trust WHERE requester_id = $1 UNION ALL ` +
+        `SELECT ${TRUST_COLUMNS}, requester_id AS other_id FROM trust WHERE target_id = $1 AND requester_id <> $1` +
+        ") t LEFT JOIN agents a ON a.peer_id = t.other_id ORDER BY t.created_at, t.requester_id, t.target_id",
+      [peerId],
+    );
+    return rows.map(toListedTrust);
+  }
+
+  async listTrustChanges(peerId: string, afterSeq: number, limit: number): Promise<ListedTrust[]> {
+    // Each side reads at most `limit` rows from its own (peer, change_seq) index; the merge keeps the first
+    // `limit` of both.
+    const rows = await this.#rows(
+      `SELECT t.*, a.hostname AS peer_hostname FROM (` +
+        `(SELECT ${TRUST_COLUMNS}, target_id AS other_id FROM trust WHERE requester_id = $1 AND change_seq > $2 ` +
+        "ORDER BY change_seq LIMIT $3) UNION ALL " +
+        `(SELECT ${TRUST_COLUMNS}, requester_id AS other_id FROM trust WHERE target_id = $1 AND requester_id <> $1 ` +
+        "AND change_seq > $2 ORDER BY change_seq LIMIT $3)" +
+        ") t LEFT JOIN agents a ON a.peer_id = t.other_id ORDER BY t.change_seq LIMIT $3",
+      [peerId, afterSeq, limit],
+    );
+    return rows.map(toListedTrust);
+  }
+
+  async lastTrustChange(): Promise<number> {
+    return Number((await this.#row("SELECT value FROM counters WHERE name = 'trust_change'"))?.value ?? 0);
+  }
+
+  async listPendingTrust(targetId: string): Promise<StoredTrust[]> {
+    const rows = await this.#rows(
+      `SELECT ${TRUST_COLUMNS} FROM trust WHERE target_id = $1 AND status = 'pending' ` +
+        "ORDER BY created_at, requester_id",
+      [targetId],
+    );
+    return rows.map(toTrust);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#pool.end();
+  }
+}
