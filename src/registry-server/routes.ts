@@ -238,24 +238,36 @@ export function buildRoutes(
     const maxBytes = q.max_bytes ?? INBOX_DEFAULT_MAX_BYTES;
     const who = caller(ctx);
     await service.authorizeInbox(installationId, who);
+    // With `trust_after` (the caller's trust-list cursor) the answer says whether its trust records changed since,
+    // and a long-poll also ends on such a change: a client learns of a request or a decision at once.
+    const trustAfter = q.trust_after === undefined ? undefined : Number(q.trust_after);
+    const trustChanged = async () =>
+      trustAfter === undefined ? undefined : await service.trustChangedSince(installationId, trustAfter);
     // Long-poll: bounded by `wait` (<= 30 s); each wake-up re-reads, so a message stored between the
     // read and the wait is never missed (the notifier fires after the insert commits).
     const deadline = Date.now() + (q.wait ?? 0) * 1000;
-    let page = await service.inbox(installationId, after, limit, maxBytes, who);
+    let changed: boolean | undefined;
+    const written = () => changed;
+    let page = await service.inbox(installationId, after, limit, maxBytes, who, written);
+    if (page.count === 0) changed = await trustChanged();
     // Only a read that will actually park takes a long-poll slot; one that has messages answers at once.
     const release =
-      page.count === 0 && deadline > Date.now() ? admitLongPoll(waiters, installationId, op) : null;
+      page.count === 0 && !changed && deadline > Date.now()
+        ? admitLongPoll(waiters, installationId, op)
+        : null;
     try {
-      while (page.count === 0 && !ctx.signal.aborted) {
+      while (page.count === 0 && !changed && !ctx.signal.aborted) {
         const left = deadline - Date.now();
         if (left <= 0) break;
         await waiters.wait(installationId, left, ctx.signal);
-        page = await service.inbox(installationId, after, limit, maxBytes, who);
+        page = await service.inbox(installationId, after, limit, maxBytes, who, written);
+        changed = await trustChanged();
         if (waiters.closed) break;
       }
     } finally {
       release?.();
     }
+    if (changed === undefined) changed = await trustChanged();
     return { status: 200, body: page.body };
   };
 

@@ -916,6 +916,8 @@ export class RegistryService {
     limit: number,
     maxBytes: number,
     caller: Caller,
+    /** Read when the page is written: whether the caller's trust changed (see trustChangedSince), if asked. */
+    trustChanged: () => boolean | undefined = () => undefined,
   ): Promise<InboxPageText> {
     await this.#requireInbox(installationId, caller, "read relay inbox");
     const since = this.#now() - this.options.messageRetentionSeconds * 1000;
@@ -943,7 +945,9 @@ export class RegistryService {
         yield text[1];
         first = false;
       }
-      yield `],"next_cursor":${JSON.stringify(nextCursor)}}`;
+      const changed = trustChanged();
+      const trust = changed === undefined ? "" : `,"trust_changed":${changed}`;
+      yield `],"next_cursor":${JSON.stringify(nextCursor)}${trust}}`;
     }
     return { count: planned.length, body: new JsonStream(chunks) };
   }
@@ -979,6 +983,25 @@ export class RegistryService {
     return { peerId: agent?.peerId ?? this.#peerOf(id), agent };
   }
 
+  /**
+   * Whether any trust record of the inbox's agent changed after `after` (a trust-list cursor): the relay inbox
+   * answers a long-poll with it, so a client learns of a request or a decision at once instead of polling its trust
+   * list. Undefined when the agent has no peer id (it keeps no trust records).
+   */
+  async trustChangedSince(installationId: string, after: number): Promise<boolean | undefined> {
+    const agent = await this.#store.getAgentByInstallation(installationId);
+    if (!agent?.peerId) return undefined;
+    return (await this.#store.listTrustChanges(agent.peerId, after, 1)).length > 0;
+  }
+
+  /** Wakes the relay long-polls of both sides of a trust change (after its transaction committed). */
+  async #wakeTrustParties(peerIds: readonly string[]): Promise<void> {
+    for (const peerId of new Set(peerIds)) {
+      const installationId = (await this.#store.getAgentByPeerId(peerId))?.installationId;
+      if (installationId) this.options.waiters.notify(installationId);
+    }
+  }
+
   async trustRequest(
     input: {
       from_id: string;
@@ -999,7 +1022,8 @@ export class RegistryService {
         },
       ]);
     if (input.from_id === input.to_id) throw selfRequest();
-    return await this.#store.transaction(async () => {
+    let parties: string[] = [];
+    const result = await this.#store.transaction(async () => {
       const now = this.#now();
       const from = await this.#trustSelf(input.from_id, caller, operation, "");
       const other = await this.#trustOther(input.to_id);
@@ -1011,6 +1035,7 @@ export class RegistryService {
       }
       const to = other.peerId;
       if (from === to) throw selfRequest();
+      parties = [from, to];
       const own = await this.#store.getTrust(from, to);
       const reverse = await this.#store.getTrust(to, from);
       if (own?.status === "blocked") {
@@ -1051,6 +1076,8 @@ export class RegistryService {
       });
       return { created: true, status: "pending" as const };
     });
+    await this.#wakeTrustParties(parties);
+    return result;
   }
 
   async trustDecision(
@@ -1059,11 +1086,13 @@ export class RegistryService {
     caller: Caller,
   ): Promise<{ status: TrustStatus }> {
     const operation = `${decision} trust`;
-    return await this.#store.transaction(async () => {
+    let parties: string[] = [];
+    const result = await this.#store.transaction(async () => {
       const now = this.#now();
       const to = await this.#trustSelf(input.to_id, caller, operation, " (to_id is the deciding side)");
       const other = await this.#trustOther(input.from_id);
       const from = other.peerId;
+      parties = [from, to];
       const record = await this.#store.getTrust(from, to);
       if (!record && decision !== "block") {
         throw notFound(
@@ -1109,6 +1138,8 @@ export class RegistryService {
       }
       return { status };
     });
+    await this.#wakeTrustParties(parties);
+    return result;
   }
 
   /**
@@ -1120,10 +1151,12 @@ export class RegistryService {
     caller: Caller,
   ): Promise<{ status: "revoked"; changed: number }> {
     const operation = "revoke trust";
-    return await this.#store.transaction(async () => {
+    let parties: string[] = [];
+    const result = await this.#store.transaction(async () => {
       const now = this.#now();
       const a = await this.#trustOther(input.from_id);
       const b = await this.#trustOther(input.to_id);
+      parties = [a.peerId, b.peerId];
       if (this.options.agentTokens) {
         if (!caller.bearer) {
           throw unauthorized(
@@ -1153,6 +1186,8 @@ export class RegistryService {
       }
       return { status: "revoked" as const, changed };
     });
+    if (result.changed > 0) await this.#wakeTrustParties(parties);
+    return result;
   }
 
   /** Trust reads show who asked an agent for what: only that agent (its token) may read them. */
