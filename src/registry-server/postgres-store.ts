@@ -678,6 +678,13 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
           trust.updatedAt,
         ],
       );
+      // Both sides' relay long-polls that watch their trust (trust_after) end when this commits, on every replica;
+      // trust records are keyed by public peer ids, which are the wake keys.
+      await this.#db().query("SELECT pg_notify($1, $2), pg_notify($1, $3)", [
+        INBOX_CHANNEL,
+        trust.requesterId,
+        trust.targetId,
+      ]);
     });
   }
 

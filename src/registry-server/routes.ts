@@ -238,25 +238,36 @@ export function buildRoutes(
     const maxBytes = q.max_bytes ?? INBOX_DEFAULT_MAX_BYTES;
     const who = caller(ctx);
     await service.authorizeInbox(installationId, who);
+    // With `trust_after` (the caller's trust-list cursor) the answer says whether its trust records changed since,
+    // and a long-poll also ends on such a change: a client learns of a request or a decision at once.
+    const trustAfter = q.trust_after === undefined ? undefined : Number(q.trust_after);
+    const trustChanged = async () =>
+      trustAfter === undefined ? undefined : await service.trustChangedSince(installationId, trustAfter);
+    let changed: boolean | undefined;
+    const written = () => changed;
     // Long-poll: bounded by `wait` (<= 30 s); each wake-up re-reads. The inbox is watched from before the
-    // first read, so a message stored while a read is under way (a database round trip) is never missed: the
-    // next wait returns at once (the notifier fires after the insert commits, on this replica or another).
+    // first read, so a message stored (or a trust change made) while a read is under way (a database round trip)
+    // is never missed: the next wait returns at once (the notifier fires after the write commits, on this
+    // replica or another).
     const deadline = Date.now() + (q.wait ?? 0) * 1000;
     const watch = deadline > Date.now() ? waiters.watch(installationId) : undefined;
     let release: (() => void) | null = null;
     try {
-      let page = await service.inbox(installationId, after, limit, maxBytes, who);
+      let page = await service.inbox(installationId, after, limit, maxBytes, who, written);
+      if (page.count === 0) changed = await trustChanged();
       // Only a read that will actually park takes a long-poll slot; one that has messages answers at once.
-      if (watch && page.count === 0 && deadline > Date.now()) {
+      if (watch && page.count === 0 && !changed && deadline > Date.now()) {
         release = admitLongPoll(waiters, installationId, op);
       }
-      while (watch && page.count === 0 && !ctx.signal.aborted) {
+      while (watch && page.count === 0 && !changed && !ctx.signal.aborted) {
         const left = deadline - Date.now();
         if (left <= 0) break;
         await watch.wait(left, ctx.signal);
-        page = await service.inbox(installationId, after, limit, maxBytes, who);
+        page = await service.inbox(installationId, after, limit, maxBytes, who, written);
+        changed = await trustChanged();
         if (waiters.closed) break;
       }
+      if (changed === undefined) changed = await trustChanged();
       return { status: 200, body: page.body };
     } finally {
       release?.();

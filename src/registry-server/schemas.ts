@@ -212,6 +212,12 @@ export const inboxQuerySchema = z.object({
     .transform(Number)
     .pipe(z.number().max(30))
     .optional(),
+  trust_after: z
+    .string()
+    .regex(/^\d{1,15}$/, {
+      message: "trust_after must be a cursor returned as next_cursor by the trust list",
+    })
+    .optional(),
 });
 
 /** Most trust records one page of changes holds; without `limit` a page holds TRUST_PAGE_DEFAULT_LIMIT. */

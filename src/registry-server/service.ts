@@ -927,6 +927,8 @@ export class RegistryService {
     limit: number,
     maxBytes: number,
     caller: Caller,
+    /** Read when the page is written: whether the caller's trust changed (see trustChangedSince), if asked. */
+    trustChanged: () => boolean | undefined = () => undefined,
   ): Promise<InboxPageText> {
     await this.#requireInbox(installationId, caller, "read relay inbox");
     const since = this.#now() - this.options.messageRetentionSeconds * 1000;
@@ -954,7 +956,9 @@ export class RegistryService {
         yield text[1];
         first = false;
       }
-      yield `],"next_cursor":${JSON.stringify(nextCursor)}}`;
+      const changed = trustChanged();
+      const trust = changed === undefined ? "" : `,"trust_changed":${changed}`;
+      yield `],"next_cursor":${JSON.stringify(nextCursor)}${trust}}`;
     }
     return { count: planned.length, body: new JsonStream(chunks) };
   }
@@ -990,6 +994,25 @@ export class RegistryService {
     return { peerId: agent?.peerId ?? this.#peerOf(id), agent };
   }
 
+  /**
+   * Whether any trust record of the inbox's agent changed after `after` (a trust-list cursor): the relay inbox
+   * answers a long-poll with it, so a client learns of a request or a decision at once instead of polling its trust
+   * list. Undefined when the agent has no peer id (it keeps no trust records).
+   */
+  async trustChangedSince(installationId: string, after: number): Promise<boolean | undefined> {
+    const agent = await this.#store.getAgentByInstallation(installationId);
+    if (!agent?.peerId) return undefined;
+    return (await this.#store.listTrustChanges(agent.peerId, after, 1)).length > 0;
+  }
+
+  /** Wakes the relay long-polls of both sides of a trust change (after its transaction committed). */
+  async #wakeTrustParties(peerIds: readonly string[]): Promise<void> {
+    for (const peerId of new Set(peerIds)) {
+      const installationId = (await this.#store.getAgentByPeerId(peerId))?.installationId;
+      if (installationId) this.options.waiters.notify(installationId);
+    }
+  }
+
   async trustRequest(
     input: {
       from_id: string;
@@ -1010,7 +1033,8 @@ export class RegistryService {
         },
       ]);
     if (input.from_id === input.to_id) throw selfRequest();
-    return await this.#store.transaction(async () => {
+    let parties: string[] = [];
+    const result = await this.#store.transaction(async () => {
       const now = this.#now();
       const from = await this.#trustSelf(input.from_id, caller, operation, "");
       const other = await this.#trustOther(input.to_id);
@@ -1022,6 +1046,7 @@ export class RegistryService {
       }
       const to = other.peerId;
       if (from === to) throw selfRequest();
+      parties = [from, to];
       const own = await this.#store.getTrust(from, to);
       const reverse = await this.#store.getTrust(to, from);
       if (own?.status === "blocked") {
@@ -1062,6 +1087,8 @@ export class RegistryService {
       });
       return { created: true, status: "pending" as const };
     });
+    await this.#wakeTrustParties(parties);
+    return result;
   }
 
   async trustDecision(
@@ -1070,11 +1097,13 @@ export class RegistryService {
     caller: Caller,
   ): Promise<{ status: TrustStatus }> {
     const operation = `${decision} trust`;
-    return await this.#store.transaction(async () => {
+    let parties: string[] = [];
+    const result = await this.#store.transaction(async () => {
       const now = this.#now();
       const to = await this.#trustSelf(input.to_id, caller, operation, " (to_id is the deciding side)");
       const other = await this.#trustOther(input.from_id);
       const from = other.peerId;
+      parties = [from, to];
       const record = await this.#store.getTrust(from, to);
       if (!record && decision !== "block") {
         throw notFound(
@@ -1120,6 +1149,8 @@ export class RegistryService {
       }
       return { status };
     });
+    await this.#wakeTrustParties(parties);
+    return result;
   }
 
   /**
@@ -1131,10 +1162,12 @@ export class RegistryService {
     caller: Caller,
   ): Promise<{ status: "revoked"; changed: number }> {
     const operation = "revoke trust";
-    return await this.#store.transaction(async () => {
+    let parties: string[] = [];
+    const result = await this.#store.transaction(async () => {
       const now = this.#now();
       const a = await this.#trustOther(input.from_id);
       const b = await this.#trustOther(input.to_id);
+      parties = [a.peerId, b.peerId];
       if (this.options.agentTokens) {
         if (!caller.bearer) {
           throw unauthorized(
@@ -1164,6 +1197,8 @@ export class RegistryService {
       }
       return { status: "revoked" as const, changed };
     });
+    if (result.changed > 0) await this.#wakeTrustParties(parties);
+    return result;
   }
 
   /** Trust reads show who asked an agent for what: only that agent (its token) may read them. */

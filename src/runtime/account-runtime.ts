@@ -377,6 +377,8 @@ export async function startAccountRuntime(options: AccountRuntimeOptions): Promi
     installationId,
     inboxError: () => actor?.getSnapshot().context.loopErrors[loop] ?? null,
     registered: () => registered,
+    // The registry ended the inbox long-poll on a trust change: the peers loop reads it now, not at its interval.
+    onTrustChanged: () => actor?.send({ type: "PEERS.WAKE" }),
   });
   let pilot: PilotLink | null = null;
   if (options.link) link = options.link(inboundDeps);

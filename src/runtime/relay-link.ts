@@ -15,6 +15,8 @@ export interface RelayLinkDeps extends InboundDeps {
   inboxError(): PlainError | null;
   /** Read the inbox only once registered: it is read with the token the registration returns. */
   registered(): boolean;
+  /** The registry said this account's trust changed (through the inbox long-poll): read the trust list now. */
+  onTrustChanged?: () => void;
 }
 
 type RelayRoute =
@@ -78,7 +80,10 @@ export function createRelayLink(deps: RelayLinkDeps): TransportLink {
     }
     missingRoute = missing;
   });
+  // Bound below: the inbox is made after the transport whose trust copy it has the registry watch.
+  let onTrustCursor = () => {};
   const transport = createRelayTransport({
+    onTrustCursor: () => onTrustCursor(),
     client: registry,
     self: {
       installationId: deps.installationId,
@@ -99,7 +104,10 @@ export function createRelayLink(deps: RelayLinkDeps): TransportLink {
     cursorStore: state.db.cursor("relay"),
     deadLetterDir: join(state.dir, "relay-dead-letter"),
     log,
+    trustWatch: transport.trustWatch,
+    ...(deps.onTrustChanged ? { onTrustChanged: deps.onTrustChanged } : {}),
   });
+  onTrustCursor = () => inbox.trustMoved();
   /**
    * The relay is used with the agent token a registration returns: before the first one (a fresh install) there is
    * none, and a call would only be refused. A registry that issues no tokens is usable once registered.

@@ -42,6 +42,16 @@ const inbox = (r: TestRegistry, who: AgentWithToken, query = "") =>
     token: who.agent_token,
   });
 
+/** A promise and when it resolved (performance.now()). */
+function r<T>(promise: Promise<T>): { result: Promise<T>; at: number } {
+  const timed = { at: 0, result: promise };
+  timed.result = promise.then((value) => {
+    timed.at = performance.now();
+    return value;
+  });
+  return timed;
+}
+
 const BIN = fileURLToPath(new URL("../../bin/agent-registry.mjs", import.meta.url));
 
 /** `agent-registry serve` in a process of its own, on an ephemeral loopback port; resolves once it listens. */
@@ -187,6 +197,25 @@ describe("replicas on one PostgreSQL database", () => {
     );
     // Generous for a loaded 2-core machine; the poll had 10 s left, so anything this quick was a wake-up.
     expect(latencies.at(-1)!).toBeLessThan(1000);
+  });
+
+  it("wakes a long-poll watching trust on B when a trust request is made through A", async () => {
+    const { servers } = await replicas(2);
+    const [a, b] = servers as [TestRegistry, TestRegistry];
+    const alice = await a.register({ hostname: "alice", installation_id: "inst-alice" });
+    const bob = await a.register({ hostname: "bob", installation_id: "inst-bob" });
+    const watching = r(inbox(b, bob, "?wait=10&trust_after=0"));
+    while (b.server.stats().longPolls === 0) await sleep(5);
+    await sleep(20);
+    const asked = await a.call("POST", "/api/v1/trust/request", {
+      token: alice.agent_token,
+      body: { from_id: alice.peer_id, to_id: bob.peer_id },
+    });
+    const askedAt = performance.now();
+    expect(asked.status).toBe(201);
+    const box = await watching.result;
+    expect(box.body).toMatchObject({ messages: [], trust_changed: true });
+    expect(watching.at - askedAt).toBeLessThan(1000);
   });
 
   it("sweeps once per interval between replicas, not once per replica", async () => {

@@ -1295,6 +1295,7 @@ export function createRegistryClient(options: RegistryClientOptions): RegistryCl
         query.set("limit", String(limit));
         query.set("max_bytes", String(maxBytes));
         if (wait > 0) query.set("wait", String(wait));
+        if (q.trustAfter && /^\d{1,15}$/.test(q.trustAfter)) query.set("trust_after", q.trustAfter);
         try {
           const { data } = await request({
             operation: "relay.inbox",

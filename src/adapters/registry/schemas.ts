@@ -262,18 +262,30 @@ function readRelayMessage(raw: unknown, position: number): RelayMessage | Unread
 
 export const inboxResponseSchema: z.ZodType<InboxPage, unknown> = z.preprocess(
   (value) => (Array.isArray(value) ? { messages: value } : value),
-  z.object({ messages: z.array(z.unknown()), next_cursor: optionalId }).transform((p): InboxPage => {
-    const messages: RelayMessage[] = [];
-    const bad: UnreadableRelayMessage[] = [];
-    p.messages.forEach((raw, position) => {
-      const read = readRelayMessage(raw, position);
-      if ("reason" in read) bad.push(read);
-      else messages.push(read);
-    });
-    const lastCursor =
-      p.messages.length > 0 ? unreadableFields.safeParse(p.messages.at(-1)).data?.cursor : null;
-    return { messages, unreadable: bad, nextCursor: p.next_cursor ?? lastCursor ?? null };
-  }),
+  z
+    .object({
+      messages: z.array(z.unknown()),
+      next_cursor: optionalId,
+      // Anything but a boolean reads as absent: the registry does not watch trust for the client.
+      trust_changed: z.boolean().optional().catch(undefined),
+    })
+    .transform((p): InboxPage => {
+      const messages: RelayMessage[] = [];
+      const bad: UnreadableRelayMessage[] = [];
+      p.messages.forEach((raw, position) => {
+        const read = readRelayMessage(raw, position);
+        if ("reason" in read) bad.push(read);
+        else messages.push(read);
+      });
+      const lastCursor =
+        p.messages.length > 0 ? unreadableFields.safeParse(p.messages.at(-1)).data?.cursor : null;
+      return {
+        messages,
+        unreadable: bad,
+        nextCursor: p.next_cursor ?? lastCursor ?? null,
+        ...(p.trust_changed === undefined ? {} : { trustChanged: p.trust_changed }),
+      };
+    }),
 );
 
 export const ackResponseSchema: z.ZodType<AckResult, unknown> = z

@@ -142,6 +142,11 @@ export interface InboxQuery {
   limit?: number;
   /** Long-poll seconds (0-30); the request timeout is extended by this much. */
   wait?: number;
+  /**
+   * The caller's trust-list cursor: the registry then says whether its trust records changed after it
+   * (`trustChanged`), and ends a long-poll as soon as they do (extension of the reference registry).
+   */
+  trustAfter?: string | null;
 }
 
 /** Why an inbox message could not be taken (counted per reason in the receiver's status). */
@@ -179,6 +184,8 @@ export interface InboxPage {
   /** Messages that failed validation; see UnreadableRelayMessage.position for where they stood. */
   unreadable: UnreadableRelayMessage[];
   nextCursor: string | null;
+  /** With `trustAfter`: whether the caller's trust changed after it; absent when the registry does not say. */
+  trustChanged?: boolean;
 }
 
 export interface AckRequest {

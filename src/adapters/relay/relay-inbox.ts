@@ -17,6 +17,7 @@ import type { RegistryClient } from "../registry/client.js";
 import { RegistryError } from "../registry/errors.js";
 import type { CallOptions, InboxPage, UnreadableReason, UnreadableRelayMessage } from "../registry/types.js";
 import type { InboundOutcome, InboundSink, RawInbound } from "../transport/transport.js";
+import type { TrustWatch } from "./trust-mirror.js";
 
 /** Where the relay read position survives restarts. */
 export interface RelayCursorStore {
@@ -68,6 +69,12 @@ export interface RelayInboxOptions {
    * not with a timer.
    */
   rescanIntervalMs?: number;
+  /**
+   * The trust list's copy, for the registry to watch: each read names its cursor (`trustAfter`), the answer says
+   * whether trust changed since (the long-poll ends at once when it does), and `onTrustChanged` is told.
+   */
+  trustWatch?: TrustWatch;
+  onTrustChanged?: () => void;
   now?: () => number;
 }
 
@@ -113,6 +120,11 @@ export interface RelayInbox {
    * cursor. An abort stops the read at once, or the page after the message in hand (whose ack is still sent).
    */
   runCycle(input: RunCycleInput, signal: AbortSignal): Promise<PollSummary>;
+  /**
+   * The trust list was read past the cursor the long-poll in flight watches (or it watches none): that read is
+   * ended and the next cycle follows at once with the new cursor, so the registry watches the current one.
+   */
+  trustMoved(): void;
   status(): RelayReceiverStatus;
   /** Marks the inbox stopped and waits for the cycle in flight (abort it first through its signal). */
   close(): Promise<void>;
@@ -214,6 +226,10 @@ export function createRelayInbox(options: RelayInboxOptions): RelayInbox {
   // message, and a long-poll after our old cursor would then never see it. So reads stay from the start (a
   // long-poll from the start wakes on any new message) until the registry hands us messages again.
   let resync = false;
+  /** The trust cursor a change was last told for (see cycle). */
+  let trustTold: string | null = null;
+  /** The read in flight: the trust cursor it asked the registry to watch, and how to end it early. */
+  let watchingTrust: { trustAfter: string | null; restart: AbortController } | null = null;
   let inFlight: Promise<unknown> | null = null;
   let closed = false;
 
@@ -419,14 +435,34 @@ export function createRelayInbox(options: RelayInboxOptions): RelayInbox {
     const fromStart = input.rescan || resync || now() - lastRescan >= rescanIntervalMs;
     status.state = "polling";
     const started = now();
+    // A change already told for this cursor is not asked about again until the trust list is read past it: the
+    // registry would answer at once every time.
+    const trustCursor = options.trustWatch?.cursor() ?? null;
+    const trustAfter = trustCursor !== null && trustCursor !== trustTold ? trustCursor : null;
+    // Ended early (not failed) when the trust list moves past trustAfter: see trustMoved.
+    const restart = new AbortController();
+    const watching = { trustAfter, restart };
+    watchingTrust = watching;
+    options.trustWatch?.watch(trustAfter);
     let page: InboxPage;
     try {
       page = await client.readInbox(
-        { installationId, after: fromStart ? null : readCursor, wait: input.wait, limit: batchLimit },
-        { token: options.agentToken?.() ?? null, signal },
+        {
+          installationId,
+          after: fromStart ? null : readCursor,
+          wait: input.wait,
+          limit: batchLimit,
+          ...(trustAfter === null ? {} : { trustAfter }),
+        },
+        { token: options.agentToken?.() ?? null, signal: AbortSignal.any([signal, restart.signal]) },
       );
     } catch (err) {
+      if (watchingTrust === watching) {
+        watchingTrust = null;
+        options.trustWatch?.watch(null);
+      }
       if (signal.aborted) return { ...summary, next: "idle" };
+      if (restart.signal.aborted) return summary;
       failed("reading the inbox", err);
       resync = true;
       if (err instanceof RegistryError && (err.kind === "unauthorized" || err.kind === "forbidden")) {
@@ -436,13 +472,27 @@ export function createRelayInbox(options: RelayInboxOptions): RelayInbox {
       }
       throw cycleFailure("relay.readInbox", "reading the inbox", err);
     }
+    if (watchingTrust === watching) {
+      watchingTrust = null;
+      options.trustWatch?.watch(null);
+    }
     if (fromStart) {
       lastRescan = now();
       if (page.messages.length > 0 || page.unreadable.length > 0) resync = false;
     }
     status.consecutiveFailures = 0;
     status.lastError = null;
+    const trustChanged = trustAfter !== null && page.trustChanged === true;
+    if (trustAfter !== null) {
+      options.trustWatch?.confirm(trustAfter, page.trustChanged, now());
+      if (trustChanged) {
+        trustTold = trustAfter;
+        options.onTrustChanged?.();
+      }
+    }
     if (page.messages.length === 0 && page.unreadable.length === 0) {
+      // Ended early by a trust change: a real answer, not a registry that ignores `wait`.
+      if (trustChanged) return summary;
       const elapsed = now() - started;
       if (input.wait > 0 && elapsed < minEmptyPollMs)
         return { ...summary, next: "pause", pauseMs: minEmptyPollMs - elapsed };
@@ -481,6 +531,12 @@ export function createRelayInbox(options: RelayInboxOptions): RelayInbox {
       });
       inFlight = run;
       return run;
+    },
+    trustMoved() {
+      const cursor = options.trustWatch?.cursor() ?? null;
+      if (watchingTrust && cursor !== null && watchingTrust.trustAfter !== cursor) {
+        watchingTrust.restart.abort();
+      }
     },
     status: () => structuredClone(status),
     async close() {

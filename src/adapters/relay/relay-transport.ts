@@ -14,7 +14,7 @@ import {
   TransportError,
   type TrustedPeer,
 } from "../transport/transport.js";
-import { createTrustMirror } from "./trust-mirror.js";
+import { createTrustMirror, type TrustWatch } from "./trust-mirror.js";
 
 /** Who this installation is on the relay. The token is read on every call: re-registration replaces it. */
 export interface RelaySelf {
@@ -47,10 +47,24 @@ export interface RelayTransportOptions {
   trustPageSize?: number;
   /** Live trust records kept at most (default 200,000); an account with more gets an error, not unbounded memory. */
   maxTrustRecords?: number;
+  /** How long the registry's "your trust did not change" (from the relay inbox) spares a trust read (default 40 s). */
+  trustConfirmedForMs?: number;
+  /** The trust copy's cursor moved (the relay inbox then has the registry watch the new one). */
+  onTrustCursor?: () => void;
   now?: () => number;
 }
 
+/** The relay transport, and its trust copy's cursor for the relay inbox to have watched (see TrustWatch). */
+export interface RelayTransport extends Transport {
+  trustWatch: TrustWatch;
+}
+
 export const RELAY_TRUST_RESYNC_MS = 10 * 60_000;
+/**
+ * A long-poll of the relay inbox waits at most 30 s and the next follows its answer at once, ending early on any
+ * trust change: so its "nothing changed" stands until the next answer is due, with some slack.
+ */
+export const RELAY_TRUST_CONFIRMED_MS = 40_000;
 export const RELAY_TRUST_PAGE_SIZE = 500;
 export const RELAY_MAX_TRUST_RECORDS = 200_000;
 
@@ -184,7 +198,7 @@ export function toTransportError(operation: string, peer: PeerRef | null, err: u
   }
 }
 
-export function createRelayTransport(options: RelayTransportOptions): Transport {
+export function createRelayTransport(options: RelayTransportOptions): RelayTransport {
   const { client, self } = options;
   const resolveByHostname =
     options.resolvePeer ??
@@ -295,6 +309,8 @@ export function createRelayTransport(options: RelayTransportOptions): Transport 
     now,
     resyncMs: options.trustResyncMs ?? RELAY_TRUST_RESYNC_MS,
     maxRecords: options.maxTrustRecords ?? RELAY_MAX_TRUST_RECORDS,
+    confirmedForMs: options.trustConfirmedForMs ?? RELAY_TRUST_CONFIRMED_MS,
+    ...(options.onTrustCursor ? { onCursor: options.onTrustCursor } : {}),
   });
 
   /** Our trust records, read by change (one shared read when listPending and listTrusted run together). */
@@ -406,6 +422,11 @@ export function createRelayTransport(options: RelayTransportOptions): Transport 
 
   return {
     kind: "relay",
+    trustWatch: {
+      cursor: () => trust.cursor(),
+      confirm: (...args) => trust.confirm(...args),
+      watch: (cursor) => trust.watch(cursor),
+    },
 
     async send(to: PeerRef, envelope: Envelope, signal?: AbortSignal) {
       const body = encodeEnvelope(envelope);

@@ -21,12 +21,36 @@ export interface TrustMirrorOptions {
   resyncMs: number;
   /** Records kept at most; more is an error (memory stays bounded whatever the registry sends). */
   maxRecords: number;
+  /**
+   * How long the registry's "nothing changed" stands (default 0: never, every sync reads). The relay inbox's
+   * long-poll follows each answer at once and ends on any change, so its word holds a little longer than a wait.
+   */
+  confirmedForMs?: number;
+  /** Called when the copy's cursor moved (a first read, a read of changes that found some). */
+  onCursor?: () => void;
 }
 
 export interface TrustMirror {
   /** Reads what changed (or everything, when due) and returns the records; one read at a time, shared. */
   sync(): Promise<TrustSnapshot>;
+  /** The copy's cursor, or null while there is no copy (nothing for the registry to watch). */
+  cursor(): string | null;
+  /**
+   * The registry's word on the copy's cursor (from the relay inbox, see InboxQuery.trustAfter): nothing changed as
+   * of `at`, or something did. While a recent "nothing" stands for the current cursor, sync() answers from the copy
+   * without a request; "changed" makes the next sync read; undefined (the registry did not answer for trust, e.g.
+   * it was replaced by one that cannot) ends the registry's word until it answers again.
+   */
+  confirm(cursor: string, changed: boolean | undefined, at: number): void;
+  /**
+   * A relay inbox long-poll watching `cursor` is in flight (null: none is). Once the registry has shown it answers
+   * for trust, such a long-poll stands for its word: it would end at once on a change.
+   */
+  watch(cursor: string | null): void;
 }
+
+/** What the relay inbox needs of the mirror to let the registry watch its cursor (see TrustMirror.confirm). */
+export type TrustWatch = Pick<TrustMirror, "cursor" | "confirm" | "watch">;
 
 /** The mirror would pass its bound: it is dropped, and the next sync starts over. */
 export class TrustMirrorFull extends Error {
@@ -68,6 +92,19 @@ export function createTrustMirror(options: TrustMirrorOptions): TrustMirror {
     view: TrustPeer[];
   } | null = null;
   let inflight: Promise<TrustSnapshot> | null = null;
+  /** The last "nothing changed after `cursor`" the registry said, and when. */
+  let confirmed: { cursor: string; at: number } | null = null;
+  const confirmedForMs = options.confirmedForMs ?? 0;
+  /** The cursor a long-poll in flight watches, and whether this registry has ever answered for trust. */
+  let watching: string | null = null;
+  let answersForTrust = false;
+
+  /** Whether the registry's word covers `cursor` now: a recent "nothing changed", or a long-poll watching it. */
+  function covered(cursor: string, now: number): boolean {
+    if (confirmedForMs <= 0) return false;
+    if (answersForTrust && watching === cursor) return true;
+    return confirmed?.cursor === cursor && now - confirmed.at < confirmedForMs;
+  }
 
   function apply(records: Map<string, TrustPeer>, peers: readonly TrustPeer[]): void {
     for (const p of peers) {
@@ -113,7 +150,9 @@ export function createTrustMirror(options: TrustMirrorOptions): TrustMirror {
     const records = new Map<string, TrustPeer>();
     const read = await readInto(records, null);
     if ("wholeList" in read) return wholeList(read.wholeList);
+    const moved = copy?.cursor !== read.cursor;
     copy = { records, cursor: read.cursor, startedAt, view: [...records.values()] };
+    if (moved) options.onCursor?.();
     return { byChange: true, records: copy.view };
   }
 
@@ -125,13 +164,20 @@ export function createTrustMirror(options: TrustMirrorOptions): TrustMirror {
       current.cursor = cursor;
     });
     if ("wholeList" in read) return wholeList(read.wholeList);
-    if (current.cursor !== before) current.view = [...current.records.values()];
+    if (current.cursor !== before) {
+      current.view = [...current.records.values()];
+      options.onCursor?.();
+    }
     return { byChange: true, records: current.view };
   }
 
   async function run(): Promise<TrustSnapshot> {
     const current = copy;
-    if (current && options.now() - current.startedAt < options.resyncMs) {
+    const now = options.now();
+    if (current && covered(current.cursor, now) && now - current.startedAt < options.resyncMs) {
+      return { byChange: true, records: current.view };
+    }
+    if (current && now - current.startedAt < options.resyncMs) {
       try {
         return await readChanges(current);
       } catch (err) {
@@ -148,6 +194,17 @@ export function createTrustMirror(options: TrustMirrorOptions): TrustMirror {
         inflight = null;
       });
       return inflight;
+    },
+    cursor: () => copy?.cursor ?? null,
+    confirm(cursor, changed, at) {
+      answersForTrust = changed !== undefined;
+      if (changed !== false) {
+        confirmed = null;
+        if (watching === cursor) watching = null;
+      } else if (cursor === copy?.cursor && at >= (confirmed?.at ?? 0)) confirmed = { cursor, at };
+    },
+    watch(cursor) {
+      watching = cursor;
     },
   };
 }

@@ -145,3 +145,86 @@ describe("trust mirror", () => {
     await expect(mirrorOf(registry, 2).sync()).rejects.toThrow(/more than 2 live trust records/);
   });
 });
+
+describe("trust mirror watched by the registry (relay inbox trust_after)", () => {
+  function watchedMirror(registry: ScriptedRegistry, clock: { t: number }, moved: string[] = []) {
+    return createTrustMirror({
+      readPage: (after) => registry.readPage(after),
+      now: () => clock.t,
+      resyncMs: 600_000,
+      maxRecords: 100,
+      confirmedForMs: 40_000,
+      onCursor: () => moved.push("moved"),
+    });
+  }
+
+  it("answers from its copy while the registry's word covers its cursor, and reads once it lapses", async () => {
+    const registry = new ScriptedRegistry();
+    registry.write("a", "approved");
+    const clock = { t: 0 };
+    const moved: string[] = [];
+    const mirror = watchedMirror(registry, clock, moved);
+    await mirror.sync();
+    expect(moved).toEqual(["moved"]);
+    const reads = registry.reads.length;
+    mirror.confirm(mirror.cursor()!, false, clock.t);
+    clock.t = 39_000;
+    await mirror.sync();
+    expect(registry.reads.length).toBe(reads);
+    clock.t = 41_000;
+    await mirror.sync();
+    expect(registry.reads.length).toBe(reads + 1);
+  });
+
+  it("counts a long-poll in flight as the registry's word only once the registry has answered for trust", async () => {
+    const registry = new ScriptedRegistry();
+    registry.write("a", "approved");
+    const clock = { t: 0 };
+    const mirror = watchedMirror(registry, clock);
+    await mirror.sync();
+    const cursor = mirror.cursor()!;
+    mirror.watch(cursor);
+    await mirror.sync();
+    expect(registry.reads).toHaveLength(2); // never answered for trust: reads
+    mirror.confirm(cursor, false, clock.t);
+    mirror.watch(cursor);
+    clock.t = 100_000; // the answer lapsed, the long-poll in flight stands
+    await mirror.sync();
+    expect(registry.reads).toHaveLength(2);
+    // A registry that no longer answers for trust (replaced): its long-polls stand for nothing.
+    mirror.confirm(cursor, undefined, clock.t);
+    mirror.watch(cursor);
+    await mirror.sync();
+    expect(registry.reads).toHaveLength(3);
+  });
+
+  it("reads at once after the registry says trust changed, and moves its cursor", async () => {
+    const registry = new ScriptedRegistry();
+    registry.write("a", "approved");
+    const clock = { t: 0 };
+    const moved: string[] = [];
+    const mirror = watchedMirror(registry, clock, moved);
+    await mirror.sync();
+    const cursor = mirror.cursor()!;
+    mirror.confirm(cursor, false, clock.t);
+    registry.write("b", "pending");
+    mirror.confirm(cursor, true, clock.t);
+    expect(await live(mirror)).toEqual(["a:approved", "b:pending"]);
+    expect(mirror.cursor()).not.toBe(cursor);
+    expect(moved).toEqual(["moved", "moved"]);
+  });
+
+  it("still reads from the start when a resync is due", async () => {
+    const registry = new ScriptedRegistry();
+    registry.write("a", "approved");
+    const clock = { t: 0 };
+    const mirror = watchedMirror(registry, clock);
+    await mirror.sync();
+    mirror.confirm(mirror.cursor()!, false, 0);
+    mirror.watch(mirror.cursor());
+    const reads = registry.reads.length;
+    clock.t = 600_001;
+    await mirror.sync();
+    expect(registry.reads.slice(reads)).toEqual([null]);
+  });
+});
