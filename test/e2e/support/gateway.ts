@@ -111,6 +111,9 @@ export function stagePlugin(baseDir: string): string {
   return dir;
 }
 
+/** The command owner every test gateway starts with: an operator's Telegram account, never a peer agent. */
+export const OPERATOR_OWNER = "telegram:100000001";
+
 function baseConfig(
   opts: GatewayOptions,
   port: number,
@@ -135,6 +138,10 @@ function baseConfig(
         },
       },
       agents: { defaults: { model: { primary: "scripted/scripted" } } },
+      // The operator's own chat account is the command owner, as the README asks before any peer is approved:
+      // without one, `openclaw pairing approve` makes the approved peer the owner, and that config write restarts
+      // the gateway (commands.* has no hot-reload rule), closing every connection for a while.
+      commands: { ownerAllowFrom: [OPERATOR_OWNER] },
       channels: { "agent-registry": opts.channelConfig },
     },
     opts.extraConfig ?? {},
