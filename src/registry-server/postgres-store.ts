@@ -28,10 +28,17 @@ import type {
   StoredMessage,
   StoredMessageHead,
   StoredTrust,
-  TrustStatus,
   TrustWrite,
 } from "./store.js";
 import { StoreNotReadyError, type StoreOperationsHooks, type StoreTelemetry } from "./store-hooks.js";
+import {
+  agentFromRow,
+  listedTrustFromRow,
+  messageFromRow,
+  type Row,
+  str,
+  trustFromRow,
+} from "./store-rows.js";
 
 export interface PostgresStoreOptions {
   /** postgres:// or postgresql:// URL (or anything `pg` takes as a connection string). */
@@ -50,7 +57,6 @@ export interface PostgresStoreOptions {
 const SWEEP_LOCK = "6947560263766345576";
 
 type Queryable = Pick<pg.PoolClient, "query">;
-type Row = Record<string, unknown>;
 
 /** How often a transaction that lost a race is run again before its error reaches the caller. */
 const MAX_ATTEMPTS = 12;
@@ -72,57 +78,10 @@ const AGENT_COLUMNS =
   "a.description, a.capabilities, a.token_hash, a.public_key, a.signed_record, a.last_seen, a.created_at, " +
   "a.updated_at";
 
-const str = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
-const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
-
-function toAgent(row: Row): StoredAgent {
-  return {
-    id: String(row.id),
-    hostname: String(row.hostname),
-    installationId: str(row.installation_id),
-    peerId: str(row.peer_id),
-    pilotNodeId: num(row.pilot_node_id),
-    pilotAddress: str(row.pilot_address),
-    displayName: str(row.display_name),
-    description: str(row.description),
-    capabilities: (row.capabilities as string[]) ?? [],
-    tokenHash: str(row.token_hash),
-    publicKey: str(row.public_key),
-    signedRecord: str(row.signed_record),
-    lastSeen: Number(row.last_seen),
-    createdAt: Number(row.created_at),
-    updatedAt: Number(row.updated_at),
-  };
-}
-
-function toMessage(row: Row): StoredMessage {
-  return {
-    seq: Number(row.seq),
-    messageId: String(row.message_id),
-    toInstallationId: String(row.to_installation_id),
-    fromInstallationId: String(row.from_installation_id),
-    fromHostname: String(row.from_hostname),
-    bodyJson: String(row.body_json),
-    createdAt: Number(row.created_at),
-  };
-}
-
-function toTrust(row: Row): StoredTrust {
-  return {
-    changeSeq: Number(row.change_seq),
-    requesterId: String(row.requester_id),
-    targetId: String(row.target_id),
-    status: String(row.status) as TrustStatus,
-    introduction: str(row.introduction),
-    assistantName: str(row.assistant_name),
-    humanName: str(row.human_name),
-    createdAt: Number(row.created_at),
-    approvedAt: num(row.approved_at),
-    updatedAt: Number(row.updated_at),
-  };
-}
-
-const toListedTrust = (row: Row): ListedTrust => ({ ...toTrust(row), peerHostname: str(row.peer_hostname) });
+const toAgent = (row: Row): StoredAgent => agentFromRow(row, (row.capabilities as string[]) ?? []);
+const toMessage = messageFromRow;
+const toTrust = trustFromRow;
+const toListedTrust = listedTrustFromRow;
 
 const TRUST_COLUMNS =
   "requester_id, target_id, status, introduction, assistant_name, human_name, created_at, approved_at, " +

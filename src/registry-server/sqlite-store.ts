@@ -22,10 +22,10 @@ import type {
   StoredMessage,
   StoredMessageHead,
   StoredTrust,
-  TrustStatus,
   TrustWrite,
 } from "./store.js";
 import { StoreNotReadyError, type StoreOperationsHooks, type StoreTelemetry } from "./store-hooks.js";
+import { agentFromRow, listedTrustFromRow, messageFromRow, str, trustFromRow } from "./store-rows.js";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS agents (
@@ -140,61 +140,11 @@ const AGENT_COLUMNS =
   "a.description, a.capabilities, a.token_hash, a.last_seen, a.created_at, a.updated_at, a.peer_id, " +
   "a.public_key, a.signed_record";
 
-const str = (v: SQLInputValue | undefined): string | null =>
-  v === null || v === undefined ? null : String(v);
-const num = (v: SQLInputValue | undefined): number | null =>
-  v === null || v === undefined ? null : Number(v);
-
-function toAgent(row: Row): StoredAgent {
-  return {
-    id: String(row.id),
-    hostname: String(row.hostname),
-    installationId: str(row.installation_id),
-    peerId: str(row.peer_id),
-    pilotNodeId: num(row.pilot_node_id),
-    pilotAddress: str(row.pilot_address),
-    displayName: str(row.display_name),
-    description: str(row.description),
-    capabilities: JSON.parse(String(row.capabilities)) as string[],
-    tokenHash: str(row.token_hash),
-    publicKey: str(row.public_key),
-    signedRecord: str(row.signed_record),
-    lastSeen: Number(row.last_seen),
-    createdAt: Number(row.created_at),
-    updatedAt: Number(row.updated_at),
-  };
-}
-
-function toMessage(row: Row): StoredMessage {
-  return {
-    seq: Number(row.seq),
-    messageId: String(row.message_id),
-    toInstallationId: String(row.to_installation_id),
-    fromInstallationId: String(row.from_installation_id),
-    fromHostname: String(row.from_hostname),
-    bodyJson: String(row.body_json),
-    createdAt: Number(row.created_at),
-  };
-}
-
-function toTrust(row: Row): StoredTrust {
-  return {
-    changeSeq: Number(row.change_seq ?? 0),
-    requesterId: String(row.requester_id),
-    targetId: String(row.target_id),
-    status: String(row.status) as TrustStatus,
-    introduction: str(row.introduction),
-    assistantName: str(row.assistant_name),
-    humanName: str(row.human_name),
-    createdAt: Number(row.created_at),
-    approvedAt: num(row.approved_at),
-    updatedAt: Number(row.updated_at),
-  };
-}
-
-function toListedTrust(row: Row): ListedTrust {
-  return { ...toTrust(row), peerHostname: str(row.peer_hostname) };
-}
+const toAgent = (row: Row): StoredAgent =>
+  agentFromRow(row, JSON.parse(String(row.capabilities)) as string[]);
+const toMessage = (row: Row): StoredMessage => messageFromRow(row);
+const toTrust = (row: Row): StoredTrust => trustFromRow(row);
+const toListedTrust = (row: Row): ListedTrust => listedTrustFromRow(row);
 
 /**
  * The SELECT of trust rows seen from one peer: `other_id` is the other side, whose agent names the peer's
