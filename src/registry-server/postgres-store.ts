@@ -58,8 +58,15 @@ const SWEEP_LOCK = "6947560263766345576";
 
 type Queryable = Pick<pg.PoolClient, "query">;
 
-/** How often a transaction that lost a race is run again before its error reaches the caller. */
-const MAX_ATTEMPTS = 12;
+/**
+ * How often a transaction that lost a race is run again before its error reaches the caller. SERIALIZABLE takes
+ * predicate locks on index pages, so concurrent registrations that touch neighbouring keys conflict now and then
+ * on a busy registry: 12 attempts were seen to run out at load 12 (bench:registry's fault phase), 30 with a backoff
+ * growing to 250 ms give several seconds of retrying before a 500.
+ */
+const MAX_ATTEMPTS = 30;
+/** Longest pause between two attempts (ms): each is random up to min(this, 2^attempt). */
+const MAX_BACKOFF_MS = 250;
 /**
  * SQLSTATEs of a lost race, after which running the transaction again gives the answer a sequential run would:
  * serialization_failure, deadlock_detected, and unique_violation (a concurrent insert of the same key that
@@ -223,7 +230,7 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
         client.release(broken);
       }
       // Losers of a race back off a little, at random, so they do not collide again in step.
-      await sleep(Math.random() * Math.min(50, 2 ** attempt));
+      await sleep(Math.random() * Math.min(MAX_BACKOFF_MS, 2 ** attempt));
     }
   }
 
