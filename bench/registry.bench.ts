@@ -7,7 +7,9 @@
 // and the server's RSS; then fills one relay inbox to its quota with worst-case bodies (control characters,
 // escaped 6x) and samples the server's RSS while 8 clients read it with maximal pages at once. Last line: one
 // JSON object with the figures. The store and the number of server processes are parameters (--store,
-// --replicas); only the SQLite store with one process exists so far.
+// --replicas): `--store postgres --replicas N` (N >= 2) starts a PostgreSQL server of its own, seeds it with SQL
+// batches, starts N server processes on it and spreads the clients over them, then measures relay wake-ups
+// across replicas and a kill -9 of one replica under mixed load (see mainPostgres and docs/registry-server.md).
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
