@@ -959,6 +959,24 @@ async function replicaHeartbeats(
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Heartbeat writes and the rows they carried so far, summed over the replicas' /metrics. */
+async function heartbeatBatches(bases: URL[]): Promise<{ batches: number; rows: number }> {
+  let batches = 0;
+  let rows = 0;
+  for (const base of bases) {
+    const answer = await exchange(base, "GET", "/metrics");
+    const value = (name: string) =>
+      Number(
+        new RegExp(`^agent_registry_heartbeat_batch_size_${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(
+          answer.text,
+        )?.[1] ?? 0,
+      );
+    batches += value("count");
+    rows += value("sum");
+  }
+  return { batches, rows };
+}
+
 /**
  * Cross-replica wake-ups: `rounds` times, the recipient long-polls its inbox on `pollOn` and, once the poll is
  * parked, the sender sends through `sendOn`; the wake time runs from the send's answer to the poll's answer.
@@ -1222,7 +1240,11 @@ async function mainPostgres(config: BenchConfig) {
     const rBoth = await replicaLatencies(bases, both, clients);
     const rHost = await replicaLatencies(bases, byHost, clients);
     const heartbeatClients = HEARTBEAT_CLIENTS_PER_REPLICA * replicas.length;
+    const batchesBefore = await heartbeatBatches(bases);
     const hb = await replicaHeartbeats(bases, heartbeatAgents, heartbeatClients, config.heartbeatSeconds);
+    const batchesAfter = await heartbeatBatches(bases);
+    const batchRows =
+      (batchesAfter.rows - batchesBefore.rows) / Math.max(1, batchesAfter.batches - batchesBefore.batches);
     const wake = await relayWakes(
       bases[0]!,
       bases[1]!,
@@ -1254,7 +1276,7 @@ async function mainPostgres(config: BenchConfig) {
     console.log(row("search q + capability", rBoth));
     console.log(row("by-hostname", rHost));
     console.log(
-      `heartbeats/s (${heartbeatClients} clients)    ${hb.perSecond.toFixed(0)}   errors ${hb.errors}`,
+      `heartbeats/s (${heartbeatClients} clients)    ${hb.perSecond.toFixed(0)}   errors ${hb.errors}, ${batchRows.toFixed(1)} heartbeats per database write`,
     );
     console.log(
       `relay wake across replicas   p50 ${wake.p50.toFixed(2)} ms, p99 ${wake.p99.toFixed(2)} ms (${RELAY_WAKE_ROUNDS} rounds, ${wake.missed} missed)`,
@@ -1287,6 +1309,7 @@ async function mainPostgres(config: BenchConfig) {
         heartbeats_per_s: Math.round(hb.perSecond),
         heartbeat_clients: heartbeatClients,
         heartbeat_errors: hb.errors,
+        heartbeat_batch_rows_mean: round(batchRows),
         relay_wake_p50_ms: round(wake.p50),
         relay_wake_p99_ms: round(wake.p99),
         relay_wake_missed: wake.missed,
