@@ -7,8 +7,10 @@
 // and the server's RSS; then fills one relay inbox to its quota with worst-case bodies (control characters,
 // escaped 6x) and samples the server's RSS while 8 clients read it with maximal pages at once. Last line: one
 // JSON object with the figures. The store and the number of server processes are parameters (--store,
-// --replicas); only the SQLite store with one process exists so far.
-import { type ChildProcess, spawn } from "node:child_process";
+// --replicas): `--store postgres --replicas N` (N >= 2) starts a PostgreSQL server of its own, seeds it with SQL
+// batches, starts N server processes on it and spreads the clients over them, then measures relay wake-ups
+// across replicas and a kill -9 of one replica under mixed load (see mainPostgres and docs/registry-server.md).
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { Agent, request } from "node:http";
@@ -16,12 +18,22 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
-import { parseArgs } from "node:util";
+import { parseArgs, promisify } from "node:util";
+import pg from "pg";
 import { issueToken } from "../src/registry-server/auth.js";
 import { peerIdOf } from "../src/registry-server/peer-id.js";
 import { SqliteDatabaseStore } from "../src/registry-server/sqlite-store.js";
 import type { StoredAgent } from "../src/registry-server/store.js";
 import { buildRegistryServer } from "./support/registry-build.js";
+import {
+  type BenchPostgres,
+  databaseSizeMiB,
+  PostgresSeeder,
+  searchRowOf,
+  startBenchPostgres,
+} from "./support/registry-postgres.js";
+
+const execFileAsync = promisify(execFile);
 
 /** What one run measures: which store, how many server processes, how much data and load. */
 export interface BenchConfig {
@@ -72,20 +84,24 @@ export function parseBenchArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       1,
     ),
   };
-  if (config.store === "postgres") {
+  if (config.store === "sqlite" && config.replicas !== 1) {
     throw new Error(
-      "--store postgres: not yet (the PostgreSQL store is being built; this bench will start it and its replicas once it exists)",
+      "--replicas: the SQLite store serves from one process; use --replicas 1 (or --store postgres for replicas)",
     );
   }
-  if (config.replicas !== 1) {
+  if (config.store === "postgres" && config.replicas < 2) {
     throw new Error(
-      "--replicas: the SQLite store serves from one process; use --replicas 1 (or --store postgres, not yet)",
+      "--store postgres needs --replicas 2 or more: its wake-up and fault phases send through one replica and read or kill another",
     );
   }
   return config;
 }
 
 const HEARTBEAT_CLIENTS = 50;
+/** PostgreSQL run: closed-loop heartbeat clients per replica (the batcher answers once its batch commits). */
+const HEARTBEAT_CLIENTS_PER_REPLICA = 40;
+/** PostgreSQL run: long-poll wake-ups measured across replicas. */
+const RELAY_WAKE_ROUNDS = 200;
 const TOKENED_AGENTS = 2_000;
 /** Agents per seeding transaction. */
 const SEED_BATCH = 10_000;
@@ -301,13 +317,26 @@ interface Replica {
   startupSeconds: number;
 }
 
-/** The registry's server processes for `config` on the seeded database: one for SQLite. */
-async function startReplicas(config: BenchConfig, entry: string, db: string): Promise<Replica[]> {
-  if (config.store !== "sqlite" || config.replicas !== 1)
-    throw new Error("only one SQLite replica exists yet");
-  const t0 = performance.now();
-  const child = await startChild(entry, db);
-  return [{ ...child, startupSeconds: (performance.now() - t0) / 1000 }];
+/** Server processes this run started and that have not exited: killed by PID if the run is interrupted. */
+const children = new Set<ChildProcess>();
+
+/**
+ * The registry's server processes for `config` on the seeded database (one for SQLite), started one after
+ * another so that each one's spawn-to-listening time is its own.
+ */
+async function startReplicas(
+  config: BenchConfig,
+  entry: string,
+  db: string,
+  flags: readonly string[] = [],
+): Promise<Replica[]> {
+  const replicas: Replica[] = [];
+  for (let i = 0; i < config.replicas; i++) {
+    const t0 = performance.now();
+    const child = await startChild(entry, db, flags);
+    replicas.push({ ...child, startupSeconds: (performance.now() - t0) / 1000 });
+  }
+  return replicas;
 }
 
 /** Seconds until a search is answered 200 (searches answer 503 while the index loads after a restart). */
@@ -320,12 +349,22 @@ async function untilSearchable(base: URL, deadlineMs = 600_000): Promise<void> {
   throw new Error("the registry did not answer a search within 10 minutes of starting");
 }
 
-async function startChild(entry: string, db: string): Promise<{ proc: ChildProcess; url: string }> {
+async function startChild(
+  entry: string,
+  db: string,
+  flags: readonly string[] = [],
+): Promise<{ proc: ChildProcess; url: string }> {
   // A day's ttl: seeding 1,000,000 agents takes minutes, and with the default 180 s they would all be
   // offline by the time they are searched.
-  const proc = spawn(process.execPath, [entry, "serve", "--port", "0", "--db", db, "--ttl", "86400"], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const proc = spawn(
+    process.execPath,
+    [entry, "serve", "--port", "0", "--db", db, "--ttl", "86400", ...flags],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
+  children.add(proc);
+  proc.once("exit", () => children.delete(proc));
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
       proc.kill("SIGKILL"); // never leave a half-started server behind
@@ -742,6 +781,575 @@ async function main(config: BenchConfig) {
   }
 }
 
+/** Replica traffic: keep-alive sockets per replica, enough for every closed-loop client of a phase. */
+const replicaAgent = new Agent({ keepAlive: true, maxSockets: 100 });
+
+interface Answer {
+  status: number;
+  text: string;
+}
+
+/** One request with an optional JSON body; connection errors reject. */
+function exchange(
+  base: URL,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: unknown,
+  agent: Agent = replicaAgent,
+): Promise<Answer> {
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: base.hostname,
+        port: base.port,
+        method,
+        path,
+        agent,
+        headers: payload
+          ? { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(payload) }
+          : headers,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }),
+        );
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(payload);
+  });
+}
+
+type TokenedAgent = Seeded["heartbeatAgents"][number];
+
+/** Seeds `agents` through SQL batches (see support/registry-postgres.ts), with probes to check searches by. */
+async function seedPostgres(
+  url: string,
+  agents: number,
+): Promise<
+  Seeded & { probes: { capability: string; capabilityCount: number; word: string; wordCount: number } }
+> {
+  const seeder = await PostgresSeeder.connect(url);
+  const now = Date.now();
+  const heartbeatAgents: TokenedAgent[] = [];
+  const hostnames: string[] = [];
+  const probes = { capability: "code-assist", capabilityCount: 0, word: "otter", wordCount: 0 };
+  let firstBatchUs = 0;
+  let lastBatchUs = 0;
+  try {
+    for (let start = 0; start < agents; start += SEED_BATCH) {
+      const end = Math.min(start + SEED_BATCH, agents);
+      const t0 = performance.now();
+      const batch: StoredAgent[] = [];
+      for (let i = start; i < end; i++) {
+        const token = i < TOKENED_AGENTS ? issueToken() : undefined;
+        const agent = benchAgent(i, now, token?.hash ?? null);
+        batch.push(agent);
+        if (token)
+          heartbeatAgents.push({
+            id: agent.id,
+            token: token.token,
+            installationId: agent.installationId!,
+            hostname: agent.hostname,
+          });
+        if (i % 50 === 0 && hostnames.length < 20_000) hostnames.push(agent.hostname);
+        if (agent.capabilities.includes(probes.capability)) probes.capabilityCount++;
+        if (searchRowOf(agent).words.some((w) => w.startsWith(probes.word))) probes.wordCount++;
+      }
+      await seeder.insert(batch);
+      lastBatchUs = ((performance.now() - t0) * 1000) / (end - start);
+      if (start === 0) firstBatchUs = lastBatchUs;
+    }
+  } finally {
+    await seeder.finish();
+  }
+  return { heartbeatAgents, hostnames, firstBatchUs, lastBatchUs, probes };
+}
+
+/**
+ * Checks that the seeded rows are what the store would have written: a search through a replica finds a seeded
+ * agent by its hostname, and counts as many agents for a capability and a word as the seeding made.
+ */
+async function checkSeededSearch(
+  base: URL,
+  probes: { capability: string; capabilityCount: number; word: string; wordCount: number },
+  hostname: string,
+): Promise<void> {
+  const search = async (query: string) => {
+    const answer = await exchange(base, "GET", `/api/v1/agents/search?${query}&limit=5`);
+    if (answer.status !== 200) throw new Error(`seed check: search ${query} answered ${answer.status}`);
+    return JSON.parse(answer.text) as {
+      agents: Array<{ hostname: string }>;
+      total: number;
+      total_exact?: boolean;
+    };
+  };
+  const byHost = await search(`q=${encodeURIComponent(hostname)}`);
+  if (byHost.agents[0]?.hostname !== hostname)
+    throw new Error(`seed check: searching ${hostname} did not find it first`);
+  for (const [query, expected] of [
+    [`capabilities=${probes.capability}`, probes.capabilityCount],
+    [`q=${probes.word}`, probes.wordCount],
+  ] as const) {
+    const page = await search(query);
+    // An estimated total (a sampled broad search) only has to be near.
+    const ok =
+      page.total_exact === false
+        ? Math.abs(page.total - expected) <= expected * 0.2
+        : page.total === expected;
+    if (!ok) throw new Error(`seed check: ${query} counted ${page.total}, the seeding made ${expected}`);
+  }
+}
+
+/** Latency of GETs spread over replicas: client k sends its share of `paths` to replica k mod R. */
+async function replicaLatencies(
+  bases: URL[],
+  paths: string[],
+  clients: number,
+): Promise<{ p50: number; p99: number; statuses: Set<number> }> {
+  const times: number[] = [];
+  const statuses = new Set<number>();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: clients }, async (_, k) => {
+      const base = bases[k % bases.length]!;
+      while (next < paths.length) {
+        const path = paths[next++]!;
+        const t0 = performance.now();
+        statuses.add((await exchange(base, "GET", path)).status);
+        times.push(performance.now() - t0);
+      }
+    }),
+  );
+  times.sort((a, b) => a - b);
+  return { p50: percentile(times, 0.5), p99: percentile(times, 0.99), statuses };
+}
+
+/** Closed-loop heartbeats from `clients` clients spread over the replicas; the aggregate rate of 200s. */
+async function replicaHeartbeats(
+  bases: URL[],
+  agents: TokenedAgent[],
+  clients: number,
+  seconds: number,
+): Promise<{ perSecond: number; errors: number }> {
+  const deadline = performance.now() + seconds * 1000;
+  let ok = 0;
+  let errors = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async (_, client) => {
+      const base = bases[client % bases.length]!;
+      for (let n = client; performance.now() < deadline; n += clients) {
+        const agent = agents[n % agents.length]!;
+        const answer = await exchange(base, "POST", `/api/v1/agents/${agent.id}/heartbeat`, {
+          authorization: `Bearer ${agent.token}`,
+        });
+        if (answer.status === 200) ok++;
+        else errors++;
+      }
+    }),
+  );
+  return { perSecond: ok / ((performance.now() - t0) / 1000), errors };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Heartbeat writes and the rows they carried so far, summed over the replicas' /metrics. */
+async function heartbeatBatches(bases: URL[]): Promise<{ batches: number; rows: number }> {
+  let batches = 0;
+  let rows = 0;
+  for (const base of bases) {
+    const answer = await exchange(base, "GET", "/metrics");
+    const value = (name: string) =>
+      Number(
+        new RegExp(`^agent_registry_heartbeat_batch_size_${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(
+          answer.text,
+        )?.[1] ?? 0,
+      );
+    batches += value("count");
+    rows += value("sum");
+  }
+  return { batches, rows };
+}
+
+/**
+ * Cross-replica wake-ups: `rounds` times, the recipient long-polls its inbox on `pollOn` and, once the poll is
+ * parked, the sender sends through `sendOn`; the wake time runs from the send's answer to the poll's answer.
+ */
+async function relayWakes(
+  pollOn: URL,
+  sendOn: URL,
+  sender: TokenedAgent,
+  recipient: TokenedAgent,
+  rounds: number,
+): Promise<{ p50: number; p99: number; missed: number }> {
+  const times: number[] = [];
+  let missed = 0;
+  let after = "";
+  for (let round = 0; round < rounds; round++) {
+    const poll = exchange(
+      pollOn,
+      "GET",
+      `/api/v1/agents/messages/inbox/${recipient.installationId}?wait=10${after ? `&after=${after}` : ""}`,
+      { authorization: `Bearer ${recipient.token}` },
+    );
+    await sleep(25); // the poll parks (the inbox is read empty, then the replica waits for a notification)
+    const sent = await exchange(
+      sendOn,
+      "POST",
+      "/api/v1/agents/messages/send",
+      { authorization: `Bearer ${sender.token}` },
+      {
+        from_installation_id: sender.installationId,
+        from_hostname: sender.hostname,
+        to_installation_id: recipient.installationId,
+        body: `wake ${round}`,
+        message_id: `wake-${round}`,
+      },
+    );
+    const t1 = performance.now();
+    if (sent.status !== 200) throw new Error(`relay wake: send answered ${sent.status}: ${sent.text}`);
+    const answer = await poll;
+    const t2 = performance.now();
+    const page = JSON.parse(answer.text) as { messages: unknown[]; next_cursor: string | null };
+    if (answer.status !== 200 || page.messages.length === 0) missed++;
+    else times.push(Math.max(0, t2 - t1));
+    after = page.next_cursor ?? after;
+  }
+  times.sort((a, b) => a - b);
+  return { p50: percentile(times, 0.5), p99: percentile(times, 0.99), missed };
+}
+
+/** What the fault phase counted. */
+interface FaultResult {
+  ackedWrites: number;
+  lostAckedWrites: number;
+  errorsOnSurvivors: number;
+  survivorRequests: number;
+  killedReplicaFailedRequests: number;
+  victimErrorsBeforeKill: number;
+  firstSurvivorError: string | undefined;
+}
+
+/**
+ * Mixed load on every replica (registrations and relay sends that are acknowledged, searches, heartbeats), kill -9
+ * of the last replica after `beforeMs`, more load on the survivors for `afterMs`; then every write acknowledged 2xx
+ * (by any replica, the killed one included) is looked up in the database.
+ */
+async function faultPhase(
+  replicas: Replica[],
+  dbUrl: string,
+  agents: TokenedAgent[],
+  beforeMs: number,
+  afterMs: number,
+): Promise<FaultResult> {
+  const victim = replicas.at(-1)!;
+  const faultAgent = new Agent({ keepAlive: true, maxSockets: 100 });
+  const ackedHostnames: string[] = [];
+  const ackedMessages: string[] = [];
+  let killed = false;
+  let stopping = false;
+  const result: FaultResult = {
+    ackedWrites: 0,
+    lostAckedWrites: 0,
+    errorsOnSurvivors: 0,
+    survivorRequests: 0,
+    killedReplicaFailedRequests: 0,
+    victimErrorsBeforeKill: 0,
+    firstSurvivorError: undefined,
+  };
+  let n = 0;
+  const { text } = searchPaths(2000);
+  type Op = () => {
+    method: string;
+    path: string;
+    headers: Record<string, string>;
+    body?: unknown;
+    onOk?: () => void;
+  };
+  const kinds: Array<(worker: number) => Op> = [
+    // registrations of new agents
+    () => () => {
+      // Spread over the hostname index as real names are (not one run of adjacent keys).
+      const hostname = `${pick(ADJECTIVES)}-${pick(NOUNS)}-fault-${n++}`;
+      return {
+        method: "POST",
+        path: "/api/v1/agents",
+        headers: {},
+        body: {
+          hostname,
+          installation_id: `inst-${hostname}`,
+          capabilities: ["code"],
+          description: "fault phase",
+        },
+        onOk: () => ackedHostnames.push(hostname),
+      };
+    },
+    // relay sends between seeded agents
+    (worker) => () => {
+      const sender = agents[100 + ((worker * 7 + n) % 800)]!;
+      const to = agents[1000 + (n % 800)]!;
+      const messageId = `fault-msg-${n++}`;
+      return {
+        method: "POST",
+        path: "/api/v1/agents/messages/send",
+        headers: { authorization: `Bearer ${sender.token}` },
+        body: {
+          from_installation_id: sender.installationId,
+          from_hostname: sender.hostname,
+          to_installation_id: to.installationId,
+          body: "fault phase",
+          message_id: messageId,
+        },
+        onOk: () => ackedMessages.push(`${to.installationId}\u0000${messageId}`),
+      };
+    },
+    () => () => ({ method: "GET", path: text[n++ % text.length]!, headers: {} }),
+    (worker) => () => {
+      const agent = agents[1800 + ((worker + n++) % 200)]!;
+      return {
+        method: "POST",
+        path: `/api/v1/agents/${agent.id}/heartbeat`,
+        headers: { authorization: `Bearer ${agent.token}` },
+      };
+    },
+  ];
+  const workers: Array<Promise<void>> = [];
+  let worker = 0;
+  for (const replica of replicas) {
+    const base = new URL(replica.url);
+    const onVictim = replica === victim;
+    for (const kind of kinds) {
+      for (let copy = 0; copy < 3; copy++) {
+        const op = kind(worker++);
+        workers.push(
+          (async () => {
+            while (!stopping) {
+              const { method, path, headers, body, onOk } = op();
+              let status = 0;
+              let detail = "";
+              const sentBeforeKill = !killed;
+              try {
+                const answer = await exchange(base, method, path, headers, body, faultAgent);
+                status = answer.status;
+                detail = answer.text.slice(0, 200);
+              } catch (error) {
+                detail = (error as Error).message;
+              }
+              const ok = status >= 200 && status < 300;
+              if (ok) onOk?.();
+              if (onVictim) {
+                if (!ok && sentBeforeKill && !killed) result.victimErrorsBeforeKill++;
+                else if (!ok) {
+                  result.killedReplicaFailedRequests++;
+                  return; // the replica is gone: this client stops
+                }
+              } else {
+                result.survivorRequests++;
+                if (!ok) {
+                  result.errorsOnSurvivors++;
+                  result.firstSurvivorError ??= `${method} ${path.split("?")[0]}: ${status || "connection error"} ${detail}`;
+                }
+              }
+            }
+          })(),
+        );
+      }
+    }
+  }
+  await sleep(beforeMs);
+  killed = true;
+  process.kill(victim.proc.pid!, "SIGKILL");
+  await sleep(afterMs);
+  stopping = true;
+  await Promise.all(workers);
+  faultAgent.destroy();
+  // Every acknowledged write, whoever acknowledged it, must be in the database.
+  const client = new pg.Client({ connectionString: dbUrl });
+  await client.connect();
+  try {
+    const hosts = await client.query(
+      "SELECT count(*)::int AS n FROM agents WHERE hostname = ANY($1::text[])",
+      [ackedHostnames],
+    );
+    const pairs = ackedMessages.map((m) => m.split("\u0000"));
+    const messages = await client.query(
+      "SELECT count(*)::int AS n FROM messages m JOIN unnest($1::text[], $2::text[]) AS v(inbox, id) " +
+        "ON m.to_installation_id = v.inbox AND m.message_id = v.id",
+      [pairs.map((p) => p[0]), pairs.map((p) => p[1])],
+    );
+    result.ackedWrites = ackedHostnames.length + ackedMessages.length;
+    result.lostAckedWrites = result.ackedWrites - Number(hosts.rows[0]?.n) - Number(messages.rows[0]?.n);
+  } finally {
+    await client.end();
+  }
+  return result;
+}
+
+/** The PostgreSQL run: its own server, seeded by SQL, `config.replicas` server processes, a fault phase. */
+async function mainPostgres(config: BenchConfig) {
+  let postgres: BenchPostgres | undefined;
+  let replicas: Replica[] = [];
+  const killAll = () => {
+    for (const child of children)
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    postgres?.stopSync();
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    killAll();
+    process.exit(signal === "SIGINT" ? 130 : 143);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  process.once("exit", killAll);
+  try {
+    const entry = buildRegistryServer();
+    postgres = await startBenchPostgres();
+    const dbUrl = postgres.url;
+    await execFileAsync(process.execPath, [entry, "migrate", "--db", dbUrl]);
+    const s0 = performance.now();
+    const seeded = await seedPostgres(dbUrl, config.agents);
+    const seedSeconds = (performance.now() - s0) / 1000;
+    const dbSize = await databaseSizeMiB(dbUrl);
+    const { heartbeatAgents, hostnames } = seeded;
+
+    replicas = await startReplicas(config, entry, dbUrl, [
+      "--send-rate",
+      "0",
+      "--inbox-max-messages",
+      "0",
+      "--log-level",
+      "warn",
+    ]);
+    const bases = replicas.map((r) => new URL(r.url));
+    await checkSeededSearch(bases[0]!, seeded.probes, hostnames[7]!);
+
+    const n = config.searchesPerKind;
+    const { text, caps, both } = searchPaths(n);
+    const byHost = Array.from({ length: n }, () => `/api/v1/agents/by-hostname/${pick(hostnames)}`);
+    const clients = config.searchClients;
+    const warmUp = searchPaths(100);
+    await replicaLatencies(bases, [...warmUp.text, ...warmUp.caps, ...warmUp.both], clients);
+    const rText = await replicaLatencies(bases, text, clients);
+    const rCaps = await replicaLatencies(bases, caps, clients);
+    const rBoth = await replicaLatencies(bases, both, clients);
+    const rHost = await replicaLatencies(bases, byHost, clients);
+    const heartbeatClients = HEARTBEAT_CLIENTS_PER_REPLICA * replicas.length;
+    const batchesBefore = await heartbeatBatches(bases);
+    const hb = await replicaHeartbeats(bases, heartbeatAgents, heartbeatClients, config.heartbeatSeconds);
+    const batchesAfter = await heartbeatBatches(bases);
+    const batchRows =
+      (batchesAfter.rows - batchesBefore.rows) / Math.max(1, batchesAfter.batches - batchesBefore.batches);
+    const wake = await relayWakes(
+      bases[0]!,
+      bases[1]!,
+      heartbeatAgents[1]!,
+      heartbeatAgents[0]!,
+      RELAY_WAKE_ROUNDS,
+    );
+    const rss = replicas.map((r) => rssMiB(r.proc.pid!));
+    const replicaRss = Math.max(...rss.map((m) => m.rss));
+    const fault = await faultPhase(replicas, dbUrl, heartbeatAgents, 3_000, 4_000);
+    const calibration = calibrationMs();
+    const load = loadavg()[0]!;
+
+    const allSearch = [rText, rCaps, rBoth];
+    const round = (v: number) => Math.round(v * 100) / 100;
+    const row = (name: string, r: { p50: number; p99: number; statuses: Set<number> }) =>
+      `${name.padEnd(28)} ${r.p50.toFixed(2).padStart(8)} ${r.p99.toFixed(2).padStart(8)}   ${[...r.statuses].join(",")}`;
+    console.log(
+      `agents seeded: ${config.agents} in ${seedSeconds.toFixed(1)} s (PostgreSQL, ${SEED_BATCH} per statement; ${seeded.firstBatchUs.toFixed(1)} us/agent in the first batch, ${seeded.lastBatchUs.toFixed(1)} in the last); database ${dbSize.toFixed(0)} MiB`,
+    );
+    console.log(
+      `replicas: ${replicas.length}, listening after ${replicas.map((r) => r.startupSeconds.toFixed(2)).join(" / ")} s`,
+    );
+    console.log(
+      `${"measure".padEnd(28)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)}   statuses (${clients} clients at once, spread over the replicas)`,
+    );
+    console.log(row("search q (1 word)", rText));
+    console.log(row("search capabilities (2, any)", rCaps));
+    console.log(row("search q + capability", rBoth));
+    console.log(row("by-hostname", rHost));
+    console.log(
+      `heartbeats/s (${heartbeatClients} clients)    ${hb.perSecond.toFixed(0)}   errors ${hb.errors}, ${batchRows.toFixed(1)} heartbeats per database write`,
+    );
+    console.log(
+      `relay wake across replicas   p50 ${wake.p50.toFixed(2)} ms, p99 ${wake.p99.toFixed(2)} ms (${RELAY_WAKE_ROUNDS} rounds, ${wake.missed} missed)`,
+    );
+    console.log(`replica RSS                  ${rss.map((m) => m.rss.toFixed(0)).join(" / ")} MiB`);
+    console.log(
+      `fault phase: kill -9 of replica ${replicas.length}: ${fault.ackedWrites} writes acknowledged, ${fault.lostAckedWrites} lost; survivors answered ${fault.survivorRequests} requests, ${fault.errorsOnSurvivors} errors${fault.firstSurvivorError ? ` (first: ${fault.firstSurvivorError})` : ""}; ${fault.killedReplicaFailedRequests} requests in flight to the killed replica failed`,
+    );
+    console.log(
+      `machine: load average ${load.toFixed(1)}, CPU calibration ${calibration.toFixed(0)} ms (idle ~10 ms)`,
+    );
+    console.log(
+      JSON.stringify({
+        store: config.store,
+        replicas: config.replicas,
+        agents: config.agents,
+        search_clients: clients,
+        search_p50_ms: round(Math.max(...allSearch.map((r) => r.p50))),
+        search_p99_ms: round(Math.max(...allSearch.map((r) => r.p99))),
+        search_text_p50_ms: round(rText.p50),
+        search_text_p99_ms: round(rText.p99),
+        search_caps_p50_ms: round(rCaps.p50),
+        search_caps_p99_ms: round(rCaps.p99),
+        search_both_p50_ms: round(rBoth.p50),
+        search_both_p99_ms: round(rBoth.p99),
+        by_hostname_p50_ms: round(rHost.p50),
+        by_hostname_p99_ms: round(rHost.p99),
+        searches_per_kind: n,
+        search_statuses: [...new Set(allSearch.flatMap((r) => [...r.statuses]))],
+        heartbeats_per_s: Math.round(hb.perSecond),
+        heartbeat_clients: heartbeatClients,
+        heartbeat_errors: hb.errors,
+        heartbeat_batch_rows_mean: round(batchRows),
+        relay_wake_p50_ms: round(wake.p50),
+        relay_wake_p99_ms: round(wake.p99),
+        relay_wake_missed: wake.missed,
+        replica_rss_mb: Math.round(replicaRss),
+        seed_s: round(seedSeconds),
+        seed_first_batch_us_per_agent: round(seeded.firstBatchUs),
+        seed_last_batch_us_per_agent: round(seeded.lastBatchUs),
+        db_size_mb: Math.round(dbSize),
+        startup_s: round(Math.max(...replicas.map((r) => r.startupSeconds))),
+        fault_acked_writes: fault.ackedWrites,
+        killed_replica_lost_acked_writes: fault.lostAckedWrites,
+        errors_on_survivors: fault.errorsOnSurvivors,
+        survivor_requests: fault.survivorRequests,
+        killed_replica_failed_requests: fault.killedReplicaFailedRequests,
+        killed_replica_errors_before_kill: fault.victimErrorsBeforeKill,
+        load_avg_1m: round(load),
+        cpu_calibration_ms: round(calibration),
+      }),
+    );
+  } finally {
+    replicaAgent.destroy();
+    keepAlive.destroy();
+    await Promise.all(
+      replicas.map(async (replica) => {
+        const child = replica.proc;
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const exited = new Promise((resolve) => child.once("exit", resolve));
+        child.kill("SIGTERM");
+        const force = setTimeout(() => child.kill("SIGKILL"), 10_000);
+        await exited;
+        clearTimeout(force);
+      }),
+    );
+    await postgres?.stop();
+    process.removeListener("SIGINT", onSignal);
+    process.removeListener("SIGTERM", onSignal);
+    process.removeListener("exit", killAll);
+  }
+}
+
 // Run only when executed directly (the seeding is importable for profiling scripts).
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   let config: BenchConfig | undefined;
@@ -751,5 +1359,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
     console.error(`bench:registry: ${(error as Error).message}`);
     process.exitCode = 2;
   }
-  if (config) await main(config);
+  if (config?.store === "postgres") await mainPostgres(config);
+  else if (config) await main(config);
 }

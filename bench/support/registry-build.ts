@@ -2,7 +2,7 @@
 // server it measures runs the way a deployment does (built JS, as bin/agent-registry.mjs runs dist/) rather than
 // through tsx's loader, whose hooks thread and on-the-fly transpiling cost memory and start-up time. Types are
 // only stripped here (transpileModule, no type check): `npm run typecheck` checks them.
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import ts from "typescript";
 
@@ -17,6 +17,10 @@ export function buildRegistryServer(): string {
   const out = OUT.pathname;
   rmSync(out, { recursive: true, force: true });
   for (const folder of FOLDERS) build(new URL(`${folder}/`, SOURCE), join(out, folder));
+  // The PostgreSQL store's migrations (SQL files), beside the store as `npm run build` puts them in dist/.
+  const migrations = new URL("registry-server/migrations/", SOURCE).pathname;
+  if (existsSync(migrations))
+    cpSync(migrations, join(out, "registry-server", "migrations"), { recursive: true });
   // The same two lines as bin/agent-registry.mjs once it has found a build.
   const entry = join(out, "registry-server", "serve.mjs");
   writeFileSync(

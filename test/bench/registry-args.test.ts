@@ -1,5 +1,5 @@
 // The registry bench's command line: defaults, the store and replica parameters, and the refusals that say
-// what to do instead (the PostgreSQL store is not wired into the bench yet).
+// what to do instead.
 import { describe, expect, it } from "vitest";
 import { parseBenchArgs } from "../../bench/registry.bench.js";
 
@@ -26,8 +26,14 @@ describe("bench:registry arguments", () => {
     expect(() => parseBenchArgs(["--fast"], {})).toThrow();
   });
 
-  it("accepts --store postgres --replicas N but says the PostgreSQL run is not there yet", () => {
-    expect(() => parseBenchArgs(["--store", "postgres", "--replicas", "3"], {})).toThrow(/not yet/);
+  it("runs the PostgreSQL store with 2 or more replicas, and SQLite with one", () => {
+    expect(parseBenchArgs(["--store", "postgres", "--replicas", "3"], {})).toMatchObject({
+      store: "postgres",
+      replicas: 3,
+      agents: 1_000_000,
+      searchClients: 8,
+    });
+    expect(() => parseBenchArgs(["--store", "postgres"], {})).toThrow(/--replicas 2 or more/);
     expect(() => parseBenchArgs(["--store", "mysql"], {})).toThrow(/sqlite or postgres/);
     expect(() => parseBenchArgs(["--replicas", "3"], {})).toThrow(/SQLite store serves from one process/);
   });

@@ -1,0 +1,294 @@
+// PostgreSQL for `bench:registry --store postgres`: a server of the bench's own (initdb + pg_ctl in a temp dir, as
+// the unprivileged `nobody` when run as root, on a Unix socket in that dir only: no TCP port), stopped by
+// pg_ctl (or SIGKILL of the postmaster's PID from its postmaster.pid) and deleted at the end, also when the run
+// fails or is interrupted; and a fast seeding of the registry's tables straight through SQL, 10,000 agents a
+// statement (rows and the search's derived agent_words), instead of one store transaction per agent.
+import { execFile, execFileSync } from "node:child_process";
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import pg from "pg";
+import type { StoredAgent } from "../../src/registry-server/store.js";
+import { findPostgresBin } from "../../test/support/postgres.js";
+
+const run = promisify(execFile);
+const UNPRIVILEGED = { name: "nobody", uid: 65534, gid: 65534 };
+
+export interface BenchPostgres {
+  /** Connection URL of the bench's database (Unix socket; no password). */
+  url: string;
+  dir: string;
+  /** Stops the server and deletes its directory; idempotent. */
+  stop(): Promise<void>;
+  /** The same, synchronously, for exit and signal handlers. */
+  stopSync(): void;
+}
+
+/** Starts a server sized for the bench (durable commits, as a deployment) with one empty database `registry`. */
+export async function startBenchPostgres(): Promise<BenchPostgres> {
+  const bin = findPostgresBin();
+  const dir = mkdtempSync(join(tmpdir(), "agent-registry-bench-pg-"));
+  const data = join(dir, "data");
+  const asRoot = process.getuid?.() === 0;
+  const wrap = (cmd: string, args: string[]): [string, string[]] =>
+    asRoot ? ["runuser", ["-u", UNPRIVILEGED.name, "--", cmd, ...args]] : [cmd, args];
+  const as = (cmd: string, args: string[]) => run(...wrap(cmd, args));
+  if (asRoot) {
+    chownSync(dir, UNPRIVILEGED.uid, UNPRIVILEGED.gid);
+    chmodSync(dir, 0o700);
+  }
+  let state: "none" | "started" | "stopped" = "none";
+  const postmasterPid = (): number => {
+    try {
+      return Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]);
+    } catch {
+      return 0;
+    }
+  };
+  const stopSync = () => {
+    if (state === "stopped") return;
+    const wasStarted = state === "started";
+    state = "stopped";
+    if (wasStarted) {
+      try {
+        execFileSync(...wrap(join(bin, "pg_ctl"), ["stop", "-D", data, "-m", "fast", "-w", "-t", "30"]), {
+          stdio: "ignore",
+        });
+      } catch {
+        // Why safe: the postmaster this bench started (its PID file) is killed instead.
+        const pid = postmasterPid();
+        if (pid > 0) {
+          try {
+            process.kill(pid, "SIGKILL");
+          } catch {
+            // Already gone.
+          }
+        }
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await as(join(bin, "initdb"), ["-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale"]);
+    // Durable commits (fsync, synchronous_commit on: the defaults), so heartbeat and write figures include a
+    // real commit; buffers big enough for 1,000,000 agents' hot indexes.
+    const options = [
+      "-c listen_addresses=''",
+      `-c unix_socket_directories='${dir}'`,
+      "-c max_connections=200",
+      "-c shared_buffers=256MB",
+      "-c maintenance_work_mem=256MB",
+      "-c max_wal_size=4GB",
+      "-c checkpoint_timeout=30min",
+    ].join(" ");
+    try {
+      state = "started";
+      await as(join(bin, "pg_ctl"), [
+        "start",
+        "-D",
+        data,
+        "-w",
+        "-t",
+        "60",
+        "-l",
+        join(dir, "log"),
+        "-o",
+        options,
+      ]);
+    } catch (error) {
+      const log = existsSync(join(dir, "log")) ? readFileSync(join(dir, "log"), "utf8").slice(-2000) : "";
+      throw new Error(`PostgreSQL did not start: ${(error as Error).message}\n${log}`);
+    }
+    const admin = new pg.Client({ connectionString: urlIn(dir, "postgres") });
+    await admin.connect();
+    try {
+      await admin.query("CREATE DATABASE registry");
+    } finally {
+      await admin.end();
+    }
+  } catch (error) {
+    stopSync();
+    throw error;
+  }
+  return { url: urlIn(dir, "registry"), dir, stop: async () => stopSync(), stopSync };
+}
+
+const urlIn = (dir: string, database: string) =>
+  `postgresql://postgres@localhost/${database}?host=${encodeURIComponent(dir)}`;
+
+/** A text[] value as PostgreSQL's array literal: every element quoted, `"` and `\` escaped. */
+export function pgArrayLiteral(items: readonly string[]): string {
+  return `{${items.map((item) => `"${item.replace(/[\\"]/g, (c) => `\\${c}`)}"`).join(",")}}`;
+}
+
+/**
+ * The words the PostgreSQL store keeps in agent_words for an agent, made as its insertAgent makes them: the
+ * lowercase hostname, display name, description and capabilities, one a line (its search_text), split into runs
+ * of letters and digits, each once.
+ */
+export function searchRowOf(agent: StoredAgent): { searchText: string; words: string[] } {
+  const searchText = [agent.hostname, agent.displayName ?? "", agent.description ?? "", ...agent.capabilities]
+    .join("\n")
+    .toLowerCase();
+  return { searchText, words: [...new Set(searchText.match(/[\p{L}\p{N}]+/gu) ?? [])] };
+}
+
+const AGENT_COLUMNS = [
+  ["seq", "bigint"],
+  ["id", "text"],
+  ["hostname", "text"],
+  ["installation_id", "text"],
+  ["peer_id", "text"],
+  ["pilot_node_id", "bigint"],
+  ["pilot_address", "text"],
+  ["display_name", "text"],
+  ["description", "text"],
+  ["capabilities", "text"],
+  ["token_hash", "text"],
+  ["public_key", "text"],
+  ["signed_record", "text"],
+  ["last_seen", "bigint"],
+  ["created_at", "bigint"],
+  ["updated_at", "bigint"],
+  ["search_text", "text"],
+] as const;
+
+/** The statement inserting one batch: one array parameter per column, unnested into rows. */
+export const INSERT_AGENTS_SQL =
+  `INSERT INTO agents (${AGENT_COLUMNS.map(([c]) => c).join(", ")}) OVERRIDING SYSTEM VALUE ` +
+  `SELECT ${AGENT_COLUMNS.map(([c]) => (c === "capabilities" ? "capabilities::text[]" : c)).join(", ")} ` +
+  `FROM unnest(${AGENT_COLUMNS.map(([, t], i) => `$${i + 1}::${t}[]`).join(", ")}) ` +
+  `AS v(${AGENT_COLUMNS.map(([c]) => c).join(", ")})`;
+
+/**
+ * Inserts agents in batches (seq numbered from 1 in order, then the identity moves past them), with their
+ * agent_words rows, on one connection; each batch is one transaction of two statements.
+ */
+export class PostgresSeeder {
+  #next = 1;
+  private constructor(readonly client: pg.Client) {}
+
+  /** Statements that put back what the seeding dropped, in order (see connect). */
+  #restore: string[] = [];
+
+  /**
+   * Connects and drops the indexes and constraints of agents and agent_words but agents' primary key (whatever
+   * the migrations made, read from the catalog), so that the batches only append rows; finish() builds them
+   * again, once, over all rows (and so checks every unique and foreign key at once).
+   */
+  static async connect(url: string): Promise<PostgresSeeder> {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    // A seeding that loses its last batch on a crash is simply run again.
+    await client.query("SET synchronous_commit = off");
+    await client.query("SET maintenance_work_mem = '256MB'");
+    const seeder = new PostgresSeeder(client);
+    const tables = "('agents'::regclass, 'agent_words'::regclass)";
+    const constraints = (
+      await client.query(
+        "SELECT conrelid::regclass::text AS tbl, conname, contype, pg_get_constraintdef(oid) AS def " +
+          `FROM pg_constraint WHERE conrelid IN ${tables} AND contype IN ('p', 'u', 'f') ` +
+          "AND NOT (conrelid = 'agents'::regclass AND contype = 'p') ORDER BY contype = 'f' DESC, conname",
+      )
+    ).rows as Array<{ tbl: string; conname: string; contype: string; def: string }>;
+    const indexes = (
+      await client.query(
+        "SELECT pg_get_indexdef(i.indexrelid) AS def, i.indexrelid::regclass::text AS name FROM pg_index i " +
+          `WHERE i.indrelid IN ${tables} AND NOT EXISTS ` +
+          "(SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x')) " +
+          "ORDER BY name",
+      )
+    ).rows as Array<{ def: string; name: string }>;
+    const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
+    // Foreign keys go first and come back last.
+    for (const c of constraints)
+      await client.query(`ALTER TABLE ${c.tbl} DROP CONSTRAINT ${quote(c.conname)}`);
+    for (const index of indexes) await client.query(`DROP INDEX ${index.name}`);
+    seeder.#restore = [
+      ...indexes.map((index) => index.def),
+      ...constraints
+        .filter((c) => c.contype !== "f")
+        .map((c) => `ALTER TABLE ${c.tbl} ADD CONSTRAINT ${quote(c.conname)} ${c.def}`),
+      ...constraints
+        .filter((c) => c.contype === "f")
+        .map((c) => `ALTER TABLE ${c.tbl} ADD CONSTRAINT ${quote(c.conname)} ${c.def}`),
+    ];
+    return seeder;
+  }
+
+  async insert(agents: readonly StoredAgent[]): Promise<void> {
+    const columns: unknown[][] = AGENT_COLUMNS.map(() => []);
+    const wordSeqs: number[] = [];
+    const words: string[] = [];
+    for (const agent of agents) {
+      const seq = this.#next++;
+      const row = searchRowOf(agent);
+      const values: unknown[] = [
+        seq,
+        agent.id,
+        agent.hostname,
+        agent.installationId,
+        agent.peerId,
+        agent.pilotNodeId,
+        agent.pilotAddress,
+        agent.displayName,
+        agent.description,
+        pgArrayLiteral(agent.capabilities),
+        agent.tokenHash,
+        agent.publicKey,
+        agent.signedRecord,
+        agent.lastSeen,
+        agent.createdAt,
+        agent.updatedAt,
+        row.searchText,
+      ];
+      for (const [i, value] of values.entries()) columns[i]!.push(value);
+      for (const word of row.words) {
+        words.push(word);
+        wordSeqs.push(seq);
+      }
+    }
+    await this.client.query("BEGIN");
+    try {
+      await this.client.query(INSERT_AGENTS_SQL, columns);
+      await this.client.query(
+        "INSERT INTO agent_words (word, seq) SELECT * FROM unnest($1::text[], $2::bigint[])",
+        [words, wordSeqs],
+      );
+      await this.client.query("COMMIT");
+    } catch (error) {
+      await this.client.query("ROLLBACK").catch(() => {
+        // Why safe: the error below ends the run, and the server is thrown away with it.
+      });
+      throw error;
+    }
+  }
+
+  /**
+   * Builds the dropped indexes and constraints again, moves the identity past the seeded seqs, refreshes the
+   * planner's statistics, and disconnects.
+   */
+  async finish(): Promise<void> {
+    try {
+      for (const statement of this.#restore) await this.client.query(statement);
+      await this.client.query(`ALTER TABLE agents ALTER COLUMN seq RESTART WITH ${this.#next}`);
+      await this.client.query("VACUUM (ANALYZE) agents");
+      await this.client.query("VACUUM (ANALYZE) agent_words");
+    } finally {
+      await this.client.end();
+    }
+  }
+}
+
+/** Size of a database in MiB (pg_database_size). */
+export async function databaseSizeMiB(url: string): Promise<number> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const row = (await client.query("SELECT pg_database_size(current_database())::bigint AS n")).rows[0];
+    return Number(row?.n ?? 0) / (1024 * 1024);
+  } finally {
+    await client.end();
+  }
+}
