@@ -65,6 +65,8 @@ const SEARCH_EXACT = 500;
  */
 const SEARCH_SAMPLE = 200;
 const SEARCH_SAMPLE_MAX_FACTOR = 4;
+/** Query words whose sources are sized to choose the driver (the longest ones). */
+const SEARCH_SIZED_WORDS = 8;
 /** Matches a sample must yield not to be widened (the default page size). */
 const SEARCH_FULL_PAGE = 20;
 /** Key prefix of a capability's entries in agent_words (migration 0003): below every letter and digit. */
@@ -534,10 +536,13 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
     const caps = query.capabilities;
     const all = query.match === "all";
     const exact = this.#searchExact;
-    const ranges = [...words.map(wordRange), ...caps.map(capabilityRange)];
+    // The longest words are sized (likely the most selective; a hostile query may hold thousands of words); the
+    // others are still checked on every candidate.
+    const sized = [...words].sort((a, b) => b.length - a.length).slice(0, SEARCH_SIZED_WORDS);
+    const ranges = [...sized.map(wordRange), ...caps.map(capabilityRange)];
     const sizes = await this.#rangeSizes(ranges);
-    const wordSizes = sizes.slice(0, words.length);
-    const capSizes = sizes.slice(words.length);
+    const wordSizes = sizes.slice(0, sized.length);
+    const capSizes = sizes.slice(sized.length);
     if (wordSizes.some((s) => s.n === 0)) return { items: [], total: 0 };
     if (caps.length && (all ? capSizes.some((s) => s.n === 0) : capSizes.every((s) => s.n === 0))) {
       return { items: [], total: 0 };
@@ -553,14 +558,14 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
     });
     const size = (d: Driver) => d.estimate;
     let driver: Driver | undefined;
-    for (let i = 0; i < words.length; i++) {
+    for (let i = 0; i < sized.length; i++) {
       if (!driver || size(single(i)) < size(driver)) driver = single(i);
     }
     if (caps.length && all) {
-      for (let i = words.length; i < ranges.length; i++)
+      for (let i = sized.length; i < ranges.length; i++)
         if (!driver || size(single(i)) < size(driver)) driver = single(i);
     } else if (caps.length) {
-      const held = capSizes.map((s, i) => ({ s, range: ranges[words.length + i]! })).filter((c) => c.s.n > 0);
+      const held = capSizes.map((s, i) => ({ s, range: ranges[sized.length + i]! })).filter((c) => c.s.n > 0);
       const union: Driver = {
         ranges: held.map((c) => c.range),
         n: held.reduce((sum, c) => sum + c.s.n, 0),
