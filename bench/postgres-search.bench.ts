@@ -95,7 +95,11 @@ try {
       return (original as any).call(this, q, values);
     };
   }
-  const store = await PostgresRegistryStore.open({ connectionString: url, maxConnections: 8 });
+  const store = await PostgresRegistryStore.open({
+    connectionString: url,
+    maxConnections: 8,
+    searchSample: process.env.SAMPLE ? Number(process.env.SAMPLE) : undefined,
+  });
   const toQuery = (path: string): AgentSearchQuery => {
     const p = new URL(path, "http://x").searchParams;
     const phrase = (p.get("q") ?? "").trim().toLowerCase();
