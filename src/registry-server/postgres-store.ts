@@ -51,7 +51,45 @@ export interface PostgresStoreOptions {
   heartbeatLingerMs?: number;
   /** Told the rows of every heartbeat write (metrics: heartbeat batch sizes). */
   onHeartbeatBatch?: (rows: number) => void;
+  /** See SEARCH_EXACT (tests make it small). */
+  searchExact?: number;
+  /** See SEARCH_SAMPLE (tests make it small). */
+  searchSample?: number;
 }
+
+/**
+ * A search whose most selective source (a query word's prefix range, or a capability's holders) holds at most
+ * this many agents walks all of them: exact page, exact total. Each candidate costs a primary-key probe and its
+ * filters (5-20 us each on a busy 2-core machine), so this bounds an exact search to a few ms.
+ */
+const SEARCH_EXACT = 500;
+/**
+ * A broader search ranks the first SEARCH_SAMPLE agents of its source (in the words table's (word, seq) order:
+ * stable, whatever plan runs), plus the exact hostname and the first SEARCH_SAMPLE holders of a capability
+ * named by the query (ranking tiers 0 and 1); when fewer than SEARCH_FULL_PAGE match, once more with 4 times
+ * the sample.
+ * Its total is estimated: the sample's match rate times the planner's estimate of the source's size.
+ */
+const SEARCH_SAMPLE = 200;
+const SEARCH_SAMPLE_MAX_FACTOR = 4;
+/** Query words whose sources are sized to choose the driver (the longest ones). */
+const SEARCH_SIZED_WORDS = 8;
+/** Matches a sample must yield not to be widened (the default page size). */
+const SEARCH_FULL_PAGE = 20;
+/** Key prefix of a capability's entries in agent_words (migration 0003): below every letter and digit. */
+const CAPABILITY_KEY = "\u0001";
+
+/** A key range of agent_words: a query word's prefix range, or one capability's key. */
+interface WordRange {
+  lo: string;
+  hi: string;
+}
+const wordRange = (word: string): WordRange => ({ lo: word, hi: word + PREFIX_END });
+// No key holds NUL, so the only key in [k, k + U+0001) is k itself.
+const capabilityRange = (capability: string): WordRange => ({
+  lo: CAPABILITY_KEY + capability,
+  hi: `${CAPABILITY_KEY}${capability}\u0001`,
+});
 
 /** Advisory lock key of the purge sweep (arbitrary constant, distinct from the migrations' one). */
 const SWEEP_LOCK = "6947560263766345576";
@@ -129,6 +167,8 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   readonly #tx = new AsyncLocalStorage<pg.PoolClient>();
   readonly #heartbeats: HeartbeatBatcher;
   readonly #connectionString: string;
+  readonly #searchExact: number;
+  readonly #searchSample: number;
   readonly #buses = new Set<ReplicaBus>();
   #closed = false;
   /** Where heartbeat batches and pool use are reported (the server's metrics), once attached. */
@@ -140,6 +180,8 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   private constructor(pool: pg.Pool, options: PostgresStoreOptions) {
     this.#pool = pool;
     this.#connectionString = options.connectionString;
+    this.#searchExact = Math.max(1, options.searchExact ?? SEARCH_EXACT);
+    this.#searchSample = Math.max(1, options.searchSample ?? SEARCH_SAMPLE);
     this.#heartbeats = new HeartbeatBatcher({
       write: (ids, times, since) => this.#writeTouches(ids, times, since),
       lingerMs: options.heartbeatLingerMs,
@@ -197,6 +239,16 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
     // aborting the transaction it runs in).
     if (params.some(hasNul) && sql.startsWith("SELECT")) return [];
     return (await this.#db().query(sql, params)).rows as Row[];
+  }
+
+  /**
+   * A statement of a small, recurring shape (search) as a named prepared statement: each pooled connection plans
+   * it once (planning a search costs ~1-2 ms, as much as running it). Long queries (many words) run unnamed, so a connection keeps few of them.
+   */
+  async #prepared(sql: string, params: unknown[]): Promise<Row[]> {
+    if (params.length > 40) return this.#rows(sql, params);
+    const name = `r${createHash("sha256").update(sql).digest("hex").slice(0, 24)}`;
+    return (await this.#db().query({ name, text: sql, values: params })).rows as Row[];
   }
 
   async #row(sql: string, params: unknown[] = []): Promise<Row | undefined> {
@@ -286,7 +338,7 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
     await this.#db().query("DELETE FROM agent_words WHERE seq = $1", [seq]);
     await this.#db().query(
       "INSERT INTO agent_words (word, seq) SELECT w, $2 FROM unnest($1::text[]) AS w ON CONFLICT DO NOTHING",
-      [wordsOf(searchTextOf(agent)), seq],
+      [[...wordsOf(searchTextOf(agent)), ...agent.capabilities.map((c) => CAPABILITY_KEY + c)], seq],
     );
   }
 
@@ -431,20 +483,173 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
     return rows.map(toAgent);
   }
 
+  /**
+   * Search in two statements. First the size of each source of candidates (each query word's prefix range of
+   * agent_words, each capability's key there), counted only up to the exact bound (an index-only scan that stops
+   * there), with the planner's estimate for the ones beyond it. Then one page from the most selective source
+   * (the driver): when it is within the bound, all its agents are candidates and the page and total are exact;
+   * beyond it, its first `sample` entries in key order are (see SEARCH_SAMPLE), and the total is estimated.
+   * Either way each candidate is checked against the whole query (offline, every word, verbatim terms,
+   * capabilities) and ranked as the in-memory index ranks: the exact hostname (tier 0), an exact capability
+   * equal to the phrase or a word of it (1), the phrase within the hostname (2), the rest (3); then more of the
+   * asked capabilities (match=any with several); then id, a stable tie-break.
+   */
   async searchAgents(query: AgentSearchQuery): Promise<Page<StoredAgent>> {
+    if (query.terms.some(hasNul) || query.capabilities.some(hasNul) || hasNul(query.phrase)) {
+      return { items: [], total: 0 };
+    }
+    const words = [...new Set(query.terms.flatMap((term) => term.match(WORD) ?? []))];
+    const caps = query.capabilities;
+    const all = query.match === "all";
+    const exact = this.#searchExact;
+    // The longest words are sized (likely the most selective; a hostile query may hold thousands of words); the
+    // others are still checked on every candidate.
+    const sized = [...words].sort((a, b) => b.length - a.length).slice(0, SEARCH_SIZED_WORDS);
+    const ranges = [...sized.map(wordRange), ...caps.map(capabilityRange)];
+    const sizes = await this.#rangeSizes(ranges);
+    const wordSizes = sizes.slice(0, sized.length);
+    const capSizes = sizes.slice(sized.length);
+    if (wordSizes.some((s) => s.n === 0)) return { items: [], total: 0 };
+    if (caps.length && (all ? capSizes.some((s) => s.n === 0) : capSizes.every((s) => s.n === 0))) {
+      return { items: [], total: 0 };
+    }
+
+    // The driver: the smallest word or (match=all) capability; for match=any, the union of the capabilities
+    // when that is smaller (or there is no word); with neither, every agent.
+    type Driver = { ranges: WordRange[]; n: number; estimate: number };
+    const single = (i: number): Driver => ({
+      ranges: [ranges[i]!],
+      n: sizes[i]!.n,
+      estimate: sizes[i]!.estimate,
+    });
+    const size = (d: Driver) => d.estimate;
+    let driver: Driver | undefined;
+    for (let i = 0; i < sized.length; i++) {
+      if (!driver || size(single(i)) < size(driver)) driver = single(i);
+    }
+    if (caps.length && all) {
+      for (let i = sized.length; i < ranges.length; i++)
+        if (!driver || size(single(i)) < size(driver)) driver = single(i);
+    } else if (caps.length) {
+      const held = capSizes.map((s, i) => ({ s, range: ranges[sized.length + i]! })).filter((c) => c.s.n > 0);
+      const union: Driver = {
+        ranges: held.map((c) => c.range),
+        n: held.reduce((sum, c) => sum + c.s.n, 0),
+        estimate: held.reduce((sum, c) => sum + c.s.estimate, 0),
+      };
+      if (!driver || size(union) < size(driver)) driver = union;
+    }
+    // Exact when every range of the driver was counted in full.
+    const everyone = driver ? undefined : await this.#allAgentsSize();
+    const complete = driver
+      ? driver.ranges.every((r) => sizes[ranges.indexOf(r)]!.n <= exact)
+      : everyone!.n <= exact;
+    const driverEstimate = driver ? driver.estimate : everyone!.estimate;
+    if (complete) return (await this.#searchPage(query, words, driver?.ranges, exact + 1, false)).page;
+    let sample = this.#searchSample;
+    for (;;) {
+      const { page, examined, matched } = await this.#searchPage(query, words, driver?.ranges, sample, true);
+      // Whether to widen depends on the query only, never on its offset or limit: every page of one query comes
+      // from one candidate set, so pages follow each other without gaps or repeats.
+      if (page.total >= SEARCH_FULL_PAGE || sample >= this.#searchSample * SEARCH_SAMPLE_MAX_FACTOR) {
+        // The sample's match rate times the source's size, and never fewer than the matches seen.
+        const estimate = examined > 0 ? Math.round((matched / examined) * driverEstimate) : 0;
+        return { items: page.items, total: Math.max(page.total, estimate), totalExact: false };
+      }
+      sample *= SEARCH_SAMPLE_MAX_FACTOR;
+    }
+  }
+
+  /** Entries of each range, counted up to the exact bound + 1; beyond it, the planner's estimate (at least that). */
+  async #rangeSizes(ranges: WordRange[]): Promise<Array<{ n: number; estimate: number }>> {
+    if (!ranges.length) return [];
+    const params: unknown[] = [this.#searchExact + 1];
+    const columns = ranges.map((range, i) => {
+      params.push(range.lo, range.hi);
+      const lo = `$${params.length - 1}`;
+      const hi = `$${params.length}`;
+      return (
+        `(SELECT count(*) FROM (SELECT 1 FROM agent_words WHERE word >= ${lo} AND word < ${hi} LIMIT $1) s) AS n${i}, ` +
+        `${lo}::text AS lo${i}, ${hi}::text AS hi${i}`
+      );
+    });
+    const counted = (await this.#prepared(`SELECT ${columns.join(", ")}`, params))[0];
+    const sizes = ranges.map((_, i) => ({
+      n: Number(counted?.[`n${i}`] ?? 0),
+      estimate: Number(counted?.[`n${i}`] ?? 0),
+    }));
+    const broad = sizes.map((s, i) => (s.n > this.#searchExact ? i : -1)).filter((i) => i >= 0);
+    if (broad.length) {
+      const estimates = await this.#row(
+        `SELECT ${broad.map((i, k) => `registry_words_estimate($${2 * k + 1}, $${2 * k + 2}) AS e${i}`).join(", ")}`,
+        broad.flatMap((i) => [ranges[i]!.lo, ranges[i]!.hi]),
+      );
+      for (const i of broad) sizes[i]!.estimate = Math.max(sizes[i]!.n, Number(estimates?.[`e${i}`] ?? 0));
+    }
+    return sizes;
+  }
+
+  /** Agents counted up to the exact bound + 1, and the planner's estimate of all of them beyond it. */
+  async #allAgentsSize(): Promise<{ n: number; estimate: number }> {
+    const row = await this.#row(
+      "SELECT (SELECT count(*) FROM (SELECT 1 FROM agents LIMIT $1) s) AS n, " +
+        "(SELECT reltuples FROM pg_class WHERE oid = 'agents'::regclass) AS e",
+      [this.#searchExact + 1],
+    );
+    const n = Number(row?.n ?? 0);
+    return { n, estimate: Math.max(n, Number(row?.e ?? 0)) };
+  }
+
+  /**
+   * One page among the candidates: the first `take` entries of each driver range in key order (every agent, in
+   * seq order, without a driver), plus (when `early`) the exact hostname and the first `take` holders of each
+   * capability the phrase or a word names; each checked against the whole query and ranked. `page.total` counts
+   * the candidates that match; `examined` and `matched` count the driver's candidates and their matches.
+   */
+  async #searchPage(
+    query: AgentSearchQuery,
+    words: string[],
+    driver: WordRange[] | undefined,
+    take: number,
+    early: boolean,
+  ): Promise<{ page: Page<StoredAgent>; examined: number; matched: number }> {
     const params: unknown[] = [];
     const param = (value: unknown) => {
       params.push(value);
       return `$${params.length}`;
     };
+    const takeParam = param(take);
+    const driverSql = driver
+      ? driver
+          .map(
+            (r) =>
+              `(SELECT seq FROM agent_words WHERE word >= ${param(r.lo)} AND word < ${param(r.hi)} ` +
+              `ORDER BY word, seq LIMIT ${takeParam})`,
+          )
+          .join(" UNION ALL ")
+      : `(SELECT seq FROM agents ORDER BY seq LIMIT ${takeParam})`;
+    const phrase = query.phrase;
+    const tierWords = phrase ? [...new Set([phrase, ...query.terms])] : [];
+    const earlySql: string[] = [];
+    if (early && phrase) {
+      earlySql.push(`(SELECT seq FROM agents WHERE hostname = ${param(phrase)})`);
+      for (const word of tierWords) {
+        const r = capabilityRange(word);
+        earlySql.push(
+          `(SELECT seq FROM agent_words WHERE word >= ${param(r.lo)} AND word < ${param(r.hi)} ` +
+            `ORDER BY word, seq LIMIT ${takeParam})`,
+        );
+      }
+    }
     const where: string[] = [];
     if (query.seenSince !== undefined) where.push(`a.last_seen >= ${param(query.seenSince)}`);
-    // Every word of the query must start a word of the agent: one prefix range of agent_words each.
-    const words = [...new Set(query.terms.flatMap((term) => term.match(WORD) ?? []))];
+    // Every word of the query must start a word of the agent: a probe of the agent's own words (by seq), which
+    // candidates of the driver's own word range are known to pass.
+    const driverWord = driver?.length === 1 ? driver[0]!.lo : undefined;
     for (const word of words) {
       where.push(
-        `a.seq IN (SELECT w.seq FROM agent_words w WHERE w.word >= ${param(word)} ` +
-          `AND w.word < ${param(word + PREFIX_END)})`,
+        `${word === driverWord ? "c.sampled OR " : ""}EXISTS (SELECT 1 FROM agent_words w WHERE w.seq = a.seq ` +
+          `AND w.word >= ${param(word)} AND w.word < ${param(word + PREFIX_END)})`,
       );
     }
     // A term with punctuation (alpha-bot, c++) must also occur verbatim.
@@ -452,36 +657,43 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
       where.push(`strpos(a.search_text, ${param(term)}) > 0`);
     }
     const caps = query.capabilities;
-    if (caps.length) {
+    if (caps.length)
       where.push(`a.capabilities ${query.match === "all" ? "@>" : "&&"} ${param(caps)}::text[]`);
-    }
-    const whereSql = where.length ? `WHERE ${where.join(" AND ")}` : "";
-    const total = Number((await this.#row(`SELECT COUNT(*) AS n FROM agents a ${whereSql}`, params))?.n ?? 0);
-    if (total === 0 || query.offset >= total) return { items: [], total };
-    // Ranking, as the in-memory index: the exact hostname (tier 0), an exact capability equal to the phrase or a
-    // word of it (1), the phrase within the hostname (2), the rest (3); then more of the asked capabilities
-    // (match=any with several); then id, a stable tie-break.
-    const phrase = query.phrase;
-    const order: string[] = [];
-    if (phrase) {
-      order.push(
-        `CASE WHEN a.hostname = ${param(phrase)} THEN 0 ` +
-          `WHEN a.capabilities && ${param([...new Set([phrase, ...query.terms])])}::text[] THEN 1 ` +
-          `WHEN strpos(a.hostname, ${param(phrase)}) > 0 THEN 2 ELSE 3 END`,
-      );
-    }
-    if (caps.length > 1 && query.match === "any") {
-      order.push(
-        `(SELECT COUNT(*) FROM unnest(a.capabilities) AS c WHERE c = ANY(${param(caps)}::text[])) DESC`,
-      );
-    }
-    order.push("a.id");
-    const rows = await this.#rows(
-      `SELECT ${AGENT_COLUMNS} FROM agents a ${whereSql} ORDER BY ${order.join(", ")} ` +
-        `LIMIT ${param(query.limit)} OFFSET ${param(query.offset)}`,
-      params,
-    );
-    return { items: rows.map(toAgent), total };
+    const tier = phrase
+      ? `CASE WHEN a.hostname = ${param(phrase)} THEN 0 ` +
+        `WHEN a.capabilities && ${param(tierWords)}::text[] THEN 1 ` +
+        `WHEN strpos(a.hostname, ${param(phrase)}) > 0 THEN 2 ELSE 3 END`
+      : "3";
+    const hits =
+      caps.length > 1 && query.match === "any"
+        ? `(SELECT COUNT(*) FROM unnest(a.capabilities) AS c WHERE c = ANY(${param(caps)}::text[]))`
+        : "0";
+    const from = param(query.offset + 1);
+    const to = param(query.offset + query.limit);
+    const sql =
+      `WITH d AS MATERIALIZED (SELECT DISTINCT seq FROM (${driverSql}) x), ` +
+      `c AS MATERIALIZED (SELECT seq, true AS sampled FROM d` +
+      (earlySql.length
+        ? ` UNION ALL SELECT seq, false FROM (${earlySql.join(" UNION ")}) e WHERE seq NOT IN (SELECT seq FROM d)`
+        : "") +
+      "), " +
+      // Each candidate is a primary-key probe (OFFSET 0 keeps the planner from hashing the whole table instead).
+      `m AS (SELECT a.seq, a.id, c.sampled, ${tier} AS t, ${hits} AS h FROM c CROSS JOIN LATERAL ` +
+      "(SELECT * FROM agents WHERE agents.seq = c.seq OFFSET 0) a " +
+      `${where.length ? `WHERE ${where.map((w) => `(${w})`).join(" AND ")}` : ""}), ` +
+      "r AS (SELECT (SELECT count(*) FROM d) AS examined, count(*) FILTER (WHERE sampled) AS matched, " +
+      `count(*) AS found, (array_agg(seq ORDER BY t, h DESC, id))[${from}:${to}] AS page FROM m) ` +
+      `SELECT r.examined, r.matched, r.found, u.ord, ${AGENT_COLUMNS} FROM r ` +
+      "LEFT JOIN LATERAL unnest(r.page) WITH ORDINALITY AS u(seq, ord) ON true " +
+      "LEFT JOIN agents a ON a.seq = u.seq ORDER BY u.ord";
+    const rows = await this.#prepared(sql, params);
+    const head = rows[0];
+    const items = rows.filter((row) => row.ord !== null && row.id !== null).map(toAgent);
+    return {
+      page: { items, total: Number(head?.found ?? 0) },
+      examined: Number(head?.examined ?? 0),
+      matched: Number(head?.matched ?? 0),
+    };
   }
 
   purgeAgents(lastSeenBefore: number): Promise<number> {

@@ -2,12 +2,18 @@
 // migrate command, and the races two replicas on one database run into (one hostname, one inbox's quota, the
 // order of an inbox's seqs), which the service's transactions must settle as a single process would.
 import { execFile } from "node:child_process";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRegistryServer } from "../../src/registry-server/index.js";
 import {
+  applyPostgresMigrations,
   loadPostgresMigrations,
+  POSTGRES_MIGRATIONS_DIR,
   postgresSchemaIsCurrent,
 } from "../../src/registry-server/postgres-migrations.js";
 import { PostgresRegistryStore, redactConnectionString } from "../../src/registry-server/postgres-store.js";
@@ -115,6 +121,47 @@ describe("PostgreSQL migrations", () => {
     });
     expect(again.stdout).toMatch(/is up to date/);
     expect(await versions(url)).toEqual(shipped);
+  });
+
+  it("index the capabilities of agents registered before 0003 (bounded search), and search finds them", async () => {
+    const url = await server.emptyDatabase();
+    // The schema as 0002 left it, with one agent in it.
+    const old = mkdtempSync(join(tmpdir(), "migrations-"));
+    for (const file of ["0001_init.sql", "0002_replicas.sql"]) {
+      copyFileSync(new URL(file, POSTGRES_MIGRATIONS_DIR), join(old, file));
+    }
+    const pool = new pg.Pool({ connectionString: url, max: 1 });
+    try {
+      await applyPostgresMigrations(pool, pathToFileURL(`${old}/`));
+      await pool.query(
+        "INSERT INTO agents (id, hostname, capabilities, last_seen, created_at, updated_at, search_text) " +
+          "VALUES ('a1', 'old-timer', '{chat,code}', 1, 1, 1, 'old-timer')",
+      );
+      expect(await applyPostgresMigrations(pool)).toEqual((await shippedVersions()).filter((v) => v > 2));
+      const keys = await pool.query("SELECT word FROM agent_words WHERE word < 'a' ORDER BY word");
+      expect(keys.rows.map((r) => r.word)).toEqual(["\u0001chat", "\u0001code"]);
+    } finally {
+      await pool.end();
+      rmSync(old, { recursive: true, force: true });
+    }
+    const store = await PostgresRegistryStore.open({
+      connectionString: url,
+      searchExact: 0,
+      searchSample: 1,
+    });
+    try {
+      const page = await store.searchAgents({
+        phrase: "",
+        terms: [],
+        capabilities: ["code"],
+        match: "any",
+        limit: 5,
+        offset: 0,
+      });
+      expect(page.items.map((a) => a.id)).toEqual(["a1"]);
+    } finally {
+      await store.close();
+    }
   });
 
   it("never show a connection string's password", () => {
@@ -283,6 +330,116 @@ describe("PostgreSQL search", () => {
     } finally {
       await sqlite.close();
       await postgres.close();
+    }
+  });
+});
+
+describe("PostgreSQL search past its exact bound", () => {
+  it("answers a broad query from a bounded sample: estimated total marked, pages correct and stable", async () => {
+    const url = await server.freshDatabase();
+    // Bounds small enough that 300 agents pass them: exact up to 20 candidates, samples of 10.
+    const store = await PostgresRegistryStore.open({
+      connectionString: url,
+      searchExact: 20,
+      searchSample: 10,
+    });
+    const sqlite = new SqliteRegistryStore({ path: ":memory:" });
+    try {
+      const agent = (i: number, extra: Partial<StoredAgent> = {}): StoredAgent => ({
+        id: `id-${String((i * 7919) % 1000).padStart(3, "0")}-${i}`,
+        hostname: `host-${i}`,
+        installationId: `inst-${i}`,
+        peerId: null,
+        pilotNodeId: null,
+        pilotAddress: null,
+        displayName: null,
+        // Every agent says "common"; one in 25 says "rare".
+        description: `a common helper${i % 25 === 0 ? " rare" : ""}`,
+        capabilities: i % 2 === 0 ? ["chat", "code"] : ["code"],
+        tokenHash: null,
+        publicKey: null,
+        signedRecord: null,
+        lastSeen: i % 10 === 0 ? 1_000 : 10_000,
+        createdAt: i,
+        updatedAt: i,
+        ...extra,
+      });
+      const agents = Array.from({ length: 300 }, (_, i) => agent(i));
+      // Named by the query: the exact hostname and an exact capability rank first even from a sample.
+      agents.push(agent(301, { hostname: "common" }), agent(302, { capabilities: ["common"] }));
+      for (const a of agents) {
+        await store.insertAgent(a);
+        await sqlite.insertAgent(a);
+      }
+      // The planner's statistics, which autovacuum keeps on a real database, give the sources' sizes.
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      await client.query("ANALYZE");
+      await client.end();
+      const online = agents.filter((a) => a.lastSeen >= 5_000);
+      const query = (phrase: string, extra: Partial<AgentSearchQuery> = {}): AgentSearchQuery => ({
+        phrase,
+        terms: phrase ? phrase.split(" ") : [],
+        capabilities: [],
+        match: "any",
+        seenSince: 5_000,
+        limit: 10,
+        offset: 0,
+        ...extra,
+      });
+
+      // Within the bound: exact, and the same as the SQLite store.
+      const rare = query("rare");
+      const rarePage = await store.searchAgents(rare);
+      expect(rarePage.totalExact ?? true).toBe(true);
+      expect(rarePage.total).toBe((await sqlite.searchAgents(rare)).total);
+      expect(rarePage.total).toBe(online.filter((a) => a.description?.includes("rare")).length);
+
+      for (const broad of [
+        query("common"),
+        query("comm"),
+        query("", { capabilities: ["code"] }),
+        query("", { capabilities: ["chat", "code"], match: "all" }),
+        query("helper", { capabilities: ["chat"] }),
+      ]) {
+        const label = JSON.stringify(broad);
+        const first = await store.searchAgents(broad);
+        const truth = (await sqlite.searchAgents({ ...broad, limit: 1 })).total;
+        expect(first.totalExact, label).toBe(false);
+        expect(first.items, label).toHaveLength(10);
+        // An estimate, not a count: within a factor of two of the truth here.
+        expect(first.total, label).toBeGreaterThanOrEqual(truth / 2);
+        expect(first.total, label).toBeLessThanOrEqual(truth * 2);
+        // Every agent shown matches: online, the words, the capabilities.
+        for (const a of first.items) {
+          expect(a.lastSeen, label).toBeGreaterThanOrEqual(5_000);
+          for (const term of broad.terms) expect(`${a.hostname} ${a.description}`, label).toContain(term);
+          const held = broad.capabilities.filter((c) => a.capabilities.includes(c)).length;
+          if (broad.capabilities.length)
+            expect(held, label).toBeGreaterThanOrEqual(broad.match === "all" ? 2 : 1);
+        }
+        // Stable: the same query gives the same page, and pages follow each other without gaps or repeats.
+        expect(
+          (await store.searchAgents(broad)).items.map((a) => a.id),
+          label,
+        ).toEqual(first.items.map((a) => a.id));
+        const wide = await store.searchAgents({ ...broad, limit: 20 });
+        const second = await store.searchAgents({ ...broad, offset: 10 });
+        expect(
+          [...first.items, ...second.items].map((a) => a.id),
+          label,
+        ).toEqual(wide.items.map((a) => a.id));
+        expect(new Set(wide.items.map((a) => a.id)).size, label).toBe(wide.items.length);
+      }
+      // Ranking tiers hold for a sampled query: exact hostname, then the exact capability.
+      const named = await store.searchAgents(query("common"));
+      expect(named.items.slice(0, 2).map((a) => a.hostname)).toEqual(["common", "host-302"]);
+      // Offline agents stay hidden, and are found when asked for.
+      const withOffline = await store.searchAgents(query("common", { seenSince: undefined, limit: 50 }));
+      expect(withOffline.items.some((a) => a.lastSeen < 5_000)).toBe(true);
+    } finally {
+      await sqlite.close();
+      await store.close();
     }
   });
 });
