@@ -141,6 +141,14 @@ function searchTextOf(agent: StoredAgent): string {
 
 const wordsOf = (text: string): string[] => [...new Set(text.match(WORD) ?? [])];
 
+/**
+ * The agent_words keys of an agent, as insertAgent writes them: its search words, and each capability under
+ * CAPABILITY_KEY (migration 0003). Anything that seeds agent_words without the store must write these.
+ */
+export function agentWordsOf(agent: StoredAgent): string[] {
+  return [...wordsOf(searchTextOf(agent)), ...agent.capabilities.map((c) => CAPABILITY_KEY + c)];
+}
+
 /** The connection string with its password (and any password parameter) replaced, for logs and errors. */
 export function redactConnectionString(url: string): string {
   try {
@@ -338,7 +346,7 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
     await this.#db().query("DELETE FROM agent_words WHERE seq = $1", [seq]);
     await this.#db().query(
       "INSERT INTO agent_words (word, seq) SELECT w, $2 FROM unnest($1::text[]) AS w ON CONFLICT DO NOTHING",
-      [[...wordsOf(searchTextOf(agent)), ...agent.capabilities.map((c) => CAPABILITY_KEY + c)], seq],
+      [agentWordsOf(agent), seq],
     );
   }
 
