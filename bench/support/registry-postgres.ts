@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
+import { agentWordsOf } from "../../src/registry-server/postgres-store.js";
 import type { StoredAgent } from "../../src/registry-server/store.js";
 import { findPostgresBin } from "../../test/support/postgres.js";
 
@@ -123,15 +124,14 @@ export function pgArrayLiteral(items: readonly string[]): string {
 }
 
 /**
- * The words the PostgreSQL store keeps in agent_words for an agent, made as its insertAgent makes them: the
- * lowercase hostname, display name, description and capabilities, one a line (its search_text), split into runs
- * of letters and digits, each once.
+ * An agent's search_text (the lowercase hostname, display name, description and capabilities, one a line) and the
+ * agent_words keys the PostgreSQL store writes for it (its words and its capability keys, from the store itself).
  */
 export function searchRowOf(agent: StoredAgent): { searchText: string; words: string[] } {
   const searchText = [agent.hostname, agent.displayName ?? "", agent.description ?? "", ...agent.capabilities]
     .join("\n")
     .toLowerCase();
-  return { searchText, words: [...new Set(searchText.match(/[\p{L}\p{N}]+/gu) ?? [])] };
+  return { searchText, words: agentWordsOf(agent) };
 }
 
 const AGENT_COLUMNS = [
