@@ -5,7 +5,7 @@
 // relay accounts against the reference registry: both register, one finds the other through agent-registry.search,
 // asks for a handshake, the other's operator approves it, and one agent-registry.send is delivered. The same
 // tarball also installs through `npm-pack:` (the managed npm project OpenClaw's docs ask publishers to test).
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { validateOpenClawExternalCodePluginPackageContents } from "clawhub/dist/schema/openclawContract.js";
@@ -41,7 +41,7 @@ interface OutboxReply {
 
 /** What the package may hold: the built plugin and registry, the launcher, the manifest, the README. */
 const SHIPPED =
-  /^(package\.json|README\.md|openclaw\.plugin\.json|bin\/agent-registry\.mjs|dist\/[\w/.-]+\.js)$/;
+  /^(package\.json|README\.md|openclaw\.plugin\.json|bin\/agent-registry\.mjs|dist\/[\w/.-]+\.js|dist\/registry-server\/migrations\/postgres\/\d{4}_\w+\.sql)$/;
 
 describe("the packed package, installed with `openclaw plugins install` into a fresh OpenClaw", () => {
   const workDir = mkdtempSync(join(tmpdir(), "ar-install-e2e-"));
@@ -124,10 +124,15 @@ describe("the packed package, installed with `openclaw plugins install` into a f
     if (!process.env.KEEP_E2E_DIRS) rmSync(workDir, { recursive: true, force: true });
   });
 
-  it("packs only what runs: built JavaScript, the launcher, the manifest and the README", () => {
+  it("packs only what runs: built JavaScript, the registry's migrations, the launcher, the manifest and the README", () => {
     const paths = packed.files.map((f) => f.path);
     expect(paths.filter((path) => !SHIPPED.test(path))).toEqual([]);
     expect(paths).toEqual(expect.arrayContaining(["dist/index.js", "dist/registry-server/cli.js"]));
+    // `agent-registry migrate` and `serve --db postgres://` read them next to the built store.
+    const migrations = readdirSync(join(repoRoot, "src", "registry-server", "migrations", "postgres"));
+    expect(migrations.length).toBeGreaterThan(0);
+    for (const file of migrations)
+      expect(paths).toContain(`dist/registry-server/migrations/postgres/${file}`);
     const manifest = JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")) as {
       openclaw: { runtimeExtensions: string[] };
     };
