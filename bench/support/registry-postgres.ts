@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
-import { agentWordsOf } from "../../src/registry-server/postgres-store.js";
+import { agentWordsOf, searchTextOf } from "../../src/registry-server/postgres-store.js";
 import type { StoredAgent } from "../../src/registry-server/store.js";
 import { findPostgresBin } from "../../test/support/postgres.js";
 
@@ -128,10 +128,7 @@ export function pgArrayLiteral(items: readonly string[]): string {
  * agent_words keys the PostgreSQL store writes for it (its words and its capability keys, from the store itself).
  */
 export function searchRowOf(agent: StoredAgent): { searchText: string; words: string[] } {
-  const searchText = [agent.hostname, agent.displayName ?? "", agent.description ?? "", ...agent.capabilities]
-    .join("\n")
-    .toLowerCase();
-  return { searchText, words: agentWordsOf(agent) };
+  return { searchText: searchTextOf(agent), words: agentWordsOf(agent) };
 }
 
 const AGENT_COLUMNS = [

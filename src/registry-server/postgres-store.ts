@@ -133,7 +133,7 @@ const TRUST_COLUMNS =
   "updated_at, change_seq";
 
 /** The search text and words of an agent, as the in-memory index makes them. */
-function searchTextOf(agent: StoredAgent): string {
+export function searchTextOf(agent: StoredAgent): string {
   return [agent.hostname, agent.displayName ?? "", agent.description ?? "", ...agent.capabilities]
     .join("\n")
     .toLowerCase();
