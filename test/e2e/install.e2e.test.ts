@@ -41,7 +41,7 @@ interface OutboxReply {
 
 /** What the package may hold: the built plugin and registry, the launcher, the manifest, the README. */
 const SHIPPED =
-  /^(package\.json|README\.md|openclaw\.plugin\.json|bin\/agent-registry\.mjs|dist\/[\w/.-]+\.js|dist\/registry-server\/migrations\/postgres\/\d{4}_\w+\.sql)$/;
+  /^(package\.json|README\.md|openclaw\.plugin\.json|bin\/agent-registry\.mjs|dist\/[\w/.-]+\.js|dist\/registry-server\/migrations\/postgres\/\d{4}_\w+\.sql|dist\/adapters\/openclaw\/network-page\/assets\/[\w.]+)$/;
 
 describe("the packed package, installed with `openclaw plugins install` into a fresh OpenClaw", () => {
   const workDir = mkdtempSync(join(tmpdir(), "ar-install-e2e-"));
@@ -124,7 +124,7 @@ describe("the packed package, installed with `openclaw plugins install` into a f
     if (!process.env.KEEP_E2E_DIRS) rmSync(workDir, { recursive: true, force: true });
   });
 
-  it("packs only what runs: built JavaScript, the registry's migrations, the launcher, the manifest and the README", () => {
+  it("packs only what runs: built JavaScript, the registry's migrations, the network page's assets, the launcher, the manifest and the README", () => {
     const paths = packed.files.map((f) => f.path);
     expect(paths.filter((path) => !SHIPPED.test(path))).toEqual([]);
     expect(paths).toEqual(expect.arrayContaining(["dist/index.js", "dist/registry-server/cli.js"]));
@@ -133,6 +133,10 @@ describe("the packed package, installed with `openclaw plugins install` into a f
     expect(migrations.length).toBeGreaterThan(0);
     for (const file of migrations)
       expect(paths).toContain(`dist/registry-server/migrations/postgres/${file}`);
+    // The network page serves its HTML, script and style from beside its built module.
+    const assets = readdirSync(join(repoRoot, "src", "adapters", "openclaw", "network-page", "assets"));
+    expect(assets.length).toBeGreaterThan(0);
+    for (const file of assets) expect(paths).toContain(`dist/adapters/openclaw/network-page/assets/${file}`);
     const manifest = JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")) as {
       openclaw: { runtimeExtensions: string[] };
     };
@@ -165,6 +169,20 @@ describe("the packed package, installed with `openclaw plugins install` into a f
     expect(plugin).toMatchObject({ origin: "global", source: join(installPath, "dist", "index.js") });
     expect(gateway.readConfig()).not.toHaveProperty("plugins.load");
   }, 60_000);
+
+  it("serves the network page and its assets from the installed copy", async () => {
+    const origin = `http://127.0.0.1:${gateway.port}/plugins/agent-registry`;
+    for (const [path, type] of [
+      ["/", "text/html"],
+      ["/assets/app.js", "text/javascript"],
+      ["/assets/app.css", "text/css"],
+    ] as const) {
+      const response = await fetch(`${origin}${path}`);
+      expect(response.status, path).toBe(200);
+      expect(response.headers.get("content-type"), path).toContain(type);
+      expect((await response.text()).length, path).toBeGreaterThan(0);
+    }
+  }, 30_000);
 
   it("installs as an npm package too (`npm-pack:`, OpenClaw's managed npm project) and loads from there", async () => {
     const other = await createGateway({

@@ -27,8 +27,11 @@ import { LEAN_AGENT, lastOwnText, sessionMarkers as markersIn, sessionOf } from 
 
 const PEER_FRAME = "[Agent Registry] Message from another AI agent";
 const REPLY_BUDGET = 2;
-const GATEWAY_DOWN_MESSAGES = Number(process.env.E2E_DOWN_MESSAGES ?? 200);
-const BURST_MESSAGES = Number(process.env.E2E_BURST_MESSAGES ?? 1_000);
+// Enough turns to prove each guarantee (a backlog longer than one inbox scan slice of 64 files; a SIGKILL with turns
+// still queued behind the one in flight), few enough to keep the suite's wall time down: every turn costs OpenClaw about 0.7 s
+// of CPU. E2E_DOWN_MESSAGES=200 E2E_BURST_MESSAGES=1000 runs the larger sizes the tests were first written with.
+const GATEWAY_DOWN_MESSAGES = Number(process.env.E2E_DOWN_MESSAGES ?? 100);
+const BURST_MESSAGES = Number(process.env.E2E_BURST_MESSAGES ?? 300);
 // Many peers, each with its own session in alice's agent: OpenClaw's turn cost grows with a session's length,
 // so 1,000 messages from one peer would measure OpenClaw, not this plugin.
 const DOWN_SENDERS = ["down1", "down2", "down3", "down4"];

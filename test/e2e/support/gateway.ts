@@ -1,13 +1,16 @@
-// Runs a real OpenClaw gateway (the pinned version in openclaw-host/) with this plugin loaded from the repo (or
+// Runs a real OpenClaw gateway (the pinned version in openclaw-host/) with this plugin built from the repo (or
 // installed from its packed tarball), in isolated temp dirs, bound to 127.0.0.1. Used by the end-to-end tests and `npm run demo`.
-import { type ChildProcess, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import {
+  appendFileSync,
   cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -85,27 +88,60 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Every file under `dir`, recursively, as paths relative to it, sorted. */
+function filesUnder(dir: string, prefix = ""): string[] {
+  return readdirSync(join(dir, prefix), { withFileTypes: true })
+    .flatMap((entry) => {
+      const path = prefix ? `${prefix}/${entry.name}` : entry.name;
+      return entry.isDirectory() ? filesUnder(dir, path) : [path];
+    })
+    .sort();
+}
+
 /**
- * A copy of the plugin as a package would ship it: src/, package.json and the manifest, with node_modules linked to
- * the repo's. OpenClaw captures a plugin's whole source package before running its tools; loading the repo root
+ * The plugin built as it ships (scripts/build.mjs: compiled JavaScript plus the files it reads beside itself), once
+ * per state of its sources: the build goes to a temporary directory named by a hash of src/ and the build inputs,
+ * so each e2e file of a run reuses it and an edit to src/ gets a fresh one.
+ */
+function builtPlugin(): string {
+  const hash = createHash("sha256");
+  for (const path of filesUnder(join(repoRoot, "src"))) {
+    hash.update(path);
+    hash.update(readFileSync(join(repoRoot, "src", path)));
+  }
+  for (const input of ["tsconfig.json", "scripts/build.mjs"])
+    hash.update(readFileSync(join(repoRoot, input)));
+  const dir = join(tmpdir(), `ar-e2e-build-${hash.digest("hex").slice(0, 16)}`);
+  if (existsSync(join(dir, "index.js"))) return dir;
+  const building = `${dir}.${process.pid}`;
+  execFileSync(process.execPath, [join(repoRoot, "scripts", "build.mjs"), "--out-dir", building], {
+    cwd: repoRoot,
+    stdio: "inherit",
+  });
+  try {
+    renameSync(building, dir);
+  } catch (error) {
+    // Another process finished the same build first: theirs is as good as ours.
+    rmSync(building, { recursive: true, force: true });
+    if (!existsSync(join(dir, "index.js"))) throw error;
+  }
+  return dir;
+}
+
+/**
+ * A copy of the plugin as the packed package ships it: dist/ (built by builtPlugin), package.json and the manifest,
+ * with node_modules linked to the repo's. OpenClaw then loads dist/index.js natively, as for an installed plugin;
+ * loading src/ through jiti instead cost about 25 s of CPU per gateway start and 15 s per CLI call that loads
+ * plugins. OpenClaw captures a plugin's whole source package before running its tools; loading the repo root
  * itself fails there ("Plugin entry is outside its captured source package"), since the root also holds
  * openclaw-host/ with a second node_modules of its own.
  */
 export function stagePlugin(baseDir: string): string {
   const dir = join(baseDir, "plugin");
   mkdirSync(dir, { recursive: true });
-  cpSync(join(repoRoot, "src"), join(dir, "src"), { recursive: true });
+  cpSync(builtPlugin(), join(dir, "dist"), { recursive: true });
   cpSync(join(repoRoot, "openclaw.plugin.json"), join(dir, "openclaw.plugin.json"));
-  // A source checkout has no dist/: without runtimeExtensions (and runtimeSetupEntry) OpenClaw loads src/index.ts
-  // and src/setup-entry.ts (through jiti), while with them a missing dist/ file is a packaging error. The packed package keeps it (test/e2e/install).
-  const pkg = JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")) as {
-    openclaw?: Record<string, unknown>;
-  };
-  if (pkg.openclaw) {
-    delete pkg.openclaw.runtimeExtensions;
-    delete pkg.openclaw.runtimeSetupEntry;
-  }
-  writeFileSync(join(dir, "package.json"), JSON.stringify(pkg, null, 2));
+  cpSync(join(repoRoot, "package.json"), join(dir, "package.json"));
   if (!existsSync(join(dir, "node_modules")))
     symlinkSync(join(repoRoot, "node_modules"), join(dir, "node_modules"), "dir");
   return dir;
@@ -222,7 +258,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
         env,
         extendEnv: false,
         reject: false,
-        timeout: cliOpts.timeoutMs ?? 60_000,
+        timeout: cliOpts.timeoutMs ?? 180_000,
         cwd: baseDir,
       });
       const exitCode = result.exitCode ?? -1;
@@ -282,16 +318,31 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       output = "";
       child = spawn(
         process.execPath,
-        [openclawEntry, "gateway", "run", "--port", String(port), "--bind", "loopback"],
+        [
+          // E2E_GATEWAY_CPU_PROF=<dir> writes a V8 CPU profile of each gateway run there (on a clean stop).
+          ...(process.env.E2E_GATEWAY_CPU_PROF
+            ? ["--cpu-prof", "--cpu-prof-dir", process.env.E2E_GATEWAY_CPU_PROF]
+            : []),
+          openclawEntry,
+          "gateway",
+          "run",
+          "--port",
+          String(port),
+          "--bind",
+          "loopback",
+        ],
         {
           env,
           cwd: baseDir,
           stdio: ["ignore", "pipe", "pipe"],
         },
       );
+      // The log file holds this run's output; each chunk is appended (rewriting the whole log per chunk cost
+      // quadratic time over a 1,000-turn run).
+      writeFileSync(logPath, "");
       const append = (chunk: Buffer) => {
         output += chunk.toString("utf8");
-        writeFileSync(logPath, output);
+        appendFileSync(logPath, chunk);
       };
       child.stdout?.on("data", append);
       child.stderr?.on("data", append);

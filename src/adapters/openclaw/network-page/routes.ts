@@ -82,20 +82,13 @@ const ASSET_TYPES: Record<string, string> = {
   "app.css": "text/css; charset=utf-8",
 };
 
-/** The assets sit beside this module in src/; a build in dist/ reads them from the package's src/ copy. */
+/** The assets sit beside this module: in src/, and in dist/ where the build copies them (scripts/build.mjs). */
 function readAsset(name: string): Buffer {
-  const candidates = [
-    new URL(`./assets/${name}`, import.meta.url),
-    new URL(`../../../../src/adapters/openclaw/network-page/assets/${name}`, import.meta.url),
-  ];
-  for (const url of candidates) {
-    try {
-      return readFileSync(url);
-    } catch {
-      // Not in this layout; the next candidate is the other one.
-    }
+  try {
+    return readFileSync(new URL(`./assets/${name}`, import.meta.url));
+  } catch {
+    throw new Error(`network page asset ${name} is missing from the package; reinstall the plugin`);
   }
-  throw new Error(`network page asset ${name} is missing from the package; reinstall the plugin`);
 }
 
 const assetCache = new Map<string, Buffer>();
