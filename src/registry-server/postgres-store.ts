@@ -12,6 +12,7 @@ import pg from "pg";
 import { HeartbeatBatcher } from "./heartbeat-batcher.js";
 import { peerIdOf } from "./peer-id.js";
 import { applyPostgresMigrations, postgresSchemaIsCurrent } from "./postgres-migrations.js";
+import { ReadBatcher } from "./read-batcher.js";
 import type { SharedStore, SweepTurn } from "./replica.js";
 import { INBOX_CHANNEL, ReplicaBus } from "./replica-bus.js";
 import type {
@@ -169,11 +170,18 @@ const hasNul = (value: unknown): boolean =>
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+const toLiveness = (row: Row): AgentLiveness => ({
+  tokenHash: str(row.token_hash),
+  lastSeen: Number(row.last_seen),
+});
+
 export class PostgresRegistryStore implements RegistryStore, StoreOperationsHooks {
   readonly #pool: pg.Pool;
   /** The client of the transaction the current async context runs in (none outside transactions). */
   readonly #tx = new AsyncLocalStorage<pg.PoolClient>();
   readonly #heartbeats: HeartbeatBatcher;
+  /** Liveness reads outside transactions (every heartbeat makes one), one statement for those arriving together. */
+  readonly #liveness: ReadBatcher<string, AgentLiveness>;
   readonly #connectionString: string;
   readonly #searchExact: number;
   readonly #searchSample: number;
@@ -197,6 +205,13 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
         options.onHeartbeatBatch?.(rows);
         this.#telemetry?.heartbeatBatch(rows);
       },
+    });
+    this.#liveness = new ReadBatcher(async (ids) => {
+      const rows = await this.#rows(
+        "SELECT id, token_hash, last_seen FROM agents WHERE id = ANY($1::text[])",
+        [ids],
+      );
+      return new Map(rows.map((row) => [String(row.id), toLiveness(row)]));
     });
     this.shared = {
       spend: (nonce, now, keepUntil) => this.#spendNonce(nonce, now, keepUntil),
@@ -300,8 +315,15 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   }
 
   async getAgentLiveness(id: string): Promise<AgentLiveness | undefined> {
-    const row = await this.#row("SELECT token_hash, last_seen FROM agents WHERE id = $1", [id]);
-    return row ? { tokenHash: str(row.token_hash), lastSeen: Number(row.last_seen) } : undefined;
+    // Inside a transaction the read must see its snapshot; outside, reads arriving together share one statement.
+    if (!this.#tx.getStore() && !hasNul(id)) return this.#liveness.get(id);
+    const row = await this.#row("SELECT id, token_hash, last_seen FROM agents WHERE id = $1", [id]);
+    return row ? toLiveness(row) : undefined;
+  }
+
+  /** Liveness reads so far outside transactions: statements and the reads they answered. */
+  get livenessReadStats(): { batches: number; reads: number } {
+    return this.#liveness.stats;
   }
 
   async getAgentByHostname(hostname: string): Promise<StoredAgent | undefined> {

@@ -269,7 +269,7 @@ describe("replicas on one PostgreSQL database", () => {
     }
   });
 
-  it("batches concurrent heartbeats into few writes and answers every one correctly", async () => {
+  it("batches concurrent heartbeats into few reads and writes and answers every one correctly", async () => {
     const db = await (await testPostgres()).freshDatabase();
     const batches: number[] = [];
     const store = await PostgresRegistryStore.open({
@@ -301,8 +301,14 @@ describe("replicas on one PostgreSQL database", () => {
     );
     expect(batches.reduce((sum, n) => sum + n, 0)).toBeLessThanOrEqual(120);
     expect(batches.length).toBeLessThan(60);
+    // Their liveness reads (token and last seen) went through the read batcher; how many share a statement
+    // depends on how the requests interleave (read-batcher.test.ts proves the sharing itself).
+    const reads = store.livenessReadStats;
+    expect(reads.reads).toBeGreaterThan(0);
+    expect(reads.batches).toBeLessThanOrEqual(reads.reads);
     console.info(
-      `120 heartbeats of 60 agents: ${batches.length} UPDATE statements, rows ${batches.join(" ")}`,
+      `180 heartbeats of 60 agents: ${reads.batches} SELECT statements for ${reads.reads} liveness reads, ` +
+        `${batches.length} UPDATE statements, rows ${batches.join(" ")}`,
     );
   });
 
