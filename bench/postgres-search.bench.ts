@@ -95,11 +95,6 @@ try {
       return (original as any).call(this, q, values);
     };
   }
-  const store = await PostgresRegistryStore.open({
-    connectionString: url,
-    maxConnections: 8,
-    searchSample: process.env.SAMPLE ? Number(process.env.SAMPLE) : undefined,
-  });
   const toQuery = (path: string): AgentSearchQuery => {
     const p = new URL(path, "http://x").searchParams;
     const phrase = (p.get("q") ?? "").trim().toLowerCase();
@@ -119,35 +114,47 @@ try {
     seed_s: Math.round(seedS),
     db_size_mb: Math.round(Number(size.rows[0].b) / 2 ** 20),
   };
-  for (const kind of ["text", "caps", "both"] as const) {
-    const list = paths[kind].map(toQuery);
-    for (const q of list.slice(0, 20)) await store.searchAgents(q); // warm
-    const times: number[] = [];
-    let next = 0;
-    let estimated = 0;
-    await Promise.all(
-      Array.from({ length: 8 }, async () => {
-        while (next < list.length) {
-          const q = list[next++]!;
-          const t0 = performance.now();
-          const page = await store.searchAgents(q);
-          times.push(performance.now() - t0);
-          if (page.totalExact === false) estimated++;
-        }
-      }),
-    );
-    times.sort((a, b) => a - b);
-    const at = (p: number) =>
-      Math.round(times[Math.min(times.length - 1, Math.floor(p * times.length))]! * 10) / 10;
-    result[`${kind}_p50_ms`] = at(0.5);
-    result[`${kind}_p99_ms`] = at(0.99);
-    result[`${kind}_estimated`] = estimated;
+  // PLAN_MODES=auto,force_generic_plan compares PostgreSQL's plan cache modes on one seeding (default: auto).
+  const modes = (process.env.PLAN_MODES ?? "auto").split(",");
+  let store: PostgresRegistryStore | undefined;
+  for (const mode of modes) {
+    await store?.close();
+    const suffix = modes.length > 1 ? `_${mode}` : "";
+    store = await PostgresRegistryStore.open({
+      connectionString: `${url}&options=${encodeURIComponent(`-c plan_cache_mode=${mode}`)}`,
+      maxConnections: 8,
+      searchSample: process.env.SAMPLE ? Number(process.env.SAMPLE) : undefined,
+    });
+    for (const kind of ["text", "caps", "both"] as const) {
+      const list = paths[kind].map(toQuery);
+      for (const q of list.slice(0, 20)) await store!.searchAgents(q); // warm
+      const times: number[] = [];
+      let next = 0;
+      let estimated = 0;
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          while (next < list.length) {
+            const q = list[next++]!;
+            const t0 = performance.now();
+            const page = await store!.searchAgents(q);
+            times.push(performance.now() - t0);
+            if (page.totalExact === false) estimated++;
+          }
+        }),
+      );
+      times.sort((a, b) => a - b);
+      const at = (p: number) =>
+        Math.round(times[Math.min(times.length - 1, Math.floor(p * times.length))]! * 10) / 10;
+      result[`${kind}_p50_ms${suffix}`] = at(0.5);
+      result[`${kind}_p99_ms${suffix}`] = at(0.99);
+      result[`${kind}_estimated${suffix}`] = estimated;
+    }
   }
   // Writes: registrations through the store (words included), one at a time.
   const t0 = performance.now();
-  for (let i = 0; i < 200; i++) await store.insertAgent(benchAgent(agents + i, now));
+  for (let i = 0; i < 200; i++) await store!.insertAgent(benchAgent(agents + i, now));
   result.insert_ms = Math.round(((performance.now() - t0) / 200) * 100) / 100;
-  await store.close();
+  await store!.close();
   result.load = loadavg().map((l) => Math.round(l * 100) / 100);
   console.log(JSON.stringify(result));
 } catch (error) {
