@@ -590,11 +590,14 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
     }
   }
 
-  /** Entries of each range, counted up to the exact bound + 1; beyond it, the planner's estimate (at least that). */
+  /**
+   * Entries of each range, counted up to the exact bound + 1; beyond it, the planner's estimate (at least that).
+   * One statement: the estimate (an EXPLAIN) runs only for a range whose count reached the bound.
+   */
   async #rangeSizes(ranges: WordRange[]): Promise<Array<{ n: number; estimate: number }>> {
     if (!ranges.length) return [];
     const params: unknown[] = [this.#searchExact + 1];
-    const columns = ranges.map((range, i) => {
+    const counts = ranges.map((range, i) => {
       params.push(range.lo, range.hi);
       const lo = `$${params.length - 1}`;
       const hi = `$${params.length}`;
@@ -603,20 +606,16 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
         `${lo}::text AS lo${i}, ${hi}::text AS hi${i}`
       );
     });
-    const counted = (await this.#prepared(`SELECT ${columns.join(", ")}`, params))[0];
-    const sizes = ranges.map((_, i) => ({
-      n: Number(counted?.[`n${i}`] ?? 0),
-      estimate: Number(counted?.[`n${i}`] ?? 0),
-    }));
-    const broad = sizes.map((s, i) => (s.n > this.#searchExact ? i : -1)).filter((i) => i >= 0);
-    if (broad.length) {
-      const estimates = await this.#row(
-        `SELECT ${broad.map((i, k) => `registry_words_estimate($${2 * k + 1}, $${2 * k + 2}) AS e${i}`).join(", ")}`,
-        broad.flatMap((i) => [ranges[i]!.lo, ranges[i]!.hi]),
-      );
-      for (const i of broad) sizes[i]!.estimate = Math.max(sizes[i]!.n, Number(estimates?.[`e${i}`] ?? 0));
-    }
-    return sizes;
+    const estimates = ranges.map(
+      (_, i) => `n${i}, CASE WHEN n${i} >= $1 THEN registry_words_estimate(lo${i}, hi${i}) END AS e${i}`,
+    );
+    const row = (
+      await this.#prepared(`SELECT ${estimates.join(", ")} FROM (SELECT ${counts.join(", ")}) c`, params)
+    )[0];
+    return ranges.map((_, i) => {
+      const n = Number(row?.[`n${i}`] ?? 0);
+      return { n, estimate: Math.max(n, Number(row?.[`e${i}`] ?? 0)) };
+    });
   }
 
   /** Agents counted up to the exact bound + 1, and the planner's estimate of all of them beyond it. */
