@@ -4,14 +4,13 @@
 // Usage: node --import tsx bench/postgres-search.bench.ts [agents=100000] [queries=400]
 import { loadavg } from "node:os";
 import pg from "pg";
-import { PostgresRegistryStore } from "../src/registry-server/postgres-store.js";
+import { agentWordsOf, PostgresRegistryStore, searchTextOf } from "../src/registry-server/postgres-store.js";
 import type { AgentSearchQuery } from "../src/registry-server/store.js";
 import { startPostgresServer } from "../test/support/postgres.js";
 import { benchAgent, searchPaths } from "./registry.bench.js";
 
 const agents = Number(process.argv[2] ?? 100_000);
 const queries = Number(process.argv[3] ?? 400);
-const WORD = /[\p{L}\p{N}]+/gu;
 
 const server = await startPostgresServer();
 const url = `postgresql://postgres@localhost/registry_template?host=${encodeURIComponent(server.dir)}`;
@@ -27,8 +26,6 @@ try {
   for (let from = 0; from < agents; from += batch) {
     const rows = Array.from({ length: Math.min(batch, agents - from) }, (_, k) => benchAgent(from + k, now));
     const cols = (f: (a: (typeof rows)[number]) => unknown) => rows.map(f);
-    const text = (a: (typeof rows)[number]) =>
-      [a.hostname, a.displayName ?? "", a.description ?? "", ...a.capabilities].join("\n").toLowerCase();
     const inserted = await client.query(
       "INSERT INTO agents (id, hostname, installation_id, peer_id, pilot_node_id, display_name, description, " +
         "capabilities, last_seen, created_at, updated_at, search_text) " +
@@ -46,7 +43,7 @@ try {
         // text[][] would need equal lengths: pass each array as its literal.
         cols((a) => `{${a.capabilities.map((c) => `"${c}"`).join(",")}}`),
         cols(() => now),
-        cols(text),
+        cols(searchTextOf),
       ],
     );
     const seqOf = new Map(inserted.rows.map((r) => [String(r.hostname), Number(r.seq)]));
@@ -54,12 +51,8 @@ try {
     const seqs: number[] = [];
     for (const a of rows) {
       const seq = seqOf.get(a.hostname)!;
-      for (const w of new Set(text(a).match(WORD) ?? [])) {
-        words.push(w);
-        seqs.push(seq);
-      }
-      for (const c of a.capabilities) {
-        words.push(`\u0001${c}`);
+      for (const word of agentWordsOf(a)) {
+        words.push(word);
         seqs.push(seq);
       }
     }
@@ -95,6 +88,11 @@ try {
       return (original as any).call(this, q, values);
     };
   }
+  const store = await PostgresRegistryStore.open({
+    connectionString: url,
+    maxConnections: 8,
+    searchSample: process.env.SAMPLE ? Number(process.env.SAMPLE) : undefined,
+  });
   const toQuery = (path: string): AgentSearchQuery => {
     const p = new URL(path, "http://x").searchParams;
     const phrase = (p.get("q") ?? "").trim().toLowerCase();
@@ -114,47 +112,35 @@ try {
     seed_s: Math.round(seedS),
     db_size_mb: Math.round(Number(size.rows[0].b) / 2 ** 20),
   };
-  // PLAN_MODES=auto,force_generic_plan compares PostgreSQL's plan cache modes on one seeding (default: auto).
-  const modes = (process.env.PLAN_MODES ?? "auto").split(",");
-  let store: PostgresRegistryStore | undefined;
-  for (const mode of modes) {
-    await store?.close();
-    const suffix = modes.length > 1 ? `_${mode}` : "";
-    store = await PostgresRegistryStore.open({
-      connectionString: `${url}&options=${encodeURIComponent(`-c plan_cache_mode=${mode}`)}`,
-      maxConnections: 8,
-      searchSample: process.env.SAMPLE ? Number(process.env.SAMPLE) : undefined,
-    });
-    for (const kind of ["text", "caps", "both"] as const) {
-      const list = paths[kind].map(toQuery);
-      for (const q of list.slice(0, 20)) await store!.searchAgents(q); // warm
-      const times: number[] = [];
-      let next = 0;
-      let estimated = 0;
-      await Promise.all(
-        Array.from({ length: 8 }, async () => {
-          while (next < list.length) {
-            const q = list[next++]!;
-            const t0 = performance.now();
-            const page = await store!.searchAgents(q);
-            times.push(performance.now() - t0);
-            if (page.totalExact === false) estimated++;
-          }
-        }),
-      );
-      times.sort((a, b) => a - b);
-      const at = (p: number) =>
-        Math.round(times[Math.min(times.length - 1, Math.floor(p * times.length))]! * 10) / 10;
-      result[`${kind}_p50_ms${suffix}`] = at(0.5);
-      result[`${kind}_p99_ms${suffix}`] = at(0.99);
-      result[`${kind}_estimated${suffix}`] = estimated;
-    }
+  for (const kind of ["text", "caps", "both"] as const) {
+    const list = paths[kind].map(toQuery);
+    for (const q of list.slice(0, 20)) await store.searchAgents(q); // warm
+    const times: number[] = [];
+    let next = 0;
+    let estimated = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (next < list.length) {
+          const q = list[next++]!;
+          const t0 = performance.now();
+          const page = await store.searchAgents(q);
+          times.push(performance.now() - t0);
+          if (page.totalExact === false) estimated++;
+        }
+      }),
+    );
+    times.sort((a, b) => a - b);
+    const at = (p: number) =>
+      Math.round(times[Math.min(times.length - 1, Math.floor(p * times.length))]! * 10) / 10;
+    result[`${kind}_p50_ms`] = at(0.5);
+    result[`${kind}_p99_ms`] = at(0.99);
+    result[`${kind}_estimated`] = estimated;
   }
   // Writes: registrations through the store (words included), one at a time.
   const t0 = performance.now();
-  for (let i = 0; i < 200; i++) await store!.insertAgent(benchAgent(agents + i, now));
+  for (let i = 0; i < 200; i++) await store.insertAgent(benchAgent(agents + i, now));
   result.insert_ms = Math.round(((performance.now() - t0) / 200) * 100) / 100;
-  await store!.close();
+  await store.close();
   result.load = loadavg().map((l) => Math.round(l * 100) / 100);
   console.log(JSON.stringify(result));
 } catch (error) {
