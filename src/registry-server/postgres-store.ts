@@ -3,9 +3,10 @@
 // on install), has a pool whose clients can be held for a whole transaction, and speaks LISTEN/NOTIFY on a
 // dedicated client, which cross-replica wake-ups of long-polls will use. Transactions run SERIALIZABLE and are
 // retried when they lose a race (two replicas registering one hostname, two sends into one inbox): the service's
-// read-modify-write rules then hold as if requests ran one at a time, as they do on SQLite. Search runs in SQL
-// over a words table (prefix ranges on a btree) and a GIN index on capabilities, so no replica keeps an index
-// in memory and every replica sees every write at once.
+// read-modify-write rules then hold as if requests ran one at a time, as they do on SQLite. Search reads its
+// candidates from a words table (prefix ranges on a btree) in a few statements of fixed shape and ranks them in
+// the replica (search-candidates.ts), so no replica keeps an index in memory and every replica sees every write
+// at once.
 import { AsyncLocalStorage } from "node:async_hooks";
 import { createHash } from "node:crypto";
 import pg from "pg";
@@ -15,6 +16,7 @@ import { applyPostgresMigrations, postgresSchemaIsCurrent } from "./postgres-mig
 import { ReadBatcher } from "./read-batcher.js";
 import type { SharedStore, SweepTurn } from "./replica.js";
 import { INBOX_CHANNEL, ReplicaBus } from "./replica-bus.js";
+import { rankCandidates, type SearchCandidate } from "./search-candidates.js";
 import type {
   AgentListQuery,
   AgentLiveness,
@@ -67,16 +69,24 @@ const SEARCH_EXACT = 500;
 /**
  * A broader search ranks the first SEARCH_SAMPLE agents of its source (in the words table's (word, seq) order:
  * stable, whatever plan runs), plus the exact hostname and the first SEARCH_SAMPLE holders of a capability
- * named by the query (ranking tiers 0 and 1); when fewer than SEARCH_FULL_PAGE match, once more with 4 times
- * the sample.
- * Its total is estimated: the sample's match rate times the planner's estimate of the source's size.
+ * named by the query (ranking tiers 0 and 1); when fewer than SEARCH_FULL_PAGE match, once more with twice
+ * the sample. Its total is estimated: the sample's match rate times the planner's estimate of the source's size.
+ * A broad query's pages thus reach at least its first 100 matches; the size is a trade of that reach against the
+ * cost of each search (each candidate is a row read; at 1,000,000 agents, 100 against 200 was 15-17 ms against
+ * 17-23 ms p50 with 8 clients).
  */
-const SEARCH_SAMPLE = 200;
-const SEARCH_SAMPLE_MAX_FACTOR = 4;
+const SEARCH_SAMPLE = 100;
+const SEARCH_SAMPLE_MAX_FACTOR = 2;
 /** Query words whose sources are sized to choose the driver (the longest ones). */
 const SEARCH_SIZED_WORDS = 8;
 /** Matches a sample must yield not to be widened (the default page size). */
 const SEARCH_FULL_PAGE = 20;
+/**
+ * How long a range's estimated size (a planner estimate, which changes only when ANALYZE runs) is reused before
+ * it is asked again, and how many ranges are remembered at most (all are forgotten at once beyond that).
+ */
+const ESTIMATE_TTL_MS = 60_000;
+const ESTIMATES_KEPT = 10_000;
 /** Key prefix of a capability's entries in agent_words (migration 0003): below every letter and digit. */
 const CAPABILITY_KEY = "\u0001";
 
@@ -118,6 +128,12 @@ const WORD = /[\p{L}\p{N}]+/gu;
 const isPlainWord = (term: string) => /^[\p{L}\p{N}]+$/u.test(term);
 /** Above every character of a word in byte order: `w <= word < w + PREFIX_END` holds the words starting with w. */
 const PREFIX_END = "\u{10FFFF}";
+
+/** What a search checks and ranks its candidates by (search-candidates.ts). */
+// Capabilities joined by line feeds (a capability holds no control character): pg parses a text[] slowly, and
+// a search reads hundreds of them.
+const CANDIDATE_COLUMNS =
+  "a.id, a.hostname, array_to_string(a.capabilities, E'\\n') AS capabilities, a.last_seen";
 
 const AGENT_COLUMNS =
   "a.id, a.hostname, a.installation_id, a.peer_id, a.pilot_node_id, a.pilot_address, a.display_name, " +
@@ -186,6 +202,8 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   readonly #searchExact: number;
   readonly #searchSample: number;
   readonly #buses = new Set<ReplicaBus>();
+  /** Estimated sizes of broad search ranges, by their low key (see ESTIMATE_TTL_MS). */
+  readonly #estimates = new Map<string, { estimate: number; until: number }>();
   #closed = false;
   /** Where heartbeat batches and pool use are reported (the server's metrics), once attached. */
   #telemetry: StoreTelemetry | undefined;
@@ -514,15 +532,13 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   }
 
   /**
-   * Search in two statements. First the size of each source of candidates (each query word's prefix range of
-   * agent_words, each capability's key there), counted only up to the exact bound (an index-only scan that stops
-   * there), with the planner's estimate for the ones beyond it. Then one page from the most selective source
-   * (the driver): when it is within the bound, all its agents are candidates and the page and total are exact;
-   * beyond it, its first `sample` entries in key order are (see SEARCH_SAMPLE), and the total is estimated.
-   * Either way each candidate is checked against the whole query (offline, every word, verbatim terms,
-   * capabilities) and ranked as the in-memory index ranks: the exact hostname (tier 0), an exact capability
-   * equal to the phrase or a word of it (1), the phrase within the hostname (2), the rest (3); then more of the
-   * asked capabilities (match=any with several); then id, a stable tie-break.
+   * Search in a few statements of fixed shape (each connection plans them once, whatever the query). First the
+   * size of each source of candidates (each query word's prefix range of agent_words, each capability's key
+   * there), counted only up to the exact bound (an index-only scan that stops there), with the planner's estimate
+   * for the ones beyond it. Then the candidates' rows from the most selective source (the driver): when it is
+   * within the bound, all its agents, and the page and total are exact; beyond it, its first `sample` entries in
+   * key order (see SEARCH_SAMPLE) and the total is estimated. Candidates are checked and ranked here
+   * (search-candidates.ts, the in-memory index's rules), and the page's rows read by seq.
    */
   async searchAgents(query: AgentSearchQuery): Promise<Page<StoredAgent>> {
     if (query.terms.some(hasNul) || query.capabilities.some(hasNul) || hasNul(query.phrase)) {
@@ -575,46 +591,76 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
       ? driver.ranges.every((r) => sizes[ranges.indexOf(r)]!.n <= exact)
       : everyone!.n <= exact;
     const driverEstimate = driver ? driver.estimate : everyone!.estimate;
-    if (complete) return (await this.#searchPage(query, words, driver?.ranges, exact + 1, false)).page;
+    // Candidates of a one-word driver start that word already.
+    const sampledWord =
+      driver?.ranges.length === 1 && words.includes(driver.ranges[0]!.lo) ? driver.ranges[0]!.lo : undefined;
+    // Their search text is read only when something is left to check in it.
+    const sampledNeedText = words.some((w) => w !== sampledWord) || query.terms.some((t) => !isPlainWord(t));
+    const rank = async (take: number, early: boolean) =>
+      rankCandidates(
+        query,
+        words,
+        await this.#candidates(query, driver?.ranges, take, early, sampledNeedText),
+        sampledWord,
+      );
+    if (complete) {
+      const ranked = await rank(exact + 1, false);
+      return { items: await this.#agentsBySeq(ranked.page), total: ranked.found };
+    }
     let sample = this.#searchSample;
     for (;;) {
-      const { page, examined, matched } = await this.#searchPage(query, words, driver?.ranges, sample, true);
+      const ranked = await rank(sample, true);
       // Whether to widen depends on the query only, never on its offset or limit: every page of one query comes
       // from one candidate set, so pages follow each other without gaps or repeats.
-      if (page.total >= SEARCH_FULL_PAGE || sample >= this.#searchSample * SEARCH_SAMPLE_MAX_FACTOR) {
+      if (ranked.found >= SEARCH_FULL_PAGE || sample >= this.#searchSample * SEARCH_SAMPLE_MAX_FACTOR) {
         // The sample's match rate times the source's size, and never fewer than the matches seen.
-        const estimate = examined > 0 ? Math.round((matched / examined) * driverEstimate) : 0;
-        return { items: page.items, total: Math.max(page.total, estimate), totalExact: false };
+        const estimate =
+          ranked.examined > 0 ? Math.round((ranked.matched / ranked.examined) * driverEstimate) : 0;
+        return {
+          items: await this.#agentsBySeq(ranked.page),
+          total: Math.max(ranked.found, estimate),
+          totalExact: false,
+        };
       }
       sample *= SEARCH_SAMPLE_MAX_FACTOR;
     }
   }
 
   /**
-   * Entries of each range, counted up to the exact bound + 1; beyond it, the planner's estimate (at least that).
-   * One statement: the estimate (an EXPLAIN) runs only for a range whose count reached the bound.
+   * Entries of each range, counted up to the exact bound + 1; beyond it, the planner's estimate (at least that),
+   * remembered for a while (see ESTIMATE_TTL_MS). One statement; its EXPLAIN runs only for a range whose count
+   * reached the bound and whose estimate is not remembered.
    */
   async #rangeSizes(ranges: WordRange[]): Promise<Array<{ n: number; estimate: number }>> {
     if (!ranges.length) return [];
-    const params: unknown[] = [this.#searchExact + 1];
-    const counts = ranges.map((range, i) => {
-      params.push(range.lo, range.hi);
-      const lo = `$${params.length - 1}`;
-      const hi = `$${params.length}`;
-      return (
-        `(SELECT count(*) FROM (SELECT 1 FROM agent_words WHERE word >= ${lo} AND word < ${hi} LIMIT $1) s) AS n${i}, ` +
-        `${lo}::text AS lo${i}, ${hi}::text AS hi${i}`
-      );
+    const now = Date.now();
+    const known = ranges.map((r) => {
+      const hit = this.#estimates.get(r.lo);
+      return hit && hit.until > now ? hit.estimate : undefined;
     });
-    const estimates = ranges.map(
-      (_, i) => `n${i}, CASE WHEN n${i} >= $1 THEN registry_words_estimate(lo${i}, hi${i}) END AS e${i}`,
+    const rows = await this.#prepared(
+      "SELECT c.n, CASE WHEN c.n >= $3 AND c.want THEN registry_words_estimate(c.lo, c.hi) END AS e FROM (" +
+        "SELECT r.i, r.lo, r.hi, r.want, (SELECT count(*) FROM (SELECT 1 FROM agent_words " +
+        "WHERE word >= r.lo AND word < r.hi LIMIT $3) s) AS n " +
+        // OFFSET 0: counted once, not once for each use of n.
+        "FROM unnest($1::text[], $2::text[], $4::boolean[]) WITH ORDINALITY AS r(lo, hi, want, i) OFFSET 0) c " +
+        "ORDER BY c.i",
+      [
+        ranges.map((r) => r.lo),
+        ranges.map((r) => r.hi),
+        this.#searchExact + 1,
+        known.map((k) => k === undefined),
+      ],
     );
-    const row = (
-      await this.#prepared(`SELECT ${estimates.join(", ")} FROM (SELECT ${counts.join(", ")}) c`, params)
-    )[0];
-    return ranges.map((_, i) => {
-      const n = Number(row?.[`n${i}`] ?? 0);
-      return { n, estimate: Math.max(n, Number(row?.[`e${i}`] ?? 0)) };
+    if (this.#estimates.size > ESTIMATES_KEPT) this.#estimates.clear();
+    return ranges.map((range, i) => {
+      const n = Number(rows[i]?.n ?? 0);
+      const fresh = rows[i]?.e;
+      if (fresh !== null && fresh !== undefined) {
+        this.#estimates.set(range.lo, { estimate: Number(fresh), until: now + ESTIMATE_TTL_MS });
+      }
+      const estimate = n >= this.#searchExact + 1 ? (known[i] ?? Number(fresh ?? 0)) : 0;
+      return { n, estimate: Math.max(n, estimate) };
     });
   }
 
@@ -630,99 +676,88 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   }
 
   /**
-   * One page among the candidates: the first `take` entries of each driver range in key order (every agent, in
-   * seq order, without a driver), plus (when `early`) the exact hostname and the first `take` holders of each
-   * capability the phrase or a word names; each checked against the whole query and ranked. `page.total` counts
-   * the candidates that match; `examined` and `matched` count the driver's candidates and their matches.
+   * The candidates of one search, each once: the first `take` entries of each driver range in key order (every
+   * agent, in seq order, without a driver), plus (when `early`) the exact hostname and the first `take` holders of
+   * each capability the phrase or a term names (ranking tiers 0 and 1, which a sample could miss).
    */
-  async #searchPage(
+  async #candidates(
     query: AgentSearchQuery,
-    words: string[],
     driver: WordRange[] | undefined,
     take: number,
     early: boolean,
-  ): Promise<{ page: Page<StoredAgent>; examined: number; matched: number }> {
-    const params: unknown[] = [];
-    const param = (value: unknown) => {
-      params.push(value);
-      return `$${params.length}`;
-    };
-    const takeParam = param(take);
-    const driverSql = driver
-      ? driver
-          .map(
-            (r) =>
-              `(SELECT seq FROM agent_words WHERE word >= ${param(r.lo)} AND word < ${param(r.hi)} ` +
-              `ORDER BY word, seq LIMIT ${takeParam})`,
-          )
-          .join(" UNION ALL ")
-      : `(SELECT seq FROM agents ORDER BY seq LIMIT ${takeParam})`;
-    const phrase = query.phrase;
-    const tierWords = phrase ? [...new Set([phrase, ...query.terms])] : [];
-    const earlySql: string[] = [];
-    if (early && phrase) {
-      earlySql.push(`(SELECT seq FROM agents WHERE hostname = ${param(phrase)})`);
-      for (const word of tierWords) {
-        const r = capabilityRange(word);
-        earlySql.push(
-          `(SELECT seq FROM agent_words WHERE word >= ${param(r.lo)} AND word < ${param(r.hi)} ` +
-            `ORDER BY word, seq LIMIT ${takeParam})`,
-        );
-      }
+    sampledNeedText: boolean,
+  ): Promise<Iterable<SearchCandidate>> {
+    const sources = (driver ?? []).map((range) => ({ ...range, sampled: true }));
+    const phrase = early && query.phrase ? query.phrase : null;
+    if (phrase) {
+      for (const word of new Set([phrase, ...query.terms]))
+        sources.push({ ...capabilityRange(word), sampled: false });
     }
-    const where: string[] = [];
-    if (query.seenSince !== undefined) where.push(`a.last_seen >= ${param(query.seenSince)}`);
-    // Every word of the query must start a word of the agent: a probe of the agent's own words (by seq), which
-    // candidates of the driver's own word range are known to pass.
-    const driverWord = driver?.length === 1 ? driver[0]!.lo : undefined;
-    for (const word of words) {
-      where.push(
-        `${word === driverWord ? "c.sampled OR " : ""}EXISTS (SELECT 1 FROM agent_words w WHERE w.seq = a.seq ` +
-          `AND w.word >= ${param(word)} AND w.word < ${param(word + PREFIX_END)})`,
+    const rows = await this.#prepared(
+      // The candidates' seqs first (index-only scans of agent_words), then their rows in one index scan of agents
+      // over the array of them (a lateral primary-key probe per candidate costs twice as much).
+      "WITH s AS MATERIALIZED (SELECT s.seq, bool_or(r.sampled) AS sampled " +
+        "FROM unnest($1::text[], $2::text[], $3::boolean[]) AS r(lo, hi, sampled) CROSS JOIN LATERAL " +
+        "(SELECT seq FROM agent_words WHERE word >= r.lo AND word < r.hi ORDER BY word, seq LIMIT $4) s " +
+        "GROUP BY s.seq) " +
+        `SELECT a.seq, s.sampled, ${CANDIDATE_COLUMNS}, ` +
+        "CASE WHEN $6 OR NOT s.sampled THEN a.search_text END AS search_text FROM agents a " +
+        "JOIN s ON s.seq = a.seq WHERE a.seq = ANY(ARRAY(SELECT seq FROM s)) " +
+        `UNION ALL SELECT a.seq, false, ${CANDIDATE_COLUMNS}, a.search_text FROM agents a WHERE a.hostname = $5`,
+      [
+        sources.map((r) => r.lo),
+        sources.map((r) => r.hi),
+        sources.map((r) => r.sampled),
+        take,
+        phrase,
+        sampledNeedText,
+      ],
+    );
+    if (!driver) {
+      rows.push(
+        ...(await this.#prepared(
+          `SELECT a.seq, true AS sampled, ${CANDIDATE_COLUMNS}, ` +
+            "CASE WHEN $2 THEN a.search_text END AS search_text FROM agents a ORDER BY a.seq LIMIT $1",
+          [take, sampledNeedText],
+        )),
       );
     }
-    // A term with punctuation (alpha-bot, c++) must also occur verbatim.
-    for (const term of query.terms.filter((t) => !isPlainWord(t))) {
-      where.push(`strpos(a.search_text, ${param(term)}) > 0`);
+    const candidates = new Map<number, SearchCandidate>();
+    for (const row of rows) {
+      const seq = Number(row.seq);
+      const searchText = row.search_text === null ? undefined : String(row.search_text);
+      const seen = candidates.get(seq);
+      if (seen) {
+        seen.sampled ||= row.sampled === true;
+        seen.searchText ??= searchText;
+        continue;
+      }
+      const capabilities = String(row.capabilities);
+      candidates.set(seq, {
+        seq,
+        id: String(row.id),
+        hostname: String(row.hostname),
+        capabilities: capabilities ? capabilities.split("\n") : [],
+        lastSeen: Number(row.last_seen),
+        searchText,
+        sampled: row.sampled === true,
+      });
     }
-    const caps = query.capabilities;
-    if (caps.length)
-      where.push(`a.capabilities ${query.match === "all" ? "@>" : "&&"} ${param(caps)}::text[]`);
-    const tier = phrase
-      ? `CASE WHEN a.hostname = ${param(phrase)} THEN 0 ` +
-        `WHEN a.capabilities && ${param(tierWords)}::text[] THEN 1 ` +
-        `WHEN strpos(a.hostname, ${param(phrase)}) > 0 THEN 2 ELSE 3 END`
-      : "3";
-    const hits =
-      caps.length > 1 && query.match === "any"
-        ? `(SELECT COUNT(*) FROM unnest(a.capabilities) AS c WHERE c = ANY(${param(caps)}::text[]))`
-        : "0";
-    const from = param(query.offset + 1);
-    const to = param(query.offset + query.limit);
-    const sql =
-      `WITH d AS MATERIALIZED (SELECT DISTINCT seq FROM (${driverSql}) x), ` +
-      `c AS MATERIALIZED (SELECT seq, true AS sampled FROM d` +
-      (earlySql.length
-        ? ` UNION ALL SELECT seq, false FROM (${earlySql.join(" UNION ")}) e WHERE seq NOT IN (SELECT seq FROM d)`
-        : "") +
-      "), " +
-      // Each candidate is a primary-key probe (OFFSET 0 keeps the planner from hashing the whole table instead).
-      `m AS (SELECT a.seq, a.id, c.sampled, ${tier} AS t, ${hits} AS h FROM c CROSS JOIN LATERAL ` +
-      "(SELECT * FROM agents WHERE agents.seq = c.seq OFFSET 0) a " +
-      `${where.length ? `WHERE ${where.map((w) => `(${w})`).join(" AND ")}` : ""}), ` +
-      "r AS (SELECT (SELECT count(*) FROM d) AS examined, count(*) FILTER (WHERE sampled) AS matched, " +
-      `count(*) AS found, (array_agg(seq ORDER BY t, h DESC, id))[${from}:${to}] AS page FROM m) ` +
-      `SELECT r.examined, r.matched, r.found, u.ord, ${AGENT_COLUMNS} FROM r ` +
-      "LEFT JOIN LATERAL unnest(r.page) WITH ORDINALITY AS u(seq, ord) ON true " +
-      "LEFT JOIN agents a ON a.seq = u.seq ORDER BY u.ord";
-    const rows = await this.#prepared(sql, params);
-    const head = rows[0];
-    const items = rows.filter((row) => row.ord !== null && row.id !== null).map(toAgent);
-    return {
-      page: { items, total: Number(head?.found ?? 0) },
-      examined: Number(head?.examined ?? 0),
-      matched: Number(head?.matched ?? 0),
-    };
+    return candidates.values();
+  }
+
+  /** The agents of `seqs`, in that order. */
+  async #agentsBySeq(seqs: number[]): Promise<StoredAgent[]> {
+    if (!seqs.length) return [];
+    const rows = await this.#prepared(
+      `SELECT a.seq, ${AGENT_COLUMNS} FROM agents a WHERE a.seq = ANY($1::bigint[])`,
+      [seqs],
+    );
+    const bySeq = new Map(rows.map((row) => [Number(row.seq), row]));
+    return seqs.flatMap((seq) => {
+      const row = bySeq.get(seq);
+      return row ? [toAgent(row)] : [];
+    });
   }
 
   purgeAgents(lastSeenBefore: number): Promise<number> {
