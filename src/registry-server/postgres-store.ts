@@ -82,11 +82,13 @@ const SEARCH_SIZED_WORDS = 8;
 /** Matches a sample must yield not to be widened (the default page size). */
 const SEARCH_FULL_PAGE = 20;
 /**
- * How long a range's estimated size (a planner estimate, which changes only when ANALYZE runs) is reused before
- * it is asked again, and how many ranges are remembered at most (all are forgotten at once beyond that).
+ * How long a range found beyond the exact bound is taken as broad without counting it again (its estimate is the
+ * planner's, which changes only when ANALYZE runs), and how many ranges are remembered at most (all are forgotten
+ * at once beyond that). A broad range that shrinks below the bound (a mass purge) is thus answered from a sample,
+ * with an estimated total, for up to this long; its matches stay correct.
  */
-const ESTIMATE_TTL_MS = 60_000;
-const ESTIMATES_KEPT = 10_000;
+const BROAD_RANGE_TTL_MS = 60_000;
+const BROAD_RANGES_KEPT = 10_000;
 /** Key prefix of a capability's entries in agent_words (migration 0003): below every letter and digit. */
 const CAPABILITY_KEY = "\u0001";
 
@@ -202,8 +204,8 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   readonly #searchExact: number;
   readonly #searchSample: number;
   readonly #buses = new Set<ReplicaBus>();
-  /** Estimated sizes of broad search ranges, by their low key (see ESTIMATE_TTL_MS). */
-  readonly #estimates = new Map<string, { estimate: number; until: number }>();
+  /** Search ranges found broad lately, by their low key, with their estimated sizes (see BROAD_RANGE_TTL_MS). */
+  readonly #broadRanges = new Map<string, { estimate: number; until: number }>();
   #closed = false;
   /** Where heartbeat batches and pool use are reported (the server's metrics), once attached. */
   #telemetry: StoreTelemetry | undefined;
@@ -518,7 +520,7 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   }
 
   async lookupAgents(query: AgentLookupQuery): Promise<StoredAgent[]> {
-    // Each node id reads its freshest records from agents_node (a lateral probe per id); peer ids probe the
+    // Each node id reads its records from agents_node and keeps the freshest (a lateral probe per id); peer ids probe the
     // unique index. Ids are bounded by the route's validation.
     const rows = await this.#rows(
       `SELECT ${AGENT_COLUMNS} FROM agents a WHERE a.seq IN (` +
@@ -627,40 +629,38 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   }
 
   /**
-   * Entries of each range, counted up to the exact bound + 1; beyond it, the planner's estimate (at least that),
-   * remembered for a while (see ESTIMATE_TTL_MS). One statement; its EXPLAIN runs only for a range whose count
-   * reached the bound and whose estimate is not remembered.
+   * Entries of each range, counted up to the exact bound + 1, in one statement; beyond it, the planner's estimate
+   * (at least that). A range found beyond the bound is remembered as broad, with its estimate, for
+   * BROAD_RANGE_TTL_MS: it is neither counted nor estimated again meanwhile.
    */
   async #rangeSizes(ranges: WordRange[]): Promise<Array<{ n: number; estimate: number }>> {
-    if (!ranges.length) return [];
     const now = Date.now();
-    const known = ranges.map((r) => {
-      const hit = this.#estimates.get(r.lo);
-      return hit && hit.until > now ? hit.estimate : undefined;
+    const bound = this.#searchExact + 1;
+    const sizes = ranges.map((range) => {
+      const known = this.#broadRanges.get(range.lo);
+      return known && known.until > now ? { n: bound, estimate: Math.max(bound, known.estimate) } : undefined;
     });
+    const unknown = ranges.filter((_, i) => !sizes[i]);
+    if (!unknown.length) return sizes as Array<{ n: number; estimate: number }>;
     const rows = await this.#prepared(
-      "SELECT c.n, CASE WHEN c.n >= $3 AND c.want THEN registry_words_estimate(c.lo, c.hi) END AS e FROM (" +
-        "SELECT r.i, r.lo, r.hi, r.want, (SELECT count(*) FROM (SELECT 1 FROM agent_words " +
+      "SELECT c.n, CASE WHEN c.n >= $3 THEN registry_words_estimate(c.lo, c.hi) END AS e FROM (" +
+        "SELECT r.i, r.lo, r.hi, (SELECT count(*) FROM (SELECT 1 FROM agent_words " +
         "WHERE word >= r.lo AND word < r.hi LIMIT $3) s) AS n " +
         // OFFSET 0: counted once, not once for each use of n.
-        "FROM unnest($1::text[], $2::text[], $4::boolean[]) WITH ORDINALITY AS r(lo, hi, want, i) OFFSET 0) c " +
-        "ORDER BY c.i",
-      [
-        ranges.map((r) => r.lo),
-        ranges.map((r) => r.hi),
-        this.#searchExact + 1,
-        known.map((k) => k === undefined),
-      ],
+        "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS r(lo, hi, i) OFFSET 0) c ORDER BY c.i",
+      [unknown.map((r) => r.lo), unknown.map((r) => r.hi), bound],
     );
-    if (this.#estimates.size > ESTIMATES_KEPT) this.#estimates.clear();
+    if (this.#broadRanges.size > BROAD_RANGES_KEPT) this.#broadRanges.clear();
+    let next = 0;
     return ranges.map((range, i) => {
-      const n = Number(rows[i]?.n ?? 0);
-      const fresh = rows[i]?.e;
-      if (fresh !== null && fresh !== undefined) {
-        this.#estimates.set(range.lo, { estimate: Number(fresh), until: now + ESTIMATE_TTL_MS });
-      }
-      const estimate = n >= this.#searchExact + 1 ? (known[i] ?? Number(fresh ?? 0)) : 0;
-      return { n, estimate: Math.max(n, estimate) };
+      const cached = sizes[i];
+      if (cached) return cached;
+      const row = rows[next++];
+      const n = Number(row?.n ?? 0);
+      if (n < bound) return { n, estimate: n };
+      const estimate = Math.max(n, Number(row?.e ?? 0));
+      this.#broadRanges.set(range.lo, { estimate, until: now + BROAD_RANGE_TTL_MS });
+      return { n, estimate };
     });
   }
 
@@ -763,7 +763,10 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   purgeAgents(lastSeenBefore: number): Promise<number> {
     return this.transaction(async () => {
       const rows = await this.#rows(
-        "DELETE FROM agents WHERE seq IN (SELECT seq FROM agents WHERE last_seen < $1 LIMIT 10000) " +
+        // seen_day (migration 0005) is last_seen's day, truncated as $1's is: a row seen before $1 has seen_day at
+        // most $1's day, so the index range holds every row to purge (and the rest of that day's).
+        "DELETE FROM agents WHERE seq IN " +
+          "(SELECT seq FROM agents WHERE seen_day <= $1::bigint / 86400000 AND last_seen < $1 LIMIT 10000) " +
           "RETURNING installation_id",
         [lastSeenBefore],
       );

@@ -444,6 +444,65 @@ describe("PostgreSQL search past its exact bound", () => {
   });
 });
 
+describe("PostgreSQL heartbeats and purges", () => {
+  it("index nothing a heartbeat writes, so its update stays in the row's page (migration 0005)", async () => {
+    const url = await server.freshDatabase();
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      // Columns of agents that some index covers (keys, INCLUDE columns or expressions).
+      const { rows } = await client.query(
+        "SELECT DISTINCT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid " +
+          "AND (a.attnum = ANY(i.indkey) OR pg_get_indexdef(i.indexrelid) LIKE '%' || a.attname || '%') " +
+          "WHERE i.indrelid = 'agents'::regclass AND a.attnum > 0",
+      );
+      const indexed = rows.map((r) => String(r.attname));
+      expect(indexed).toContain("seen_day");
+      expect(indexed).not.toContain("last_seen");
+      const fill = await client.query("SELECT reloptions FROM pg_class WHERE oid = 'agents'::regclass");
+      expect(fill.rows[0].reloptions).toContain("fillfactor=85");
+    } finally {
+      await client.end();
+    }
+  });
+
+  it("purge exactly the agents seen before the cutoff, across day boundaries, through seen_day", async () => {
+    const url = await server.freshDatabase();
+    const store = await PostgresRegistryStore.open({ connectionString: url });
+    const DAY = 86_400_000;
+    const cutoff = 20 * DAY + 5 * 3_600_000; // 05:00 on day 20
+    const seen = [3 * DAY, 20 * DAY, cutoff - 1, cutoff, 20 * DAY + 20 * 3_600_000, 21 * DAY];
+    try {
+      for (const [i, lastSeen] of seen.entries()) {
+        await store.insertAgent({
+          id: `id-${i}`,
+          hostname: `host-${i}`,
+          installationId: `inst-${i}`,
+          peerId: null,
+          pilotNodeId: null,
+          pilotAddress: null,
+          displayName: null,
+          description: null,
+          capabilities: [],
+          tokenHash: null,
+          publicKey: null,
+          signedRecord: null,
+          lastSeen,
+          createdAt: 0,
+          updatedAt: 0,
+        });
+      }
+      // A heartbeat that moves an agent into a later day moves its seen_day too.
+      expect(await store.touchAgent("id-1", 22 * DAY)).toBe(true);
+      expect(await store.purgeAgents(cutoff)).toBe(2);
+      const left = await Promise.all(seen.map((_, i) => store.getAgentById(`id-${i}`)));
+      expect(left.map((a) => a !== undefined)).toEqual([false, true, false, true, true, true]);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe("two replicas deciding trust", () => {
   it("approve both ways when two agents request each other at once on different replicas", async () => {
     const r = await replicas();
