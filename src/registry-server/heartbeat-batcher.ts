@@ -6,9 +6,15 @@
 
 /**
  * Writes lastSeen for the given agents (ids unique, in order), each only where the row's lastSeen is still at
- * least `seenSince` (what the heartbeat's check read), and returns the ids written.
+ * least `seenSince` (what the heartbeat's check read, or where an agent counts as online) and, where a token hash
+ * is given, the row holds it; returns the ids written.
  */
-export type TouchWriter = (ids: string[], lastSeen: number[], seenSince: number[]) => Promise<Set<string>>;
+export type TouchWriter = (
+  ids: string[],
+  lastSeen: number[],
+  seenSince: number[],
+  tokenHashes: Array<string | null>,
+) => Promise<Set<string>>;
 
 export interface HeartbeatBatcherOptions {
   write: TouchWriter;
@@ -30,6 +36,7 @@ export const DEFAULT_HEARTBEAT_LINGER_MS = 2;
 interface PendingTouch {
   lastSeen: number;
   seenSince: number;
+  tokenHash: string | null;
   settle: Array<{ resolve: (exists: boolean) => void; reject: (error: unknown) => void }>;
 }
 
@@ -60,20 +67,28 @@ export class HeartbeatBatcher {
   }
 
   /**
-   * Resolves once lastSeen is written: true, or false when no agent has that id or its lastSeen went below
-   * `seenSince` meanwhile (default: no such condition).
+   * Resolves once lastSeen is written: true, or false when no agent has that id, its lastSeen went below
+   * `seenSince` meanwhile (default: no such condition), or it does not hold `tokenHash` (when given).
    */
-  touch(id: string, lastSeen: number, seenSince = Number.MIN_SAFE_INTEGER): Promise<boolean> {
+  touch(
+    id: string,
+    lastSeen: number,
+    seenSince = Number.MIN_SAFE_INTEGER,
+    tokenHash: string | null = null,
+  ): Promise<boolean> {
+    const pending = this.#pending.get(id);
+    // Two heartbeats of one agent share a row only when they ask the same of it; another token (one of them
+    // wrong) is answered false at once, and its caller reads the record to say why.
+    if (pending && pending.tokenHash !== tokenHash) return Promise.resolve(false);
     return new Promise((resolve, reject) => {
       if (this.#pending.size === 0) this.#oldestAt = performance.now();
-      const pending = this.#pending.get(id);
       if (pending) {
         pending.lastSeen = Math.max(pending.lastSeen, lastSeen);
         // Both heartbeats passed their checks; a row moved below the earlier one's reading was changed after both.
         pending.seenSince = Math.min(pending.seenSince, seenSince);
         pending.settle.push({ resolve, reject });
       } else {
-        this.#pending.set(id, { lastSeen, seenSince, settle: [{ resolve, reject }] });
+        this.#pending.set(id, { lastSeen, seenSince, tokenHash, settle: [{ resolve, reject }] });
       }
       this.#schedule();
     });
@@ -117,6 +132,7 @@ export class HeartbeatBatcher {
         ids,
         batch.map((b) => b.lastSeen),
         batch.map((b) => b.seenSince),
+        batch.map((b) => b.tokenHash),
       );
       ids.forEach((id, i) => {
         for (const s of batch[i]!.settle) s.resolve(found.has(id));

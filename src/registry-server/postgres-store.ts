@@ -69,11 +69,11 @@ const SEARCH_EXACT = 500;
 /**
  * A broader search ranks the first SEARCH_SAMPLE agents of its source (in the words table's (word, seq) order:
  * stable, whatever plan runs), plus the exact hostname and the first SEARCH_SAMPLE holders of a capability
- * named by the query (ranking tiers 0 and 1); when fewer than SEARCH_FULL_PAGE match, once more with twice
- * the sample. Its total is estimated: the sample's match rate times the planner's estimate of the source's size.
- * A broad query's pages thus reach at least its first 100 matches; the size is a trade of that reach against the
- * cost of each search (each candidate is a row read; at 1,000,000 agents, 100 against 200 was 15-17 ms against
- * 17-23 ms p50 with 8 clients).
+ * named by the query (ranking tiers 0 and 1); when fewer than SEARCH_FULL_PAGE match, once more with twice the
+ * sample (at once for a query that filters its driver's candidates further). Its total is estimated: the
+ * sample's match rate times the planner's estimate of the source's size. A broad query's pages thus reach at
+ * least its first 100 matches; the size trades that reach against the cost of each search (each candidate is a
+ * row read; at 1,000,000 agents, 100 against 200 was 15-17 ms against 17-23 ms p50 with 8 clients).
  */
 const SEARCH_SAMPLE = 100;
 const SEARCH_SAMPLE_MAX_FACTOR = 2;
@@ -219,7 +219,7 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
     this.#searchExact = Math.max(1, options.searchExact ?? SEARCH_EXACT);
     this.#searchSample = Math.max(1, options.searchSample ?? SEARCH_SAMPLE);
     this.#heartbeats = new HeartbeatBatcher({
-      write: (ids, times, since) => this.#writeTouches(ids, times, since),
+      write: (ids, times, since, tokenHashes) => this.#writeTouches(ids, times, since, tokenHashes),
       lingerMs: options.heartbeatLingerMs,
       onBatch: (rows) => {
         options.onHeartbeatBatch?.(rows);
@@ -419,31 +419,52 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   }
 
   async touchAgent(id: string, lastSeen: number, ifSeenSince?: number): Promise<boolean> {
-    const since = ifSeenSince ?? Number.MIN_SAFE_INTEGER;
+    return this.#touch(id, lastSeen, ifSeenSince ?? Number.MIN_SAFE_INTEGER, null);
+  }
+
+  async touchOnlineAgent(
+    id: string,
+    lastSeen: number,
+    onlineSince: number,
+    tokenHash: string | null,
+  ): Promise<boolean> {
+    return this.#touch(id, lastSeen, onlineSince, tokenHash);
+  }
+
+  async #touch(id: string, lastSeen: number, since: number, tokenHash: string | null): Promise<boolean> {
+    if (hasNul(id) || hasNul(tokenHash)) return false;
     // Inside a transaction the write must be part of it; outside, heartbeats share one statement (group commit).
     if (this.#tx.getStore()) {
       const n = await this.#count(
-        "UPDATE agents SET last_seen = GREATEST(last_seen, $2) WHERE id = $1 AND last_seen >= $3",
-        [id, lastSeen, since],
+        "UPDATE agents SET last_seen = GREATEST(last_seen, $2) WHERE id = $1 AND last_seen >= $3 " +
+          "AND ($4::text IS NULL OR token_hash = $4)",
+        [id, lastSeen, since, tokenHash],
       );
       return n > 0;
     }
-    return this.#heartbeats.touch(id, lastSeen, since);
+    return this.#heartbeats.touch(id, lastSeen, since, tokenHash);
   }
 
   /**
    * One statement for a batch of heartbeats. last_seen never moves back (two replicas' batches may commit in
-   * either order), and a row whose last_seen went below what its heartbeat's check read (deregistered or
-   * released since) is left alone. A batch that loses a deadlock or serialization race is written again.
+   * either order); a row whose last_seen is below the heartbeat's bound (offline, or deregistered or released
+   * since its check read it) is left alone, as is one that does not hold the heartbeat's token hash (when it
+   * names one). A batch that loses a deadlock or serialization race is written again.
    */
-  async #writeTouches(ids: string[], times: number[], since: number[]): Promise<Set<string>> {
+  async #writeTouches(
+    ids: string[],
+    times: number[],
+    since: number[],
+    tokenHashes: Array<string | null>,
+  ): Promise<Set<string>> {
     for (let attempt = 1; ; attempt++) {
       try {
         const rows = await this.#rows(
           "UPDATE agents a SET last_seen = GREATEST(a.last_seen, v.t) " +
-            "FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS v(id, t, since) " +
-            "WHERE a.id = v.id AND a.last_seen >= v.since RETURNING a.id",
-          [ids, times, since],
+            "FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) AS v(id, t, since, th) " +
+            "WHERE a.id = v.id AND a.last_seen >= v.since AND (v.th IS NULL OR a.token_hash = v.th) " +
+            "RETURNING a.id",
+          [ids, times, since, tokenHashes],
         );
         return new Set(rows.map((r) => String(r.id)));
       } catch (error) {
@@ -609,7 +630,13 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
       const ranked = await rank(exact + 1, false);
       return { items: await this.#agentsBySeq(ranked.page), total: ranked.found };
     }
-    let sample = this.#searchSample;
+    // A query that filters the driver's candidates further (more words, or capabilities beside a word) keeps only
+    // a share of them: it takes the wider sample at once rather than after a first one fell short.
+    const driverIsCapabilities = driver?.ranges.every((r) => r.lo.startsWith(CAPABILITY_KEY)) ?? false;
+    const filtered = driverIsCapabilities
+      ? words.length > 0 || (all && caps.length > 1)
+      : words.length > 1 || caps.length > 0;
+    let sample = this.#searchSample * (filtered ? SEARCH_SAMPLE_MAX_FACTOR : 1);
     for (;;) {
       const ranked = await rank(sample, true);
       // Whether to widen depends on the query only, never on its offset or limit: every page of one query comes

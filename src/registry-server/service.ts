@@ -8,7 +8,7 @@ import {
   type ServedFields,
   type SignedRecordFields,
 } from "../identity/signed-record.js";
-import { issueToken, matchesHash } from "./auth.js";
+import { issueToken, matchesHash, sha256Hex } from "./auth.js";
 import {
   badRequest,
   conflict,
@@ -678,6 +678,13 @@ export class RegistryService {
   async heartbeat(id: string, caller: Caller): Promise<{ ok: true; last_seen: string; ttl_seconds: number }> {
     const operation = "heartbeat";
     const now = this.#now();
+    const answer = { ok: true as const, last_seen: iso(now), ttl_seconds: this.options.ttlSeconds };
+    // Where the store shares writes (PostgreSQL), a heartbeat is one write that checks liveness and the token
+    // itself; the record is read only when it is refused, to say why (or to find it was a race, and write then).
+    const tokenHash = this.options.agentTokens ? caller.bearer && sha256Hex(caller.bearer) : null;
+    if (this.#store.touchOnlineAgent && tokenHash !== undefined) {
+      if (await this.#store.touchOnlineAgent(id, now, this.onlineSince(now), tokenHash)) return answer;
+    }
     const agent = await this.#store.getAgentLiveness(id);
     if (!agent || !this.isOnline(agent, now)) {
       throw notFound(
@@ -694,7 +701,7 @@ export class RegistryService {
         `agent ${id} was deregistered or expired just now; register again at once with POST /api/v1/agents/`,
       );
     }
-    return { ok: true, last_seen: iso(now), ttl_seconds: this.options.ttlSeconds };
+    return answer;
   }
 
   async get(id: string): Promise<AgentRecord> {

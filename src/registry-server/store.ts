@@ -165,6 +165,17 @@ export interface RegistryStore {
    * it: a deregistration or release on another replica, which a heartbeat checked before it must not undo.
    */
   touchAgent(id: string, lastSeen: number, ifSeenSince?: number): Promise<boolean>;
+  /**
+   * A heartbeat as one write, for a store that shares writes between requests (PostgreSQL): lastSeen becomes at
+   * least `lastSeen` if the agent is online (its lastSeen is at least `onlineSince`) and, when `tokenHash` is
+   * given, holds that token hash. False when anything of that fails: the caller reads the record to say why.
+   */
+  touchOnlineAgent?(
+    id: string,
+    lastSeen: number,
+    onlineSince: number,
+    tokenHash: string | null,
+  ): Promise<boolean>;
   deleteAgent(id: string): Promise<boolean>;
   listAgents(query: AgentListQuery): Promise<Page<StoredAgent>>;
   /** Agents matching a lookup, offline ones too, each once, oldest registration first (indexed reads only). */

@@ -26,6 +26,26 @@ function table(ids: string[]) {
 }
 
 describe("heartbeat batcher", () => {
+  it("shares a row between heartbeats of one agent only when they carry the same token hash", async () => {
+    const hashes: Array<Array<string | null>> = [];
+    const batcher = new HeartbeatBatcher({
+      lingerMs: 5,
+      write: async (ids, _times, _since, tokenHashes) => {
+        hashes.push(tokenHashes);
+        return new Set(ids);
+      },
+    });
+    const answers = await Promise.all([
+      batcher.touch("a", 10, 0, "h1"),
+      batcher.touch("a", 11, 0, "h1"),
+      // Another token for a pending agent is answered false at once (its caller reads the record to say why).
+      batcher.touch("a", 12, 0, "h2"),
+      batcher.touch("b", 10, 0, null),
+    ]);
+    expect(answers).toEqual([true, true, false, true]);
+    expect(hashes).toEqual([["h1", null]]);
+  });
+
   it("writes concurrent heartbeats together and answers each once written", async () => {
     const t = table(["a", "b", "c"]);
     const batcher = new HeartbeatBatcher({ write: t.write, lingerMs: 5 });
