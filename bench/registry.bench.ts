@@ -10,6 +10,7 @@
 // --replicas): `--store postgres --replicas N` (N >= 2) starts a PostgreSQL server of its own, seeds it with SQL
 // batches, starts N server processes on it and spreads the clients over them, then measures relay wake-ups
 // across replicas and a kill -9 of one replica under mixed load (see mainPostgres and docs/registry-server.md).
+
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
@@ -24,6 +25,7 @@ import { issueToken } from "../src/registry-server/auth.js";
 import { peerIdOf } from "../src/registry-server/peer-id.js";
 import { SqliteDatabaseStore } from "../src/registry-server/sqlite-store.js";
 import type { StoredAgent } from "../src/registry-server/store.js";
+import { ownCpuMs, processCpuMs, processTreeCpuMs } from "./support/process-cpu.js";
 import { buildRegistryServer } from "./support/registry-build.js";
 import {
   type BenchPostgres,
@@ -1235,13 +1237,30 @@ async function mainPostgres(config: BenchConfig) {
     const clients = config.searchClients;
     const warmUp = searchPaths(100);
     await replicaLatencies(bases, [...warmUp.text, ...warmUp.caps, ...warmUp.both], clients);
+    // CPU of each party over a phase, per operation: the replicas, PostgreSQL (postmaster and backends), and
+    // this process (the bench's clients).
+    const database = postgres;
+    const cpu = () => ({
+      replicas: replicas.reduce((sum, r) => sum + processCpuMs(r.proc.pid!), 0),
+      postgres: processTreeCpuMs(database.pid()),
+      client: ownCpuMs(),
+    });
+    const cpuPer = (from: ReturnType<typeof cpu>, operations: number, unit: number) => {
+      const to = cpu();
+      const per = (k: keyof typeof to) => Math.round(((to[k] - from[k]) / operations) * unit * 100) / 100;
+      return { replicas: per("replicas"), postgres: per("postgres"), client: per("client") };
+    };
+    const searchCpu = cpu();
     const rText = await replicaLatencies(bases, text, clients);
     const rCaps = await replicaLatencies(bases, caps, clients);
     const rBoth = await replicaLatencies(bases, both, clients);
+    const searchCpuMs = cpuPer(searchCpu, 3 * n, 1);
     const rHost = await replicaLatencies(bases, byHost, clients);
     const heartbeatClients = HEARTBEAT_CLIENTS_PER_REPLICA * replicas.length;
     const batchesBefore = await heartbeatBatches(bases);
+    const heartbeatCpu = cpu();
     const hb = await replicaHeartbeats(bases, heartbeatAgents, heartbeatClients, config.heartbeatSeconds);
+    const heartbeatCpuUs = cpuPer(heartbeatCpu, Math.max(1, hb.perSecond * config.heartbeatSeconds), 1000);
     const batchesAfter = await heartbeatBatches(bases);
     const batchRows =
       (batchesAfter.rows - batchesBefore.rows) / Math.max(1, batchesAfter.batches - batchesBefore.batches);
@@ -1276,7 +1295,13 @@ async function mainPostgres(config: BenchConfig) {
     console.log(row("search q + capability", rBoth));
     console.log(row("by-hostname", rHost));
     console.log(
+      `CPU per search               replicas ${searchCpuMs.replicas} ms, PostgreSQL ${searchCpuMs.postgres} ms, bench clients ${searchCpuMs.client} ms`,
+    );
+    console.log(
       `heartbeats/s (${heartbeatClients} clients)    ${hb.perSecond.toFixed(0)}   errors ${hb.errors}, ${batchRows.toFixed(1)} heartbeats per database write`,
+    );
+    console.log(
+      `CPU per heartbeat            replicas ${heartbeatCpuUs.replicas} us, PostgreSQL ${heartbeatCpuUs.postgres} us, bench clients ${heartbeatCpuUs.client} us`,
     );
     console.log(
       `relay wake across replicas   p50 ${wake.p50.toFixed(2)} ms, p99 ${wake.p99.toFixed(2)} ms (${RELAY_WAKE_ROUNDS} rounds, ${wake.missed} missed)`,
@@ -1306,7 +1331,9 @@ async function mainPostgres(config: BenchConfig) {
         by_hostname_p99_ms: round(rHost.p99),
         searches_per_kind: n,
         search_statuses: [...new Set(allSearch.flatMap((r) => [...r.statuses]))],
+        search_cpu_ms: searchCpuMs,
         heartbeats_per_s: Math.round(hb.perSecond),
+        heartbeat_cpu_us: heartbeatCpuUs,
         heartbeat_clients: heartbeatClients,
         heartbeat_errors: hb.errors,
         heartbeat_batch_rows_mean: round(batchRows),

@@ -20,6 +20,8 @@ export interface BenchPostgres {
   /** Connection URL of the bench's database (Unix socket; no password). */
   url: string;
   dir: string;
+  /** PID of the postmaster (0 when it is not running): its process tree is the database's CPU. */
+  pid(): number;
   /** Stops the server and deletes its directory; idempotent. */
   stop(): Promise<void>;
   /** The same, synchronously, for exit and signal handlers. */
@@ -112,7 +114,7 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
     stopSync();
     throw error;
   }
-  return { url: urlIn(dir, "registry"), dir, stop: async () => stopSync(), stopSync };
+  return { url: urlIn(dir, "registry"), dir, pid: postmasterPid, stop: async () => stopSync(), stopSync };
 }
 
 const urlIn = (dir: string, database: string) =>
@@ -264,7 +266,7 @@ export class PostgresSeeder {
 
   /**
    * Builds the dropped indexes and constraints again, moves the identity past the seeded seqs, refreshes the
-   * planner's statistics, and disconnects.
+   * planner's statistics, writes every dirty page (a checkpoint), and disconnects.
    */
   async finish(): Promise<void> {
     try {
@@ -272,6 +274,8 @@ export class PostgresSeeder {
       await this.client.query(`ALTER TABLE agents ALTER COLUMN seq RESTART WITH ${this.#next}`);
       await this.client.query("VACUUM (ANALYZE) agents");
       await this.client.query("VACUUM (ANALYZE) agent_words");
+      // The seeding's gigabytes of dirty pages are written now, not by a checkpoint during the measurements.
+      await this.client.query("CHECKPOINT");
     } finally {
       await this.client.end();
     }
