@@ -20,6 +20,7 @@ import { PostgresRegistryStore, redactConnectionString } from "../../src/registr
 import { SqliteRegistryStore } from "../../src/registry-server/sqlite-store.js";
 import type { AgentSearchQuery, StoredAgent } from "../../src/registry-server/store.js";
 import { startTestPostgres, type TestPostgres } from "../support/postgres.js";
+import { storedAgent } from "./records.js";
 
 const run = promisify(execFile);
 
@@ -473,29 +474,11 @@ describe("PostgreSQL heartbeats and purges", () => {
     const cutoff = 20 * DAY + 5 * 3_600_000; // 05:00 on day 20
     const seen = [3 * DAY, 20 * DAY, cutoff - 1, cutoff, 20 * DAY + 20 * 3_600_000, 21 * DAY];
     try {
-      for (const [i, lastSeen] of seen.entries()) {
-        await store.insertAgent({
-          id: `id-${i}`,
-          hostname: `host-${i}`,
-          installationId: `inst-${i}`,
-          peerId: null,
-          pilotNodeId: null,
-          pilotAddress: null,
-          displayName: null,
-          description: null,
-          capabilities: [],
-          tokenHash: null,
-          publicKey: null,
-          signedRecord: null,
-          lastSeen,
-          createdAt: 0,
-          updatedAt: 0,
-        });
-      }
+      for (const [i, lastSeen] of seen.entries()) await store.insertAgent(storedAgent(i, { lastSeen }));
       // A heartbeat that moves an agent into a later day moves its seen_day too.
-      expect(await store.touchAgent("id-1", 22 * DAY)).toBe(true);
+      expect(await store.touchAgent(storedAgent(1).id, 22 * DAY)).toBe(true);
       expect(await store.purgeAgents(cutoff)).toBe(2);
-      const left = await Promise.all(seen.map((_, i) => store.getAgentById(`id-${i}`)));
+      const left = await Promise.all(seen.map((_, i) => store.getAgentById(storedAgent(i).id)));
       expect(left.map((a) => a !== undefined)).toEqual([false, true, false, true, true, true]);
     } finally {
       await store.close();

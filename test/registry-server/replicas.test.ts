@@ -16,6 +16,7 @@ import {
   testPostgres,
 } from "./helpers.js";
 import { detailOf, keyedBody, proofFor, registerKeyed, signedCall } from "./keys.support.js";
+import { storedAgent } from "./records.js";
 
 interface Inbox {
   messages: Array<{ body: unknown; message_id: string }>;
@@ -336,23 +337,12 @@ describe("replicas on one PostgreSQL database", () => {
     const db = await (await testPostgres()).freshDatabase();
     const store = await PostgresRegistryStore.open({ connectionString: db, heartbeatLingerMs: 200 });
     try {
-      const agent = {
+      const agent = storedAgent(1, {
         id: "agent-1",
         hostname: "racer",
         installationId: "inst-racer",
-        peerId: null,
-        pilotNodeId: null,
-        pilotAddress: null,
-        displayName: null,
-        description: null,
-        capabilities: [],
         tokenHash: "00",
-        publicKey: null,
-        signedRecord: null,
-        lastSeen: 1000,
-        createdAt: 1000,
-        updatedAt: 1000,
-      };
+      });
       await store.insertAgent(agent);
       // The heartbeat read lastSeen 1000 and waits in its batch; another replica deregisters meanwhile.
       const beat = store.touchAgent(agent.id, 2000, 1000);

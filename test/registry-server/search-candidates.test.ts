@@ -4,17 +4,9 @@ import {
   type SearchCandidate,
   startsWord,
 } from "../../src/registry-server/search-candidates.js";
-import type { AgentSearchQuery } from "../../src/registry-server/store.js";
+import { searchQuery } from "./records.js";
 
-const query = (over: Partial<AgentSearchQuery>): AgentSearchQuery => ({
-  phrase: "",
-  terms: [],
-  capabilities: [],
-  match: "any",
-  limit: 20,
-  offset: 0,
-  ...over,
-});
+const query = searchQuery;
 
 let nextSeq = 1;
 const candidate = (over: Partial<SearchCandidate>): SearchCandidate => {

@@ -7,8 +7,9 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { RegistryHttpError } from "../../src/registry-server/errors.js";
 import { SqliteDatabaseStore, SqliteRegistryStore } from "../../src/registry-server/sqlite-store.js";
-import type { AgentSearchQuery, StoredAgent } from "../../src/registry-server/store.js";
+import type { StoredAgent } from "../../src/registry-server/store.js";
 import { startTestRegistry } from "./helpers.js";
+import { searchQuery } from "./records.js";
 
 const dir = mkdtempSync(join(tmpdir(), "agent-registry-loading-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -47,15 +48,7 @@ function seededFile(name: string, count: number): string {
   return path;
 }
 
-const query = (over: Partial<AgentSearchQuery>): AgentSearchQuery => ({
-  phrase: "",
-  terms: [],
-  capabilities: [],
-  match: "any",
-  limit: 20,
-  offset: 0,
-  ...over,
-});
+const query = searchQuery;
 
 const QUERIES = [
   query({ phrase: "otter", terms: ["otter"] }),

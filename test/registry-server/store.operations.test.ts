@@ -8,6 +8,7 @@ import { DatabaseSync } from "node:sqlite";
 import { afterAll, describe, expect, it } from "vitest";
 import { SqliteDatabaseStore } from "../../src/registry-server/sqlite-store.js";
 import { StoreNotReadyError } from "../../src/registry-server/store-hooks.js";
+import { storedAgent } from "./records.js";
 
 const dir = mkdtempSync(join(tmpdir(), "agent-registry-store-ops-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -72,23 +73,16 @@ describe("SqliteDatabaseStore operations hooks", () => {
     const batches: number[] = [];
     store.attachTelemetry({ heartbeatBatch: (n) => batches.push(n), poolUsage: () => {} });
     for (const [i, name] of ["a1", "a2", "a3"].entries()) {
-      store.insertAgent({
-        id: name,
-        hostname: name,
-        installationId: `inst-${name}`,
-        peerId: null,
-        pilotNodeId: null,
-        pilotAddress: null,
-        displayName: null,
-        description: null,
-        capabilities: [],
-        tokenHash: null,
-        publicKey: null,
-        signedRecord: null,
-        lastSeen: i,
-        createdAt: i,
-        updatedAt: i,
-      });
+      store.insertAgent(
+        storedAgent(i, {
+          id: name,
+          hostname: name,
+          installationId: `inst-${name}`,
+          lastSeen: i,
+          createdAt: i,
+          updatedAt: i,
+        }),
+      );
       // Fills the heartbeat cache, so touches are written behind.
       store.getAgentLiveness(name);
     }

@@ -5,29 +5,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { SqliteDatabaseStore } from "../../src/registry-server/sqlite-store.js";
-import type { AgentSearchQuery, StoredAgent } from "../../src/registry-server/store.js";
+import type { AgentSearchQuery } from "../../src/registry-server/store.js";
+import { storedAgent } from "./records.js";
 
 const dir = mkdtempSync(join(tmpdir(), "agent-registry-store-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const agent = (i: number, fields: Partial<StoredAgent> = {}): StoredAgent => ({
-  id: `id-${String(i).padStart(4, "0")}`,
-  hostname: `agent-${i}`,
-  installationId: `inst-${i}`,
-  peerId: null,
-  pilotNodeId: null,
-  pilotAddress: null,
-  displayName: null,
-  description: null,
-  capabilities: [],
-  tokenHash: null,
-  publicKey: null,
-  signedRecord: null,
-  lastSeen: 1000,
-  createdAt: 1000,
-  updatedAt: 1000,
-  ...fields,
-});
+const agent = storedAgent;
 
 const query = (q: string, extra: Partial<AgentSearchQuery> = {}): AgentSearchQuery => {
   const phrase = q.toLowerCase();
