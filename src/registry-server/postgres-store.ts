@@ -131,9 +131,10 @@ const isPlainWord = (term: string) => /^[\p{L}\p{N}]+$/u.test(term);
 /** Above every character of a word in byte order: `w <= word < w + PREFIX_END` holds the words starting with w. */
 const PREFIX_END = "\u{10FFFF}";
 
-/** What a search checks and ranks its candidates by (search-candidates.ts). */
-// Capabilities joined by line feeds (a capability holds no control character): pg parses a text[] slowly, and
-// a search reads hundreds of them.
+/**
+ * What a search checks and ranks its candidates by (search-candidates.ts). Capabilities come joined by line
+ * feeds (a capability holds no control character): pg parses a text[] slowly, and a search reads hundreds.
+ */
 const CANDIDATE_COLUMNS =
   "a.id, a.hostname, array_to_string(a.capabilities, E'\\n') AS capabilities, a.last_seen";
 
