@@ -4,7 +4,8 @@
 // Usage: node --import tsx bench/postgres-search.bench.ts [agents=100000] [queries=400]
 import { loadavg } from "node:os";
 import pg from "pg";
-import { agentWordsOf, PostgresRegistryStore, searchTextOf } from "../src/registry-server/postgres-store.js";
+import { agentWordsOf, PostgresRegistryStore } from "../src/registry-server/postgres-store.js";
+import { searchTextOf } from "../src/registry-server/search-words.js";
 import type { AgentSearchQuery } from "../src/registry-server/store.js";
 import { startPostgresServer } from "../test/support/postgres.js";
 import { benchAgent, searchPaths } from "./registry.bench.js";

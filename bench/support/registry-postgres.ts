@@ -9,7 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
-import { agentWordsOf, searchTextOf } from "../../src/registry-server/postgres-store.js";
+import { agentWordsOf } from "../../src/registry-server/postgres-store.js";
+import { searchTextOf } from "../../src/registry-server/search-words.js";
 import type { StoredAgent } from "../../src/registry-server/store.js";
 import { findPostgresBin } from "../../test/support/postgres.js";
 

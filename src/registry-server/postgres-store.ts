@@ -17,6 +17,7 @@ import { ReadBatcher } from "./read-batcher.js";
 import type { SharedStore, SweepTurn } from "./replica.js";
 import { INBOX_CHANNEL, ReplicaBus } from "./replica-bus.js";
 import { rankCandidates, type SearchCandidate } from "./search-candidates.js";
+import { isPlainWord, searchTextOf, WORD, wordsOf } from "./search-words.js";
 import type {
   AgentListQuery,
   AgentLiveness,
@@ -125,9 +126,6 @@ const MAX_BACKOFF_MS = 250;
  */
 const RETRYABLE = new Set(["40001", "40P01", "23505"]);
 
-/** Same word definition as the in-memory index (search-index.ts): runs of letters and digits. */
-const WORD = /[\p{L}\p{N}]+/gu;
-const isPlainWord = (term: string) => /^[\p{L}\p{N}]+$/u.test(term);
 /** Above every character of a word in byte order: `w <= word < w + PREFIX_END` holds the words starting with w. */
 const PREFIX_END = "\u{10FFFF}";
 
@@ -151,15 +149,6 @@ const toListedTrust = listedTrustFromRow;
 const TRUST_COLUMNS =
   "requester_id, target_id, status, introduction, assistant_name, human_name, created_at, approved_at, " +
   "updated_at, change_seq";
-
-/** The search text and words of an agent, as the in-memory index makes them. */
-export function searchTextOf(agent: StoredAgent): string {
-  return [agent.hostname, agent.displayName ?? "", agent.description ?? "", ...agent.capabilities]
-    .join("\n")
-    .toLowerCase();
-}
-
-const wordsOf = (text: string): string[] => [...new Set(text.match(WORD) ?? [])];
 
 /**
  * The agent_words keys of an agent, as insertAgent writes them: its search words, and each capability under
@@ -542,8 +531,8 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   }
 
   async lookupAgents(query: AgentLookupQuery): Promise<StoredAgent[]> {
-    // Each node id reads its records from agents_node and keeps the freshest (a lateral probe per id); peer ids probe the
-    // unique index. Ids are bounded by the route's validation.
+    // Each node id reads its records from agents_node and keeps the freshest (a lateral probe per id); peer ids
+    // probe the unique index. Ids are bounded by the route's validation.
     const rows = await this.#rows(
       `SELECT ${AGENT_COLUMNS} FROM agents a WHERE a.seq IN (` +
         "SELECT n.seq FROM unnest($1::bigint[]) AS node(id) CROSS JOIN LATERAL (" +

@@ -3,6 +3,7 @@
 // plus the ranking's first tiers) and ranks them here, so that its search statements keep a few fixed shapes that
 // each connection plans once, instead of one large statement planned anew for every search (3-4 ms at 1,000,000
 // agents, more than running it).
+import { isPlainWord, startsWord } from "./search-words.js";
 import type { AgentSearchQuery } from "./store.js";
 
 /** One candidate agent: the columns a search checks and ranks by. */
@@ -31,24 +32,6 @@ export interface RankedCandidates {
   matched: number;
 }
 
-const LETTER_OR_DIGIT = /[\p{L}\p{N}]/u;
-
-/**
- * Whether `word` (letters and digits only) starts a word of `text`, words being the runs of letters and digits:
- * an occurrence that no letter or digit precedes.
- */
-export function startsWord(text: string, word: string): boolean {
-  for (let at = text.indexOf(word); at >= 0; at = text.indexOf(word, at + 1)) {
-    if (at === 0) return true;
-    // The code point before `at` (a low surrogate's pair starts one unit earlier).
-    const before = text.codePointAt(at - 1)!;
-    const previous =
-      before >= 0xdc00 && before <= 0xdfff && at >= 2 ? String.fromCodePoint(text.codePointAt(at - 2)!) : "";
-    if (!LETTER_OR_DIGIT.test(previous || String.fromCharCode(before))) return true;
-  }
-  return false;
-}
-
 /**
  * The candidates that match `query` (online, every word starting a word of theirs, verbatim terms, capabilities),
  * ranked: the exact hostname (tier 0), a capability equal to the phrase or one of its terms (1), the phrase within
@@ -62,7 +45,7 @@ export function rankCandidates(
   candidates: Iterable<SearchCandidate>,
   sampledWord?: string,
 ): RankedCandidates {
-  const verbatim = query.terms.filter((term) => !/^[\p{L}\p{N}]+$/u.test(term));
+  const verbatim = query.terms.filter((term) => !isPlainWord(term));
   const caps = query.capabilities;
   const all = query.match === "all";
   const countHits = caps.length > 1 && !all;

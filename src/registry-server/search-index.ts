@@ -7,6 +7,7 @@
 // description, capabilities, split at punctuation); a word with punctuation must also appear verbatim, so
 // `alpha-bot`, `100%`, `c++` are text.
 
+import { isPlainWord, searchTextOf, startsWord, WORD, wordsOf } from "./search-words.js";
 import { SortedWords } from "./sorted-words.js";
 import type { AgentSearchQuery } from "./store.js";
 
@@ -22,22 +23,10 @@ export interface IndexedAgent {
 /** The store's search query (see AgentSearchQuery for the word semantics). */
 export type IndexQuery = AgentSearchQuery;
 
-const WORD = /[\p{L}\p{N}]+/gu;
-const isPlainWord = (term: string) => /^[\p{L}\p{N}]+$/u.test(term);
-
-/**
- * Lowercase words of an agent. Whole hyphenated hostnames are deliberately not tokens: they would put
- * thousands of entries in the prefix range of common words; `alpha-bot` is found through `alpha`, `bot` and
- * the verbatim check instead.
- */
-function tokensOf(text: string): string[] {
-  return [...new Set<string>(text.match(WORD) ?? [])];
-}
-
-export const searchTextOf = (agent: IndexedAgent): string =>
-  [agent.hostname, agent.displayName ?? "", agent.description ?? "", ...agent.capabilities]
-    .join("\n")
-    .toLowerCase();
+// An agent's tokens are the words of its search text (search-words.ts). Whole hyphenated hostnames are
+// deliberately not tokens: they would put thousands of entries in the prefix range of common words; `alpha-bot`
+// is found through `alpha`, `bot` and the verbatim check instead.
+export { searchTextOf };
 
 /**
  * A number ordered like the first three UTF-16 units of `id` (17 bits each, 0 = no unit), so the ranking's
@@ -417,7 +406,7 @@ export class SearchIndex {
     this.#idKeys[seq] = idKeyOf(agent.id);
     pairMask(agent.hostname, this.#hostnameMasks, 2 * seq);
     this.#size++;
-    for (const token of tokensOf(text)) {
+    for (const token of wordsOf(text)) {
       const posting = this.#postings.get(token);
       if (posting === undefined) {
         this.#postings.set(token, seq);
@@ -439,7 +428,7 @@ export class SearchIndex {
     const capabilities = joined ? joined.split("\n") : [];
     strings.delete(seq);
     this.#size--;
-    for (const token of tokensOf(text)) {
+    for (const token of wordsOf(text)) {
       const posting = this.#postings.get(token);
       if (posting === undefined) continue;
       if (typeof posting !== "number") {
@@ -606,7 +595,7 @@ export class SearchIndex {
       }
       if (textChecked.length || verbatim.length) {
         const text = strings.text(seq);
-        for (const token of textChecked) if (!hasWordStartingWith(text, token)) return;
+        for (const token of textChecked) if (!startsWord(text, token)) return;
         for (const term of verbatim) if (!text.includes(term)) return;
       }
       total++;
@@ -719,7 +708,7 @@ export class SearchIndex {
       }
       if (checked.length || verbatim.length) {
         const text = strings.text(seq);
-        for (const token of checked) if (!hasWordStartingWith(text, token)) return -1;
+        for (const token of checked) if (!startsWord(text, token)) return -1;
         for (const term of verbatim) if (!text.includes(term)) return -1;
       }
       return hits;
@@ -809,23 +798,6 @@ export class SearchIndex {
     const total = complete ? matched : Math.round((matched * sourceSize) / examined);
     return { seqs: heap.sortedSeqs().slice(query.offset), total, exact: complete };
   }
-}
-
-const WORD_CHAR = /[\p{L}\p{N}]/u;
-
-/** Whether the UTF-16 unit at `at` is a letter or digit (ASCII by comparisons, the rest by the regex). */
-function isWordUnit(text: string, at: number): boolean {
-  const unit = text.charCodeAt(at);
-  if (unit < 0x80) return (unit >= 0x30 && unit <= 0x39) || ((unit | 0x20) >= 0x61 && (unit | 0x20) <= 0x7a);
-  return WORD_CHAR.test(text[at]!);
-}
-
-/** Whether some word of `text` starts with `prefix` (an occurrence not preceded by a word character). */
-function hasWordStartingWith(text: string, prefix: string): boolean {
-  for (let at = text.indexOf(prefix); at >= 0; at = text.indexOf(prefix, at + 1)) {
-    if (at === 0 || !isWordUnit(text, at - 1)) return true;
-  }
-  return false;
 }
 
 /**

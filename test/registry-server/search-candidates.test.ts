@@ -1,9 +1,6 @@
 import { describe, expect, it } from "vitest";
-import {
-  rankCandidates,
-  type SearchCandidate,
-  startsWord,
-} from "../../src/registry-server/search-candidates.js";
+import { rankCandidates, type SearchCandidate } from "../../src/registry-server/search-candidates.js";
+import { startsWord } from "../../src/registry-server/search-words.js";
 import { searchQuery } from "./records.js";
 
 const query = searchQuery;
