@@ -30,7 +30,7 @@ export default defineConfig({
             "test/registry-server/durability.test.ts",
             "test/registry-server/migration.test.ts",
             "test/registry-server/search-index.test.ts",
-            "test/registry-server/search-candidates.test.ts",
+            "test/registry-server/search-words.test.ts",
             "test/registry-server/store.test.ts",
             "test/registry-server/store.operations.test.ts",
             "test/registry-server/postgres-store.test.ts",

@@ -3,10 +3,10 @@
 // on install), has a pool whose clients can be held for a whole transaction, and speaks LISTEN/NOTIFY on a
 // dedicated client, which cross-replica wake-ups of long-polls will use. Transactions run SERIALIZABLE and are
 // retried when they lose a race (two replicas registering one hostname, two sends into one inbox): the service's
-// read-modify-write rules then hold as if requests ran one at a time, as they do on SQLite. Search reads its
-// candidates from a words table (prefix ranges on a btree) in a few statements of fixed shape and ranks them in
-// the replica (search-candidates.ts), so no replica keeps an index in memory and every replica sees every write
-// at once.
+// read-modify-write rules then hold as if requests ran one at a time, as they do on SQLite. Search takes its
+// candidates from a words table (prefix ranges on a btree) and checks and ranks them in the database, in
+// statements of fixed shape planned once per connection, so no replica keeps an index in memory and every
+// replica sees every write at once.
 import { AsyncLocalStorage } from "node:async_hooks";
 import { createHash } from "node:crypto";
 import pg from "pg";
@@ -16,7 +16,6 @@ import { applyPostgresMigrations, postgresSchemaIsCurrent } from "./postgres-mig
 import { ReadBatcher } from "./read-batcher.js";
 import type { SharedStore, SweepTurn } from "./replica.js";
 import { INBOX_CHANNEL, ReplicaBus } from "./replica-bus.js";
-import { rankCandidates, type SearchCandidate } from "./search-candidates.js";
 import { isPlainWord, searchTextOf, WORD, wordsOf } from "./search-words.js";
 import type {
   AgentListQuery,
@@ -47,8 +46,10 @@ import {
 export interface PostgresStoreOptions {
   /** postgres:// or postgresql:// URL (or anything `pg` takes as a connection string). */
   connectionString: string;
-  /** Pooled connections at most (default 10). */
+  /** Pooled connections at most (default 10), besides the search's own (maxSearchConnections). */
   maxConnections?: number;
+  /** Pooled connections of searches at most (default 4): they plan each search statement once (see #search). */
+  maxSearchConnections?: number;
   /** Apply pending migrations at open (default true); false expects `agent-registry migrate` to have run. */
   migrate?: boolean;
   /** Heartbeats wait this long for others to share their write (default 0: only those arriving together). */
@@ -129,17 +130,42 @@ const RETRYABLE = new Set(["40001", "40P01", "23505"]);
 /** Above every character of a word in byte order: `w <= word < w + PREFIX_END` holds the words starting with w. */
 const PREFIX_END = "\u{10FFFF}";
 
-/**
- * What a search checks and ranks its candidates by (search-candidates.ts). Capabilities come joined by line
- * feeds (a capability holds no control character): pg parses a text[] slowly, and a search reads hundreds.
- */
-const CANDIDATE_COLUMNS =
-  "a.id, a.hostname, array_to_string(a.capabilities, E'\\n') AS capabilities, a.last_seen";
-
 const AGENT_COLUMNS =
   "a.id, a.hostname, a.installation_id, a.peer_id, a.pilot_node_id, a.pilot_address, a.display_name, " +
   "a.description, a.capabilities, a.token_hash, a.public_key, a.signed_record, a.last_seen, a.created_at, " +
   "a.updated_at";
+
+/**
+ * One search's page (see #rankedPage). Parameters: $1-$3 the candidate sources (low and high keys of agent_words,
+ * and whether each is the driver's sample), $4 how many of each, $5 the exact hostname to add (null: none), $6
+ * every agent in seq order instead (no driver), $7 online since (null: offline too), $8-$9 the query words' key
+ * ranges, $10 the word every sampled candidate starts already (null: none), $11 verbatim terms, $12 capabilities,
+ * $13 match=all, $14 the phrase, $15 the words of the capability tier, $16 count capability hits, $17 limit, $18
+ * offset. Every row carries the counts; a page past the last match is one row of counts alone (seq null).
+ */
+const RANKED_PAGE_SQL =
+  "WITH s AS MATERIALIZED (SELECT u.seq, bool_or(u.sampled) AS sampled FROM (" +
+  "SELECT w.seq, r.sampled FROM unnest($1::text[], $2::text[], $3::boolean[]) AS r(lo, hi, sampled) " +
+  "CROSS JOIN LATERAL (SELECT seq FROM agent_words WHERE word >= r.lo AND word < r.hi ORDER BY word, seq LIMIT $4::int) w " +
+  "UNION ALL SELECT seq, false FROM agents WHERE hostname = $5::text " +
+  "UNION ALL (SELECT seq, true FROM agents WHERE $6::boolean ORDER BY seq LIMIT $4::int)" +
+  ") u GROUP BY u.seq), " +
+  "c AS MATERIALIZED (SELECT a.seq, s.sampled, a.id, " +
+  "CASE WHEN $14::text = '' THEN 3 WHEN a.hostname = $14::text THEN 0 WHEN a.capabilities && $15::text[] THEN 1 " +
+  "WHEN strpos(a.hostname, $14::text) > 0 THEN 2 ELSE 3 END AS tier, " +
+  "CASE WHEN $16::boolean THEN (SELECT count(*) FROM unnest(a.capabilities) x WHERE x = ANY($12::text[])) ELSE 0 END AS hits, " +
+  "($7::bigint IS NULL OR a.last_seen >= $7::bigint) " +
+  "AND (cardinality($12::text[]) = 0 OR CASE WHEN $13::boolean THEN a.capabilities @> $12::text[] " +
+  "ELSE a.capabilities && $12::text[] END) " +
+  "AND NOT EXISTS (SELECT 1 FROM unnest($11::text[]) t WHERE strpos(a.search_text, t) = 0) " +
+  "AND NOT EXISTS (SELECT 1 FROM unnest($8::text[], $9::text[]) AS q(lo, hi) WHERE (NOT s.sampled OR q.lo IS DISTINCT FROM $10::text) " +
+  "AND NOT EXISTS (SELECT 1 FROM agent_words x WHERE x.seq = a.seq AND x.word >= q.lo AND x.word < q.hi)) AS ok " +
+  "FROM agents a JOIN s ON s.seq = a.seq WHERE a.seq = ANY(ARRAY(SELECT seq FROM s))), " +
+  "n AS (SELECT count(*) FILTER (WHERE ok) AS found, count(*) FILTER (WHERE sampled) AS examined, " +
+  "count(*) FILTER (WHERE ok AND sampled) AS matched FROM c), " +
+  'p AS (SELECT seq, tier, hits, id FROM c WHERE ok ORDER BY tier, hits DESC, id COLLATE "C" LIMIT $17::int OFFSET $18::int) ' +
+  `SELECT n.found, n.examined, n.matched, a.seq, ${AGENT_COLUMNS} FROM n ` +
+  'LEFT JOIN (p JOIN agents a ON a.seq = p.seq) ON true ORDER BY p.tier, p.hits DESC, p.id COLLATE "C"';
 
 const toAgent = (row: Row): StoredAgent => agentFromRow(row, (row.capabilities as string[]) ?? []);
 const toMessage = messageFromRow;
@@ -185,6 +211,8 @@ const toLiveness = (row: Row): AgentLiveness => ({
 
 export class PostgresRegistryStore implements RegistryStore, StoreOperationsHooks {
   readonly #pool: pg.Pool;
+  /** Connections that run search statements only, with generic plans (see #search). */
+  readonly #searchPool: pg.Pool;
   /** The client of the transaction the current async context runs in (none outside transactions). */
   readonly #tx = new AsyncLocalStorage<pg.PoolClient>();
   readonly #heartbeats: HeartbeatBatcher;
@@ -194,6 +222,8 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   readonly #searchExact: number;
   readonly #searchSample: number;
   readonly #buses = new Set<ReplicaBus>();
+  /** Names of the search statements, by their text. */
+  readonly #statementNames = new Map<string, string>();
   /** Search ranges found broad lately, by their low key, with their estimated sizes (see BROAD_RANGE_TTL_MS). */
   readonly #broadRanges = new Map<string, { estimate: number; until: number }>();
   #closed = false;
@@ -203,8 +233,9 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   /** What replicas share through this database besides rows (see replica.ts). */
   readonly shared: SharedStore;
 
-  private constructor(pool: pg.Pool, options: PostgresStoreOptions) {
+  private constructor(pool: pg.Pool, searchPool: pg.Pool, options: PostgresStoreOptions) {
     this.#pool = pool;
+    this.#searchPool = searchPool;
     this.#connectionString = options.connectionString;
     this.#searchExact = Math.max(1, options.searchExact ?? SEARCH_EXACT);
     this.#searchSample = Math.max(1, options.searchSample ?? SEARCH_SAMPLE);
@@ -242,23 +273,30 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
 
   /** Opens the pool and (unless told not to) brings the schema up to date under an advisory lock. */
   static async open(options: PostgresStoreOptions): Promise<PostgresRegistryStore> {
+    // Bigints (seq, times) come back as strings; the store converts them to numbers (all fit in 2^53).
     const pool = new pg.Pool({
       connectionString: options.connectionString,
       max: options.maxConnections ?? 10,
-      // Bigints (seq, times) come back as strings; the store converts them to numbers (all fit in 2^53).
+    });
+    const searchPool = new pg.Pool({
+      connectionString: options.connectionString,
+      max: options.maxSearchConnections ?? 4,
+      options: "-c plan_cache_mode=force_generic_plan",
     });
     // An idle client that loses its connection (a database restart) must not crash the process; the pool
     // drops it and the next query opens a new one.
-    pool.on("error", () => {
-      // Why safe: the pool drops a client whose idle connection broke; the next query opens a new one.
-    });
+    for (const p of [pool, searchPool]) {
+      p.on("error", () => {
+        // Why safe: the pool drops a client whose idle connection broke; the next query opens a new one.
+      });
+    }
     try {
       if (options.migrate ?? true) await applyPostgresMigrations(pool);
     } catch (error) {
-      await pool.end();
+      await Promise.all([pool.end(), searchPool.end()]);
       throw error;
     }
-    return new PostgresRegistryStore(pool, options);
+    return new PostgresRegistryStore(pool, searchPool, options);
   }
 
   /** Where a statement runs: the transaction's client, or any pooled connection (autocommit). */
@@ -275,13 +313,20 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   }
 
   /**
-   * A statement of a small, recurring shape (search) as a named prepared statement: each pooled connection plans
-   * it once (planning a search costs ~1-2 ms, as much as running it). Long queries (many words) run unnamed, so a connection keeps few of them.
+   * A search statement (one of a few fixed shapes: words, ranges and flags are array parameters) as a named
+   * prepared statement on the search pool, whose connections use generic plans (plan_cache_mode): each plans it
+   * once. By default PostgreSQL plans a prepared statement anew for every call while its generic plan's estimate
+   * (unknown array sizes) looks worse than the custom plans', and planning a search (0.2-0.4 ms at 1,000,000
+   * agents) costs about as much as running it. The setting stays off the main pool, where one-off statements
+   * keep their plans made for their values.
    */
-  async #prepared(sql: string, params: unknown[]): Promise<Row[]> {
-    if (params.length > 40) return this.#rows(sql, params);
-    const name = `r${createHash("sha256").update(sql).digest("hex").slice(0, 24)}`;
-    return (await this.#db().query({ name, text: sql, values: params })).rows as Row[];
+  async #search(sql: string, params: unknown[]): Promise<Row[]> {
+    let name = this.#statementNames.get(sql);
+    if (!name) {
+      name = `r${createHash("sha256").update(sql).digest("hex").slice(0, 24)}`;
+      this.#statementNames.set(sql, name);
+    }
+    return (await this.#searchPool.query({ name, text: sql, values: params })).rows as Row[];
   }
 
   async #row(sql: string, params: unknown[] = []): Promise<Row | undefined> {
@@ -545,13 +590,13 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   }
 
   /**
-   * Search in a few statements of fixed shape (each connection plans them once, whatever the query). First the
+   * Search in at most two statements of fixed shape (each connection plans them once, whatever the query). First the
    * size of each source of candidates (each query word's prefix range of agent_words, each capability's key
    * there), counted only up to the exact bound (an index-only scan that stops there), with the planner's estimate
    * for the ones beyond it. Then the candidates' rows from the most selective source (the driver): when it is
    * within the bound, all its agents, and the page and total are exact; beyond it, its first `sample` entries in
-   * key order (see SEARCH_SAMPLE) and the total is estimated. Candidates are checked and ranked here
-   * (search-candidates.ts, the in-memory index's rules), and the page's rows read by seq.
+   * key order (see SEARCH_SAMPLE) and the total is estimated. The candidates are checked and ranked by the in-memory
+   * index's rules in the same statement, which returns the page's rows (#rankedPage).
    */
   async searchAgents(query: AgentSearchQuery): Promise<Page<StoredAgent>> {
     if (query.terms.some(hasNul) || query.capabilities.some(hasNul) || hasNul(query.phrase)) {
@@ -607,18 +652,11 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
     // Candidates of a one-word driver start that word already.
     const sampledWord =
       driver?.ranges.length === 1 && words.includes(driver.ranges[0]!.lo) ? driver.ranges[0]!.lo : undefined;
-    // Their search text is read only when something is left to check in it.
-    const sampledNeedText = words.some((w) => w !== sampledWord) || query.terms.some((t) => !isPlainWord(t));
-    const rank = async (take: number, early: boolean) =>
-      rankCandidates(
-        query,
-        words,
-        await this.#candidates(query, driver?.ranges, take, early, sampledNeedText),
-        sampledWord,
-      );
+    const rank = (take: number, early: boolean) =>
+      this.#rankedPage(query, words, driver?.ranges, take, early, sampledWord);
     if (complete) {
       const ranked = await rank(exact + 1, false);
-      return { items: await this.#agentsBySeq(ranked.page), total: ranked.found };
+      return { items: ranked.page, total: ranked.found };
     }
     // A query that filters the driver's candidates further (more words, or capabilities beside a word) keeps only
     // a share of them: it takes the wider sample at once rather than after a first one fell short.
@@ -636,7 +674,7 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
         const estimate =
           ranked.examined > 0 ? Math.round((ranked.matched / ranked.examined) * driverEstimate) : 0;
         return {
-          items: await this.#agentsBySeq(ranked.page),
+          items: ranked.page,
           total: Math.max(ranked.found, estimate),
           totalExact: false,
         };
@@ -659,7 +697,7 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
     });
     const unknown = ranges.filter((_, i) => !sizes[i]);
     if (!unknown.length) return sizes as Array<{ n: number; estimate: number }>;
-    const rows = await this.#prepared(
+    const rows = await this.#search(
       "SELECT c.n, CASE WHEN c.n >= $3 THEN registry_words_estimate(c.lo, c.hi) END AS e FROM (" +
         "SELECT r.i, r.lo, r.hi, (SELECT count(*) FROM (SELECT 1 FROM agent_words " +
         "WHERE word >= r.lo AND word < r.hi LIMIT $3) s) AS n " +
@@ -693,88 +731,58 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   }
 
   /**
-   * The candidates of one search, each once: the first `take` entries of each driver range in key order (every
-   * agent, in seq order, without a driver), plus (when `early`) the exact hostname and the first `take` holders of
-   * each capability the phrase or a term names (ranking tiers 0 and 1, which a sample could miss).
+   * One search's ranked page, in one statement of fixed shape. The candidates, each once: the first `take` entries
+   * of each driver range in key order (every agent, in seq order, without a driver), plus (when `early`) the exact
+   * hostname and the first `take` holders of each capability the phrase or a term names (ranking tiers 0 and 1,
+   * which a sample could miss). Each is checked as the in-memory index checks (search-index.ts): online; every
+   * query word starts one of its words (a probe of agent_words by (seq, word), which holds exactly those words;
+   * a sampled candidate of a one-word driver starts it already); verbatim terms within its search text; its
+   * capabilities. The matches are ranked: the exact hostname (tier 0), a capability equal to the phrase or one of
+   * its terms (1), the phrase within the hostname (2), the rest (3); then more of the asked capabilities first
+   * (match=any with several); then id. The page's rows come back with the counts the caller estimates from.
    */
-  async #candidates(
+  async #rankedPage(
     query: AgentSearchQuery,
+    words: readonly string[],
     driver: WordRange[] | undefined,
     take: number,
     early: boolean,
-    sampledNeedText: boolean,
-  ): Promise<Iterable<SearchCandidate>> {
+    sampledWord: string | undefined,
+  ): Promise<{ page: StoredAgent[]; found: number; examined: number; matched: number }> {
     const sources = (driver ?? []).map((range) => ({ ...range, sampled: true }));
-    const phrase = early && query.phrase ? query.phrase : null;
-    if (phrase) {
+    const phrase = query.phrase;
+    if (early && phrase) {
       for (const word of new Set([phrase, ...query.terms]))
         sources.push({ ...capabilityRange(word), sampled: false });
     }
-    const rows = await this.#prepared(
-      // The candidates' seqs first (index-only scans of agent_words), then their rows in one index scan of agents
-      // over the array of them (a lateral primary-key probe per candidate costs twice as much).
-      "WITH s AS MATERIALIZED (SELECT s.seq, bool_or(r.sampled) AS sampled " +
-        "FROM unnest($1::text[], $2::text[], $3::boolean[]) AS r(lo, hi, sampled) CROSS JOIN LATERAL " +
-        "(SELECT seq FROM agent_words WHERE word >= r.lo AND word < r.hi ORDER BY word, seq LIMIT $4) s " +
-        "GROUP BY s.seq) " +
-        `SELECT a.seq, s.sampled, ${CANDIDATE_COLUMNS}, ` +
-        "CASE WHEN $6 OR NOT s.sampled THEN a.search_text END AS search_text FROM agents a " +
-        "JOIN s ON s.seq = a.seq WHERE a.seq = ANY(ARRAY(SELECT seq FROM s)) " +
-        `UNION ALL SELECT a.seq, false, ${CANDIDATE_COLUMNS}, a.search_text FROM agents a WHERE a.hostname = $5`,
-      [
-        sources.map((r) => r.lo),
-        sources.map((r) => r.hi),
-        sources.map((r) => r.sampled),
-        take,
-        phrase,
-        sampledNeedText,
-      ],
-    );
-    if (!driver) {
-      rows.push(
-        ...(await this.#prepared(
-          `SELECT a.seq, true AS sampled, ${CANDIDATE_COLUMNS}, ` +
-            "CASE WHEN $2 THEN a.search_text END AS search_text FROM agents a ORDER BY a.seq LIMIT $1",
-          [take, sampledNeedText],
-        )),
-      );
-    }
-    const candidates = new Map<number, SearchCandidate>();
-    for (const row of rows) {
-      const seq = Number(row.seq);
-      const searchText = row.search_text === null ? undefined : String(row.search_text);
-      const seen = candidates.get(seq);
-      if (seen) {
-        seen.sampled ||= row.sampled === true;
-        seen.searchText ??= searchText;
-        continue;
-      }
-      const capabilities = String(row.capabilities);
-      candidates.set(seq, {
-        seq,
-        id: String(row.id),
-        hostname: String(row.hostname),
-        capabilities: capabilities ? capabilities.split("\n") : [],
-        lastSeen: Number(row.last_seen),
-        searchText,
-        sampled: row.sampled === true,
-      });
-    }
-    return candidates.values();
-  }
-
-  /** The agents of `seqs`, in that order. */
-  async #agentsBySeq(seqs: number[]): Promise<StoredAgent[]> {
-    if (!seqs.length) return [];
-    const rows = await this.#prepared(
-      `SELECT a.seq, ${AGENT_COLUMNS} FROM agents a WHERE a.seq = ANY($1::bigint[])`,
-      [seqs],
-    );
-    const bySeq = new Map(rows.map((row) => [Number(row.seq), row]));
-    return seqs.flatMap((seq) => {
-      const row = bySeq.get(seq);
-      return row ? [toAgent(row)] : [];
-    });
+    const caps = query.capabilities;
+    const rows = await this.#search(RANKED_PAGE_SQL, [
+      sources.map((r) => r.lo),
+      sources.map((r) => r.hi),
+      sources.map((r) => r.sampled),
+      take,
+      early && phrase ? phrase : null,
+      driver === undefined,
+      query.seenSince ?? null,
+      words.map((w) => wordRange(w).lo),
+      words.map((w) => wordRange(w).hi),
+      sampledWord ?? null,
+      query.terms.filter((term) => !isPlainWord(term)),
+      caps,
+      query.match === "all",
+      phrase,
+      phrase ? [phrase, ...query.terms] : [],
+      caps.length > 1 && query.match !== "all",
+      query.limit,
+      query.offset,
+    ]);
+    const counts = rows[0];
+    return {
+      page: rows.filter((row) => row.seq !== null).map(toAgent),
+      found: Number(counts?.found ?? 0),
+      examined: Number(counts?.examined ?? 0),
+      matched: Number(counts?.matched ?? 0),
+    };
   }
 
   purgeAgents(lastSeenBefore: number): Promise<number> {
@@ -1012,13 +1020,16 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   /** Reports heartbeat batches as they are written, and the pool's use on every checkout and release. */
   attachTelemetry(telemetry: StoreTelemetry): void {
     this.#telemetry = telemetry;
+    // Both pools together: the main one and the search's.
+    const pools = [this.#pool, this.#searchPool];
     const report = () =>
       telemetry.poolUsage({
-        total: this.#pool.totalCount,
-        idle: this.#pool.idleCount,
-        waiting: this.#pool.waitingCount,
+        total: pools.reduce((n, p) => n + p.totalCount, 0),
+        idle: pools.reduce((n, p) => n + p.idleCount, 0),
+        waiting: pools.reduce((n, p) => n + p.waitingCount, 0),
       });
-    for (const event of ["connect", "acquire", "release", "remove"] as const) this.#pool.on(event, report);
+    for (const pool of pools)
+      for (const event of ["connect", "acquire", "release", "remove"] as const) pool.on(event, report);
     report();
   }
 
@@ -1030,6 +1041,6 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
       // Why safe: each waiting heartbeat already got the error (answered 500); nothing is left to write.
     });
     await Promise.all([...this.#buses].map((bus) => bus.close()));
-    await this.#pool.end();
+    await Promise.all([this.#pool.end(), this.#searchPool.end()]);
   }
 }

@@ -20,7 +20,7 @@ import { PostgresRegistryStore, redactConnectionString } from "../../src/registr
 import { SqliteRegistryStore } from "../../src/registry-server/sqlite-store.js";
 import type { AgentSearchQuery, StoredAgent } from "../../src/registry-server/store.js";
 import { startTestPostgres, type TestPostgres } from "../support/postgres.js";
-import { storedAgent } from "./records.js";
+import { searchQuery, storedAgent } from "./records.js";
 
 const run = promisify(execFile);
 
@@ -328,6 +328,76 @@ describe("PostgreSQL search", () => {
       }
       // The comparison means something only if many queries rank several agents.
       expect(matched).toBeGreaterThan(40);
+    } finally {
+      await sqlite.close();
+      await postgres.close();
+    }
+  });
+});
+
+describe("PostgreSQL search, hard cases", () => {
+  it("checks words, verbatim terms, tiers and capabilities in SQL exactly as the SQLite store does", async () => {
+    // Word starts across scripts (a letter before a match hides it; a mark, an emoji or a middle dot does not),
+    // verbatim terms, the ranking tiers, capability hits, liveness and paging: each query is asked of both stores.
+    const agents = [
+      storedAgent(1, { description: "éclair maker", capabilities: ["bake"] }),
+      storedAgent(2, { description: "clair de lune", capabilities: ["music"] }),
+      storedAgent(3, { description: "日本語 本屋" }),
+      storedAgent(4, { description: "𝒜bc astral", capabilities: ["math"] }),
+      storedAgent(5, { description: "😀bc emoji", capabilities: ["math", "chat"] }),
+      storedAgent(6, { description: "x·ray vision", capabilities: ["chat"] }),
+      storedAgent(7, { hostname: "translate", description: "exact host", capabilities: ["chat"] }),
+      storedAgent(8, { hostname: "translate-bot", capabilities: ["translate"] }),
+      storedAgent(9, {
+        hostname: "my-translate-bot",
+        description: "c++ tutor, alpha-bot",
+        capabilities: ["code"],
+      }),
+      storedAgent(10, { description: "c tutor", capabilities: ["code", "chat"] }),
+      storedAgent(11, { description: "c++ tutor offline", capabilities: ["code"], lastSeen: 1 }),
+      storedAgent(12, { description: "works with translate tools" }),
+    ];
+    const sqlite = new SqliteRegistryStore({ path: ":memory:" });
+    const postgres = await PostgresRegistryStore.open({ connectionString: await server.freshDatabase() });
+    try {
+      for (const agent of agents) {
+        await sqlite.insertAgent(agent);
+        await postgres.insertAgent(agent);
+      }
+      const ask = (phrase: string, over: Partial<AgentSearchQuery> = {}): AgentSearchQuery =>
+        searchQuery({ phrase, terms: phrase ? phrase.split(" ") : [], seenSince: 500, ...over });
+      for (const query of [
+        ask("clair"),
+        ask("本"),
+        ask("日本"),
+        ask("bc"),
+        ask("ray"),
+        ask("translate"),
+        ask("translate", { offset: 1, limit: 2 }),
+        ask("c++ tutor"),
+        ask("c++ tutor", { seenSince: undefined }),
+        ask("alpha-bot"),
+        ask("tutor", { capabilities: ["code", "chat"] }),
+        ask("", { capabilities: ["math", "chat"] }),
+        ask("", { capabilities: ["math", "chat"], match: "all" }),
+        ask("", { offset: 3, limit: 4 }),
+        ask("", { offset: 40 }),
+      ]) {
+        const expected = await sqlite.searchAgents(query);
+        const actual = await postgres.searchAgents(query);
+        expect({ total: actual.total, ids: actual.items.map((a) => a.id) }, JSON.stringify(query)).toEqual({
+          total: expected.total,
+          ids: expected.items.map((a) => a.id),
+        });
+      }
+      // The cases mean something: a few of them by hand.
+      const ids = async (query: AgentSearchQuery) =>
+        (await postgres.searchAgents(query)).items.map((a) => a.id);
+      expect(await ids(ask("clair"))).toEqual(["id-0002"]);
+      expect(await ids(ask("bc"))).toEqual(["id-0005"]);
+      expect(await ids(ask("ray"))).toEqual(["id-0006"]);
+      expect(await ids(ask("translate"))).toEqual(["id-0007", "id-0008", "id-0009", "id-0012"]);
+      expect(await ids(ask("c++ tutor"))).toEqual(["id-0009"]);
     } finally {
       await sqlite.close();
       await postgres.close();
