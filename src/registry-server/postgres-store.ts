@@ -159,7 +159,8 @@ const RANKED_PAGE_SQL =
   "ELSE a.capabilities && $12::text[] END) " +
   "AND NOT EXISTS (SELECT 1 FROM unnest($11::text[]) t WHERE strpos(a.search_text, t) = 0) " +
   "AND NOT EXISTS (SELECT 1 FROM unnest($8::text[], $9::text[]) AS q(lo, hi) WHERE (NOT s.sampled OR q.lo IS DISTINCT FROM $10::text) " +
-  "AND NOT EXISTS (SELECT 1 FROM agent_words x WHERE x.seq = a.seq AND x.word >= q.lo AND x.word < q.hi)) AS ok " +
+  "AND (strpos(a.search_text, q.lo) = 0 " +
+  "OR NOT EXISTS (SELECT 1 FROM agent_words x WHERE x.seq = a.seq AND x.word >= q.lo AND x.word < q.hi LIMIT 1))) AS ok " +
   "FROM agents a JOIN s ON s.seq = a.seq WHERE a.seq = ANY(ARRAY(SELECT seq FROM s))), " +
   "n AS (SELECT count(*) FILTER (WHERE ok) AS found, count(*) FILTER (WHERE sampled) AS examined, " +
   "count(*) FILTER (WHERE ok AND sampled) AS matched FROM c), " +
@@ -735,9 +736,9 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
    * of each driver range in key order (every agent, in seq order, without a driver), plus (when `early`) the exact
    * hostname and the first `take` holders of each capability the phrase or a term names (ranking tiers 0 and 1,
    * which a sample could miss). Each is checked as the in-memory index checks (search-index.ts): online; every
-   * query word starts one of its words (a probe of agent_words by (seq, word), which holds exactly those words;
-   * a sampled candidate of a one-word driver starts it already); verbatim terms within its search text; its
-   * capabilities. The matches are ranked: the exact hostname (tier 0), a capability equal to the phrase or one of
+   * query word starts one of its words (its search text holds the word, a cheap test that most candidates fail,
+   * then a probe of agent_words by (seq, word), which holds exactly its words; a sampled candidate of a one-word
+   * driver starts that word already); verbatim terms within its search text; its capabilities. The matches are ranked: the exact hostname (tier 0), a capability equal to the phrase or one of
    * its terms (1), the phrase within the hostname (2), the rest (3); then more of the asked capabilities first
    * (match=any with several); then id. The page's rows come back with the counts the caller estimates from.
    */

@@ -368,6 +368,8 @@ describe("PostgreSQL search, hard cases", () => {
         searchQuery({ phrase, terms: phrase ? phrase.split(" ") : [], seenSince: 500, ...over });
       for (const query of [
         ask("clair"),
+        ask("maker clair"),
+        ask("lune clair"),
         ask("本"),
         ask("日本"),
         ask("bc"),
@@ -394,6 +396,9 @@ describe("PostgreSQL search, hard cases", () => {
       const ids = async (query: AgentSearchQuery) =>
         (await postgres.searchAgents(query)).items.map((a) => a.id);
       expect(await ids(ask("clair"))).toEqual(["id-0002"]);
+      // "clair" within "éclair" is no word start, though the text holds it.
+      expect(await ids(ask("maker clair"))).toEqual([]);
+      expect(await ids(ask("lune clair"))).toEqual(["id-0002"]);
       expect(await ids(ask("bc"))).toEqual(["id-0005"]);
       expect(await ids(ask("ray"))).toEqual(["id-0006"]);
       expect(await ids(ask("translate"))).toEqual(["id-0007", "id-0008", "id-0009", "id-0012"]);
