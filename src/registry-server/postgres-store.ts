@@ -70,8 +70,9 @@ export interface PostgresStoreOptions {
 const SEARCH_EXACT = 500;
 /**
  * A broader search ranks the first SEARCH_SAMPLE agents of its source (in the words table's (word, seq) order:
- * stable, whatever plan runs), plus the exact hostname and the first SEARCH_SAMPLE holders of a capability
- * named by the query (ranking tiers 0 and 1); when fewer than SEARCH_FULL_PAGE match, once more with twice the
+ * stable, whatever plan runs; a union of capability ranges, for match=any, shares them among its ranges), plus
+ * the exact hostname and the first SEARCH_SAMPLE holders of a capability named by the query (ranking tiers 0
+ * and 1); when fewer than SEARCH_FULL_PAGE match, once more with twice the
  * sample (at once for a query that filters its driver's candidates further). Its total is estimated: the
  * sample's match rate times the planner's estimate of the source's size. A broad query's pages thus reach at
  * least its first 100 matches; the size trades that reach against the cost of each search (each candidate is a
@@ -136,19 +137,19 @@ const AGENT_COLUMNS =
   "a.updated_at";
 
 /**
- * One search's page (see #rankedPage). Parameters: $1-$3 the candidate sources (low and high keys of agent_words,
- * and whether each is the driver's sample), $4 how many of each, $5 the exact hostname to add (null: none), $6
- * every agent in seq order instead (no driver), $7 online since (null: offline too), $8-$9 the query words' key
+ * One search's page (see #rankedPage). Parameters: $1-$4 the candidate sources (low and high keys of agent_words,
+ * whether each is the driver's sample, how many entries of each), $5 the exact hostname to add (null: none), $6
+ * every agent in seq order instead (no driver; $19 of them), $7 online since (null: offline too), $8-$9 the query words' key
  * ranges, $10 the word every sampled candidate starts already (null: none), $11 verbatim terms, $12 capabilities,
  * $13 match=all, $14 the phrase, $15 the words of the capability tier, $16 count capability hits, $17 limit, $18
  * offset. Every row carries the counts; a page past the last match is one row of counts alone (seq null).
  */
 const RANKED_PAGE_SQL =
   "WITH s AS MATERIALIZED (SELECT u.seq, bool_or(u.sampled) AS sampled FROM (" +
-  "SELECT w.seq, r.sampled FROM unnest($1::text[], $2::text[], $3::boolean[]) AS r(lo, hi, sampled) " +
-  "CROSS JOIN LATERAL (SELECT seq FROM agent_words WHERE word >= r.lo AND word < r.hi ORDER BY word, seq LIMIT $4::int) w " +
+  "SELECT w.seq, r.sampled FROM unnest($1::text[], $2::text[], $3::boolean[], $4::int[]) AS r(lo, hi, sampled, take) " +
+  "CROSS JOIN LATERAL (SELECT seq FROM agent_words WHERE word >= r.lo AND word < r.hi ORDER BY word, seq LIMIT r.take) w " +
   "UNION ALL SELECT seq, false FROM agents WHERE hostname = $5::text " +
-  "UNION ALL (SELECT seq, true FROM agents WHERE $6::boolean ORDER BY seq LIMIT $4::int)" +
+  "UNION ALL (SELECT seq, true FROM agents WHERE $6::boolean ORDER BY seq LIMIT $19::int)" +
   ") u GROUP BY u.seq), " +
   "c AS MATERIALIZED (SELECT a.seq, s.sampled, a.id, " +
   "CASE WHEN $14::text = '' THEN 3 WHEN a.hostname = $14::text THEN 0 WHEN a.capabilities && $15::text[] THEN 1 " +
@@ -732,10 +733,10 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   }
 
   /**
-   * One search's ranked page, in one statement of fixed shape. The candidates, each once: the first `take` entries
-   * of each driver range in key order (every agent, in seq order, without a driver), plus (when `early`) the exact
-   * hostname and the first `take` holders of each capability the phrase or a term names (ranking tiers 0 and 1,
-   * which a sample could miss). Each is checked as the in-memory index checks (search-index.ts): online; every
+   * One search's ranked page, in one statement of fixed shape. The candidates, each once: the driver's first
+   * `take` entries in key order (shared evenly among the ranges of a union; every agent, in seq order, without a
+   * driver), plus (when `early`) the exact hostname and the first SEARCH_SAMPLE holders of each capability the
+   * phrase or a term names (ranking tiers 0 and 1, which a sample could miss). Each is checked as the in-memory index checks (search-index.ts): online; every
    * query word starts one of its words (its search text holds the word, a cheap test that most candidates fail,
    * then a probe of agent_words by (seq, word), which holds exactly its words; a sampled candidate of a one-word
    * driver starts that word already); verbatim terms within its search text; its capabilities. The matches are ranked: the exact hostname (tier 0), a capability equal to the phrase or one of
@@ -750,18 +751,20 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
     early: boolean,
     sampledWord: string | undefined,
   ): Promise<{ page: StoredAgent[]; found: number; examined: number; matched: number }> {
-    const sources = (driver ?? []).map((range) => ({ ...range, sampled: true }));
+    // The ranges of a union (match=any over capabilities) share the sample; the tier picks take a plain sample.
+    const driverTake = driver && driver.length > 1 ? Math.ceil(take / driver.length) : take;
+    const sources = (driver ?? []).map((range) => ({ ...range, sampled: true, take: driverTake }));
     const phrase = query.phrase;
     if (early && phrase) {
       for (const word of new Set([phrase, ...query.terms]))
-        sources.push({ ...capabilityRange(word), sampled: false });
+        sources.push({ ...capabilityRange(word), sampled: false, take: Math.min(take, this.#searchSample) });
     }
     const caps = query.capabilities;
     const rows = await this.#search(RANKED_PAGE_SQL, [
       sources.map((r) => r.lo),
       sources.map((r) => r.hi),
       sources.map((r) => r.sampled),
-      take,
+      sources.map((r) => r.take),
       early && phrase ? phrase : null,
       driver === undefined,
       query.seenSince ?? null,
@@ -776,6 +779,7 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
       caps.length > 1 && query.match !== "all",
       query.limit,
       query.offset,
+      take,
     ]);
     const counts = rows[0];
     return {

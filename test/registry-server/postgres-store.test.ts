@@ -476,6 +476,8 @@ describe("PostgreSQL search past its exact bound", () => {
         query("comm"),
         query("", { capabilities: ["code"] }),
         query("", { capabilities: ["chat", "code"], match: "all" }),
+        // A union (match=any): its sample is shared between the two capabilities.
+        query("", { capabilities: ["chat", "code"] }),
         query("helper", { capabilities: ["chat"] }),
       ]) {
         const label = JSON.stringify(broad);
