@@ -72,8 +72,8 @@ const SEARCH_EXACT = 500;
  * A broader search ranks the first SEARCH_SAMPLE agents of its source (in the words table's (word, seq) order:
  * stable, whatever plan runs; a union of capability ranges, for match=any, shares them among its ranges), plus
  * the exact hostname and the first SEARCH_SAMPLE holders of a capability named by the query (ranking tiers 0
- * and 1); when fewer than SEARCH_FULL_PAGE match, once more with twice the
- * sample (at once for a query that filters its driver's candidates further). Its total is estimated: the
+ * and 1); when fewer than SEARCH_FULL_PAGE match, once more with twice the sample (at once for a query that
+ * filters its driver's candidates further). Its total is estimated: the
  * sample's match rate times the planner's estimate of the source's size. A broad query's pages thus reach at
  * least its first 100 matches; the size trades that reach against the cost of each search (each candidate is a
  * row read; at 1,000,000 agents, 100 against 200 was 15-17 ms against 17-23 ms p50 with 8 clients).
@@ -137,12 +137,13 @@ const AGENT_COLUMNS =
   "a.updated_at";
 
 /**
- * One search's page (see #rankedPage). Parameters: $1-$4 the candidate sources (low and high keys of agent_words,
- * whether each is the driver's sample, how many entries of each), $5 the exact hostname to add (null: none), $6
- * every agent in seq order instead (no driver; $19 of them), $7 online since (null: offline too), $8-$9 the query words' key
- * ranges, $10 the word every sampled candidate starts already (null: none), $11 verbatim terms, $12 capabilities,
- * $13 match=all, $14 the phrase, $15 the words of the capability tier, $16 count capability hits, $17 limit, $18
- * offset. Every row carries the counts; a page past the last match is one row of counts alone (seq null).
+ * One search's page (see #rankedPage). Parameters: $1-$4 the candidate sources (low and high keys of
+ * agent_words, whether each is the driver's sample, how many entries of each), $5 the exact hostname to add
+ * (null: none), $6 every agent in seq order instead (no driver; $19 of them), $7 online since (null: offline
+ * too), $8-$9 the query words' key ranges, $10 the word every sampled candidate starts already (null: none), $11
+ * verbatim terms, $12 capabilities, $13 match=all, $14 the phrase, $15 the words of the capability tier, $16
+ * count capability hits, $17 limit, $18 offset. Every row carries the counts; a page past the last match is one
+ * row of counts alone (seq null).
  */
 const RANKED_PAGE_SQL =
   "WITH s AS MATERIALIZED (SELECT u.seq, bool_or(u.sampled) AS sampled FROM (" +
@@ -592,13 +593,13 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   }
 
   /**
-   * Search in at most two statements of fixed shape (each connection plans them once, whatever the query). First the
-   * size of each source of candidates (each query word's prefix range of agent_words, each capability's key
+   * Search in at most two statements of fixed shape (each connection plans them once, whatever the query). First
+   * the size of each source of candidates (each query word's prefix range of agent_words, each capability's key
    * there), counted only up to the exact bound (an index-only scan that stops there), with the planner's estimate
    * for the ones beyond it. Then the candidates' rows from the most selective source (the driver): when it is
    * within the bound, all its agents, and the page and total are exact; beyond it, its first `sample` entries in
-   * key order (see SEARCH_SAMPLE) and the total is estimated. The candidates are checked and ranked by the in-memory
-   * index's rules in the same statement, which returns the page's rows (#rankedPage).
+   * key order (see SEARCH_SAMPLE) and the total is estimated. The candidates are checked and ranked by the
+   * in-memory index's rules in the same statement, which returns the page's rows (#rankedPage).
    */
   async searchAgents(query: AgentSearchQuery): Promise<Page<StoredAgent>> {
     if (query.terms.some(hasNul) || query.capabilities.some(hasNul) || hasNul(query.phrase)) {
@@ -736,12 +737,14 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
    * One search's ranked page, in one statement of fixed shape. The candidates, each once: the driver's first
    * `take` entries in key order (shared evenly among the ranges of a union; every agent, in seq order, without a
    * driver), plus (when `early`) the exact hostname and the first SEARCH_SAMPLE holders of each capability the
-   * phrase or a term names (ranking tiers 0 and 1, which a sample could miss). Each is checked as the in-memory index checks (search-index.ts): online; every
-   * query word starts one of its words (its search text holds the word, a cheap test that most candidates fail,
-   * then a probe of agent_words by (seq, word), which holds exactly its words; a sampled candidate of a one-word
-   * driver starts that word already); verbatim terms within its search text; its capabilities. The matches are ranked: the exact hostname (tier 0), a capability equal to the phrase or one of
-   * its terms (1), the phrase within the hostname (2), the rest (3); then more of the asked capabilities first
-   * (match=any with several); then id. The page's rows come back with the counts the caller estimates from.
+   * phrase or a term names (ranking tiers 0 and 1, which a sample could miss). Each is checked as the in-memory
+   * index checks (search-index.ts): online; every query word starts one of its words (its search text holds the
+   * word, a cheap test that most candidates fail, then a probe of agent_words by (seq, word), which holds exactly
+   * its words; a sampled candidate of a one-word driver starts that word already); verbatim terms within its
+   * search text; its capabilities. The matches are ranked: the exact hostname (tier 0), a capability equal to the
+   * phrase or one of its terms (1), the phrase within the hostname (2), the rest (3); then more of the asked
+   * capabilities first (match=any with several); then id. The page's rows come back with the counts the caller
+   * estimates from.
    */
   async #rankedPage(
     query: AgentSearchQuery,

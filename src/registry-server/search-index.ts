@@ -7,7 +7,7 @@
 // description, capabilities, split at punctuation); a word with punctuation must also appear verbatim, so
 // `alpha-bot`, `100%`, `c++` are text.
 
-import { isPlainWord, searchTextOf, startsWord, WORD, wordsOf } from "./search-words.js";
+import { isPlainWord, startsWord, WORD, wordsOf } from "./search-words.js";
 import { SortedWords } from "./sorted-words.js";
 import type { AgentSearchQuery } from "./store.js";
 
@@ -26,7 +26,6 @@ export type IndexQuery = AgentSearchQuery;
 // An agent's tokens are the words of its search text (search-words.ts). Whole hyphenated hostnames are
 // deliberately not tokens: they would put thousands of entries in the prefix range of common words; `alpha-bot`
 // is found through `alpha`, `bot` and the verbatim check instead.
-export { searchTextOf };
 
 /**
  * A number ordered like the first three UTF-16 units of `id` (17 bits each, 0 = no unit), so the ranking's

@@ -1,12 +1,8 @@
 // SearchIndex against a plain reference of the search rules (filter every agent, sort them all): random
 // agents are added, replaced, removed and touched, and every random query must give the same page and total.
 import { describe, expect, it } from "vitest";
-import {
-  type IndexedAgent,
-  type IndexQuery,
-  SearchIndex,
-  searchTextOf,
-} from "../../src/registry-server/search-index.js";
+import { type IndexedAgent, type IndexQuery, SearchIndex } from "../../src/registry-server/search-index.js";
+import { searchTextOf } from "../../src/registry-server/search-words.js";
 
 /** The rules as the docs state them, with no index: what SearchIndex must agree with. */
 function reference(
