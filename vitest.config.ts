@@ -31,6 +31,7 @@ export default defineConfig({
             "test/registry-server/migration.test.ts",
             "test/registry-server/search-index.test.ts",
             "test/registry-server/search-words.test.ts",
+            "test/registry-server/key-statistics.test.ts",
             "test/registry-server/store.test.ts",
             "test/registry-server/store.operations.test.ts",
             "test/registry-server/postgres-store.test.ts",

@@ -11,6 +11,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { createHash } from "node:crypto";
 import pg from "pg";
 import { HeartbeatBatcher } from "./heartbeat-batcher.js";
+import { KeyStatistics } from "./key-statistics.js";
 import { peerIdOf } from "./peer-id.js";
 import { applyPostgresMigrations, postgresSchemaIsCurrent } from "./postgres-migrations.js";
 import { ReadBatcher } from "./read-batcher.js";
@@ -92,6 +93,12 @@ const SEARCH_FULL_PAGE = 20;
  */
 const BROAD_RANGE_TTL_MS = 60_000;
 const BROAD_RANGES_KEPT = 10_000;
+/**
+ * A range whose common keys the planner's statistics put at this many times the exact bound or more is broad
+ * without counting it (far beyond the sampling error of a common key's frequency); and so is every agent when
+ * the table's row estimate is. The statistics are read again at most every BROAD_RANGE_TTL_MS.
+ */
+const STATISTICS_BROAD_FACTOR = 2;
 /** Key prefix of a capability's entries in agent_words (migration 0003): below every letter and digit. */
 const CAPABILITY_KEY = "\u0001";
 
@@ -161,8 +168,10 @@ const RANKED_PAGE_SQL =
   "ELSE a.capabilities && $12::text[] END) " +
   "AND NOT EXISTS (SELECT 1 FROM unnest($11::text[]) t WHERE strpos(a.search_text, t) = 0) " +
   "AND NOT EXISTS (SELECT 1 FROM unnest($8::text[], $9::text[]) AS q(lo, hi) WHERE (NOT s.sampled OR q.lo IS DISTINCT FROM $10::text) " +
-  "AND (strpos(a.search_text, q.lo) = 0 " +
-  "OR NOT EXISTS (SELECT 1 FROM agent_words x WHERE x.seq = a.seq AND x.word >= q.lo AND x.word < q.hi LIMIT 1))) AS ok " +
+  "AND (strpos(a.search_text, q.lo) = 0 OR NOT (starts_with(a.search_text, q.lo) " +
+  "OR strpos(a.search_text, ' ' || q.lo) > 0 OR strpos(a.search_text, chr(10) || q.lo) > 0 " +
+  "OR strpos(a.search_text, '-' || q.lo) > 0 " +
+  "OR EXISTS (SELECT 1 FROM agent_words x WHERE x.seq = a.seq AND x.word >= q.lo AND x.word < q.hi LIMIT 1)))) AS ok " +
   "FROM agents a JOIN s ON s.seq = a.seq WHERE a.seq = ANY(ARRAY(SELECT seq FROM s))), " +
   "n AS (SELECT count(*) FILTER (WHERE ok) AS found, count(*) FILTER (WHERE sampled) AS examined, " +
   "count(*) FILTER (WHERE ok AND sampled) AS matched FROM c), " +
@@ -229,6 +238,14 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   readonly #statementNames = new Map<string, string>();
   /** Search ranges found broad lately, by their low key, with their estimated sizes (see BROAD_RANGE_TTL_MS). */
   readonly #broadRanges = new Map<string, { estimate: number; until: number }>();
+  /** The planner's statistics on agent_words' keys and the agents' row estimate (see #statistics). */
+  #statistics: { keys: KeyStatistics; agents: number; until: number } = {
+    keys: KeyStatistics.EMPTY,
+    agents: 0,
+    until: 0,
+  };
+  #statisticsLoad: Promise<void> | undefined;
+  #rangeCounts = 0;
   #closed = false;
   /** Where heartbeat batches and pool use are reported (the server's metrics), once attached. */
   #telemetry: StoreTelemetry | undefined;
@@ -267,6 +284,11 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
         return bus;
       },
     };
+  }
+
+  /** Statements that counted search ranges so far (a range the statistics show broad is not counted). */
+  get rangeCounts(): number {
+    return this.#rangeCounts;
   }
 
   /** Heartbeat writes so far: statements and the rows they carried. */
@@ -689,17 +711,23 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   /**
    * Entries of each range, counted up to the exact bound + 1, in one statement; beyond it, the planner's estimate
    * (at least that). A range found beyond the bound is remembered as broad, with its estimate, for
-   * BROAD_RANGE_TTL_MS: it is neither counted nor estimated again meanwhile.
+   * BROAD_RANGE_TTL_MS: it is neither counted nor estimated again meanwhile. A range whose common keys the
+   * planner's statistics put far beyond the bound (STATISTICS_BROAD_FACTOR) is broad without being counted, on
+   * every replica from its first search: the common words and capabilities are the broad ones.
    */
   async #rangeSizes(ranges: WordRange[]): Promise<Array<{ n: number; estimate: number }>> {
     const now = Date.now();
     const bound = this.#searchExact + 1;
+    const statistics = (await this.#currentStatistics()).keys;
     const sizes = ranges.map((range) => {
       const known = this.#broadRanges.get(range.lo);
-      return known && known.until > now ? { n: bound, estimate: Math.max(bound, known.estimate) } : undefined;
+      if (known && known.until > now) return { n: bound, estimate: Math.max(bound, known.estimate) };
+      const common = statistics.estimate(range.lo, range.hi);
+      return common >= STATISTICS_BROAD_FACTOR * bound ? { n: bound, estimate: common } : undefined;
     });
     const unknown = ranges.filter((_, i) => !sizes[i]);
     if (!unknown.length) return sizes as Array<{ n: number; estimate: number }>;
+    this.#rangeCounts++;
     const rows = await this.#search(
       "SELECT c.n, CASE WHEN c.n >= $3 THEN registry_words_estimate(c.lo, c.hi) END AS e FROM (" +
         "SELECT r.i, r.lo, r.hi, (SELECT count(*) FROM (SELECT 1 FROM agent_words " +
@@ -724,6 +752,9 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
 
   /** Agents counted up to the exact bound + 1, and the planner's estimate of all of them beyond it. */
   async #allAgentsSize(): Promise<{ n: number; estimate: number }> {
+    const bound = this.#searchExact + 1;
+    const { agents } = await this.#currentStatistics();
+    if (agents >= STATISTICS_BROAD_FACTOR * bound) return { n: bound, estimate: agents };
     const row = await this.#row(
       "SELECT (SELECT count(*) FROM (SELECT 1 FROM agents LIMIT $1) s) AS n, " +
         "(SELECT reltuples FROM pg_class WHERE oid = 'agents'::regclass) AS e",
@@ -732,6 +763,41 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
     const n = Number(row?.n ?? 0);
     return { n, estimate: Math.max(n, Number(row?.e ?? 0)) };
   }
+  /**
+   * The planner's statistics: read on the first search, then again in the background once BROAD_RANGE_TTL_MS
+   * old (searches meanwhile use the previous ones). Unreadable (no ANALYZE yet, no right to pg_stats): none, and
+   * every range is counted.
+   */
+  async #currentStatistics(): Promise<{ keys: KeyStatistics; agents: number }> {
+    const current = this.#statistics;
+    if (current.until > Date.now()) return current;
+    this.#statisticsLoad ??= this.#loadStatistics().finally(() => {
+      this.#statisticsLoad = undefined;
+    });
+    if (current.until === 0) await this.#statisticsLoad;
+    return this.#statistics;
+  }
+
+  async #loadStatistics(): Promise<void> {
+    const until = Date.now() + BROAD_RANGE_TTL_MS;
+    try {
+      const row = await this.#row(
+        "SELECT s.most_common_vals::text::text[] AS keys, s.most_common_freqs AS freqs, w.reltuples AS words, " +
+          "a.reltuples AS agents FROM pg_class w JOIN pg_namespace n ON n.oid = w.relnamespace " +
+          "CROSS JOIN pg_class a LEFT JOIN pg_stats s " +
+          "ON s.schemaname = n.nspname AND s.tablename = 'agent_words' AND s.attname = 'word' " +
+          "WHERE w.oid = 'agent_words'::regclass AND a.oid = 'agents'::regclass",
+      );
+      this.#statistics = {
+        keys: KeyStatistics.of(row?.keys, row?.freqs, row?.words),
+        agents: Math.max(0, Number(row?.agents ?? 0)),
+        until,
+      };
+    } catch {
+      // Why safe: without statistics every range is counted, as before the first ANALYZE.
+      this.#statistics = { keys: KeyStatistics.EMPTY, agents: 0, until };
+    }
+  }
 
   /**
    * One search's ranked page, in one statement of fixed shape. The candidates, each once: the driver's first
@@ -739,8 +805,9 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
    * driver), plus (when `early`) the exact hostname and the first SEARCH_SAMPLE holders of each capability the
    * phrase or a term names (ranking tiers 0 and 1, which a sample could miss). Each is checked as the in-memory
    * index checks (search-index.ts): online; every query word starts one of its words (its search text holds the
-   * word, a cheap test that most candidates fail, then a probe of agent_words by (seq, word), which holds exactly
-   * its words; a sampled candidate of a one-word driver starts that word already); verbatim terms within its
+   * word, a cheap test that most candidates fail; then the word at the text's start or after a space, line feed
+   * or hyphen, none of them a letter or digit, so a word start; else a probe of agent_words by (seq, word), which
+   * holds exactly its words; a sampled candidate of a one-word driver starts that word already); verbatim terms within its
    * search text; its capabilities. The matches are ranked: the exact hostname (tier 0), a capability equal to the
    * phrase or one of its terms (1), the phrase within the hostname (2), the rest (3); then more of the asked
    * capabilities first (match=any with several); then id. The page's rows come back with the counts the caller

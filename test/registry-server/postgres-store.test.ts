@@ -470,6 +470,8 @@ describe("PostgreSQL search past its exact bound", () => {
       expect(rarePage.totalExact ?? true).toBe(true);
       expect(rarePage.total).toBe((await sqlite.searchAgents(rare)).total);
       expect(rarePage.total).toBe(online.filter((a) => a.description?.includes("rare")).length);
+      // The statistics put these sources far beyond the bound: sized without a counting statement.
+      const counted = store.rangeCounts;
 
       for (const broad of [
         query("common"),
@@ -509,6 +511,7 @@ describe("PostgreSQL search past its exact bound", () => {
         ).toEqual(wide.items.map((a) => a.id));
         expect(new Set(wide.items.map((a) => a.id)).size, label).toBe(wide.items.length);
       }
+      expect(store.rangeCounts).toBe(counted);
       // Ranking tiers hold for a sampled query: exact hostname, then the exact capability.
       const named = await store.searchAgents(query("common"));
       expect(named.items.slice(0, 2).map((a) => a.hostname)).toEqual(["common", "host-302"]);
