@@ -803,7 +803,8 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
    * One search's ranked page, in one statement of fixed shape. The candidates, each once: the driver's first
    * `take` entries in key order (shared evenly among the ranges of a union; every agent, in seq order, without a
    * driver), plus (when `early`) the exact hostname and the first SEARCH_SAMPLE holders of each capability the
-   * phrase or a term names (ranking tiers 0 and 1, which a sample could miss). Each is checked as the in-memory
+   * phrase or a term names (ranking tiers 0 and 1, which a sample could miss; with a capability filter, only of
+   * capabilities that pass it, as holders of others rarely do). Each is checked as the in-memory
    * index checks (search-index.ts): online; every query word starts one of its words (its search text holds the
    * word, a cheap test that most candidates fail; then the word at the text's start or after a space, line feed
    * or hyphen, none of them a letter or digit, so a word start; else a probe of agent_words by (seq, word), which
@@ -825,11 +826,19 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
     const driverTake = driver && driver.length > 1 ? Math.ceil(take / driver.length) : take;
     const sources = (driver ?? []).map((range) => ({ ...range, sampled: true, take: driverTake }));
     const phrase = query.phrase;
+    const caps = query.capabilities;
+    // Holders of a capability the filter does not ask for rarely pass it (a few in 100 rows read): no picks then.
+    const passes = (name: string) =>
+      caps.length === 0 || (query.match === "all" ? caps.every((c) => c === name) : caps.includes(name));
     if (early && phrase) {
       for (const word of new Set([phrase, ...query.terms]))
-        sources.push({ ...capabilityRange(word), sampled: false, take: Math.min(take, this.#searchSample) });
+        if (passes(word))
+          sources.push({
+            ...capabilityRange(word),
+            sampled: false,
+            take: Math.min(take, this.#searchSample),
+          });
     }
-    const caps = query.capabilities;
     const rows = await this.#search(RANKED_PAGE_SQL, [
       sources.map((r) => r.lo),
       sources.map((r) => r.hi),
