@@ -696,6 +696,7 @@ async function main(config: BenchConfig) {
     // figures are meant for a server in its steady state (startup is measured above).
     const warmUp = searchPaths(100);
     await latencies(base, [...warmUp.text, ...warmUp.caps, ...warmUp.both], clients);
+    const searchCalibration = calibrationMs();
     const rText = await latencies(base, text, clients);
     const rCaps = await latencies(base, caps, clients);
     const rBoth = await latencies(base, both, clients);
@@ -734,7 +735,7 @@ async function main(config: BenchConfig) {
       `inbox reads (${INBOX_READERS} at once)       server RSS ${reads.rssBefore.toFixed(0)} MiB before, peak ${reads.peakRss.toFixed(0)} MiB; ${reads.pages} pages, largest ${reads.largestPage} bytes, ${reads.messagesPerRead} messages per full read, statuses ${[...reads.statuses].join(",")}`,
     );
     console.log(
-      `machine: load average ${load.toFixed(1)}, CPU calibration ${calibration.toFixed(0)} ms (idle ~10 ms)`,
+      `machine: load average ${load.toFixed(1)}, CPU calibration ${searchCalibration.toFixed(0)} ms before the searches, ${calibration.toFixed(0)} ms at the end (idle ~10 ms)`,
     );
     const round = (n: number) => Math.round(n * 100) / 100;
     console.log(
@@ -770,6 +771,7 @@ async function main(config: BenchConfig) {
         index_ready_s: round(indexReadySeconds),
         load_avg_1m: round(load),
         cpu_calibration_ms: round(calibration),
+        search_cpu_calibration_ms: round(searchCalibration),
       }),
     );
   } finally {
@@ -1250,6 +1252,7 @@ async function mainPostgres(config: BenchConfig) {
       const per = (k: keyof typeof to) => Math.round(((to[k] - from[k]) / operations) * unit * 100) / 100;
       return { replicas: per("replicas"), postgres: per("postgres"), client: per("client") };
     };
+    const searchCalibration = calibrationMs();
     const searchCpu = cpu();
     const rText = await replicaLatencies(bases, text, clients);
     const rCaps = await replicaLatencies(bases, caps, clients);
@@ -1311,7 +1314,7 @@ async function mainPostgres(config: BenchConfig) {
       `fault phase: kill -9 of replica ${replicas.length}: ${fault.ackedWrites} writes acknowledged, ${fault.lostAckedWrites} lost; survivors answered ${fault.survivorRequests} requests, ${fault.errorsOnSurvivors} errors${fault.firstSurvivorError ? ` (first: ${fault.firstSurvivorError})` : ""}; ${fault.killedReplicaFailedRequests} requests in flight to the killed replica failed`,
     );
     console.log(
-      `machine: load average ${load.toFixed(1)}, CPU calibration ${calibration.toFixed(0)} ms (idle ~10 ms)`,
+      `machine: load average ${load.toFixed(1)}, CPU calibration ${searchCalibration.toFixed(0)} ms before the searches, ${calibration.toFixed(0)} ms at the end (idle ~10 ms)`,
     );
     console.log(
       JSON.stringify({
@@ -1354,6 +1357,7 @@ async function mainPostgres(config: BenchConfig) {
         killed_replica_errors_before_kill: fault.victimErrorsBeforeKill,
         load_avg_1m: round(load),
         cpu_calibration_ms: round(calibration),
+        search_cpu_calibration_ms: round(searchCalibration),
       }),
     );
   } finally {
