@@ -238,7 +238,7 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
   readonly #statementNames = new Map<string, string>();
   /** Search ranges found broad lately, by their low key, with their estimated sizes (see BROAD_RANGE_TTL_MS). */
   readonly #broadRanges = new Map<string, { estimate: number; until: number }>();
-  /** The planner's statistics on agent_words' keys and the agents' row estimate (see #statistics). */
+  /** The planner's statistics on agent_words' keys and the agents' row estimate (see #currentStatistics). */
   #statistics: { keys: KeyStatistics; agents: number; until: number } = {
     keys: KeyStatistics.EMPTY,
     agents: 0,
@@ -763,6 +763,7 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
     const n = Number(row?.n ?? 0);
     return { n, estimate: Math.max(n, Number(row?.e ?? 0)) };
   }
+
   /**
    * The planner's statistics: read on the first search, then again in the background once BROAD_RANGE_TTL_MS
    * old (searches meanwhile use the previous ones). Unreadable (no ANALYZE yet, no right to pg_stats): none, and
@@ -804,11 +805,11 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
    * `take` entries in key order (shared evenly among the ranges of a union; every agent, in seq order, without a
    * driver), plus (when `early`) the exact hostname and the first SEARCH_SAMPLE holders of each capability the
    * phrase or a term names (ranking tiers 0 and 1, which a sample could miss; with a capability filter, only of
-   * capabilities that pass it, as holders of others rarely do). Each is checked as the in-memory
-   * index checks (search-index.ts): online; every query word starts one of its words (its search text holds the
-   * word, a cheap test that most candidates fail; then the word at the text's start or after a space, line feed
-   * or hyphen, none of them a letter or digit, so a word start; else a probe of agent_words by (seq, word), which
-   * holds exactly its words; a sampled candidate of a one-word driver starts that word already); verbatim terms within its
+   * capabilities that pass it, as holders of others rarely do). Each is checked as the in-memory index checks
+   * (search-index.ts): online; every query word starts one of its words (its search text holds the word, a cheap
+   * test that most candidates fail; then the word at the text's start or after a space, line feed or hyphen, none
+   * of them a letter or digit, so a word start; else a probe of agent_words by (seq, word), which holds exactly
+   * its words; a sampled candidate of a one-word driver starts that word already); verbatim terms within its
    * search text; its capabilities. The matches are ranked: the exact hostname (tier 0), a capability equal to the
    * phrase or one of its terms (1), the phrase within the hostname (2), the rest (3); then more of the asked
    * capabilities first (match=any with several); then id. The page's rows come back with the counts the caller
