@@ -1,110 +1,32 @@
-// PostgreSQL for `bench:registry --store postgres`: a server of the bench's own (initdb + pg_ctl in a temp dir, as
-// the unprivileged `nobody` when run as root, on a Unix socket in that dir only: no TCP port), stopped by
-// pg_ctl (or SIGKILL of the postmaster's PID from its postmaster.pid) and deleted at the end, also when the run
+// PostgreSQL for `bench:registry --store postgres`: a server of the bench's own (a throwaway cluster from
+// test/support/postgres-cluster.ts, with durable commits), stopped and deleted at the end, also when the run
 // fails or is interrupted; and a fast seeding of the registry's tables straight through SQL, 10,000 agents a
 // statement (rows and the search's derived agent_words), instead of one store transaction per agent.
-import { execFile, execFileSync } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { promisify } from "node:util";
 import pg from "pg";
 import { agentWordsOf } from "../../src/registry-server/postgres-store.js";
 import { searchTextOf } from "../../src/registry-server/search-words.js";
 import type { StoredAgent } from "../../src/registry-server/store.js";
-import { findPostgresBin } from "../../test/support/postgres.js";
+import { type PostgresCluster, startPostgresCluster } from "../../test/support/postgres-cluster.js";
 
-const run = promisify(execFile);
-const UNPRIVILEGED = { name: "nobody", uid: 65534, gid: 65534 };
-
-export interface BenchPostgres {
-  /** Connection URL of the bench's database (Unix socket; no password). */
-  url: string;
-  dir: string;
-  /** PID of the postmaster (0 when it is not running): its process tree is the database's CPU. */
-  pid(): number;
-  /** Stops the server and deletes its directory; idempotent. */
-  stop(): Promise<void>;
-  /** The same, synchronously, for exit and signal handlers. */
-  stopSync(): void;
-}
+/** The bench's cluster, with the URL of its database `registry`. */
+export type BenchPostgres = Omit<PostgresCluster, "url"> & { url: string };
 
 /** Starts a server sized for the bench (durable commits, as a deployment) with one empty database `registry`. */
 export async function startBenchPostgres(): Promise<BenchPostgres> {
-  const bin = findPostgresBin();
-  const dir = mkdtempSync(join(tmpdir(), "agent-registry-bench-pg-"));
-  const data = join(dir, "data");
-  const asRoot = process.getuid?.() === 0;
-  const wrap = (cmd: string, args: string[]): [string, string[]] =>
-    asRoot ? ["runuser", ["-u", UNPRIVILEGED.name, "--", cmd, ...args]] : [cmd, args];
-  const as = (cmd: string, args: string[]) => run(...wrap(cmd, args));
-  if (asRoot) {
-    chownSync(dir, UNPRIVILEGED.uid, UNPRIVILEGED.gid);
-    chmodSync(dir, 0o700);
-  }
-  let state: "none" | "started" | "stopped" = "none";
-  const postmasterPid = (): number => {
-    try {
-      return Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]);
-    } catch {
-      return 0;
-    }
-  };
-  const stopSync = () => {
-    if (state === "stopped") return;
-    const wasStarted = state === "started";
-    state = "stopped";
-    if (wasStarted) {
-      try {
-        execFileSync(...wrap(join(bin, "pg_ctl"), ["stop", "-D", data, "-m", "fast", "-w", "-t", "30"]), {
-          stdio: "ignore",
-        });
-      } catch {
-        // Why safe: the postmaster this bench started (its PID file) is killed instead.
-        const pid = postmasterPid();
-        if (pid > 0) {
-          try {
-            process.kill(pid, "SIGKILL");
-          } catch {
-            // Already gone.
-          }
-        }
-      }
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
+  // Durable commits (fsync, synchronous_commit on: the defaults), so heartbeat and write figures include a real
+  // commit; buffers big enough for 1,000,000 agents' hot indexes.
+  const cluster = await startPostgresCluster({
+    prefix: "agent-registry-bench-pg-",
+    settings: [
+      "max_connections=200",
+      "shared_buffers=256MB",
+      "maintenance_work_mem=256MB",
+      "max_wal_size=4GB",
+      "checkpoint_timeout=30min",
+    ],
+  });
   try {
-    await as(join(bin, "initdb"), ["-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale"]);
-    // Durable commits (fsync, synchronous_commit on: the defaults), so heartbeat and write figures include a
-    // real commit; buffers big enough for 1,000,000 agents' hot indexes.
-    const options = [
-      "-c listen_addresses=''",
-      `-c unix_socket_directories='${dir}'`,
-      "-c max_connections=200",
-      "-c shared_buffers=256MB",
-      "-c maintenance_work_mem=256MB",
-      "-c max_wal_size=4GB",
-      "-c checkpoint_timeout=30min",
-    ].join(" ");
-    try {
-      state = "started";
-      await as(join(bin, "pg_ctl"), [
-        "start",
-        "-D",
-        data,
-        "-w",
-        "-t",
-        "60",
-        "-l",
-        join(dir, "log"),
-        "-o",
-        options,
-      ]);
-    } catch (error) {
-      const log = existsSync(join(dir, "log")) ? readFileSync(join(dir, "log"), "utf8").slice(-2000) : "";
-      throw new Error(`PostgreSQL did not start: ${(error as Error).message}\n${log}`);
-    }
-    const admin = new pg.Client({ connectionString: urlIn(dir, "postgres") });
+    const admin = new pg.Client({ connectionString: cluster.url("postgres") });
     await admin.connect();
     try {
       await admin.query("CREATE DATABASE registry");
@@ -112,14 +34,11 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
       await admin.end();
     }
   } catch (error) {
-    stopSync();
+    cluster.stopSync();
     throw error;
   }
-  return { url: urlIn(dir, "registry"), dir, pid: postmasterPid, stop: async () => stopSync(), stopSync };
+  return { ...cluster, url: cluster.url("registry") };
 }
-
-const urlIn = (dir: string, database: string) =>
-  `postgresql://postgres@localhost/${database}?host=${encodeURIComponent(dir)}`;
 
 /** A text[] value as PostgreSQL's array literal: every element quoted, `"` and `\` escaped. */
 export function pgArrayLiteral(items: readonly string[]): string {

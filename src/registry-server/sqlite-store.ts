@@ -140,6 +140,24 @@ const AGENT_COLUMNS =
   "a.description, a.capabilities, a.token_hash, a.last_seen, a.created_at, a.updated_at, a.peer_id, " +
   "a.public_key, a.signed_record";
 
+/** An agent's columns after id, in AGENT_COLUMNS' order: the values of its INSERT (after id) and UPDATE. */
+const agentFields = (agent: StoredAgent): SQLInputValue[] => [
+  agent.hostname,
+  agent.installationId,
+  agent.pilotNodeId,
+  agent.pilotAddress,
+  agent.displayName,
+  agent.description,
+  JSON.stringify(agent.capabilities),
+  agent.tokenHash,
+  agent.lastSeen,
+  agent.createdAt,
+  agent.updatedAt,
+  agent.peerId,
+  agent.publicKey,
+  agent.signedRecord,
+];
+
 const toAgent = (row: Row): StoredAgent =>
   agentFromRow(row, JSON.parse(String(row.capabilities)) as string[]);
 const toMessage = (row: Row): StoredMessage => messageFromRow(row);
@@ -576,23 +594,7 @@ export class SqliteDatabaseStore {
         "INSERT INTO agents (id, hostname, installation_id, pilot_node_id, pilot_address, display_name, " +
           "description, capabilities, token_hash, last_seen, created_at, updated_at, peer_id, public_key, " +
           "signed_record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-      ).run(
-        agent.id,
-        agent.hostname,
-        agent.installationId,
-        agent.pilotNodeId,
-        agent.pilotAddress,
-        agent.displayName,
-        agent.description,
-        JSON.stringify(agent.capabilities),
-        agent.tokenHash,
-        agent.lastSeen,
-        agent.createdAt,
-        agent.updatedAt,
-        agent.peerId,
-        agent.publicKey,
-        agent.signedRecord,
-      );
+      ).run(agent.id, ...agentFields(agent));
       const seq = Number(result.lastInsertRowid);
       this.#indexLater(() => this.#index.add(seq, agent));
     });
@@ -608,23 +610,7 @@ export class SqliteDatabaseStore {
         "UPDATE agents SET hostname = ?, installation_id = ?, pilot_node_id = ?, pilot_address = ?, " +
           "display_name = ?, description = ?, capabilities = ?, token_hash = ?, last_seen = ?, " +
           "created_at = ?, updated_at = ?, peer_id = ?, public_key = ?, signed_record = ? WHERE seq = ?",
-      ).run(
-        agent.hostname,
-        agent.installationId,
-        agent.pilotNodeId,
-        agent.pilotAddress,
-        agent.displayName,
-        agent.description,
-        JSON.stringify(agent.capabilities),
-        agent.tokenHash,
-        agent.lastSeen,
-        agent.createdAt,
-        agent.updatedAt,
-        agent.peerId,
-        agent.publicKey,
-        agent.signedRecord,
-        seq,
-      );
+      ).run(...agentFields(agent), seq);
       this.#indexLater(() => this.#index.add(seq, agent));
     });
   }

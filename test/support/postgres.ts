@@ -1,42 +1,12 @@
-// A real PostgreSQL server for tests: initdb in a temp dir, started with pg_ctl on a Unix socket in that dir
-// only (no TCP port), as an unprivileged user when the tests run as root (postgres refuses root), and stopped
-// and deleted afterwards. One server per test run of the registry-postgres project (postgres.global.ts), or per
+// PostgreSQL for the registry tests: a throwaway cluster (postgres-cluster.ts: temp dir, Unix socket only, as an
+// unprivileged user under root) with fsync off and a migrated template database. One server per test run of the
+// registry-postgres project (postgres.global.ts), or per
 // file for files that start their own; each test takes a fresh database cloned from a migrated
 // template (CREATE DATABASE ... TEMPLATE, no migration run), or one a finished test gave back, emptied with a few
 // DELETEs (a few ms where cloning costs a checkpoint, 300-800 ms on a busy machine).
-import { execFile } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { promisify } from "node:util";
 import pg from "pg";
 import { applyPostgresMigrations } from "../../src/registry-server/postgres-migrations.js";
-
-const run = promisify(execFile);
-
-/** The user the server runs as when we are root: nobody exists on every Debian system. */
-const UNPRIVILEGED = { name: "nobody", uid: 65534, gid: 65534 };
-
-const INSTALL_HINT =
-  "PostgreSQL server binaries (initdb, pg_ctl) were not found under /usr/lib/postgresql/*/bin: install them with " +
-  "'apt-get install postgresql' (Debian/Ubuntu), or set PG_BIN to the directory holding initdb and pg_ctl";
-
-/** The bin directory of the newest PostgreSQL installed (or PG_BIN). */
-export function findPostgresBin(): string {
-  const fromEnv = process.env.PG_BIN;
-  if (fromEnv) {
-    if (existsSync(join(fromEnv, "initdb"))) return fromEnv;
-    throw new Error(`PG_BIN=${fromEnv} holds no initdb; ${INSTALL_HINT}`);
-  }
-  const root = "/usr/lib/postgresql";
-  const versions = existsSync(root)
-    ? readdirSync(root)
-        .filter((v) => existsSync(join(root, v, "bin", "initdb")))
-        .sort((a, b) => Number(b) - Number(a))
-    : [];
-  if (!versions.length) throw new Error(INSTALL_HINT);
-  return join(root, versions[0]!, "bin");
-}
+import { startPostgresCluster, urlIn } from "./postgres-cluster.js";
 
 export interface TestPostgres {
   /** Connection URL of a database (Unix socket in the server's dir). */
@@ -58,81 +28,22 @@ export interface PostgresServer {
   stop(): Promise<void>;
 }
 
-const urlIn = (dir: string, database: string) =>
-  `postgresql://postgres@localhost/${database}?host=${encodeURIComponent(dir)}`;
-
 /** Initialises and starts a server, with a migrated `registry_template` database to clone. */
 export async function startPostgresServer(): Promise<PostgresServer> {
-  const bin = findPostgresBin();
-  const dir = mkdtempSync(join(tmpdir(), "pg-"));
-  const data = join(dir, "data");
-  const asRoot = process.getuid?.() === 0;
-  // Commands run as the unprivileged user when we are root (runuser keeps no privileges).
-  const as = (cmd: string, args: string[]) =>
-    asRoot ? run("runuser", ["-u", UNPRIVILEGED.name, "--", cmd, ...args]) : run(cmd, args);
-  if (asRoot) {
-    chownSync(dir, UNPRIVILEGED.uid, UNPRIVILEGED.gid);
-    chmodSync(dir, 0o700);
-  }
-  let started = false;
-  const stopServer = async () => {
-    if (!started) return;
-    started = false;
-    // pg_ctl stops the server by the PID in its postmaster.pid, the one this helper started.
-    await as(join(bin, "pg_ctl"), ["stop", "-D", data, "-m", "fast", "-w"]).catch(() => {
-      // Why safe: a server that will not stop politely is killed by its PID below.
-      const pid = Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]);
-      if (pid > 0) process.kill(pid, "SIGKILL");
-    });
-  };
+  // Durability off: test databases are thrown away, and fsyncs would dominate the run on a shared disk.
+  const cluster = await startPostgresCluster({
+    prefix: "pg-",
+    noSync: true,
+    settings: [
+      "fsync=off",
+      "synchronous_commit=off",
+      "full_page_writes=off",
+      "max_connections=200",
+      "shared_buffers=32MB",
+    ],
+  });
   try {
-    try {
-      await as(join(bin, "initdb"), [
-        "-D",
-        data,
-        "-U",
-        "postgres",
-        "-A",
-        "trust",
-        "-E",
-        "UTF8",
-        "--no-locale",
-        "--no-sync",
-      ]);
-    } catch (error) {
-      throw new Error(
-        `initdb failed (${(error as { stderr?: string }).stderr?.trim() ?? (error as Error).message}); ${INSTALL_HINT}`,
-      );
-    }
-    // Durability off: test databases are thrown away, and fsyncs would dominate the run on a shared disk.
-    const options = [
-      "-c listen_addresses=''",
-      `-c unix_socket_directories='${dir}'`,
-      "-c fsync=off",
-      "-c synchronous_commit=off",
-      "-c full_page_writes=off",
-      "-c max_connections=200",
-      "-c shared_buffers=32MB",
-    ].join(" ");
-    try {
-      await as(join(bin, "pg_ctl"), [
-        "start",
-        "-D",
-        data,
-        "-w",
-        "-t",
-        "60",
-        "-l",
-        join(dir, "log"),
-        "-o",
-        options,
-      ]);
-      started = true;
-    } catch (error) {
-      const log = existsSync(join(dir, "log")) ? readFileSync(join(dir, "log"), "utf8").slice(-2000) : "";
-      throw new Error(`PostgreSQL did not start: ${(error as Error).message}\n${log}`);
-    }
-    const admin = new pg.Client({ connectionString: urlIn(dir, "postgres") });
+    const admin = new pg.Client({ connectionString: cluster.url("postgres") });
     await admin.connect();
     try {
       // The template: migrated once, then cloned for every test.
@@ -140,22 +51,15 @@ export async function startPostgresServer(): Promise<PostgresServer> {
     } finally {
       await admin.end();
     }
-    const templatePool = new pg.Pool({ connectionString: urlIn(dir, "registry_template"), max: 1 });
+    const templatePool = new pg.Pool({ connectionString: cluster.url("registry_template"), max: 1 });
     try {
       await applyPostgresMigrations(templatePool);
     } finally {
       await templatePool.end();
     }
-    return {
-      dir,
-      async stop() {
-        await stopServer();
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
+    return { dir: cluster.dir, stop: cluster.stop };
   } catch (error) {
-    await stopServer();
-    rmSync(dir, { recursive: true, force: true });
+    await cluster.stop();
     throw error;
   }
 }
