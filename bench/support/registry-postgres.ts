@@ -3,7 +3,7 @@
 // fails or is interrupted; and a fast seeding of the registry's tables straight through SQL, 10,000 agents a
 // statement (rows and the search's derived agent_words), instead of one store transaction per agent.
 import pg from "pg";
-import { agentWordsOf } from "../../src/registry-server/postgres-store.js";
+import { AGENT_WRITTEN, agentRowValues, agentWordsOf } from "../../src/registry-server/postgres-store.js";
 import { searchTextOf } from "../../src/registry-server/search-words.js";
 import type { StoredAgent } from "../../src/registry-server/store.js";
 import { type PostgresCluster, startPostgresCluster } from "../../test/support/postgres-cluster.js";
@@ -53,31 +53,15 @@ export function searchRowOf(agent: StoredAgent): { searchText: string; words: st
   return { searchText: searchTextOf(agent), words: agentWordsOf(agent) };
 }
 
-const AGENT_COLUMNS = [
-  ["seq", "bigint"],
-  ["id", "text"],
-  ["hostname", "text"],
-  ["installation_id", "text"],
-  ["peer_id", "text"],
-  ["pilot_node_id", "bigint"],
-  ["pilot_address", "text"],
-  ["display_name", "text"],
-  ["description", "text"],
-  ["capabilities", "text"],
-  ["token_hash", "text"],
-  ["public_key", "text"],
-  ["signed_record", "text"],
-  ["last_seen", "bigint"],
-  ["created_at", "bigint"],
-  ["updated_at", "bigint"],
-  ["search_text", "text"],
-] as const;
+/** seq (the seeding numbers the agents), then the columns the store writes; an array column is sent as its literal. */
+const AGENT_COLUMNS: ReadonlyArray<readonly [string, string]> = [["seq", "bigint"], ...AGENT_WRITTEN];
+const isArray = (type: string) => type.endsWith("[]");
 
 /** The statement inserting one batch: one array parameter per column, unnested into rows. */
 export const INSERT_AGENTS_SQL =
   `INSERT INTO agents (${AGENT_COLUMNS.map(([c]) => c).join(", ")}) OVERRIDING SYSTEM VALUE ` +
-  `SELECT ${AGENT_COLUMNS.map(([c]) => (c === "capabilities" ? "capabilities::text[]" : c)).join(", ")} ` +
-  `FROM unnest(${AGENT_COLUMNS.map(([, t], i) => `$${i + 1}::${t}[]`).join(", ")}) ` +
+  `SELECT ${AGENT_COLUMNS.map(([c, t]) => (isArray(t) ? `${c}::${t}` : c)).join(", ")} ` +
+  `FROM unnest(${AGENT_COLUMNS.map(([, t], i) => `$${i + 1}::${isArray(t) ? "text" : t}[]`).join(", ")}) ` +
   `AS v(${AGENT_COLUMNS.map(([c]) => c).join(", ")})`;
 
 /**
@@ -142,28 +126,11 @@ export class PostgresSeeder {
     const words: string[] = [];
     for (const agent of agents) {
       const seq = this.#next++;
-      const row = searchRowOf(agent);
-      const values: unknown[] = [
-        seq,
-        agent.id,
-        agent.hostname,
-        agent.installationId,
-        agent.peerId,
-        agent.pilotNodeId,
-        agent.pilotAddress,
-        agent.displayName,
-        agent.description,
-        pgArrayLiteral(agent.capabilities),
-        agent.tokenHash,
-        agent.publicKey,
-        agent.signedRecord,
-        agent.lastSeen,
-        agent.createdAt,
-        agent.updatedAt,
-        row.searchText,
-      ];
+      const values = [seq, ...agentRowValues(agent)].map((value, i) =>
+        isArray(AGENT_COLUMNS[i]![1]) ? pgArrayLiteral(value as string[]) : value,
+      );
       for (const [i, value] of values.entries()) columns[i]!.push(value);
-      for (const word of row.words) {
+      for (const word of agentWordsOf(agent)) {
         words.push(word);
         wordSeqs.push(seq);
       }

@@ -189,6 +189,59 @@ const TRUST_COLUMNS =
   "updated_at, change_seq";
 
 /**
+ * The columns insertAgent writes (all but seq), with their types, in the order of agentRowValues: id first, so
+ * updateAgent finds the row by $1. Anything that seeds agents without the store writes these.
+ */
+export const AGENT_WRITTEN = [
+  ["id", "text"],
+  ["hostname", "text"],
+  ["installation_id", "text"],
+  ["peer_id", "text"],
+  ["pilot_node_id", "bigint"],
+  ["pilot_address", "text"],
+  ["display_name", "text"],
+  ["description", "text"],
+  ["capabilities", "text[]"],
+  ["token_hash", "text"],
+  ["public_key", "text"],
+  ["signed_record", "text"],
+  ["last_seen", "bigint"],
+  ["created_at", "bigint"],
+  ["updated_at", "bigint"],
+  ["search_text", "text"],
+] as const;
+
+/** An agent's values for AGENT_WRITTEN, in its order (search_text derived from the agent). */
+export function agentRowValues(agent: StoredAgent): unknown[] {
+  return [
+    agent.id,
+    agent.hostname,
+    agent.installationId,
+    agent.peerId,
+    agent.pilotNodeId,
+    agent.pilotAddress,
+    agent.displayName,
+    agent.description,
+    agent.capabilities,
+    agent.tokenHash,
+    agent.publicKey,
+    agent.signedRecord,
+    agent.lastSeen,
+    agent.createdAt,
+    agent.updatedAt,
+    searchTextOf(agent),
+  ];
+}
+
+const INSERT_AGENT_SQL =
+  `INSERT INTO agents (${AGENT_WRITTEN.map(([c]) => c).join(", ")}) ` +
+  `VALUES (${AGENT_WRITTEN.map((_, i) => `$${i + 1}`).join(", ")}) RETURNING seq`;
+
+const UPDATE_AGENT_SQL = `UPDATE agents SET ${AGENT_WRITTEN.slice(1)
+  .map(([column], i) => `${column} = $${i + 2}`)
+  .join(", ")} WHERE id = $1 RETURNING seq`;
+
+/**
  * The agent_words keys of an agent, as insertAgent writes them: its search words, and each capability under
  * CAPABILITY_KEY (migration 0003). Anything that seeds agent_words without the store must write these.
  */
@@ -423,27 +476,6 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
     return row ? toAgent(row) : undefined;
   }
 
-  #agentParams(agent: StoredAgent): unknown[] {
-    return [
-      agent.id,
-      agent.hostname,
-      agent.installationId,
-      agent.peerId,
-      agent.pilotNodeId,
-      agent.pilotAddress,
-      agent.displayName,
-      agent.description,
-      agent.capabilities,
-      agent.tokenHash,
-      agent.publicKey,
-      agent.signedRecord,
-      agent.lastSeen,
-      agent.createdAt,
-      agent.updatedAt,
-      searchTextOf(agent),
-    ];
-  }
-
   async #setWords(seq: number, agent: StoredAgent): Promise<void> {
     await this.#db().query("DELETE FROM agent_words WHERE seq = $1", [seq]);
     await this.#db().query(
@@ -454,25 +486,14 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
 
   insertAgent(agent: StoredAgent): Promise<void> {
     return this.transaction(async () => {
-      const row = await this.#row(
-        "INSERT INTO agents (id, hostname, installation_id, peer_id, pilot_node_id, pilot_address, display_name, " +
-          "description, capabilities, token_hash, public_key, signed_record, last_seen, created_at, updated_at, " +
-          "search_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING seq",
-        this.#agentParams(agent),
-      );
+      const row = await this.#row(INSERT_AGENT_SQL, agentRowValues(agent));
       await this.#setWords(Number(row?.seq), agent);
     });
   }
 
   updateAgent(agent: StoredAgent): Promise<void> {
     return this.transaction(async () => {
-      const row = await this.#row(
-        "UPDATE agents SET hostname = $2, installation_id = $3, peer_id = $4, pilot_node_id = $5, " +
-          "pilot_address = $6, display_name = $7, description = $8, capabilities = $9, token_hash = $10, " +
-          "public_key = $11, signed_record = $12, last_seen = $13, created_at = $14, updated_at = $15, " +
-          "search_text = $16 WHERE id = $1 RETURNING seq",
-        this.#agentParams(agent),
-      );
+      const row = await this.#row(UPDATE_AGENT_SQL, agentRowValues(agent));
       if (!row) throw new Error(`updateAgent: unknown agent id ${agent.id}`);
       await this.#setWords(Number(row.seq), agent);
     });
