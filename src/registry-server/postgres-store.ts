@@ -689,11 +689,10 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
       };
       if (!driver || size(union) < size(driver)) driver = union;
     }
-    // Exact when every range of the driver was counted in full.
+    // Exact when the driver holds at most the bound: every one of its entries is then a candidate. A union counts
+    // all its ranges together (each may be under the bound while they are not).
     const everyone = driver ? undefined : await this.#allAgentsSize();
-    const complete = driver
-      ? driver.ranges.every((r) => sizes[ranges.indexOf(r)]!.n <= exact)
-      : everyone!.n <= exact;
+    const complete = (driver ?? everyone!).n <= exact;
     const driverEstimate = driver ? driver.estimate : everyone!.estimate;
     // Candidates of a one-word driver start that word already.
     const sampledWord =
@@ -844,8 +843,9 @@ export class PostgresRegistryStore implements RegistryStore, StoreOperationsHook
     early: boolean,
     sampledWord: string | undefined,
   ): Promise<{ page: StoredAgent[]; found: number; examined: number; matched: number }> {
-    // The ranges of a union (match=any over capabilities) share the sample; the tier picks take a plain sample.
-    const driverTake = driver && driver.length > 1 ? Math.ceil(take / driver.length) : take;
+    // The ranges of a sampled union (match=any over capabilities) share the sample; an exact one reads each range
+    // in full (together they hold at most `take`). The tier picks take a plain sample.
+    const driverTake = early && driver && driver.length > 1 ? Math.ceil(take / driver.length) : take;
     const sources = (driver ?? []).map((range) => ({ ...range, sampled: true, take: driverTake }));
     const phrase = query.phrase;
     const caps = query.capabilities;

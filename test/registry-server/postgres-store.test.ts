@@ -525,6 +525,48 @@ describe("PostgreSQL search past its exact bound", () => {
   });
 });
 
+describe("PostgreSQL search of a capability union near its exact bound", () => {
+  it("reads every holder of each capability when together they are within the bound, and samples otherwise", async () => {
+    const url = await server.freshDatabase();
+    const store = await PostgresRegistryStore.open({
+      connectionString: url,
+      searchExact: 20,
+      searchSample: 10,
+    });
+    const sqlite = new SqliteRegistryStore({ path: ":memory:" });
+    try {
+      // 15 agents hold alpha, 15 beta (5 of them both), 3 gamma: each capability is within the bound of 20.
+      const holders = (i: number) => [
+        ...(i < 15 ? ["alpha"] : []),
+        ...(i >= 10 && i < 25 ? ["beta"] : []),
+        ...(i >= 25 ? ["gamma"] : []),
+      ];
+      for (let i = 0; i < 28; i++) {
+        const agent = storedAgent(i, { id: `id-${(i * 37) % 101}-${i}`, capabilities: holders(i) });
+        await store.insertAgent(agent);
+        await sqlite.insertAgent(agent);
+      }
+      // 18 holders together: within the bound, so exact, and the same page as SQLite's (ranked by hits, then id).
+      const small = searchQuery({ capabilities: ["alpha", "gamma"], limit: 50 });
+      const exact = await store.searchAgents(small);
+      const truth = await sqlite.searchAgents(small);
+      expect(exact.totalExact ?? true).toBe(true);
+      expect(exact.total).toBe(18);
+      expect(exact.items.map((a) => a.id)).toEqual(truth.items.map((a) => a.id));
+      // 25 holders together (each capability 15): past the bound, so sampled and said to be.
+      const wide = searchQuery({ capabilities: ["alpha", "beta"] });
+      const sampled = await store.searchAgents(wide);
+      expect(sampled.totalExact).toBe(false);
+      expect(sampled.total).toBeGreaterThanOrEqual(sampled.items.length);
+      for (const a of sampled.items)
+        expect(a.capabilities.some((c) => c === "alpha" || c === "beta")).toBe(true);
+    } finally {
+      await sqlite.close();
+      await store.close();
+    }
+  });
+});
+
 describe("PostgreSQL heartbeats and purges", () => {
   it("index nothing a heartbeat writes, so its update stays in the row's page (migration 0005)", async () => {
     const url = await server.freshDatabase();
