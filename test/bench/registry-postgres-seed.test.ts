@@ -69,6 +69,17 @@ describe("bench:registry PostgreSQL seeding", () => {
     await seeder.insert([agent(1), agent(2, { description: null, displayName: null })]);
     await seeder.finish();
     expect(await catalog()).toEqual(before);
+    // Every page all-visible, so the search's index-only scans of agent_words never visit the table.
+    const visibility = new pg.Client({ connectionString: url });
+    await visibility.connect();
+    try {
+      const pages = await visibility.query(
+        "SELECT relname, relpages, relallvisible FROM pg_class WHERE relname IN ('agents', 'agent_words')",
+      );
+      for (const row of pages.rows) expect(row.relallvisible, row.relname).toBe(row.relpages);
+    } finally {
+      await visibility.end();
+    }
 
     const store = await PostgresRegistryStore.open({ connectionString: url });
     try {
