@@ -267,7 +267,14 @@ describe("PostgreSQL search", () => {
     ];
     const caps = ["chat", "code", "search", "calendar", "mail", "code-review"];
     const sqlite = new SqliteRegistryStore({ path: ":memory:" });
-    const postgres = await PostgresRegistryStore.open({ connectionString: await server.freshDatabase() });
+    const url = await server.freshDatabase();
+    const postgres = await PostgresRegistryStore.open({ connectionString: url });
+    // The same database with a small exact bound: whatever it answers as exact must be SQLite's answer too.
+    const bounded = await PostgresRegistryStore.open({
+      connectionString: url,
+      searchExact: 60,
+      searchSample: 10,
+    });
     try {
       for (let i = 0; i < 150; i++) {
         const text = (n: number) => Array.from({ length: n }, () => pick(words)).join(" ");
@@ -307,6 +314,8 @@ describe("PostgreSQL search", () => {
         "zzz",
       ];
       let matched = 0;
+      let boundedExact = 0;
+      let boundedSampled = 0;
       for (let n = 0; n < 120; n++) {
         const phrase = pick(phrases);
         const query: AgentSearchQuery = {
@@ -325,12 +334,28 @@ describe("PostgreSQL search", () => {
           total: expected.total,
           ids: expected.items.map((a) => a.id),
         });
+        const small = await bounded.searchAgents(query);
+        if (small.totalExact === false) {
+          boundedSampled++;
+          continue;
+        }
+        boundedExact++;
+        expect(
+          { total: small.total, ids: small.items.map((a) => a.id) },
+          `bounded ${JSON.stringify(query)}`,
+        ).toEqual({
+          total: expected.total,
+          ids: expected.items.map((a) => a.id),
+        });
       }
       // The comparison means something only if many queries rank several agents.
       expect(matched).toBeGreaterThan(40);
+      expect(boundedExact).toBeGreaterThan(20);
+      expect(boundedSampled).toBeGreaterThan(20);
     } finally {
       await sqlite.close();
       await postgres.close();
+      await bounded.close();
     }
   });
 });
