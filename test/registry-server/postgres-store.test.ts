@@ -336,7 +336,16 @@ describe("PostgreSQL search", () => {
         });
         const small = await bounded.searchAgents(query);
         if (small.totalExact === false) {
+          // A sample: every agent it shows is a match, and its pages hold no duplicates.
           boundedSampled++;
+          const everyMatch = await sqlite.searchAgents({ ...query, limit: 1_000, offset: 0 });
+          const matches = new Set(everyMatch.items.map((a) => a.id));
+          const shown = small.items.map((a) => a.id);
+          expect(
+            shown.filter((id) => !matches.has(id)),
+            `bounded ${JSON.stringify(query)}`,
+          ).toEqual([]);
+          expect(new Set(shown).size).toBe(shown.length);
           continue;
         }
         boundedExact++;
