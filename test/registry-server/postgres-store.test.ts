@@ -444,16 +444,27 @@ describe("PostgreSQL search, hard cases", () => {
   });
 });
 
+/**
+ * A PostgreSQL store with bounds small enough that a few hundred agents pass them (exact up to 20 candidates,
+ * samples of 10), on a fresh database, and an SQLite store to compare it with.
+ */
+async function boundedStores(): Promise<{
+  url: string;
+  store: PostgresRegistryStore;
+  sqlite: SqliteRegistryStore;
+}> {
+  const url = await server.freshDatabase();
+  const store = await PostgresRegistryStore.open({
+    connectionString: url,
+    searchExact: 20,
+    searchSample: 10,
+  });
+  return { url, store, sqlite: new SqliteRegistryStore({ path: ":memory:" }) };
+}
+
 describe("PostgreSQL search past its exact bound", () => {
   it("answers a broad query from a bounded sample: estimated total marked, pages correct and stable", async () => {
-    const url = await server.freshDatabase();
-    // Bounds small enough that 300 agents pass them: exact up to 20 candidates, samples of 10.
-    const store = await PostgresRegistryStore.open({
-      connectionString: url,
-      searchExact: 20,
-      searchSample: 10,
-    });
-    const sqlite = new SqliteRegistryStore({ path: ":memory:" });
+    const { url, store, sqlite } = await boundedStores();
     try {
       const agent = (i: number, extra: Partial<StoredAgent> = {}): StoredAgent => ({
         id: `id-${String((i * 7919) % 1000).padStart(3, "0")}-${i}`,
@@ -561,13 +572,7 @@ describe("PostgreSQL search past its exact bound", () => {
 
 describe("PostgreSQL search of a capability union near its exact bound", () => {
   it("reads every holder of each capability when together they are within the bound, and samples otherwise", async () => {
-    const url = await server.freshDatabase();
-    const store = await PostgresRegistryStore.open({
-      connectionString: url,
-      searchExact: 20,
-      searchSample: 10,
-    });
-    const sqlite = new SqliteRegistryStore({ path: ":memory:" });
+    const { store, sqlite } = await boundedStores();
     try {
       // 15 agents hold alpha, 15 beta (5 of them both), 3 gamma: each capability is within the bound of 20.
       const holders = (i: number) => [
