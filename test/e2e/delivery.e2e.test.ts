@@ -4,7 +4,7 @@
 // other end restarts too. Both daemons are managed by the plugin. alice's operator sends 200 messages to bob; in
 // the middle of the burst bob's daemon is killed (the plugin restarts it). Every message must be in bob's session
 // exactly once (read back with chat.history) and show delivered in alice's outbox, with nothing left undelivered.
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -109,6 +109,7 @@ describe("Delivery over Pilot in a real OpenClaw gateway: outbox, receipts, reco
     pilot?.close();
     await model?.close();
     await registry?.close();
+    rmSync(dbDir, { recursive: true, force: true });
   });
 
   it(`${MESSAGES} messages through collisions and a daemon restart: each in bob's session once, all delivered`, async () => {

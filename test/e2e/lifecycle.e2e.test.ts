@@ -2,7 +2,7 @@
 // this repo with accounts alice and bob against the reference registry. Proves the account lifecycle as an
 // operator sees it: online and searchable, visibility flips deregister, reload keeps the agent id, a registry
 // outage longer than the ttl heals by itself, and stopping the gateway deregisters both within 5 s.
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -106,6 +106,7 @@ describe("account lifecycle in a real OpenClaw gateway", () => {
     await registry?.close();
     await model?.close();
     await convex?.close();
+    rmSync(dbDir, { recursive: true, force: true });
   });
 
   it("shows both accounts connected in `openclaw channels status --json`", async () => {

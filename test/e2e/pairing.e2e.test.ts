@@ -4,7 +4,7 @@
 // `openclaw pairing approve agent-registry <CODE> --account alice` (a separate CLI process writing OpenClaw's
 // pairing store) approves it, the gateway consumes the approval, and both accounts trust each other with pinned
 // fingerprints. Also: the CLI's --json, human output and exit codes, and our findings in `openclaw security audit`.
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -83,6 +83,7 @@ describe("handshake approval through OpenClaw pairing and the agent-registry CLI
     gateway?.cleanup();
     await registry?.close();
     await model?.close();
+    rmSync(dbDir, { recursive: true, force: true });
   });
 
   it("prints status as JSON, the method's payload", async () => {

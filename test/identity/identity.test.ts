@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { inspect } from "node:util";
 import { describe, expect, it } from "vitest";
@@ -17,8 +16,9 @@ import {
   signRecord,
   verifyRecord,
 } from "../../src/identity/signed-record.js";
+import { testTempDir } from "../support/temp-dir.js";
 
-const tempDir = () => mkdtempSync(join(tmpdir(), "identity-"));
+const tempDir = () => testTempDir("identity-");
 
 describe("identity keys", () => {
   it("makes a key on first start, keeps it 0600 and reads the same key back", () => {

@@ -1,7 +1,6 @@
 // The pairing store adapter: writes through the SDK's pairing runtime, lists and removes the account's requests
 // in OpenClaw's documented `channel_pairing_requests` table, and does without them on a table it does not know.
-import { mkdirSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { describe, expect, it } from "vitest";
@@ -12,6 +11,7 @@ import {
   stateDatabasePath,
 } from "../../../src/adapters/openclaw/pairing-store.js";
 import { quiet } from "../../runtime/support/until.js";
+import { testTempDir } from "../../support/temp-dir.js";
 
 const SCHEMA = `CREATE TABLE channel_pairing_requests (
   channel_key TEXT NOT NULL, account_id TEXT NOT NULL, request_id TEXT NOT NULL, code TEXT NOT NULL,
@@ -19,7 +19,7 @@ const SCHEMA = `CREATE TABLE channel_pairing_requests (
   PRIMARY KEY (channel_key, account_id, request_id)) STRICT`;
 
 function database(schema = SCHEMA) {
-  const stateDir = mkdtempSync(join(tmpdir(), "ar-pairing-store-"));
+  const stateDir = testTempDir("ar-pairing-store-");
   mkdirSync(join(stateDir, "state"));
   const path = stateDatabasePath(stateDir);
   const db = new DatabaseSync(path);

@@ -1,7 +1,6 @@
 // Doctor and security-audit findings of an account: each one from the config or state that causes it, with a
 // remediation, and none for the safe defaults.
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
@@ -12,6 +11,7 @@ import {
 import { accountStateDir } from "../../../src/adapters/state/account-state.js";
 import { resolveAccount } from "../../../src/config.js";
 import type { DaemonStatusView } from "../../../src/machines/daemon.status.js";
+import { testTempDir } from "../../support/temp-dir.js";
 
 const found = () => "/usr/bin/pilotctl";
 const missing = () => null;
@@ -100,7 +100,7 @@ describe("security findings", () => {
       "registry_without_agent_tokens",
     ]);
     expect(ids(context({}, { live: { registered: true, hasAgentToken: true, daemon: null } }))).toEqual([]);
-    const stateDir = mkdtempSync(join(tmpdir(), "ar-security-"));
+    const stateDir = testTempDir("ar-security-");
     const dir = accountStateDir(stateDir, "alice");
     mkdirSync(dir, { recursive: true });
     const registryUrl = "http://127.0.0.1:8001";
