@@ -162,17 +162,6 @@ export class PostgresSeeder {
     try {
       for (const statement of this.#restore) await this.client.query(statement);
       await this.client.query(`ALTER TABLE agents ALTER COLUMN seq RESTART WITH ${this.#next}`);
-      if (process.env.DEBUG_VM)
-        console.log(
-          "before vacuum",
-          JSON.stringify(
-            (
-              await this.client.query(
-                "SELECT pid, backend_type, backend_xmin, backend_xid, state, left(query, 80) AS q FROM pg_stat_activity WHERE backend_xmin IS NOT NULL OR backend_xid IS NOT NULL",
-              )
-            ).rows,
-          ),
-        );
       await this.client.query("VACUUM (ANALYZE) agents");
       await this.client.query("VACUUM (ANALYZE) agent_words");
       // The seeding's gigabytes of dirty pages are written now, not by a checkpoint during the measurements.
